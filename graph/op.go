@@ -102,7 +102,7 @@ const (
 const (
 	KindSoftmax         OpKind = "softmax"          // int "axis"; bool "log" for log-softmax
 	KindIm2Col          OpKind = "im2col"           // shapes "kernel", "pad", "stride", "dilation" (2 each)
-	KindMaxPool2D       OpKind = "maxpool2d"        // shapes "kernel", "stride" (2), "pad" (4: north, south, west, east)
+	KindMaxPool2D       OpKind = "maxpool2d"        // shapes "kernel", "stride" (2), "pad" (4: north, south, west, east); bool "explicit_pad" (pads given as 4 values)
 	KindAvgPool2D       OpKind = "avgpool2d"        // as maxpool2d
 	KindGlobalAvgPool2D OpKind = "global_avgpool2d" // (b,c,h,w) → (b,c,1,1)
 	KindDropout         OpKind = "dropout"          // float "probability"; bool "training"
@@ -300,7 +300,7 @@ func init() {
 	specs[KindSizeOf] = opSpec{1, 1, []attrSpec{req("axis", AttrInt)}, classShape}
 	specs[KindSoftmax] = opSpec{1, 1, []attrSpec{req("axis", AttrInt), opt("log", AttrBool)}, classNN}
 	specs[KindIm2Col] = opSpec{1, 1, []attrSpec{req("kernel", AttrShape), req("pad", AttrShape), req("stride", AttrShape), req("dilation", AttrShape)}, classNN}
-	pool := []attrSpec{req("kernel", AttrShape), req("pad", AttrShape), req("stride", AttrShape)}
+	pool := []attrSpec{req("kernel", AttrShape), req("pad", AttrShape), req("stride", AttrShape), opt("explicit_pad", AttrBool)}
 	specs[KindMaxPool2D] = opSpec{1, 1, pool, classNN}
 	specs[KindAvgPool2D] = opSpec{1, 1, pool, classNN}
 	specs[KindGlobalAvgPool2D] = opSpec{1, 1, nil, classNN}
