@@ -83,9 +83,9 @@ type model struct {
 	loss   *gorgonia.Node
 	learn  gorgonia.Nodes
 	feeds  map[*gorgonia.Node]*tensor.Dense
-	eval   bool // run in eval mode (batch norm uses running statistics, dropout is the identity)
+	eval   bool                        // run in eval mode (batch norm uses running statistics, dropout is the identity)
 	setup  func(g *gorgonia.ExprGraph) // called before running, for instance to set batch-norm statistics
-	exact  bool // the rebuilt graph runs the identical op sequence
+	exact  bool                        // the rebuilt graph runs the identical op sequence
 	dtype  tensor.Dtype
 	reread func(ir *Graph)
 }

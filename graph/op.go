@@ -173,7 +173,9 @@ func AxesAttr(name string, v ...int) Attr   { return Attr{Name: name, Type: Attr
 func FloatsAttr(name string, v ...float64) Attr {
 	return Attr{Name: name, Type: AttrFloats, Floats: append([]float64{}, v...)}
 }
-func TensorAttr(name string, v *tensor.Dense) Attr { return Attr{Name: name, Type: AttrTensor, Tensor: v} }
+func TensorAttr(name string, v *tensor.Dense) Attr {
+	return Attr{Name: name, Type: AttrTensor, Tensor: v}
+}
 
 func clone(v []int) []int { return append([]int{}, v...) }
 
