@@ -1,0 +1,271 @@
+package exec
+
+import (
+	"fmt"
+	"math"
+
+	"gorgonia.org/tensor"
+)
+
+// SolverKind names an optimiser.
+type SolverKind uint8
+
+// The optimisers a session can apply.
+const (
+	SolverInvalid SolverKind = iota
+	// SolverSGD is stochastic gradient descent with (heavy-ball) momentum:
+	// v ← μ·v + g; p ← p − η·v. Momentum 0 is plain SGD.
+	SolverSGD
+	// SolverAdam is Adam with bias correction:
+	// m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
+	// p ← p − η·(m/(1−β1ᵗ)) / (√(v/(1−β2ᵗ)) + ε).
+	SolverAdam
+	// SolverRMSProp is RMSProp: c ← ρ·c + (1−ρ)·g²; p ← p − η·g/(√c + ε).
+	SolverRMSProp
+)
+
+var solverNames = [...]string{"invalid", "sgd", "adam", "rmsprop"}
+
+func (k SolverKind) String() string {
+	if int(k) < len(solverNames) {
+		return solverNames[k]
+	}
+	return fmt.Sprintf("solver(%d)", uint8(k))
+}
+
+// SolverConfig is an optimiser and its hyper-parameters. It is plain data
+// so that it can travel to a remote executor. Build one with SGD, Adam or
+// RMSProp and adjust fields as needed.
+type SolverConfig struct {
+	Kind        SolverKind
+	LearnRate   float64 // η
+	Momentum    float64 // μ, SGD
+	Beta1       float64 // β1, Adam
+	Beta2       float64 // β2, Adam
+	Rho         float64 // ρ, RMSProp
+	Eps         float64 // ε, Adam and RMSProp
+	WeightDecay float64 // L2 penalty λ: g ← g + λ·p before the update (0: none)
+}
+
+// SGD returns stochastic gradient descent with momentum.
+func SGD(learnRate, momentum float64) SolverConfig {
+	return SolverConfig{Kind: SolverSGD, LearnRate: learnRate, Momentum: momentum}
+}
+
+// Adam returns Adam with β1 = 0.9, β2 = 0.999, ε = 1e-8.
+func Adam(learnRate float64) SolverConfig {
+	return SolverConfig{Kind: SolverAdam, LearnRate: learnRate, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8}
+}
+
+// RMSProp returns RMSProp with ρ = 0.9, ε = 1e-8.
+func RMSProp(learnRate float64) SolverConfig {
+	return SolverConfig{Kind: SolverRMSProp, LearnRate: learnRate, Rho: 0.9, Eps: 1e-8}
+}
+
+// Validate reports whether the configuration can be applied.
+func (c SolverConfig) Validate() error {
+	bad := func(f string, a ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrSolver, c.Kind, fmt.Sprintf(f, a...))
+	}
+	if !(c.LearnRate > 0) || math.IsInf(c.LearnRate, 0) {
+		return bad("learning rate %v must be positive", c.LearnRate)
+	}
+	if c.WeightDecay < 0 {
+		return bad("weight decay %v must not be negative", c.WeightDecay)
+	}
+	in01 := func(v float64) bool { return v >= 0 && v < 1 }
+	switch c.Kind {
+	case SolverSGD:
+		if !in01(c.Momentum) {
+			return bad("momentum %v must be in [0, 1)", c.Momentum)
+		}
+	case SolverAdam:
+		if !in01(c.Beta1) || !in01(c.Beta2) {
+			return bad("betas %v, %v must be in [0, 1)", c.Beta1, c.Beta2)
+		}
+		if !(c.Eps > 0) {
+			return bad("epsilon %v must be positive", c.Eps)
+		}
+	case SolverRMSProp:
+		if !in01(c.Rho) {
+			return bad("rho %v must be in [0, 1)", c.Rho)
+		}
+		if !(c.Eps > 0) {
+			return bad("epsilon %v must be positive", c.Eps)
+		}
+	default:
+		return fmt.Errorf("%w: unknown kind %v", ErrSolver, c.Kind)
+	}
+	return nil
+}
+
+// slots names the per-parameter state a solver kind keeps.
+func (c SolverConfig) slots() []string {
+	switch c.Kind {
+	case SolverSGD:
+		if c.Momentum == 0 {
+			return nil
+		}
+		return []string{"velocity"}
+	case SolverAdam:
+		return []string{"m", "v"}
+	case SolverRMSProp:
+		return []string{"cache"}
+	}
+	return nil
+}
+
+// Solver applies a SolverConfig to a fixed list of parameters. The pipeline
+// runs one per session; a program that trains in one process can use the
+// same Solver, which gives the very same numbers.
+type Solver struct {
+	cfg   SolverConfig
+	t     int               // updates applied
+	state [][]*tensor.Dense // [param][slot], allocated on first use
+}
+
+// NewSolver returns a solver for n parameters.
+func NewSolver(cfg SolverConfig, n int) (*Solver, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Solver{cfg: cfg, state: make([][]*tensor.Dense, n)}, nil
+}
+
+// Config returns the solver's configuration.
+func (s *Solver) Config() SolverConfig { return s.cfg }
+
+// Steps is the number of updates applied so far.
+func (s *Solver) Steps() int { return s.t }
+
+// SetSteps sets the update count (Adam's bias correction depends on it),
+// for restoring a solver from a snapshot.
+func (s *Solver) SetSteps(t int) { s.t = t }
+
+// Slots names the state the solver keeps for each parameter.
+func (s *Solver) Slots() []string { return s.cfg.slots() }
+
+// State returns parameter i's state for slot, or nil before the first
+// update. The tensor is the solver's own.
+func (s *Solver) State(i int, slot string) *tensor.Dense {
+	for j, name := range s.cfg.slots() {
+		if name == slot && s.state[i] != nil {
+			return s.state[i][j]
+		}
+	}
+	return nil
+}
+
+// SetState replaces parameter i's state for slot with a copy of t, which
+// must be shaped like the parameter.
+func (s *Solver) SetState(i int, slot string, like, t *tensor.Dense) error {
+	for j, name := range s.cfg.slots() {
+		if name != slot {
+			continue
+		}
+		if !like.Shape().Eq(t.Shape()) || like.Dtype() != t.Dtype() {
+			return fmt.Errorf("%w: state %s is %v %v, want %v %v", ErrSolver, slot, t.Dtype(), t.Shape(), like.Dtype(), like.Shape())
+		}
+		s.ensure(i, like)
+		copyDense(s.state[i][j], t)
+		return nil
+	}
+	return fmt.Errorf("%w: %s keeps no state %q", ErrSolver, s.cfg.Kind, slot)
+}
+
+func (s *Solver) ensure(i int, like *tensor.Dense) {
+	if s.state[i] != nil {
+		return
+	}
+	slots := s.cfg.slots()
+	s.state[i] = make([]*tensor.Dense, len(slots))
+	for j := range slots {
+		s.state[i][j] = tensor.New(tensor.Of(like.Dtype()), tensor.WithShape(like.Shape().Clone()...))
+	}
+}
+
+// Update applies one step to params, using scale·grads[i] as the gradient
+// of params[i]. Parameters are updated in place.
+func (s *Solver) Update(params, grads []*tensor.Dense, scale float64) error {
+	if len(params) != len(s.state) || len(grads) != len(params) {
+		return fmt.Errorf("%w: %d parameters and %d gradients for a solver of %d", ErrSolver, len(params), len(grads), len(s.state))
+	}
+	for i, p := range params {
+		g := grads[i]
+		if p.Dtype() != g.Dtype() || p.Shape().TotalSize() != g.Shape().TotalSize() {
+			return fmt.Errorf("%w: parameter %d is %v %v, gradient %v %v", ErrSolver, i, p.Dtype(), p.Shape(), g.Dtype(), g.Shape())
+		}
+		if p.Dtype() != tensor.Float64 && p.Dtype() != tensor.Float32 {
+			return fmt.Errorf("%w: parameter %d has dtype %v", ErrSolver, i, p.Dtype())
+		}
+	}
+	s.t++
+	for i, p := range params {
+		s.ensure(i, p)
+		st := s.state[i]
+		switch p.Dtype() {
+		case tensor.Float64:
+			ss := make([][]float64, len(st))
+			for j := range st {
+				ss[j] = st[j].Float64s()
+			}
+			update(s.cfg, s.t, p.Float64s(), grads[i].Float64s(), ss, scale)
+		case tensor.Float32:
+			ss := make([][]float32, len(st))
+			for j := range st {
+				ss[j] = st[j].Float32s()
+			}
+			update(s.cfg, s.t, p.Float32s(), grads[i].Float32s(), ss, scale)
+		}
+	}
+	return nil
+}
+
+func update[T float32 | float64](c SolverConfig, t int, p, g []T, st [][]T, scale float64) {
+	sc := T(scale)
+	wd := T(c.WeightDecay)
+	lr := T(c.LearnRate)
+	grad := func(i int) T {
+		gi := g[i] * sc
+		if wd != 0 {
+			gi += wd * p[i]
+		}
+		return gi
+	}
+	switch c.Kind {
+	case SolverSGD:
+		if c.Momentum == 0 {
+			for i := range p {
+				p[i] -= lr * grad(i)
+			}
+			return
+		}
+		mu := T(c.Momentum)
+		v := st[0][:len(p)]
+		for i := range p {
+			v[i] = mu*v[i] + grad(i)
+			p[i] -= lr * v[i]
+		}
+	case SolverAdam:
+		b1, b2, eps := T(c.Beta1), T(c.Beta2), T(c.Eps)
+		c1 := T(1 - math.Pow(c.Beta1, float64(t)))
+		c2 := T(1 - math.Pow(c.Beta2, float64(t)))
+		m, v := st[0][:len(p)], st[1][:len(p)]
+		for i := range p {
+			gi := grad(i)
+			m[i] = b1*m[i] + (1-b1)*gi
+			v[i] = b2*v[i] + (1-b2)*gi*gi
+			mh := m[i] / c1
+			vh := v[i] / c2
+			p[i] -= lr * mh / (T(math.Sqrt(float64(vh))) + eps)
+		}
+	case SolverRMSProp:
+		rho, eps := T(c.Rho), T(c.Eps)
+		cache := st[0][:len(p)]
+		for i := range p {
+			gi := grad(i)
+			cache[i] = rho*cache[i] + (1-rho)*gi*gi
+			p[i] -= lr * gi / (T(math.Sqrt(float64(cache[i]))) + eps)
+		}
+	}
+}

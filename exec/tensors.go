@@ -1,0 +1,90 @@
+package exec
+
+import (
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/graph"
+)
+
+// copyDense copies src into dst; both have the same float dtype and size.
+func copyDense(dst, src *tensor.Dense) {
+	switch dst.Dtype() {
+	case tensor.Float64:
+		copy(dst.Float64s(), src.Float64s())
+	case tensor.Float32:
+		copy(dst.Float32s(), src.Float32s())
+	default:
+		tensor.Copy(dst, src)
+	}
+}
+
+// addDense adds src into dst; both have the same float dtype and size.
+func addDense(dst, src *tensor.Dense) {
+	switch dst.Dtype() {
+	case tensor.Float64:
+		addInto(dst.Float64s(), src.Float64s())
+	case tensor.Float32:
+		addInto(dst.Float32s(), src.Float32s())
+	}
+}
+
+func addInto[T float32 | float64](dst, src []T) {
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] += src[i]
+	}
+}
+
+// cloneDense returns a contiguous copy of t.
+func cloneDense(t *tensor.Dense) *tensor.Dense {
+	c := tensor.New(tensor.Of(t.Dtype()), tensor.WithShape(t.Shape().Clone()...))
+	if t.IsMaterializable() {
+		m := t.Materialize().(*tensor.Dense)
+		copyDense(c, m)
+		return c
+	}
+	copyDense(c, t)
+	return c
+}
+
+// zerosLike returns a new zero tensor with t's dtype and shape.
+func zerosLike(dt tensor.Dtype, shape graph.Shape) *tensor.Dense {
+	if len(shape) == 0 {
+		return tensor.New(tensor.Of(dt), tensor.WithShape())
+	}
+	return tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
+}
+
+// checkTensor compares t against node n; it returns a FeedError or nil.
+func checkTensor(part, mb int, n *graph.Node, t *tensor.Dense) error {
+	if t == nil {
+		return &FeedError{Part: part, Node: n.ID, MicroBatch: mb, Reason: "nil tensor"}
+	}
+	want, err := n.DType.Tensor()
+	if err != nil {
+		return &FeedError{Part: part, Node: n.ID, MicroBatch: mb, Reason: err.Error()}
+	}
+	if t.Dtype() != want {
+		return &FeedError{Part: part, Node: n.ID, MicroBatch: mb, WantDType: want.String(), GotDType: t.Dtype().String()}
+	}
+	if !shapeEq(t.Shape(), n.Shape) {
+		return &FeedError{Part: part, Node: n.ID, MicroBatch: mb, Want: n.Shape.Clone(), Got: graph.Shape(t.Shape().Clone())}
+	}
+	return nil
+}
+
+// shapeEq compares a tensor shape with an IR shape; scalars match () and (1).
+func shapeEq(s tensor.Shape, g graph.Shape) bool {
+	if len(g) == 0 {
+		return s.IsScalar() || (len(s) == 1 && s[0] == 1)
+	}
+	if len(s) != len(g) {
+		return false
+	}
+	for i := range s {
+		if s[i] != g[i] {
+			return false
+		}
+	}
+	return true
+}
