@@ -58,7 +58,7 @@ func FromGorgonia(g *gorgonia.ExprGraph, opts ...ReadOption) (*Graph, error) {
 		learn[l.ID()] = true
 	}
 
-	order, children, err := topoOrder(g, all)
+	order, children, err := gorgoniaOrder(g, all)
 	if err != nil {
 		return nil, err
 	}
@@ -103,9 +103,9 @@ func FromGorgonia(g *gorgonia.ExprGraph, opts ...ReadOption) (*Graph, error) {
 	return out, nil
 }
 
-// topoOrder returns the nodes with every node after its children, and each
+// gorgoniaOrder returns the nodes with every node after its children, and each
 // node's children in order.
-func topoOrder(g *gorgonia.ExprGraph, all gorgonia.Nodes) ([]*gorgonia.Node, map[int64][]*gorgonia.Node, error) {
+func gorgoniaOrder(g *gorgonia.ExprGraph, all gorgonia.Nodes) ([]*gorgonia.Node, map[int64][]*gorgonia.Node, error) {
 	children := make(map[int64][]*gorgonia.Node, len(all))
 	for _, n := range all {
 		it := g.From(n.ID())
@@ -227,15 +227,15 @@ func (r *reader) read(n *gorgonia.Node, learnable, values bool) (Node, []int64, 
 		out.Op = NewOp(kinds[which], attrs...)
 	case "gorgonia.tensordotOp":
 		v := structOf(op)
-		out.Op = NewOp(KindTensordot, IntsAttr("a_axes", ints(field(v, "aAxes"))...), IntsAttr("b_axes", ints(field(v, "bAxes"))...))
+		out.Op = NewOp(KindTensordot, IntsAttr("a_axes", reflectInts(field(v, "aAxes"))...), IntsAttr("b_axes", reflectInts(field(v, "bAxes"))...))
 	case "gorgonia.sumOp":
-		out.Op = NewOp(KindSum, AxesAttr("axes", ints(field(structOf(op), "along"))...))
-	case "gorgonia.maxOp":
-		out.Op = NewOp(KindMax, AxesAttr("axes", ints(field(structOf(op), "along"))...))
+		out.Op = NewOp(KindSum, AxesAttr("axes", reflectInts(field(structOf(op), "along"))...))
+	case "*gorgonia.maxOp", "gorgonia.maxOp":
+		out.Op = NewOp(KindMax, AxesAttr("axes", reflectInts(field(structOf(op), "along"))...))
 	case "gorgonia.reshapeOp":
-		out.Op = NewOp(KindReshape, ShapeAttr("shape", ints(field(structOf(op), "to"))...))
+		out.Op = NewOp(KindReshape, ShapeAttr("shape", reflectInts(field(structOf(op), "to"))...))
 	case "gorgonia.transposeOp":
-		out.Op = NewOp(KindTranspose, AxesAttr("perm", ints(field(structOf(op), "pattern"))...))
+		out.Op = NewOp(KindTranspose, AxesAttr("perm", reflectInts(field(structOf(op), "pattern"))...))
 	case "*gorgonia.sliceOp", "gorgonia.sliceOp":
 		v := structOf(op)
 		attrs := []Attr{IntAttr("axis", int(field(v, "along").Int()))}
@@ -249,7 +249,7 @@ func (r *reader) read(n *gorgonia.Node, learnable, values bool) (Node, []int64, 
 	case "gorgonia.concatOp":
 		out.Op = NewOp(KindConcat, IntAttr("axis", int(field(structOf(op), "axis").Int())))
 	case "gorgonia.atOp":
-		out.Op = NewOp(KindAt, IntsAttr("coords", ints(field(structOf(op), "coordinates"))...))
+		out.Op = NewOp(KindAt, IntsAttr("coords", reflectInts(field(structOf(op), "coordinates"))...))
 	case "*gorgonia.repeatOp", "gorgonia.repeatOp":
 		out.Op = NewOp(KindRepeat, IntAttr("axis", int(field(structOf(op), "along").Int())))
 	case "gorgonia.sizeOp":
@@ -520,7 +520,7 @@ func field(v reflect.Value, name string) reflect.Value {
 	return reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem()
 }
 
-func ints(v reflect.Value) []int {
+func reflectInts(v reflect.Value) []int {
 	out := make([]int, v.Len())
 	for i := range out {
 		out[i] = int(v.Index(i).Int())
