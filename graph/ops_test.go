@@ -104,9 +104,13 @@ func opCases() []opCase {
 		opCase{name: "outer", kind: KindOuter, attrs: []Attr{},
 			build: func(b *opBuilder) *gorgonia.Node { return must(gorgonia.OuterProd(b.in(3), b.in(4))) }},
 		opCase{name: "batched matmul transposed", kind: KindBatchedMatMul, attrs: []Attr{BoolAttr("trans_a", true), BoolAttr("trans_b", true)},
-			build: func(b *opBuilder) *gorgonia.Node { return must(gorgonia.BatchedMatMul(b.in(2, 4, 3), b.in(2, 5, 4), true, true)) }},
+			build: func(b *opBuilder) *gorgonia.Node {
+				return must(gorgonia.BatchedMatMul(b.in(2, 4, 3), b.in(2, 5, 4), true, true))
+			}},
 		opCase{name: "tensordot", kind: KindTensordot, attrs: []Attr{IntsAttr("a_axes", 1, 2), IntsAttr("b_axes", 0, 1)},
-			build: func(b *opBuilder) *gorgonia.Node { return must(gorgonia.Tensordot([]int{1, 2}, []int{0, 1}, b.in(2, 3, 4), b.in(3, 4, 5))) }},
+			build: func(b *opBuilder) *gorgonia.Node {
+				return must(gorgonia.Tensordot([]int{1, 2}, []int{0, 1}, b.in(2, 3, 4), b.in(3, 4, 5)))
+			}},
 		opCase{name: "sum along 1", kind: KindSum, attrs: []Attr{AxesAttr("axes", 1)},
 			build: func(b *opBuilder) *gorgonia.Node { return must(gorgonia.Sum(b.in(3, 4, 2), 1)) }},
 		opCase{name: "mean along 0", kind: KindDiv,
