@@ -408,10 +408,7 @@ func (g *Graph) check(n *Node) error {
 	for i, id := range n.Inputs {
 		in[i], _ = g.Node(id)
 	}
-	shape, dt, err := infer(n.Op, in)
-	if err == errInferPending {
-		return nil
-	}
+	shape, dt, err := g.inferNode(n.Op, in)
 	if err != nil {
 		return &ShapeError{Node: n.ID, Got: n.Shape, Reason: err.Error()}
 	}
