@@ -84,6 +84,9 @@ type SessionSpec struct {
 	HasLoss bool
 	// Solver configures the optimiser that Step applies.
 	Solver SolverConfig
+	// EvalMode runs BatchNorm on its running statistics and Dropout as the
+	// identity, as at inference; otherwise both are in training mode.
+	EvalMode bool
 }
 
 // Validate checks that the spec is complete and consistent with its graph.

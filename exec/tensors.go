@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/graph"
@@ -50,6 +51,12 @@ func cloneDense(t *tensor.Dense) *tensor.Dense {
 // zerosLike returns a new zero tensor with t's dtype and shape.
 func zerosLike(dt tensor.Dtype, shape graph.Shape) *tensor.Dense {
 	if len(shape) == 0 {
+		if dt == tensor.Float32 {
+			return tensor.New(tensor.FromScalar(float32(0)))
+		}
+		if dt == tensor.Float64 {
+			return tensor.New(tensor.FromScalar(float64(0)))
+		}
 		return tensor.New(tensor.Of(dt), tensor.WithShape())
 	}
 	return tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
@@ -87,4 +94,22 @@ func shapeEq(s tensor.Shape, g graph.Shape) bool {
 		}
 	}
 	return true
+}
+
+// scalarValue returns a Gorgonia scalar holding the value of a 0-d tensor.
+func scalarValue(t *tensor.Dense) gorgonia.Value {
+	if t.Dtype() == tensor.Float32 {
+		return gorgonia.NewF32(t.Float32s()[0])
+	}
+	return gorgonia.NewF64(t.Float64s()[0])
+}
+
+// setScalar stores the value of a 0-d tensor in a Gorgonia scalar.
+func setScalar(v gorgonia.Value, t *tensor.Dense) {
+	switch v := v.(type) {
+	case *gorgonia.F32:
+		*v = gorgonia.F32(t.Float32s()[0])
+	case *gorgonia.F64:
+		*v = gorgonia.F64(t.Float64s()[0])
+	}
 }

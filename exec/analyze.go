@@ -1,0 +1,108 @@
+package exec
+
+import "github.com/rookery-ml/rookery/graph"
+
+// nondiff reports whether input i of an op of kind k carries no gradient
+// (Gorgonia's DiffWRT is false for it).
+func nondiff(k graph.OpKind, i int) bool {
+	switch k {
+	case graph.KindLt, graph.KindGt, graph.KindLte, graph.KindGte, graph.KindEq, graph.KindNe,
+		graph.KindBroadcastLt, graph.KindBroadcastGt, graph.KindBroadcastLte, graph.KindBroadcastGte,
+		graph.KindBroadcastEq, graph.KindBroadcastNe,
+		graph.KindSign, graph.KindCeil, graph.KindFloor, graph.KindSizeOf, graph.KindAt:
+		return true
+	case graph.KindRepeat:
+		return i > 0
+	}
+	return false
+}
+
+// partAnalysis says which parts of a part's program take part in its
+// backward pass.
+type partAnalysis struct {
+	learn       []int64       // learnable ids, graph order
+	learnIdx    map[int64]int // id → index in learn
+	activeLearn []bool        // learnable gets a gradient from the program
+	activeIn    map[int64]bool
+	opOutputs   []int64 // Outputs that are ops (read by the gate)
+	learnOuts   []int64 // Outputs that are learnables (gradient added directly)
+	seeded      []int64 // opOutputs whose gradient seeds Backpropagate
+	lossSeeded  bool
+}
+
+// analyze finds the inputs and parameters with a differentiable path to a
+// seeded output, and the outputs with a differentiable path from one of
+// them, so that Backpropagate is asked only what it can answer.
+func analyze(spec *SessionSpec) *partAnalysis {
+	g := spec.Graph
+	a := &partAnalysis{learnIdx: make(map[int64]int), activeIn: make(map[int64]bool)}
+	a.learn = g.Learnables()
+	for i, id := range a.learn {
+		a.learnIdx[id] = i
+	}
+	a.activeLearn = make([]bool, len(a.learn))
+	cand := make(map[int64]bool)
+	for _, id := range spec.Inputs {
+		cand[id] = true
+	}
+	for _, id := range a.learn {
+		cand[id] = true
+	}
+	nodes := g.Nodes()
+	from := make(map[int64]bool) // reachable from a candidate
+	for i := range nodes {
+		n := &nodes[i]
+		if cand[n.ID] {
+			from[n.ID] = true
+			continue
+		}
+		if n.Role != graph.RoleOp {
+			continue
+		}
+		for j, in := range n.Inputs {
+			if from[in] && !nondiff(n.Op.Kind, j) {
+				from[n.ID] = true
+				break
+			}
+		}
+	}
+	seed := make(map[int64]bool)
+	for _, id := range spec.Outputs {
+		n, _ := g.Node(id)
+		if n.Role == graph.RoleLearnable {
+			a.learnOuts = append(a.learnOuts, id)
+			continue
+		}
+		a.opOutputs = append(a.opOutputs, id)
+		if from[id] {
+			a.seeded = append(a.seeded, id)
+			seed[id] = true
+		}
+	}
+	if spec.HasLoss && from[spec.Loss] {
+		a.lossSeeded = true
+		seed[spec.Loss] = true
+	}
+	to := make(map[int64]bool) // reaches a seed
+	for i := len(nodes) - 1; i >= 0; i-- {
+		n := &nodes[i]
+		if seed[n.ID] {
+			to[n.ID] = true
+		}
+		if !to[n.ID] || n.Role != graph.RoleOp {
+			continue
+		}
+		for j, in := range n.Inputs {
+			if !nondiff(n.Op.Kind, j) {
+				to[in] = true
+			}
+		}
+	}
+	for _, id := range spec.Inputs {
+		a.activeIn[id] = to[id]
+	}
+	for i, id := range a.learn {
+		a.activeLearn[i] = to[id]
+	}
+	return a
+}

@@ -1,0 +1,714 @@
+package exec
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/graph"
+)
+
+// CPUOption configures the CPU executor.
+type CPUOption func(*cpuConfig)
+
+type cpuConfig struct {
+	maxMicroBatches int
+}
+
+// WithMaxMicroBatches bounds the micro-batch indexes a session accepts
+// (default 256). A session keeps one built program per micro-batch index
+// it has seen, with that micro-batch's activations.
+func WithMaxMicroBatches(n int) CPUOption {
+	return func(c *cpuConfig) { c.maxMicroBatches = n }
+}
+
+// NewCPU returns the executor that runs parts in this process on Gorgonia's
+// tape machine.
+func NewCPU(opts ...CPUOption) Executor {
+	cfg := cpuConfig{maxMicroBatches: 256}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	return &cpuExecutor{cfg: cfg}
+}
+
+type cpuExecutor struct{ cfg cpuConfig }
+
+// solverStepName is the resident name of the solver's update count.
+const solverStepName = "solver/step"
+
+// Open builds the part and returns its session. Build errors (an op that
+// Gorgonia cannot differentiate, say) come back here, not from Forward.
+func (e *cpuExecutor) Open(ctx context.Context, spec SessionSpec) (Session, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	solver, err := NewSolver(spec.Solver, len(spec.Graph.Learnables()))
+	if err != nil {
+		return nil, &SpecError{Part: spec.Part, Node: -1, Reason: err.Error()}
+	}
+	s := &cpuSession{
+		cfg:      e.cfg,
+		spec:     spec,
+		a:        analyze(&spec),
+		solver:   solver,
+		resident: make(map[string]*tensor.Dense),
+	}
+	s.feedIDs = append(append([]int64{}, spec.Inputs...), spec.DataInputs...)
+	s.params = make([]*tensor.Dense, len(s.a.learn))
+	s.acc = make([]*tensor.Dense, len(s.a.learn))
+	s.accValid = make([]bool, len(s.a.learn))
+	for i, id := range s.a.learn {
+		n, _ := spec.Graph.Node(id)
+		if n.Value != nil {
+			if err := checkTensor(spec.Part, -1, n, n.Value); err != nil {
+				return nil, err
+			}
+			s.params[i] = cloneDense(n.Value)
+		}
+		dt, _ := n.DType.Tensor()
+		s.acc[i] = zerosLike(dt, n.Shape)
+	}
+	// Build the first program now so that a part that cannot be built
+	// fails at Open.
+	sl, err := s.newSlot(0)
+	if err != nil {
+		return nil, err
+	}
+	s.slots = append(s.slots, sl)
+	return s, nil
+}
+
+type slotState uint8
+
+const (
+	slotIdle    slotState = iota
+	slotPending           // forward half done, machine waits at the gate
+	slotDone              // whole program ran in Forward (no outputs to wait for)
+)
+
+// slot is the built program of one micro-batch index: its own Gorgonia
+// graph and tape machine, buffers for what goes in and out.
+type slot struct {
+	mb    int
+	g     *gorgonia.ExprGraph
+	nodes map[int64]*gorgonia.Node
+	m     gorgonia.VM
+	gated bool
+	state slotState
+	in    map[int64]*tensor.Dense // input buffers, bound to the input nodes
+	// scalarIn holds the scalar values bound to scalar inputs (in has
+	// their 0-d twins)
+	scalarIn map[int64]gorgonia.Value
+	bound    bool                    // parameters bound
+	out      map[int64]*tensor.Dense // outputs (and loss) as read at the gate or sink
+	dy       []gorgonia.Value        // gradients of seeded outputs, read by the picks
+	dyBuf    []*tensor.Dense
+	gradIn   map[int64]*tensor.Dense // gradients of active inputs
+	gradP    []*tensor.Dense         // gradients of active parameters
+	fwd      chan struct{}           // the gate was reached
+	resume   chan bool               // true: run the backward half; false: abort
+	done     chan error              // the run ended
+	running  bool
+}
+
+type cpuSession struct {
+	mu       sync.Mutex
+	cfg      cpuConfig
+	spec     SessionSpec
+	a        *partAnalysis
+	feedIDs  []int64
+	solver   *Solver
+	params   []*tensor.Dense
+	acc      []*tensor.Dense
+	accValid []bool
+	nacc     int
+	resident map[string]*tensor.Dense
+	slots    []*slot
+	closed   bool
+}
+
+func (s *cpuSession) part() int { return s.spec.Part }
+
+// newSlot lowers the part into a fresh graph and builds its program.
+func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
+	buildErr := func(err error) error { return &RunError{Part: s.part(), MicroBatch: mb, Phase: "build", Err: err} }
+	defer func() {
+		if r := recover(); r != nil { // Gorgonia panics on some build failures
+			sl, err = nil, buildErr(fmt.Errorf("%v", r))
+		}
+	}()
+	g := gorgonia.NewGraph()
+	nodes, err := s.spec.Graph.Lower(g)
+	if err != nil {
+		return nil, buildErr(err)
+	}
+	sl = &slot{mb: mb, g: g, nodes: nodes, in: make(map[int64]*tensor.Dense), out: make(map[int64]*tensor.Dense),
+		gradIn: make(map[int64]*tensor.Dense), gradP: make([]*tensor.Dense, len(s.a.learn)),
+		fwd: make(chan struct{}, 1), resume: make(chan bool, 1)}
+	gr := s.spec.Graph
+	newBuf := func(id int64) *tensor.Dense {
+		n, _ := gr.Node(id)
+		dt, _ := n.DType.Tensor()
+		return zerosLike(dt, n.Shape)
+	}
+	sl.scalarIn = make(map[int64]gorgonia.Value)
+	for _, id := range s.feedIDs {
+		buf := newBuf(id)
+		var v gorgonia.Value = buf
+		if n, _ := gr.Node(id); len(n.Shape) == 0 { // Gorgonia wants scalars, not 0-d tensors
+			v = scalarValue(buf)
+			sl.scalarIn[id] = v
+		}
+		if err := gorgonia.Let(nodes[id], v); err != nil {
+			return nil, buildErr(&graph.NodeError{ID: id, Err: err})
+		}
+		sl.in[id] = buf
+	}
+	s.bindParams(sl)
+
+	a := s.a
+	var readIDs []int64 // what the gate (or the sink) reads forward
+	readIDs = append(readIDs, a.opOutputs...)
+	if s.spec.HasLoss {
+		readIDs = append(readIDs, s.spec.Loss)
+	}
+	for _, id := range readIDs {
+		sl.out[id] = newBuf(id)
+	}
+	readForward := func(in []gorgonia.Value) error {
+		for i, id := range readIDs {
+			if err := readInto(sl.out[id], in[i]); err != nil {
+				return &graph.NodeError{ID: id, Err: err}
+			}
+		}
+		return nil
+	}
+	var seedOut, seedGrad gorgonia.Nodes
+	sl.gated = len(a.opOutputs) > 0
+	if sl.gated {
+		children := make(gorgonia.Nodes, len(readIDs))
+		for i, id := range readIDs {
+			children[i] = nodes[id]
+		}
+		gate := newHookOp("gate", children, func(in []gorgonia.Value) error {
+			if err := readForward(in); err != nil {
+				return err
+			}
+			sl.fwd <- struct{}{}
+			if !<-sl.resume {
+				return errAborted
+			}
+			return nil
+		})
+		gn, err := gorgonia.ApplyOp(gate, children...)
+		if err != nil {
+			return nil, buildErr(err)
+		}
+		sl.dy = make([]gorgonia.Value, len(a.seeded))
+		sl.dyBuf = make([]*tensor.Dense, len(a.seeded))
+		for j, id := range a.seeded {
+			sl.dyBuf[j] = newBuf(id)
+			pn, err := gorgonia.ApplyOp(newPickOp(gn, nodes[id], &sl.dy[j]), gn)
+			if err != nil {
+				return nil, buildErr(err)
+			}
+			seedOut = append(seedOut, nodes[id])
+			seedGrad = append(seedGrad, pn)
+		}
+	}
+	if a.lossSeeded {
+		var one *gorgonia.Node
+		if n, _ := gr.Node(s.spec.Loss); n.DType == graph.Float32 {
+			one = gorgonia.NewConstant(float32(1))
+		} else {
+			one = gorgonia.NewConstant(float64(1))
+		}
+		seedOut = append(seedOut, nodes[s.spec.Loss])
+		seedGrad = append(seedGrad, g.AddNode(one))
+	}
+	var wrt gorgonia.Nodes
+	var wrtBufs []*tensor.Dense
+	for _, id := range s.spec.Inputs {
+		if a.activeIn[id] {
+			wrt = append(wrt, nodes[id])
+			buf := newBuf(id)
+			sl.gradIn[id] = buf
+			wrtBufs = append(wrtBufs, buf)
+		}
+	}
+	var wrtLearn []int
+	for i, id := range a.learn {
+		if a.activeLearn[i] {
+			wrt = append(wrt, nodes[id])
+			sl.gradP[i] = newBuf(id)
+			wrtLearn = append(wrtLearn, i)
+		}
+	}
+	var sinkChildren gorgonia.Nodes
+	if len(wrt) > 0 && len(seedOut) > 0 {
+		grads, err := gorgonia.Backpropagate(seedOut, seedGrad, wrt)
+		if err != nil {
+			return nil, buildErr(err)
+		}
+		sinkChildren = append(sinkChildren, grads...)
+	}
+	nGrads := len(sinkChildren)
+	if !sl.gated {
+		for _, id := range readIDs {
+			sinkChildren = append(sinkChildren, nodes[id])
+		}
+	}
+	if len(sinkChildren) > 0 {
+		sink := newHookOp("sink", sinkChildren, func(in []gorgonia.Value) error {
+			for i := 0; i < nGrads; i++ {
+				var dst *tensor.Dense
+				if i < len(wrtBufs) {
+					dst = wrtBufs[i]
+				} else {
+					dst = sl.gradP[wrtLearn[i-len(wrtBufs)]] // read at run time: Backward may swap it
+				}
+				if err := readInto(dst, in[i]); err != nil {
+					return err
+				}
+			}
+			if !sl.gated {
+				return readForward(in[nGrads:])
+			}
+			return nil
+		})
+		if _, err := gorgonia.ApplyOp(sink, sinkChildren...); err != nil {
+			return nil, buildErr(err)
+		}
+	}
+	var vmOpts []gorgonia.VMOpt
+	if s.spec.EvalMode {
+		vmOpts = append(vmOpts, gorgonia.EvalMode())
+	}
+	sl.m = gorgonia.NewTapeMachine(g, vmOpts...)
+	return sl, nil
+}
+
+// bindParams binds the session's parameter tensors to the slot's learnable
+// nodes once all are known; the solver then updates them in place.
+func (s *cpuSession) bindParams(sl *slot) {
+	if sl.bound {
+		return
+	}
+	for _, p := range s.params {
+		if p == nil {
+			return
+		}
+	}
+	for i, id := range s.a.learn {
+		// shapes were checked when the value arrived
+		_ = gorgonia.Let(sl.nodes[id], s.params[i])
+	}
+	sl.bound = true
+}
+
+// start runs the slot's machine from the top in a goroutine.
+func (sl *slot) start() {
+	sl.m.Reset()
+	for j := range sl.dy {
+		sl.dy[j] = nil
+	}
+	sl.done = make(chan error, 1)
+	sl.running = true
+	go func(m gorgonia.VM, done chan<- error) { done <- m.RunAll() }(sl.m, sl.done)
+}
+
+// wait waits for the run to end.
+func (sl *slot) wait() error {
+	err := <-sl.done
+	sl.running = false
+	return err
+}
+
+// abort ends a run that waits at the gate.
+func (sl *slot) abort() {
+	if sl.state == slotPending && sl.running {
+		sl.resume <- false
+		_ = sl.wait()
+	}
+	sl.state = slotIdle
+}
+
+func (s *cpuSession) checkOpen() error {
+	if s.closed {
+		return fmt.Errorf("%w: part %d", ErrClosed, s.part())
+	}
+	return nil
+}
+
+func (s *cpuSession) slot(mb int) (*slot, error) {
+	if mb < 0 || mb >= s.cfg.maxMicroBatches {
+		return nil, &OrderError{Part: s.part(), MicroBatch: mb, Reason: fmt.Sprintf("micro-batch index out of range [0, %d)", s.cfg.maxMicroBatches)}
+	}
+	for len(s.slots) <= mb {
+		s.slots = append(s.slots, nil)
+	}
+	if s.slots[mb] == nil {
+		sl, err := s.newSlot(mb)
+		if err != nil {
+			return nil, err
+		}
+		s.slots[mb] = sl
+	}
+	return s.slots[mb], nil
+}
+
+// Forward implements Session.
+func (s *cpuSession) Forward(ctx context.Context, mb int, feeds map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	g := s.spec.Graph
+	for id := range feeds {
+		if _, ok := s.slotsFeedIndex(id); !ok {
+			return nil, &FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: "not an input of the part"}
+		}
+	}
+	vals := make([]*tensor.Dense, len(s.feedIDs))
+	for i, id := range s.feedIDs {
+		t, ok := feeds[id]
+		if !ok {
+			t, ok = s.resident[InputName(id)]
+		}
+		n, _ := g.Node(id)
+		if !ok {
+			return nil, &FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: fmt.Sprintf("missing feed for input %q", n.Name)}
+		}
+		if err := checkTensor(s.part(), mb, n, t); err != nil {
+			return nil, err
+		}
+		vals[i] = t
+	}
+	for i, p := range s.params {
+		if p == nil {
+			return nil, &FeedError{Part: s.part(), Node: s.a.learn[i], MicroBatch: mb, Reason: "parameter has no value: Put " + ParamName(s.a.learn[i])}
+		}
+	}
+	sl, err := s.slot(mb)
+	if err != nil {
+		return nil, err
+	}
+	s.bindParams(sl)
+	sl.abort()
+	for i, id := range s.feedIDs {
+		t := vals[i]
+		if !t.IsNativelyAccessible() || t.RequiresIterator() {
+			t = t.Materialize().(*tensor.Dense)
+		}
+		copyDense(sl.in[id], t)
+		if v, ok := sl.scalarIn[id]; ok {
+			setScalar(v, sl.in[id])
+		}
+	}
+	sl.start()
+	if sl.gated {
+		select {
+		case <-sl.fwd:
+			sl.state = slotPending
+		case err := <-sl.done:
+			sl.running = false
+			if err == nil {
+				err = fmt.Errorf("machine ended without reaching the gate")
+			}
+			return nil, &RunError{Part: s.part(), MicroBatch: mb, Phase: "forward", Err: err}
+		}
+	} else {
+		if err := sl.wait(); err != nil {
+			return nil, &RunError{Part: s.part(), MicroBatch: mb, Phase: "forward", Err: err}
+		}
+		sl.state = slotDone
+	}
+	out := make(map[int64]*tensor.Dense, len(sl.out))
+	for id, t := range sl.out {
+		out[id] = cloneDense(t)
+	}
+	for _, id := range s.a.learnOuts {
+		out[id] = cloneDense(s.params[s.a.learnIdx[id]])
+	}
+	return out, nil
+}
+
+func (s *cpuSession) slotsFeedIndex(id int64) (int, bool) {
+	for i, f := range s.feedIDs {
+		if f == id {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// Backward implements Session.
+func (s *cpuSession) Backward(ctx context.Context, mb int, gradOutputs map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if mb < 0 || mb >= len(s.slots) || s.slots[mb] == nil || s.slots[mb].state == slotIdle {
+		return nil, &OrderError{Part: s.part(), MicroBatch: mb, Reason: "backward before forward"}
+	}
+	sl := s.slots[mb]
+	g := s.spec.Graph
+	for id := range gradOutputs {
+		if !contains(s.spec.Outputs, id) {
+			return nil, &FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: "gradient for a node that is not an output of the part"}
+		}
+	}
+	for _, id := range s.spec.Outputs {
+		t, ok := gradOutputs[id]
+		n, _ := g.Node(id)
+		if !ok {
+			return nil, &FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: fmt.Sprintf("missing gradient for output %q", n.Name)}
+		}
+		if err := checkTensor(s.part(), mb, n, t); err != nil {
+			return nil, err
+		}
+	}
+	if sl.gated {
+		for j, id := range s.a.seeded {
+			t := gradOutputs[id]
+			if !t.IsNativelyAccessible() || t.RequiresIterator() {
+				t = t.Materialize().(*tensor.Dense)
+			}
+			copyDense(sl.dyBuf[j], t)
+			sl.dy[j] = sl.dyBuf[j]
+			if sl.dyBuf[j].Shape().IsScalar() {
+				sl.dy[j] = scalarValue(sl.dyBuf[j])
+			}
+		}
+		sl.resume <- true
+		err := sl.wait()
+		sl.state = slotIdle
+		if err != nil {
+			return nil, &RunError{Part: s.part(), MicroBatch: mb, Phase: "backward", Err: err}
+		}
+	}
+	sl.state = slotIdle
+	// Accumulate the parameters' gradients. The first contribution swaps
+	// buffers with the slot instead of copying.
+	for i := range s.a.learn {
+		if !s.a.activeLearn[i] {
+			continue
+		}
+		if !s.accValid[i] {
+			s.acc[i], sl.gradP[i] = sl.gradP[i], s.acc[i]
+			s.accValid[i] = true
+			continue
+		}
+		addDense(s.acc[i], sl.gradP[i])
+	}
+	for _, id := range s.a.learnOuts {
+		i := s.a.learnIdx[id]
+		t := gradOutputs[id]
+		if !t.IsNativelyAccessible() || t.RequiresIterator() {
+			t = t.Materialize().(*tensor.Dense)
+		}
+		if !s.accValid[i] {
+			copyDense(s.acc[i], t)
+			s.accValid[i] = true
+			continue
+		}
+		addDense(s.acc[i], t)
+	}
+	s.nacc++
+	out := make(map[int64]*tensor.Dense, len(s.spec.Inputs))
+	for _, id := range s.spec.Inputs {
+		if buf, ok := sl.gradIn[id]; ok {
+			out[id] = cloneDense(buf)
+			continue
+		}
+		n, _ := g.Node(id)
+		dt, _ := n.DType.Tensor()
+		out[id] = zerosLike(dt, n.Shape)
+	}
+	return out, nil
+}
+
+func contains(s []int64, id int64) bool {
+	for _, v := range s {
+		if v == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Step implements Session.
+func (s *cpuSession) Step(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.nacc == 0 {
+		return &OrderError{Part: s.part(), MicroBatch: -1, Reason: "step with no gradients accumulated"}
+	}
+	if len(s.params) > 0 {
+		for i := range s.acc {
+			if !s.accValid[i] {
+				s.acc[i].Zero()
+			}
+		}
+		if err := s.solver.Update(s.params, s.acc, 1/float64(s.nacc)); err != nil {
+			return &RunError{Part: s.part(), MicroBatch: -1, Phase: "step", Err: err}
+		}
+	}
+	for i := range s.accValid {
+		s.accValid[i] = false
+	}
+	s.nacc = 0
+	return nil
+}
+
+// Put implements Session.
+func (s *cpuSession) Put(ctx context.Context, name string, t *tensor.Dense) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if t == nil {
+		return &FeedError{Part: s.part(), Node: -1, Name: name, MicroBatch: -1, Reason: "nil tensor"}
+	}
+	if name == solverStepName {
+		v, ok := t.Data().(int)
+		if !ok {
+			return &FeedError{Part: s.part(), Node: -1, Name: name, MicroBatch: -1, Reason: "want an int scalar"}
+		}
+		s.solver.SetSteps(v)
+		return nil
+	}
+	if id, rest, ok := parseID(name, paramPrefix); ok {
+		i, isParam := s.a.learnIdx[id]
+		if !isParam {
+			return &NameError{Part: s.part(), Name: name}
+		}
+		n, _ := s.spec.Graph.Node(id)
+		if err := checkTensor(s.part(), -1, n, t); err != nil {
+			err.(*FeedError).Name = name
+			return err
+		}
+		if rest != "" {
+			if s.params[i] == nil {
+				return &OrderError{Part: s.part(), MicroBatch: -1, Reason: "solver state put before its parameter " + ParamName(id)}
+			}
+			if err := s.solver.SetState(i, rest, s.params[i], t); err != nil {
+				return &NameError{Part: s.part(), Name: name}
+			}
+			return nil
+		}
+		if s.params[i] == nil {
+			s.params[i] = cloneDense(t)
+			return nil
+		}
+		src := t
+		if !src.IsNativelyAccessible() || src.RequiresIterator() {
+			src = src.Materialize().(*tensor.Dense)
+		}
+		copyDense(s.params[i], src)
+		return nil
+	}
+	if id, _, ok := parseID(name, inputPrefix); ok {
+		if _, isFeed := s.slotsFeedIndex(id); !isFeed {
+			return &NameError{Part: s.part(), Name: name}
+		}
+		n, _ := s.spec.Graph.Node(id)
+		if err := checkTensor(s.part(), -1, n, t); err != nil {
+			err.(*FeedError).Name = name
+			return err
+		}
+	}
+	s.resident[name] = cloneDense(t)
+	return nil
+}
+
+// Get implements Session.
+func (s *cpuSession) Get(ctx context.Context, names ...string) (map[string]*tensor.Dense, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	out := make(map[string]*tensor.Dense, len(names))
+	for _, name := range names {
+		if name == solverStepName {
+			out[name] = tensor.New(tensor.FromScalar(s.solver.Steps()))
+			continue
+		}
+		if id, rest, ok := parseID(name, paramPrefix); ok {
+			i, isParam := s.a.learnIdx[id]
+			if !isParam || s.params[i] == nil {
+				return nil, &NameError{Part: s.part(), Name: name}
+			}
+			if rest == "" {
+				out[name] = cloneDense(s.params[i])
+				continue
+			}
+			if !containsString(s.solver.Slots(), rest) {
+				return nil, &NameError{Part: s.part(), Name: name}
+			}
+			if st := s.solver.State(i, rest); st != nil {
+				out[name] = cloneDense(st)
+			} else {
+				out[name] = zerosLike(s.params[i].Dtype(), graph.Shape(s.params[i].Shape()))
+			}
+			continue
+		}
+		t, ok := s.resident[name]
+		if !ok {
+			return nil, &NameError{Part: s.part(), Name: name}
+		}
+		out[name] = cloneDense(t)
+	}
+	return out, nil
+}
+
+func containsString(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Close implements Session.
+func (s *cpuSession) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	for _, sl := range s.slots {
+		if sl == nil {
+			continue
+		}
+		sl.abort()
+		_ = sl.m.Close()
+	}
+	s.slots = nil
+	return nil
+}

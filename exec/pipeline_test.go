@@ -1,0 +1,195 @@
+package exec_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand"
+	"testing"
+
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/graph"
+)
+
+// trainPipeline trains m over k CPU executors with micro micro-batches and
+// returns the losses and the final parameters (in m.learn order).
+func trainPipeline(t testing.TB, m model, k, micro int, cfg exec.SolverConfig, steps int, seed int64) ([]float64, []*tensor.Dense) {
+	t.Helper()
+	ctx := context.Background()
+	ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var data []int64
+	for _, n := range m.data {
+		data = append(data, int64(n.ID()))
+	}
+	execs := make([]exec.Executor, k)
+	for i := range execs {
+		execs[i] = exec.NewCPU()
+	}
+	opts := []exec.PipelineOption{exec.WithMicroBatches(micro), exec.WithSolver(cfg)}
+	if m.eval {
+		opts = append(opts, exec.WithEvalMode())
+	}
+	p, err := exec.NewPipeline(ctx, ir, int64(m.loss.ID()), data, chunks(ir, k), execs, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	batch := m.batch(rand.New(rand.NewSource(seed)))
+	var losses []float64
+	for s := 0; s < steps; s++ {
+		feeds := make(map[int64]*tensor.Dense)
+		for n, v := range batch {
+			feeds[int64(n.ID())] = v
+		}
+		l, err := p.Step(ctx, feeds)
+		if err != nil {
+			t.Fatalf("step %d: %v", s, err)
+		}
+		losses = append(losses, l)
+	}
+	params, err := p.Params(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]*tensor.Dense, len(m.learn))
+	for i, n := range m.learn {
+		out[i] = params[int64(n.ID())]
+	}
+	return losses, out
+}
+
+// TestPipelineEqualsOneProcess is the central property: training across k
+// parts with M micro-batches gives the loss curve and the parameters of
+// training the same graph in one process with the same solver.
+func TestPipelineEqualsOneProcess(t *testing.T) {
+	const steps = 20
+	// Learning rates are chosen so that the loss falls but does not
+	// collapse towards 0 within the 20 steps, where float32 cancellation
+	// alone would exceed a relative 1e-4.
+	small := []exec.SolverConfig{exec.SGD(0.02, 0.9), exec.Adam(0.005), exec.RMSProp(0.002)}
+	builders := []struct {
+		name    string
+		build   func(tensor.Dtype) model
+		solvers []exec.SolverConfig
+	}{
+		{"mlp", func(dt tensor.Dtype) model { return mlpModel(dt, 8, 784, 256, 10) },
+			[]exec.SolverConfig{exec.SGD(0.02, 0.5), exec.Adam(1e-5), exec.RMSProp(1e-5)}},
+		{"cnn", func(dt tensor.Dtype) model { return cnnModel(dt, 8) }, small},
+		{"residual", func(dt tensor.Dtype) model { return residualModel(dt, 8) }, small},
+	}
+	for _, dt := range []tensor.Dtype{tensor.Float64, tensor.Float32} {
+		tol := 1e-9
+		if dt == tensor.Float32 {
+			tol = 1e-4
+		}
+		for _, b := range builders {
+			for si, cfg := range b.solvers {
+				if testing.Short() && si > 0 {
+					continue
+				}
+				wantLoss, wantParams := reference(t, b.build(dt), cfg, steps, 7)
+				t.Logf("%s %v %v: reference loss %.4g → %.4g", b.name, dt, cfg.Kind, wantLoss[0], wantLoss[steps-1])
+				if !(wantLoss[steps-1] < wantLoss[0]) {
+					t.Errorf("%s %v %v: reference loss did not fall: %v", b.name, dt, cfg.Kind, wantLoss)
+				}
+				for k := 1; k <= 4; k++ {
+					for _, micro := range []int{1, 2, 4} {
+						name := fmt.Sprintf("%s/%v/%v/k=%d/M=%d", b.name, dt, cfg.Kind, k, micro)
+						t.Run(name, func(t *testing.T) {
+							gotLoss, gotParams := trainPipeline(t, b.build(dt), k, micro, cfg, steps, 7)
+							for s := range wantLoss {
+								if d := math.Abs(gotLoss[s]-wantLoss[s]) / math.Abs(wantLoss[s]); d > tol {
+									t.Errorf("step %d: loss %v, want %v (rel %.3g)", s, gotLoss[s], wantLoss[s], d)
+								}
+							}
+							if !(gotLoss[steps-1] < gotLoss[0]) {
+								t.Errorf("loss did not fall: %v", gotLoss)
+							}
+							for i := range wantParams {
+								if d := maxRelDiff(gotParams[i], wantParams[i]); d > tol {
+									t.Errorf("parameter %d differs by %.3g relative", i, d)
+								}
+							}
+						})
+					}
+				}
+			}
+		}
+	}
+}
+
+var _ = gorgonia.NewGraph
+
+// TestPipelineSharedParameters puts every learnable parameter in the first
+// part, so that the other parts receive them as inputs and send their
+// gradients back.
+func TestPipelineSharedParameters(t *testing.T) {
+	const steps = 10
+	for _, micro := range []int{1, 2} {
+		m := residualModel(tensor.Float64, 8)
+		cfg := exec.Adam(0.005)
+		wantLoss, wantParams := reference(t, m, cfg, steps, 3)
+		m = residualModel(tensor.Float64, 8)
+		ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts := chunks(ir, 3)
+		for p := range parts { // move the learnables to part 0
+			var kept []int64
+			for _, id := range parts[p] {
+				if n, _ := ir.Node(id); n.Role == graph.RoleLearnable {
+					if p != 0 {
+						parts[0] = append(parts[0], id)
+					}
+					if p == 0 {
+						kept = append(kept, id)
+					}
+					continue
+				}
+				kept = append(kept, id)
+			}
+			parts[p] = kept
+		}
+		ctx := context.Background()
+		execs := []exec.Executor{exec.NewCPU(), exec.NewCPU(), exec.NewCPU()}
+		p, err := exec.NewPipeline(ctx, ir, int64(m.loss.ID()), []int64{int64(m.data[0].ID()), int64(m.data[1].ID())}, parts, execs,
+			exec.WithMicroBatches(micro), exec.WithSolver(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Layout().Specs[0].Outputs) == 0 {
+			t.Fatal("part 0 sends nothing")
+		}
+		batch := m.batch(rand.New(rand.NewSource(3)))
+		feeds := map[int64]*tensor.Dense{}
+		for n, v := range batch {
+			feeds[int64(n.ID())] = v
+		}
+		for s := 0; s < steps; s++ {
+			l, err := p.Step(ctx, feeds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := math.Abs(l-wantLoss[s]) / math.Abs(wantLoss[s]); d > 1e-9 {
+				t.Errorf("M=%d step %d: loss %v, want %v", micro, s, l, wantLoss[s])
+			}
+		}
+		params, err := p.Params(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range m.learn {
+			if d := maxRelDiff(params[int64(n.ID())], wantParams[i]); d > 1e-9 {
+				t.Errorf("M=%d parameter %s differs by %.3g", micro, n.Name(), d)
+			}
+		}
+		p.Close()
+	}
+}
