@@ -137,8 +137,15 @@ func checkRoundTrip(t *testing.T, m model) {
 	}
 }
 
-// shipped sends ir through bytes when the encoder is present.
-var shipped = func(t *testing.T, ir *Graph) *Graph { return ir }
+// shipped sends ir through bytes, as a requester does to a provider.
+func shipped(t *testing.T, ir *Graph) *Graph {
+	t.Helper()
+	b, err := ir.MarshalBinary()
+	require.NoError(t, err)
+	var out Graph
+	require.NoError(t, out.UnmarshalBinary(b))
+	return &out
+}
 
 func close(a, b, tol float64) bool {
 	if a == b {
