@@ -302,11 +302,26 @@ func DecodeGraph(pb *rookeryv1.Graph, lim Limits) (*Graph, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := g.Add(n); err != nil {
+		if err := addDecoded(g, n); err != nil {
 			return nil, err
 		}
 	}
 	return g, nil
+}
+
+// errCheckPanicked marks a node whose checks panicked while decoding: a bug
+// in this package, reported as an invalid node rather than taking the
+// process down with bytes that came from the network.
+var errCheckPanicked = fmt.Errorf("%w: checking the node panicked", ErrInvalid)
+
+// addDecoded is g.Add that turns a panic into an error.
+func addDecoded(g *Graph, n Node) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &NodeError{ID: n.ID, Err: fmt.Errorf("%w: %v", errCheckPanicked, r)}
+		}
+	}()
+	return g.Add(n)
 }
 
 // checkWireNode checks a node message against the limits and the encoding's
