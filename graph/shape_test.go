@@ -3,6 +3,7 @@ package graph
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -995,6 +996,74 @@ func TestAddRepeatBySizeOf(t *testing.T) {
 			t.Errorf("%s: got %v, want no error", tt.name, err)
 		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
 			t.Errorf("%s: got %v, want an error containing %q", tt.name, err, tt.wantErr)
+		}
+	}
+}
+
+// TestInferNeverPanics feeds every kind random shapes and attributes, as a
+// graph decoded from the network might carry, and wants an answer or an
+// error, never a panic.
+func TestInferNeverPanics(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	ints := func(n int) []int {
+		v := make([]int, n)
+		for i := range v {
+			v[i] = rng.IntN(9) - 2
+		}
+		return v
+	}
+	shape := func() Shape {
+		s := make(Shape, rng.IntN(5))
+		for i := range s {
+			s[i] = 1 + rng.IntN(5)
+		}
+		return s
+	}
+	names := []string{"axis", "axes", "start", "end", "step", "all", "shape", "perm", "coords", "left", "right",
+		"a_axes", "b_axes", "trans_a", "trans_b", "ret_same", "kernel", "pad", "stride", "dilation", "probability", "log"}
+	for _, k := range Kinds() {
+		for i := 0; i < 300; i++ {
+			var attrs []Attr
+			for _, name := range names {
+				switch rng.IntN(4) {
+				case 0:
+					attrs = append(attrs, IntAttr(name, rng.IntN(7)-2))
+				case 1:
+					attrs = append(attrs, IntsAttr(name, ints(rng.IntN(5))...))
+				case 2:
+					attrs = append(attrs, BoolAttr(name, rng.IntN(2) == 0))
+				}
+			}
+			if rng.IntN(2) == 0 {
+				attrs = append(attrs, FloatAttr("probability", rng.Float64()*3-1))
+			}
+			if rng.IntN(2) == 0 {
+				attrs = append(attrs, TensorAttr("running_mean", tensor.New(tensor.Of(tensor.Float64), tensor.WithShape(1+rng.IntN(4)))))
+			}
+			in := make([]*Node, rng.IntN(4))
+			for j := range in {
+				n := &Node{ID: int64(j + 1), Role: RoleInput, Op: Op{Kind: KindInput}, Shape: shape(), DType: DType(1 + rng.IntN(4))}
+				if rng.IntN(3) == 0 {
+					n.Op = NewOp(KindSizeOf, IntAttr("axis", rng.IntN(3)))
+					n.Value = scalarValue(Float64, float64(rng.IntN(4)))
+				}
+				in[j] = n
+			}
+			op := NewOp(k, attrs...)
+			func() {
+				defer func() {
+					if r := recover(); r != nil {
+						t.Fatalf("infer(%v, %d inputs) panicked: %v", op, len(in), r)
+					}
+				}()
+				if s, _, err := infer(op, in); err == nil {
+					for _, d := range s {
+						if d <= 0 {
+							t.Errorf("infer(%v) got shape %v with a non-positive dimension", op, s)
+						}
+					}
+				}
+			}()
 		}
 	}
 }
