@@ -1,0 +1,359 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/exec"
+	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
+)
+
+// DialOption configures Dial, Connect and the seed-node clients.
+type DialOption func(*dialConfig)
+
+type dialConfig struct {
+	creds        credentials.TransportCredentials
+	dialer       func(context.Context, string) (net.Conn, error)
+	chunk        int
+	limits       Limits
+	closeTimeout time.Duration
+	grpcOpts     []grpc.DialOption
+}
+
+func newDialConfig(opts []DialOption) dialConfig {
+	c := dialConfig{chunk: DefaultChunkBytes, closeTimeout: 10 * time.Second,
+		limits: Limits{MaxTensorBytes: 1 << 36, MaxNodes: -1, MaxSessions: -1}}
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.creds == nil {
+		c.creds = insecure.NewCredentials()
+	}
+	return c
+}
+
+// WithTransportCredentials sets the connection's credentials (TLS, mTLS).
+// Without it the connection is in clear text, which is fit for loopback
+// and trusted networks only.
+func WithTransportCredentials(c credentials.TransportCredentials) DialOption {
+	return func(d *dialConfig) { d.creds = c }
+}
+
+// WithDialer dials connections with f instead of TCP, for instance to an
+// in-memory listener (grpc-go's bufconn) in tests.
+func WithDialer(f func(ctx context.Context, addr string) (net.Conn, error)) DialOption {
+	return func(d *dialConfig) { d.dialer = f }
+}
+
+// WithChunkBytes sets the largest data payload of one frame the client
+// sends (default 4 MiB); it must not exceed the provider's.
+func WithChunkBytes(n int) DialOption { return func(d *dialConfig) { d.chunk = n } }
+
+// WithMaxTensorBytes bounds the size of one tensor the client accepts from
+// a provider (default 64 GiB).
+func WithMaxTensorBytes(n int64) DialOption {
+	return func(d *dialConfig) { d.limits.MaxTensorBytes = n }
+}
+
+// WithDialOptions adds gRPC dial options.
+func WithDialOptions(opts ...grpc.DialOption) DialOption {
+	return func(d *dialConfig) { d.grpcOpts = append(d.grpcOpts, opts...) }
+}
+
+func (c *dialConfig) conn(addr string) (*grpc.ClientConn, error) {
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(c.creds),
+		grpc.WithInitialWindowSize(windowSize),
+		grpc.WithInitialConnWindowSize(windowSize),
+		grpc.WithReadBufferSize(bufferSize),
+		grpc.WithWriteBufferSize(bufferSize),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.chunk+1<<20+DefaultChunkBytes), grpc.MaxCallSendMsgSize(c.chunk+1<<20)),
+	}, c.grpcOpts...)
+	target := addr
+	if c.dialer != nil {
+		opts = append(opts, grpc.WithContextDialer(c.dialer))
+		target = "passthrough:///" + addr
+	}
+	return grpc.NewClient(target, opts...)
+}
+
+// Client is a provider reached over gRPC. It is an exec.Executor: Open
+// ships the part to the provider and returns a session whose calls run
+// there. Errors are the same typed errors a local executor returns, plus
+// *LimitError for the provider's limits and errors matching
+// ErrUnavailable when it cannot be reached.
+type Client struct {
+	addr string
+	cfg  dialConfig
+	cc   *grpc.ClientConn
+	pc   rookeryv1.ProviderClient
+	caps *rookeryv1.Capabilities
+}
+
+// Dial connects to the provider at addr and asks it to describe itself,
+// so that an unreachable provider fails here. The executor it returns is
+// a *Client; close it (it is an io.Closer) when done.
+func Dial(ctx context.Context, addr string, opts ...DialOption) (exec.Executor, error) {
+	c, err := Connect(ctx, addr, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Connect is Dial returning the *Client.
+func Connect(ctx context.Context, addr string, opts ...DialOption) (*Client, error) {
+	cfg := newDialConfig(opts)
+	cc, err := cfg.conn(addr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: dial %s: %w: %v", addr, ErrUnavailable, err)
+	}
+	c := &Client{addr: addr, cfg: cfg, cc: cc, pc: rookeryv1.NewProviderClient(cc)}
+	caps, err := c.pc.Describe(ctx, &rookeryv1.DescribeRequest{}, grpc.WaitForReady(true))
+	if err != nil {
+		cc.Close()
+		return nil, fromStatus(ctx, "describe "+addr, err)
+	}
+	c.caps = caps
+	return c, nil
+}
+
+// Addr is the provider's address.
+func (c *Client) Addr() string { return c.addr }
+
+// Capabilities returns what the provider reported when the client
+// connected.
+func (c *Client) Capabilities() *rookeryv1.Capabilities { return c.caps }
+
+// Describe asks the provider to describe itself again.
+func (c *Client) Describe(ctx context.Context) (*rookeryv1.Capabilities, error) {
+	caps, err := c.pc.Describe(ctx, &rookeryv1.DescribeRequest{})
+	if err != nil {
+		return nil, fromStatus(ctx, "describe", err)
+	}
+	return caps, nil
+}
+
+// Close closes the connection. Sessions still open stay on the provider
+// until its idle timeout closes them.
+func (c *Client) Close() error { return c.cc.Close() }
+
+// Open implements exec.Executor: it encodes the part's graph, streams it
+// to the provider in chunks, and returns the remote session.
+func (c *Client) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session, error) {
+	if spec.Graph == nil {
+		return nil, &exec.SpecError{Part: spec.Part, Node: -1, Reason: "empty graph"}
+	}
+	b, err := spec.Graph.MarshalBinary()
+	if err != nil {
+		return nil, &exec.SpecError{Part: spec.Part, Node: -1, Reason: err.Error()}
+	}
+	stream, err := c.pc.Open(ctx)
+	if err != nil {
+		return nil, fromStatus(ctx, "open", err)
+	}
+	first := &rookeryv1.OpenRequest{Spec: specToWire(&spec), GraphBytes: int64(len(b))}
+	n := min(c.cfg.chunk, len(b))
+	first.GraphChunk = b[:n]
+	err = stream.Send(first)
+	for off := n; err == nil && off < len(b); off += c.cfg.chunk {
+		err = stream.Send(&rookeryv1.OpenRequest{GraphChunk: b[off:min(off+c.cfg.chunk, len(b))]})
+	}
+	// A send error means the stream ended; CloseAndRecv says why.
+	resp, rerr := stream.CloseAndRecv()
+	if rerr != nil {
+		return nil, fromStatus(ctx, "open", rerr)
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fromStatus(ctx, "open", err)
+	}
+	return &remoteSession{c: c, id: resp.Session, part: spec.Part}, nil
+}
+
+// remoteSession is a session on a provider.
+type remoteSession struct {
+	c    *Client
+	id   string
+	part int
+
+	mu     sync.Mutex
+	closed bool
+}
+
+func (s *remoteSession) check() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("%w: part %d", exec.ErrClosed, s.part)
+	}
+	return nil
+}
+
+// Put implements exec.Session.
+func (s *remoteSession) Put(ctx context.Context, name string, t *tensor.Dense) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if t == nil {
+		return &exec.FeedError{Part: s.part, Node: -1, Name: name, MicroBatch: -1, Reason: "nil tensor"}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := s.c.pc.Put(cctx)
+	if err != nil {
+		return fromStatus(ctx, "put", err)
+	}
+	_, serr := sendTensor(stream.Send, &rookeryv1.TensorFrame{Session: s.id, Name: name}, t, s.c.cfg.chunk)
+	if serr != nil && !isStatus(serr) && !errors.Is(serr, io.EOF) {
+		// The tensor could not be encoded; drop the call.
+		cancel()
+		return &exec.FeedError{Part: s.part, Node: -1, Name: name, MicroBatch: -1, Reason: serr.Error()}
+	}
+	_, err = stream.CloseAndRecv()
+	return fromStatus(ctx, "put", err)
+}
+
+// isStatus reports whether err came from gRPC rather than from encoding.
+func isStatus(err error) bool {
+	_, ok := status.FromError(err)
+	return ok
+}
+
+// Get implements exec.Session.
+func (s *remoteSession) Get(ctx context.Context, names ...string) (map[string]*tensor.Dense, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := s.c.pc.Get(cctx, &rookeryv1.GetRequest{Session: s.id, Names: names})
+	if err != nil {
+		return nil, fromStatus(ctx, "get", err)
+	}
+	r := &frameReader{recv: stream.Recv, lim: s.c.cfg.limits}
+	out := make(map[string]*tensor.Dense, len(names))
+	for {
+		h, t, err := r.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fromStatus(ctx, "get", err)
+		}
+		out[h.Name] = t
+	}
+	return out, nil
+}
+
+// call streams ins to a Forward or Backward call and reads its results.
+func (s *remoteSession) call(ctx context.Context, what string, open func(context.Context) (grpc.BidiStreamingClient[rookeryv1.TensorFrame, rookeryv1.TensorFrame], error),
+	mb int, ins map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	for id, t := range ins {
+		if t == nil {
+			return nil, &exec.FeedError{Part: s.part, Node: id, MicroBatch: mb, Reason: "nil tensor"}
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := open(cctx)
+	if err != nil {
+		return nil, fromStatus(ctx, what, err)
+	}
+	// Send and receive concurrently: the provider may start answering (or
+	// refuse) before everything is sent.
+	sendErr := make(chan error, 1)
+	go func() {
+		err := stream.Send(&rookeryv1.TensorFrame{Session: s.id, MicroBatch: int64(mb)})
+		for id, t := range ins {
+			if err != nil {
+				break
+			}
+			_, err = sendTensor(stream.Send, &rookeryv1.TensorFrame{Id: id}, t, s.c.cfg.chunk)
+			if err != nil && !isStatus(err) && !errors.Is(err, io.EOF) {
+				err = &exec.FeedError{Part: s.part, Node: id, MicroBatch: mb, Reason: err.Error()}
+				cancel()
+			}
+		}
+		if err == nil {
+			err = stream.CloseSend()
+		}
+		sendErr <- err
+	}()
+	r := &frameReader{recv: stream.Recv, lim: s.c.cfg.limits}
+	out := make(map[int64]*tensor.Dense)
+	var rerr error
+	for {
+		h, t, err := r.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			rerr = err
+			cancel()
+			break
+		}
+		out[h.Id] = t
+	}
+	serr := <-sendErr
+	var fe *exec.FeedError
+	if errors.As(serr, &fe) {
+		return nil, fe
+	}
+	if rerr != nil {
+		return nil, fromStatus(ctx, what, rerr)
+	}
+	return out, nil
+}
+
+// Forward implements exec.Session.
+func (s *remoteSession) Forward(ctx context.Context, mb int, feeds map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error) {
+	return s.call(ctx, "forward", func(ctx context.Context) (grpc.BidiStreamingClient[rookeryv1.TensorFrame, rookeryv1.TensorFrame], error) {
+		return s.c.pc.Forward(ctx)
+	}, mb, feeds)
+}
+
+// Backward implements exec.Session.
+func (s *remoteSession) Backward(ctx context.Context, mb int, grads map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error) {
+	return s.call(ctx, "backward", func(ctx context.Context) (grpc.BidiStreamingClient[rookeryv1.TensorFrame, rookeryv1.TensorFrame], error) {
+		return s.c.pc.Backward(ctx)
+	}, mb, grads)
+}
+
+// Step implements exec.Session.
+func (s *remoteSession) Step(ctx context.Context) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	_, err := s.c.pc.Step(ctx, &rookeryv1.StepRequest{Session: s.id})
+	return fromStatus(ctx, "step", err)
+}
+
+// Close implements exec.Session. It tells the provider to release the
+// session, waiting at most the client's close timeout.
+func (s *remoteSession) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), s.c.cfg.closeTimeout)
+	defer cancel()
+	_, err := s.c.pc.Close(ctx, &rookeryv1.CloseRequest{Session: s.id})
+	return fromStatus(ctx, "close", err)
+}

@@ -1,0 +1,237 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/graph"
+	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
+)
+
+// Sentinel errors to branch on with errors.Is.
+var (
+	// ErrLimit marks a request that exceeds a limit of the provider. The
+	// error is a *LimitError.
+	ErrLimit = errors.New("transport: limit exceeded")
+	// ErrUnavailable marks a provider or seed node that cannot be reached.
+	ErrUnavailable = errors.New("transport: unavailable")
+	// ErrProtocol marks a peer that broke the framing rules of the wire
+	// protocol (a tensor's bytes that do not add up, a frame out of place).
+	ErrProtocol = errors.New("transport: protocol violation")
+	// ErrNotEnough marks a seed node that knows fewer matching providers
+	// than were asked for.
+	ErrNotEnough = errors.New("transport: not enough providers")
+)
+
+// LimitError says which limit a request exceeded. Capacity limits
+// (sessions, resident bytes) are retryable later; size limits (nodes, one
+// tensor, one graph) are not.
+type LimitError struct {
+	What     string // "sessions", "nodes", "tensor bytes", "session bytes", "provider bytes", "graph bytes", ...
+	Limit    int64
+	Got      int64
+	Capacity bool // the limit is on what is in use, not on the request alone
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("transport: %s: %d exceeds the limit of %d", e.What, e.Got, e.Limit)
+}
+
+// Is makes errors.Is(err, ErrLimit) true.
+func (e *LimitError) Is(t error) bool { return t == ErrLimit }
+
+// protocolError returns an error matching ErrProtocol.
+func protocolError(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrProtocol, fmt.Sprintf(format, a...))
+}
+
+// toStatus turns an error of the executor, of graph decoding or of the
+// server's own checks into a gRPC status error whose details carry the
+// typed error's fields. It is the only place where errors become codes.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok && !isTyped(err) {
+		return err
+	}
+	d := &rookeryv1.ErrorDetail{}
+	code := codes.Internal
+	var (
+		specErr  *exec.SpecError
+		feedErr  *exec.FeedError
+		nameErr  *exec.NameError
+		orderErr *exec.OrderError
+		runErr   *exec.RunError
+		limErr   *LimitError
+		glimErr  *graph.LimitError
+	)
+	switch {
+	case errors.As(err, &limErr):
+		d.Kind, d.LimitWhat, d.Limit, d.Got = rookeryv1.ErrorDetail_KIND_LIMIT, limErr.What, limErr.Limit, limErr.Got
+		code = codes.InvalidArgument
+		if limErr.Capacity {
+			code = codes.ResourceExhausted
+		}
+	case errors.As(err, &glimErr):
+		d.Kind, d.Sentinel, d.LimitWhat, d.Limit, d.Got = rookeryv1.ErrorDetail_KIND_GRAPH, "limit", glimErr.What, glimErr.Limit, glimErr.Got
+		code = codes.InvalidArgument
+	case errors.As(err, &specErr):
+		d.Kind, d.Part, d.Node, d.Reason = rookeryv1.ErrorDetail_KIND_SPEC, int32(specErr.Part), specErr.Node, specErr.Reason
+		code = codes.InvalidArgument
+	case errors.As(err, &feedErr):
+		d.Kind, d.Part, d.Node, d.Name = rookeryv1.ErrorDetail_KIND_FEED, int32(feedErr.Part), feedErr.Node, feedErr.Name
+		d.MicroBatch, d.Reason = int32(feedErr.MicroBatch), feedErr.Reason
+		d.WantShape, d.GotShape = shapeToWire(feedErr.Want), shapeToWire(feedErr.Got)
+		d.WantDtype, d.GotDtype = feedErr.WantDType, feedErr.GotDType
+		code = codes.InvalidArgument
+	case errors.As(err, &nameErr):
+		d.Kind, d.Part, d.Name = rookeryv1.ErrorDetail_KIND_NAME, int32(nameErr.Part), nameErr.Name
+		code = codes.NotFound
+	case errors.As(err, &orderErr):
+		d.Kind, d.Part, d.MicroBatch, d.Reason = rookeryv1.ErrorDetail_KIND_ORDER, int32(orderErr.Part), int32(orderErr.MicroBatch), orderErr.Reason
+		code = codes.FailedPrecondition
+	case errors.As(err, &runErr):
+		d.Kind, d.Part, d.MicroBatch, d.Phase = rookeryv1.ErrorDetail_KIND_RUN, int32(runErr.Part), int32(runErr.MicroBatch), runErr.Phase
+		if runErr.Err != nil {
+			d.Reason = runErr.Err.Error()
+		}
+		code = codes.Internal
+	case errors.Is(err, exec.ErrClosed):
+		d.Kind, d.Reason = rookeryv1.ErrorDetail_KIND_CLOSED, err.Error()
+		code = codes.FailedPrecondition
+	case errors.Is(err, exec.ErrSolver):
+		d.Kind, d.Reason = rookeryv1.ErrorDetail_KIND_SOLVER, err.Error()
+		code = codes.InvalidArgument
+	case errors.Is(err, exec.ErrSpec):
+		d.Kind, d.Part, d.Node, d.Reason = rookeryv1.ErrorDetail_KIND_SPEC, -1, -1, err.Error()
+		code = codes.InvalidArgument
+	case errors.Is(err, exec.ErrFeed):
+		d.Kind, d.Part, d.Node, d.MicroBatch, d.Reason = rookeryv1.ErrorDetail_KIND_FEED, -1, -1, -1, err.Error()
+		code = codes.InvalidArgument
+	case errors.Is(err, graph.ErrVersion):
+		d.Kind, d.Sentinel, d.Reason = rookeryv1.ErrorDetail_KIND_GRAPH, "version", err.Error()
+		code = codes.InvalidArgument
+	case errors.Is(err, graph.ErrMalformed):
+		d.Kind, d.Sentinel, d.Reason = rookeryv1.ErrorDetail_KIND_GRAPH, "malformed", err.Error()
+		code = codes.InvalidArgument
+	case errors.Is(err, graph.ErrInvalid):
+		d.Kind, d.Sentinel, d.Reason = rookeryv1.ErrorDetail_KIND_GRAPH, "invalid", err.Error()
+		code = codes.InvalidArgument
+	case errors.Is(err, ErrProtocol):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	default:
+		return status.Error(codes.Internal, err.Error())
+	}
+	st, derr := status.New(code, err.Error()).WithDetails(d)
+	if derr != nil {
+		return status.Error(code, err.Error())
+	}
+	return st.Err()
+}
+
+// isTyped reports whether err is one of the errors that toStatus carries
+// in detail (a status error that wraps nothing is passed through as is).
+func isTyped(err error) bool {
+	var limErr *LimitError
+	return errors.As(err, &limErr) || errors.Is(err, exec.ErrClosed) || errors.Is(err, exec.ErrSpec) ||
+		errors.Is(err, exec.ErrFeed) || errors.Is(err, exec.ErrUnknownName) || errors.Is(err, exec.ErrOrder) ||
+		errors.Is(err, graph.ErrInvalid) || errors.Is(err, graph.ErrMalformed) || errors.Is(err, graph.ErrLimit)
+}
+
+// fromStatus turns a gRPC error back into the typed error that the
+// provider's executor returned. what names the call for errors without
+// detail. ctx is the call's context: a call cut short by the caller's own
+// context returns that context's error.
+func fromStatus(ctx context.Context, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	for _, det := range st.Details() {
+		d, ok := det.(*rookeryv1.ErrorDetail)
+		if !ok {
+			continue
+		}
+		switch d.Kind {
+		case rookeryv1.ErrorDetail_KIND_SPEC:
+			return &exec.SpecError{Part: int(d.Part), Node: d.Node, Reason: d.Reason}
+		case rookeryv1.ErrorDetail_KIND_FEED:
+			return &exec.FeedError{Part: int(d.Part), Node: d.Node, Name: d.Name, MicroBatch: int(d.MicroBatch), Reason: d.Reason,
+				Want: shapeFromWire(d.WantShape), Got: shapeFromWire(d.GotShape), WantDType: d.WantDtype, GotDType: d.GotDtype}
+		case rookeryv1.ErrorDetail_KIND_NAME:
+			return &exec.NameError{Part: int(d.Part), Name: d.Name}
+		case rookeryv1.ErrorDetail_KIND_ORDER:
+			return &exec.OrderError{Part: int(d.Part), MicroBatch: int(d.MicroBatch), Reason: d.Reason}
+		case rookeryv1.ErrorDetail_KIND_RUN:
+			return &exec.RunError{Part: int(d.Part), MicroBatch: int(d.MicroBatch), Phase: d.Phase, Err: errors.New(d.Reason)}
+		case rookeryv1.ErrorDetail_KIND_CLOSED:
+			return fmt.Errorf("%w: %s", exec.ErrClosed, d.Reason)
+		case rookeryv1.ErrorDetail_KIND_SOLVER:
+			return fmt.Errorf("%w: %s", exec.ErrSolver, d.Reason)
+		case rookeryv1.ErrorDetail_KIND_LIMIT:
+			return &LimitError{What: d.LimitWhat, Limit: d.Limit, Got: d.Got, Capacity: st.Code() == codes.ResourceExhausted}
+		case rookeryv1.ErrorDetail_KIND_GRAPH:
+			switch d.Sentinel {
+			case "limit":
+				return &graph.LimitError{What: d.LimitWhat, Limit: d.Limit, Got: d.Got}
+			case "version":
+				return fmt.Errorf("%w: %s", graph.ErrVersion, d.Reason)
+			case "malformed":
+				return fmt.Errorf("%w: %s", graph.ErrMalformed, d.Reason)
+			default:
+				return fmt.Errorf("%w: %s", graph.ErrInvalid, d.Reason)
+			}
+		}
+	}
+	switch st.Code() {
+	case codes.Canceled:
+		return fmt.Errorf("transport: %s: %w", what, context.Canceled)
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("transport: %s: %w", what, context.DeadlineExceeded)
+	case codes.Unavailable:
+		return fmt.Errorf("transport: %s: %w: %s", what, ErrUnavailable, st.Message())
+	case codes.InvalidArgument:
+		if msg := st.Message(); len(msg) > 0 {
+			return fmt.Errorf("transport: %s: %w", what, errors.New(msg))
+		}
+	}
+	return fmt.Errorf("transport: %s: %s: %s", what, st.Code(), st.Message())
+}
+
+func shapeToWire(s graph.Shape) []int64 {
+	if s == nil {
+		return nil
+	}
+	out := make([]int64, len(s))
+	for i, d := range s {
+		out[i] = int64(d)
+	}
+	return out
+}
+
+func shapeFromWire(s []int64) graph.Shape {
+	if s == nil {
+		return nil
+	}
+	out := make(graph.Shape, len(s))
+	for i, d := range s {
+		out[i] = int(d)
+	}
+	return out
+}

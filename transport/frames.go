@@ -1,0 +1,237 @@
+package transport
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"math/bits"
+	"unsafe"
+
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/graph"
+	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
+)
+
+// Tensors on the wire.
+//
+// A tensor travels as a header frame (a rookery.v1 Tensor with dtype,
+// shape and the first bytes of data) followed by continuation frames that
+// carry only data, each at most the chunk size, until all
+// product(shape)·size(dtype) bytes have arrived. A tensor that fits in one
+// chunk is one frame and goes through graph.EncodeTensor and
+// graph.DecodeTensor. A larger float tensor is sent straight from its
+// backing memory, and received straight into the backing memory of a
+// tensor allocated once its size has passed the limits.
+
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
+
+// rawBytes returns the backing memory of a contiguous float tensor as
+// bytes, on a little-endian machine; ok is false otherwise.
+func rawBytes(t *tensor.Dense) (b []byte, ok bool) {
+	if !littleEndian || t.IsMaterializable() || t.RequiresIterator() || t.IsMasked() || t.DataOrder().IsColMajor() {
+		return nil, false
+	}
+	n := t.Shape().TotalSize()
+	switch t.Dtype() {
+	case tensor.Float32:
+		s := t.Float32s()
+		if len(s) < n || n == 0 {
+			return nil, false
+		}
+		return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), n*4), true
+	case tensor.Float64:
+		s := t.Float64s()
+		if len(s) < n || n == 0 {
+			return nil, false
+		}
+		return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), n*8), true
+	}
+	return nil, false
+}
+
+// sendTensor sends t as frames; head is the first frame, with its session,
+// name or id already set. It returns the bytes of tensor data sent.
+func sendTensor(send func(*rookeryv1.TensorFrame) error, head *rookeryv1.TensorFrame, t *tensor.Dense, chunk int) (int64, error) {
+	var data []byte
+	var hdr *rookeryv1.Tensor
+	if b, ok := rawBytes(t); ok && len(b) > chunk {
+		dt, _ := graph.DTypeOf(t.Dtype())
+		shape := t.Shape()
+		hdr = &rookeryv1.Tensor{Dtype: rookeryv1.DType(dt), Shape: make([]int64, len(shape))}
+		for i, d := range shape {
+			hdr.Shape[i] = int64(d)
+		}
+		data = b
+	} else {
+		pb, err := graph.EncodeTensor(t)
+		if err != nil {
+			return 0, err
+		}
+		hdr, data = pb, pb.Data
+	}
+	n := min(chunk, len(data))
+	hdr.Data = data[:n]
+	head.Tensor = hdr
+	if err := send(head); err != nil {
+		return 0, err
+	}
+	for off := n; off < len(data); off += chunk {
+		end := min(off+chunk, len(data))
+		if err := send(&rookeryv1.TensorFrame{Data: data[off:end]}); err != nil {
+			return int64(off), err
+		}
+	}
+	return int64(len(data)), nil
+}
+
+// frameReader reads tensors from a stream of frames.
+type frameReader struct {
+	recv    func() (*rookeryv1.TensorFrame, error)
+	lim     Limits
+	pending *rookeryv1.TensorFrame
+	// reserve is called with the byte size of each tensor before it is
+	// allocated; it may refuse. nil accepts everything within lim.
+	reserve func(n int64) error
+	// bytes counts the tensor data received.
+	bytes int64
+}
+
+// first reads the first frame of a call, which names the session; if it
+// also starts a tensor, that tensor is read by the next call to next.
+func (r *frameReader) first() (*rookeryv1.TensorFrame, error) {
+	f, err := r.recv()
+	if err != nil {
+		if err == io.EOF {
+			return nil, protocolError("call ended before its first frame")
+		}
+		return nil, err
+	}
+	if f.Tensor != nil {
+		r.pending = f
+	} else if len(f.Data) > 0 {
+		return nil, protocolError("tensor data before a tensor header")
+	}
+	return f, nil
+}
+
+// next reads the next tensor; it returns io.EOF at the end of the stream.
+func (r *frameReader) next() (*rookeryv1.TensorFrame, *tensor.Dense, error) {
+	h := r.pending
+	r.pending = nil
+	if h == nil {
+		var err error
+		if h, err = r.recv(); err != nil {
+			return nil, nil, err
+		}
+	}
+	if h.Tensor == nil {
+		return nil, nil, protocolError("frame without a tensor header where a tensor starts")
+	}
+	pb := h.Tensor
+	size, err := r.checkHeader(pb)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.reserve != nil {
+		if err := r.reserve(size); err != nil {
+			return nil, nil, err
+		}
+	}
+	if int64(len(pb.Data)) > size {
+		return nil, nil, protocolError("tensor of %d bytes carries %d", size, len(pb.Data))
+	}
+	if int64(len(pb.Data)) == size {
+		r.bytes += size
+		t, err := graph.DecodeTensor(pb, r.graphLimits())
+		return h, t, err
+	}
+	// Several frames: allocate once, then copy each chunk into place.
+	var dst []byte
+	var t *tensor.Dense
+	if littleEndian && (pb.Dtype == rookeryv1.DType_DTYPE_FLOAT32 || pb.Dtype == rookeryv1.DType_DTYPE_FLOAT64) {
+		shape := make([]int, len(pb.Shape))
+		for i, d := range pb.Shape {
+			shape[i] = int(d)
+		}
+		dt := tensor.Float32
+		if pb.Dtype == rookeryv1.DType_DTYPE_FLOAT64 {
+			dt = tensor.Float64
+		}
+		t = tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
+		dst, _ = rawBytes(t)
+	} else {
+		dst = make([]byte, size)
+	}
+	off := copy(dst, pb.Data)
+	for off < len(dst) {
+		f, err := r.recv()
+		if err == io.EOF {
+			return nil, nil, protocolError("stream ended %d bytes into a tensor of %d", off, size)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		if f.Tensor != nil || f.Name != "" || f.Session != "" {
+			return nil, nil, protocolError("new header %d bytes into a tensor of %d", off, size)
+		}
+		if len(f.Data) > len(dst)-off {
+			return nil, nil, protocolError("tensor of %d bytes carries more", size)
+		}
+		if len(f.Data) == 0 {
+			return nil, nil, protocolError("empty continuation frame")
+		}
+		off += copy(dst[off:], f.Data)
+	}
+	r.bytes += size
+	if t != nil {
+		return h, t, nil
+	}
+	full := &rookeryv1.Tensor{Dtype: pb.Dtype, Shape: pb.Shape, Data: dst}
+	t, err = graph.DecodeTensor(full, r.graphLimits())
+	return h, t, err
+}
+
+func (r *frameReader) graphLimits() graph.Limits {
+	l := graph.Limits{}
+	if r.lim.MaxTensorBytes > 0 {
+		l.MaxElements = r.lim.MaxTensorBytes
+	}
+	return l
+}
+
+// checkHeader checks a tensor header against the limits and returns its
+// size in bytes.
+func (r *frameReader) checkHeader(pb *rookeryv1.Tensor) (int64, error) {
+	var es int64
+	switch pb.Dtype {
+	case rookeryv1.DType_DTYPE_FLOAT64, rookeryv1.DType_DTYPE_INT64:
+		es = 8
+	case rookeryv1.DType_DTYPE_FLOAT32:
+		es = 4
+	case rookeryv1.DType_DTYPE_BOOL:
+		es = 1
+	default:
+		return 0, fmt.Errorf("%w: tensor dtype %v", graph.ErrMalformed, pb.Dtype)
+	}
+	if len(pb.Shape) > graph.DefaultLimits.MaxRank {
+		return 0, &graph.LimitError{What: "rank", Limit: int64(graph.DefaultLimits.MaxRank), Got: int64(len(pb.Shape))}
+	}
+	n := uint64(1)
+	for _, d := range pb.Shape {
+		if d <= 0 {
+			return 0, protocolError("tensor shape %v has a dimension that is not positive", pb.Shape)
+		}
+		hi, lo := bits.Mul64(n, uint64(d))
+		if hi != 0 || lo > math.MaxInt64/8 {
+			return 0, &LimitError{What: "tensor bytes", Limit: r.lim.MaxTensorBytes, Got: math.MaxInt64}
+		}
+		n = lo
+	}
+	size := int64(n) * es
+	if exceeds(size, r.lim.MaxTensorBytes) {
+		return 0, &LimitError{What: "tensor bytes", Limit: r.lim.MaxTensorBytes, Got: size}
+	}
+	return size, nil
+}

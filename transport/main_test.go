@@ -1,0 +1,13 @@
+package transport_test
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain fails the package's tests if any goroutine is left running
+// after them: servers, sessions, streams and announce loops must all end.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}

@@ -1,0 +1,615 @@
+package transport
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/graph"
+	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
+)
+
+// ServerOption configures NewServer.
+type ServerOption func(*serverConfig)
+
+type serverConfig struct {
+	limits    Limits
+	logger    *slog.Logger
+	name      string
+	version   string
+	benchTime time.Duration
+	grpcOpts  []grpc.ServerOption
+	gpus      []*rookeryv1.GPU
+}
+
+// WithLimits sets the server's limits; zero fields keep their defaults.
+func WithLimits(l Limits) ServerOption { return func(c *serverConfig) { c.limits = l } }
+
+// WithLogger sets the structured logger (default: discard).
+func WithLogger(l *slog.Logger) ServerOption { return func(c *serverConfig) { c.logger = l } }
+
+// WithName sets the name the provider reports in Describe.
+func WithName(name string) ServerOption { return func(c *serverConfig) { c.name = name } }
+
+// WithVersion sets the software version the provider reports.
+func WithVersion(v string) ServerOption { return func(c *serverConfig) { c.version = v } }
+
+// WithBenchmark sets how long the start-up micro-benchmark runs (default
+// 200ms); 0 skips it and the provider reports no measured speed.
+func WithBenchmark(d time.Duration) ServerOption { return func(c *serverConfig) { c.benchTime = d } }
+
+// WithGPUs sets the accelerators the provider reports.
+func WithGPUs(gpus ...*rookeryv1.GPU) ServerOption {
+	return func(c *serverConfig) { c.gpus = gpus }
+}
+
+// WithServerOptions adds gRPC server options (TLS credentials,
+// interceptors, keepalive).
+func WithServerOptions(opts ...grpc.ServerOption) ServerOption {
+	return func(c *serverConfig) { c.grpcOpts = append(c.grpcOpts, opts...) }
+}
+
+// Server serves an exec.Executor over gRPC as the rookery.v1 Provider
+// service, with the standard health service and server reflection beside
+// it. Each Open on the wire opens a session on the executor; the server
+// holds it under a random id until the requester closes it, the idle
+// timeout passes, or the server shuts down.
+type Server struct {
+	rookeryv1.UnimplementedProviderServer
+
+	e       exec.Executor
+	cfg     serverConfig
+	lim     Limits
+	log     *slog.Logger
+	caps    *rookeryv1.Capabilities
+	grpc    *grpc.Server
+	health  *health.Server
+	metrics *metrics
+
+	mu       sync.Mutex
+	sessions map[string]*serverSession
+	reserved int64 // bytes held by sessions and calls in flight
+	closed   bool
+
+	stop     chan struct{}
+	janitor  sync.WaitGroup
+	stopOnce sync.Once
+}
+
+type serverSession struct {
+	id   string
+	part int
+	s    exec.Session
+
+	// guarded by Server.mu
+	bytes    int64            // encoded part plus resident tensors
+	resident map[string]int64 // bytes of each tensor Put
+	inflight int
+	lastUsed time.Time
+	closed   bool
+}
+
+// NewServer returns a server for e. It measures the machine (the start-up
+// micro-benchmark) and starts the idle-session janitor; Serve then serves
+// connections and Shutdown or Stop ends everything.
+func NewServer(e exec.Executor, opts ...ServerOption) *Server {
+	cfg := serverConfig{benchTime: 200 * time.Millisecond, version: Version, name: "rookery-provider"}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		e:        e,
+		cfg:      cfg,
+		lim:      cfg.limits.orDefault(),
+		log:      cfg.logger,
+		metrics:  newMetrics(),
+		sessions: make(map[string]*serverSession),
+		stop:     make(chan struct{}),
+	}
+	s.caps = describeMachine(cfg, s.lim)
+	chunk := s.lim.ChunkBytes
+	gopts := append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(chunk + 1<<20),
+		grpc.MaxSendMsgSize(chunk + 1<<20),
+		grpc.InitialWindowSize(windowSize),
+		grpc.InitialConnWindowSize(windowSize),
+		grpc.ReadBufferSize(bufferSize),
+		grpc.WriteBufferSize(bufferSize),
+	}, cfg.grpcOpts...)
+	s.grpc = grpc.NewServer(gopts...)
+	rookeryv1.RegisterProviderServer(s.grpc, s)
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(rookeryv1.Provider_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(s.grpc)
+	if s.lim.IdleTimeout > 0 {
+		s.janitor.Add(1)
+		go s.reap()
+	}
+	return s
+}
+
+// Flow-control windows and socket buffers sized for streaming large
+// tensors: with gRPC's 64 KiB defaults a 4 MiB chunk waits on many window
+// updates.
+const (
+	windowSize = 16 << 20
+	bufferSize = 1 << 20
+)
+
+// Capabilities returns what the server reports in Describe.
+func (s *Server) Capabilities() *rookeryv1.Capabilities { return s.caps }
+
+// Serve accepts connections on lis until Shutdown or Stop.
+func (s *Server) Serve(lis net.Listener) error {
+	s.log.Info("provider serving", "addr", lis.Addr().String(), "name", s.caps.Name,
+		"gflops", s.caps.Gflops, "max_sessions", s.lim.MaxSessions, "max_provider_bytes", s.lim.MaxProviderBytes)
+	err := s.grpc.Serve(lis)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return err
+}
+
+// RegisterOn registers the Provider service, and no other, on a gRPC
+// server that the caller runs (for instance beside a seed node).
+func (s *Server) RegisterOn(r grpc.ServiceRegistrar) { rookeryv1.RegisterProviderServer(r, s) }
+
+// Shutdown stops taking calls, reports NOT_SERVING on the health service,
+// lets calls in flight finish until ctx is done and then cancels them, and
+// closes every session.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.health.Shutdown()
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.grpc.Stop()
+		<-done
+		err = ctx.Err()
+	}
+	s.closeAll()
+	return err
+}
+
+// Stop cancels every call in flight, closes every session and stops.
+func (s *Server) Stop() {
+	s.health.Shutdown()
+	s.grpc.Stop()
+	s.closeAll()
+}
+
+func (s *Server) closeAll() {
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.janitor.Wait()
+	s.mu.Lock()
+	s.closed = true
+	list := make([]*serverSession, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		list = append(list, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range list {
+		s.closeSession(ss, "shutdown")
+	}
+}
+
+// reap closes sessions that have been idle for longer than the timeout.
+func (s *Server) reap() {
+	defer s.janitor.Done()
+	every := max(s.lim.IdleTimeout/4, 10*time.Millisecond)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case now := <-tick.C:
+			var idle []*serverSession
+			s.mu.Lock()
+			for _, ss := range s.sessions {
+				if ss.inflight == 0 && now.Sub(ss.lastUsed) > s.lim.IdleTimeout {
+					idle = append(idle, ss)
+				}
+			}
+			s.mu.Unlock()
+			for _, ss := range idle {
+				s.closeSession(ss, "idle")
+			}
+		}
+	}
+}
+
+// closeSession removes ss, releases its bytes and closes its session.
+func (s *Server) closeSession(ss *serverSession, why string) {
+	s.mu.Lock()
+	if ss.closed {
+		s.mu.Unlock()
+		return
+	}
+	ss.closed = true
+	delete(s.sessions, ss.id)
+	s.reserved -= ss.bytes
+	s.metrics.setSessions(len(s.sessions), s.reserved)
+	s.mu.Unlock()
+	if err := ss.s.Close(); err != nil {
+		s.log.Warn("closing session", "session", ss.id, "part", ss.part, "err", err)
+	}
+	s.log.Info("session closed", "session", ss.id, "part", ss.part, "reason", why)
+}
+
+// Sessions is the number of open sessions.
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// acquire finds an open session and marks a call in flight on it.
+func (s *Server) acquire(id string) (*serverSession, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss, ok := s.sessions[id]
+	if !ok || ss.closed {
+		return nil, fmt.Errorf("%w: session %q is not open (closed, expired after %v idle, or never opened)", exec.ErrClosed, id, s.lim.IdleTimeout)
+	}
+	ss.inflight++
+	ss.lastUsed = time.Now()
+	return ss, nil
+}
+
+func (s *Server) release(ss *serverSession) {
+	s.mu.Lock()
+	ss.inflight--
+	ss.lastUsed = time.Now()
+	s.mu.Unlock()
+}
+
+// reserve takes n bytes of the provider's budget (and of ss's, when ss is
+// given) or says which limit refuses them.
+func (s *Server) reserve(ss *serverSession, n int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ss != nil && exceeds(ss.bytes+n, s.lim.MaxSessionBytes) {
+		return &LimitError{What: "session bytes", Limit: s.lim.MaxSessionBytes, Got: ss.bytes + n, Capacity: true}
+	}
+	if exceeds(s.reserved+n, s.lim.MaxProviderBytes) {
+		return &LimitError{What: "provider bytes", Limit: s.lim.MaxProviderBytes, Got: s.reserved + n, Capacity: true}
+	}
+	s.reserved += n
+	if ss != nil {
+		ss.bytes += n
+	}
+	s.metrics.setSessions(len(s.sessions), s.reserved)
+	return nil
+}
+
+func (s *Server) unreserve(ss *serverSession, n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reserved -= n
+	if ss != nil {
+		ss.bytes -= n
+	}
+	s.metrics.setSessions(len(s.sessions), s.reserved)
+}
+
+// Describe implements the Provider service.
+func (s *Server) Describe(ctx context.Context, _ *rookeryv1.DescribeRequest) (*rookeryv1.Capabilities, error) {
+	return s.caps, nil
+}
+
+// Open implements the Provider service.
+func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
+	defer s.metrics.observe("open", time.Now(), &err)
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	spec, err := specFromWire(first.Spec, s.lim.MaxNodes)
+	if err != nil {
+		return toStatus(err)
+	}
+	size := first.GraphBytes
+	if size <= 0 {
+		return toStatus(protocolError("open with graph_bytes %d", size))
+	}
+	if exceeds(size, s.lim.MaxGraphBytes) {
+		return toStatus(&LimitError{What: "graph bytes", Limit: s.lim.MaxGraphBytes, Got: size})
+	}
+	// Count the session before reading the graph, so that a provider
+	// that is full refuses at once.
+	s.mu.Lock()
+	full := s.closed || (s.lim.MaxSessions >= 0 && len(s.sessions)+1 > s.lim.MaxSessions)
+	n := len(s.sessions) + 1
+	s.mu.Unlock()
+	if full {
+		return toStatus(&LimitError{What: "sessions", Limit: int64(s.lim.MaxSessions), Got: int64(n), Capacity: true})
+	}
+	if err := s.reserve(nil, size); err != nil {
+		return toStatus(err)
+	}
+	kept := false
+	defer func() {
+		if !kept {
+			s.unreserve(nil, size)
+		}
+	}()
+	buf := make([]byte, 0, size)
+	buf = append(buf, first.GraphChunk...)
+	for int64(len(buf)) < size {
+		f, err := stream.Recv()
+		if err == io.EOF {
+			return toStatus(protocolError("graph ended at %d of %d bytes", len(buf), size))
+		}
+		if err != nil {
+			return err
+		}
+		if f.Spec != nil || int64(len(buf)+len(f.GraphChunk)) > size {
+			return toStatus(protocolError("graph frames do not add up to %d bytes", size))
+		}
+		buf = append(buf, f.GraphChunk...)
+	}
+	if int64(len(buf)) != size {
+		return toStatus(protocolError("graph of %d bytes, announced %d", len(buf), size))
+	}
+	s.metrics.bytesIn.Add(size)
+	g, err := graph.Decode(buf, graph.Limits{MaxBytes: size, MaxNodes: s.lim.MaxNodes, MaxElements: max(s.lim.MaxTensorBytes, 1)})
+	buf = nil
+	if err != nil {
+		return toStatus(err)
+	}
+	spec.Graph = g
+	sess, err := s.e.Open(ctx, spec)
+	if err != nil {
+		return toStatus(err)
+	}
+	id := newID()
+	ss := &serverSession{id: id, part: spec.Part, s: sess, bytes: size, resident: map[string]int64{}, lastUsed: time.Now()}
+	s.mu.Lock()
+	if s.closed || (s.lim.MaxSessions >= 0 && len(s.sessions)+1 > s.lim.MaxSessions) {
+		n := len(s.sessions) + 1
+		s.mu.Unlock()
+		_ = sess.Close()
+		return toStatus(&LimitError{What: "sessions", Limit: int64(s.lim.MaxSessions), Got: int64(n), Capacity: true})
+	}
+	s.sessions[id] = ss
+	kept = true
+	s.metrics.opened.Add(1)
+	s.metrics.setSessions(len(s.sessions), s.reserved)
+	s.mu.Unlock()
+	s.log.Info("session opened", "session", id, "part", spec.Part, "nodes", g.Len(), "bytes", size)
+	return stream.SendAndClose(&rookeryv1.OpenResponse{Session: id})
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Put implements the Provider service.
+func (s *Server) Put(stream rookeryv1.Provider_PutServer) (err error) {
+	defer s.metrics.observe("put", time.Now(), &err)
+	ctx := stream.Context()
+	r := &frameReader{recv: stream.Recv, lim: s.lim}
+	first, err := r.first()
+	if err != nil {
+		return toStatus(err)
+	}
+	ss, err := s.acquire(first.Session)
+	if err != nil {
+		return toStatus(err)
+	}
+	defer s.release(ss)
+	for {
+		var name string
+		var reserved int64
+		r.reserve = func(n int64) error {
+			// A replaced tensor frees its old bytes only once the new
+			// one is stored, so both count meanwhile.
+			if err := s.reserve(ss, n); err != nil {
+				return err
+			}
+			reserved = n
+			return nil
+		}
+		h, t, err := r.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			if reserved > 0 {
+				s.unreserve(ss, reserved)
+			}
+			return toStatus(err)
+		}
+		name = h.Name
+		if err := ss.s.Put(ctx, name, t); err != nil {
+			s.unreserve(ss, reserved)
+			return toStatus(err)
+		}
+		s.mu.Lock()
+		old := ss.resident[name]
+		ss.resident[name] = reserved
+		s.mu.Unlock()
+		s.unreserve(ss, old)
+	}
+	s.metrics.bytesIn.Add(r.bytes)
+	return stream.SendAndClose(&rookeryv1.PutResponse{})
+}
+
+// Get implements the Provider service.
+func (s *Server) Get(req *rookeryv1.GetRequest, stream rookeryv1.Provider_GetServer) (err error) {
+	defer s.metrics.observe("get", time.Now(), &err)
+	ctx := stream.Context()
+	ss, err := s.acquire(req.Session)
+	if err != nil {
+		return toStatus(err)
+	}
+	defer s.release(ss)
+	got, err := ss.s.Get(ctx, req.Names...)
+	if err != nil {
+		return toStatus(err)
+	}
+	for _, name := range req.Names {
+		t, ok := got[name]
+		if !ok {
+			return toStatus(&exec.NameError{Part: ss.part, Name: name})
+		}
+		n, err := sendTensor(stream.Send, &rookeryv1.TensorFrame{Name: name}, t, s.lim.ChunkBytes)
+		s.metrics.bytesOut.Add(n)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// callStream is the server side of Forward and Backward.
+type callStream interface {
+	Send(*rookeryv1.TensorFrame) error
+	Recv() (*rookeryv1.TensorFrame, error)
+	Context() context.Context
+}
+
+func (s *Server) call(stream callStream, run func(ctx context.Context, sess exec.Session, mb int, in map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error)) error {
+	ctx := stream.Context()
+	var held int64
+	defer func() {
+		if held > 0 {
+			s.unreserve(nil, held)
+		}
+	}()
+	r := &frameReader{recv: stream.Recv, lim: s.lim, reserve: func(n int64) error {
+		if err := s.reserve(nil, n); err != nil {
+			return err
+		}
+		held += n
+		return nil
+	}}
+	first, err := r.first()
+	if err != nil {
+		return toStatus(err)
+	}
+	ss, err := s.acquire(first.Session)
+	if err != nil {
+		return toStatus(err)
+	}
+	defer s.release(ss)
+	if first.MicroBatch < 0 || first.MicroBatch > 1<<20 {
+		return toStatus(&exec.OrderError{Part: ss.part, MicroBatch: -1, Reason: fmt.Sprintf("micro-batch index %d out of range", first.MicroBatch)})
+	}
+	in := make(map[int64]*tensor.Dense)
+	for {
+		h, t, err := r.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return toStatus(err)
+		}
+		if _, dup := in[h.Id]; dup {
+			return toStatus(protocolError("node %d sent twice", h.Id))
+		}
+		in[h.Id] = t
+	}
+	s.metrics.bytesIn.Add(r.bytes)
+	out, err := run(ctx, ss.s, int(first.MicroBatch), in)
+	if err != nil {
+		return toStatus(err)
+	}
+	ids := make([]int64, 0, len(out))
+	for id := range out {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		n, err := sendTensor(stream.Send, &rookeryv1.TensorFrame{Id: id}, out[id], s.lim.ChunkBytes)
+		s.metrics.bytesOut.Add(n)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Forward implements the Provider service.
+func (s *Server) Forward(stream rookeryv1.Provider_ForwardServer) (err error) {
+	defer s.metrics.observe("forward", time.Now(), &err)
+	return s.call(stream, func(ctx context.Context, sess exec.Session, mb int, in map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error) {
+		return sess.Forward(ctx, mb, in)
+	})
+}
+
+// Backward implements the Provider service.
+func (s *Server) Backward(stream rookeryv1.Provider_BackwardServer) (err error) {
+	defer s.metrics.observe("backward", time.Now(), &err)
+	return s.call(stream, func(ctx context.Context, sess exec.Session, mb int, in map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error) {
+		return sess.Backward(ctx, mb, in)
+	})
+}
+
+// Step implements the Provider service.
+func (s *Server) Step(ctx context.Context, req *rookeryv1.StepRequest) (_ *rookeryv1.StepResponse, err error) {
+	defer s.metrics.observe("step", time.Now(), &err)
+	ss, err := s.acquire(req.Session)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	defer s.release(ss)
+	if err := ss.s.Step(ctx); err != nil {
+		return nil, toStatus(err)
+	}
+	return &rookeryv1.StepResponse{}, nil
+}
+
+// Close implements the Provider service. Closing a session that is not
+// open succeeds, as Session.Close does.
+func (s *Server) Close(ctx context.Context, req *rookeryv1.CloseRequest) (_ *rookeryv1.CloseResponse, err error) {
+	defer s.metrics.observe("close", time.Now(), &err)
+	s.mu.Lock()
+	ss, ok := s.sessions[req.Session]
+	s.mu.Unlock()
+	if ok {
+		s.closeSession(ss, "closed by requester")
+	}
+	return &rookeryv1.CloseResponse{}, nil
+}
+
+// sortedKinds returns the op kinds the executor runs.
+func sortedKinds() []string {
+	ks := graph.Kinds()
+	out := make([]string, len(ks))
+	for i, k := range ks {
+		out[i] = string(k)
+	}
+	sort.Strings(out)
+	return out
+}

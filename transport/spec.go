@@ -1,0 +1,76 @@
+package transport
+
+import (
+	"fmt"
+
+	"github.com/rookery-ml/rookery/exec"
+	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
+)
+
+func solverToWire(c exec.SolverConfig) *rookeryv1.Solver {
+	return &rookeryv1.Solver{
+		Kind:        rookeryv1.Solver_Kind(c.Kind),
+		LearnRate:   c.LearnRate,
+		Momentum:    c.Momentum,
+		Beta1:       c.Beta1,
+		Beta2:       c.Beta2,
+		Rho:         c.Rho,
+		Eps:         c.Eps,
+		WeightDecay: c.WeightDecay,
+	}
+}
+
+func solverFromWire(s *rookeryv1.Solver) exec.SolverConfig {
+	if s == nil {
+		return exec.SolverConfig{}
+	}
+	return exec.SolverConfig{
+		Kind:        exec.SolverKind(s.Kind),
+		LearnRate:   s.LearnRate,
+		Momentum:    s.Momentum,
+		Beta1:       s.Beta1,
+		Beta2:       s.Beta2,
+		Rho:         s.Rho,
+		Eps:         s.Eps,
+		WeightDecay: s.WeightDecay,
+	}
+}
+
+// specToWire returns the spec without its graph.
+func specToWire(s *exec.SessionSpec) *rookeryv1.SessionSpec {
+	return &rookeryv1.SessionSpec{
+		Part:       int32(s.Part),
+		Inputs:     s.Inputs,
+		DataInputs: s.DataInputs,
+		Outputs:    s.Outputs,
+		Loss:       s.Loss,
+		HasLoss:    s.HasLoss,
+		Solver:     solverToWire(s.Solver),
+		EvalMode:   s.EvalMode,
+	}
+}
+
+// specFromWire checks the list lengths against the node limit (they cannot
+// be longer than the part) and returns the spec without its graph.
+func specFromWire(w *rookeryv1.SessionSpec, maxNodes int) (exec.SessionSpec, error) {
+	if w == nil {
+		return exec.SessionSpec{}, protocolError("open without a spec")
+	}
+	n := len(w.Inputs) + len(w.DataInputs) + len(w.Outputs)
+	if maxNodes >= 0 && n > 3*maxNodes {
+		return exec.SessionSpec{}, &LimitError{What: "spec ids", Limit: 3 * int64(maxNodes), Got: int64(n)}
+	}
+	if w.Solver != nil && (w.Solver.Kind < 0 || w.Solver.Kind > 255) {
+		return exec.SessionSpec{}, fmt.Errorf("%w: solver kind %d", exec.ErrSolver, w.Solver.Kind)
+	}
+	return exec.SessionSpec{
+		Part:       int(w.Part),
+		Inputs:     w.Inputs,
+		DataInputs: w.DataInputs,
+		Outputs:    w.Outputs,
+		Loss:       w.Loss,
+		HasLoss:    w.HasLoss,
+		Solver:     solverFromWire(w.Solver),
+		EvalMode:   w.EvalMode,
+	}, nil
+}
