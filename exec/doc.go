@@ -1,0 +1,38 @@
+// Package exec runs the parts of a partitioned model as a training
+// pipeline: it owns the Executor and Session interfaces, the CPU executor
+// on Gorgonia's tape machine, the solvers, the GPipe schedule and the
+// pipeline driver that runs a plan over any set of executors.
+//
+// A value moves through it like this. Split turns a graph.Graph and an
+// assignment of its nodes to parts (a partition.Plan's Parts) into a
+// Layout: one SessionSpec per part, in which values from other parts are
+// input nodes under their original ids, and the routes between parts.
+// NewPipeline rewrites the graph for the micro-batch size (Rebatch), opens
+// one Session per part on its Executor, and computes the Schedule with
+// GPipe. Every Step then cuts the mini-batch into micro-batches, and a
+// goroutine per part walks that part's tasks: Forward receives the part's
+// inputs and sends its outputs downstream; Backward receives the
+// gradients of its outputs (summed over the parts that consume them) and
+// sends the gradients of its inputs upstream. When every micro-batch has
+// gone back, every part applies its Solver once to the mean of the
+// gradients it accumulated. Activations and gradients are the only values
+// that cross parts; parameters stay where they live, and the result equals
+// training the same graph in one process.
+//
+// The CPU executor lowers a part into a fresh Gorgonia graph for each
+// micro-batch index and derives its backward pass with Backpropagate from
+// the gradients of its outputs (Grad-style, from the loss, on the part
+// that holds it). Forward and backward run as one tape-machine program
+// that pauses between the two halves, so nothing is computed twice.
+//
+// The schedule is a pure function of the graph of parts and the number of
+// micro-batches; the driver only reads it, so another schedule (1F1B) can
+// replace it.
+//
+// Error policy: calls return errors, never panic, on bad input. Problems
+// with a spec are *SpecError (ErrSpec); wrong, missing or unknown tensors
+// are *FeedError (ErrFeed); unknown resident names *NameError
+// (ErrUnknownName); calls out of order *OrderError (ErrOrder); failures of
+// the machine *RunError; a closed session ErrClosed. Each names the part,
+// and where it applies the node, the micro-batch and the shapes.
+package exec
