@@ -382,6 +382,10 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 	s.metrics.bytesIn.Add(size)
 	g, err := graph.Decode(buf, graph.Limits{MaxBytes: size, MaxNodes: s.lim.MaxNodes, MaxElements: max(s.lim.MaxTensorBytes, 1)})
 	buf = nil
+	var glim *graph.LimitError
+	if errors.As(err, &glim) {
+		return toStatus(&LimitError{What: glim.What, Limit: glim.Limit, Got: glim.Got})
+	}
 	if err != nil {
 		return toStatus(err)
 	}
