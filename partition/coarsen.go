@@ -1,0 +1,346 @@
+package partition
+
+import (
+	"math/rand/v2"
+	"sort"
+)
+
+// Pair flags, kept on the lower node of a matched pair.
+const (
+	exitUp  uint8 = 1 // the lower node feeds the upper node of another pair one level up
+	enterUp uint8 = 2 // the upper node is fed by the lower node of another pair one level down
+)
+
+// coarsen matches nodes in pairs and returns the graph of the pairs, or nil
+// when matching would shrink the graph by less than a twentieth.
+//
+// Acyclicity. Let top(v) be the longest path from a source to v, so every
+// edge climbs at least one level. Only u→v with top(v) = top(u)+1 are
+// matched. Walk a cycle of the coarse graph and add up the level changes:
+// each coarse edge climbs at least one level; inside a single node or a
+// pair entered at its lower node the walk climbs or stays; only a pair
+// entered at its upper node and left from its lower node drops, by one.
+// Since the sum is zero, every node on the cycle must be such a pair and
+// every edge must climb exactly one level, so each pair on it has both an
+// edge from its lower node into another pair's upper node one level up
+// (exitUp) and an edge into its upper node from another pair's lower node
+// one level down (enterUp). A pair is only formed if afterwards no pair has
+// both flags, so the coarse graph has no cycle. (Without the flags it
+// could: a→b, c→d, a→d, c→b matched as {a,b}, {c,d}.)
+//
+// part, when not nil, keeps matched nodes in the same part, so that an
+// assignment carries over to the coarse graph. Clusters weigh at most maxW.
+func (l *level) coarsen(maxW int64, part []int32, rng *rand.Rand) *level {
+	n := l.n
+	top := l.topLevels()
+	mate := make([]int32, n)
+	for i := range mate {
+		mate[i] = -1
+	}
+	upper := make([]bool, n)
+	flags := make([]uint8, n)
+	rating := make([]int64, n)
+	var touched, enterP, exitQ []int32
+
+	tryPair := func(a, b int32) bool { // a lower, b upper
+		enterP, exitQ = enterP[:0], exitQ[:0]
+		newExit, newEnter := false, false
+		for _, e := range l.outNets[l.outOff[a]:l.outOff[a+1]] {
+			for _, y := range l.netPins(e) {
+				if y != b && mate[y] >= 0 && upper[y] && top[y] == top[a]+1 {
+					pl := mate[y]
+					if flags[pl]&exitUp != 0 {
+						return false
+					}
+					newExit = true
+					enterP = append(enterP, pl)
+				}
+			}
+		}
+		for _, e := range l.inNets[l.inOff[b]:l.inOff[b+1]] {
+			x := l.netSrc[e]
+			if x != a && mate[x] >= 0 && !upper[x] && top[x]+1 == top[b] {
+				if flags[x]&enterUp != 0 {
+					return false
+				}
+				newEnter = true
+				exitQ = append(exitQ, x)
+			}
+		}
+		if newExit && newEnter {
+			return false
+		}
+		for _, p := range enterP {
+			for _, q := range exitQ {
+				if p == q {
+					return false
+				}
+			}
+		}
+		mate[a], mate[b] = b, a
+		upper[b] = true
+		if newExit {
+			flags[a] |= exitUp
+		}
+		if newEnter {
+			flags[a] |= enterUp
+		}
+		for _, p := range enterP {
+			flags[p] |= enterUp
+		}
+		for _, q := range exitQ {
+			flags[q] |= exitUp
+		}
+		return true
+	}
+
+	allowed := func(v, u int32) bool {
+		return mate[u] < 0 && u != v && l.w[u]+l.w[v] <= maxW && (part == nil || part[u] == part[v])
+	}
+	matched := 0
+	for _, v := range rng.Perm(n) {
+		v := int32(v)
+		if mate[v] >= 0 {
+			continue
+		}
+		touched = touched[:0]
+		for _, e := range l.inNets[l.inOff[v]:l.inOff[v+1]] {
+			if s := l.netSrc[e]; top[s]+1 == top[v] && allowed(v, s) {
+				if rating[s] == 0 {
+					touched = append(touched, s)
+				}
+				rating[s] += l.netW[e] + 1
+			}
+		}
+		for _, e := range l.outNets[l.outOff[v]:l.outOff[v+1]] {
+			for _, u := range l.netPins(e) {
+				if top[u] == top[v]+1 && allowed(v, u) {
+					if rating[u] == 0 {
+						touched = append(touched, u)
+					}
+					rating[u] += l.netW[e] + 1
+				}
+			}
+		}
+		if len(touched) > 1 {
+			sort.Slice(touched, func(i, j int) bool {
+				a, b := touched[i], touched[j]
+				if rating[a] != rating[b] {
+					return rating[a] > rating[b]
+				}
+				if l.w[a] != l.w[b] {
+					return l.w[a] < l.w[b]
+				}
+				return a < b
+			})
+		}
+		for _, u := range touched {
+			a, b := v, u
+			if top[u] < top[v] {
+				a, b = u, v
+			}
+			if tryPair(a, b) {
+				matched++
+				break
+			}
+		}
+		for _, u := range touched {
+			rating[u] = 0
+		}
+	}
+	if matched*20 < n {
+		return nil
+	}
+	return l.contract(mate, upper)
+}
+
+// contract builds the graph of the matched pairs, numbered in a topological
+// order that stays as close to the current order as it can, or returns nil
+// if the pairs do not form an acyclic graph.
+func (l *level) contract(mate []int32, upper []bool) *level {
+	n := l.n
+	cid := make([]int32, n)
+	nc := int32(0)
+	for v := 0; v < n; v++ {
+		if mate[v] >= 0 && upper[v] {
+			continue // numbered with its lower node, which comes first
+		}
+		cid[v] = nc
+		if mate[v] >= 0 {
+			cid[mate[v]] = nc
+		}
+		nc++
+	}
+	c := &level{n: int(nc), w: make([]int64, nc)}
+	for v := 0; v < n; v++ {
+		c.w[cid[v]] += l.w[v]
+	}
+	stamp := make([]int32, nc)
+	for i := range stamp {
+		stamp[i] = -1
+	}
+	// Nets are built source by source, so that parallel one-pin nets (a
+	// pair feeding the same node through several producers) merge into one.
+	single := make([]int32, nc) // single[p] = s+1: a one-pin net s→p exists
+	singleAt := make([]int32, nc)
+	c.netSrc = make([]int32, 0, l.nets())
+	c.netW = make([]int64, 0, l.nets())
+	c.netOff = make([]int32, 1, l.nets()+1)
+	c.pins = make([]int32, 0, len(l.pins))
+	sorted := true
+	for v := 0; v < n; v++ {
+		if mate[v] >= 0 && upper[v] {
+			continue
+		}
+		s := cid[v]
+		members := [2]int32{int32(v), mate[v]}
+		for _, u := range members {
+			if u < 0 {
+				continue
+			}
+			for _, e := range l.outNets[l.outOff[u]:l.outOff[u+1]] {
+				stamp[s] = e
+				start := len(c.pins)
+				for _, x := range l.netPins(e) {
+					if cx := cid[x]; stamp[cx] != e {
+						stamp[cx] = e
+						c.pins = append(c.pins, cx)
+					}
+				}
+				switch len(c.pins) - start {
+				case 0:
+					continue
+				case 1:
+					p := c.pins[start]
+					if single[p] == s+1 {
+						c.netW[singleAt[p]] += l.netW[e]
+						c.pins = c.pins[:start]
+						continue
+					}
+					single[p], singleAt[p] = s+1, int32(len(c.netSrc))
+				}
+				for _, cx := range c.pins[start:] {
+					if cx < s {
+						sorted = false
+					}
+				}
+				c.netSrc = append(c.netSrc, s)
+				c.netW = append(c.netW, l.netW[e])
+				c.netOff = append(c.netOff, int32(len(c.pins)))
+			}
+		}
+	}
+	if !sorted && !c.renumber(cid) {
+		return nil
+	}
+	c.index()
+	l.up = cid
+	return c
+}
+
+// renumber puts the nodes of c in a topological order, taking the smallest
+// current number among the ready nodes each time, and rewrites cid (fine
+// node -> coarse node) to match. It reports false, changing nothing, if c
+// has a cycle, which the matching rule rules out.
+func (c *level) renumber(cid []int32) bool {
+	n := c.n
+	indeg := make([]int32, n)
+	outOff := make([]int32, n+1)
+	for e, s := range c.netSrc {
+		outOff[s+1]++
+		for _, u := range c.netPins(int32(e)) {
+			indeg[u]++
+		}
+	}
+	for v := 0; v < n; v++ {
+		outOff[v+1] += outOff[v]
+	}
+	outNets := make([]int32, outOff[n])
+	fill := append([]int32(nil), outOff[:n]...)
+	for e, s := range c.netSrc {
+		outNets[fill[s]] = int32(e)
+		fill[s]++
+	}
+	h := make(minHeap, 0, 1024)
+	for v := 0; v < n; v++ {
+		if indeg[v] == 0 {
+			h.push(int32(v))
+		}
+	}
+	newID := make([]int32, n)
+	next := int32(0)
+	for len(h) > 0 {
+		v := h.pop()
+		newID[v] = next
+		next++
+		for _, e := range outNets[outOff[v]:outOff[v+1]] {
+			for _, u := range c.netPins(e) {
+				indeg[u]--
+				if indeg[u] == 0 {
+					h.push(u)
+				}
+			}
+		}
+	}
+	if int(next) != n {
+		return false
+	}
+	w := make([]int64, n)
+	for v := 0; v < n; v++ {
+		w[newID[v]] = c.w[v]
+	}
+	c.w = w
+	for e := range c.netSrc {
+		c.netSrc[e] = newID[c.netSrc[e]]
+	}
+	for i := range c.pins {
+		c.pins[i] = newID[c.pins[i]]
+	}
+	for i := range cid {
+		cid[i] = newID[cid[i]]
+	}
+	return true
+}
+
+// minHeap is a binary heap of node numbers.
+type minHeap []int32
+
+func (h *minHeap) push(v int32) {
+	*h = append(*h, v)
+	a := *h
+	i := len(a) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if a[p] <= a[i] {
+			break
+		}
+		a[p], a[i] = a[i], a[p]
+		i = p
+	}
+}
+
+func (h *minHeap) pop() int32 {
+	a := *h
+	top := a[0]
+	last := len(a) - 1
+	a[0] = a[last]
+	a = a[:last]
+	i := 0
+	for {
+		l := 2*i + 1
+		if l >= len(a) {
+			break
+		}
+		m := l
+		if r := l + 1; r < len(a) && a[r] < a[l] {
+			m = r
+		}
+		if a[i] <= a[m] {
+			break
+		}
+		a[i], a[m] = a[m], a[i]
+		i = m
+	}
+	*h = a
+	return top
+}
