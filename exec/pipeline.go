@@ -129,18 +129,41 @@ func (p *Pipeline) Step(ctx context.Context, feeds map[int64]*tensor.Dense) (flo
 	if err != nil {
 		return 0, err
 	}
-	losses, err := p.run(ctx, micro)
+	losses, err := p.run(ctx, micro, false)
 	if err != nil {
 		return 0, err
 	}
 	if err := p.stepAll(ctx); err != nil {
 		return 0, err
 	}
+	return mean(losses), nil
+}
+
+// Evaluate runs one mini-batch forward only, through the parts as they
+// are now, and returns its loss; nothing is accumulated or stepped.
+func (p *Pipeline) Evaluate(ctx context.Context, feeds map[int64]*tensor.Dense) (float64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return 0, ErrClosed
+	}
+	micro, err := p.split(feeds)
+	if err != nil {
+		return 0, err
+	}
+	losses, err := p.run(ctx, micro, true)
+	if err != nil {
+		return 0, err
+	}
+	return mean(losses), nil
+}
+
+func mean(losses []float64) float64 {
 	var sum float64
 	for _, l := range losses {
 		sum += l
 	}
-	return sum / float64(len(losses)), nil
+	return sum / float64(len(losses))
 }
 
 // split checks the feeds and cuts them into micro-batches along axis 0.
@@ -196,7 +219,7 @@ type edge struct {
 
 // run carries out the schedule: a goroutine per part walks its task list;
 // activations and gradients travel on one buffered channel per cut edge.
-func (p *Pipeline) run(ctx context.Context, micro []map[int64]*tensor.Dense) ([]float64, error) {
+func (p *Pipeline) run(ctx context.Context, micro []map[int64]*tensor.Dense, forwardOnly bool) ([]float64, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	lay := p.layout
@@ -222,7 +245,7 @@ func (p *Pipeline) run(ctx context.Context, micro []map[int64]*tensor.Dense) ([]
 		wg.Add(1)
 		go func(part int) {
 			defer wg.Done()
-			if err := p.runPart(ctx, part, micro, fwd, bwd, recv, losses); err != nil {
+			if err := p.runPart(ctx, part, micro, fwd, bwd, recv, losses, forwardOnly); err != nil {
 				cancel(err)
 			}
 		}(part)
@@ -235,11 +258,14 @@ func (p *Pipeline) run(ctx context.Context, micro []map[int64]*tensor.Dense) ([]
 }
 
 func (p *Pipeline) runPart(ctx context.Context, part int, micro []map[int64]*tensor.Dense,
-	fwd, bwd map[edge]chan *tensor.Dense, recv func(chan *tensor.Dense) (*tensor.Dense, error), losses []float64) error {
+	fwd, bwd map[edge]chan *tensor.Dense, recv func(chan *tensor.Dense) (*tensor.Dense, error), losses []float64, forwardOnly bool) error {
 	spec := &p.layout.Specs[part]
 	s := p.sessions[part]
 	for _, ti := range p.sched.PerPart[part] {
 		task := p.sched.Tasks[ti]
+		if forwardOnly && task.Kind == Backward {
+			break
+		}
 		m := task.MicroBatch
 		switch task.Kind {
 		case Forward:

@@ -1,0 +1,245 @@
+package rookery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/graph"
+	"github.com/rookery-ml/rookery/partition"
+)
+
+// ErrConfig marks options or arguments to NewTrainer that cannot work
+// together.
+var ErrConfig = errors.New("rookery: invalid configuration")
+
+// Option configures NewTrainer.
+type Option func(*config)
+
+type config struct {
+	executors  []exec.Executor
+	parts      int
+	micro      int
+	solver     exec.SolverConfig
+	plan       *partition.Plan
+	evalMode   bool
+	splitOpts  []partition.Option
+	haveSolver bool
+}
+
+// WithExecutors trains on these executors, one part each. Without it the
+// trainer makes one in-process CPU executor per part.
+func WithExecutors(executors ...exec.Executor) Option {
+	return func(c *config) { c.executors = append([]exec.Executor{}, executors...) }
+}
+
+// WithParts cuts the model into k parts (default: one per executor, or 1).
+func WithParts(k int) Option { return func(c *config) { c.parts = k } }
+
+// WithMicroBatches splits every mini-batch into m micro-batches (default
+// 1); the batch size must be a multiple of m.
+func WithMicroBatches(m int) Option { return func(c *config) { c.micro = m } }
+
+// WithSolver sets the optimiser (default exec.SGD(0.01, 0.9)).
+func WithSolver(cfg exec.SolverConfig) Option {
+	return func(c *config) { c.solver, c.haveSolver = cfg, true }
+}
+
+// WithPlan trains with this partition instead of computing one with
+// partition.Split. The plan must be of the graph given to NewTrainer.
+func WithPlan(p *partition.Plan) Option { return func(c *config) { c.plan = p } }
+
+// WithPartitionOptions passes options to partition.Split (capacities,
+// imbalance, seed).
+func WithPartitionOptions(opts ...partition.Option) Option {
+	return func(c *config) { c.splitOpts = append(c.splitOpts, opts...) }
+}
+
+// WithEvalMode runs BatchNorm on its running statistics and Dropout as
+// the identity while training (see exec.SessionSpec.EvalMode).
+func WithEvalMode() Option { return func(c *config) { c.evalMode = true } }
+
+// Trainer trains a Gorgonia model across executors. It reads the caller's
+// graph once, in NewTrainer; the caller's graph is written again only by
+// Pull.
+type Trainer struct {
+	g      *gorgonia.ExprGraph
+	loss   *gorgonia.Node
+	learn  gorgonia.Nodes
+	inputs gorgonia.Nodes
+	ir     *graph.Graph
+	plan   *partition.Plan
+	pipe   *exec.Pipeline
+}
+
+// NewTrainer reads g (with the current values of learnables), cuts it
+// into parts, opens one session per part and returns the trainer. loss is
+// the scalar loss, a mean over the batch; inputs are the nodes fed on
+// every step, each with the batch on axis 0.
+func NewTrainer(g *gorgonia.ExprGraph, loss *gorgonia.Node, learnables, inputs gorgonia.Nodes, opts ...Option) (*Trainer, error) {
+	cfg := config{micro: 1}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if !cfg.haveSolver {
+		cfg.solver = exec.SGD(0.01, 0.9)
+	}
+	if g == nil || loss == nil {
+		return nil, fmt.Errorf("%w: nil graph or loss", ErrConfig)
+	}
+	if len(inputs) == 0 {
+		return nil, fmt.Errorf("%w: no inputs", ErrConfig)
+	}
+	ir, err := graph.FromGorgonia(g, graph.Learnables(learnables...), graph.WithValues())
+	if err != nil {
+		return nil, err
+	}
+	k := cfg.parts
+	switch {
+	case cfg.plan != nil:
+		if k != 0 && k != len(cfg.plan.Parts) {
+			return nil, fmt.Errorf("%w: %d parts asked, the plan has %d", ErrConfig, k, len(cfg.plan.Parts))
+		}
+		k = len(cfg.plan.Parts)
+	case k == 0 && len(cfg.executors) > 0:
+		k = len(cfg.executors)
+	case k == 0:
+		k = 1
+	}
+	if k < 1 {
+		return nil, fmt.Errorf("%w: %d parts", ErrConfig, k)
+	}
+	if len(cfg.executors) == 0 {
+		for i := 0; i < k; i++ {
+			cfg.executors = append(cfg.executors, exec.NewCPU())
+		}
+	}
+	if len(cfg.executors) != k {
+		return nil, fmt.Errorf("%w: %d executors for %d parts", ErrConfig, len(cfg.executors), k)
+	}
+	plan := cfg.plan
+	if plan == nil {
+		if plan, err = partition.Split(ir, k, cfg.splitOpts...); err != nil {
+			return nil, err
+		}
+	}
+	parts := make([][]int64, len(plan.Parts))
+	for i, p := range plan.Parts {
+		parts[i] = p.Nodes
+	}
+	data := make([]int64, len(inputs))
+	for i, n := range inputs {
+		data[i] = int64(n.ID())
+	}
+	popts := []exec.PipelineOption{exec.WithMicroBatches(cfg.micro), exec.WithSolver(cfg.solver)}
+	if cfg.evalMode {
+		popts = append(popts, exec.WithEvalMode())
+	}
+	pipe, err := exec.NewPipeline(context.Background(), ir, int64(loss.ID()), data, parts, cfg.executors, popts...)
+	if err != nil {
+		return nil, err
+	}
+	return &Trainer{g: g, loss: loss, learn: append(gorgonia.Nodes{}, learnables...), inputs: append(gorgonia.Nodes{}, inputs...),
+		ir: ir, plan: plan, pipe: pipe}, nil
+}
+
+// Plan returns the partition the trainer runs.
+func (t *Trainer) Plan() *partition.Plan { return t.plan }
+
+// Pipeline returns the pipeline that drives the parts.
+func (t *Trainer) Pipeline() *exec.Pipeline { return t.pipe }
+
+// Graph returns the IR the trainer read from the caller's graph.
+func (t *Trainer) Graph() *graph.Graph { return t.ir }
+
+func (t *Trainer) feeds(feeds map[*gorgonia.Node]*tensor.Dense) (map[int64]*tensor.Dense, error) {
+	out := make(map[int64]*tensor.Dense, len(feeds))
+	for n, v := range feeds {
+		if n == nil {
+			return nil, fmt.Errorf("%w: nil feed node", ErrConfig)
+		}
+		out[int64(n.ID())] = v
+	}
+	return out, nil
+}
+
+// Step trains on one mini-batch: feeds holds a value for every input
+// given to NewTrainer. It returns the mini-batch loss before the update.
+func (t *Trainer) Step(ctx context.Context, feeds map[*gorgonia.Node]*tensor.Dense) (float64, error) {
+	f, err := t.feeds(feeds)
+	if err != nil {
+		return 0, err
+	}
+	return t.pipe.Step(ctx, f)
+}
+
+// Evaluate returns the loss of one mini-batch under the current
+// parameters, without training.
+func (t *Trainer) Evaluate(ctx context.Context, feeds map[*gorgonia.Node]*tensor.Dense) (float64, error) {
+	f, err := t.feeds(feeds)
+	if err != nil {
+		return 0, err
+	}
+	return t.pipe.Evaluate(ctx, f)
+}
+
+// Pull writes the trained values of the learnable nodes into the caller's
+// graph: into the tensors already bound to them where their shape and
+// dtype match (so a machine the caller already made sees them), else by
+// binding new ones.
+func (t *Trainer) Pull(ctx context.Context) error {
+	params, err := t.pipe.Params(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range t.learn {
+		v, ok := params[int64(n.ID())]
+		if !ok {
+			return fmt.Errorf("rookery: no trained value for %q (node %d)", n.Name(), n.ID())
+		}
+		if cur, ok := n.Value().(*tensor.Dense); ok && cur.Dtype() == v.Dtype() && cur.Shape().Eq(v.Shape()) && cur.IsNativelyAccessible() {
+			if err := tensor.Copy(cur, v); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := gorgonia.Let(n, v); err != nil {
+			return fmt.Errorf("rookery: binding %q: %w", n.Name(), err)
+		}
+	}
+	return nil
+}
+
+// Save writes the trained model: the graph IR with the current parameter
+// values, in the rookery.v1 protobuf encoding. Load reads it back.
+func (t *Trainer) Save(ctx context.Context, w io.Writer) error {
+	params, err := t.pipe.Params(ctx)
+	if err != nil {
+		return err
+	}
+	out := graph.New()
+	for _, n := range t.ir.Nodes() {
+		if n.Role == graph.RoleLearnable {
+			if v, ok := params[n.ID]; ok {
+				n.Value = v
+			}
+		}
+		if err := out.Add(n); err != nil {
+			return err
+		}
+	}
+	b, err := out.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// Close closes the sessions on every executor.
+func (t *Trainer) Close() error { return t.pipe.Close() }
