@@ -276,8 +276,8 @@ func DecodeGraph(pb *rookeryv1.Graph, lim Limits) (*Graph, error) {
 	if pb.Version != FormatVersion {
 		return nil, fmt.Errorf("%w: version %d, this build reads version %d", ErrVersion, pb.Version, FormatVersion)
 	}
-	if len(pb.Nodes) > lim.MaxNodes {
-		return nil, &LimitError{What: "nodes", Limit: int64(lim.MaxNodes), Got: int64(len(pb.Nodes))}
+	if maxNodes := min(lim.MaxNodes, math.MaxInt32); len(pb.Nodes) > maxNodes { // positions are int32
+		return nil, &LimitError{What: "nodes", Limit: int64(maxNodes), Got: int64(len(pb.Nodes))}
 	}
 	// Check every size first, so that nothing below allocates beyond lim.
 	for i, n := range pb.Nodes {

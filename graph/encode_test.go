@@ -313,6 +313,27 @@ func TestDecodeAnyNodeOrder(t *testing.T) {
 	}
 }
 
+func TestDecodeSortsAttributes(t *testing.T) {
+	msg := wGraph(wInput(1, 2, 3), wInput(2, 4, 3), with(wOp(3, KindMatMul, []int64{2, 4}, 1, 2), func(n *rookeryv1.Node) {
+		n.Attrs = []*rookeryv1.Attr{
+			{Name: "trans_b", Value: &rookeryv1.Attr_BoolValue{BoolValue: true}},
+			{Name: "trans_a", Value: &rookeryv1.Attr_BoolValue{BoolValue: false}},
+		}
+	}))
+	b, err := proto.Marshal(msg)
+	require.NoError(t, err)
+	g, err := Decode(b, Limits{})
+	require.NoError(t, err)
+	n, ok := g.Node(3)
+	require.True(t, ok)
+	var names []string
+	for _, a := range n.Op.Attrs {
+		names = append(names, a.Name)
+	}
+	require.Equal(t, []string{"trans_a", "trans_b"}, names)
+	require.True(t, n.Op.Bool("trans_b"))
+}
+
 func TestTopoOrderPrefersGivenOrder(t *testing.T) {
 	// Given order: c(b) a b(a) d. Kahn's with the earliest ready node first
 	// gives a b c d: everything stays as early as its inputs allow.
