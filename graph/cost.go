@@ -114,6 +114,13 @@ func (g *Graph) lookupInput(id int64) *Node {
 
 func (g *Graph) nodeFLOPs(n *Node, e int64) int64 {
 	op := n.Op
+	if impl, ok := customKinds[op.Kind]; ok {
+		in := make([]*Node, len(n.Inputs))
+		for i, id := range n.Inputs {
+			in[i] = g.lookupInput(id)
+		}
+		return impl.flops(op, n, in)
+	}
 	switch op.Kind {
 	case KindSin, KindCos, KindExp, KindLog, KindLog2, KindTanh, KindSigmoid, KindLog1p, KindExpm1, KindSoftplus,
 		KindPow, KindBroadcastPow:

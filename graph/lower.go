@@ -168,6 +168,9 @@ func lowerNode(dst *gorgonia.ExprGraph, n *Node, in []*gorgonia.Node) (*gorgonia
 	case KindBatchNorm:
 		return lowerBatchNorm(op, in[0])
 	}
+	if impl, ok := customKinds[k]; ok {
+		return impl.lower(op, in)
+	}
 	return nil, &UnknownKindError{Node: n.ID, Kind: k}
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 
+	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
 
@@ -260,7 +261,29 @@ const (
 	classReduce
 	classShape
 	classNN
+	classCustom // kinds registered with registerKind
 )
+
+// kindImpl is what a kind registered outside the core tables brings: its
+// shape rule, its FLOPs, and how the CPU executor runs it (a Gorgonia op).
+type kindImpl struct {
+	infer func(op Op, in []*Node) (Shape, DType, error)
+	flops func(op Op, n *Node, in []*Node) int64
+	lower func(op Op, in []*gorgonia.Node) (*gorgonia.Node, error)
+}
+
+var customKinds = map[OpKind]kindImpl{}
+
+// registerKind adds an op kind with its own implementation. It is called
+// from init functions of this package only.
+func registerKind(k OpKind, spec opSpec, impl kindImpl) {
+	if _, dup := specs[k]; dup {
+		panic("graph: op kind registered twice: " + string(k))
+	}
+	spec.class = classCustom
+	specs[k] = spec
+	customKinds[k] = impl
+}
 
 func req(name string, t AttrType) attrSpec { return attrSpec{name, t, true} }
 func opt(name string, t AttrType) attrSpec { return attrSpec{name, t, false} }

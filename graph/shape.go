@@ -55,6 +55,8 @@ func infer(op Op, in []*Node) (Shape, DType, error) {
 		s, dt, err = inferShapeOp(op, in)
 	case classNN:
 		s, dt, err = inferNN(op, in[0])
+	case classCustom:
+		s, dt, err = customKinds[op.Kind].infer(op, in)
 	default:
 		err = fmt.Errorf("no shape rule for %s", op.Kind)
 	}
