@@ -1,0 +1,132 @@
+package rookery_test
+
+import (
+	"context"
+	"errors"
+	"math/rand"
+	"net"
+	"testing"
+	"time"
+
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery"
+	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/partition"
+	"github.com/rookery-ml/rookery/transport"
+)
+
+// seedCluster starts a seed node and n providers that announce
+// themselves to it, all in this process on loopback, and returns the
+// seed's address once all n are registered.
+func seedCluster(t *testing.T, n int) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed := transport.NewSeed(transport.WithTTL(5 * time.Second))
+	go seed.Serve(lis)
+	t.Cleanup(seed.Stop)
+	addr := lis.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	for i := 0; i < n; i++ {
+		plis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0))
+		go srv.Serve(plis)
+		done := make(chan error, 1)
+		go func() { done <- srv.Announce(ctx, addr, plis.Addr().String()) }()
+		t.Cleanup(func() {
+			cancel()
+			<-done
+			srv.Stop()
+		})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := transport.FindProviders(fctx, addr, transport.Need{N: n})
+		fcancel()
+		if err == nil {
+			return addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("providers did not register: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func classifier(batch int) (*gorgonia.ExprGraph, *gorgonia.Node, gorgonia.Nodes, gorgonia.Nodes, map[*gorgonia.Node]*tensor.Dense) {
+	const in, hidden, classes = 12, 16, 3
+	rng := rand.New(rand.NewSource(5))
+	g := gorgonia.NewGraph()
+	x := gorgonia.NewMatrix(g, tensor.Float64, gorgonia.WithShape(batch, in), gorgonia.WithName("x"))
+	y := gorgonia.NewMatrix(g, tensor.Float64, gorgonia.WithShape(batch, classes), gorgonia.WithName("y"))
+	randDense := func(scale float64, shape ...int) *tensor.Dense {
+		d := tensor.New(tensor.Of(tensor.Float64), tensor.WithShape(shape...))
+		for i := range d.Float64s() {
+			d.Float64s()[i] = rng.NormFloat64() * scale
+		}
+		return d
+	}
+	w1 := gorgonia.NewMatrix(g, tensor.Float64, gorgonia.WithShape(in, hidden), gorgonia.WithName("w1"), gorgonia.WithValue(randDense(0.3, in, hidden)))
+	w2 := gorgonia.NewMatrix(g, tensor.Float64, gorgonia.WithShape(hidden, classes), gorgonia.WithName("w2"), gorgonia.WithValue(randDense(0.3, hidden, classes)))
+	h := gorgonia.Must(gorgonia.Tanh(gorgonia.Must(gorgonia.Mul(x, w1))))
+	logits := gorgonia.Must(gorgonia.Mul(h, w2))
+	loss := gorgonia.Must(gorgonia.Neg(gorgonia.Must(gorgonia.Mean(gorgonia.Must(gorgonia.HadamardProd(
+		gorgonia.Must(gorgonia.LogSoftMax(logits)), y))))))
+	xs := tensor.New(tensor.Of(tensor.Float64), tensor.WithShape(batch, in))
+	ys := tensor.New(tensor.Of(tensor.Float64), tensor.WithShape(batch, classes))
+	for i := 0; i < batch; i++ {
+		for j := 0; j < in; j++ {
+			xs.Float64s()[i*in+j] = rng.NormFloat64()
+		}
+		ys.Float64s()[i*classes+i%classes] = 1
+	}
+	return g, loss, gorgonia.Nodes{w1, w2}, gorgonia.Nodes{x, y}, map[*gorgonia.Node]*tensor.Dense{x: xs, y: ys}
+}
+
+// TestWithSeed trains through a seed node and two providers and gets the
+// losses of the same training on two in-process executors.
+func TestWithSeed(t *testing.T) {
+	addr := seedCluster(t, 2)
+	ctx := context.Background()
+	run := func(opts ...rookery.Option) []float64 {
+		g, loss, learn, inputs, feeds := classifier(8)
+		opts = append(opts, rookery.WithMicroBatches(2), rookery.WithSolver(exec.SGD(0.1, 0.9)),
+			rookery.WithPartitionOptions(partition.WithMaxImbalance(1)))
+		tr, err := rookery.NewTrainer(g, loss, learn, inputs, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		var losses []float64
+		for i := 0; i < 5; i++ {
+			l, err := tr.Step(ctx, map[*gorgonia.Node]*tensor.Dense{inputs[0]: feeds[inputs[0]], inputs[1]: feeds[inputs[1]]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			losses = append(losses, l)
+		}
+		return losses
+	}
+	want := run(rookery.WithParts(2))
+	got := run(rookery.WithSeed(addr, 2))
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("step %d: loss %v through the seed, %v in process", i, got[i], want[i])
+		}
+	}
+
+	g, loss, learn, inputs, _ := classifier(8)
+	if _, err := rookery.NewTrainer(g, loss, learn, inputs, rookery.WithSeed(addr, 3),
+		rookery.WithPartitionOptions(partition.WithMaxImbalance(1))); !errors.Is(err, transport.ErrNotEnough) {
+		t.Errorf("asking for 3 of 2 providers: got %v, want ErrNotEnough", err)
+	}
+}
