@@ -292,7 +292,9 @@ func DecodeGraph(pb *rookeryv1.Graph, lim Limits) (*Graph, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Graph{nodes: make([]Node, 0, len(pb.Nodes)), index: make(map[int64]int, len(pb.Nodes))}
+	g := New()
+	g.nodes = make([]Node, 0, len(pb.Nodes))
+	g.index = make(map[int64]int, len(pb.Nodes))
 	for k := range pb.Nodes {
 		i := k
 		if order != nil {
@@ -609,7 +611,7 @@ func decodeAttr(pa *rookeryv1.Attr, lim Limits) (Attr, error) {
 	return a, nil
 }
 
-// ints converts values that checkWireInts accepted; like the attribute
+// intsFromWire converts values that checkWireInts accepted; like the attribute
 // constructors it never returns nil.
 func intsFromWire(s []int64) []int {
 	out := make([]int, len(s))
