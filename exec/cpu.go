@@ -89,8 +89,7 @@ type slotState uint8
 
 const (
 	slotIdle    slotState = iota
-	slotPending           // forward half done, machine waits at the gate
-	slotDone              // whole program ran in Forward (no outputs to wait for)
+	slotPending           // forward half done, machine waits at the gate (or no machine)
 )
 
 // slot is the built program of one micro-batch index: its own Gorgonia
@@ -111,7 +110,6 @@ type slot struct {
 	dy       []gorgonia.Value        // gradients of seeded outputs, read by the picks
 	dyBuf    []*tensor.Dense
 	gradIn   map[int64]*tensor.Dense // gradients of active inputs
-	gradP    []*tensor.Dense         // gradients of active parameters
 	fwd      chan struct{}           // the gate was reached
 	resume   chan bool               // true: run the backward half; false: abort
 	done     chan error              // the run ended
@@ -150,7 +148,7 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 		return nil, buildErr(err)
 	}
 	sl = &slot{mb: mb, g: g, nodes: nodes, in: make(map[int64]*tensor.Dense), out: make(map[int64]*tensor.Dense),
-		gradIn: make(map[int64]*tensor.Dense), gradP: make([]*tensor.Dense, len(s.a.learn)),
+		gradIn: make(map[int64]*tensor.Dense),
 		fwd: make(chan struct{}, 1), resume: make(chan bool, 1)}
 	gr := s.spec.Graph
 	newBuf := func(id int64) *tensor.Dense {
@@ -191,8 +189,13 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 		return nil
 	}
 	var seedOut, seedGrad gorgonia.Nodes
-	sl.gated = len(a.opOutputs) > 0
-	if sl.gated {
+	// The gate ends the forward half. A part that computes nothing (it
+	// only holds parameters other parts use) has no program at all.
+	sl.gated = len(readIDs) > 0
+	if !sl.gated {
+		return sl, nil
+	}
+	{
 		children := make(gorgonia.Nodes, len(readIDs))
 		for i, id := range readIDs {
 			children[i] = nodes[id]
@@ -247,7 +250,6 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 	for i, id := range a.learn {
 		if a.activeLearn[i] {
 			wrt = append(wrt, nodes[id])
-			sl.gradP[i] = newBuf(id)
 			wrtLearn = append(wrtLearn, i)
 		}
 	}
@@ -260,26 +262,20 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 		sinkChildren = append(sinkChildren, grads...)
 	}
 	nGrads := len(sinkChildren)
-	if !sl.gated {
-		for _, id := range readIDs {
-			sinkChildren = append(sinkChildren, nodes[id])
-		}
-	}
 	if len(sinkChildren) > 0 {
 		sink := newHookOp("sink", sinkChildren, func(in []gorgonia.Value) error {
+			// Runs in the backward half, while Backward waits: the
+			// parameters' gradients go straight into the accumulators.
 			for i := 0; i < nGrads; i++ {
-				var dst *tensor.Dense
 				if i < len(wrtBufs) {
-					dst = wrtBufs[i]
-				} else {
-					dst = sl.gradP[wrtLearn[i-len(wrtBufs)]] // read at run time: Backward may swap it
+					if err := readInto(wrtBufs[i], in[i]); err != nil {
+						return err
+					}
+					continue
 				}
-				if err := readInto(dst, in[i]); err != nil {
+				if err := s.accumulate(wrtLearn[i-len(wrtBufs)], in[i]); err != nil {
 					return err
 				}
-			}
-			if !sl.gated {
-				return readForward(in[nGrads:])
 			}
 			return nil
 		})
@@ -416,11 +412,10 @@ func (s *cpuSession) Forward(ctx context.Context, mb int, feeds map[int64]*tenso
 			setScalar(v, sl.in[id])
 		}
 	}
-	sl.start()
 	if sl.gated {
+		sl.start()
 		select {
 		case <-sl.fwd:
-			sl.state = slotPending
 		case err := <-sl.done:
 			sl.running = false
 			if err == nil {
@@ -428,12 +423,8 @@ func (s *cpuSession) Forward(ctx context.Context, mb int, feeds map[int64]*tenso
 			}
 			return nil, &RunError{Part: s.part(), MicroBatch: mb, Phase: "forward", Err: err}
 		}
-	} else {
-		if err := sl.wait(); err != nil {
-			return nil, &RunError{Part: s.part(), MicroBatch: mb, Phase: "forward", Err: err}
-		}
-		sl.state = slotDone
 	}
+	sl.state = slotPending
 	out := make(map[int64]*tensor.Dense, len(sl.out))
 	for id, t := range sl.out {
 		out[id] = cloneDense(t)
@@ -503,19 +494,6 @@ func (s *cpuSession) Backward(ctx context.Context, mb int, gradOutputs map[int64
 		}
 	}
 	sl.state = slotIdle
-	// Accumulate the parameters' gradients. The first contribution swaps
-	// buffers with the slot instead of copying.
-	for i := range s.a.learn {
-		if !s.a.activeLearn[i] {
-			continue
-		}
-		if !s.accValid[i] {
-			s.acc[i], sl.gradP[i] = sl.gradP[i], s.acc[i]
-			s.accValid[i] = true
-			continue
-		}
-		addDense(s.acc[i], sl.gradP[i])
-	}
 	for _, id := range s.a.learnOuts {
 		i := s.a.learnIdx[id]
 		t := gradOutputs[id]
@@ -550,6 +528,27 @@ func contains(s []int64, id int64) bool {
 		}
 	}
 	return false
+}
+
+// accumulate adds a gradient computed by the machine to parameter i's
+// accumulator (the first one since Step is copied).
+func (s *cpuSession) accumulate(i int, v gorgonia.Value) error {
+	if !s.accValid[i] {
+		if err := readInto(s.acc[i], v); err != nil {
+			return err
+		}
+		s.accValid[i] = true
+		return nil
+	}
+	d, ok := v.(*tensor.Dense)
+	if !ok || d.Dtype() != s.acc[i].Dtype() || d.Shape().TotalSize() != s.acc[i].Shape().TotalSize() {
+		return fmt.Errorf("exec: gradient %v does not fit parameter %v", v.Shape(), s.acc[i].Shape())
+	}
+	if !d.IsNativelyAccessible() || d.RequiresIterator() {
+		d = d.Materialize().(*tensor.Dense)
+	}
+	addDense(s.acc[i], d)
+	return nil
 }
 
 // Step implements Session.
