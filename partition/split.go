@@ -3,6 +3,7 @@ package partition
 import (
 	"math"
 	"math/rand/v2"
+	"sync"
 
 	"github.com/rookery-ml/rookery/graph"
 )
@@ -88,6 +89,7 @@ type candidate struct {
 	feasible bool    // every part within maxCost
 	cut      int64   // bytes sent
 	imb      float64 // imbalance
+	valid    bool    // every part has work (checked for the baseline only)
 }
 
 func (s *solver) judge(parts []int32, m Method) candidate {
@@ -122,15 +124,15 @@ func better(a, b candidate) bool {
 
 func (s *solver) solve() *Plan {
 	pr, k := s.pr, s.k
-	base := s.baseline()
-	baseCut := pr.cut(base, k)
-	if s.cfg.method == MethodBaseline || k == 1 {
+	method := s.cfg.method
+	if method == MethodBaseline || k == 1 {
+		base := s.baseline()
 		m := MethodBaseline
 		if k == 1 {
 			m = MethodOrder
 		}
 		plan := buildPlan(pr, base, s.cfg, m)
-		plan.BaselineCutBytes = baseCut
+		plan.BaselineCutBytes = pr.cut(base, k)
 		return plan
 	}
 
@@ -142,21 +144,42 @@ func (s *solver) solve() *Plan {
 	ordered := s.splitOrder(fine, identity, true)
 	chain := fine.isChain()
 
-	var cands []candidate
-	method := s.cfg.method
+	// The candidates share nothing they write, so they run side by side;
+	// which one wins does not depend on how they are scheduled.
+	jobs := []func() candidate{func() candidate {
+		base := s.baseline()
+		c := s.judge(base, MethodBaseline)
+		c.valid = baselineValid(pr, base, k)
+		return c
+	}}
 	if method == MethodChain || (method == MethodAuto && chain) {
-		cands = append(cands, s.judge(pr.place(ordered), MethodChain))
+		jobs = append(jobs, func() candidate { return s.judge(pr.place(ordered), MethodChain) })
 	}
 	if method == MethodOrder || (method == MethodAuto && !chain) {
-		parts := append([]int32(nil), ordered...)
-		newRefiner(fine, k, parts, s.maxCost).refine(refineRounds)
-		cands = append(cands, s.judge(pr.place(parts), MethodOrder))
+		jobs = append(jobs, func() candidate {
+			parts := append([]int32(nil), ordered...)
+			newRefiner(fine, k, parts, s.maxCost).refine(refineRounds)
+			return s.judge(pr.place(parts), MethodOrder)
+		})
 	}
 	if method == MethodMultilevel || (method == MethodAuto && !chain) {
-		cands = append(cands, s.judge(pr.place(s.multilevel(fine)), MethodMultilevel))
+		jobs = append(jobs, func() candidate { return s.judge(pr.place(s.multilevel(fine)), MethodMultilevel) })
 	}
-	if method == MethodAuto && baselineValid(pr, base, k) {
-		cands = append(cands, s.judge(base, MethodBaseline))
+	cands := make([]candidate, len(jobs))
+	var wg sync.WaitGroup
+	for i, job := range jobs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cands[i] = job()
+		}()
+	}
+	wg.Wait()
+
+	baseline := cands[0]
+	cands = cands[1:]
+	if method == MethodAuto && baseline.valid {
+		cands = append(cands, baseline)
 	}
 	best := cands[0]
 	for _, c := range cands[1:] {
@@ -165,7 +188,7 @@ func (s *solver) solve() *Plan {
 		}
 	}
 	plan := buildPlan(pr, best.parts, s.cfg, best.method)
-	plan.BaselineCutBytes = baseCut
+	plan.BaselineCutBytes = baseline.cut
 	return plan
 }
 
