@@ -149,7 +149,7 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 	}
 	sl = &slot{mb: mb, g: g, nodes: nodes, in: make(map[int64]*tensor.Dense), out: make(map[int64]*tensor.Dense),
 		gradIn: make(map[int64]*tensor.Dense),
-		fwd: make(chan struct{}, 1), resume: make(chan bool, 1)}
+		fwd:    make(chan struct{}, 1), resume: make(chan bool, 1)}
 	gr := s.spec.Graph
 	newBuf := func(id int64) *tensor.Dense {
 		n, _ := gr.Node(id)
