@@ -43,7 +43,15 @@ type Pipeline struct {
 	batch    int
 	micro    int
 	closed   bool
+	// broken is the error that stopped a step half-way: some parts may
+	// hold gradients of that step, so the pipeline takes no more steps.
+	broken error
 }
+
+// ErrBroken marks a pipeline that a failed step left unusable; close it
+// and open a new one (its parameters are those before the failed step,
+// unless the failure came during the parts' Step).
+var ErrBroken = errors.New("exec: pipeline broken by a failed step")
 
 // NewPipeline opens one session per part on executors[p] and returns the
 // pipeline that drives them. g is the whole graph; loss its scalar loss,
@@ -125,15 +133,20 @@ func (p *Pipeline) Step(ctx context.Context, feeds map[int64]*tensor.Dense) (flo
 	if p.closed {
 		return 0, ErrClosed
 	}
+	if p.broken != nil {
+		return 0, fmt.Errorf("%w: %w", ErrBroken, p.broken)
+	}
 	micro, err := p.split(feeds)
 	if err != nil {
 		return 0, err
 	}
 	losses, err := p.run(ctx, micro, false)
 	if err != nil {
+		p.broken = err
 		return 0, err
 	}
 	if err := p.stepAll(ctx); err != nil {
+		p.broken = err
 		return 0, err
 	}
 	return mean(losses), nil

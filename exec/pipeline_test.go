@@ -2,16 +2,17 @@ package exec_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand"
 	"testing"
 
-	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/graph"
+	"github.com/rookery-ml/rookery/partition"
 )
 
 // trainPipeline trains m over k CPU executors with micro micro-batches and
@@ -124,7 +125,6 @@ func TestPipelineEqualsOneProcess(t *testing.T) {
 	}
 }
 
-var _ = gorgonia.NewGraph
 
 // TestPipelineSharedParameters puts every learnable parameter in the first
 // part, so that the other parts receive them as inputs and send their
@@ -191,5 +191,157 @@ func TestPipelineSharedParameters(t *testing.T) {
 			}
 		}
 		p.Close()
+	}
+}
+
+// TestPipelineWithPartitionPlans runs the plans of partition.Split (which
+// may cut anywhere, shared parameters included) against the one-process
+// reference.
+func TestPipelineWithPartitionPlans(t *testing.T) {
+	const steps = 10
+	for _, tc := range []struct {
+		name  string
+		build func() model
+	}{
+		{"mlp", func() model { return mlpModel(tensor.Float64, 8, 64, 32, 10) }},
+		{"cnn", func() model { return cnnModel(tensor.Float64, 8) }},
+		{"residual", func() model { return residualModel(tensor.Float64, 8) }},
+	} {
+		cfg := exec.Adam(0.005)
+		wantLoss, wantParams := reference(t, tc.build(), cfg, steps, 11)
+		for _, k := range []int{2, 3, 4} {
+			for _, micro := range []int{1, 4} {
+				t.Run(fmt.Sprintf("%s/k=%d/M=%d", tc.name, k, micro), func(t *testing.T) {
+					m := tc.build()
+					ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
+					if err != nil {
+						t.Fatal(err)
+					}
+					plan, err := partition.Split(ir, k, partition.WithMaxImbalance(3))
+					if err != nil {
+						t.Skipf("no plan: %v", err)
+					}
+					parts := make([][]int64, len(plan.Parts))
+					for i, p := range plan.Parts {
+						parts[i] = p.Nodes
+					}
+					execs := make([]exec.Executor, k)
+					for i := range execs {
+						execs[i] = exec.NewCPU()
+					}
+					opts := []exec.PipelineOption{exec.WithMicroBatches(micro), exec.WithSolver(cfg)}
+					if m.eval {
+						opts = append(opts, exec.WithEvalMode())
+					}
+					ctx := context.Background()
+					p, err := exec.NewPipeline(ctx, ir, int64(m.loss.ID()), []int64{int64(m.data[0].ID()), int64(m.data[1].ID())}, parts, execs, opts...)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer p.Close()
+					feeds := map[int64]*tensor.Dense{}
+					for n, v := range m.batch(rand.New(rand.NewSource(11))) {
+						feeds[int64(n.ID())] = v
+					}
+					for s := 0; s < steps; s++ {
+						l, err := p.Step(ctx, feeds)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if d := math.Abs(l-wantLoss[s]) / math.Abs(wantLoss[s]); d > 1e-9 {
+							t.Errorf("step %d: loss %v, want %v", s, l, wantLoss[s])
+						}
+					}
+					params, err := p.Params(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for i, n := range m.learn {
+						if d := maxRelDiff(params[int64(n.ID())], wantParams[i]); d > 1e-9 {
+							t.Errorf("parameter %s differs by %.3g", n.Name(), d)
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+func TestPipelineErrors(t *testing.T) {
+	ctx := context.Background()
+	m := residualModel(tensor.Float64, 8)
+	ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss := int64(m.loss.ID())
+	data := []int64{int64(m.data[0].ID()), int64(m.data[1].ID())}
+	two := chunks(ir, 2)
+	cpu := func(k int) []exec.Executor {
+		e := make([]exec.Executor, k)
+		for i := range e {
+			e[i] = exec.NewCPU()
+		}
+		return e
+	}
+	// Swapping the two halves of a chain of parts makes a cycle.
+	var ops []int64
+	for _, n := range ir.Nodes() {
+		if n.Role == graph.RoleOp || n.Role == graph.RoleLearnable {
+			ops = append(ops, n.ID)
+		}
+	}
+	cyclic := [][]int64{{}, {}}
+	for i, id := range ops {
+		cyclic[i%2] = append(cyclic[i%2], id)
+	}
+	for _, tc := range []struct {
+		name  string
+		parts [][]int64
+		execs []exec.Executor
+		data  []int64
+		opts  []exec.PipelineOption
+	}{
+		{"executors", two, cpu(3), data, nil},
+		{"node twice", [][]int64{two[0], append(append([]int64{}, two[1]...), two[0][0])}, cpu(2), data, nil},
+		{"node missing", [][]int64{two[0], two[1][1:]}, cpu(2), data, nil},
+		{"input not fed", two, cpu(2), data[:1], nil},
+		{"micro-batches", two, cpu(2), data, []exec.PipelineOption{exec.WithMicroBatches(3)}},
+		{"cycle", cyclic, cpu(2), data, nil},
+		{"solver", two, cpu(2), data, []exec.PipelineOption{exec.WithSolver(exec.SGD(-1, 0))}},
+	} {
+		p, err := exec.NewPipeline(ctx, ir, loss, tc.data, tc.parts, tc.execs, tc.opts...)
+		if err == nil {
+			p.Close()
+			t.Errorf("%s: no error", tc.name)
+			continue
+		}
+		if !errors.Is(err, exec.ErrSpec) && !errors.Is(err, exec.ErrSolver) {
+			t.Errorf("%s: got %v, want ErrSpec", tc.name, err)
+		}
+	}
+	p, err := exec.NewPipeline(ctx, ir, loss, data, two, cpu(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	feeds := map[int64]*tensor.Dense{}
+	for n, v := range m.batch(rand.New(rand.NewSource(1))) {
+		feeds[int64(n.ID())] = v
+	}
+	bad := map[int64]*tensor.Dense{data[0]: feeds[data[0]], data[1]: tensor.New(tensor.Of(tensor.Float64), tensor.WithShape(7, 3))}
+	var fe *exec.FeedError
+	if _, err := p.Step(ctx, bad); !errors.As(err, &fe) || fe.Node != data[1] {
+		t.Errorf("bad label shape: got %v, want a *FeedError for node %d", err, data[1])
+	}
+	if _, err := p.Step(ctx, map[int64]*tensor.Dense{data[0]: feeds[data[0]]}); !errors.Is(err, exec.ErrFeed) {
+		t.Errorf("missing labels: got %v, want ErrFeed", err)
+	}
+	if _, err := p.Step(ctx, feeds); err != nil {
+		t.Fatalf("a good step after bad ones: %v", err)
+	}
+	p.Close()
+	if _, err := p.Step(ctx, feeds); !errors.Is(err, exec.ErrClosed) {
+		t.Errorf("step after close: got %v, want ErrClosed", err)
 	}
 }
