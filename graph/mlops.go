@@ -1,0 +1,501 @@
+package graph
+
+import (
+	"fmt"
+	"hash"
+	"hash/fnv"
+	"math"
+	"sort"
+
+	"github.com/chewxy/hm"
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+)
+
+// Op kinds for classic machine-learning jobs (ravml). Gorgonia has no
+// equivalent, so each is implemented here by a forward-only Gorgonia op;
+// none is differentiable. Every index they read or return is carried as a
+// float of the input's dtype, exact up to 2⁵³ (float64) or 2²⁴ (float32).
+const (
+	// KindTopK takes a matrix (m,n) and returns, per row, the k smallest
+	// values in ascending order (ties: lower column first), or with bool
+	// "indices" their column indexes: (m,k). Int "k" (1 ≤ k ≤ n).
+	KindTopK OpKind = "top_k"
+	// KindArgMin takes a matrix (m,n) and returns, per row, the column of
+	// its smallest value (the first on ties): (m).
+	KindArgMin OpKind = "argmin"
+	// KindOneHot takes a vector of class indexes (n) and returns (n,depth)
+	// with a 1 at each row's class; an index outside [0,depth) gives a row
+	// of zeros. Int "depth".
+	KindOneHot OpKind = "one_hot"
+	// KindTake takes a table (t) and indexes (n) and returns (n) with
+	// table[index]; an index outside [0,t) gives -1.
+	KindTake OpKind = "take"
+	// KindTreeRoute takes rows (n,d) and a tree (t,3) whose node i is
+	// [feature, threshold, left]: an inner node sends a row to left when
+	// x[feature] ≤ threshold and to left+1 otherwise; a node with a negative
+	// feature is a leaf. It returns the leaf each row reaches from node 0:
+	// (n).
+	KindTreeRoute OpKind = "tree_route"
+	// KindHistogram takes bin codes (n,d) in [0,bins), a group per row (n)
+	// and weights (n,c), and returns (groups,d,bins,c): for every group,
+	// feature and bin the sum of the weights of the rows of that group whose
+	// feature falls in that bin. Rows with a group outside [0,groups) and
+	// codes outside [0,bins) are skipped. Ints "groups", "bins".
+	KindHistogram OpKind = "histogram"
+)
+
+func init() {
+	registerKind(KindTopK, opSpec{1, 1, []attrSpec{req("k", AttrInt), opt("indices", AttrBool)}, 0},
+		kindImpl{infer: inferTopK, flops: flopsTopK, lower: lowerML})
+	registerKind(KindArgMin, opSpec{1, 1, nil, 0},
+		kindImpl{infer: inferArgMin, flops: flopsIn0, lower: lowerML})
+	registerKind(KindOneHot, opSpec{1, 1, []attrSpec{req("depth", AttrInt)}, 0},
+		kindImpl{infer: inferOneHot, flops: flopsOut, lower: lowerML})
+	registerKind(KindTake, opSpec{2, 2, nil, 0},
+		kindImpl{infer: inferTake, flops: flopsOut, lower: lowerML})
+	registerKind(KindTreeRoute, opSpec{2, 2, nil, 0},
+		kindImpl{infer: inferTreeRoute, flops: flopsTreeRoute, lower: lowerML})
+	registerKind(KindHistogram, opSpec{3, 3, []attrSpec{req("groups", AttrInt), req("bins", AttrInt)}, 0},
+		kindImpl{infer: inferHistogram, flops: flopsHistogram, lower: lowerML})
+}
+
+func floatDType(n *Node) error {
+	if n.DType != Float64 && n.DType != Float32 {
+		return fmt.Errorf("input dtype %v is not a float", n.DType)
+	}
+	return nil
+}
+
+func sameFloat(in []*Node) (DType, error) {
+	for _, n := range in {
+		if err := floatDType(n); err != nil {
+			return DTypeInvalid, err
+		}
+		if n.DType != in[0].DType {
+			return DTypeInvalid, fmt.Errorf("inputs have dtypes %v and %v", in[0].DType, n.DType)
+		}
+	}
+	return in[0].DType, nil
+}
+
+func inferTopK(op Op, in []*Node) (Shape, DType, error) {
+	x := in[0]
+	if err := floatDType(x); err != nil {
+		return nil, DTypeInvalid, err
+	}
+	if len(x.Shape) != 2 {
+		return nil, DTypeInvalid, fmt.Errorf("input must be a matrix, is %v", x.Shape)
+	}
+	k := op.Int("k")
+	if k < 1 || k > x.Shape[1] {
+		return nil, DTypeInvalid, fmt.Errorf("k = %d outside [1, %d]", k, x.Shape[1])
+	}
+	return Shape{x.Shape[0], k}, x.DType, nil
+}
+
+func inferArgMin(op Op, in []*Node) (Shape, DType, error) {
+	x := in[0]
+	if err := floatDType(x); err != nil {
+		return nil, DTypeInvalid, err
+	}
+	if len(x.Shape) != 2 {
+		return nil, DTypeInvalid, fmt.Errorf("input must be a matrix, is %v", x.Shape)
+	}
+	return Shape{x.Shape[0]}, x.DType, nil
+}
+
+func inferOneHot(op Op, in []*Node) (Shape, DType, error) {
+	x := in[0]
+	if err := floatDType(x); err != nil {
+		return nil, DTypeInvalid, err
+	}
+	if len(x.Shape) != 1 {
+		return nil, DTypeInvalid, fmt.Errorf("input must be a vector, is %v", x.Shape)
+	}
+	d := op.Int("depth")
+	if d < 1 {
+		return nil, DTypeInvalid, fmt.Errorf("depth %d must be positive", d)
+	}
+	return Shape{x.Shape[0], d}, x.DType, nil
+}
+
+func inferTake(op Op, in []*Node) (Shape, DType, error) {
+	dt, err := sameFloat(in)
+	if err != nil {
+		return nil, DTypeInvalid, err
+	}
+	if len(in[0].Shape) != 1 || len(in[1].Shape) != 1 {
+		return nil, DTypeInvalid, fmt.Errorf("table and indexes must be vectors, are %v and %v", in[0].Shape, in[1].Shape)
+	}
+	return Shape{in[1].Shape[0]}, dt, nil
+}
+
+func inferTreeRoute(op Op, in []*Node) (Shape, DType, error) {
+	dt, err := sameFloat(in)
+	if err != nil {
+		return nil, DTypeInvalid, err
+	}
+	if len(in[0].Shape) != 2 {
+		return nil, DTypeInvalid, fmt.Errorf("rows must be a matrix, are %v", in[0].Shape)
+	}
+	if len(in[1].Shape) != 2 || in[1].Shape[1] != 3 {
+		return nil, DTypeInvalid, fmt.Errorf("tree must be (t,3), is %v", in[1].Shape)
+	}
+	return Shape{in[0].Shape[0]}, dt, nil
+}
+
+func inferHistogram(op Op, in []*Node) (Shape, DType, error) {
+	dt, err := sameFloat(in)
+	if err != nil {
+		return nil, DTypeInvalid, err
+	}
+	codes, group, w := in[0].Shape, in[1].Shape, in[2].Shape
+	if len(codes) != 2 || len(group) != 1 || len(w) != 2 || group[0] != codes[0] || w[0] != codes[0] {
+		return nil, DTypeInvalid, fmt.Errorf("want codes (n,d), groups (n), weights (n,c); got %v, %v, %v", codes, group, w)
+	}
+	g, b := op.Int("groups"), op.Int("bins")
+	if g < 1 || b < 1 {
+		return nil, DTypeInvalid, fmt.Errorf("groups %d and bins %d must be positive", g, b)
+	}
+	out := Shape{g, codes[1], b, w[1]}
+	if _, ok := sizeChecked(out); !ok {
+		return nil, DTypeInvalid, fmt.Errorf("output %v is too large", out)
+	}
+	return out, dt, nil
+}
+
+func elems(n *Node) int64 {
+	if n == nil {
+		return 0
+	}
+	return shapeElems(n.Shape)
+}
+
+func flopsIn0(op Op, n *Node, in []*Node) int64 { return elems(in[0]) }
+func flopsOut(op Op, n *Node, in []*Node) int64 { return elems(n) }
+
+// flopsTopK counts a comparison per element plus a heap update per kept
+// element: n·m + m·k·log2(k).
+func flopsTopK(op Op, n *Node, in []*Node) int64 {
+	k := int64(op.Int("k"))
+	lg := int64(1)
+	for v := k; v > 1; v >>= 1 {
+		lg++
+	}
+	return addSat(elems(in[0]), mulSat(elems(n), lg))
+}
+
+// flopsTreeRoute assumes a path of log2(t) comparisons per row.
+func flopsTreeRoute(op Op, n *Node, in []*Node) int64 {
+	depth := int64(1)
+	if len(in) > 1 && in[1] != nil && len(in[1].Shape) > 0 {
+		for v := in[1].Shape[0]; v > 1; v >>= 1 {
+			depth++
+		}
+	}
+	return mulSat(elems(n), depth)
+}
+
+// flopsHistogram counts one addition per row, feature and weight channel.
+func flopsHistogram(op Op, n *Node, in []*Node) int64 {
+	if len(in) < 3 || in[0] == nil || in[2] == nil || len(in[2].Shape) != 2 {
+		return 0
+	}
+	return mulSat(elems(in[0]), int64(in[2].Shape[1]))
+}
+
+// lowerML applies the op's own Gorgonia implementation.
+func lowerML(op Op, in []*gorgonia.Node) (*gorgonia.Node, error) {
+	irIn := make([]*Node, len(in))
+	types := make([]hm.Type, len(in))
+	for i, n := range in {
+		dt, err := DTypeOf(n.Dtype())
+		if err != nil {
+			return nil, err
+		}
+		irIn[i] = &Node{Shape: irShape(n.Shape()), DType: dt}
+		types[i] = n.Type()
+	}
+	shape, dt, err := infer(op, irIn)
+	if err != nil {
+		return nil, err
+	}
+	tdt, err := dt.Tensor()
+	if err != nil {
+		return nil, err
+	}
+	m := &mlOp{op: op, in: types, shape: tensor.Shape(clone(shape)), dt: tdt}
+	return gorgonia.ApplyOp(m, in...)
+}
+
+// mlOp is the Gorgonia op behind the kinds of this file.
+type mlOp struct {
+	op    Op
+	in    []hm.Type
+	shape tensor.Shape
+	dt    tensor.Dtype
+}
+
+func (m *mlOp) Arity() int { return len(m.in) }
+
+func (m *mlOp) Type() hm.Type {
+	ts := append(append([]hm.Type{}, m.in...), gorgonia.TensorType{Dims: len(m.shape), Of: m.dt})
+	return hm.NewFnType(ts...)
+}
+
+func (m *mlOp) InferShape(...gorgonia.DimSizer) (tensor.Shape, error) { return m.shape.Clone(), nil }
+
+func (m *mlOp) ReturnsPtr() bool     { return false }
+func (m *mlOp) CallsExtern() bool    { return false }
+func (m *mlOp) OverwritesInput() int { return -1 }
+func (m *mlOp) WriteHash(h hash.Hash) {
+	fmt.Fprintf(h, "rookery.%v%v", m.op, m.shape)
+	for _, t := range m.in {
+		fmt.Fprintf(h, ",%v", t)
+	}
+}
+func (m *mlOp) Hashcode() uint32 {
+	h := fnv.New32a()
+	m.WriteHash(h)
+	return h.Sum32()
+}
+func (m *mlOp) String() string { return "rookery." + m.op.String() }
+
+// DiffWRT says that no input is differentiable.
+func (m *mlOp) DiffWRT(n int) []bool { return make([]bool, n) }
+
+// SymDiff is never called: the op is not differentiable.
+func (m *mlOp) SymDiff(gorgonia.Nodes, *gorgonia.Node, *gorgonia.Node) (gorgonia.Nodes, error) {
+	return nil, fmt.Errorf("graph: %s is not differentiable", m.op.Kind)
+}
+
+func (m *mlOp) Do(vals ...gorgonia.Value) (gorgonia.Value, error) {
+	if len(vals) != len(m.in) {
+		return nil, fmt.Errorf("graph: %s: got %d inputs, want %d", m.op.Kind, len(vals), len(m.in))
+	}
+	in := make([]*tensor.Dense, len(vals))
+	for i, v := range vals {
+		d, ok := v.(*tensor.Dense)
+		if !ok {
+			return nil, fmt.Errorf("graph: %s: input %d is %T, want a tensor", m.op.Kind, i, v)
+		}
+		if !d.IsNativelyAccessible() || d.RequiresIterator() {
+			d = d.Materialize().(*tensor.Dense)
+		}
+		if d.Dtype() != m.dt {
+			return nil, fmt.Errorf("graph: %s: input %d is %v, want %v", m.op.Kind, i, d.Dtype(), m.dt)
+		}
+		in[i] = d
+	}
+	out := tensor.New(tensor.Of(m.dt), tensor.WithShape(m.shape.Clone()...))
+	var err error
+	switch m.dt {
+	case tensor.Float64:
+		err = runML(m.op, in, out, (*tensor.Dense).Float64s)
+	case tensor.Float32:
+		err = runML(m.op, in, out, (*tensor.Dense).Float32s)
+	default:
+		err = fmt.Errorf("dtype %v", m.dt)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("graph: %s: %w", m.op.Kind, err)
+	}
+	return out, nil
+}
+
+func runML[T float32 | float64](op Op, in []*tensor.Dense, out *tensor.Dense, data func(*tensor.Dense) []T) error {
+	o := data(out)
+	x := data(in[0])
+	s0 := in[0].Shape()
+	switch op.Kind {
+	case KindTopK:
+		TopK(x, s0[0], s0[1], op.Int("k"), op.Bool("indices"), o)
+	case KindArgMin:
+		ArgMin(x, s0[0], s0[1], o)
+	case KindOneHot:
+		OneHot(x, op.Int("depth"), o)
+	case KindTake:
+		Take(x, data(in[1]), o)
+	case KindTreeRoute:
+		return TreeRoute(x, s0[1], data(in[1]), o)
+	case KindHistogram:
+		Histogram(x, s0[1], data(in[1]), data(in[2]), in[2].Shape()[1], op.Int("groups"), op.Int("bins"), o)
+	default:
+		return fmt.Errorf("no kernel")
+	}
+	return nil
+}
+
+// The kernels below are exported so that a requester can run the same
+// computation on its side (a reduction, a prediction) as a provider runs
+// in a graph. x is row-major throughout.
+
+// TopK writes into out (m×k) the k smallest values of each row of x (m×n)
+// in ascending order, ties broken by the lower column, or with indices set
+// their columns.
+func TopK[T float32 | float64](x []T, m, n, k int, indices bool, out []T) {
+	vals := make([]T, k)
+	idx := make([]int, k)
+	for r := 0; r < m; r++ {
+		row := x[r*n : (r+1)*n]
+		c := topKRow(row, k, vals, idx)
+		o := out[r*k : (r+1)*k]
+		for j := 0; j < c; j++ {
+			if indices {
+				o[j] = T(idx[j])
+			} else {
+				o[j] = vals[j]
+			}
+		}
+	}
+}
+
+// topKRow keeps the k smallest (value, column) pairs of row sorted by
+// insertion: fine for the small k of nearest-neighbour searches. NaN
+// counts as larger than everything.
+func topKRow[T float32 | float64](row []T, k int, vals []T, idx []int) int {
+	c := 0
+	for j, v := range row {
+		if v != v {
+			v = T(math.Inf(1))
+		}
+		if c == k && !(v < vals[k-1]) {
+			continue
+		}
+		p := c
+		if c < k {
+			c++
+		} else {
+			p = k - 1
+		}
+		for p > 0 && v < vals[p-1] {
+			vals[p], idx[p] = vals[p-1], idx[p-1]
+			p--
+		}
+		vals[p], idx[p] = v, j
+	}
+	return c
+}
+
+// ArgMin writes into out (m) the column of the smallest value of each row
+// of x (m×n), the first one on ties.
+func ArgMin[T float32 | float64](x []T, m, n int, out []T) {
+	for r := 0; r < m; r++ {
+		row := x[r*n : (r+1)*n]
+		best, bj := row[0], 0
+		for j, v := range row {
+			if v < best || best != best {
+				best, bj = v, j
+			}
+		}
+		out[r] = T(bj)
+	}
+}
+
+// OneHot writes into out (n×depth) a 1 at column x[i] of row i.
+func OneHot[T float32 | float64](x []T, depth int, out []T) {
+	clear(out)
+	for i, v := range x {
+		if c := int(v); v >= 0 && c < depth && T(c) == v {
+			out[i*depth+c] = 1
+		}
+	}
+}
+
+// Take writes table[idx[i]] into out[i], or -1 for an index outside the
+// table.
+func Take[T float32 | float64](table, idx, out []T) {
+	for i, v := range idx {
+		if c := int(v); v >= 0 && c < len(table) {
+			out[i] = table[c]
+		} else {
+			out[i] = -1
+		}
+	}
+}
+
+// TreeRoute writes into out the leaf that each row of x (rows of d
+// features) reaches in tree (t×3: feature, threshold, left child).
+func TreeRoute[T float32 | float64](x []T, d int, tree []T, out []T) error {
+	t := len(tree) / 3
+	for i := range out {
+		row := x[i*d : (i+1)*d]
+		node := 0
+		for steps := 0; ; steps++ {
+			if steps > t {
+				return fmt.Errorf("tree has a cycle at node %d", node)
+			}
+			f := int(tree[node*3])
+			if tree[node*3] < 0 {
+				break
+			}
+			if f >= d {
+				return fmt.Errorf("node %d splits on feature %d of %d", node, f, d)
+			}
+			next := int(tree[node*3+2])
+			if !(row[f] <= tree[node*3+1]) {
+				next++
+			}
+			if next <= 0 || next >= t {
+				return fmt.Errorf("node %d has child %d outside [1,%d)", node, next, t)
+			}
+			node = next
+		}
+		out[i] = T(node)
+	}
+	return nil
+}
+
+// Histogram adds into out (groups×d×bins×c, cleared first) the weights
+// (rows of c) of each row of codes (rows of d) to its group, feature and
+// bin.
+func Histogram[T float32 | float64](codes []T, d int, group, w []T, c, groups, bins int, out []T) {
+	clear(out)
+	nz := make([]int, 0, c)
+	for i, gv := range group {
+		g := int(gv)
+		if gv < 0 || g >= groups {
+			continue
+		}
+		wi := w[i*c : (i+1)*c]
+		nz = nz[:0]
+		for j, v := range wi {
+			if v != 0 {
+				nz = append(nz, j)
+			}
+		}
+		if len(nz) == 0 {
+			continue
+		}
+		row := codes[i*d : (i+1)*d]
+		base := g * d * bins * c
+		if len(nz) == 1 {
+			j, v := nz[0], wi[nz[0]]
+			for f, bv := range row {
+				b := int(bv)
+				if bv >= 0 && b < bins {
+					out[base+(f*bins+b)*c+j] += v
+				}
+			}
+			continue
+		}
+		for f, bv := range row {
+			b := int(bv)
+			if bv < 0 || b >= bins {
+				continue
+			}
+			o := out[base+(f*bins+b)*c : base+(f*bins+b+1)*c]
+			for _, j := range nz {
+				o[j] += wi[j]
+			}
+		}
+	}
+}
+
+// MLKinds lists the kinds of this file, sorted.
+func MLKinds() []OpKind {
+	ks := []OpKind{KindTopK, KindArgMin, KindOneHot, KindTake, KindTreeRoute, KindHistogram}
+	sort.Slice(ks, func(i, j int) bool { return ks[i] < ks[j] })
+	return ks
+}
