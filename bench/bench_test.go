@@ -4,7 +4,9 @@ import (
 	"context"
 	"math"
 	"math/rand"
+	"syscall"
 	"testing"
+	"time"
 
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -64,6 +66,30 @@ func randDense(rng *rand.Rand, scale float64, shape ...int) *tensor.Dense {
 	return t
 }
 
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// measure runs step b.N times and reports, besides wall time, the CPU
+// time per step (cpu-ms/op), which varies less on a shared machine.
+func measure(b *testing.B, step func() error) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := cpuTime()
+	for i := 0; i < b.N; i++ {
+		if err := step(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime()-start)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+}
+
 // BenchmarkStepGorgonia (a) is one step of plain Gorgonia in one process:
 // a tape machine over the graph and its gradients (bound as dual values)
 // and Gorgonia's momentum solver.
@@ -81,17 +107,16 @@ func BenchmarkStepGorgonia(b *testing.B) {
 		}
 	}
 	grads := gorgonia.NodesToValueGrads(m.learn)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	measure(b, func() error {
 		if err := vm.RunAll(); err != nil {
-			b.Fatal(err)
+			return err
 		}
 		if err := solver.Step(grads); err != nil {
-			b.Fatal(err)
+			return err
 		}
 		vm.Reset()
-	}
+		return nil
+	})
 }
 
 func benchTrainer(b *testing.B, opts ...rookery.Option) {
@@ -106,13 +131,10 @@ func benchTrainer(b *testing.B, opts ...rookery.Option) {
 	if _, err := tr.Step(ctx, m.feeds); err != nil { // builds every micro-batch's program
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := tr.Step(ctx, m.feeds); err != nil {
-			b.Fatal(err)
-		}
-	}
+	measure(b, func() error {
+		_, err := tr.Step(ctx, m.feeds)
+		return err
+	})
 }
 
 // BenchmarkStepTrainerK1 (b) is one step of a Trainer with one part.
