@@ -2,7 +2,6 @@ package partition
 
 import (
 	"math/rand/v2"
-	"sort"
 )
 
 // Pair flags, kept on the lower node of a matched pair.
@@ -11,8 +10,9 @@ const (
 	enterUp uint8 = 2 // the upper node is fed by the lower node of another pair one level down
 )
 
-// coarsen matches nodes in pairs and returns the graph of the pairs, or nil
-// when matching would shrink the graph by less than a twentieth.
+// coarsen matches nodes in pairs and returns the graph of the pairs and the
+// map from l's nodes to its nodes, or nil when matching would shrink the
+// graph by less than a twentieth.
 //
 // Acyclicity. Let top(v) be the longest path from a source to v, so every
 // edge climbs at least one level. Only u→v with top(v) = top(u)+1 are
@@ -30,7 +30,7 @@ const (
 //
 // part, when not nil, keeps matched nodes in the same part, so that an
 // assignment carries over to the coarse graph. Clusters weigh at most maxW.
-func (l *level) coarsen(maxW int64, part []int32, rng *rand.Rand) *level {
+func (l *level) coarsen(maxW int64, part []int32, rng *rand.Rand) (*level, []int32) {
 	n := l.n
 	top := l.topLevels()
 	mate := make([]int32, n)
@@ -94,49 +94,56 @@ func (l *level) coarsen(maxW int64, part []int32, rng *rand.Rand) *level {
 		return true
 	}
 
-	allowed := func(v, u int32) bool {
-		return mate[u] < 0 && u != v && l.w[u]+l.w[v] <= maxW && (part == nil || part[u] == part[v])
-	}
 	matched := 0
-	for _, v := range rng.Perm(n) {
-		v := int32(v)
+	for _, v := range visitOrder(n, rng) {
 		if mate[v] >= 0 {
 			continue
 		}
 		touched = touched[:0]
+		wv, tv := l.w[v], top[v]
 		for _, e := range l.inNets[l.inOff[v]:l.inOff[v+1]] {
-			if s := l.netSrc[e]; top[s]+1 == top[v] && allowed(v, s) {
-				if rating[s] == 0 {
-					touched = append(touched, s)
-				}
-				rating[s] += l.netW[e] + 1
+			s := l.netSrc[e]
+			if top[s]+1 != tv || mate[s] >= 0 || l.w[s]+wv > maxW || (part != nil && part[s] != part[v]) {
+				continue
 			}
+			if rating[s] == 0 {
+				touched = append(touched, s)
+			}
+			rating[s] += l.netW[e] + 1
 		}
 		for _, e := range l.outNets[l.outOff[v]:l.outOff[v+1]] {
 			for _, u := range l.netPins(e) {
-				if top[u] == top[v]+1 && allowed(v, u) {
-					if rating[u] == 0 {
-						touched = append(touched, u)
-					}
-					rating[u] += l.netW[e] + 1
+				if top[u] != tv+1 || mate[u] >= 0 || l.w[u]+wv > maxW || (part != nil && part[u] != part[v]) {
+					continue
 				}
+				if rating[u] == 0 {
+					touched = append(touched, u)
+				}
+				rating[u] += l.netW[e] + 1
 			}
 		}
-		if len(touched) > 1 {
-			sort.Slice(touched, func(i, j int) bool {
-				a, b := touched[i], touched[j]
-				if rating[a] != rating[b] {
-					return rating[a] > rating[b]
+		// Try the neighbours best first: heaviest connection, then lightest
+		// node, then lowest number.
+		for tries := 0; tries < len(touched); tries++ {
+			bi := -1
+			for i, u := range touched {
+				if u < 0 {
+					continue
 				}
-				if l.w[a] != l.w[b] {
-					return l.w[a] < l.w[b]
+				if bi < 0 {
+					bi = i
+					continue
 				}
-				return a < b
-			})
-		}
-		for _, u := range touched {
+				b := touched[bi]
+				if rating[u] > rating[b] || (rating[u] == rating[b] && (l.w[u] < l.w[b] || (l.w[u] == l.w[b] && u < b))) {
+					bi = i
+				}
+			}
+			u := touched[bi]
+			touched[bi] = -1
+			rating[u] = 0
 			a, b := v, u
-			if top[u] < top[v] {
+			if top[u] < tv {
 				a, b = u, v
 			}
 			if tryPair(a, b) {
@@ -145,19 +152,39 @@ func (l *level) coarsen(maxW int64, part []int32, rng *rand.Rand) *level {
 			}
 		}
 		for _, u := range touched {
-			rating[u] = 0
+			if u >= 0 {
+				rating[u] = 0
+			}
 		}
 	}
 	if matched*20 < n {
-		return nil
+		return nil, nil
 	}
 	return l.contract(mate, upper)
 }
 
+// visitOrder is the order in which coarsen visits nodes: blocks of
+// visitBlock consecutive nodes in a random order, each block in index
+// order, which keeps most memory accesses near each other while still
+// varying which node claims a neighbour first.
+func visitOrder(n int, rng *rand.Rand) []int32 {
+	out := make([]int32, 0, n)
+	blocks := (n + visitBlock - 1) / visitBlock
+	for _, b := range rng.Perm(blocks) {
+		for v := b * visitBlock; v < min(n, (b+1)*visitBlock); v++ {
+			out = append(out, int32(v))
+		}
+	}
+	return out
+}
+
+var visitBlock = 64
+
 // contract builds the graph of the matched pairs, numbered in a topological
-// order that stays as close to the current order as it can, or returns nil
-// if the pairs do not form an acyclic graph.
-func (l *level) contract(mate []int32, upper []bool) *level {
+// order that stays as close to the current order as it can, and the map
+// from l's nodes to its nodes; or nil if the pairs do not form an acyclic
+// graph.
+func (l *level) contract(mate []int32, upper []bool) (*level, []int32) {
 	n := l.n
 	cid := make([]int32, n)
 	nc := int32(0)
@@ -231,11 +258,10 @@ func (l *level) contract(mate []int32, upper []bool) *level {
 		}
 	}
 	if !sorted && !c.renumber(cid) {
-		return nil
+		return nil, nil
 	}
 	c.index()
-	l.up = cid
-	return c
+	return c, cid
 }
 
 // renumber puts the nodes of c in a topological order, taking the smallest

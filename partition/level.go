@@ -19,8 +19,6 @@ type level struct {
 	outNets []int32
 	inOff   []int32 // nets with v among their pins: inNets[inOff[v]:inOff[v+1]]
 	inNets  []int32
-
-	up []int32 // node -> node of the next coarser level, when there is one
 }
 
 func (l *level) nets() int { return len(l.netSrc) }

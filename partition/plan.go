@@ -134,7 +134,7 @@ func buildPlan(pr *problem, parts []int32, cfg *config, m Method) *Plan {
 	for _, q := range parts {
 		counts[q]++
 	}
-	costs := make([]int64, k)
+	costs := make([]float64, k)
 	for i := range plan.Parts {
 		plan.Order[i] = i
 		plan.Parts[i].Nodes = make([]int64, 0, counts[i])
@@ -143,13 +143,13 @@ func buildPlan(pr *problem, parts []int32, cfg *config, m Method) *Plan {
 	for i, q := range parts {
 		pt := &plan.Parts[q]
 		pt.Nodes = append(pt.Nodes, nodes[i].ID)
-		costs[q] += pr.flops[i]
+		costs[q] += float64(pr.raw[i])
 		if nodes[i].IsLearnable() {
 			pt.ParamBytes += pr.param[i]
 		}
 	}
 	for i := range plan.Parts {
-		plan.Parts[i].Cost = float64(costs[i])
+		plan.Parts[i].Cost = costs[i]
 	}
 	plan.Cuts, plan.SharedParams = cutsOf(pr.g, parts, k, pr.out)
 	return plan
@@ -234,7 +234,7 @@ func (p *Plan) Validate(g *graph.Graph) error {
 			parts[i] = int32(q)
 		}
 	}
-	costs := make([]int64, k)
+	costs := make([]float64, k) // summed in graph order, as buildPlan does
 	params := make([]int64, k)
 	out := make([]int64, len(nodes))
 	for i := range nodes {
@@ -242,7 +242,7 @@ func (p *Plan) Validate(g *graph.Graph) error {
 			return &PlanError{Part: -1, Node: nodes[i].ID, HasNode: true, Reason: "in no part"}
 		}
 		c := g.Cost(nodes[i].ID)
-		costs[parts[i]] += max(c.FLOPs, 0)
+		costs[parts[i]] += float64(max(c.FLOPs, 0))
 		out[i] = c.OutputBytes
 		if nodes[i].IsLearnable() {
 			params[parts[i]] += c.ParamBytes
@@ -260,7 +260,7 @@ func (p *Plan) Validate(g *graph.Graph) error {
 		sumCaps += c
 	}
 	for q, pt := range p.Parts {
-		if want := float64(costs[q]); math.Abs(pt.Cost-want) > 1e-9*math.Max(1, want) {
+		if want := costs[q]; math.Abs(pt.Cost-want) > 1e-9*math.Max(1, want) {
 			return &PlanError{Part: q, Reason: fmt.Sprintf("cost %v, the nodes cost %v", pt.Cost, want)}
 		}
 		if pt.ParamBytes != params[q] {

@@ -13,10 +13,13 @@ import (
 // the first part that consumes them, where they cost nothing and cut the
 // least.
 type problem struct {
-	g        *graph.Graph
-	flops    []int64 // by position
-	out      []int64 // output bytes, by position
-	param    []int64 // parameter bytes, by position
+	g     *graph.Graph
+	raw   []int64 // FLOPs by position, as the cost model gives them (negative read as 0)
+	flops []int64 // the FLOPs the algorithms use: raw, scaled down by 2^shift
+	shift uint    // non-zero only when the raw total would overflow
+	out   []int64 // output bytes, by position
+	param []int64 // parameter bytes, by position
+
 	core     []int32 // positions of the core nodes, in graph order
 	coreIdx  []int32 // position -> index into core, or -1
 	total    int64   // sum of flops
@@ -24,32 +27,51 @@ type problem struct {
 	heaviest int     // position of a node with the largest flops
 }
 
+// maxTotal bounds the sum of the FLOPs the algorithms add up, far from
+// overflowing int64.
+const maxTotal = 1 << 61
+
 func newProblem(g *graph.Graph) *problem {
 	nodes := g.Nodes()
 	n := len(nodes)
 	p := &problem{
 		g:        g,
-		flops:    make([]int64, n),
+		raw:      make([]int64, n),
 		out:      make([]int64, n),
 		param:    make([]int64, n),
 		coreIdx:  make([]int32, n),
 		heaviest: -1,
 	}
-	p.core = make([]int32, 0, n)
+	var sum float64
 	for i := range nodes {
 		c := g.Cost(nodes[i].ID)
-		p.flops[i], p.out[i], p.param[i] = c.FLOPs, c.OutputBytes, c.ParamBytes
-		if c.FLOPs < 0 {
-			p.flops[i] = 0
+		p.raw[i], p.out[i], p.param[i] = max(c.FLOPs, 0), c.OutputBytes, c.ParamBytes
+		sum += float64(p.raw[i])
+	}
+	p.flops = p.raw
+	for sum/float64(uint64(1)<<p.shift) >= maxTotal/2 {
+		p.shift++
+	}
+	if p.shift > 0 {
+		p.flops = make([]int64, n)
+		for i, f := range p.raw {
+			p.flops[i] = f >> p.shift
+			if f > 0 && p.flops[i] == 0 {
+				p.flops[i] = 1
+			}
 		}
-		p.total += p.flops[i]
-		if p.flops[i] > 0 {
+	}
+	p.core = make([]int32, 0, n)
+	for i := range nodes {
+		f := p.flops[i]
+		p.total += f
+		if f > 0 {
 			p.positive++
-			if p.heaviest < 0 || p.flops[i] > p.flops[p.heaviest] {
+			if p.heaviest < 0 || f > p.flops[p.heaviest] {
 				p.heaviest = i
 			}
 		}
-		if p.flops[i] == 0 && len(nodes[i].Inputs) == 0 {
+		if f == 0 && len(nodes[i].Inputs) == 0 {
 			p.coreIdx[i] = -1
 			continue
 		}

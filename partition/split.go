@@ -53,7 +53,13 @@ type solver struct {
 	// the smallest bottleneck a split of the graph's order reaches when the
 	// bound cannot be met.
 	maxCost []int64
-	rng     *rand.Rand
+}
+
+// rand returns the random source of one job of the solver, seeded from
+// WithSeed and the job's number, so that jobs running side by side draw
+// the same numbers whatever the scheduling.
+func (s *solver) rand(job uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(uint64(s.cfg.seed), 0x243f6a8885a308d3+job))
 }
 
 func newSolver(pr *problem, cfg *config) (*solver, error) {
@@ -69,7 +75,7 @@ func newSolver(pr *problem, cfg *config) (*solver, error) {
 	}
 	if h := pr.heaviest; float64(pr.flops[h]) > largest {
 		return nil, &InfeasibleError{K: k, Reason: ReasonHeavyNode, Node: pr.g.Nodes()[h].ID,
-			Cost: float64(pr.flops[h]), Limit: largest}
+			Cost: float64(pr.raw[h]), Limit: math.Ldexp(largest, int(pr.shift))}
 	}
 	return &solver{
 		pr:      pr,
@@ -77,7 +83,6 @@ func newSolver(pr *problem, cfg *config) (*solver, error) {
 		k:       k,
 		shares:  sh,
 		maxCost: capsWithin(pr.total, lim),
-		rng:     rand.New(rand.NewPCG(uint64(cfg.seed), 0x243f6a8885a308d3)),
 	}, nil
 }
 
@@ -157,13 +162,12 @@ func (s *solver) solve() *Plan {
 	}
 	if method == MethodOrder || (method == MethodAuto && !chain) {
 		jobs = append(jobs, func() candidate {
-			parts := append([]int32(nil), ordered...)
-			newRefiner(fine, k, parts, s.maxCost).refine(refineRounds)
+			parts := s.vcycle(fine, append([]int32(nil), ordered...), s.rand(1))
 			return s.judge(pr.place(parts), MethodOrder)
 		})
 	}
 	if method == MethodMultilevel || (method == MethodAuto && !chain) {
-		jobs = append(jobs, func() candidate { return s.judge(pr.place(s.multilevel(fine)), MethodMultilevel) })
+		jobs = append(jobs, func() candidate { return s.judge(pr.place(s.multilevel(fine, s.rand(2))), MethodMultilevel) })
 	}
 	cands := make([]candidate, len(jobs))
 	var wg sync.WaitGroup

@@ -397,3 +397,28 @@ func TestValidateCatchesBrokenPlans(t *testing.T) {
 		}
 	}
 }
+
+// TestHugeCosts splits a chain whose FLOPs add up to more than an int64
+// holds.
+func TestHugeCosts(t *testing.T) {
+	b := newBuilder(t)
+	const d = 1 << 20
+	h := b.input("x", d, d)
+	for i := 0; i < 8; i++ {
+		w := b.learnable(fmt.Sprint("w", i), d, d)
+		h = b.op(fmt.Sprint("mm", i), graph.NewOp(graph.KindMatMul), graph.Shape{d, d}, h, w)
+	}
+	if c := b.g.Cost(h).FLOPs; c < 1<<60 {
+		t.Fatalf("a matmul costs %d FLOPs; the test needs more", c)
+	}
+	plan, err := partition.Split(b.g, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plan.Validate(b.g); err != nil {
+		t.Fatal(err)
+	}
+	if plan.Imbalance() > 1e-9 {
+		t.Errorf("imbalance %v, want 0", plan.Imbalance())
+	}
+}
