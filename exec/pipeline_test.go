@@ -345,3 +345,86 @@ func TestPipelineErrors(t *testing.T) {
 		t.Errorf("step after close: got %v, want ErrClosed", err)
 	}
 }
+
+// TestPipelineDAGPlan cuts the residual model so that the graph of parts
+// is a DAG, not a chain: part 0 computes the first branch, which both
+// part 1 (the skip connection) and part 2 (the Concat) consume, so its
+// gradient arrives from two parts and is summed.
+func TestPipelineDAGPlan(t *testing.T) {
+	const steps = 10
+	cfg := exec.RMSProp(0.002)
+	wantLoss, wantParams := reference(t, residualModel(tensor.Float64, 8), cfg, steps, 5)
+	for _, micro := range []int{1, 2, 4} {
+		m := residualModel(tensor.Float64, 8)
+		ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
+		if err != nil {
+			t.Fatal(err)
+		}
+		parts := make([][]int64, 3)
+		stage := 0
+		for _, n := range ir.Nodes() {
+			if n.Role != graph.RoleOp {
+				continue
+			}
+			if n.Op.Kind == graph.KindConcat {
+				stage = 2
+			}
+			parts[stage] = append(parts[stage], n.ID)
+			if n.Op.Kind == graph.KindTanh && stage == 0 {
+				stage = 1
+			}
+		}
+		owner := map[int64]int{}
+		for p, ids := range parts {
+			for _, id := range ids {
+				owner[id] = p
+			}
+		}
+		for _, id := range ir.Learnables() {
+			p := owner[ir.Consumers(id)[0]]
+			parts[p] = append(parts[p], id)
+		}
+		ctx := context.Background()
+		p, err := exec.NewPipeline(ctx, ir, int64(m.loss.ID()), []int64{int64(m.data[0].ID()), int64(m.data[1].ID())}, parts,
+			[]exec.Executor{exec.NewCPU(), exec.NewCPU(), exec.NewCPU()}, exec.WithMicroBatches(micro), exec.WithSolver(cfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lay := p.Layout()
+		if fmt.Sprint(lay.Succ) != "[[1 2] [2] []]" {
+			t.Fatalf("graph of parts %v, want [[1 2] [2] []]", lay.Succ)
+		}
+		shared := 0
+		for _, cs := range lay.Consumers {
+			if len(cs) > 1 {
+				shared++
+			}
+		}
+		if shared == 0 {
+			t.Fatal("no value goes to two parts")
+		}
+		feeds := map[int64]*tensor.Dense{}
+		for n, v := range m.batch(rand.New(rand.NewSource(5))) {
+			feeds[int64(n.ID())] = v
+		}
+		for s := 0; s < steps; s++ {
+			l, err := p.Step(ctx, feeds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := math.Abs(l-wantLoss[s]) / math.Abs(wantLoss[s]); d > 1e-9 {
+				t.Errorf("M=%d step %d: loss %v, want %v", micro, s, l, wantLoss[s])
+			}
+		}
+		params, err := p.Params(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, n := range m.learn {
+			if d := maxRelDiff(params[int64(n.ID())], wantParams[i]); d > 1e-9 {
+				t.Errorf("M=%d parameter %s differs by %.3g", micro, n.Name(), d)
+			}
+		}
+		p.Close()
+	}
+}
