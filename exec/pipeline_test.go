@@ -125,7 +125,6 @@ func TestPipelineEqualsOneProcess(t *testing.T) {
 	}
 }
 
-
 // TestPipelineSharedParameters puts every learnable parameter in the first
 // part, so that the other parts receive them as inputs and send their
 // gradients back.
