@@ -1,0 +1,422 @@
+package ravdl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand"
+	"time"
+
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery"
+	"github.com/rookery-ml/rookery/partition"
+)
+
+// History is what Fit measured.
+type History struct {
+	Epochs []Epoch
+	// StepLoss is the loss of every training step, in order.
+	StepLoss []float64
+	// Parts is the number of parts the model was cut into.
+	Parts int
+}
+
+// Epoch is the record of one epoch.
+type Epoch struct {
+	Epoch   int     // from 1
+	Steps   int     // mini-batches trained
+	Seconds float64 // time spent training (not evaluating)
+	Loss    float64 // mean training loss over the epoch's steps
+	// Validation loss and accuracy (accuracy is NaN for MSE); HasVal is
+	// false without Validation.
+	HasVal      bool
+	ValLoss     float64
+	ValAccuracy float64
+}
+
+// Fit trains the model on x (samples on axis 0) and targets y (class
+// indices or one-hot rows for CrossEntropy, values shaped like the
+// outputs otherwise), building it first if needed. It cuts the model
+// into parts with the Rookery trainer and trains them on executors (see
+// On and Parts); the trained parameters come back into the model after
+// every epoch, and on error as far as training got.
+func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*History, error) {
+	cfg := newConfig(opts)
+	x, n, _, err := rowsOf(x, "x")
+	if err != nil {
+		return nil, err
+	}
+	if cfg.epochs < 1 || cfg.batch < 1 {
+		return nil, fmt.Errorf("%w: %d epochs of batch %d", ErrConfig, cfg.epochs, cfg.batch)
+	}
+	if err := cfg.opt.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	if err := m.build(x.Shape()[1:], cfg); err != nil {
+		return nil, err
+	}
+	tg, err := cfg.loss.newTargets(y, m.outShape)
+	if err != nil {
+		return nil, err
+	}
+	if tg.n != n {
+		return nil, &ShapeError{Layer: -1, Kind: "y", Got: []int(y.Shape().Clone()), Reason: fmt.Sprintf("%d samples, x has %d", tg.n, n)}
+	}
+	var vt *targets
+	var xv *tensor.Dense
+	if cfg.xv != nil {
+		if xv, err = m.checkX(cfg.xv); err != nil {
+			return nil, err
+		}
+		if vt, err = cfg.loss.newTargets(cfg.yv, m.outShape); err != nil {
+			return nil, err
+		}
+		if vt.n != xv.Shape()[0] {
+			return nil, &ShapeError{Layer: -1, Kind: "validation y", Got: []int(cfg.yv.Shape().Clone()), Reason: "not as many samples as the validation x"}
+		}
+	}
+	batch := min(cfg.batch, n)
+	ng, err := m.graph(batch, modeTrain, &cfg.loss)
+	if err != nil {
+		return nil, err
+	}
+	topts := []rookery.Option{rookery.WithSolver(cfg.opt.cfg), rookery.WithMicroBatches(cfg.micro)}
+	if len(cfg.executors) > 0 {
+		topts = append(topts, rookery.WithExecutors(cfg.executors...))
+	}
+	if cfg.parts > 0 {
+		topts = append(topts, rookery.WithParts(cfg.parts))
+	}
+	topts = append(topts, cfg.trainer...)
+	tr, err := rookery.NewTrainer(ng.g, ng.loss, ng.learn, gorgonia.Nodes{ng.x, ng.y}, topts...)
+	var inf *partition.InfeasibleError
+	if errors.As(err, &inf) && inf.Reason == partition.ReasonHeavyNode && len(cfg.trainer) == 0 {
+		// A layer outweighs a part's share: let parts be as unequal as
+		// that layer forces, rather than fail.
+		eps := inf.Cost / inf.Limit * (1 + partition.DefaultMaxImbalance) * 1.01
+		topts = append(topts, rookery.WithPartitionOptions(partition.WithMaxImbalance(eps-1)))
+		tr, err = rookery.NewTrainer(ng.g, ng.loss, ng.learn, gorgonia.Nodes{ng.x, ng.y}, topts...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer tr.Close()
+
+	hist := &History{Parts: len(tr.Plan().Parts)}
+	steps := n / batch
+	xb := tensor.New(tensor.Of(m.dtype), tensor.WithShape(ng.x.Shape().Clone()...))
+	yb := tensor.New(tensor.Of(m.dtype), tensor.WithShape(ng.y.Shape().Clone()...))
+	feeds := map[*gorgonia.Node]*tensor.Dense{ng.x: xb, ng.y: yb}
+	_, _, wx, _ := rowsOf(x, "x")
+	perm := make([]int, n)
+	for i := range perm {
+		perm[i] = i
+	}
+	rng := rand.New(rand.NewSource(cfg.seed))
+	pr := newProgress(cfg)
+	defer func() {
+		if cfg.plot != "" && len(hist.Epochs) > 0 {
+			if perr := hist.SavePlot(cfg.plot); perr != nil && err == nil {
+				err = perr
+			}
+		}
+	}()
+	for e := 1; e <= cfg.epochs; e++ {
+		rng.Shuffle(n, func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
+		pr.startEpoch(e, cfg.epochs, steps)
+		start := time.Now()
+		var sum float64
+		for s := 0; s < steps; s++ {
+			if err := ctx.Err(); err != nil {
+				pr.abort()
+				_ = m.pull(ctx, tr, ng)
+				return hist, err
+			}
+			idx := perm[s*batch : (s+1)*batch]
+			gatherRows(xb, x, wx, idx)
+			tg.fill(yb, idx)
+			l, err := tr.Step(ctx, feeds)
+			if err != nil {
+				pr.abort()
+				_ = m.pull(ctx, tr, ng)
+				return hist, err
+			}
+			sum += l
+			hist.StepLoss = append(hist.StepLoss, l)
+			pr.step(s+1, sum/float64(s+1))
+		}
+		ep := Epoch{Epoch: e, Steps: steps, Seconds: time.Since(start).Seconds(), Loss: sum / float64(steps)}
+		if err := m.pull(ctx, tr, ng); err != nil {
+			pr.abort()
+			return hist, err
+		}
+		if m.hasBN {
+			if err := m.calibrate(x, wx, perm, cfg.calib); err != nil {
+				pr.abort()
+				return hist, err
+			}
+		}
+		if vt != nil {
+			ep.HasVal = true
+			if ep.ValLoss, ep.ValAccuracy, err = m.evaluate(ctx, xv, vt, &cfg.loss); err != nil {
+				pr.abort()
+				return hist, err
+			}
+		}
+		hist.Epochs = append(hist.Epochs, ep)
+		pr.endEpoch(ep, cfg.loss.hasAccuracy())
+		if cfg.onEpoch != nil {
+			cfg.onEpoch(ep)
+		}
+	}
+	return hist, nil
+}
+
+// pull copies the trained parameters into the model.
+func (m *Model) pull(ctx context.Context, tr *rookery.Trainer, ng *netGraph) error {
+	if err := tr.Pull(ctx); err != nil {
+		return err
+	}
+	for i, n := range ng.learn {
+		v, ok := n.Value().(*tensor.Dense)
+		if !ok {
+			return fmt.Errorf("ravdl: parameter %s came back as %T", ng.names[i], n.Value())
+		}
+		if p := m.params[ng.names[i]]; p != v {
+			if err := tensor.Copy(p, v); err != nil {
+				return fmt.Errorf("ravdl: parameter %s: %w", ng.names[i], err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkX checks that x holds samples the model takes.
+func (m *Model) checkX(x *tensor.Dense) (*tensor.Dense, error) {
+	x, _, _, err := rowsOf(x, "x")
+	if err != nil {
+		return nil, err
+	}
+	if !equalInts(x.Shape()[1:], m.inShape) {
+		return nil, &ShapeError{Layer: -1, Kind: "x", Got: []int(x.Shape().Clone()), Reason: fmt.Sprintf("the model takes samples of shape %v", m.inShape)}
+	}
+	return x, nil
+}
+
+// ---- inference in this process ----
+
+// chunk is the batch size of inference.
+const chunk = 1000
+
+// forward runs the model in inference mode (or calibration mode) over
+// the rows idx of x, chunk by chunk, and calls sink with each chunk's
+// outputs as float64 and the rows they belong to.
+func (m *Model) forward(ctx context.Context, x *tensor.Dense, idx []int, mode buildMode, sink func(out []float64, rows []int) error) error {
+	if !m.built {
+		return ErrNotBuilt
+	}
+	_, _, wx, err := rowsOf(x, "x")
+	if err != nil {
+		return err
+	}
+	type prog struct {
+		ng  *netGraph
+		vm  gorgonia.VM
+		xb  *tensor.Dense
+		val gorgonia.Value
+	}
+	progs := map[int]*prog{}
+	defer func() {
+		for _, p := range progs {
+			p.vm.Close()
+		}
+	}()
+	var buf []float64
+	for lo := 0; lo < len(idx); lo += chunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rows := idx[lo:min(lo+chunk, len(idx))]
+		p := progs[len(rows)]
+		if p == nil {
+			ng, err := m.graph(len(rows), mode, nil)
+			if err != nil {
+				return err
+			}
+			p = &prog{ng: ng, xb: tensor.New(tensor.Of(m.dtype), tensor.WithShape(ng.x.Shape().Clone()...))}
+			roots := gorgonia.Nodes{gorgonia.Read(ng.out, &p.val)}
+			if err := gorgonia.Let(ng.x, p.xb); err != nil {
+				return err
+			}
+			var vmOpts []gorgonia.VMOpt
+			if mode == modeInfer {
+				vmOpts = append(vmOpts, gorgonia.EvalMode())
+			}
+			p.vm = gorgonia.NewTapeMachine(ng.g.SubgraphRoots(roots...), vmOpts...)
+			progs[len(rows)] = p
+		}
+		gatherRows(p.xb, x, wx, rows)
+		p.vm.Reset()
+		if err := p.vm.RunAll(); err != nil {
+			return fmt.Errorf("ravdl: inference: %w", err)
+		}
+		buf = appendFloats(buf[:0], p.val)
+		if err := sink(buf, rows); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func appendFloats(dst []float64, v gorgonia.Value) []float64 {
+	switch d := v.Data().(type) {
+	case []float32:
+		for _, f := range d {
+			dst = append(dst, float64(f))
+		}
+	case []float64:
+		dst = append(dst, d...)
+	case float32:
+		dst = append(dst, float64(d))
+	case float64:
+		dst = append(dst, d)
+	}
+	return dst
+}
+
+func indices(n int) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
+}
+
+// Predict returns the model's outputs for x, shaped (samples, outputs...)
+// in the model's dtype, computed in this process with the current
+// parameters (BatchNorm on its measured statistics, no Dropout). For a
+// CrossEntropy classifier the outputs are logits; see PredictClasses.
+func (m *Model) Predict(ctx context.Context, x *tensor.Dense) (*tensor.Dense, error) {
+	if !m.built {
+		return nil, ErrNotBuilt
+	}
+	x, err := m.checkX(x)
+	if err != nil {
+		return nil, err
+	}
+	n := x.Shape()[0]
+	w := prod(m.outShape)
+	out := make([]float64, 0, n*w)
+	err = m.forward(ctx, x, indices(n), modeInfer, func(o []float64, _ []int) error {
+		out = append(out, o...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return denseOf(m.dtype, out, append([]int{n}, m.outShape...)), nil
+}
+
+// PredictClasses returns the index of the largest output of every sample.
+func (m *Model) PredictClasses(ctx context.Context, x *tensor.Dense) ([]int, error) {
+	if !m.built {
+		return nil, ErrNotBuilt
+	}
+	x, err := m.checkX(x)
+	if err != nil {
+		return nil, err
+	}
+	w := prod(m.outShape)
+	var classes []int
+	err = m.forward(ctx, x, indices(x.Shape()[0]), modeInfer, func(o []float64, rows []int) error {
+		for k := range rows {
+			classes = append(classes, argmax(o[k*w:(k+1)*w]))
+		}
+		return nil
+	})
+	return classes, err
+}
+
+func argmax(z []float64) int {
+	best := 0
+	for j, v := range z {
+		if v > z[best] {
+			best = j
+		}
+	}
+	return best
+}
+
+// Evaluate returns the mean loss and the accuracy (NaN for MSE) of the
+// model on (x, y), computed in this process. The loss is CrossEntropy
+// unless WithLoss says otherwise.
+func (m *Model) Evaluate(ctx context.Context, x, y *tensor.Dense, opts ...Option) (loss, accuracy float64, err error) {
+	if !m.built {
+		return 0, 0, ErrNotBuilt
+	}
+	cfg := newConfig(opts)
+	if x, err = m.checkX(x); err != nil {
+		return 0, 0, err
+	}
+	t, err := cfg.loss.newTargets(y, m.outShape)
+	if err != nil {
+		return 0, 0, err
+	}
+	if t.n != x.Shape()[0] {
+		return 0, 0, &ShapeError{Layer: -1, Kind: "y", Got: []int(y.Shape().Clone()), Reason: "not as many samples as x"}
+	}
+	return m.evaluate(ctx, x, t, &cfg.loss)
+}
+
+func (m *Model) evaluate(ctx context.Context, x *tensor.Dense, t *targets, l *Loss) (float64, float64, error) {
+	var loss, correct float64
+	n := x.Shape()[0]
+	err := m.forward(ctx, x, indices(n), modeInfer, func(o []float64, rows []int) error {
+		l.score(t, o, rows, &loss, &correct)
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	acc := correct / float64(n)
+	if !l.hasAccuracy() {
+		acc = math.NaN()
+	}
+	return loss / float64(n), acc, nil
+}
+
+// calibrate measures BatchNorm's inference statistics on the first
+// samples of perm with the current parameters, in one batch.
+func (m *Model) calibrate(x *tensor.Dense, wx int, perm []int, max int) error {
+	k := min(max, len(perm))
+	if k < 2 {
+		return nil
+	}
+	ng, err := m.graph(k, modeCalib, nil)
+	if err != nil {
+		return err
+	}
+	vals := make([]gorgonia.Value, 2*len(ng.stats))
+	var roots gorgonia.Nodes
+	for i, s := range ng.stats {
+		roots = append(roots, gorgonia.Read(s.mean, &vals[2*i]), gorgonia.Read(s.variance, &vals[2*i+1]))
+	}
+	xb := tensor.New(tensor.Of(m.dtype), tensor.WithShape(ng.x.Shape().Clone()...))
+	gatherRows(xb, x, wx, perm[:k])
+	if err := gorgonia.Let(ng.x, xb); err != nil {
+		return err
+	}
+	vm := gorgonia.NewTapeMachine(ng.g.SubgraphRoots(roots...))
+	defer vm.Close()
+	if err := vm.RunAll(); err != nil {
+		return fmt.Errorf("ravdl: measuring batch-norm statistics: %w", err)
+	}
+	for i, s := range ng.stats {
+		s.layer.mean = appendFloats(nil, vals[2*i])
+		s.layer.variance = appendFloats(nil, vals[2*i+1])
+	}
+	return nil
+}
