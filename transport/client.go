@@ -78,7 +78,8 @@ func (c *dialConfig) conn(addr string) (*grpc.ClientConn, error) {
 		grpc.WithInitialConnWindowSize(windowSize),
 		grpc.WithReadBufferSize(bufferSize),
 		grpc.WithWriteBufferSize(bufferSize),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.chunk+1<<20+DefaultChunkBytes), grpc.MaxCallSendMsgSize(c.chunk+1<<20)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.chunk+1<<20+DefaultChunkBytes), grpc.MaxCallSendMsgSize(c.chunk+1<<20),
+			grpc.ForceCodecV2(newFrameCodec())),
 	}, c.grpcOpts...)
 	target := addr
 	if c.dialer != nil {

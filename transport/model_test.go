@@ -16,10 +16,14 @@ import (
 // mlp is a ReLU MLP with a softmax cross-entropy loss, in IR form, with a
 // fixed mini-batch.
 type mlp struct {
-	ir    *graph.Graph
-	loss  int64
-	data  []int64
-	feeds map[int64]*tensor.Dense
+	g      *gorgonia.ExprGraph
+	lossN  *gorgonia.Node
+	learn  gorgonia.Nodes
+	inputs gorgonia.Nodes
+	ir     *graph.Graph
+	loss   int64
+	data   []int64
+	feeds  map[int64]*tensor.Dense
 }
 
 func newMLP(t testing.TB, dt tensor.Dtype, batch int, sizes ...int) *mlp {
@@ -73,7 +77,7 @@ func newMLP(t testing.TB, dt tensor.Dtype, batch int, sizes ...int) *mlp {
 			v[i*out+c] = 1
 		}
 	}
-	return &mlp{ir: ir, loss: int64(loss.ID()), data: []int64{int64(x.ID()), int64(y.ID())},
+	return &mlp{g: g, lossN: loss, learn: learn, inputs: gorgonia.Nodes{x, y}, ir: ir, loss: int64(loss.ID()), data: []int64{int64(x.ID()), int64(y.ID())},
 		feeds: map[int64]*tensor.Dense{int64(x.ID()): xv, int64(y.ID()): yv}}
 }
 

@@ -134,6 +134,7 @@ func NewServer(e exec.Executor, opts ...ServerOption) *Server {
 		grpc.InitialConnWindowSize(windowSize),
 		grpc.ReadBufferSize(bufferSize),
 		grpc.WriteBufferSize(bufferSize),
+		grpc.ForceServerCodecV2(newFrameCodec()),
 	}, cfg.grpcOpts...)
 	s.grpc = grpc.NewServer(gopts...)
 	rookeryv1.RegisterProviderServer(s.grpc, s)

@@ -1,0 +1,161 @@
+package transport_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery"
+	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/transport"
+)
+
+// Benchmarks:
+//
+//	go test ./transport -run '^$' -bench . -benchtime 5x
+//
+// BenchmarkTransfer moves a float32 tensor to a provider and back (Put,
+// then Get) over loopback gRPC, next to the same bytes over a raw
+// loopback TCP connection (write them, the peer reads them all and
+// writes them back, read them). MB/s counts both directions.
+//
+// BenchmarkStep trains the MNIST-sized MLP on two parts with the trainer,
+// on in-process executors and on providers over loopback gRPC.
+
+var transferSizes = []int{1 << 20, 16 << 20, 256 << 20}
+
+func BenchmarkTransfer(b *testing.B) {
+	for _, size := range transferSizes {
+		b.Run(fmt.Sprintf("%dMiB/grpc", size>>20), func(b *testing.B) { benchGRPC(b, size) })
+		b.Run(fmt.Sprintf("%dMiB/tcp", size>>20), func(b *testing.B) { benchTCP(b, size) })
+	}
+}
+
+func benchGRPC(b *testing.B, size int) {
+	ctx := context.Background()
+	_, c := startTCP(b, exec.NewCPU())
+	m := newMLP(b, tensor.Float32, 8, 20, 16, 4)
+	s, err := c.Open(ctx, firstSpec(b, m))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	v := tensor.New(tensor.WithShape(size/4), tensor.WithBacking(make([]float32, size/4)))
+	for i := range v.Float32s() {
+		v.Float32s()[i] = float32(i)
+	}
+	b.SetBytes(2 * int64(size))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.Put(ctx, "t", v); err != nil {
+			b.Fatal(err)
+		}
+		got, err := s.Get(ctx, "t")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n := got["t"].Shape().TotalSize(); n != size/4 {
+			b.Fatalf("got %d elements", n)
+		}
+	}
+}
+
+func firstSpec(b testing.TB, m *mlp) exec.SessionSpec {
+	lay, err := exec.Split(m.ir, m.parts(2), m.loss, m.data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	spec := lay.Specs[0]
+	spec.Solver = exec.SGD(0.1, 0)
+	return spec
+}
+
+// benchTCP is the baseline: the peer reads all size bytes (io.ReadFull
+// into its buffer), then writes them back.
+func benchTCP(b *testing.B, size int) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer lis.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		conn, err := lis.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		buf := make([]byte, size)
+		for {
+			if _, err := io.ReadFull(conn, buf); err != nil {
+				return
+			}
+			if _, err := conn.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	conn, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, back := make([]byte, size), make([]byte, size)
+	for i := range out {
+		out[i] = byte(i)
+	}
+	b.SetBytes(2 * int64(size))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := conn.Write(out); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(conn, back); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	conn.Close()
+	<-done
+}
+
+// BenchmarkStep is one training step of a 784-512-256-10 float32 MLP on
+// batches of 256 in two micro-batches, cut in two parts by the trainer.
+func BenchmarkStep(b *testing.B) {
+	b.Run("inprocess", func(b *testing.B) {
+		benchStep(b, exec.NewCPU(), exec.NewCPU())
+	})
+	b.Run("grpc", func(b *testing.B) {
+		_, c1 := startTCP(b, exec.NewCPU())
+		_, c2 := startTCP(b, exec.NewCPU())
+		benchStep(b, c1, c2)
+	})
+}
+
+func benchStep(b *testing.B, execs ...exec.Executor) {
+	ctx := context.Background()
+	m := newMLP(b, tensor.Float32, 256, 784, 512, 256, 10)
+	tr, err := rookery.NewTrainer(m.g, m.lossN, m.learn, m.inputs,
+		rookery.WithExecutors(execs...), rookery.WithMicroBatches(2), rookery.WithSolver(exec.SGD(0.01, 0.9)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	feeds := map[*gorgonia.Node]*tensor.Dense{m.inputs[0]: m.feeds[m.data[0]], m.inputs[1]: m.feeds[m.data[1]]}
+	if _, err := tr.Step(ctx, feeds); err != nil { // builds the second micro-batch's program
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := tr.Step(ctx, feeds); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+var _ = transport.Version
