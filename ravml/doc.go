@@ -1,0 +1,29 @@
+// Package ravml runs classic machine-learning algorithms — k-nearest
+// neighbours, Gaussian naive Bayes, k-means, linear and logistic
+// regression, a multi-layer perceptron and CART decision trees — as
+// data-parallel jobs on Rookery executors.
+//
+// A value moves through it like this: Fit splits the rows of X (a
+// *tensor.Dense, rows × features, float64) into shards, opens one session
+// per shard on the executors given with On (by default two in-process CPU
+// executors) and Puts each shard there under exec.InputName, so the data
+// stays resident. Every iteration then runs a small forward-only graph on
+// all shards at once — distances and a local top-k, per-class sums,
+// per-cluster partial sums, XᵀX and Xᵀy, loss gradients, split histograms —
+// and the requester reduces the partial results and updates the model.
+// Op kinds that Gorgonia lacks (top-k, argmin, one-hot, tree routing,
+// histograms) are IR kinds of package graph, so remote providers run them
+// natively. The number of shards does not change the result: exactly for
+// KNN, naive Bayes predictions, linear regression and trees, within a
+// small tolerance for the iterative algorithms.
+//
+// Every model has Fit(ctx, X, y), Predict(ctx, X) and Score(ctx, X, y)
+// (accuracy, R², or for KMeans the adjusted Rand index against y), and
+// Save/Load write and read a fitted model.
+//
+// Errors: bad input is reported before any work starts, as a *DataError
+// matching ErrData (ragged rows, NaN or Inf, labels out of range, wrong
+// width), ErrParam (k larger than the data, bad options) or ErrNotFitted;
+// failures of an executor come back wrapped with %w, so errors.Is and
+// errors.As reach the exec and transport errors underneath.
+package ravml
