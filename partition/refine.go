@@ -205,6 +205,46 @@ func (r *refiner) refine(rounds int) {
 		sort.Slice(next, func(i, j int) bool { return next[i] < next[j] })
 		cands = next
 	}
+	r.placeFree()
+}
+
+// placeFree moves each node without work (a reshape, a concat, a size_of)
+// to whichever part between its predecessors' and its successors' cuts the
+// least, however far that is: it costs no balance, and the adjacent-part
+// moves of refine cannot jump parts.
+func (r *refiner) placeFree() {
+	l := r.l
+	for v := int32(l.n - 1); v >= 0; v-- {
+		if l.w[v] != 0 {
+			continue
+		}
+		lo, hi := int32(0), int32(r.k-1)
+		for _, e := range l.inNets[l.inOff[v]:l.inOff[v+1]] {
+			lo = max(lo, r.part[l.netSrc[e]])
+		}
+		succ := false
+		for _, e := range l.outNets[l.outOff[v]:l.outOff[v+1]] {
+			for _, u := range l.netPins(e) {
+				hi = min(hi, r.part[u])
+				succ = true
+			}
+		}
+		if !succ {
+			hi = max(lo, r.part[v])
+		}
+		bestQ, bestG := r.part[v], int64(0)
+		for q := lo; q <= hi; q++ {
+			if q == r.part[v] {
+				continue
+			}
+			if g := r.gain(v, q); g > bestG {
+				bestQ, bestG = q, g
+			}
+		}
+		if bestQ != r.part[v] {
+			r.move(v, bestQ)
+		}
+	}
 }
 
 // rebalance moves boundary nodes out of parts that exceed their limit into

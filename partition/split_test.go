@@ -422,3 +422,46 @@ func TestHugeCosts(t *testing.T) {
 		t.Errorf("imbalance %v, want 0", plan.Imbalance())
 	}
 }
+
+// TestManySmallDAGs splits many small random graphs: every plan validates,
+// stays within the bound when the baseline does, and never sends more than
+// the baseline then.
+func TestManySmallDAGs(t *testing.T) {
+	for seed := int64(1); seed <= 60; seed++ {
+		g, err := synth.RandomDAG(20+int(seed*7%200), seed, 2+int(seed%9), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []int{2, 3, 5, 9} {
+			caps := unequal(k)
+			plan, err := partition.Split(g, k, partition.WithCapacities(caps), partition.WithSeed(seed))
+			if errors.Is(err, partition.ErrInfeasible) {
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := plan.Validate(g); err != nil {
+				t.Fatalf("seed %d k=%d: %v", seed, k, err)
+			}
+			base, err := partition.Baseline(g, k, partition.WithCapacities(caps))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := base.Validate(g); err != nil {
+				t.Fatalf("seed %d k=%d: baseline: %v", seed, k, err)
+			}
+			if base.Imbalance() <= partition.DefaultMaxImbalance+1e-9 {
+				if plan.Imbalance() > partition.DefaultMaxImbalance+1e-9 {
+					t.Errorf("seed %d k=%d: imbalance %.4f, the baseline's is %.4f", seed, k, plan.Imbalance(), base.Imbalance())
+				}
+				if plan.CutBytes() > base.CutBytes() {
+					t.Errorf("seed %d k=%d: cut %d, the baseline's is %d", seed, k, plan.CutBytes(), base.CutBytes())
+				}
+			}
+			if plan.BaselineCutBytes != base.CutBytes() {
+				t.Errorf("seed %d k=%d: plan says the baseline sends %d, it sends %d", seed, k, plan.BaselineCutBytes, base.CutBytes())
+			}
+		}
+	}
+}
