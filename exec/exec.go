@@ -85,7 +85,11 @@ type SessionSpec struct {
 	// Solver configures the optimiser that Step applies.
 	Solver SolverConfig
 	// EvalMode runs BatchNorm on its running statistics and Dropout as the
-	// identity, as at inference; otherwise both are in training mode.
+	// identity, as at inference; otherwise both are in training mode. In
+	// training mode BatchNorm normalises each micro-batch by its own
+	// statistics (as GPipe does), so results depend on the number of
+	// micro-batches, and the running statistics it keeps stay with the
+	// session.
 	EvalMode bool
 }
 

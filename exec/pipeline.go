@@ -99,16 +99,29 @@ func NewPipeline(ctx context.Context, g *graph.Graph, loss int64, data []int64, 
 		return nil, err
 	}
 	p := &Pipeline{g: g, layout: lay, sched: sched, data: append([]int64{}, data...), batch: batch, micro: cfg.micro}
+	// Open the parts concurrently: each may build programs or talk to a
+	// provider.
+	p.sessions = make([]Session, len(lay.Specs))
+	errs := make([]error, len(lay.Specs))
+	var wg sync.WaitGroup
 	for i := range lay.Specs {
-		spec := lay.Specs[i]
-		spec.Solver = cfg.solver
-		spec.EvalMode = cfg.evalMode
-		s, err := executors[i].Open(ctx, spec)
-		if err != nil {
-			p.Close()
-			return nil, err
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			spec := lay.Specs[i]
+			spec.Solver = cfg.solver
+			spec.EvalMode = cfg.evalMode
+			p.sessions[i], errs[i] = executors[i].Open(ctx, spec)
+		}(i)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, s := range p.sessions {
+			if s != nil {
+				s.Close()
+			}
 		}
-		p.sessions = append(p.sessions, s)
+		return nil, err
 	}
 	return p, nil
 }

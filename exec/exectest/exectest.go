@@ -13,9 +13,9 @@ package exectest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand"
-	"sync"
 	"testing"
 	"time"
 
@@ -127,9 +127,8 @@ func randDense(rng *rand.Rand, scale float64, shape ...int) *tensor.Dense {
 }
 
 // reference returns the loss and the gradients of the learnables (in
-// n.learn order) that Gorgonia computes in one process on the rows
-// [lo, hi) of the mini-batch (the other rows are zero-weighted by
-// computing on the sub-batch through a fresh graph).
+// n.learn order) that Gorgonia computes in one process, on a fresh copy
+// of the graph, for the whole mini-batch.
 func (n *net) reference(t *testing.T) (float64, []*tensor.Dense) {
 	t.Helper()
 	g2 := gorgonia.NewGraph()
@@ -168,7 +167,7 @@ func (n *net) reference(t *testing.T) (float64, []*tensor.Dense) {
 
 func (n *net) initial(i int) *tensor.Dense { return n.learn[i].Value().(*tensor.Dense) }
 
-// open opens both parts on e with plain SGD at learning rate lr.
+// open opens both parts on e with the solver cfg.
 func (n *net) open(t *testing.T, e exec.Executor, cfg exec.SolverConfig) [2]exec.Session {
 	t.Helper()
 	var ss [2]exec.Session
@@ -525,37 +524,26 @@ func testClosed(t *testing.T, e exec.Executor) {
 }
 
 // testConcurrent trains two independent copies of the model on one
-// executor at the same time.
+// executor at the same time, as parallel sub-tests.
 func testConcurrent(t *testing.T, e exec.Executor) {
 	n := newNet(t)
 	wantLoss, wantGrads := n.reference(t)
 	const lr = 0.1
-	var wg sync.WaitGroup
-	results := make([][]*tensor.Dense, 2)
-	losses := make([]float64, 2)
-	sessions := [2][2]exec.Session{n.open(t, e, exec.SGD(lr, 0)), n.open(t, e, exec.SGD(lr, 0))}
-	for c := 0; c < 2; c++ {
-		wg.Add(1)
-		go func(c int) {
-			defer wg.Done()
-			ss := sessions[c]
-			losses[c] = n.step(t, ss, 0, n.xb, n.yb)
-			for _, s := range ss {
-				if err := s.Step(ctx(t)); err != nil {
-					t.Error(err)
-					return
+	t.Run("copies", func(t *testing.T) {
+		for c := 0; c < 2; c++ {
+			t.Run(fmt.Sprint(c), func(t *testing.T) {
+				t.Parallel()
+				ss := n.open(t, e, exec.SGD(lr, 0))
+				if l := n.step(t, ss, 0, n.xb, n.yb); !close(l, wantLoss) {
+					t.Errorf("loss %v, want %v", l, wantLoss)
 				}
-			}
-			results[c] = n.params(t, ss)
-		}(c)
-	}
-	wg.Wait()
-	for c := 0; c < 2; c++ {
-		if !close(losses[c], wantLoss) {
-			t.Errorf("copy %d: loss %v, want %v", c, losses[c], wantLoss)
+				for _, s := range ss {
+					if err := s.Step(ctx(t)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				requireSGD(t, n.params(t, ss), n.initial, wantGrads, lr)
+			})
 		}
-		if results[c] != nil {
-			requireSGD(t, results[c], n.initial, wantGrads, lr)
-		}
-	}
+	})
 }
