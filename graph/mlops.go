@@ -43,6 +43,10 @@ const (
 	// feature falls in that bin. Rows with a group outside [0,groups) and
 	// codes outside [0,bins) are skipped. Ints "groups", "bins".
 	KindHistogram OpKind = "histogram"
+	// KindSegmentSum takes rows (n,d) and a group per row (n) and returns
+	// (groups,d): the sum of the rows of each group (a weighted bincount).
+	// Rows with a group outside [0,groups) are skipped. Int "groups".
+	KindSegmentSum OpKind = "segment_sum"
 )
 
 func init() {
@@ -58,6 +62,24 @@ func init() {
 		kindImpl{infer: inferTreeRoute, flops: flopsTreeRoute, lower: lowerML})
 	registerKind(KindHistogram, opSpec{3, 3, []attrSpec{req("groups", AttrInt), req("bins", AttrInt)}, 0},
 		kindImpl{infer: inferHistogram, flops: flopsHistogram, lower: lowerML})
+	registerKind(KindSegmentSum, opSpec{2, 2, []attrSpec{req("groups", AttrInt)}, 0},
+		kindImpl{infer: inferSegmentSum, flops: flopsIn0, lower: lowerML})
+}
+
+func inferSegmentSum(op Op, in []*Node) (Shape, DType, error) {
+	dt, err := sameFloat(in)
+	if err != nil {
+		return nil, DTypeInvalid, err
+	}
+	x, g := in[0].Shape, in[1].Shape
+	if len(x) != 2 || len(g) != 1 || g[0] != x[0] {
+		return nil, DTypeInvalid, fmt.Errorf("want rows (n,d) and groups (n), got %v and %v", x, g)
+	}
+	groups := op.Int("groups")
+	if groups < 1 {
+		return nil, DTypeInvalid, fmt.Errorf("groups %d must be positive", groups)
+	}
+	return Shape{groups, x[1]}, dt, nil
 }
 
 func floatDType(n *Node) error {
@@ -321,6 +343,8 @@ func runML[T float32 | float64](op Op, in []*tensor.Dense, out *tensor.Dense, da
 		return TreeRoute(x, s0[1], data(in[1]), o)
 	case KindHistogram:
 		Histogram(x, s0[1], data(in[1]), data(in[2]), in[2].Shape()[1], op.Int("groups"), op.Int("bins"), o)
+	case KindSegmentSum:
+		SegmentSum(x, s0[1], data(in[1]), op.Int("groups"), o)
 	default:
 		return fmt.Errorf("no kernel")
 	}
@@ -493,9 +517,25 @@ func Histogram[T float32 | float64](codes []T, d int, group, w []T, c, groups, b
 	}
 }
 
+// SegmentSum writes into out (groups×d, cleared first) the sum of the
+// rows of x (rows of d) of each group.
+func SegmentSum[T float32 | float64](x []T, d int, group []T, groups int, out []T) {
+	clear(out)
+	for i, gv := range group {
+		g := int(gv)
+		if gv < 0 || g >= groups {
+			continue
+		}
+		o := out[g*d : (g+1)*d]
+		for j, v := range x[i*d : (i+1)*d] {
+			o[j] += v
+		}
+	}
+}
+
 // MLKinds lists the kinds of this file, sorted.
 func MLKinds() []OpKind {
-	ks := []OpKind{KindTopK, KindArgMin, KindOneHot, KindTake, KindTreeRoute, KindHistogram}
+	ks := []OpKind{KindTopK, KindArgMin, KindOneHot, KindTake, KindTreeRoute, KindHistogram, KindSegmentSum}
 	sort.Slice(ks, func(i, j int) bool { return ks[i] < ks[j] })
 	return ks
 }

@@ -212,6 +212,26 @@ func TestHistogram(t *testing.T) {
 	}
 }
 
+func TestSegmentSum(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	n, d, groups := 30, 4, 3
+	x := make([]float64, n*d)
+	for i := range x {
+		x[i] = rng.NormFloat64()
+	}
+	group := randInts(rng, n, groups+1) // group 3 is skipped
+	got := runOne(t, NewOp(KindSegmentSum, IntAttr("groups", groups)), dense64([]int{n, d}, x), dense64([]int{n}, group)).Float64s()
+	want := make([]float64, groups*d)
+	for i := 0; i < n; i++ {
+		if g := int(group[i]); g < groups {
+			for j := 0; j < d; j++ {
+				want[g*d+j] += x[i*d+j]
+			}
+		}
+	}
+	equal(t, "segment_sum", got, want)
+}
+
 func TestMLKindsShapeErrors(t *testing.T) {
 	vec := &Node{Shape: Shape{4}, DType: Float64}
 	mat := &Node{Shape: Shape{4, 3}, DType: Float64}
@@ -229,6 +249,7 @@ func TestMLKindsShapeErrors(t *testing.T) {
 		{"one_hot depth 0", NewOp(KindOneHot, IntAttr("depth", 0)), []*Node{vec}},
 		{"take matrix", NewOp(KindTake), []*Node{mat, vec}},
 		{"tree_route tree shape", NewOp(KindTreeRoute), []*Node{mat, &Node{Shape: Shape{4, 2}, DType: Float64}}},
+		{"segment_sum rows differ", NewOp(KindSegmentSum, IntAttr("groups", 2)), []*Node{mat, &Node{Shape: Shape{3}, DType: Float64}}},
 		{"histogram rows differ", NewOp(KindHistogram, IntAttr("groups", 1), IntAttr("bins", 2)), []*Node{mat, &Node{Shape: Shape{3}, DType: Float64}, mat}},
 	} {
 		if _, _, err := infer(tc.op, tc.in); err == nil {
