@@ -242,7 +242,7 @@ func (s *remoteSession) Get(ctx context.Context, names ...string) (map[string]*t
 	if err != nil {
 		return nil, fromStatus(ctx, "get", err)
 	}
-	r := &frameReader{recv: stream.Recv, lim: s.c.cfg.limits}
+	r := &frameReader{stream: stream, lim: s.c.cfg.limits}
 	out := make(map[string]*tensor.Dense, len(names))
 	for {
 		h, t, err := r.next()
@@ -294,7 +294,7 @@ func (s *remoteSession) call(ctx context.Context, what string, open func(context
 		}
 		sendErr <- err
 	}()
-	r := &frameReader{recv: stream.Recv, lim: s.c.cfg.limits}
+	r := &frameReader{stream: stream, lim: s.c.cfg.limits}
 	out := make(map[int64]*tensor.Dense)
 	var rerr error
 	for {

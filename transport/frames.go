@@ -88,14 +88,22 @@ func sendTensor(send func(*rookeryv1.TensorFrame) error, head *rookeryv1.TensorF
 
 // frameReader reads tensors from a stream of frames.
 type frameReader struct {
-	recv    func() (*rookeryv1.TensorFrame, error)
+	stream  interface{ RecvMsg(any) error }
 	lim     Limits
-	pending *rookeryv1.TensorFrame
+	pending *rawFrame
 	// reserve is called with the byte size of each tensor before it is
 	// allocated; it may refuse. nil accepts everything within lim.
 	reserve func(n int64) error
 	// bytes counts the tensor data received.
 	bytes int64
+}
+
+func (r *frameReader) recv() (*rawFrame, error) {
+	f := new(rawFrame)
+	if err := r.stream.RecvMsg(f); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // first reads the first frame of a call, which names the session; if it
@@ -108,15 +116,17 @@ func (r *frameReader) first() (*rookeryv1.TensorFrame, error) {
 		}
 		return nil, err
 	}
-	if f.Tensor != nil {
+	if f.F.Tensor != nil {
 		r.pending = f
-	} else if len(f.Data) > 0 {
+	} else if f.dataLen() > 0 {
+		f.free()
 		return nil, protocolError("tensor data before a tensor header")
 	}
-	return f, nil
+	return &f.F, nil
 }
 
 // next reads the next tensor; it returns io.EOF at the end of the stream.
+// The frame it returns carries the tensor's name or id.
 func (r *frameReader) next() (*rookeryv1.TensorFrame, *tensor.Dense, error) {
 	h := r.pending
 	r.pending = nil
@@ -126,10 +136,11 @@ func (r *frameReader) next() (*rookeryv1.TensorFrame, *tensor.Dense, error) {
 			return nil, nil, err
 		}
 	}
-	if h.Tensor == nil {
+	defer h.free()
+	if h.F.Tensor == nil {
 		return nil, nil, protocolError("frame without a tensor header where a tensor starts")
 	}
-	pb := h.Tensor
+	pb := h.F.Tensor
 	size, err := r.checkHeader(pb)
 	if err != nil {
 		return nil, nil, err
@@ -139,18 +150,19 @@ func (r *frameReader) next() (*rookeryv1.TensorFrame, *tensor.Dense, error) {
 			return nil, nil, err
 		}
 	}
-	if int64(len(pb.Data)) > size {
-		return nil, nil, protocolError("tensor of %d bytes carries %d", size, len(pb.Data))
+	firstLen := int64(h.tensorDataLen())
+	if firstLen > size {
+		return nil, nil, protocolError("tensor of %d bytes carries %d", size, firstLen)
 	}
-	if int64(len(pb.Data)) == size {
+	if firstLen == size && h.buf == nil {
 		r.bytes += size
 		t, err := graph.DecodeTensor(pb, r.graphLimits())
-		return h, t, err
+		return &h.F, t, err
 	}
-	// Several frames: allocate once, then copy each chunk into place.
+	// Allocate once, then copy each chunk into place.
 	var dst []byte
 	var t *tensor.Dense
-	if littleEndian && (pb.Dtype == rookeryv1.DType_DTYPE_FLOAT32 || pb.Dtype == rookeryv1.DType_DTYPE_FLOAT64) {
+	if littleEndian && (pb.Dtype == rookeryv1.DType_DTYPE_FLOAT32 || pb.Dtype == rookeryv1.DType_DTYPE_FLOAT64) && len(pb.Shape) > 0 {
 		shape := make([]int, len(pb.Shape))
 		for i, d := range pb.Shape {
 			shape[i] = int(d)
@@ -164,7 +176,7 @@ func (r *frameReader) next() (*rookeryv1.TensorFrame, *tensor.Dense, error) {
 	} else {
 		dst = make([]byte, size)
 	}
-	off := copy(dst, pb.Data)
+	off := h.copyTensorData(dst)
 	for off < len(dst) {
 		f, err := r.recv()
 		if err == io.EOF {
@@ -173,24 +185,29 @@ func (r *frameReader) next() (*rookeryv1.TensorFrame, *tensor.Dense, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		if f.Tensor != nil || f.Name != "" || f.Session != "" {
-			return nil, nil, protocolError("new header %d bytes into a tensor of %d", off, size)
+		n := f.dataLen()
+		switch {
+		case f.F.Tensor != nil || f.F.Name != "" || f.F.Session != "":
+			err = protocolError("new header %d bytes into a tensor of %d", off, size)
+		case n > len(dst)-off:
+			err = protocolError("tensor of %d bytes carries more", size)
+		case n == 0:
+			err = protocolError("empty continuation frame")
+		default:
+			off += f.copyData(dst[off:])
 		}
-		if len(f.Data) > len(dst)-off {
-			return nil, nil, protocolError("tensor of %d bytes carries more", size)
+		f.free()
+		if err != nil {
+			return nil, nil, err
 		}
-		if len(f.Data) == 0 {
-			return nil, nil, protocolError("empty continuation frame")
-		}
-		off += copy(dst[off:], f.Data)
 	}
 	r.bytes += size
 	if t != nil {
-		return h, t, nil
+		return &h.F, t, nil
 	}
 	full := &rookeryv1.Tensor{Dtype: pb.Dtype, Shape: pb.Shape, Data: dst}
 	t, err = graph.DecodeTensor(full, r.graphLimits())
-	return h, t, err
+	return &h.F, t, err
 }
 
 func (r *frameReader) graphLimits() graph.Limits {

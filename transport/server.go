@@ -423,7 +423,7 @@ func newID() string {
 func (s *Server) Put(stream rookeryv1.Provider_PutServer) (err error) {
 	defer s.metrics.observe("put", time.Now(), &err)
 	ctx := stream.Context()
-	r := &frameReader{recv: stream.Recv, lim: s.lim}
+	r := &frameReader{stream: stream, lim: s.lim}
 	first, err := r.first()
 	if err != nil {
 		return toStatus(err)
@@ -500,7 +500,7 @@ func (s *Server) Get(req *rookeryv1.GetRequest, stream rookeryv1.Provider_GetSer
 // callStream is the server side of Forward and Backward.
 type callStream interface {
 	Send(*rookeryv1.TensorFrame) error
-	Recv() (*rookeryv1.TensorFrame, error)
+	RecvMsg(any) error
 	Context() context.Context
 }
 
@@ -512,7 +512,7 @@ func (s *Server) call(stream callStream, run func(ctx context.Context, sess exec
 			s.unreserve(nil, held)
 		}
 	}()
-	r := &frameReader{recv: stream.Recv, lim: s.lim, reserve: func(n int64) error {
+	r := &frameReader{stream: stream, lim: s.lim, reserve: func(n int64) error {
 		if err := s.reserve(nil, n); err != nil {
 			return err
 		}
