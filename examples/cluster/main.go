@@ -1,0 +1,147 @@
+// Command cluster trains the MNIST-sized MLP (784-256-10, float32) on two
+// parts, either on two in-process executors or on two providers leased
+// from a seed node, and prints the loss as it goes and at the end.
+//
+//	go run ./examples/cluster                    # in-process
+//	go run ./examples/cluster --seed 127.0.0.1:7000 # through a seed node
+//
+// The two runs print the same losses: the providers compute exactly what
+// the in-process executors do, and only the tensors travel. run.sh beside
+// this file starts a seed node and two providers on loopback and runs
+// both. Flags: --seed ADDR, --steps n (default 300), --batch b (default
+// 128), --wait d (how long to wait for the seed to know 2 providers).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"math/rand"
+	"os"
+	"time"
+
+	"gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery"
+	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/internal/mnist"
+	"github.com/rookery-ml/rookery/partition"
+	"github.com/rookery-ml/rookery/transport"
+)
+
+func main() {
+	seed := flag.String("seed", "", "seed node to lease 2 providers from (host:port); in-process without it")
+	steps := flag.Int("steps", 300, "training steps")
+	batch := flag.Int("batch", 128, "mini-batch size")
+	wait := flag.Duration("wait", 10*time.Second, "how long to wait for the seed node to know 2 providers")
+	flag.Parse()
+	if err := run(*seed, *steps, *batch, *wait); err != nil {
+		fmt.Fprintln(os.Stderr, "cluster:", err)
+		os.Exit(1)
+	}
+}
+
+func run(seed string, steps, batch int, wait time.Duration) error {
+	ctx := context.Background()
+	train, _, err := mnist.Load()
+	if err != nil {
+		return err
+	}
+	const hidden = 256
+	rng := rand.New(rand.NewSource(1))
+	g := gorgonia.NewGraph()
+	x := gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(batch, mnist.Pixels), gorgonia.WithName("x"))
+	y := gorgonia.NewMatrix(g, tensor.Float32, gorgonia.WithShape(batch, mnist.Classes), gorgonia.WithName("y"))
+	w1 := param(rng, g, "w1", mnist.Pixels, hidden)
+	b1 := param(rng, g, "b1", hidden)
+	w2 := param(rng, g, "w2", hidden, mnist.Classes)
+	b2 := param(rng, g, "b2", mnist.Classes)
+	h := gorgonia.Must(gorgonia.Rectify(gorgonia.Must(gorgonia.BroadcastAdd(gorgonia.Must(gorgonia.Mul(x, w1)), b1, nil, []byte{0}))))
+	logits := gorgonia.Must(gorgonia.BroadcastAdd(gorgonia.Must(gorgonia.Mul(h, w2)), b2, nil, []byte{0}))
+	loss := gorgonia.Must(gorgonia.Neg(gorgonia.Must(gorgonia.Mean(gorgonia.Must(gorgonia.HadamardProd(
+		gorgonia.Must(gorgonia.LogSoftMax(logits)), y))))))
+
+	// The first layer holds most of the work and cannot be split, so allow
+	// the parts to be unequal.
+	opts := []rookery.Option{rookery.WithSolver(exec.SGD(0.1, 0.9)), rookery.WithMicroBatches(2),
+		rookery.WithPartitionOptions(partition.WithMaxImbalance(1))}
+	where := "2 in-process executors"
+	if seed != "" {
+		if err := awaitProviders(ctx, seed, 2, wait); err != nil {
+			return err
+		}
+		opts = append(opts, rookery.WithSeed(seed, 2))
+		where = "2 providers from the seed node at " + seed
+	} else {
+		opts = append(opts, rookery.WithParts(2))
+	}
+	tr, err := rookery.NewTrainer(g, loss, gorgonia.Nodes{w1, b1, w2, b2}, gorgonia.Nodes{x, y}, opts...)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	fmt.Printf("training 784-%d-10 on %s: %d steps of %d images\n", hidden, where, steps, batch)
+
+	xs := tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(batch, mnist.Pixels))
+	ys := tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(batch, mnist.Classes))
+	feeds := map[*gorgonia.Node]*tensor.Dense{x: xs, y: ys}
+	start := time.Now()
+	var l float64
+	for s := 0; s < steps; s++ {
+		fill(train, (s*batch)%(train.Len()-batch+1), xs, ys)
+		if l, err = tr.Step(ctx, feeds); err != nil {
+			return fmt.Errorf("step %d: %w", s, err)
+		}
+		if s%50 == 0 {
+			fmt.Printf("step %4d  loss %.6f\n", s, l)
+		}
+	}
+	el := time.Since(start)
+	fmt.Printf("%.1f ms per step\n", float64(el.Microseconds())/1e3/float64(steps))
+	fmt.Printf("final loss %.6f\n", l)
+	return nil
+}
+
+func param(rng *rand.Rand, g *gorgonia.ExprGraph, name string, shape ...int) *gorgonia.Node {
+	v := tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(shape...))
+	scale := 0.01
+	if len(shape) == 2 {
+		scale = math.Sqrt(2 / float64(shape[0]))
+	}
+	for i := range v.Float32s() {
+		v.Float32s()[i] = float32(rng.NormFloat64() * scale)
+	}
+	return gorgonia.NewTensor(g, tensor.Float32, len(shape), gorgonia.WithShape(shape...), gorgonia.WithName(name), gorgonia.WithValue(v))
+}
+
+// fill copies images [from, from+batch) and their one-hot labels.
+func fill(s *mnist.Set, from int, xs, ys *tensor.Dense) {
+	b := xs.Shape()[0]
+	copy(xs.Float32s(), s.Pixels[from*mnist.Pixels:(from+b)*mnist.Pixels])
+	y := ys.Float32s()
+	clear(y)
+	for i := 0; i < b; i++ {
+		y[i*mnist.Classes+int(s.Labels[from+i])] = 1
+	}
+}
+
+// awaitProviders polls the seed node until it knows n providers or wait
+// has passed.
+func awaitProviders(ctx context.Context, seed string, n int, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := transport.FindProviders(fctx, seed, transport.Need{N: n})
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, transport.ErrNotEnough) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
