@@ -287,22 +287,36 @@ func (c *level) renumber(cid []int32) bool {
 		outNets[fill[s]] = int32(e)
 		fill[s]++
 	}
+	// Kahn's algorithm taking the smallest ready number first. A scan in
+	// number order finds most nodes ready when it reaches them; only the
+	// nodes it had to pass over wait in the heap once they become ready.
 	h := make(minHeap, 0, 1024)
-	for v := 0; v < n; v++ {
-		if indeg[v] == 0 {
-			h.push(int32(v))
-		}
-	}
 	newID := make([]int32, n)
 	next := int32(0)
-	for len(h) > 0 {
-		v := h.pop()
+	scan := int32(0)
+	for {
+		var v int32
+		switch {
+		case len(h) > 0:
+			v = h.pop() // every heap entry is below scan, so smallest
+		case int(scan) < n:
+			v = scan
+			scan++
+			if indeg[v] != 0 {
+				continue // it joins the heap when it becomes ready
+			}
+		default:
+			v = -1
+		}
+		if v < 0 {
+			break
+		}
 		newID[v] = next
 		next++
 		for _, e := range outNets[outOff[v]:outOff[v+1]] {
 			for _, u := range c.netPins(e) {
 				indeg[u]--
-				if indeg[u] == 0 {
+				if indeg[u] == 0 && u < scan {
 					h.push(u)
 				}
 			}
