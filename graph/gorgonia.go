@@ -367,90 +367,82 @@ func readElemUnary(op gorgonia.Op) (Op, error) {
 // whose count is SizeOf(axis) of the other operand. It returns the collapsed
 // op, its inputs (the operands before expansion) and the absorbed nodes.
 func (r *reader) broadcast(op Op, a, b *gorgonia.Node) (Op, []int64, []int64, bool) {
-	la, lorig, labs, ok := r.unrepeat(a)
+	left, ok := r.unrepeat(a)
 	if !ok {
 		return Op{}, nil, nil, false
 	}
-	ra, rorig, rabs, ok := r.unrepeat(b)
-	if !ok || (len(la) == 0 && len(ra) == 0) {
+	right, ok := r.unrepeat(b)
+	if !ok || (len(left.axes) == 0 && len(right.axes) == 0) {
 		return Op{}, nil, nil, false
 	}
 	// Left sizes are read off the right operand before expansion; right
 	// sizes off the left operand after its expansion.
-	if len(la) > 0 && !r.sizesOf(a, len(la), rorig) {
+	if len(left.axes) > 0 && (!left.sizesOf(right.orig) || !reshapedFor(left.reshape, left.orig, right.orig.Dims(), left.axes)) {
 		return Op{}, nil, nil, false
 	}
-	if len(ra) > 0 && !r.sizesOf(b, len(ra), a) {
+	if len(right.axes) > 0 && (!right.sizesOf(a) || !reshapedFor(right.reshape, right.orig, a.Dims(), right.axes)) {
 		return Op{}, nil, nil, false
 	}
-	if len(la) > 0 && !reshapedFor(r.byID[la0(a, len(la), r)], lorig, rorig.Dims(), la) {
-		return Op{}, nil, nil, false
+	var attrs []Attr
+	if len(left.axes) > 0 {
+		attrs = append(attrs, AxesAttr("left", left.axes...))
 	}
-	if len(ra) > 0 && !reshapedFor(r.byID[la0(b, len(ra), r)], rorig, a.Dims(), ra) {
-		return Op{}, nil, nil, false
-	}
-	attrs := []Attr{}
-	if len(la) > 0 {
-		attrs = append(attrs, AxesAttr("left", la...))
-	}
-	if len(ra) > 0 {
-		attrs = append(attrs, AxesAttr("right", ra...))
+	if len(right.axes) > 0 {
+		attrs = append(attrs, AxesAttr("right", right.axes...))
 	}
 	attrs = append(attrs, op.Attrs...)
-	return NewOp(broadcastOf[op.Kind], attrs...), []int64{lorig.ID(), rorig.ID()}, append(labs, rabs...), true
+	return NewOp(broadcastOf[op.Kind], attrs...), []int64{left.orig.ID(), right.orig.ID()}, append(left.nodes, right.nodes...), true
+}
+
+// expansion is one operand of a broadcast as Gorgonia expands it:
+// reshape(orig), then one repeat per axis whose count is a SizeOf node.
+type expansion struct {
+	axes    []int            // in the order they were applied
+	orig    *gorgonia.Node   // the operand before expansion
+	reshape *gorgonia.Node   // nil when axes is empty
+	counted []*gorgonia.Node // the node whose size each repeat's SizeOf counts
+	nodes   []int64          // every node of the expansion
+}
+
+// sizesOf reports whether every repeat counts the size of node of.
+func (e expansion) sizesOf(of *gorgonia.Node) bool {
+	for _, c := range e.counted {
+		if c != of {
+			return false
+		}
+	}
+	return true
 }
 
 // unrepeat walks a chain of repeat ops down to the reshape that starts a
-// broadcast. It returns the axes in the order they were applied, the operand
-// before expansion, and the chain's nodes. A node that is no repeat gives no
-// axes and itself.
-func (r *reader) unrepeat(n *gorgonia.Node) (axes []int, orig *gorgonia.Node, nodes []int64, ok bool) {
+// broadcast. A node that is no repeat is its own operand, with no axes.
+func (r *reader) unrepeat(n *gorgonia.Node) (expansion, bool) {
+	e := expansion{orig: n}
 	cur := n
 	for isOp(cur, "*gorgonia.repeatOp") {
 		ch := r.children[cur.ID()]
-		if len(ch) != 2 || !isOp(ch[1], "gorgonia.sizeOp") {
-			return nil, nil, nil, false
+		if len(ch) != 2 || !isOp(ch[1], "gorgonia.sizeOp") || len(r.children[ch[1].ID()]) != 1 {
+			return expansion{}, false
 		}
 		along := int(field(structOf(cur.Op()), "along").Int())
 		if int(field(structOf(ch[1].Op()), "axis").Int()) != along {
-			return nil, nil, nil, false
+			return expansion{}, false
 		}
-		axes = append([]int{along}, axes...)
-		nodes = append(nodes, cur.ID(), ch[1].ID())
+		e.axes = append([]int{along}, e.axes...)
+		e.counted = append(e.counted, r.children[ch[1].ID()][0])
+		e.nodes = append(e.nodes, cur.ID(), ch[1].ID())
 		cur = ch[0]
 	}
-	if len(axes) == 0 {
-		return nil, n, nil, true
+	if len(e.axes) == 0 {
+		return e, true
 	}
 	if !isOp(cur, "gorgonia.reshapeOp") || len(r.children[cur.ID()]) != 1 {
-		return nil, nil, nil, false
+		return expansion{}, false
 	}
-	nodes = append(nodes, cur.ID())
-	return axes, r.children[cur.ID()][0], nodes, true
-}
-
-// la0 returns the id of the reshape node under a repeat chain of length k.
-func la0(n *gorgonia.Node, k int, r *reader) int64 {
-	cur := n
-	for i := 0; i < k; i++ {
-		cur = r.children[cur.ID()][0]
-	}
-	return cur.ID()
-}
-
-// sizesOf checks that each repeat in the chain above n takes its count from
-// SizeOf the given node.
-func (r *reader) sizesOf(n *gorgonia.Node, k int, of *gorgonia.Node) bool {
-	cur := n
-	for i := 0; i < k; i++ {
-		ch := r.children[cur.ID()]
-		sz := r.children[ch[1].ID()]
-		if len(sz) != 1 || sz[0] != of {
-			return false
-		}
-		cur = ch[0]
-	}
-	return true
+	e.reshape = cur
+	e.orig = r.children[cur.ID()][0]
+	e.nodes = append(e.nodes, cur.ID())
+	return e, true
 }
 
 // reshapedFor checks that the reshape feeding a broadcast has exactly the
