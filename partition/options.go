@@ -51,7 +51,9 @@ const (
 	// a chain (one topological order only).
 	MethodChain
 	// MethodOrder splits the graph's own node order into contiguous
-	// segments with the same dynamic program, then refines the boundaries.
+	// segments with the same dynamic program, then refines the boundaries
+	// in a V-cycle: it coarsens within parts and moves nodes between
+	// adjacent parts from the coarsest level down.
 	MethodOrder
 	// MethodMultilevel coarsens the graph acyclically, splits the coarsest
 	// graph, and refines while uncoarsening.

@@ -107,17 +107,19 @@ func (s *seq) split(maxCost []int64) (ends []int32, cut int64, ok bool) {
 		}
 	}
 	H[k-1] = m
-	f := make([][]int64, k)
+	// f is the current row of the program (the least cut of parts 0..p
+	// ending at e); only the choices of every row are kept, for the way
+	// back.
 	choice := make([][]int32, k)
-	f[0] = make([]int64, H[0]-L[0]+1)
+	f := make([]int64, H[0]-L[0]+1)
 	for e := L[0]; e <= H[0]; e++ {
-		f[0][e-L[0]] = s.boundaryCut(e)
+		f[e-L[0]] = s.boundaryCut(e)
 	}
 	dq := make([]int32, 0, 64)
 	for p := 1; p < k; p++ {
 		fp := make([]int64, H[p]-L[p]+1)
 		cp := make([]int32, H[p]-L[p]+1)
-		prev, pl, ph := f[p-1], L[p-1], H[p-1]
+		prev, pl, ph := f, L[p-1], H[p-1]
 		dq = dq[:0]
 		head := 0
 		next := pl // next start to push
@@ -156,9 +158,9 @@ func (s *seq) split(maxCost []int64) (ends []int32, cut int64, ok bool) {
 		if !any {
 			return nil, 0, false
 		}
-		f[p], choice[p] = fp, cp
+		f, choice[p] = fp, cp
 	}
-	best := f[k-1][m-L[k-1]]
+	best := f[m-L[k-1]]
 	if best >= inf {
 		return nil, 0, false
 	}

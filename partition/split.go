@@ -19,8 +19,9 @@ import (
 // reaches. When the graph's work forms a chain, the plan is optimal
 // (MethodChain); otherwise Split keeps the best of a split of the graph's
 // order refined at its boundaries (MethodOrder), the multilevel
-// partitioner (MethodMultilevel), and the baseline (MethodBaseline), so it
-// never sends more than the baseline does.
+// partitioner (MethodMultilevel), and the baseline (MethodBaseline). So it
+// never sends more than the baseline does, unless the baseline breaks the
+// bound that the plan keeps.
 //
 // Split returns an *InfeasibleError when k is less than 1, when fewer than
 // k nodes have work, or when one node alone is heavier than the largest
