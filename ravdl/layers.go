@@ -179,9 +179,34 @@ func (l *pool2d) apply(b *builder, x *gorgonia.Node) (*gorgonia.Node, error) {
 		return nil, b.shapeErr(l, x, fmt.Sprintf("window %dx%d, stride %d, pad %d does not fit", k, k, st, p))
 	}
 	if l.avg {
-		return gorgonia.AveragePool2D(x, tensor.Shape{k, k}, []int{p, p}, []int{st, st})
+		return avgPool(x, k, p, st)
 	}
 	return gorgonia.MaxPool2D(x, tensor.Shape{k, k}, []int{p, p}, []int{st, st})
+}
+
+// avgPool averages k × k windows as im2col, then a mean over each
+// window's values: Gorgonia's own average-pool op gives wrong gradients
+// (some are 0). Padding zeros count in the mean.
+func avgPool(x *gorgonia.Node, k, p, st int) (*gorgonia.Node, error) {
+	s := x.Shape()
+	b, c := s[0], s[1]
+	cols, err := gorgonia.Im2Col(x, tensor.Shape{k, k}, tensor.Shape{p, p}, tensor.Shape{st, st}, tensor.Shape{1, 1})
+	if err != nil {
+		return nil, err
+	}
+	cs := cols.Shape()
+	h, w := cs[1], cs[2]
+	if cols, err = gorgonia.Reshape(cols, tensor.Shape{b * h * w * c, k * k}); err != nil {
+		return nil, err
+	}
+	m, err := gorgonia.Mean(cols, 1)
+	if err != nil {
+		return nil, err
+	}
+	if m, err = gorgonia.Reshape(m, tensor.Shape{b, h, w, c}); err != nil {
+		return nil, err
+	}
+	return gorgonia.Transpose(m, 0, 3, 1, 2)
 }
 
 // ---- shape layers ----
@@ -309,7 +334,12 @@ func (l *batchNorm) apply(b *builder, x *gorgonia.Node) (*gorgonia.Node, error) 
 	if err != nil {
 		return nil, err
 	}
-	inv, err := gorgonia.InverseSqrt(ve)
+	// 1/√v as two ops: Gorgonia's InverseSqrt has a wrong gradient.
+	sd, err := gorgonia.Sqrt(ve)
+	if err != nil {
+		return nil, err
+	}
+	inv, err := gorgonia.Inverse(sd)
 	if err != nil {
 		return nil, err
 	}

@@ -209,7 +209,7 @@ func (b *builder) constVec(name string, vals []float64, n int, fill float64) *go
 }
 
 func (b *builder) constTensor(name string, vals []float64, shape ...int) *gorgonia.Node {
-	return gorgonia.NewConstant(denseOf(b.dt, vals, shape), gorgonia.WithName(name))
+	return b.g.AddNode(gorgonia.NewConstant(denseOf(b.dt, vals, shape), gorgonia.WithName(name)))
 }
 
 func (b *builder) shapeErr(l Layer, x *gorgonia.Node, reason string) error {

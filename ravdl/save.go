@@ -138,7 +138,7 @@ func (s *Saved) Predict(ctx context.Context, x *tensor.Dense) (*tensor.Dense, er
 	for lo := 0; lo < n; lo += chunk {
 		k := min(chunk, n-lo)
 		xb := tensor.New(tensor.Of(s.dtype), tensor.WithShape(append([]int{k}, s.inShape...)...))
-		gatherRows(xb, x, wx, indices(lo+k)[lo:])
+		gatherRows(xb, x, wx, indices(lo + k)[lo:])
 		res, err := s.m.Predict(ctx, map[int64]*tensor.Dense{s.in: xb}, s.out)
 		if err != nil {
 			return nil, err
