@@ -1,11 +1,516 @@
 package ravml
 
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/graph"
+)
+
 // Criterion is the impurity a decision tree minimises.
 type Criterion uint8
 
 // Criteria.
 const (
-	Gini Criterion = iota
-	Entropy
-	MSE
+	Gini    Criterion = iota // classification (default)
+	Entropy                  // classification, information gain
+	MSE                      // regression (the regressor's only criterion)
 )
+
+// WithCriterion sets the impurity of DecisionTreeClassifier.
+func WithCriterion(c Criterion) Option { return func(cf *config) { cf.crit = c } }
+
+// TreeNode is one node of a fitted tree. An inner node sends a row to
+// Left when row[Feature] ≤ Threshold and to Left+1 otherwise; a leaf has
+// Feature −1.
+type TreeNode struct {
+	Feature   int
+	Threshold float64
+	Left      int
+	Samples   float64
+	Impurity  float64
+	// Value holds the class counts of a classifier's node, or the mean
+	// target of a regressor's.
+	Value []float64
+
+	bin   int       // split bin (codes ≤ bin go left)
+	stats []float64 // per channel sums of the weights
+	depth int
+}
+
+// tree is the CART grower shared by the classifier and the regressor.
+//
+// Features are binned on the requester: a feature with at most MaxBins
+// distinct training values gets one bin per value, so splits are exactly
+// CART's (thresholds half-way between neighbouring values present in the
+// node); otherwise bins are quantiles. Each shard holds its rows' bin
+// codes and weights (one-hot classes, or [1 y y²] for regression). The
+// tree grows level by level: for a batch of open nodes the shards route
+// their rows through the tree so far (tree_route), keep those in the
+// batch (take) and return per node, feature, bin and channel sums
+// (histogram); the requester adds them and picks the best split per node.
+// Class counts are integers, so a classifier is the same whatever the
+// number of shards.
+type tree struct {
+	cfg     config
+	name    string
+	Nodes   []TreeNode
+	Width   int
+	Classes int // 0 for regression
+}
+
+// histogramBudget bounds the floats of one histogram pass per shard.
+const histogramBudget = 1 << 20
+
+func (t *tree) fit(ctx context.Context, X *tensor.Dense, y []float64, classes int) error {
+	if err := t.cfg.check(); err != nil {
+		return err
+	}
+	cfg := t.cfg
+	if cfg.maxDepth < 0 || cfg.minSplit < 2 || cfg.minLeaf < 1 || cfg.maxBins < 2 {
+		return &ParamError{Name: "tree", Reason: fmt.Sprintf("need MaxDepth ≥ 0, MinSamplesSplit ≥ 2, MinSamplesLeaf ≥ 1, MaxBins ≥ 2; got %d, %d, %d, %d",
+			cfg.maxDepth, cfg.minSplit, cfg.minLeaf, cfg.maxBins)}
+	}
+	x, err := asMatrix(X)
+	if err != nil {
+		return err
+	}
+	n, d := x.rows, x.cols
+	// binning
+	edges := make([][]float64, d)  // upper value of each bin
+	lowest := make([][]float64, d) // smallest value of each bin
+	nb := 1
+	col := make([]float64, n)
+	for f := 0; f < d; f++ {
+		for i := range col {
+			col[i] = x.data[i*d+f]
+		}
+		edges[f], lowest[f] = binsOf(col, cfg.maxBins)
+		nb = max(nb, len(edges[f]))
+	}
+	codes := make([]float64, n*d)
+	for i := 0; i < n; i++ {
+		for f := 0; f < d; f++ {
+			codes[i*d+f] = float64(sort.SearchFloat64s(edges[f], x.data[i*d+f]))
+		}
+	}
+	c := classes
+	if c == 0 {
+		c = 3
+	}
+	w := make([]float64, n*c)
+	for i, v := range y {
+		if classes > 0 {
+			w[i*c+int(v)] = 1
+		} else {
+			w[i*c], w[i*c+1], w[i*c+2] = 1, v, v*v
+		}
+	}
+	capNodes := 2*n - 1
+	if cfg.maxDepth > 0 && cfg.maxDepth < 30 {
+		capNodes = min(capNodes, 1<<(cfg.maxDepth+1)-1)
+	}
+	per := d * nb * c
+	groups := max(1, min(histogramBudget/per, n))
+	const codeID, wID, treeID, slotID, histID = 1, 2, 3, 4, 7
+	spec := func(_ int, rows int) (*graph.Graph, []int64, error) {
+		b := newBuilder()
+		b.input("codes", rows, d)
+		b.input("weights", rows, c)
+		b.input("tree", capNodes, 3)
+		b.input("slots", capNodes)
+		leaf := b.op(graph.KindTreeRoute, nil, graph.Shape{rows}, codeID, treeID)
+		grp := b.op(graph.KindTake, nil, graph.Shape{rows}, slotID, leaf)
+		b.op(graph.KindHistogram, attrs(graph.IntAttr("groups", groups), graph.IntAttr("bins", nb)), graph.Shape{groups, d, nb, c}, codeID, grp, wID)
+		return b.g, []int64{histID}, b.err
+	}
+	resident := func(lo, hi int) map[int64]*tensor.Dense {
+		return map[int64]*tensor.Dense{
+			codeID: dense(codes[lo*d:hi*d], hi-lo, d),
+			wID:    dense(w[lo*c:hi*c], hi-lo, c),
+		}
+	}
+	j, err := openJob(ctx, &t.cfg, n, spec, resident)
+	if err != nil {
+		return err
+	}
+	defer j.close()
+
+	root := TreeNode{Feature: -1, stats: make([]float64, c)}
+	for i := 0; i < n; i++ {
+		addTo(root.stats, w[i*c:(i+1)*c])
+	}
+	nodes := []TreeNode{root}
+	t.finish(&nodes[0], classes)
+	frontier := []int{}
+	if t.splittable(&nodes[0], classes) {
+		frontier = append(frontier, 0)
+	}
+	treeBuf := make([]float64, capNodes*3)
+	slots := make([]float64, capNodes)
+	hist := make([]float64, groups*per)
+	feeds := map[int64]*tensor.Dense{treeID: dense(treeBuf, capNodes, 3), slotID: dense(slots, capNodes)}
+	for len(frontier) > 0 {
+		var next []int
+		for start := 0; start < len(frontier); start += groups {
+			batch := frontier[start:min(len(frontier), start+groups)]
+			for i := range nodes {
+				nd := &nodes[i]
+				treeBuf[i*3], treeBuf[i*3+1], treeBuf[i*3+2] = float64(nd.Feature), float64(nd.bin), float64(nd.Left)
+				if nd.Feature < 0 {
+					treeBuf[i*3] = -1
+				}
+			}
+			for i := range slots {
+				slots[i] = -1
+			}
+			for s, id := range batch {
+				slots[id] = float64(s)
+			}
+			outs, err := j.forward(ctx, func(int) map[int64]*tensor.Dense { return feeds })
+			if err != nil {
+				return err
+			}
+			clear(hist)
+			for _, o := range outs {
+				addTo(hist, o[histID].Float64s())
+			}
+			for s, id := range batch {
+				h := hist[s*per : (s+1)*per]
+				f, b, left, ok := t.bestSplit(&nodes[id], h, d, nb, c, classes)
+				if !ok {
+					continue
+				}
+				right := make([]float64, c)
+				for k := range right {
+					right[k] = nodes[id].stats[k] - left[k]
+				}
+				// the smallest bin above b that holds rows of the node
+				b2 := b + 1
+				for ; b2 < len(edges[f]); b2++ {
+					if sumBin(h, f, b2, nb, c) > 0 {
+						break
+					}
+				}
+				if len(nodes)+2 > capNodes {
+					return fmt.Errorf("ravml: %s: tree outgrew its %d nodes", t.name, capNodes)
+				}
+				nd := &nodes[id]
+				nd.Feature, nd.bin, nd.Left = f, b, len(nodes)
+				nd.Threshold = (edges[f][b] + lowest[f][b2]) / 2
+				if !(nd.Threshold < lowest[f][b2]) { // neighbouring floats
+					nd.Threshold = edges[f][b]
+				}
+				depth := nd.depth + 1
+				for _, st := range [][]float64{left, right} {
+					ch := TreeNode{Feature: -1, stats: st, depth: depth}
+					t.finish(&ch, classes)
+					nodes = append(nodes, ch)
+					if t.splittable(&nodes[len(nodes)-1], classes) {
+						next = append(next, len(nodes)-1)
+					}
+				}
+			}
+		}
+		frontier = next
+	}
+	t.Nodes, t.Width, t.Classes = nodes, d, classes
+	return nil
+}
+
+// binsOf returns the bin edges of a column: its distinct values when
+// there are at most maxBins of them, else maxBins quantiles; and the
+// smallest value in each bin.
+func binsOf(col []float64, maxBins int) (edges, lowest []float64) {
+	s := append([]float64(nil), col...)
+	sort.Float64s(s)
+	var uniq []float64
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			uniq = append(uniq, v)
+		}
+	}
+	if len(uniq) <= maxBins {
+		return uniq, uniq
+	}
+	for b := 1; b <= maxBins; b++ {
+		e := s[min(len(s)-1, b*len(s)/maxBins-1)]
+		if b == maxBins {
+			e = s[len(s)-1]
+		}
+		if len(edges) == 0 || e > edges[len(edges)-1] {
+			edges = append(edges, e)
+		}
+	}
+	lowest = make([]float64, len(edges))
+	for b := range edges {
+		if b == 0 {
+			lowest[b] = uniq[0]
+			continue
+		}
+		i := sort.SearchFloat64s(uniq, edges[b-1])
+		lowest[b] = uniq[i+1]
+	}
+	return edges, lowest
+}
+
+func sumBin(h []float64, f, b, nb, c int) float64 {
+	s := 0.0
+	for _, v := range h[(f*nb+b)*c : (f*nb+b+1)*c] {
+		s += v
+	}
+	return s
+}
+
+// count is the number of rows behind per-channel sums.
+func count(st []float64, classes int) float64 {
+	if classes == 0 {
+		return st[0]
+	}
+	s := 0.0
+	for _, v := range st {
+		s += v
+	}
+	return s
+}
+
+func (t *tree) impurity(st []float64, classes int) float64 {
+	n := count(st, classes)
+	if n == 0 {
+		return 0
+	}
+	if classes == 0 {
+		m := st[1] / n
+		return max(0, st[2]/n-m*m)
+	}
+	if t.cfg.crit == Entropy {
+		e := 0.0
+		for _, v := range st {
+			if v > 0 {
+				p := v / n
+				e -= p * math.Log2(p)
+			}
+		}
+		return e
+	}
+	g := 1.0
+	for _, v := range st {
+		p := v / n
+		g -= p * p
+	}
+	return g
+}
+
+// finish fills in a node's sample count, impurity and value.
+func (t *tree) finish(nd *TreeNode, classes int) {
+	nd.Samples = count(nd.stats, classes)
+	nd.Impurity = t.impurity(nd.stats, classes)
+	if classes == 0 {
+		nd.Value = []float64{nd.stats[1] / nd.Samples}
+	} else {
+		nd.Value = append([]float64(nil), nd.stats...)
+	}
+}
+
+func (t *tree) splittable(nd *TreeNode, classes int) bool {
+	cfg := t.cfg
+	if cfg.maxDepth > 0 && nd.depth >= cfg.maxDepth {
+		return false
+	}
+	return nd.Samples >= float64(cfg.minSplit) && nd.Samples >= float64(2*cfg.minLeaf) && nd.Impurity > 1e-12
+}
+
+// proxy is a quantity that the best split maximises: minus the weighted
+// child impurity, up to terms that do not depend on the split.
+func (t *tree) proxy(st []float64, n float64, classes int) float64 {
+	if classes == 0 {
+		return st[1] * st[1] / n
+	}
+	if t.cfg.crit == Entropy {
+		e := 0.0
+		for _, v := range st {
+			if v > 0 {
+				e += v * math.Log2(v/n)
+			}
+		}
+		return e
+	}
+	s := 0.0
+	for _, v := range st {
+		s += v * v
+	}
+	return s / n
+}
+
+// bestSplit scans a node's histogram (features × bins × channels) and
+// returns the feature and bin of the best split and the left side's
+// sums; ties go to the lower feature, then the lower bin.
+func (t *tree) bestSplit(nd *TreeNode, h []float64, d, nb, c, classes int) (int, int, []float64, bool) {
+	minLeaf := float64(t.cfg.minLeaf)
+	total := nd.stats
+	n := nd.Samples
+	best := math.Inf(-1)
+	bf, bb := -1, -1
+	left := make([]float64, c)
+	right := make([]float64, c)
+	bestLeft := make([]float64, c)
+	for f := 0; f < d; f++ {
+		clear(left)
+		for b := 0; b < nb-1; b++ {
+			addTo(left, h[(f*nb+b)*c:(f*nb+b+1)*c])
+			nl := count(left, classes)
+			if nl < minLeaf {
+				continue
+			}
+			nr := n - nl
+			if nr < minLeaf {
+				break
+			}
+			if sumBin(h, f, b, nb, c) == 0 {
+				continue // the same split as at the last non-empty bin
+			}
+			for k := range right {
+				right[k] = total[k] - left[k]
+			}
+			p := t.proxy(left, nl, classes) + t.proxy(right, nr, classes)
+			if p > best+1e-12*math.Abs(best) || bf < 0 {
+				best, bf, bb = p, f, b
+				copy(bestLeft, left)
+			}
+		}
+	}
+	return bf, bb, bestLeft, bf >= 0
+}
+
+func (t *tree) leaf(row []float64) *TreeNode {
+	i := 0
+	for t.Nodes[i].Feature >= 0 {
+		nd := &t.Nodes[i]
+		if row[nd.Feature] <= nd.Threshold {
+			i = nd.Left
+		} else {
+			i = nd.Left + 1
+		}
+	}
+	return &t.Nodes[i]
+}
+
+func (t *tree) predict(X *tensor.Dense) ([]float64, error) {
+	if t.Nodes == nil {
+		return nil, notFitted(t.name)
+	}
+	x, err := asMatrix(X)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkWidth(x, t.Width); err != nil {
+		return nil, err
+	}
+	out := make([]float64, x.rows)
+	for i := range out {
+		v := t.leaf(x.row(i)).Value
+		if t.Classes == 0 {
+			out[i] = v[0]
+			continue
+		}
+		b := 0
+		for k, cnt := range v {
+			if cnt > v[b] {
+				b = k
+			}
+		}
+		out[i] = float64(b)
+	}
+	return out, nil
+}
+
+// Depth is the length of the longest path from the root to a leaf.
+func (t *tree) Depth() int {
+	d := 0
+	for i := range t.Nodes {
+		d = max(d, t.Nodes[i].depth)
+	}
+	return d
+}
+
+// Leaves is the number of leaves.
+func (t *tree) Leaves() int {
+	n := 0
+	for i := range t.Nodes {
+		if t.Nodes[i].Feature < 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// DecisionTreeClassifier is a CART classification tree.
+type DecisionTreeClassifier struct{ tree }
+
+// NewDecisionTreeClassifier returns a classification tree (Gini by
+// default; see WithCriterion, MaxDepth, MinSamplesSplit, MinSamplesLeaf,
+// MaxBins).
+func NewDecisionTreeClassifier(opts ...Option) *DecisionTreeClassifier {
+	return &DecisionTreeClassifier{tree{cfg: newConfig(opts), name: "DecisionTreeClassifier"}}
+}
+
+// Fit grows the tree; y holds class indexes.
+func (m *DecisionTreeClassifier) Fit(ctx context.Context, X *tensor.Dense, y []float64) error {
+	if m.cfg.crit == MSE {
+		return &ParamError{Name: "WithCriterion", Reason: "a classifier takes Gini or Entropy"}
+	}
+	if X == nil || len(X.Shape()) != 2 {
+		return &DataError{Row: -1, Col: -1, Reason: "X must be a matrix (rows × features)"}
+	}
+	c, err := checkLabels(y, X.Shape()[0])
+	if err != nil {
+		return err
+	}
+	return m.fit(ctx, X, y, c)
+}
+
+// Predict returns the majority class of each row's leaf.
+func (m *DecisionTreeClassifier) Predict(ctx context.Context, X *tensor.Dense) ([]float64, error) {
+	return m.predict(X)
+}
+
+// Score returns the accuracy on X and y.
+func (m *DecisionTreeClassifier) Score(ctx context.Context, X *tensor.Dense, y []float64) (float64, error) {
+	return scoreWith(ctx, m.Predict, X, y, Accuracy)
+}
+
+// DecisionTreeRegressor is a CART regression tree (squared error).
+type DecisionTreeRegressor struct{ tree }
+
+// NewDecisionTreeRegressor returns a regression tree.
+func NewDecisionTreeRegressor(opts ...Option) *DecisionTreeRegressor {
+	return &DecisionTreeRegressor{tree{cfg: newConfig(opts), name: "DecisionTreeRegressor"}}
+}
+
+// Fit grows the tree.
+func (m *DecisionTreeRegressor) Fit(ctx context.Context, X *tensor.Dense, y []float64) error {
+	if X == nil {
+		return &DataError{Row: -1, Col: -1, Reason: "X is nil"}
+	}
+	if len(X.Shape()) != 2 {
+		return &DataError{Row: -1, Col: -1, Reason: fmt.Sprintf("X must be a matrix, has shape %v", X.Shape())}
+	}
+	if err := checkTargets(y, X.Shape()[0]); err != nil {
+		return err
+	}
+	return m.fit(ctx, X, y, 0)
+}
+
+// Predict returns the mean target of each row's leaf.
+func (m *DecisionTreeRegressor) Predict(ctx context.Context, X *tensor.Dense) ([]float64, error) {
+	return m.predict(X)
+}
+
+// Score returns R² on X and y.
+func (m *DecisionTreeRegressor) Score(ctx context.Context, X *tensor.Dense, y []float64) (float64, error) {
+	return scoreWith(ctx, m.Predict, X, y, R2)
+}
