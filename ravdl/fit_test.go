@@ -1,0 +1,276 @@
+package ravdl
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
+	"math/rand"
+	"testing"
+
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery"
+)
+
+// The one-weight model w·x with MSE on x = (1, 2), y = (1, 3) has the loss
+// ((w−1)² + (2w−3)²)/2 and the gradient g(w) = 5w − 7.
+func oneWeight(t *testing.T, w0 float64) (*Model, *tensor.Dense, *tensor.Dense) {
+	t.Helper()
+	m := built(t, []int{1}, map[string][]float64{"0.dense/w": {w0}}, Dense(1, NoBias()))
+	return m, f64([]int{2, 1}, 1, 2), f64([]int{2, 1}, 1, 3)
+}
+
+func TestOptimizerFirstSteps(t *testing.T) {
+	g := func(w float64) float64 { return 5*w - 7 }
+	const w0 = 0.5
+	for _, tc := range []struct {
+		name string
+		opt  Optimizer
+		want []float64 // w after steps 1, 2, 3
+	}{
+		// w1 = 0.5 − 0.1·(−4.5) = 0.95; w2 = 0.95 − 0.1·(−2.25) = 1.175
+		{"sgd", SGD(0.1, 0), []float64{0.95, 1.175, 1.175 - 0.1*g(1.175)}},
+		// v1 = −4.5, w1 = 0.95; v2 = 0.9·(−4.5) − 2.25 = −6.3, w2 = 1.58
+		{"sgd momentum", SGD(0.1, 0.9), func() []float64 {
+			w, v := w0, 0.0
+			var out []float64
+			for i := 0; i < 3; i++ {
+				v = 0.9*v + g(w)
+				w -= 0.1 * v
+				out = append(out, w)
+			}
+			return out
+		}()},
+		// L2 λ = 0.5: g ← g + λ·w; w1 = 0.5 − 0.1·(−4.5 + 0.25) = 0.925
+		{"sgd l2", SGD(0.1, 0).WithL2(0.5), func() []float64 {
+			w := w0
+			var out []float64
+			for i := 0; i < 3; i++ {
+				w -= 0.1 * (g(w) + 0.5*w)
+				out = append(out, w)
+			}
+			return out
+		}()},
+		// Adam's first step moves by η·sign(g) (up to ε): w1 = 0.5 + 0.1
+		{"adam", Adam(0.1), func() []float64 {
+			w, m, v := w0, 0.0, 0.0
+			var out []float64
+			for i := 1; i <= 3; i++ {
+				gi := g(w)
+				m = 0.9*m + 0.1*gi
+				v = 0.999*v + 0.001*gi*gi
+				mh, vh := m/(1-math.Pow(0.9, float64(i))), v/(1-math.Pow(0.999, float64(i)))
+				w -= 0.1 * mh / (math.Sqrt(vh) + 1e-8)
+				out = append(out, w)
+			}
+			return out
+		}()},
+		// RMSProp: c1 = 0.1·20.25 = 2.025; w1 = 0.5 + 0.01·4.5/√2.025
+		{"rmsprop", RMSProp(0.01), func() []float64 {
+			w, c := w0, 0.0
+			var out []float64
+			for i := 0; i < 3; i++ {
+				gi := g(w)
+				c = 0.9*c + 0.1*gi*gi
+				w -= 0.01 * gi / (math.Sqrt(c) + 1e-8)
+				out = append(out, w)
+			}
+			return out
+		}()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, x, y := oneWeight(t, w0)
+			var got []float64
+			_, err := m.Fit(context.Background(), x, y, WithLoss(MSE()), WithOptimizer(tc.opt), Epochs(3), BatchSize(2), Quiet(),
+				OnEpoch(func(Epoch) { got = append(got, m.params["0.dense/w"].Float64s()[0]) }))
+			if err != nil {
+				t.Fatal(err)
+			}
+			near(t, tc.name, got, tc.want, 1e-12)
+		})
+	}
+}
+
+func blobs(n, features, classes int, seed int64) (*tensor.Dense, *tensor.Dense) {
+	rng := rand.New(rand.NewSource(seed))
+	x := make([]float64, n*features)
+	y := make([]float64, n)
+	for i := 0; i < n; i++ {
+		c := i % classes
+		y[i] = float64(c)
+		for j := 0; j < features; j++ {
+			x[i*features+j] = rng.NormFloat64()
+			if j%classes == c {
+				x[i*features+j] += 2
+			}
+		}
+	}
+	return f64([]int{n, features}, x...), f64([]int{n}, y...)
+}
+
+func TestFitTinyReachesZeroLoss(t *testing.T) {
+	x, y := blobs(8, 4, 2, 1)
+	m := Sequential(Dense(16), Tanh(), Dense(2))
+	h, err := m.Fit(context.Background(), x, y, Float64(), Seed(2), WithOptimizer(Adam(0.05)), Epochs(150), BatchSize(8), Quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := h.Epochs[len(h.Epochs)-1]
+	if !(last.Loss < 1e-3) {
+		t.Fatalf("training loss after 150 steps is %v, want < 1e-3 (first %v)", last.Loss, h.Epochs[0].Loss)
+	}
+	loss, acc, err := m.Evaluate(context.Background(), x, y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(loss < 1e-3) || acc != 1 {
+		t.Fatalf("evaluated loss %v, accuracy %v; want < 1e-3 and 1", loss, acc)
+	}
+}
+
+func maxDiff(a, b map[string]*tensor.Dense) (string, float64) {
+	worst, name := 0.0, ""
+	for k, v := range a {
+		for i, f := range v.Float64s() {
+			if d := math.Abs(f - b[k].Float64s()[i]); d > worst || math.IsNaN(d) {
+				worst, name = d, k
+			}
+		}
+	}
+	return name, worst
+}
+
+func TestFitPartsEqualOnePart(t *testing.T) {
+	ctx := context.Background()
+	xm, ym := blobs(64, 12, 3, 3)
+	xc, yc := blobs(32, 2*6*6, 3, 4)
+	for _, tc := range []struct {
+		name   string
+		x, y   *tensor.Dense
+		parts  int
+		micro  int
+		layers func() []Layer
+	}{
+		{"mlp 2 parts", xm, ym, 2, 1, func() []Layer { return []Layer{Dense(32), ReLU(), Dense(16), Tanh(), Dense(3)} }},
+		{"mlp 2 parts 2 micro-batches", xm, ym, 2, 2, func() []Layer { return []Layer{Dense(32), GELU(), Dense(16), Swish(), Dense(3)} }},
+		{"cnn 3 parts", xc, yc, 3, 1, func() []Layer {
+			return []Layer{Reshape(2, 6, 6), Conv2D(4, 3, SamePad()), ReLU(), MaxPool2D(2), Conv2D(4, 3, SamePad()), LeakyReLU(0.1),
+				AvgPool2D(3), Flatten(), Dense(3)}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := []Option{Float64(), Seed(5), WithOptimizer(SGD(0.05, 0.9)), Epochs(2), BatchSize(16), Quiet()}
+			one := Sequential(tc.layers()...)
+			h1, err := one.Fit(ctx, tc.x, tc.y, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			many := Sequential(tc.layers()...)
+			hk, err := many.Fit(ctx, tc.x, tc.y, append(opts, Parts(tc.parts), MicroBatches(tc.micro))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h1.Parts != 1 || hk.Parts != tc.parts {
+				t.Fatalf("trained in %d and %d parts, want 1 and %d", h1.Parts, hk.Parts, tc.parts)
+			}
+			if name, d := maxDiff(one.Params(), many.Params()); d > 1e-9 {
+				t.Fatalf("parameter %s differs by %.3g between 1 and %d parts", name, d, tc.parts)
+			}
+			if d := math.Abs(h1.Epochs[1].Loss - hk.Epochs[1].Loss); d > 1e-9 {
+				t.Fatalf("epoch losses differ by %.3g", d)
+			}
+		})
+	}
+}
+
+func TestSaveLoadRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	x, y := blobs(40, 2*4*4, 3, 6)
+	layers := func() []Layer {
+		return []Layer{Reshape(2, 4, 4), Conv2D(3, 3, SamePad()), BatchNorm(), ReLU(), MaxPool2D(2), Flatten(), Dropout(0.2), Dense(8), BatchNorm(), Tanh(), Dense(3)}
+	}
+	m := Sequential(layers()...)
+	if _, err := m.Fit(ctx, x, y, Float64(), Epochs(2), BatchSize(8), Quiet()); err != nil {
+		t.Fatal(err)
+	}
+	want, err := m.Predict(ctx, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := m.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+	saved := buf.Bytes()
+
+	s, err := Load(bytes.NewReader(saved))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Predict(ctx, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	near(t, "Load then Predict", got.Float64s(), want.Float64s(), 1e-12)
+
+	fresh := Sequential(layers()...)
+	if err := fresh.LoadWeights(bytes.NewReader(saved)); err != nil {
+		t.Fatal(err)
+	}
+	got2, err := fresh.Predict(ctx, x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	near(t, "LoadWeights then Predict", got2.Float64s(), want.Float64s(), 1e-12)
+
+	// The file is the trainer's format: rookery.Load reads it.
+	if _, err := rookery.Load(bytes.NewReader(saved)); err != nil {
+		t.Fatal(err)
+	}
+	// A model of other layers does not take the weights.
+	if err := Sequential(Flatten(), Dense(3)).LoadWeights(bytes.NewReader(saved)); err == nil {
+		t.Fatal("weights of another model loaded without error")
+	}
+}
+
+func TestErrors(t *testing.T) {
+	ctx := context.Background()
+	x, y := blobs(8, 4, 2, 1)
+	m := Sequential(Dense(2))
+	if _, err := m.Predict(ctx, x); !errors.Is(err, ErrNotBuilt) {
+		t.Errorf("Predict before Fit: got %v, want ErrNotBuilt", err)
+	}
+	if _, _, err := m.Evaluate(ctx, x, y); !errors.Is(err, ErrNotBuilt) {
+		t.Errorf("Evaluate before Fit: got %v, want ErrNotBuilt", err)
+	}
+	if err := m.Save(&bytes.Buffer{}); !errors.Is(err, ErrNotBuilt) {
+		t.Errorf("Save before Fit: got %v, want ErrNotBuilt", err)
+	}
+	bad := f64([]int{8}, 0, 1, 0, 1, 2, 0, 1, 0)
+	_, err := m.Fit(ctx, x, bad, Quiet())
+	var le *LabelError
+	if !errors.As(err, &le) || le.Index != 4 || le.Classes != 2 {
+		t.Errorf("label 2 of 2 classes: got %v, want a LabelError for sample 4", err)
+	}
+	if _, err := m.Fit(ctx, x, f64([]int{8}, 0, 1, 0, 1, 0.5, 0, 1, 0), Quiet()); !errors.Is(err, ErrLabel) {
+		t.Errorf("label 0.5: got %v, want ErrLabel", err)
+	}
+	if _, err := m.Fit(ctx, x, f64([]int{4}, 0, 1, 0, 1), Quiet()); !errors.Is(err, ErrShape) {
+		t.Errorf("4 labels for 8 samples: got %v, want ErrShape", err)
+	}
+	if _, err := m.Predict(ctx, f64([]int{2, 3}, 1, 2, 3, 4, 5, 6)); !errors.Is(err, ErrShape) {
+		t.Errorf("3 features into a model of 4: got %v, want ErrShape", err)
+	}
+	var se *ShapeError
+	err = Sequential(Dense(2)).Build([]int{1, 3, 3})
+	if !errors.As(err, &se) || se.Layer != 0 || se.Kind != "dense" {
+		t.Errorf("Dense on images: got %v, want a ShapeError for layer 0 (dense)", err)
+	}
+	if err := Sequential(Conv2D(2, 5)).Build([]int{1, 3, 3}); !errors.Is(err, ErrShape) {
+		t.Errorf("5×5 kernel on 3×3 images: got %v, want ErrShape", err)
+	}
+	if _, err := Sequential(Dense(2)).Fit(ctx, x, y, Epochs(0), Quiet()); !errors.Is(err, ErrConfig) {
+		t.Errorf("0 epochs: got %v, want ErrConfig", err)
+	}
+}
