@@ -47,6 +47,10 @@ const (
 	// (groups,d): the sum of the rows of each group (a weighted bincount).
 	// Rows with a group outside [0,groups) are skipped. Int "groups".
 	KindSegmentSum OpKind = "segment_sum"
+	// KindGatherRows takes rows (n,d) and indexes (b) and returns (b,d)
+	// with row index of the input at each position; an index outside
+	// [0,n) gives a row of zeros (padding of a short mini-batch).
+	KindGatherRows OpKind = "gather_rows"
 )
 
 func init() {
@@ -64,6 +68,20 @@ func init() {
 		kindImpl{infer: inferHistogram, flops: flopsHistogram, lower: lowerML})
 	registerKind(KindSegmentSum, opSpec{2, 2, []attrSpec{req("groups", AttrInt)}, 0},
 		kindImpl{infer: inferSegmentSum, flops: flopsIn0, lower: lowerML})
+	registerKind(KindGatherRows, opSpec{2, 2, nil, 0},
+		kindImpl{infer: inferGatherRows, flops: flopsOut, lower: lowerML})
+}
+
+func inferGatherRows(op Op, in []*Node) (Shape, DType, error) {
+	dt, err := sameFloat(in)
+	if err != nil {
+		return nil, DTypeInvalid, err
+	}
+	x, idx := in[0].Shape, in[1].Shape
+	if len(x) != 2 || len(idx) != 1 {
+		return nil, DTypeInvalid, fmt.Errorf("want rows (n,d) and indexes (b), got %v and %v", x, idx)
+	}
+	return Shape{idx[0], x[1]}, dt, nil
 }
 
 func inferSegmentSum(op Op, in []*Node) (Shape, DType, error) {
@@ -343,6 +361,8 @@ func runML[T float32 | float64](op Op, in []*tensor.Dense, out *tensor.Dense, da
 		return TreeRoute(x, s0[1], data(in[1]), o)
 	case KindHistogram:
 		Histogram(x, s0[1], data(in[1]), data(in[2]), in[2].Shape()[1], op.Int("groups"), op.Int("bins"), o)
+	case KindGatherRows:
+		GatherRows(x, s0[1], data(in[1]), o)
 	case KindSegmentSum:
 		SegmentSum(x, s0[1], data(in[1]), op.Int("groups"), o)
 	default:
@@ -533,9 +553,23 @@ func SegmentSum[T float32 | float64](x []T, d int, group []T, groups int, out []
 	}
 }
 
+// GatherRows writes row idx[i] of x (rows of d) into row i of out, or
+// zeros for an index outside x.
+func GatherRows[T float32 | float64](x []T, d int, idx []T, out []T) {
+	n := len(x) / d
+	for i, v := range idx {
+		o := out[i*d : (i+1)*d]
+		if r := int(v); v >= 0 && r < n {
+			copy(o, x[r*d:(r+1)*d])
+		} else {
+			clear(o)
+		}
+	}
+}
+
 // MLKinds lists the kinds of this file, sorted.
 func MLKinds() []OpKind {
-	ks := []OpKind{KindTopK, KindArgMin, KindOneHot, KindTake, KindTreeRoute, KindHistogram, KindSegmentSum}
+	ks := []OpKind{KindTopK, KindArgMin, KindOneHot, KindTake, KindTreeRoute, KindHistogram, KindSegmentSum, KindGatherRows}
 	sort.Slice(ks, func(i, j int) bool { return ks[i] < ks[j] })
 	return ks
 }

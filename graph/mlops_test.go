@@ -232,6 +232,13 @@ func TestSegmentSum(t *testing.T) {
 	equal(t, "segment_sum", got, want)
 }
 
+func TestGatherRows(t *testing.T) {
+	x := []float64{1, 2, 3, 4, 5, 6}
+	idx := []float64{2, 0, -1, 3, 1}
+	got := runOne(t, NewOp(KindGatherRows), dense64([]int{3, 2}, x), dense64([]int{5}, idx)).Float64s()
+	equal(t, "gather_rows", got, []float64{5, 6, 1, 2, 0, 0, 0, 0, 3, 4})
+}
+
 func TestMLKindsShapeErrors(t *testing.T) {
 	vec := &Node{Shape: Shape{4}, DType: Float64}
 	mat := &Node{Shape: Shape{4, 3}, DType: Float64}
@@ -250,6 +257,7 @@ func TestMLKindsShapeErrors(t *testing.T) {
 		{"take matrix", NewOp(KindTake), []*Node{mat, vec}},
 		{"tree_route tree shape", NewOp(KindTreeRoute), []*Node{mat, &Node{Shape: Shape{4, 2}, DType: Float64}}},
 		{"segment_sum rows differ", NewOp(KindSegmentSum, IntAttr("groups", 2)), []*Node{mat, &Node{Shape: Shape{3}, DType: Float64}}},
+		{"gather_rows vector", NewOp(KindGatherRows), []*Node{vec, vec}},
 		{"histogram rows differ", NewOp(KindHistogram, IntAttr("groups", 1), IntAttr("bins", 2)), []*Node{mat, &Node{Shape: Shape{3}, DType: Float64}, mat}},
 	} {
 		if _, _, err := infer(tc.op, tc.in); err == nil {
