@@ -109,6 +109,7 @@ type slot struct {
 	out      map[int64]*tensor.Dense // outputs (and loss) as read at the gate or sink
 	dy       []gorgonia.Value        // gradients of seeded outputs, read by the picks
 	dyBuf    []*tensor.Dense
+	lossSeed gorgonia.Value          // the gradient of the loss with respect to itself: 1
 	gradIn   map[int64]*tensor.Dense // gradients of active inputs
 	fwd      chan struct{}           // the gate was reached
 	resume   chan bool               // true: run the backward half; false: abort
@@ -195,6 +196,7 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 	if !sl.gated {
 		return sl, nil
 	}
+	var gn *gorgonia.Node
 	{
 		children := make(gorgonia.Nodes, len(readIDs))
 		for i, id := range readIDs {
@@ -210,7 +212,8 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 			}
 			return nil
 		})
-		gn, err := gorgonia.ApplyOp(gate, children...)
+		var err error
+		gn, err = gorgonia.ApplyOp(gate, children...)
 		if err != nil {
 			return nil, buildErr(err)
 		}
@@ -227,14 +230,18 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 		}
 	}
 	if a.lossSeeded {
-		var one *gorgonia.Node
+		// The loss is seeded with 1, as Grad does, by a pick behind the
+		// gate so that no backward work runs in the forward half.
+		sl.lossSeed = gorgonia.NewF64(1)
 		if n, _ := gr.Node(s.spec.Loss); n.DType == graph.Float32 {
-			one = gorgonia.NewConstant(float32(1))
-		} else {
-			one = gorgonia.NewConstant(float64(1))
+			sl.lossSeed = gorgonia.NewF32(1)
+		}
+		pn, err := gorgonia.ApplyOp(newPickOp(gn, nodes[s.spec.Loss], &sl.lossSeed), gn)
+		if err != nil {
+			return nil, buildErr(err)
 		}
 		seedOut = append(seedOut, nodes[s.spec.Loss])
-		seedGrad = append(seedGrad, g.AddNode(one))
+		seedGrad = append(seedGrad, pn)
 	}
 	var wrt gorgonia.Nodes
 	var wrtBufs []*tensor.Dense
@@ -262,7 +269,8 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 		sinkChildren = append(sinkChildren, grads...)
 	}
 	nGrads := len(sinkChildren)
-	if len(sinkChildren) > 0 {
+	if nGrads > 0 {
+		sinkChildren = append(sinkChildren, gn) // and after the gate, whatever the order
 		sink := newHookOp("sink", sinkChildren, func(in []gorgonia.Value) error {
 			// Runs in the backward half, while Backward waits: the
 			// parameters' gradients go straight into the accumulators.
@@ -706,7 +714,9 @@ func (s *cpuSession) Close() error {
 			continue
 		}
 		sl.abort()
-		_ = sl.m.Close()
+		if sl.m != nil {
+			_ = sl.m.Close()
+		}
 	}
 	s.slots = nil
 	return nil

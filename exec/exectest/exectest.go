@@ -35,6 +35,7 @@ func Run(t *testing.T, newExecutor func(t *testing.T) exec.Executor) {
 	}{
 		{"TrainMatchesGorgonia", testTrain},
 		{"MicroBatchesAverage", testMicroBatches},
+		{"ForwardOnlyAddsNothing", testForwardOnly},
 		{"PutGet", testPutGet},
 		{"ResidentInput", testResidentInput},
 		{"SolverState", testSolverState},
@@ -286,6 +287,28 @@ func testTrain(t *testing.T, e exec.Executor) {
 	if !close(l, wantLoss) {
 		t.Fatalf("loss %v, want %v", l, wantLoss)
 	}
+	for _, s := range ss {
+		if err := s.Step(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requireSGD(t, n.params(t, ss), n.initial, wantGrads, lr)
+}
+
+// testForwardOnly runs forwards that no backward follows (evaluation),
+// then one training micro-batch: only the latter counts.
+func testForwardOnly(t *testing.T, e exec.Executor) {
+	n := newNet(t)
+	wantLoss, wantGrads := n.reference(t)
+	const lr = 0.1
+	ss := n.open(t, e, exec.SGD(lr, 0))
+	for i := 0; i < 2; i++ {
+		if l, _ := n.forward(t, ss, 0, n.xb, n.yb); !close(l, wantLoss) {
+			t.Fatalf("loss %v, want %v", l, wantLoss)
+		}
+		n.forward(t, ss, 1, n.xb, n.yb)
+	}
+	n.step(t, ss, 0, n.xb, n.yb)
 	for _, s := range ss {
 		if err := s.Step(ctx(t)); err != nil {
 			t.Fatal(err)
