@@ -42,6 +42,9 @@ type Session interface {
 	// every input of the part (SessionSpec.Inputs, SessionSpec.DataInputs),
 	// shaped as in the part's graph. It returns the values of
 	// SessionSpec.Outputs and, when the part holds the loss, of the loss.
+	// The session keeps what the micro-batch's backward pass needs until
+	// Backward or the next Forward of the same micro-batch index; a
+	// Forward that no Backward follows (an evaluation) changes nothing.
 	Forward(ctx context.Context, microBatch int, feeds map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error)
 	// Backward runs micro-batch microBatch backward. gradOutputs holds the
 	// gradient of the mini-batch loss with respect to every output in
