@@ -136,7 +136,7 @@ func (m *Model) Summary() string {
 				n += p.Shape().TotalSize()
 			}
 		}
-		fmt.Fprintf(&b, "%2d %-10s %-16v %8d params\n", i, l.Kind(), []int(ng.shapes[i][1:]), n)
+		fmt.Fprintf(&b, "%2d %-10s %-14s %8d params\n", i, l.Kind(), fmt.Sprint([]int(ng.shapes[i][1:])), n)
 	}
 	fmt.Fprintf(&b, "total %d params, %v\n", m.NumParams(), m.dtype)
 	return b.String()
