@@ -154,7 +154,9 @@ type shardSpec func(shard, rows int) (g *graph.Graph, outputs []int64, err error
 
 // openJob opens the graph built by spec on every shard and puts the
 // resident tensors that resident returns for each shard's row range.
-func openJob(ctx context.Context, cfg *config, rows int, spec shardSpec, resident func(lo, hi int) map[int64]*tensor.Dense) (*job, error) {
+// Each adjust function may change the session spec (list inputs that get
+// gradients, name the loss) before it is opened.
+func openJob(ctx context.Context, cfg *config, rows int, spec shardSpec, resident func(lo, hi int) map[int64]*tensor.Dense, adjust ...func(*exec.SessionSpec)) (*job, error) {
 	execs, n := cfg.placement()
 	if n > rows {
 		n = rows
@@ -167,7 +169,7 @@ func openJob(ctx context.Context, cfg *config, rows int, spec shardSpec, residen
 		wg.Add(1)
 		go func(s int) {
 			defer wg.Done()
-			errs[s] = j.openShard(ctx, execs[s%len(execs)], s, spec, resident)
+			errs[s] = j.openShard(ctx, execs[s%len(execs)], s, spec, resident, adjust)
 		}(s)
 	}
 	wg.Wait()
@@ -180,13 +182,16 @@ func openJob(ctx context.Context, cfg *config, rows int, spec shardSpec, residen
 	return j, nil
 }
 
-func (j *job) openShard(ctx context.Context, e exec.Executor, s int, spec shardSpec, resident func(lo, hi int) map[int64]*tensor.Dense) error {
+func (j *job) openShard(ctx context.Context, e exec.Executor, s int, spec shardSpec, resident func(lo, hi int) map[int64]*tensor.Dense, adjust []func(*exec.SessionSpec)) error {
 	lo, hi := j.lo[s], j.hi[s]
 	g, outs, err := spec(s, hi-lo)
 	if err != nil {
 		return fmt.Errorf("ravml: shard %d graph: %w", s, err)
 	}
 	sp := exec.SessionSpec{Part: s, Graph: g, DataInputs: g.Inputs(), Outputs: outs, Solver: exec.SGD(1, 0), EvalMode: true}
+	for _, a := range adjust {
+		a(&sp)
+	}
 	sess, err := e.Open(ctx, sp)
 	if err != nil {
 		return fmt.Errorf("ravml: shard %d: %w", s, err)
@@ -219,6 +224,31 @@ func (j *job) forward(ctx context.Context, feeds func(shard int) map[int64]*tens
 				errs[s] = fmt.Errorf("ravml: shard %d: %w", s, errs[s])
 			}
 		}(s, sess, f)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// backward runs every shard's backward pass after forward and returns
+// the gradients of each shard's inputs.
+func (j *job) backward(ctx context.Context) ([]map[int64]*tensor.Dense, error) {
+	out := make([]map[int64]*tensor.Dense, len(j.sessions))
+	errs := make([]error, len(j.sessions))
+	var wg sync.WaitGroup
+	for s, sess := range j.sessions {
+		wg.Add(1)
+		go func(s int, sess exec.Session) {
+			defer wg.Done()
+			out[s], errs[s] = sess.Backward(ctx, 0, nil)
+			if errs[s] != nil {
+				errs[s] = fmt.Errorf("ravml: shard %d: %w", s, errs[s])
+			}
+		}(s, sess)
 	}
 	wg.Wait()
 	for _, err := range errs {
