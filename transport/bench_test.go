@@ -5,14 +5,16 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"testing"
+	"time"
 
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery"
 	"github.com/rookery-ml/rookery/exec"
-	"github.com/rookery-ml/rookery/transport"
+	"github.com/rookery-ml/rookery/partition"
 )
 
 // Benchmarks:
@@ -55,6 +57,8 @@ func benchGRPC(b *testing.B, size int, e exec.Executor) {
 	}
 	b.SetBytes(2 * int64(size))
 	b.ResetTimer()
+	cpu0 := cpuTime()
+	defer reportCPU(b, cpu0)
 	for i := 0; i < b.N; i++ {
 		if err := s.Put(ctx, "t", v); err != nil {
 			b.Fatal(err)
@@ -115,6 +119,7 @@ func benchTCP(b *testing.B, size int) {
 	}
 	b.SetBytes(2 * int64(size))
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for i := 0; i < b.N; i++ {
 		if _, err := conn.Write(out); err != nil {
 			b.Fatal(err)
@@ -124,6 +129,7 @@ func benchTCP(b *testing.B, size int) {
 		}
 	}
 	b.StopTimer()
+	reportCPU(b, cpu0)
 	conn.Close()
 	<-done
 }
@@ -145,7 +151,8 @@ func benchStep(b *testing.B, execs ...exec.Executor) {
 	ctx := context.Background()
 	m := newMLP(b, tensor.Float32, 256, 784, 512, 256, 10)
 	tr, err := rookery.NewTrainer(m.g, m.lossN, m.learn, m.inputs,
-		rookery.WithExecutors(execs...), rookery.WithMicroBatches(2), rookery.WithSolver(exec.SGD(0.01, 0.9)))
+		rookery.WithExecutors(execs...), rookery.WithMicroBatches(2), rookery.WithSolver(exec.SGD(0.01, 0.9)),
+		rookery.WithPartitionOptions(partition.WithMaxImbalance(1)))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -155,11 +162,27 @@ func benchStep(b *testing.B, execs ...exec.Executor) {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for i := 0; i < b.N; i++ {
 		if _, err := tr.Step(ctx, feeds); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu0)
 }
 
-var _ = transport.Version
+// cpuTime is the CPU time this process has used, user and system. The
+// providers run in this process too, so it counts their work as well.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU reports CPU milliseconds per iteration since cpu0: unlike
+// the wall time, it does not grow when other programs share the machine.
+func reportCPU(b *testing.B, cpu0 time.Duration) {
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1e3/float64(b.N), "cpu-ms/op")
+}
