@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
@@ -222,6 +223,27 @@ func TestDaemonLifecycle(t *testing.T) {
 	hr, err := healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{Service: "rookery.v1.Provider"})
 	if err != nil || hr.Status != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("health: %v, %v", hr, err)
+	}
+
+	// Server reflection lists the services.
+	rs, err := reflectionpb.NewServerReflectionClient(cc).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	rr, err := rs.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.CloseSend()
+	var services []string
+	for _, sv := range rr.GetListServicesResponse().GetService() {
+		services = append(services, sv.Name)
+	}
+	if got := strings.Join(services, " "); !strings.Contains(got, "rookery.v1.Provider") || !strings.Contains(got, "grpc.health.v1.Health") {
+		t.Errorf("reflection lists %q", got)
 	}
 
 	c := dialDaemon(t, p.addr)
