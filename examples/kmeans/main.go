@@ -1,0 +1,148 @@
+// Command kmeans clusters iris (or MNIST) with k-means across Rookery
+// providers and prints the adjusted Rand index of the clusters against
+// the true classes.
+//
+//	go run ./examples/kmeans
+//
+// With no flags the 150 iris flowers (bundled with this example) are
+// split into 2 shards on 2 in-process providers; every Lloyd iteration
+// feeds the centres to both, each returns per-cluster sums and counts of
+// its rows, and the requester averages them into the next centres.
+// Flags:
+//
+//	--providers host:port,...  put one shard on each of these remote providers (rookery provider)
+//	--seed ADDR                lease --shards providers from the seed node at ADDR
+//	--shards n                 number of shards (default 2)
+//	--k k                      clusters (default 3; 10 with --mnist)
+//	--ninit n                  restarts (default 10)
+//	--mnist                    cluster the 60,000 MNIST training images, score on the 10,000 test images
+package main
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/internal/mnist"
+	"github.com/rookery-ml/rookery/ravml"
+	"github.com/rookery-ml/rookery/transport"
+)
+
+//go:embed iris.csv
+var irisCSV []byte
+
+func main() {
+	providers := flag.String("providers", "", "comma-separated host:port of remote providers, one shard each")
+	seedAddr := flag.String("seed", "", "address of a seed node to lease providers from")
+	shards := flag.Int("shards", 2, "number of shards")
+	k := flag.Int("k", 0, "number of clusters (default 3, or 10 with --mnist)")
+	nInit := flag.Int("ninit", 10, "k-means++ restarts")
+	useMNIST := flag.Bool("mnist", false, "use MNIST instead of iris")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, *providers, *seedAddr, *shards, *k, *nInit, *useMNIST); err != nil {
+		fmt.Fprintln(os.Stderr, "kmeans:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, providers, seedAddr string, shards, k, nInit int, useMNIST bool) error {
+	opts, where, err := placement(ctx, providers, seedAddr, shards)
+	if err != nil {
+		return err
+	}
+	var X, teX *tensor.Dense
+	var y, teY []float64
+	name := "iris"
+	if useMNIST {
+		name = "MNIST"
+		if X, y, teX, teY, err = loadMNIST(); err != nil {
+			return err
+		}
+		if k == 0 {
+			k = 10
+		}
+	} else {
+		if X, y, _, err = ravml.ReadCSV(bytes.NewReader(irisCSV)); err != nil {
+			return err
+		}
+		teX, teY = X, y
+		if k == 0 {
+			k = 3
+		}
+	}
+	fmt.Printf("%s: %d rows, KMeans(%d), %d restarts on %s\n", name, len(y), k, nInit, where)
+	m := ravml.NewKMeans(k, append(opts, ravml.NInit(nInit), ravml.Seed(1))...)
+	start := time.Now()
+	if err := m.Fit(ctx, X, nil); err != nil {
+		return err
+	}
+	fmt.Printf("fit %.2f s: inertia %.4g after %d Lloyd iterations\n", time.Since(start).Seconds(), m.Inertia, m.Iter)
+	ari, err := m.Score(ctx, teX, teY)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("adjusted Rand index: %.3f\n", ari)
+	return nil
+}
+
+// placement turns the flags into ravml options.
+func placement(ctx context.Context, providers, seedAddr string, shards int) ([]ravml.Option, string, error) {
+	var addrs []string
+	switch {
+	case providers != "" && seedAddr != "":
+		return nil, "", fmt.Errorf("give --providers or --seed, not both")
+	case providers != "":
+		addrs = strings.Split(providers, ",")
+	case seedAddr != "":
+		entries, err := transport.FindProviders(ctx, seedAddr, transport.Need{N: shards})
+		if err != nil {
+			return nil, "", err
+		}
+		for _, e := range entries {
+			addrs = append(addrs, e.GetAddress())
+		}
+	default:
+		return []ravml.Option{ravml.Shards(shards)}, fmt.Sprintf("%d shards on %d in-process providers", shards, min(shards, ravml.DefaultShards)), nil
+	}
+	var execs []exec.Executor
+	for _, a := range addrs {
+		e, err := transport.Dial(ctx, strings.TrimSpace(a))
+		if err != nil {
+			return nil, "", fmt.Errorf("provider %s: %w", a, err)
+		}
+		execs = append(execs, e)
+	}
+	return []ravml.Option{ravml.On(execs...)}, fmt.Sprintf("%d remote providers", len(execs)), nil
+}
+
+func loadMNIST() (trX *tensor.Dense, trY []float64, teX *tensor.Dense, teY []float64, err error) {
+	train, test, err := mnist.Load()
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	conv := func(s *mnist.Set) (*tensor.Dense, []float64) {
+		x := make([]float64, len(s.Pixels))
+		for i, v := range s.Pixels {
+			x[i] = float64(v)
+		}
+		y := make([]float64, s.Len())
+		for i, l := range s.Labels {
+			y[i] = float64(l)
+		}
+		return tensor.New(tensor.WithShape(s.Len(), mnist.Pixels), tensor.WithBacking(x)), y
+	}
+	trX, trY = conv(train)
+	teX, teY = conv(test)
+	return trX, trY, teX, teY, nil
+}
