@@ -18,6 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/transport"
 )
@@ -63,6 +66,9 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		idle       = fs.Duration("idle-timeout", d.IdleTimeout, "close sessions unused for this long")
 		bench      = fs.Duration("bench", 200*time.Millisecond, "how long the start-up micro-benchmark runs (0 skips it)")
 		grace      = fs.Duration("shutdown-timeout", 30*time.Second, "how long calls in flight may finish after SIGINT or SIGTERM before they are cancelled")
+		tlsCert    = fs.String("tls-cert", "", "PEM certificate file: serve over TLS (with --tls-key)")
+		tlsKey     = fs.String("tls-key", "", "PEM private key file of --tls-cert")
+		seedCA     = fs.String("seed-ca", "", "PEM file of the CA that signed the seed node's certificate: reach the seed over TLS")
 		logFormat  = fs.String("log-format", "text", "log format: text or json")
 		logLevel   = fs.String("log-level", "info", "log level: debug, info, warn or error")
 		version    = fs.Bool("version", false, "print the version and exit")
@@ -94,7 +100,23 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("provider: %w", err)
 	}
+	serverOpts, err := tlsServerOptions(*tlsCert, *tlsKey)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	warnClearText(log, lis.Addr(), len(serverOpts) > 0)
+	var seedOpts []transport.DialOption
+	if *seedCA != "" {
+		creds, err := credentials.NewClientTLSFromFile(*seedCA, "")
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("--seed-ca: %w", err)
+		}
+		seedOpts = append(seedOpts, transport.WithTransportCredentials(creds))
+	}
 	srv := transport.NewServer(exec.NewCPU(),
+		transport.WithServerOptions(serverOpts...),
 		transport.WithName(*name),
 		transport.WithLogger(log),
 		transport.WithBenchmark(*bench),
@@ -148,7 +170,7 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Announce(annCtx, *seed, adv); err != nil {
+			if err := srv.Announce(annCtx, *seed, adv, seedOpts...); err != nil {
 				errc <- fmt.Errorf("provider: seed: %w", err)
 			}
 		}()
@@ -177,6 +199,30 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	wg.Wait()
 	log.Info("provider stopped")
 	return runErr
+}
+
+// tlsServerOptions loads a certificate and key for a TLS server; none
+// given means clear text.
+func tlsServerOptions(cert, key string) ([]grpc.ServerOption, error) {
+	if cert == "" && key == "" {
+		return nil, nil
+	}
+	if cert == "" || key == "" {
+		return nil, usagef("--tls-cert and --tls-key go together")
+	}
+	creds, err := credentials.NewServerTLSFromFile(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	return []grpc.ServerOption{grpc.Creds(creds)}, nil
+}
+
+// warnClearText logs a warning when a clear-text server listens beyond
+// loopback.
+func warnClearText(log *slog.Logger, addr net.Addr, tls bool) {
+	if tcp, ok := addr.(*net.TCPAddr); ok && !tls && !tcp.IP.IsLoopback() {
+		log.Warn("serving in clear text beyond loopback; use --tls-cert and --tls-key on untrusted networks", "addr", addr.String())
+	}
 }
 
 func defaultName() string {

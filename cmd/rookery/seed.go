@@ -45,6 +45,8 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		httpAddr  = fs.String("http", "127.0.0.1:7080", "HTTP address of the JSON view (GET /v1/providers); empty for none")
 		ttl       = fs.Duration("ttl", 30*time.Second, "drop a provider that sends no heartbeat for this long")
 		grace     = fs.Duration("shutdown-timeout", 10*time.Second, "how long calls in flight may finish after SIGINT or SIGTERM")
+		tlsCert   = fs.String("tls-cert", "", "PEM certificate file: serve gRPC over TLS (with --tls-key)")
+		tlsKey    = fs.String("tls-key", "", "PEM private key file of --tls-cert")
 		logFormat = fs.String("log-format", "text", "log format: text or json")
 		logLevel  = fs.String("log-level", "info", "log level: debug, info, warn or error")
 		version   = fs.Bool("version", false, "print the version and exit")
@@ -75,7 +77,13 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
-	seed := transport.NewSeed(transport.WithTTL(*ttl), transport.WithSeedLogger(log))
+	serverOpts, err := tlsServerOptions(*tlsCert, *tlsKey)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	warnClearText(log, lis.Addr(), len(serverOpts) > 0)
+	seed := transport.NewSeed(transport.WithTTL(*ttl), transport.WithSeedLogger(log), transport.WithSeedServerOptions(serverOpts...))
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
 	wg.Add(1)
