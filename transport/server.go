@@ -344,6 +344,9 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 	if exceeds(size, s.lim.MaxGraphBytes) {
 		return toStatus(&LimitError{What: "graph bytes", Limit: s.lim.MaxGraphBytes, Got: size})
 	}
+	if exceeds(size, s.lim.MaxSessionBytes) {
+		return toStatus(&LimitError{What: "session bytes", Limit: s.lim.MaxSessionBytes, Got: size})
+	}
 	// Count the session before reading the graph, so that a provider
 	// that is full refuses at once.
 	s.mu.Lock()
