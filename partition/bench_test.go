@@ -55,7 +55,9 @@ var (
 // layered DAGs of 1k, 100k and 1M nodes into 2, 4, 16 and 64 equal parts
 // and reports, besides the time, the plan's imbalance, the bytes it sends,
 // the bytes the baseline (the graph's order cut into chunks by cost) sends
-// for the same request, and their ratio. The big cases take seconds each
+// for the same request, their ratio, and the processor time per split
+// (all threads; a steadier figure than ns/op on a shared machine). The big
+// cases take seconds each
 // (graph building is not timed); run them with -benchtime=1x:
 //
 //	go test ./partition -run XXX -bench Split -benchtime=1x
@@ -67,11 +69,13 @@ func BenchmarkSplit(b *testing.B) {
 					g := benchGraph(b, kind, n)
 					b.ReportAllocs()
 					b.ResetTimer()
+					cpu0 := cpuTime()
 					var plan *partition.Plan
 					var err error
 					for i := 0; i < b.N; i++ {
 						plan, err = partition.Split(g, k)
 					}
+					cpu := cpuTime() - cpu0
 					b.StopTimer()
 					if errors.Is(err, partition.ErrInfeasible) {
 						b.Skip(err)
@@ -84,6 +88,7 @@ func BenchmarkSplit(b *testing.B) {
 					b.ReportMetric(float64(plan.CutBytes()), "cut-bytes")
 					b.ReportMetric(float64(plan.BaselineCutBytes), "baseline-bytes")
 					b.ReportMetric(float64(plan.CutBytes())/float64(max(plan.BaselineCutBytes, 1)), "cut/baseline")
+					b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 				})
 			}
 		}
