@@ -13,8 +13,8 @@
 // gives the plan with the fewest bytes sent among those within the
 // imbalance bound, or, when granularity makes the bound unreachable, the
 // smallest bottleneck (largest part cost over its capacity) and the fewest
-// bytes among those. Otherwise Split also refines that split of the
-// graph's order, runs a multilevel partitioner (acyclic coarsening by
+// bytes among those. Otherwise Split also refines the same program's split
+// of the graph's order in a V-cycle, runs a multilevel partitioner (acyclic coarsening by
 // matching along edges between adjacent longest-path levels, a split of
 // the coarsest graph, and refinement that moves nodes between adjacent
 // parts only where that keeps every edge pointing forward), compares both
@@ -33,6 +33,8 @@
 // part may be. Bad options give a *CapacityError or *OptionError
 // (ErrInvalidOption). Validate reports a *PlanError (ErrInvalidPlan).
 // Split never returns a plan that fails Validate and never panics on a
-// valid graph; a plan whose Imbalance exceeds the bound is returned only
-// when node granularity makes the bound unreachable.
+// valid graph. A plan whose Imbalance exceeds the bound is not an error: it
+// is returned only when no contiguous split of the graph's order meets the
+// bound (node granularity), and its imbalance is then the smallest such a
+// split reaches or less.
 package partition
