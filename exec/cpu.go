@@ -332,6 +332,9 @@ func (sl *slot) start() {
 func (sl *slot) wait() error {
 	err := <-sl.done
 	sl.running = false
+	// Drop the machine's buffers now rather than at the next run, so that
+	// they are garbage while the other micro-batches and the solver run.
+	sl.m.Reset()
 	return err
 }
 
