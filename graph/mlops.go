@@ -45,7 +45,9 @@ const (
 	KindHistogram OpKind = "histogram"
 	// KindSegmentSum takes rows (n,d) and a group per row (n) and returns
 	// (groups,d): the sum of the rows of each group (a weighted bincount).
-	// Rows with a group outside [0,groups) are skipped. Int "groups".
+	// With groups (n,m) — m independent groupings, say m k-means restarts —
+	// it returns (m·groups,d), grouping j in rows j·groups onwards. Rows
+	// with a group outside [0,groups) are skipped. Int "groups".
 	KindSegmentSum OpKind = "segment_sum"
 	// KindGatherRows takes rows (n,d) and indexes (b) and returns (b,d)
 	// with row index of the input at each position; an index outside
@@ -90,14 +92,22 @@ func inferSegmentSum(op Op, in []*Node) (Shape, DType, error) {
 		return nil, DTypeInvalid, err
 	}
 	x, g := in[0].Shape, in[1].Shape
-	if len(x) != 2 || len(g) != 1 || g[0] != x[0] {
-		return nil, DTypeInvalid, fmt.Errorf("want rows (n,d) and groups (n), got %v and %v", x, g)
+	if len(x) != 2 || len(g) < 1 || len(g) > 2 || g[0] != x[0] {
+		return nil, DTypeInvalid, fmt.Errorf("want rows (n,d) and groups (n) or (n,m), got %v and %v", x, g)
 	}
 	groups := op.Int("groups")
 	if groups < 1 {
 		return nil, DTypeInvalid, fmt.Errorf("groups %d must be positive", groups)
 	}
-	return Shape{groups, x[1]}, dt, nil
+	m := 1
+	if len(g) == 2 {
+		m = g[1]
+	}
+	out := Shape{m * groups, x[1]}
+	if _, ok := sizeChecked(out); !ok || m*groups/m != groups {
+		return nil, DTypeInvalid, fmt.Errorf("output %v is too large", out)
+	}
+	return out, dt, nil
 }
 
 func floatDType(n *Node) error {
@@ -364,7 +374,11 @@ func runML[T float32 | float64](op Op, in []*tensor.Dense, out *tensor.Dense, da
 	case KindGatherRows:
 		GatherRows(x, s0[1], data(in[1]), o)
 	case KindSegmentSum:
-		SegmentSum(x, s0[1], data(in[1]), op.Int("groups"), o)
+		m := 1
+		if s1 := in[1].Shape(); len(s1) == 2 {
+			m = s1[1]
+		}
+		SegmentSum(x, s0[1], data(in[1]), m, op.Int("groups"), o)
 	default:
 		return fmt.Errorf("no kernel")
 	}
@@ -537,18 +551,22 @@ func Histogram[T float32 | float64](codes []T, d int, group, w []T, c, groups, b
 	}
 }
 
-// SegmentSum writes into out (groups×d, cleared first) the sum of the
-// rows of x (rows of d) of each group.
-func SegmentSum[T float32 | float64](x []T, d int, group []T, groups int, out []T) {
+// SegmentSum writes into out (m·groups×d, cleared first) the sum of the
+// rows of x (rows of d) of each group; group holds m groups per row, and
+// grouping j uses rows j·groups onwards of out.
+func SegmentSum[T float32 | float64](x []T, d int, group []T, m, groups int, out []T) {
 	clear(out)
-	for i, gv := range group {
-		g := int(gv)
-		if gv < 0 || g >= groups {
-			continue
-		}
-		o := out[g*d : (g+1)*d]
-		for j, v := range x[i*d : (i+1)*d] {
-			o[j] += v
+	for i := 0; i < len(group)/m; i++ {
+		row := x[i*d : (i+1)*d]
+		for j, gv := range group[i*m : (i+1)*m] {
+			g := int(gv)
+			if gv < 0 || g >= groups {
+				continue
+			}
+			o := out[(j*groups+g)*d : (j*groups+g+1)*d]
+			for f, v := range row {
+				o[f] += v
+			}
 		}
 	}
 }

@@ -230,6 +230,24 @@ func TestSegmentSum(t *testing.T) {
 		}
 	}
 	equal(t, "segment_sum", got, want)
+
+	// two groupings at once
+	g2 := randInts(rng, n*2, groups)
+	got = runOne(t, NewOp(KindSegmentSum, IntAttr("groups", groups)), dense64([]int{n, d}, x), dense64([]int{n, 2}, g2)).Float64s()
+	want = make([]float64, 2*groups*d)
+	for i := 0; i < n; i++ {
+		for j := 0; j < 2; j++ {
+			g := j*groups + int(g2[i*2+j])
+			for f := 0; f < d; f++ {
+				want[g*d+f] += x[i*d+f]
+			}
+		}
+	}
+	for i := range want {
+		if diff := got[i] - want[i]; diff > 1e-12 || diff < -1e-12 {
+			t.Fatalf("segment_sum (n,2): at %d got %v, want %v", i, got[i], want[i])
+		}
+	}
 }
 
 func TestGatherRows(t *testing.T) {
