@@ -60,26 +60,36 @@ func (m *KMeans) Fit(ctx context.Context, X *tensor.Dense, _ []float64) error {
 	e := d + 1
 	trials := 2 + int(math.Log(float64(k)))
 
-	// Lloyd graph: 1 x, 2 centres, 3 distances, 4 argmin, 5 sums, 6 min, 7 Σmin
-	const xID, cID, sumID, inID = 1, 2, 5, 7
+	// All nInit restarts run in lockstep, so every graph run serves all of
+	// them: the centres of restart j are rows j·k onwards of the fed
+	// matrix.
+	//
+	// Lloyd graph: 1 x, 2 centres, 3 distances (rows, R·k), 4 the same as
+	// (rows·R, k), 5 argmin, 6 as (rows, R), 7 per-cluster sums (R·k, e),
+	// 8 smallest distance, 9 as (rows, R), 10 its sum per restart (R).
+	R := nInit
+	const xID, cID, sumID, inID = 1, 2, 7, 10
 	lloyd := func(_ int, rows int) (*graph.Graph, []int64, error) {
 		b := newBuilder()
 		b.input("x", rows, e)
-		b.input("centres", k, e)
-		dist := b.op(graph.KindMatMul, attrs(graph.BoolAttr("trans_b", true)), graph.Shape{rows, k}, xID, cID)
-		a := b.op(graph.KindArgMin, nil, graph.Shape{rows}, dist)
-		b.op(graph.KindSegmentSum, attrs(graph.IntAttr("groups", k)), graph.Shape{k, e}, xID, a)
-		mn := b.op(graph.KindTopK, attrs(graph.IntAttr("k", 1)), graph.Shape{rows, 1}, dist)
-		b.op(graph.KindSum, attrs(graph.AxesAttr("axes", 0, 1)), nil, mn)
+		b.input("centres", R*k, e)
+		dist := b.op(graph.KindMatMul, attrs(graph.BoolAttr("trans_b", true)), graph.Shape{rows, R * k}, xID, cID)
+		d2 := b.op(graph.KindReshape, attrs(graph.ShapeAttr("shape", rows*R, k)), graph.Shape{rows * R, k}, dist)
+		a := b.op(graph.KindArgMin, nil, graph.Shape{rows * R}, d2)
+		a2 := b.op(graph.KindReshape, attrs(graph.ShapeAttr("shape", rows, R)), graph.Shape{rows, R}, a)
+		b.op(graph.KindSegmentSum, attrs(graph.IntAttr("groups", k)), graph.Shape{R * k, e}, xID, a2)
+		mn := b.op(graph.KindTopK, attrs(graph.IntAttr("k", 1)), graph.Shape{rows * R, 1}, d2)
+		mn2 := b.op(graph.KindReshape, attrs(graph.ShapeAttr("shape", rows, R)), graph.Shape{rows, R}, mn)
+		b.op(graph.KindSum, attrs(graph.AxesAttr("axes", 0)), graph.Shape{R}, mn2)
 		return b.g, []int64{sumID, inID}, b.err
 	}
-	// candidates graph: 1 x, 2 candidates, 3 distances
+	// candidates graph: 1 x, 2 candidates (R·trials, e), 3 distances
 	const candID, cdID = 2, 3
 	cands := func(_ int, rows int) (*graph.Graph, []int64, error) {
 		b := newBuilder()
 		b.input("x", rows, e)
-		b.input("candidates", trials, e)
-		b.op(graph.KindMatMul, attrs(graph.BoolAttr("trans_b", true)), graph.Shape{rows, trials}, xID, candID)
+		b.input("candidates", R*trials, e)
+		b.op(graph.KindMatMul, attrs(graph.BoolAttr("trans_b", true)), graph.Shape{rows, R * trials}, xID, candID)
 		return b.g, []int64{cdID}, b.err
 	}
 	resident := func(lo, hi int) map[int64]*tensor.Dense {
@@ -107,22 +117,22 @@ func (m *KMeans) Fit(ctx context.Context, X *tensor.Dense, _ []float64) error {
 		tol = 1e-4 * meanVariance(x)
 	}
 	rng := rand.New(rand.NewSource(m.cfg.seed))
-	best := math.Inf(1)
-	for run := 0; run < nInit; run++ {
-		centres, err := m.plusPlus(ctx, cj, x, xx, trials, rng)
-		if err != nil {
-			return err
-		}
-		inertia, iter, err := m.lloyd(ctx, lj, x, centres, sumXX, maxIter, tol)
-		if err != nil {
-			return err
-		}
-		if inertia < best {
-			best = inertia
-			m.Centers, m.Inertia, m.Iter = centres, inertia, iter
+	centres, err := m.plusPlus(ctx, cj, x, xx, R, trials, rng)
+	if err != nil {
+		return err
+	}
+	inertia, iters, err := m.lloyd(ctx, lj, x, centres, R, sumXX, maxIter, tol)
+	if err != nil {
+		return err
+	}
+	best := 0
+	for r := range inertia {
+		if inertia[r] < inertia[best] {
+			best = r
 		}
 	}
-	m.Width = d
+	m.Centers = append([]float64(nil), centres[best*k*d:(best+1)*k*d]...)
+	m.Inertia, m.Iter, m.Width = inertia[best], iters[best], d
 	return nil
 }
 
@@ -158,129 +168,158 @@ func packCentres(dst []float64, c []float64, d int) {
 
 // candDistances returns the squared distances (rows × len(ids)) of all
 // rows to the rows ids, computed on the shards.
-func (m *KMeans) candDistances(ctx context.Context, j *job, x matrix, xx []float64, ids []int, trials int, out []float64) error {
+func (m *KMeans) candDistances(ctx context.Context, j *job, x matrix, xx []float64, ids []int, out []float64) error {
 	d := x.cols
-	buf := make([]float64, trials*(d+1))
+	buf := make([]float64, len(ids)*(d+1))
 	for t, id := range ids {
 		packCentres(buf[t*(d+1):(t+1)*(d+1)], x.row(id), d)
 	}
-	// rows past len(ids) are padding whose distances are not read
-	feed := map[int64]*tensor.Dense{2: dense(buf, trials, d+1)}
+	feed := map[int64]*tensor.Dense{2: dense(buf, len(ids), d+1)}
 	outs, err := j.forward(ctx, func(int) map[int64]*tensor.Dense { return feed })
 	if err != nil {
 		return err
 	}
+	nc := len(ids)
 	for s, o := range outs {
 		v := o[3].Float64s()
 		for i := j.lo[s]; i < j.hi[s]; i++ {
-			r := v[(i-j.lo[s])*trials:]
-			for t := range ids {
-				out[i*len(ids)+t] = max(0, r[t]+xx[i])
+			r := v[(i-j.lo[s])*nc : (i-j.lo[s]+1)*nc]
+			for t := range r {
+				out[i*nc+t] = max(0, r[t]+xx[i])
 			}
 		}
 	}
 	return nil
 }
 
-// plusPlus picks k centres by greedy k-means++ (scikit-learn's variant:
-// the best of several sampled candidates at each step).
-func (m *KMeans) plusPlus(ctx context.Context, j *job, x matrix, xx []float64, trials int, rng *rand.Rand) ([]float64, error) {
+// plusPlus picks k centres for each of R restarts by greedy k-means++
+// (scikit-learn's variant: the best of several sampled candidates at each
+// step); the restarts share every graph run.
+func (m *KMeans) plusPlus(ctx context.Context, j *job, x matrix, xx []float64, R, trials int, rng *rand.Rand) ([]float64, error) {
 	n, d, k := x.rows, x.cols, m.K
-	centres := make([]float64, k*d)
-	first := rng.Intn(n)
-	copy(centres, x.row(first))
-	closest := make([]float64, n)
-	if err := m.candDistances(ctx, j, x, xx, []int{first}, trials, closest); err != nil {
+	nc := R * trials
+	centres := make([]float64, R*k*d)
+	ids := make([]int, nc) // candidate rows, trials per restart
+	for r := 0; r < R; r++ {
+		first := rng.Intn(n)
+		copy(centres[r*k*d:], x.row(first))
+		for t := 0; t < trials; t++ {
+			ids[r*trials+t] = first
+		}
+	}
+	dist := make([]float64, n*nc)
+	if err := m.candDistances(ctx, j, x, xx, ids, dist); err != nil {
 		return nil, err
 	}
-	pot := 0.0
-	for _, v := range closest {
-		pot += v
+	closest := make([]float64, R*n) // restart-major
+	pot := make([]float64, R)
+	for r := 0; r < R; r++ {
+		for i := 0; i < n; i++ {
+			v := dist[i*nc+r*trials]
+			closest[r*n+i] = v
+			pot[r] += v
+		}
 	}
 	cum := make([]float64, n)
-	dist := make([]float64, n*trials)
-	ids := make([]int, trials)
 	for c := 1; c < k; c++ {
-		s := 0.0
-		for i, v := range closest {
-			s += v
-			cum[i] = s
+		for r := 0; r < R; r++ {
+			s := 0.0
+			for i, v := range closest[r*n : (r+1)*n] {
+				s += v
+				cum[i] = s
+			}
+			for t := 0; t < trials; t++ {
+				ids[r*trials+t] = min(sort.SearchFloat64s(cum, rng.Float64()*pot[r]), n-1)
+			}
 		}
-		for t := range ids {
-			r := rng.Float64() * pot
-			ids[t] = min(sort.SearchFloat64s(cum, r), n-1)
-		}
-		if err := m.candDistances(ctx, j, x, xx, ids, trials, dist); err != nil {
+		if err := m.candDistances(ctx, j, x, xx, ids, dist); err != nil {
 			return nil, err
 		}
-		bestT, bestPot := 0, math.Inf(1)
-		for t := range ids {
-			p := 0.0
-			for i := 0; i < n; i++ {
-				p += min(closest[i], dist[i*trials+t])
+		for r := 0; r < R; r++ {
+			cl := closest[r*n : (r+1)*n]
+			bestT, bestPot := 0, math.Inf(1)
+			for t := 0; t < trials; t++ {
+				p := 0.0
+				col := r*trials + t
+				for i, v := range cl {
+					p += min(v, dist[i*nc+col])
+				}
+				if p < bestPot {
+					bestT, bestPot = t, p
+				}
 			}
-			if p < bestPot {
-				bestT, bestPot = t, p
+			col := r*trials + bestT
+			for i := range cl {
+				cl[i] = min(cl[i], dist[i*nc+col])
 			}
+			pot[r] = bestPot
+			copy(centres[(r*k+c)*d:], x.row(ids[col]))
 		}
-		for i := 0; i < n; i++ {
-			closest[i] = min(closest[i], dist[i*trials+bestT])
-		}
-		pot = bestPot
-		copy(centres[c*d:], x.row(ids[bestT]))
 	}
 	return centres, nil
 }
 
-// lloyd refines centres in place and returns the inertia of the final
-// assignment and the number of iterations.
-func (m *KMeans) lloyd(ctx context.Context, j *job, x matrix, centres []float64, sumXX float64, maxIter int, tol float64) (float64, int, error) {
+// lloyd refines the centres of R restarts in place and returns each
+// restart's inertia for its final centres and its iterations.
+func (m *KMeans) lloyd(ctx context.Context, j *job, x matrix, centres []float64, R int, sumXX float64, maxIter int, tol float64) ([]float64, []int, error) {
 	k, d := m.K, x.cols
 	e := d + 1
-	packed := make([]float64, k*e)
-	feed := map[int64]*tensor.Dense{2: dense(packed, k, e)}
-	sums := make([]float64, k*e)
-	inertia := 0.0
+	packed := make([]float64, R*k*e)
+	feed := map[int64]*tensor.Dense{2: dense(packed, R*k, e)}
+	sums := make([]float64, R*k*e)
+	inertia := make([]float64, R)
+	iters := make([]int, R)
+	const (
+		running = iota
+		converged
+		frozen
+	)
+	state := make([]int, R)
 	for it := 1; ; it++ {
 		packCentres(packed, centres, d)
 		outs, err := j.forward(ctx, func(int) map[int64]*tensor.Dense { return feed })
 		if err != nil {
-			return 0, 0, err
+			return nil, nil, err
 		}
 		clear(sums)
-		inertia = sumXX
+		in := make([]float64, R)
 		for _, o := range outs {
-			addTo(sums, o[5].Float64s())
-			inertia += o[7].Float64s()[0]
+			addTo(sums, o[7].Float64s())
+			addTo(in, o[10].Float64s())
 		}
-		if it > maxIter {
-			return max(0, inertia), maxIter, nil
+		active := false
+		for r := 0; r < R; r++ {
+			if state[r] == frozen {
+				continue
+			}
+			inertia[r] = max(0, in[r]+sumXX)
+			if state[r] == converged || it > maxIter {
+				state[r] = frozen // the inertia belongs to its final centres
+				continue
+			}
+			iters[r] = it
+			shift := 0.0
+			for c := 0; c < k; c++ {
+				row := sums[(r*k+c)*e : (r*k+c+1)*e]
+				cnt := row[d]
+				if cnt == 0 {
+					continue // an empty cluster keeps its centre
+				}
+				cc := centres[(r*k+c)*d : (r*k+c+1)*d]
+				for f := range cc {
+					v := row[f] / cnt
+					dv := v - cc[f]
+					shift += dv * dv
+					cc[f] = v
+				}
+			}
+			if shift <= tol {
+				state[r] = converged
+			}
+			active = true
 		}
-		shift := 0.0
-		for c := 0; c < k; c++ {
-			cnt := sums[c*e+d]
-			if cnt == 0 {
-				continue // an empty cluster keeps its centre
-			}
-			for f := 0; f < d; f++ {
-				v := sums[c*e+f] / cnt
-				dv := v - centres[c*d+f]
-				shift += dv * dv
-				centres[c*d+f] = v
-			}
-		}
-		if shift <= tol {
-			// one more pass so that the inertia belongs to the final centres
-			packCentres(packed, centres, d)
-			outs, err := j.forward(ctx, func(int) map[int64]*tensor.Dense { return feed })
-			if err != nil {
-				return 0, 0, err
-			}
-			inertia = sumXX
-			for _, o := range outs {
-				inertia += o[7].Float64s()[0]
-			}
-			return max(0, inertia), it, nil
+		if !active {
+			return inertia, iters, nil
 		}
 	}
 }
