@@ -42,7 +42,12 @@ type Epoch struct {
 // outputs otherwise), building it first if needed. It cuts the model
 // into parts with the Rookery trainer and trains them on executors (see
 // On and Parts); the trained parameters come back into the model after
-// every epoch, and on error as far as training got.
+// every epoch, and on error as far as training got. Each call opens a new
+// trainer: a second Fit continues from the trained weights but with fresh
+// optimiser state (momentum, Adam's moments, the schedule's step count).
+// When the training set is smaller than the batch size, the batch is the
+// whole set. When a single layer outweighs a part's share of the work,
+// the parts are allowed to be as unequal as that layer forces.
 func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*History, error) {
 	cfg := newConfig(opts)
 	x, n, _, err := rowsOf(x, "x")

