@@ -48,7 +48,7 @@ func (p *progress) startEpoch(e, epochs, steps int) {
 	p.last = time.Time{}
 }
 
-const barWidth = 30
+const barWidth = 20
 
 func (p *progress) step(s int, running float64) {
 	if p.w == nil || !p.bar {

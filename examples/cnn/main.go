@@ -8,7 +8,8 @@
 // MaxPool(2)-Dense(10), about 6,000 parameters. With no flags it trains 1
 // epoch (batch 64, float32, SGD with learning rate 0.05 and momentum
 // 0.9). Flags: --parts, --epochs, --batch, --lr, --train n (use only the
-// first n training images), --out DIR, --quiet.
+// first n training images), --out DIR (default $TMPDIR/rookery-cnn),
+// --quiet.
 package main
 
 import (
@@ -31,7 +32,7 @@ func main() {
 	batch := flag.Int("batch", 64, "mini-batch size")
 	lr := flag.Float64("lr", 0.05, "SGD learning rate (momentum 0.9)")
 	ntrain := flag.Int("train", 0, "use only the first n training images (0: all)")
-	out := flag.String("out", ".", "directory for cnn.model")
+	out := flag.String("out", filepath.Join(os.TempDir(), "rookery-cnn"), "directory for cnn.model")
 	quiet := flag.Bool("quiet", false, "no progress output")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)

@@ -15,7 +15,7 @@
 //	--seed ADDR                lease --parts providers from the seed node at ADDR
 //	--parts k                  number of parts (default 2; with --providers, one per provider)
 //	--epochs n, --batch b, --lr η, --float64
-//	--out DIR                  where mlp.model and mlp-loss.png go (default .)
+//	--out DIR                  where mlp.model and mlp-loss.png go (default $TMPDIR/rookery-mlp)
 //	--quiet                    no progress bar
 package main
 
@@ -47,7 +47,7 @@ func main() {
 	batch := flag.Int("batch", 64, "mini-batch size")
 	lr := flag.Float64("lr", 0.1, "SGD learning rate")
 	f64 := flag.Bool("float64", false, "train in float64 instead of float32")
-	out := flag.String("out", ".", "directory for the saved model and the loss plot")
+	out := flag.String("out", filepath.Join(os.TempDir(), "rookery-mlp"), "directory for the saved model and the loss plot")
 	quiet := flag.Bool("quiet", false, "no progress output")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
