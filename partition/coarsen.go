@@ -96,14 +96,14 @@ func (l *level) coarsen(maxW int64, part []int32, rng *rand.Rand) (*level, []int
 
 	matched := 0
 	for _, v := range visitOrder(n, rng) {
-		if mate[v] >= 0 {
+		if mate[v] >= 0 || l.isFixed(v) {
 			continue
 		}
 		touched = touched[:0]
 		wv, tv := l.w[v], top[v]
 		for _, e := range l.inNets[l.inOff[v]:l.inOff[v+1]] {
 			s := l.netSrc[e]
-			if top[s]+1 != tv || mate[s] >= 0 || l.w[s]+wv > maxW || (part != nil && part[s] != part[v]) {
+			if top[s]+1 != tv || mate[s] >= 0 || l.w[s]+wv > maxW || (part != nil && part[s] != part[v]) || l.isFixed(s) {
 				continue
 			}
 			if rating[s] == 0 {
@@ -113,7 +113,7 @@ func (l *level) coarsen(maxW int64, part []int32, rng *rand.Rand) (*level, []int
 		}
 		for _, e := range l.outNets[l.outOff[v]:l.outOff[v+1]] {
 			for _, u := range l.netPins(e) {
-				if top[u] != tv+1 || mate[u] >= 0 || l.w[u]+wv > maxW || (part != nil && part[u] != part[v]) {
+				if top[u] != tv+1 || mate[u] >= 0 || l.w[u]+wv > maxW || (part != nil && part[u] != part[v]) || l.isFixed(u) {
 					continue
 				}
 				if rating[u] == 0 {
@@ -180,10 +180,10 @@ func visitOrder(n int, rng *rand.Rand) []int32 {
 
 var visitBlock = 64
 
-// contract builds the graph of the matched pairs, numbered in a topological
-// order that stays as close to the current order as it can, and the map
-// from l's nodes to its nodes; or nil if the pairs do not form an acyclic
-// graph.
+// contract builds the graph of the matched pairs, numbered by their first
+// node, with a topological order that stays as close to that numbering as
+// it can, and the map from l's nodes to its nodes; or nil if the pairs do
+// not form an acyclic graph.
 func (l *level) contract(mate []int32, upper []bool) (*level, []int32) {
 	n := l.n
 	cid := make([]int32, n)
@@ -198,9 +198,17 @@ func (l *level) contract(mate []int32, upper []bool) (*level, []int32) {
 		}
 		nc++
 	}
-	c := &level{n: int(nc), w: make([]int64, nc)}
+	c := &level{n: int(nc), w: make([]int64, nc), outside: l.outside}
 	for v := 0; v < n; v++ {
 		c.w[cid[v]] += l.w[v]
+	}
+	if l.fixed != nil {
+		c.fixed = make([]bool, nc)
+		for v, f := range l.fixed {
+			if f {
+				c.fixed[cid[v]] = true // a fixed node is never matched
+			}
+		}
 	}
 	stamp := make([]int32, nc)
 	for i := range stamp {
@@ -257,42 +265,28 @@ func (l *level) contract(mate []int32, upper []bool) (*level, []int32) {
 			}
 		}
 	}
-	if !sorted && !c.renumber(cid) {
-		return nil, nil
-	}
 	c.index()
+	if !sorted {
+		if c.order = c.topoOrder(); c.order == nil {
+			return nil, nil
+		}
+	}
 	return c, cid
 }
 
-// renumber puts the nodes of c in a topological order, taking the smallest
-// current number among the ready nodes each time, and rewrites cid (fine
-// node -> coarse node) to match. It reports false, changing nothing, if c
-// has a cycle, which the matching rule rules out.
-func (c *level) renumber(cid []int32) bool {
+// topoOrder returns a topological order of c's nodes that takes the
+// smallest ready number first (Kahn's algorithm), or nil if c has a cycle,
+// which the matching rule rules out. A scan in number order finds most
+// nodes ready when it reaches them; only the nodes it had to pass over
+// wait in a heap once they become ready.
+func (c *level) topoOrder() []int32 {
 	n := c.n
 	indeg := make([]int32, n)
-	outOff := make([]int32, n+1)
-	for e, s := range c.netSrc {
-		outOff[s+1]++
-		for _, u := range c.netPins(int32(e)) {
-			indeg[u]++
-		}
-	}
 	for v := 0; v < n; v++ {
-		outOff[v+1] += outOff[v]
+		indeg[v] = c.inOff[v+1] - c.inOff[v]
 	}
-	outNets := make([]int32, outOff[n])
-	fill := append([]int32(nil), outOff[:n]...)
-	for e, s := range c.netSrc {
-		outNets[fill[s]] = int32(e)
-		fill[s]++
-	}
-	// Kahn's algorithm taking the smallest ready number first. A scan in
-	// number order finds most nodes ready when it reaches them; only the
-	// nodes it had to pass over wait in the heap once they become ready.
 	h := make(minHeap, 0, 1024)
-	newID := make([]int32, n)
-	next := int32(0)
+	order := make([]int32, 0, n)
 	scan := int32(0)
 	for {
 		var v int32
@@ -311,9 +305,8 @@ func (c *level) renumber(cid []int32) bool {
 		if v < 0 {
 			break
 		}
-		newID[v] = next
-		next++
-		for _, e := range outNets[outOff[v]:outOff[v+1]] {
+		order = append(order, v)
+		for _, e := range c.outNets[c.outOff[v]:c.outOff[v+1]] {
 			for _, u := range c.netPins(e) {
 				indeg[u]--
 				if indeg[u] == 0 && u < scan {
@@ -322,24 +315,10 @@ func (c *level) renumber(cid []int32) bool {
 			}
 		}
 	}
-	if int(next) != n {
-		return false
+	if len(order) != n {
+		return nil
 	}
-	w := make([]int64, n)
-	for v := 0; v < n; v++ {
-		w[newID[v]] = c.w[v]
-	}
-	c.w = w
-	for e := range c.netSrc {
-		c.netSrc[e] = newID[c.netSrc[e]]
-	}
-	for i := range c.pins {
-		c.pins[i] = newID[c.pins[i]]
-	}
-	for i := range cid {
-		cid[i] = newID[cid[i]]
-	}
-	return true
+	return order
 }
 
 // minHeap is a binary heap of node numbers.

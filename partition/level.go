@@ -1,14 +1,16 @@
 package partition
 
-// level is one graph of the multilevel hierarchy: weighted nodes numbered
-// in a topological order and nets. A net is a producer (its source) with
-// the distinct other nodes that consume its output (its pins), weighted by
-// the producer's output bytes; every pin is numbered after its source. The
-// cut of an assignment is the sum over nets of weight × the number of parts
-// among the pins other than the source's part, which is exactly what the
-// finest graph sends.
+import "slices"
+
+// level is one graph of the multilevel hierarchy: weighted nodes and nets.
+// A net is a producer (its source) with the distinct other nodes that
+// consume its output (its pins), weighted by the producer's output bytes.
+// The cut of an assignment is the sum over nets of weight × the number of
+// parts among the pins other than the source's part, which is exactly what
+// the finest graph sends.
 type level struct {
 	n      int
+	order  []int32 // a topological order of the nodes; nil: the index order is one
 	w      []int64 // node weights (flops)
 	netSrc []int32
 	netW   []int64
@@ -19,7 +21,15 @@ type level struct {
 	outNets []int32
 	inOff   []int32 // nets with v among their pins: inNets[inOff[v]:inOff[v+1]]
 	inNets  []int32
+
+	// A level cut out of a bigger one (see band) has fixed nodes, which
+	// neither match nor move, and outside[p], the load of part p that lies
+	// outside it. Both are nil otherwise.
+	fixed   []bool
+	outside []int64
 }
+
+func (l *level) isFixed(v int32) bool { return l.fixed != nil && l.fixed[v] }
 
 func (l *level) nets() int { return len(l.netSrc) }
 
@@ -73,10 +83,14 @@ func (l *level) cut(part []int32, k int) int64 {
 	return total
 }
 
-// isChain reports whether the index order is the only topological order:
+// isChain reports whether the index order, which must be topological, is
+// the only topological order:
 // every node feeds the next one. Then every acyclic split is a split of
 // that order into contiguous segments.
 func (l *level) isChain() bool {
+	if l.order != nil {
+		return false
+	}
 	for v := 0; v+1 < l.n; v++ {
 		found := false
 		for _, e := range l.outNets[l.outOff[v]:l.outOff[v+1]] {
@@ -127,7 +141,11 @@ func (l *level) boundaryCuts(order []int32) []int64 {
 // node.
 func (l *level) topLevels() []int32 {
 	top := make([]int32, l.n)
-	for v := 0; v < l.n; v++ {
+	for i := 0; i < l.n; i++ {
+		v := int32(i)
+		if l.order != nil {
+			v = l.order[i]
+		}
 		t := top[v] + 1
 		for _, e := range l.outNets[l.outOff[v]:l.outOff[v+1]] {
 			for _, u := range l.netPins(e) {
@@ -174,4 +192,125 @@ func (l *level) depthFirstOrder() []int32 {
 		}
 	}
 	return order
+}
+
+// band cuts out of l, whose index order must be topological, the nodes
+// within depth steps (along edges either way) of a node with a neighbour in
+// another part, with every node that shares a net with one of them as a
+// fixed node, so that gains and loads stay exact. It returns the new level,
+// the l node of each of its nodes, and false when the band would hold more
+// than half of l, which is then better refined whole.
+func (l *level) band(part []int32, k, depth int) (*level, []int32, bool) {
+	n := l.n
+	if l.order != nil {
+		return nil, nil, false
+	}
+	dist := make([]int32, n)
+	for i := range dist {
+		dist[i] = -1
+	}
+	var queue []int32
+	for v := int32(0); int(v) < n; v++ {
+		p := part[v]
+		on := false
+		for _, e := range l.inNets[l.inOff[v]:l.inOff[v+1]] {
+			if part[l.netSrc[e]] != p {
+				on = true
+				break
+			}
+		}
+		for _, e := range l.outNets[l.outOff[v]:l.outOff[v+1]] {
+			for _, u := range l.netPins(e) {
+				if part[u] != p {
+					on = true
+					break
+				}
+			}
+		}
+		if on {
+			dist[v] = 0
+			queue = append(queue, v)
+		}
+	}
+	visit := func(u, d int32) {
+		if dist[u] < 0 {
+			dist[u] = d
+			queue = append(queue, u)
+		}
+	}
+	for i := 0; i < len(queue); i++ {
+		v := queue[i]
+		if int(dist[v]) >= depth {
+			continue
+		}
+		for _, e := range l.inNets[l.inOff[v]:l.inOff[v+1]] {
+			visit(l.netSrc[e], dist[v]+1)
+		}
+		for _, e := range l.outNets[l.outOff[v]:l.outOff[v+1]] {
+			for _, u := range l.netPins(e) {
+				visit(u, dist[v]+1)
+			}
+		}
+		if len(queue) > n/2 {
+			return nil, nil, false
+		}
+	}
+	// The nets that touch the band, and every node on them.
+	inSub := make([]bool, n)
+	netIn := make([]bool, l.nets())
+	var nets []int32
+	addNet := func(e int32) {
+		if netIn[e] {
+			return
+		}
+		netIn[e] = true
+		nets = append(nets, e)
+		inSub[l.netSrc[e]] = true
+		for _, u := range l.netPins(e) {
+			inSub[u] = true
+		}
+	}
+	for _, v := range queue {
+		inSub[v] = true
+		for _, e := range l.inNets[l.inOff[v]:l.inOff[v+1]] {
+			addNet(e)
+		}
+		for _, e := range l.outNets[l.outOff[v]:l.outOff[v+1]] {
+			addNet(e)
+		}
+	}
+	idx := make([]int32, n)
+	var sel []int32
+	for v := int32(0); int(v) < n; v++ {
+		if inSub[v] {
+			idx[v] = int32(len(sel))
+			sel = append(sel, v)
+		}
+	}
+	if len(sel) > n/2 {
+		return nil, nil, false
+	}
+	slices.Sort(nets)
+	b := &level{n: len(sel), w: make([]int64, len(sel)), fixed: make([]bool, len(sel)), outside: make([]int64, k)}
+	for v, p := range part {
+		b.outside[p] += l.w[v]
+	}
+	for i, v := range sel {
+		b.w[i] = l.w[v]
+		b.fixed[i] = dist[v] < 0
+		b.outside[part[v]] -= l.w[v]
+	}
+	b.netSrc = make([]int32, 0, len(nets))
+	b.netW = make([]int64, 0, len(nets))
+	b.netOff = make([]int32, 1, len(nets)+1)
+	for _, e := range nets {
+		for _, u := range l.netPins(e) {
+			b.pins = append(b.pins, idx[u])
+		}
+		b.netSrc = append(b.netSrc, idx[l.netSrc[e]])
+		b.netW = append(b.netW, l.netW[e])
+		b.netOff = append(b.netOff, int32(len(b.pins)))
+	}
+	b.index()
+	return b, sel, true
 }

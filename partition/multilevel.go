@@ -81,25 +81,50 @@ func (s *solver) multilevel(l *level, rng *rand.Rand) []int32 {
 // vcycle improves an assignment of l's nodes: it coarsens l keeping
 // clusters within parts, so the assignment carries over to every level,
 // then refines it from the coarsest level down, where moving one coarse
-// node moves a whole cluster.
+// node moves a whole cluster. When the nodes near part boundaries are a
+// small share of l, only they take part (see band), and a last round of
+// refinement runs on the whole of l.
 func (s *solver) vcycle(l *level, part []int32, rng *rand.Rand) []int32 {
+	b, sel, ok := l.band(part, s.k, bandDepth)
+	if !ok {
+		return s.vcycleAll(l, part, rng)
+	}
+	bp := make([]int32, b.n)
+	for i, v := range sel {
+		bp[i] = part[v]
+	}
+	bp = s.vcycleAll(b, bp, rng)
+	for i, v := range sel {
+		part[v] = bp[i]
+	}
+	newRefiner(l, s.k, part, s.maxCost).refine(refineRounds)
+	return part
+}
+
+// bandDepth is how many steps from a part boundary vcycle looks.
+const bandDepth = 12
+
+func (s *solver) vcycleAll(l *level, part []int32, rng *rand.Rand) []int32 {
 	h, parts := s.coarsen(l, part, rng)
 	top := len(h.levels) - 1
 	newRefiner(h.levels[top], s.k, parts[top], s.maxCost).refine(refineRounds)
 	return s.uncoarsen(h, parts[top])
 }
 
-// initial splits the coarsest level along its own order and along a
+// initial splits the coarsest level along its topological order and a
 // depth-first order, refines both, and keeps the better.
 func (s *solver) initial(l *level) []int32 {
-	identity := make([]int32, l.n)
-	for i := range identity {
-		identity[i] = int32(i)
+	own := l.order
+	if own == nil {
+		own = make([]int32, l.n)
+		for i := range own {
+			own[i] = int32(i)
+		}
 	}
 	var best []int32
 	var bestFeasible bool
 	var bestCut int64
-	for _, order := range [][]int32{identity, l.depthFirstOrder()} {
+	for _, order := range [][]int32{own, l.depthFirstOrder()} {
 		part := s.splitOrder(l, order, false)
 		r := newRefiner(l, s.k, part, s.maxCost)
 		r.refine(2 * refineRounds)

@@ -21,6 +21,7 @@ type refiner struct {
 
 func newRefiner(l *level, k int, part []int32, maxCost []int64) *refiner {
 	r := &refiner{l: l, k: k, part: part, load: make([]int64, k), maxCost: maxCost, stamp: make([]int32, l.n)}
+	copy(r.load, l.outside)
 	for v, p := range part {
 		r.load[p] += l.w[v]
 	}
@@ -182,7 +183,7 @@ func (r *refiner) refine(rounds int) {
 		for _, v := range cands {
 			p := r.part[v]
 			w := r.l.w[v]
-			if w > 0 && r.load[p] <= w {
+			if r.l.isFixed(v) || (w > 0 && r.load[p] <= w) {
 				continue // the part would be left without work
 			}
 			bestQ, bestG := int32(-1), int64(0)
@@ -215,7 +216,7 @@ func (r *refiner) refine(rounds int) {
 func (r *refiner) placeFree() {
 	l := r.l
 	for v := int32(l.n - 1); v >= 0; v-- {
-		if l.w[v] != 0 {
+		if l.w[v] != 0 || l.isFixed(v) {
 			continue
 		}
 		lo, hi := int32(0), int32(r.k-1)
@@ -269,7 +270,7 @@ func (r *refiner) rebalance() {
 		for _, v := range r.boundary() {
 			p := r.part[v]
 			w := r.l.w[v]
-			if r.load[p] <= r.maxCost[p] || w == 0 {
+			if r.load[p] <= r.maxCost[p] || w == 0 || r.l.isFixed(v) {
 				continue
 			}
 			for _, q := range [2]int32{p - 1, p + 1} {
