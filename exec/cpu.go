@@ -268,6 +268,7 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 		}
 		sinkChildren = append(sinkChildren, grads...)
 	}
+	roots := gorgonia.Nodes{gn}
 	nGrads := len(sinkChildren)
 	if nGrads > 0 {
 		sinkChildren = append(sinkChildren, gn) // and after the gate, whatever the order
@@ -287,15 +288,19 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 			}
 			return nil
 		})
-		if _, err := gorgonia.ApplyOp(sink, sinkChildren...); err != nil {
+		sn, err := gorgonia.ApplyOp(sink, sinkChildren...)
+		if err != nil {
 			return nil, buildErr(err)
 		}
+		roots = append(roots, sn)
 	}
 	var vmOpts []gorgonia.VMOpt
 	if s.spec.EvalMode {
 		vmOpts = append(vmOpts, gorgonia.EvalMode())
 	}
-	sl.m = gorgonia.NewTapeMachine(g, vmOpts...)
+	// Compile only what the gate and the sink need: Backpropagate also
+	// builds gradients nobody asked for (with respect to the data, say).
+	sl.m = gorgonia.NewTapeMachine(g.SubgraphRoots(roots...), vmOpts...)
 	return sl, nil
 }
 
