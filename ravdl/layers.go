@@ -282,10 +282,11 @@ type batchNorm struct {
 // BatchNorm normalises each feature (axis 1) over the batch (and, for
 // (batch, channels, h, w), over the spatial axes too), then scales by γ
 // and shifts by β, both learnt. While training it uses the mini-batch's
-// statistics (each micro-batch's, with MicroBatches); at inference it uses statistics that Fit measures at the
-// end of every epoch on up to CalibrationSamples training samples with
-// the trained weights (rather than a running average: the statistics live
-// in the requester, while training runs on the executors).
+// statistics (each micro-batch's, with MicroBatches); at inference it
+// uses statistics that Fit measures at the end of every epoch on up to
+// CalibrationSamples training samples with the trained weights (rather
+// than a running average: the statistics live in the requester, while
+// training runs on the executors).
 func BatchNorm(opts ...LayerOption) Layer { return &batchNorm{cfg: newLayerConfig(nil, opts)} }
 
 func (l *batchNorm) Kind() string { return "batchnorm" }
