@@ -14,9 +14,9 @@ import (
 // with its own mean and variance, and variances get ε = VarSmoothing ×
 // the largest feature variance added, as in scikit-learn.
 //
-// Fit runs one graph twice on every shard: with the class means at zero
-// it returns per-class sums and counts (a one-hot of the labels times X),
-// then with the means it returns per-class sums of squared deviations.
+// Fit runs one graph once on every shard: it holds the rows, centred on
+// the column means, and returns per-class sums, counts and sums of
+// squares (segment_sum over the labels).
 type GaussianNB struct {
 	cfg          config
 	VarSmoothing float64
@@ -47,24 +47,37 @@ func (m *GaussianNB) Fit(ctx context.Context, X *tensor.Dense, y []float64) erro
 		return err
 	}
 	d := x.cols
-	const xID, yID, mID, sID, nID, ssID = 1, 2, 3, 5, 6, 10
+	e := d + 1
+	// The shards hold [x − μ, 1], μ the column means, so that the sums
+	// of squares below lose little to cancellation.
+	mu := make([]float64, d)
+	for i := 0; i < x.rows; i++ {
+		addTo(mu, x.row(i))
+	}
+	for f := range mu {
+		mu[f] /= float64(x.rows)
+	}
+	const xID, yID, sID, ssID = 1, 2, 3, 5
 	spec := func(_ int, rows int) (*graph.Graph, []int64, error) {
 		b := newBuilder()
-		b.input("x", rows, d)
+		b.input("x", rows, e)
 		b.input("y", rows)
-		b.input("means", c, d)
-		oh := b.op(graph.KindOneHot, attrs(graph.IntAttr("depth", c)), graph.Shape{rows, c}, yID)
-		b.op(graph.KindMatMul, attrs(graph.BoolAttr("trans_a", true)), graph.Shape{c, d}, oh, xID)
-		b.op(graph.KindSum, attrs(graph.AxesAttr("axes", 0)), graph.Shape{c}, oh)
-		rm := b.op(graph.KindMatMul, nil, graph.Shape{rows, d}, oh, mID)
-		dev := b.op(graph.KindSub, nil, graph.Shape{rows, d}, xID, rm)
-		sq := b.op(graph.KindSquare, nil, graph.Shape{rows, d}, dev)
-		b.op(graph.KindMatMul, attrs(graph.BoolAttr("trans_a", true)), graph.Shape{c, d}, oh, sq)
-		return b.g, []int64{sID, nID, ssID}, b.err
+		b.op(graph.KindSegmentSum, attrs(graph.IntAttr("groups", c)), graph.Shape{c, e}, xID, yID)
+		sq := b.op(graph.KindSquare, nil, graph.Shape{rows, e}, xID)
+		b.op(graph.KindSegmentSum, attrs(graph.IntAttr("groups", c)), graph.Shape{c, e}, sq, yID)
+		return b.g, []int64{sID, ssID}, b.err
 	}
 	resident := func(lo, hi int) map[int64]*tensor.Dense {
+		xc := make([]float64, (hi-lo)*e)
+		for i := lo; i < hi; i++ {
+			o := xc[(i-lo)*e : (i-lo+1)*e]
+			for f, v := range x.row(i) {
+				o[f] = v - mu[f]
+			}
+			o[d] = 1
+		}
 		return map[int64]*tensor.Dense{
-			xID: dense(x.data[lo*d:hi*d], hi-lo, d),
+			xID: dense(xc, hi-lo, e),
 			yID: dense(append([]float64(nil), y[lo:hi]...), hi-lo),
 		}
 	}
@@ -73,31 +86,28 @@ func (m *GaussianNB) Fit(ctx context.Context, X *tensor.Dense, y []float64) erro
 		return err
 	}
 	defer j.close()
-	means := make([]float64, c*d)
-	feed := func(int) map[int64]*tensor.Dense { return map[int64]*tensor.Dense{mID: dense(means, c, d)} }
-	outs, err := j.forward(ctx, feed)
+	outs, err := j.forward(ctx, nil)
 	if err != nil {
 		return err
 	}
-	sums, counts := make([]float64, c*d), make([]float64, c)
+	sums, sq := make([]float64, c*e), make([]float64, c*e)
 	for _, o := range outs {
 		addTo(sums, o[sID].Float64s())
-		addTo(counts, o[nID].Float64s())
+		addTo(sq, o[ssID].Float64s())
 	}
+	counts := make([]float64, c)
+	means := make([]float64, c*d) // of the centred data
+	vars := make([]float64, c*d)
 	for k := 0; k < c; k++ {
-		for f := 0; f < d; f++ {
-			if counts[k] > 0 {
-				means[k*d+f] = sums[k*d+f] / counts[k]
-			}
+		counts[k] = sums[k*e+d]
+		if counts[k] == 0 {
+			continue
 		}
-	}
-	outs, err = j.forward(ctx, feed)
-	if err != nil {
-		return err
-	}
-	ss := make([]float64, c*d)
-	for _, o := range outs {
-		addTo(ss, o[ssID].Float64s())
+		for f := 0; f < d; f++ {
+			mc := sums[k*e+f] / counts[k]
+			means[k*d+f] = mc
+			vars[k*d+f] = max(0, sq[k*e+f]/counts[k]-mc*mc)
+		}
 	}
 	// the overall variance of each feature, from the per-class moments
 	n := float64(x.rows)
@@ -105,26 +115,26 @@ func (m *GaussianNB) Fit(ctx context.Context, X *tensor.Dense, y []float64) erro
 	for f := 0; f < d; f++ {
 		tot := 0.0
 		for k := 0; k < c; k++ {
-			tot += sums[k*d+f]
+			tot += sq[k*e+f]
 		}
-		mu := tot / n
-		v := 0.0
+		mc := 0.0
 		for k := 0; k < c; k++ {
-			dm := means[k*d+f] - mu
-			v += ss[k*d+f] + counts[k]*dm*dm
+			mc += sums[k*e+f]
 		}
-		maxVar = max(maxVar, v/n)
+		mc /= n
+		maxVar = max(maxVar, tot/n-mc*mc)
 	}
 	eps := m.VarSmoothing * maxVar
 	m.Classes, m.Width = c, d
 	m.Mean = means
-	m.Var = make([]float64, c*d)
+	m.Var = vars
 	m.Prior = make([]float64, c)
 	for k := 0; k < c; k++ {
 		m.Prior[k] = counts[k] / n
 		for f := 0; f < d; f++ {
+			means[k*d+f] += mu[f]
 			if counts[k] > 0 {
-				m.Var[k*d+f] = ss[k*d+f]/counts[k] + eps
+				vars[k*d+f] += eps
 			}
 		}
 	}

@@ -32,14 +32,15 @@ func main() {
 	shards := flag.Int("shards", 2, "number of shards (in-process executors: min(shards, 2))")
 	only := flag.String("only", "", "comma-separated subset of the algorithms to run")
 	maxBins := flag.Int("maxbins", 32, "DecisionTree: candidate thresholds per feature")
+	knnBatch := flag.Int("knnbatch", 128, "KNN: query rows per graph run")
 	flag.Parse()
-	if err := run(context.Background(), *shards, *only, *maxBins); err != nil {
+	if err := run(context.Background(), *shards, *only, *maxBins, *knnBatch); err != nil {
 		fmt.Fprintln(os.Stderr, "ravml bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, shards int, only string, maxBins int) error {
+func run(ctx context.Context, shards int, only string, maxBins, knnBatch int) error {
 	train, test, err := mnist.Load()
 	if err != nil {
 		return err
@@ -54,7 +55,7 @@ func run(ctx context.Context, shards int, only string, maxBins int) error {
 		m    ravml.Model
 		ari  bool
 	}{
-		{"KNN(5)", ravml.NewKNNClassifier(5, sh, ravml.BatchRows(500)), false},
+		{"KNN(5)", ravml.NewKNNClassifier(5, sh, ravml.BatchRows(knnBatch)), false},
 		{"GaussianNB", ravml.NewGaussianNB(sh), false},
 		{"LogisticRegression", ravml.NewLogisticRegression(sh), false},
 		{"DecisionTree", ravml.NewDecisionTreeClassifier(sh, ravml.MaxBins(maxBins)), false},
