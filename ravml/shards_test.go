@@ -182,3 +182,24 @@ func TestOnExecutors(t *testing.T) {
 		t.Errorf("got accuracy %.4f, want at least 0.957", acc)
 	}
 }
+
+func TestShardsMLP(t *testing.T) {
+	ctx := context.Background()
+	d := loadSplit(t, "iris")
+	var want *MLPClassifier
+	for _, n := range shardCounts {
+		m := NewMLPClassifier([]int{16}, Shards(n), MaxIter(20), BatchRows(32))
+		if err := m.Fit(ctx, d.trX, d.trY); err != nil {
+			t.Fatal(err)
+		}
+		if want == nil {
+			want = m
+			continue
+		}
+		for l := range m.Weights {
+			if !closeTo(m.Weights[l], want.Weights[l], 1e-9) {
+				t.Errorf("%d shards: layer %d weights differ from 1 shard beyond 1e-9", n, l)
+			}
+		}
+	}
+}
