@@ -48,7 +48,8 @@ const (
 	// MethodAuto runs every method that applies and keeps the best plan.
 	MethodAuto Method = iota
 	// MethodChain is the exact dynamic program for graphs whose work forms
-	// a chain (one topological order only).
+	// a chain (one topological order only). Forced on another graph, it is
+	// the same program on the graph's order, without refinement.
 	MethodChain
 	// MethodOrder splits the graph's own node order into contiguous
 	// segments with the same dynamic program, then refines the boundaries
