@@ -53,6 +53,11 @@ const (
 	// with row index of the input at each position; an index outside
 	// [0,n) gives a row of zeros (padding of a short mini-batch).
 	KindGatherRows OpKind = "gather_rows"
+	// KindGroupRows takes a group per row (n) and returns (groups,limit):
+	// for every group the indexes of its first limit rows in order, padded
+	// with −1 (the rows of small tree nodes, to gather). Ints "groups",
+	// "limit".
+	KindGroupRows OpKind = "group_rows"
 )
 
 func init() {
@@ -72,6 +77,26 @@ func init() {
 		kindImpl{infer: inferSegmentSum, flops: flopsIn0, lower: lowerML})
 	registerKind(KindGatherRows, opSpec{2, 2, nil, 0},
 		kindImpl{infer: inferGatherRows, flops: flopsOut, lower: lowerML})
+	registerKind(KindGroupRows, opSpec{1, 1, []attrSpec{req("groups", AttrInt), req("limit", AttrInt)}, 0},
+		kindImpl{infer: inferGroupRows, flops: flopsIn0, lower: lowerML})
+}
+
+func inferGroupRows(op Op, in []*Node) (Shape, DType, error) {
+	if err := floatDType(in[0]); err != nil {
+		return nil, DTypeInvalid, err
+	}
+	if len(in[0].Shape) != 1 {
+		return nil, DTypeInvalid, fmt.Errorf("groups must be a vector, are %v", in[0].Shape)
+	}
+	g, l := op.Int("groups"), op.Int("limit")
+	if g < 1 || l < 1 {
+		return nil, DTypeInvalid, fmt.Errorf("groups %d and limit %d must be positive", g, l)
+	}
+	out := Shape{g, l}
+	if _, ok := sizeChecked(out); !ok {
+		return nil, DTypeInvalid, fmt.Errorf("output %v is too large", out)
+	}
+	return out, in[0].DType, nil
 }
 
 func inferGatherRows(op Op, in []*Node) (Shape, DType, error) {
@@ -371,6 +396,8 @@ func runML[T float32 | float64](op Op, in []*tensor.Dense, out *tensor.Dense, da
 		return TreeRoute(x, s0[1], data(in[1]), o)
 	case KindHistogram:
 		Histogram(x, s0[1], data(in[1]), data(in[2]), in[2].Shape()[1], op.Int("groups"), op.Int("bins"), o)
+	case KindGroupRows:
+		GroupRows(x, op.Int("groups"), op.Int("limit"), o)
 	case KindGatherRows:
 		GatherRows(x, s0[1], data(in[1]), o)
 	case KindSegmentSum:
@@ -585,9 +612,26 @@ func GatherRows[T float32 | float64](x []T, d int, idx []T, out []T) {
 	}
 }
 
+// GroupRows writes into out (groups×limit) the first limit rows of each
+// group, padded with −1.
+func GroupRows[T float32 | float64](group []T, groups, limit int, out []T) {
+	for i := range out {
+		out[i] = -1
+	}
+	fill := make([]int, groups)
+	for i, gv := range group {
+		g := int(gv)
+		if gv < 0 || g >= groups || fill[g] == limit {
+			continue
+		}
+		out[g*limit+fill[g]] = T(i)
+		fill[g]++
+	}
+}
+
 // MLKinds lists the kinds of this file, sorted.
 func MLKinds() []OpKind {
-	ks := []OpKind{KindTopK, KindArgMin, KindOneHot, KindTake, KindTreeRoute, KindHistogram, KindSegmentSum, KindGatherRows}
+	ks := []OpKind{KindTopK, KindArgMin, KindOneHot, KindTake, KindTreeRoute, KindHistogram, KindSegmentSum, KindGatherRows, KindGroupRows}
 	sort.Slice(ks, func(i, j int) bool { return ks[i] < ks[j] })
 	return ks
 }

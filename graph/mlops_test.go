@@ -257,6 +257,12 @@ func TestGatherRows(t *testing.T) {
 	equal(t, "gather_rows", got, []float64{5, 6, 1, 2, 0, 0, 0, 0, 3, 4})
 }
 
+func TestGroupRows(t *testing.T) {
+	group := []float64{1, 0, 1, 2, 1, 1, -1, 0}
+	got := runOne(t, NewOp(KindGroupRows, IntAttr("groups", 2), IntAttr("limit", 3)), dense64([]int{8}, group)).Float64s()
+	equal(t, "group_rows", got, []float64{1, 7, -1, 0, 2, 4})
+}
+
 func TestMLKindsShapeErrors(t *testing.T) {
 	vec := &Node{Shape: Shape{4}, DType: Float64}
 	mat := &Node{Shape: Shape{4, 3}, DType: Float64}
