@@ -28,6 +28,19 @@ type partAnalysis struct {
 	learnOuts   []int64 // Outputs that are learnables (gradient added directly)
 	seeded      []int64 // opOutputs whose gradient seeds Backpropagate
 	lossSeeded  bool
+	// deferred lists the parameters whose gradient is computed at Step,
+	// once for all micro-batches, instead of in every backward pass.
+	deferred []deferredGrad
+}
+
+// deferredGrad is a weight W used only as the right operand of one
+// matrix product y = a·W: its gradient aᵀ·dy is computed once per step on
+// the activations a and output gradients dy of all micro-batches stacked,
+// as training on the whole mini-batch would.
+type deferredGrad struct {
+	param  int   // index in learn
+	matmul int64 // y
+	act    int64 // a
 }
 
 // analyze finds the inputs and parameters with a differentiable path to a
@@ -103,6 +116,29 @@ func analyze(spec *SessionSpec) *partAnalysis {
 	}
 	for i, id := range a.learn {
 		a.activeLearn[i] = to[id]
+	}
+	shared := make(map[int64]bool)
+	for _, id := range a.learnOuts {
+		shared[id] = true
+	}
+	for i, id := range a.learn {
+		if !a.activeLearn[i] || shared[id] {
+			continue
+		}
+		cs := g.Consumers(id)
+		if len(cs) != 1 {
+			continue
+		}
+		c, _ := g.Node(cs[0])
+		w, _ := g.Node(id)
+		if c.Op.Kind != graph.KindMatMul || len(c.Inputs) != 2 || c.Inputs[1] != id || c.Inputs[0] == id ||
+			c.Op.Bool("trans_a") || c.Op.Bool("trans_b") || len(w.Shape) != 2 || len(c.Shape) != 2 {
+			continue
+		}
+		if act, _ := g.Node(c.Inputs[0]); len(act.Shape) != 2 || act.DType != w.DType {
+			continue
+		}
+		a.deferred = append(a.deferred, deferredGrad{param: i, matmul: c.ID, act: c.Inputs[0]})
 	}
 	return a
 }

@@ -3,6 +3,7 @@ package exec
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 
 	"gorgonia.org/gorgonia"
@@ -109,12 +110,15 @@ type slot struct {
 	out      map[int64]*tensor.Dense // outputs (and loss) as read at the gate or sink
 	dy       []gorgonia.Value        // gradients of seeded outputs, read by the picks
 	dyBuf    []*tensor.Dense
-	lossSeed gorgonia.Value          // the gradient of the loss with respect to itself: 1
-	gradIn   map[int64]*tensor.Dense // gradients of active inputs
-	fwd      chan struct{}           // the gate was reached
-	resume   chan bool               // true: run the backward half; false: abort
-	done     chan error              // the run ended
-	running  bool
+	lossSeed gorgonia.Value // the gradient of the loss with respect to itself: 1
+	// defA and defDY hold, for each deferred weight, the product's left
+	// operand and the gradient of the product for this micro-batch
+	defA, defDY []*tensor.Dense
+	gradIn      map[int64]*tensor.Dense // gradients of active inputs
+	fwd         chan struct{}           // the gate was reached
+	resume      chan bool               // true: run the backward half; false: abort
+	done        chan error              // the run ended
+	running     bool
 }
 
 type cpuSession struct {
@@ -128,6 +132,7 @@ type cpuSession struct {
 	acc      []*tensor.Dense
 	accValid []bool
 	nacc     int
+	defMB    []int // micro-batches whose deferred gradients wait for Step
 	resident map[string]*tensor.Dense
 	slots    []*slot
 	closed   bool
@@ -254,12 +259,26 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 		}
 	}
 	var wrtLearn []int
+	isDeferred := make(map[int]bool, len(a.deferred))
+	for _, d := range a.deferred {
+		isDeferred[d.param] = true
+	}
 	for i, id := range a.learn {
-		if a.activeLearn[i] {
+		if a.activeLearn[i] && !isDeferred[i] {
 			wrt = append(wrt, nodes[id])
 			wrtLearn = append(wrtLearn, i)
 		}
 	}
+	// For a deferred weight, ask for the gradient of its product instead,
+	// and keep the product's left operand.
+	sl.defA = make([]*tensor.Dense, len(a.deferred))
+	sl.defDY = make([]*tensor.Dense, len(a.deferred))
+	for j, d := range a.deferred {
+		wrt = append(wrt, nodes[d.matmul])
+		sl.defA[j] = newBuf(d.act)
+		sl.defDY[j] = newBuf(d.matmul)
+	}
+	nPlain := len(wrt) - len(a.deferred)
 	var sinkChildren gorgonia.Nodes
 	if len(wrt) > 0 && len(seedOut) > 0 {
 		grads, err := gorgonia.Backpropagate(seedOut, seedGrad, wrt)
@@ -271,19 +290,31 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 	roots := gorgonia.Nodes{gn}
 	nGrads := len(sinkChildren)
 	if nGrads > 0 {
+		for _, d := range a.deferred {
+			sinkChildren = append(sinkChildren, nodes[d.act])
+		}
 		sinkChildren = append(sinkChildren, gn) // and after the gate, whatever the order
 		sink := newHookOp("sink", sinkChildren, func(in []gorgonia.Value) error {
 			// Runs in the backward half, while Backward waits: the
 			// parameters' gradients go straight into the accumulators.
 			for i := 0; i < nGrads; i++ {
-				if i < len(wrtBufs) {
+				switch {
+				case i < len(wrtBufs):
 					if err := readInto(wrtBufs[i], in[i]); err != nil {
 						return err
 					}
-					continue
-				}
-				if err := s.accumulate(wrtLearn[i-len(wrtBufs)], in[i]); err != nil {
-					return err
+				case i < nPlain:
+					if err := s.accumulate(wrtLearn[i-len(wrtBufs)], in[i]); err != nil {
+						return err
+					}
+				default: // a deferred weight: keep dy and a for Step
+					j := i - nPlain
+					if err := readInto(sl.defDY[j], in[i]); err != nil {
+						return err
+					}
+					if err := readInto(sl.defA[j], in[nGrads+j]); err != nil {
+						return err
+					}
 				}
 			}
 			return nil
@@ -524,6 +555,9 @@ func (s *cpuSession) Backward(ctx context.Context, mb int, gradOutputs map[int64
 		addDense(s.acc[i], t)
 	}
 	s.nacc++
+	if len(s.a.deferred) > 0 && sl.gated {
+		s.defMB = append(s.defMB, mb)
+	}
 	out := make(map[int64]*tensor.Dense, len(s.spec.Inputs))
 	for _, id := range s.spec.Inputs {
 		if buf, ok := sl.gradIn[id]; ok {
@@ -580,6 +614,9 @@ func (s *cpuSession) Step(ctx context.Context) error {
 	if s.nacc == 0 {
 		return &OrderError{Part: s.part(), MicroBatch: -1, Reason: "step with no gradients accumulated"}
 	}
+	if err := s.deferredGrads(); err != nil {
+		return &RunError{Part: s.part(), MicroBatch: -1, Phase: "step", Err: err}
+	}
 	if len(s.params) > 0 {
 		for i := range s.acc {
 			if !s.accValid[i] {
@@ -594,6 +631,30 @@ func (s *cpuSession) Step(ctx context.Context) error {
 		s.accValid[i] = false
 	}
 	s.nacc = 0
+	s.defMB = s.defMB[:0]
+	return nil
+}
+
+// deferredGrads computes the gradient of every deferred weight, aᵀ·dy on
+// the micro-batches since the last Step stacked in index order, into its
+// accumulator.
+func (s *cpuSession) deferredGrads() error {
+	if len(s.defMB) == 0 {
+		return nil
+	}
+	mbs := append([]int{}, s.defMB...)
+	sort.Ints(mbs)
+	for j, d := range s.a.deferred {
+		as := make([]*tensor.Dense, len(mbs))
+		dys := make([]*tensor.Dense, len(mbs))
+		for k, mb := range mbs {
+			as[k], dys[k] = s.slots[mb].defA[j], s.slots[mb].defDY[j]
+		}
+		if err := gemmTN(s.acc[d.param], stackRows(as), stackRows(dys)); err != nil {
+			return err
+		}
+		s.accValid[d.param] = true
+	}
 	return nil
 }
 

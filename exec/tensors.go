@@ -1,6 +1,10 @@
 package exec
 
 import (
+	"fmt"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/gonum"
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
@@ -112,4 +116,47 @@ func setScalar(v gorgonia.Value, t *tensor.Dense) {
 	case *gorgonia.F64:
 		*v = gorgonia.F64(t.Float64s()[0])
 	}
+}
+
+// stackRows returns the matrices ts, all with the same columns, one under
+// the other (ts[0] itself when there is one).
+func stackRows(ts []*tensor.Dense) *tensor.Dense {
+	if len(ts) == 1 {
+		return ts[0]
+	}
+	rows, cols := 0, ts[0].Shape()[1]
+	for _, t := range ts {
+		rows += t.Shape()[0]
+	}
+	out := tensor.New(tensor.Of(ts[0].Dtype()), tensor.WithShape(rows, cols))
+	off := 0
+	for _, t := range ts {
+		n := t.Shape().TotalSize()
+		switch out.Dtype() {
+		case tensor.Float64:
+			copy(out.Float64s()[off:off+n], t.Float64s())
+		case tensor.Float32:
+			copy(out.Float32s()[off:off+n], t.Float32s())
+		}
+		off += n
+	}
+	return out
+}
+
+// gemmTN sets c = aᵀ·b for row-major a (r×k), b (r×n), c (k×n).
+func gemmTN(c, a, b *tensor.Dense) error {
+	r, k, n := a.Shape()[0], a.Shape()[1], b.Shape()[1]
+	if b.Shape()[0] != r || c.Shape().TotalSize() != k*n || a.Dtype() != c.Dtype() || b.Dtype() != c.Dtype() {
+		return fmt.Errorf("exec: gradient product of %v and %v into %v", a.Shape(), b.Shape(), c.Shape())
+	}
+	var impl gonum.Implementation
+	switch c.Dtype() {
+	case tensor.Float64:
+		impl.Dgemm(blas.Trans, blas.NoTrans, k, n, r, 1, a.Float64s(), k, b.Float64s(), n, 0, c.Float64s(), n)
+	case tensor.Float32:
+		impl.Sgemm(blas.Trans, blas.NoTrans, k, n, r, 1, a.Float32s(), k, b.Float32s(), n, 0, c.Float32s(), n)
+	default:
+		return fmt.Errorf("exec: gradient product in %v", c.Dtype())
+	}
+	return nil
 }
