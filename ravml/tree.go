@@ -116,17 +116,28 @@ func (t *tree) fit(ctx context.Context, X *tensor.Dense, y []float64, classes in
 	}
 	per := d * nb * c
 	groups := max(1, min(histogramBudget/per, n))
-	const codeID, wID, treeID, slotID, histID = 1, 2, 3, 4, 7
+	// Nodes of at most smallNode rows are not split by histograms: the
+	// shards return their rows (bin codes and weights) and the requester
+	// grows the whole subtree below them at once, with the same split rule.
+	limit := min(smallNode, n)
+	rowGroups := max(1, min(histogramBudget/(limit*(d+c)), n))
+	const codeID, wID, treeID, slotID, rowSlotID, histID, codesOutID, wOutID = 1, 2, 3, 4, 5, 8, 12, 13
 	spec := func(_ int, rows int) (*graph.Graph, []int64, error) {
 		b := newBuilder()
 		b.input("codes", rows, d)
 		b.input("weights", rows, c)
 		b.input("tree", capNodes, 3)
 		b.input("slots", capNodes)
+		b.input("row_slots", capNodes)
 		leaf := b.op(graph.KindTreeRoute, nil, graph.Shape{rows}, codeID, treeID)
 		grp := b.op(graph.KindTake, nil, graph.Shape{rows}, slotID, leaf)
 		b.op(graph.KindHistogram, attrs(graph.IntAttr("groups", groups), graph.IntAttr("bins", nb)), graph.Shape{groups, d, nb, c}, codeID, grp, wID)
-		return b.g, []int64{histID}, b.err
+		grp2 := b.op(graph.KindTake, nil, graph.Shape{rows}, rowSlotID, leaf)
+		lists := b.op(graph.KindGroupRows, attrs(graph.IntAttr("groups", rowGroups), graph.IntAttr("limit", limit)), graph.Shape{rowGroups, limit}, grp2)
+		flat := b.op(graph.KindReshape, attrs(graph.ShapeAttr("shape", rowGroups*limit)), graph.Shape{rowGroups * limit}, lists)
+		b.op(graph.KindGatherRows, nil, graph.Shape{rowGroups * limit, d}, codeID, flat)
+		b.op(graph.KindGatherRows, nil, graph.Shape{rowGroups * limit, c}, wID, flat)
+		return b.g, []int64{histID, codesOutID, wOutID}, b.err
 	}
 	resident := func(lo, hi int) map[int64]*tensor.Dense {
 		return map[int64]*tensor.Dense{
@@ -152,74 +163,171 @@ func (t *tree) fit(ctx context.Context, X *tensor.Dense, y []float64, classes in
 	}
 	treeBuf := make([]float64, capNodes*3)
 	slots := make([]float64, capNodes)
+	rowSlots := make([]float64, capNodes)
 	hist := make([]float64, groups*per)
-	feeds := map[int64]*tensor.Dense{treeID: dense(treeBuf, capNodes, 3), slotID: dense(slots, capNodes)}
+	feeds := map[int64]*tensor.Dense{treeID: dense(treeBuf, capNodes, 3), slotID: dense(slots, capNodes), rowSlotID: dense(rowSlots, capNodes)}
+	g := grower{t: t, d: d, nb: nb, c: c, classes: classes, edges: edges, lowest: lowest, capNodes: capNodes, nodes: nodes, h: make([]float64, per)}
 	for len(frontier) > 0 {
+		var big, small []int
+		for _, id := range frontier {
+			if g.nodes[id].Samples <= float64(limit) {
+				small = append(small, id)
+			} else {
+				big = append(big, id)
+			}
+		}
 		var next []int
-		for start := 0; start < len(frontier); start += groups {
-			batch := frontier[start:min(len(frontier), start+groups)]
-			for i := range nodes {
-				nd := &nodes[i]
+		for len(big) > 0 || len(small) > 0 {
+			hb := big[:min(len(big), groups)]
+			sb := small[:min(len(small), rowGroups)]
+			big, small = big[len(hb):], small[len(sb):]
+			for i := range g.nodes {
+				nd := &g.nodes[i]
 				treeBuf[i*3], treeBuf[i*3+1], treeBuf[i*3+2] = float64(nd.Feature), float64(nd.bin), float64(nd.Left)
 				if nd.Feature < 0 {
 					treeBuf[i*3] = -1
 				}
 			}
 			for i := range slots {
-				slots[i] = -1
+				slots[i], rowSlots[i] = -1, -1
 			}
-			for s, id := range batch {
+			for s, id := range hb {
 				slots[id] = float64(s)
+			}
+			for s, id := range sb {
+				rowSlots[id] = float64(s)
 			}
 			outs, err := j.forward(ctx, func(int) map[int64]*tensor.Dense { return feeds })
 			if err != nil {
 				return err
 			}
-			clear(hist)
-			for _, o := range outs {
-				addTo(hist, o[histID].Float64s())
+			if len(hb) > 0 {
+				clear(hist)
+				for _, o := range outs {
+					addTo(hist, o[histID].Float64s())
+				}
 			}
-			for s, id := range batch {
-				h := hist[s*per : (s+1)*per]
-				f, b, left, ok := t.bestSplit(&nodes[id], h, d, nb, c, classes)
+			for s, id := range hb {
+				l, ok, err := g.split(id, hist[s*per:(s+1)*per])
+				if err != nil {
+					return err
+				}
 				if !ok {
 					continue
 				}
-				right := make([]float64, c)
-				for k := range right {
-					right[k] = nodes[id].stats[k] - left[k]
-				}
-				// the smallest bin above b that holds rows of the node
-				b2 := b + 1
-				for ; b2 < len(edges[f]); b2++ {
-					if sumBin(h, f, b2, nb, c) > 0 {
-						break
+				for _, ch := range []int{l, l + 1} {
+					if t.splittable(&g.nodes[ch], classes) {
+						next = append(next, ch)
 					}
 				}
-				if len(nodes)+2 > capNodes {
-					return fmt.Errorf("ravml: %s: tree outgrew its %d nodes", t.name, capNodes)
-				}
-				nd := &nodes[id]
-				nd.Feature, nd.bin, nd.Left = f, b, len(nodes)
-				nd.Threshold = (edges[f][b] + lowest[f][b2]) / 2
-				if !(nd.Threshold < lowest[f][b2]) { // neighbouring floats
-					nd.Threshold = edges[f][b]
-				}
-				depth := nd.depth + 1
-				for _, st := range [][]float64{left, right} {
-					ch := TreeNode{Feature: -1, stats: st, depth: depth}
-					t.finish(&ch, classes)
-					nodes = append(nodes, ch)
-					if t.splittable(&nodes[len(nodes)-1], classes) {
-						next = append(next, len(nodes)-1)
+			}
+			for s, id := range sb {
+				var rc, rw [][]float64
+				for _, o := range outs {
+					oc, ow := o[codesOutID].Float64s(), o[wOutID].Float64s()
+					for r := s * limit; r < (s+1)*limit; r++ {
+						wr := ow[r*c : (r+1)*c]
+						if count(wr, classes) == 0 {
+							break // padding: the shard's rows of this node are done
+						}
+						rc, rw = append(rc, oc[r*d:(r+1)*d]), append(rw, wr)
 					}
+				}
+				if err := g.growLocal(id, rc, rw); err != nil {
+					return err
 				}
 			}
 		}
 		frontier = next
 	}
+	nodes = g.nodes
 	t.Nodes, t.Width, t.Classes = nodes, d, classes
 	return nil
+}
+
+// smallNode is the most rows a node may have for its subtree to be grown
+// on the requester from the node's rows.
+const smallNode = 200
+
+// grower holds what splitting a node needs.
+type grower struct {
+	t             *tree
+	d, nb, c      int
+	classes       int
+	edges, lowest [][]float64
+	capNodes      int
+	nodes         []TreeNode
+	h             []float64 // histogram scratch of growLocal
+}
+
+// split splits node id by the best split of its histogram h (features ×
+// bins × channels) and returns the index of its left child.
+func (g *grower) split(id int, h []float64) (int, bool, error) {
+	t, c := g.t, g.c
+	f, b, left, ok := t.bestSplit(&g.nodes[id], h, g.d, g.nb, c, g.classes)
+	if !ok {
+		return 0, false, nil
+	}
+	right := make([]float64, c)
+	for k := range right {
+		right[k] = g.nodes[id].stats[k] - left[k]
+	}
+	// the smallest bin above b that holds rows of the node
+	b2 := b + 1
+	for ; b2 < len(g.edges[f]); b2++ {
+		if sumBin(h, f, b2, g.nb, c) > 0 {
+			break
+		}
+	}
+	if len(g.nodes)+2 > g.capNodes {
+		return 0, false, fmt.Errorf("ravml: %s: tree outgrew its %d nodes", t.name, g.capNodes)
+	}
+	nd := &g.nodes[id]
+	nd.Feature, nd.bin, nd.Left = f, b, len(g.nodes)
+	nd.Threshold = (g.edges[f][b] + g.lowest[f][b2]) / 2
+	if !(nd.Threshold < g.lowest[f][b2]) { // neighbouring floats
+		nd.Threshold = g.edges[f][b]
+	}
+	depth := nd.depth + 1
+	for _, st := range [][]float64{left, right} {
+		ch := TreeNode{Feature: -1, stats: st, depth: depth}
+		t.finish(&ch, g.classes)
+		g.nodes = append(g.nodes, ch)
+	}
+	return len(g.nodes) - 2, true, nil
+}
+
+// growLocal grows the subtree below node id from the node's rows (bin
+// codes and weights), depth first.
+func (g *grower) growLocal(id int, codes, w [][]float64) error {
+	if !g.t.splittable(&g.nodes[id], g.classes) {
+		return nil
+	}
+	nb, c := g.nb, g.c
+	h := g.h
+	clear(h)
+	for i, row := range codes {
+		for f, bv := range row {
+			addTo(h[(f*nb+int(bv))*c:(f*nb+int(bv)+1)*c], w[i])
+		}
+	}
+	l, ok, err := g.split(id, h)
+	if err != nil || !ok {
+		return err
+	}
+	f, b := g.nodes[id].Feature, float64(g.nodes[id].bin)
+	var lc, lw, rc, rw [][]float64
+	for i, row := range codes {
+		if row[f] <= b {
+			lc, lw = append(lc, row), append(lw, w[i])
+		} else {
+			rc, rw = append(rc, row), append(rw, w[i])
+		}
+	}
+	if err := g.growLocal(l, lc, lw); err != nil {
+		return err
+	}
+	return g.growLocal(l+1, rc, rw)
 }
 
 // binsOf returns the bin edges of a column: its distinct values when
