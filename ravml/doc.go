@@ -11,9 +11,9 @@
 // all shards at once — distances and a local top-k, per-class sums,
 // per-cluster partial sums, XᵀX and Xᵀy, loss gradients, split histograms —
 // and the requester reduces the partial results and updates the model.
-// Op kinds that Gorgonia lacks (top-k, argmin, one-hot, tree routing,
-// histograms) are IR kinds of package graph, so remote providers run them
-// natively. The number of shards does not change the result: exactly for
+// Op kinds that Gorgonia lacks (top-k, argmin, one-hot, segment sums,
+// tree routing, histograms, row gathers) are IR kinds of package graph,
+// so remote providers run them natively. The number of shards does not change the result: exactly for
 // KNN, naive Bayes predictions, linear regression and trees, within a
 // small tolerance for the iterative algorithms.
 //

@@ -53,8 +53,11 @@ type TreeNode struct {
 // their rows through the tree so far (tree_route), keep those in the
 // batch (take) and return per node, feature, bin and channel sums
 // (histogram); the requester adds them and picks the best split per node.
-// Class counts are integers, so a classifier is the same whatever the
-// number of shards.
+// A node of at most 200 rows is not split that way: the shards return its
+// rows' codes and weights (group_rows, gather_rows) in the same pass, and
+// the requester grows its whole subtree with the same rule. Class counts
+// are integers, so a classifier is the same whatever the number of
+// shards.
 type tree struct {
 	cfg     config
 	name    string
