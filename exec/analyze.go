@@ -117,6 +117,16 @@ func analyze(spec *SessionSpec) *partAnalysis {
 	for i, id := range a.learn {
 		a.activeLearn[i] = to[id]
 	}
+	// Consumers, counted here: Graph.Consumers builds a cache, which two
+	// sessions opened at once on one spec must not race on.
+	consumers := make(map[int64][]int64)
+	for i := range nodes {
+		for j, in := range nodes[i].Inputs {
+			if !contains(nodes[i].Inputs[:j], in) {
+				consumers[in] = append(consumers[in], nodes[i].ID)
+			}
+		}
+	}
 	shared := make(map[int64]bool)
 	for _, id := range a.learnOuts {
 		shared[id] = true
@@ -125,7 +135,7 @@ func analyze(spec *SessionSpec) *partAnalysis {
 		if !a.activeLearn[i] || shared[id] {
 			continue
 		}
-		cs := g.Consumers(id)
+		cs := consumers[id]
 		if len(cs) != 1 {
 			continue
 		}
