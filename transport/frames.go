@@ -19,11 +19,11 @@ import (
 // A tensor travels as a header frame (a rookery.v1 Tensor with dtype,
 // shape and the first bytes of data) followed by continuation frames that
 // carry only data, each at most the chunk size, until all
-// product(shape)·size(dtype) bytes have arrived. A tensor that fits in one
-// chunk is one frame and goes through graph.EncodeTensor and
-// graph.DecodeTensor. A larger float tensor is sent straight from its
-// backing memory, and received straight into the backing memory of a
-// tensor allocated once its size has passed the limits.
+// product(shape)·size(dtype) bytes have arrived. A float tensor is sent
+// straight from its backing memory; other tensors go through
+// graph.EncodeTensor. A frame of 64 KiB and more is received straight
+// into the backing memory of a tensor allocated once its size has passed
+// the limits; smaller ones go through graph.DecodeTensor.
 
 var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
@@ -56,7 +56,7 @@ func rawBytes(t *tensor.Dense) (b []byte, ok bool) {
 func sendTensor(send func(*rookeryv1.TensorFrame) error, head *rookeryv1.TensorFrame, t *tensor.Dense, chunk int) (int64, error) {
 	var data []byte
 	var hdr *rookeryv1.Tensor
-	if b, ok := rawBytes(t); ok && len(b) > chunk {
+	if b, ok := rawBytes(t); ok {
 		dt, _ := graph.DTypeOf(t.Dtype())
 		shape := t.Shape()
 		hdr = &rookeryv1.Tensor{Dtype: rookeryv1.DType(dt), Shape: make([]int64, len(shape))}
