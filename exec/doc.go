@@ -23,7 +23,11 @@
 // micro-batch index and derives its backward pass with Backpropagate from
 // the gradients of its outputs (Grad-style, from the loss, on the part
 // that holds it). Forward and backward run as one tape-machine program
-// that pauses between the two halves, so nothing is computed twice.
+// that pauses between the two halves, so nothing is computed twice, and
+// only the gradients someone needs are compiled. The gradient of a weight
+// that a single matrix product uses is computed at Step, once for all
+// micro-batches stacked, as one-process training on the whole mini-batch
+// computes it.
 //
 // The schedule is a pure function of the graph of parts and the number of
 // micro-batches; the driver only reads it, so another schedule (1F1B) can
