@@ -155,7 +155,7 @@ func addrs(es []*rookeryv1.ProviderEntry) []string {
 // the loop ends (deregistered) or, if it dies without a word, after the
 // TTL.
 func TestAnnounce(t *testing.T) {
-	const ttl = 300 * time.Millisecond
+	const ttl = time.Second
 	_, seedAddr := startSeed(t, transport.WithTTL(ttl))
 	srv, c := startTCP(t, exec.NewCPU(), transport.WithName("p1"))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -178,10 +178,10 @@ func TestAnnounce(t *testing.T) {
 		}
 	}
 	waitFor("registration", func() bool { return len(find()) == 1 })
-	time.Sleep(3 * ttl) // several TTLs: the heartbeats keep it
+	time.Sleep(2 * ttl) // two TTLs: only the heartbeats keep it
 	got := find()
 	if len(got) != 1 || got[0].Address != c.Addr() || got[0].Capabilities.GetName() != "p1" {
-		t.Fatalf("after %v: %v", 3*ttl, addrs(got))
+		t.Fatalf("after %v: %v", 2*ttl, addrs(got))
 	}
 	cancel()
 	if err := <-done; err != nil {
