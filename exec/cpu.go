@@ -521,6 +521,13 @@ func (s *cpuSession) Backward(ctx context.Context, mb int, gradOutputs map[int64
 			return nil, err
 		}
 	}
+	if sl.gated && containsInt(s.defMB, mb) {
+		// This micro-batch index already holds deferred gradients of
+		// this step: fold them in before the run overwrites them.
+		if err := s.deferredGrads(); err != nil {
+			return nil, &RunError{Part: s.part(), MicroBatch: mb, Phase: "backward", Err: err}
+		}
+	}
 	if sl.gated {
 		for j, id := range s.a.seeded {
 			t := gradOutputs[id]
@@ -650,12 +657,26 @@ func (s *cpuSession) deferredGrads() error {
 		for k, mb := range mbs {
 			as[k], dys[k] = s.slots[mb].defA[j], s.slots[mb].defDY[j]
 		}
-		if err := gemmTN(s.acc[d.param], stackRows(as), stackRows(dys)); err != nil {
+		beta := 0.0
+		if s.accValid[d.param] {
+			beta = 1
+		}
+		if err := gemmTN(s.acc[d.param], stackRows(as), stackRows(dys), beta); err != nil {
 			return err
 		}
 		s.accValid[d.param] = true
 	}
+	s.defMB = s.defMB[:0]
 	return nil
+}
+
+func containsInt(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }
 
 // Put implements Session.

@@ -36,6 +36,7 @@ func Run(t *testing.T, newExecutor func(t *testing.T) exec.Executor) {
 		{"TrainMatchesGorgonia", testTrain},
 		{"MicroBatchesAverage", testMicroBatches},
 		{"ForwardOnlyAddsNothing", testForwardOnly},
+		{"SameMicroBatchTwice", testSameMicroBatchTwice},
 		{"PutGet", testPutGet},
 		{"ResidentInput", testResidentInput},
 		{"SolverState", testSolverState},
@@ -132,6 +133,12 @@ func randDense(rng *rand.Rand, scale float64, shape ...int) *tensor.Dense {
 // of the graph, for the whole mini-batch.
 func (n *net) reference(t *testing.T) (float64, []*tensor.Dense) {
 	t.Helper()
+	return n.referenceOn(t, n.xb, n.yb)
+}
+
+// referenceOn is reference on another mini-batch.
+func (n *net) referenceOn(t *testing.T, xb, yb *tensor.Dense) (float64, []*tensor.Dense) {
+	t.Helper()
 	g2 := gorgonia.NewGraph()
 	nodes, err := n.ir.Lower(g2)
 	if err != nil {
@@ -148,10 +155,10 @@ func (n *net) reference(t *testing.T) (float64, []*tensor.Dense) {
 	}
 	var lv gorgonia.Value
 	gorgonia.Read(loss, &lv)
-	if err := gorgonia.Let(nodes[int64(n.x.ID())], n.xb); err != nil {
+	if err := gorgonia.Let(nodes[int64(n.x.ID())], xb); err != nil {
 		t.Fatal(err)
 	}
-	if err := gorgonia.Let(nodes[int64(n.y.ID())], n.yb); err != nil {
+	if err := gorgonia.Let(nodes[int64(n.y.ID())], yb); err != nil {
 		t.Fatal(err)
 	}
 	vm := gorgonia.NewTapeMachine(g2)
@@ -315,6 +322,36 @@ func testForwardOnly(t *testing.T, e exec.Executor) {
 		}
 	}
 	requireSGD(t, n.params(t, ss), n.initial, wantGrads, lr)
+}
+
+// testSameMicroBatchTwice runs micro-batch index 0 forward and backward
+// twice, on two different batches, before one Step: both gradients count,
+// and the update uses their mean.
+func testSameMicroBatchTwice(t *testing.T, e exec.Executor) {
+	n := newNet(t)
+	x2 := n.xb.Clone().(*tensor.Dense)
+	for i := range x2.Float64s() {
+		x2.Float64s()[i] = 0.5*x2.Float64s()[i] + 0.1
+	}
+	_, g1 := n.reference(t)
+	_, g2 := n.referenceOn(t, x2, n.yb)
+	want := make([]*tensor.Dense, len(g1))
+	for i := range g1 {
+		want[i] = g1[i].Clone().(*tensor.Dense)
+		for j := range want[i].Float64s() {
+			want[i].Float64s()[j] = (g1[i].Float64s()[j] + g2[i].Float64s()[j]) / 2
+		}
+	}
+	const lr = 0.1
+	ss := n.open(t, e, exec.SGD(lr, 0))
+	n.step(t, ss, 0, n.xb, n.yb)
+	n.step(t, ss, 0, x2, n.yb)
+	for _, s := range ss {
+		if err := s.Step(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requireSGD(t, n.params(t, ss), n.initial, want, lr)
 }
 
 // testMicroBatches sends the same mini-batch as two identical
