@@ -154,6 +154,17 @@ func gorgoniaOrder(g *gorgonia.ExprGraph, all gorgonia.Nodes) ([]*gorgonia.Node,
 	return order, children, nil
 }
 
+// dtypeOf is n.Dtype() for nodes that have one: Gorgonia panics on nodes
+// without an element type, such as those Read and Let add.
+func dtypeOf(n *gorgonia.Node) (dt tensor.Dtype, ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	return n.Dtype(), true
+}
+
 type reader struct {
 	children map[int64][]*gorgonia.Node
 	byID     map[int64]*gorgonia.Node
@@ -170,7 +181,11 @@ func irShape(s tensor.Shape) Shape {
 // translation absorbed.
 func (r *reader) read(n *gorgonia.Node, learnable, values bool) (Node, []int64, error) {
 	id := n.ID()
-	dt, err := DTypeOf(n.Dtype())
+	gdt, ok := dtypeOf(n)
+	if !ok {
+		return Node{}, nil, &UnsupportedOpError{Node: id, GoType: reflect.TypeOf(n.Op()).String(), Detail: "node has no element type"}
+	}
+	dt, err := DTypeOf(gdt)
 	if err != nil {
 		return Node{}, nil, &NodeError{ID: id, Err: err}
 	}

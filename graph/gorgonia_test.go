@@ -358,6 +358,16 @@ func TestFromGorgoniaErrors(t *testing.T) {
 		require.Equal(t, up.ID(), ue.Node)
 		require.Contains(t, ue.GoType, "upsample")
 	})
+	t.Run("read node", func(t *testing.T) {
+		g := gorgonia.NewGraph()
+		x := gorgonia.NewVector(g, tensor.Float64, gorgonia.WithShape(2), gorgonia.WithName("x"))
+		var v gorgonia.Value
+		r := gorgonia.Read(gorgonia.Must(gorgonia.Square(x)), &v)
+		_, err := FromGorgonia(g)
+		var ue *UnsupportedOpError
+		require.True(t, errors.As(err, &ue), "got %v", err)
+		require.Equal(t, r.ID(), ue.Node)
+	})
 	t.Run("learnable not an input", func(t *testing.T) {
 		g := gorgonia.NewGraph()
 		x := gorgonia.NewVector(g, tensor.Float64, gorgonia.WithShape(2), gorgonia.WithName("x"))
@@ -378,4 +388,19 @@ func TestFromGorgoniaErrors(t *testing.T) {
 		require.ErrorIs(t, err, ErrInvalid)
 		_ = o
 	})
+}
+
+func TestConcurrentReaders(t *testing.T) {
+	m := mlp(tensor.Float64, 2)
+	ir, err := FromGorgonia(m.g)
+	require.NoError(t, err)
+	last := ir.Nodes()[ir.Len()-1].ID
+	done := make(chan []int64)
+	for i := 0; i < 4; i++ {
+		go func() { done <- append(ir.Outputs(), ir.Consumers(ir.Nodes()[0].ID)...) }()
+	}
+	for i := 0; i < 4; i++ {
+		got := <-done
+		require.Equal(t, last, got[0], "outputs")
+	}
 }

@@ -3,6 +3,7 @@ package graph
 import (
 	"fmt"
 	"sort"
+	"sync"
 
 	"gorgonia.org/tensor"
 )
@@ -161,14 +162,16 @@ func (n *Node) IsOp() bool { return n.Role == RoleOp }
 
 // Graph is a portable computation graph: nodes in topological order, each
 // naming its inputs by id. The zero value is not usable; call New.
+// Several goroutines may read a Graph at once; Add must not run beside them.
 type Graph struct {
 	nodes     []Node
 	index     map[int64]int
-	consumers [][]int32 // by position; built lazily
+	consumers [][]int32 // by position; built lazily, under consMu
+	consMu    *sync.Mutex
 }
 
 // New returns an empty graph.
-func New() *Graph { return &Graph{index: make(map[int64]int)} }
+func New() *Graph { return &Graph{index: make(map[int64]int), consMu: new(sync.Mutex)} }
 
 // Len is the number of nodes.
 func (g *Graph) Len() int { return len(g.nodes) }
@@ -212,7 +215,7 @@ func (g *Graph) Add(n Node) error {
 	}
 	g.index[n.ID] = len(g.nodes)
 	g.nodes = append(g.nodes, n)
-	g.consumers = nil
+	g.consumers = nil // Add is not safe beside readers; reads are
 	return nil
 }
 
@@ -246,6 +249,11 @@ func (g *Graph) ConsumerPositions(p int) []int32 {
 }
 
 func (g *Graph) buildConsumers() {
+	if g.consMu == nil { // a graph not made by New
+		g.consMu = new(sync.Mutex)
+	}
+	g.consMu.Lock()
+	defer g.consMu.Unlock()
 	if g.consumers != nil {
 		return
 	}
