@@ -23,8 +23,7 @@ const SeedTimeout = 30 * time.Second
 //
 // The seed node and the providers are contacted when NewTrainer applies
 // the option, within SeedTimeout. If that fails, NewTrainer returns the
-// error (unless WithParts asks for another number of parts than n, when it
-// reports that mismatch instead) (matching transport.ErrNotEnough when the seed knows fewer than n
+// error (matching transport.ErrNotEnough when the seed knows fewer than n
 // matching providers, transport.ErrUnavailable when something cannot be
 // reached). Each provider's connection is closed when the trainer closes
 // the session it opened there.
@@ -38,9 +37,7 @@ func WithSeedNeed(addr string, need transport.Need, opts ...transport.DialOption
 	return func(c *config) {
 		execs, caps, err := leaseFromSeed(addr, need, opts)
 		if err != nil {
-			// One part always partitions, so NewTrainer gets as far as
-			// opening it and returns err from there.
-			c.executors = []exec.Executor{failedExecutor{err}}
+			c.err = err
 			return
 		}
 		c.executors = execs
@@ -77,14 +74,6 @@ func leaseFromSeed(addr string, need transport.Need, opts []transport.DialOption
 		}
 	}
 	return execs, caps, nil
-}
-
-// failedExecutor stands in for providers that could not be leased: its
-// Open returns why, so NewTrainer does.
-type failedExecutor struct{ err error }
-
-func (f failedExecutor) Open(context.Context, exec.SessionSpec) (exec.Session, error) {
-	return nil, f.err
 }
 
 // leased is a provider connection that the trainer owns: it is closed

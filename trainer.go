@@ -30,6 +30,7 @@ type config struct {
 	evalMode   bool
 	splitOpts  []partition.Option
 	haveSolver bool
+	err        error // an option that failed (for instance leasing from a seed node)
 }
 
 // WithExecutors trains on these executors, one part each. Without it the
@@ -85,6 +86,9 @@ func NewTrainer(g *gorgonia.ExprGraph, loss *gorgonia.Node, learnables, inputs g
 	cfg := config{micro: 1}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if cfg.err != nil {
+		return nil, cfg.err
 	}
 	if !cfg.haveSolver {
 		cfg.solver = exec.SGD(0.01, 0.9)

@@ -29,7 +29,11 @@ type Epoch struct {
 	Epoch   int     // from 1
 	Steps   int     // mini-batches trained
 	Seconds float64 // time spent training (not evaluating)
-	Loss    float64 // mean training loss over the epoch's steps
+	// CPUSeconds is the CPU time this process used meanwhile, on all its
+	// threads (0 where not measured). With in-process executors it is the
+	// training's own work, unlike Seconds on a busy machine.
+	CPUSeconds float64
+	Loss       float64 // mean training loss over the epoch's steps
 	// Validation loss and accuracy (accuracy is NaN for MSE); HasVal is
 	// false without Validation.
 	HasVal      bool
@@ -132,7 +136,7 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 	for e := 1; e <= cfg.epochs; e++ {
 		rng.Shuffle(n, func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
 		pr.startEpoch(e, cfg.epochs, steps)
-		start := time.Now()
+		start, cpu0 := time.Now(), cpuSeconds()
 		var sum float64
 		for s := 0; s < steps; s++ {
 			if err := ctx.Err(); err != nil {
@@ -153,7 +157,7 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 			hist.StepLoss = append(hist.StepLoss, l)
 			pr.step(s+1, sum/float64(s+1))
 		}
-		ep := Epoch{Epoch: e, Steps: steps, Seconds: time.Since(start).Seconds(), Loss: sum / float64(steps)}
+		ep := Epoch{Epoch: e, Steps: steps, Seconds: time.Since(start).Seconds(), CPUSeconds: cpuSeconds() - cpu0, Loss: sum / float64(steps)}
 		if err := m.pull(ctx, tr, ng); err != nil {
 			pr.abort()
 			return hist, err
