@@ -129,4 +129,8 @@ func TestWithSeed(t *testing.T) {
 		rookery.WithPartitionOptions(partition.WithMaxImbalance(1))); !errors.Is(err, transport.ErrNotEnough) {
 		t.Errorf("asking for 3 of 2 providers: got %v, want ErrNotEnough", err)
 	}
+	// The lease error wins over a part count that would not match anyway.
+	if _, err := rookery.NewTrainer(g, loss, learn, inputs, rookery.WithSeed(addr, 3), rookery.WithParts(4)); !errors.Is(err, transport.ErrNotEnough) {
+		t.Errorf("asking for 3 of 2 providers with 4 parts: got %v, want ErrNotEnough", err)
+	}
 }
