@@ -68,19 +68,20 @@ func (m *KMeans) Fit(ctx context.Context, X *tensor.Dense, _ []float64) error {
 	// (rows·R, k), 5 argmin, 6 as (rows, R), 7 per-cluster sums (R·k, e),
 	// 8 smallest distance, 9 as (rows, R), 10 its sum per restart (R).
 	R := nInit
+	P := min(R, lloydSlots) // restarts served per Lloyd run
 	const xID, cID, sumID, inID = 1, 2, 7, 10
 	lloyd := func(_ int, rows int) (*graph.Graph, []int64, error) {
 		b := newBuilder()
 		b.input("x", rows, e)
-		b.input("centres", R*k, e)
-		dist := b.op(graph.KindMatMul, attrs(graph.BoolAttr("trans_b", true)), graph.Shape{rows, R * k}, xID, cID)
-		d2 := b.op(graph.KindReshape, attrs(graph.ShapeAttr("shape", rows*R, k)), graph.Shape{rows * R, k}, dist)
-		a := b.op(graph.KindArgMin, nil, graph.Shape{rows * R}, d2)
-		a2 := b.op(graph.KindReshape, attrs(graph.ShapeAttr("shape", rows, R)), graph.Shape{rows, R}, a)
-		b.op(graph.KindSegmentSum, attrs(graph.IntAttr("groups", k)), graph.Shape{R * k, e}, xID, a2)
-		mn := b.op(graph.KindTopK, attrs(graph.IntAttr("k", 1)), graph.Shape{rows * R, 1}, d2)
-		mn2 := b.op(graph.KindReshape, attrs(graph.ShapeAttr("shape", rows, R)), graph.Shape{rows, R}, mn)
-		b.op(graph.KindSum, attrs(graph.AxesAttr("axes", 0)), graph.Shape{R}, mn2)
+		b.input("centres", P*k, e)
+		dist := b.op(graph.KindMatMul, attrs(graph.BoolAttr("trans_b", true)), graph.Shape{rows, P * k}, xID, cID)
+		d2 := b.op(graph.KindReshape, attrs(graph.ShapeAttr("shape", rows*P, k)), graph.Shape{rows * P, k}, dist)
+		a := b.op(graph.KindArgMin, nil, graph.Shape{rows * P}, d2)
+		a2 := b.op(graph.KindReshape, attrs(graph.ShapeAttr("shape", rows, P)), graph.Shape{rows, P}, a)
+		b.op(graph.KindSegmentSum, attrs(graph.IntAttr("groups", k)), graph.Shape{P * k, e}, xID, a2)
+		mn := b.op(graph.KindTopK, attrs(graph.IntAttr("k", 1)), graph.Shape{rows * P, 1}, d2)
+		mn2 := b.op(graph.KindReshape, attrs(graph.ShapeAttr("shape", rows, P)), graph.Shape{rows, P}, mn)
+		b.op(graph.KindSum, attrs(graph.AxesAttr("axes", 0)), graph.Shape{P}, mn2)
 		return b.g, []int64{sumID, inID}, b.err
 	}
 	// candidates graph: 1 x, 2 candidates (R·trials, e), 3 distances
@@ -121,7 +122,7 @@ func (m *KMeans) Fit(ctx context.Context, X *tensor.Dense, _ []float64) error {
 	if err != nil {
 		return err
 	}
-	inertia, iters, err := m.lloyd(ctx, lj, x, centres, R, sumXX, maxIter, tol)
+	inertia, iters, err := m.lloyd(ctx, lj, x, centres, R, P, sumXX, maxIter, tol)
 	if err != nil {
 		return err
 	}
@@ -259,14 +260,21 @@ func (m *KMeans) plusPlus(ctx context.Context, j *job, x matrix, xx []float64, R
 	return centres, nil
 }
 
-// lloyd refines the centres of R restarts in place and returns each
-// restart's inertia for its final centres and its iterations.
-func (m *KMeans) lloyd(ctx context.Context, j *job, x matrix, centres []float64, R int, sumXX float64, maxIter int, tol float64) ([]float64, []int, error) {
+// lloydSlots bounds how many restarts one Lloyd graph run serves; a
+// restart that converges hands its slot to the next one.
+const lloydSlots = 4
+
+// lloyd refines the centres of R restarts in place, P at a time, and
+// returns each restart's inertia for its final centres and its
+// iterations.
+func (m *KMeans) lloyd(ctx context.Context, j *job, x matrix, centres []float64, R, P int, sumXX float64, maxIter int, tol float64) ([]float64, []int, error) {
 	k, d := m.K, x.cols
 	e := d + 1
-	packed := make([]float64, R*k*e)
-	feed := map[int64]*tensor.Dense{2: dense(packed, R*k, e)}
-	sums := make([]float64, R*k*e)
+	kd := k * d
+	packed := make([]float64, P*k*e)
+	feed := map[int64]*tensor.Dense{2: dense(packed, P*k, e)}
+	sums := make([]float64, P*k*e)
+	in := make([]float64, P)
 	inertia := make([]float64, R)
 	iters := make([]int, R)
 	const (
@@ -275,37 +283,53 @@ func (m *KMeans) lloyd(ctx context.Context, j *job, x matrix, centres []float64,
 		frozen
 	)
 	state := make([]int, R)
-	for it := 1; ; it++ {
-		packCentres(packed, centres, d)
+	slot := make([]int, P) // restart in each slot, −1 when idle
+	nextRestart := 0
+	for p := range slot {
+		slot[p] = nextRestart
+		nextRestart++
+	}
+	for {
+		for p, r := range slot {
+			if r >= 0 {
+				packCentres(packed[p*k*e:(p+1)*k*e], centres[r*kd:(r+1)*kd], d)
+			}
+		}
 		outs, err := j.forward(ctx, func(int) map[int64]*tensor.Dense { return feed })
 		if err != nil {
 			return nil, nil, err
 		}
 		clear(sums)
-		in := make([]float64, R)
+		clear(in)
 		for _, o := range outs {
 			addTo(sums, o[7].Float64s())
 			addTo(in, o[10].Float64s())
 		}
 		active := false
-		for r := 0; r < R; r++ {
-			if state[r] == frozen {
+		for p, r := range slot {
+			if r < 0 {
 				continue
 			}
-			inertia[r] = max(0, in[r]+sumXX)
-			if state[r] == converged || it > maxIter {
+			inertia[r] = max(0, in[p]+sumXX)
+			if state[r] == converged || iters[r] >= maxIter {
 				state[r] = frozen // the inertia belongs to its final centres
+				slot[p] = -1
+				if nextRestart < R {
+					slot[p] = nextRestart
+					nextRestart++
+					active = true
+				}
 				continue
 			}
-			iters[r] = it
+			iters[r]++
 			shift := 0.0
 			for c := 0; c < k; c++ {
-				row := sums[(r*k+c)*e : (r*k+c+1)*e]
+				row := sums[(p*k+c)*e : (p*k+c+1)*e]
 				cnt := row[d]
 				if cnt == 0 {
 					continue // an empty cluster keeps its centre
 				}
-				cc := centres[(r*k+c)*d : (r*k+c+1)*d]
+				cc := centres[r*kd+c*d : r*kd+(c+1)*d]
 				for f := range cc {
 					v := row[f] / cnt
 					dv := v - cc[f]
