@@ -22,9 +22,42 @@ const (
 	SolverAdam
 	// SolverRMSProp is RMSProp: c ← ρ·c + (1−ρ)·g²; p ← p − η·g/(√c + ε).
 	SolverRMSProp
+	// SolverNesterov is SGD with Nesterov momentum (as PyTorch's
+	// nesterov=True): v ← μ·v + g; p ← p − η·(g + μ·v).
+	SolverNesterov
+	// SolverAdamW is Adam with decoupled weight decay (Loshchilov and
+	// Hutter): p ← p − η·λ·p, then the Adam update with g. WeightDecay is
+	// λ here, and is not added to the gradient.
+	SolverAdamW
 )
 
-var solverNames = [...]string{"invalid", "sgd", "adam", "rmsprop"}
+var solverNames = [...]string{"invalid", "sgd", "adam", "rmsprop", "nesterov", "adamw"}
+
+// ScheduleKind names a learning-rate schedule.
+type ScheduleKind uint8
+
+// The learning-rate schedules. Update t (counted from 1 by the solver, so
+// the schedule follows Steps) uses LearnRate × a multiplier.
+const (
+	// ScheduleConstant keeps LearnRate.
+	ScheduleConstant ScheduleKind = iota
+	// ScheduleStep multiplies the rate by StepGamma every StepEvery
+	// updates: η·γ^⌊(t−1)/StepEvery⌋.
+	ScheduleStep
+	// ScheduleCosine anneals from LearnRate to MinLearnRate over
+	// CosineSteps updates and then stays there:
+	// η_min + (η − η_min)·(1 + cos(π·min(t−1, T)/T))/2.
+	ScheduleCosine
+)
+
+var scheduleNames = [...]string{"constant", "step", "cosine"}
+
+func (k ScheduleKind) String() string {
+	if int(k) < len(scheduleNames) {
+		return scheduleNames[k]
+	}
+	return fmt.Sprintf("schedule(%d)", uint8(k))
+}
 
 func (k SolverKind) String() string {
 	if int(k) < len(solverNames) {
@@ -34,8 +67,9 @@ func (k SolverKind) String() string {
 }
 
 // SolverConfig is an optimiser and its hyper-parameters. It is plain data
-// so that it can travel to a remote executor. Build one with SGD, Adam or
-// RMSProp and adjust fields as needed.
+// so that it can travel to a remote executor. Build one with SGD,
+// Nesterov, Adam, AdamW or RMSProp and adjust fields as needed; the zero
+// values of the schedule and clipping fields leave them off.
 type SolverConfig struct {
 	Kind        SolverKind
 	LearnRate   float64 // η
@@ -44,7 +78,48 @@ type SolverConfig struct {
 	Beta2       float64 // β2, Adam
 	Rho         float64 // ρ, RMSProp
 	Eps         float64 // ε, Adam and RMSProp
-	WeightDecay float64 // L2 penalty λ: g ← g + λ·p before the update (0: none)
+	WeightDecay float64 // L2 penalty λ: g ← g + λ·p before the update (0: none); AdamW: decoupled decay
+
+	// Learning-rate schedule (zero values: the constant LearnRate).
+	Schedule     ScheduleKind
+	StepEvery    int     // ScheduleStep: updates between decays
+	StepGamma    float64 // ScheduleStep: factor per decay, in (0, 1]
+	CosineSteps  int     // ScheduleCosine: updates to reach MinLearnRate
+	MinLearnRate float64 // ScheduleCosine: final rate, in [0, LearnRate]
+
+	// Gradient clipping (zero values: none), applied to the mean gradient
+	// before weight decay. ClipNorm rescales each parameter's gradient so
+	// that its L2 norm is at most ClipNorm (per parameter tensor, as
+	// Keras' clipnorm: a part sees only its own parameters, so a global
+	// norm would need a reduction across parts). ClipValue clamps every
+	// element to [−ClipValue, ClipValue].
+	ClipNorm  float64
+	ClipValue float64
+}
+
+// Nesterov returns SGD with Nesterov momentum.
+func Nesterov(learnRate, momentum float64) SolverConfig {
+	return SolverConfig{Kind: SolverNesterov, LearnRate: learnRate, Momentum: momentum}
+}
+
+// AdamW returns Adam with decoupled weight decay λ, β1 = 0.9, β2 = 0.999,
+// ε = 1e-8.
+func AdamW(learnRate, weightDecay float64) SolverConfig {
+	c := Adam(learnRate)
+	c.Kind, c.WeightDecay = SolverAdamW, weightDecay
+	return c
+}
+
+// RateAt returns the learning rate of update t (counted from 1).
+func (c SolverConfig) RateAt(t int) float64 {
+	switch c.Schedule {
+	case ScheduleStep:
+		return c.LearnRate * math.Pow(c.StepGamma, float64((t-1)/c.StepEvery))
+	case ScheduleCosine:
+		p := math.Min(float64(t-1), float64(c.CosineSteps)) / float64(c.CosineSteps)
+		return c.MinLearnRate + (c.LearnRate-c.MinLearnRate)*(1+math.Cos(math.Pi*p))/2
+	}
+	return c.LearnRate
 }
 
 // SGD returns stochastic gradient descent with momentum.
@@ -73,13 +148,29 @@ func (c SolverConfig) Validate() error {
 	if c.WeightDecay < 0 {
 		return bad("weight decay %v must not be negative", c.WeightDecay)
 	}
+	if !(c.ClipNorm >= 0) || math.IsInf(c.ClipNorm, 0) || !(c.ClipValue >= 0) || math.IsInf(c.ClipValue, 0) {
+		return bad("clip norm %v and clip value %v must be finite and not negative", c.ClipNorm, c.ClipValue)
+	}
+	switch c.Schedule {
+	case ScheduleConstant:
+	case ScheduleStep:
+		if c.StepEvery < 1 || !(c.StepGamma > 0 && c.StepGamma <= 1) {
+			return bad("step schedule every %d updates by %v: want at least 1 update and a factor in (0, 1]", c.StepEvery, c.StepGamma)
+		}
+	case ScheduleCosine:
+		if c.CosineSteps < 1 || !(c.MinLearnRate >= 0 && c.MinLearnRate <= c.LearnRate) {
+			return bad("cosine schedule over %d updates down to %v: want at least 1 update and a final rate in [0, %v]", c.CosineSteps, c.MinLearnRate, c.LearnRate)
+		}
+	default:
+		return bad("unknown schedule %v", c.Schedule)
+	}
 	in01 := func(v float64) bool { return v >= 0 && v < 1 }
 	switch c.Kind {
-	case SolverSGD:
+	case SolverSGD, SolverNesterov:
 		if !in01(c.Momentum) {
 			return bad("momentum %v must be in [0, 1)", c.Momentum)
 		}
-	case SolverAdam:
+	case SolverAdam, SolverAdamW:
 		if !in01(c.Beta1) || !in01(c.Beta2) {
 			return bad("betas %v, %v must be in [0, 1)", c.Beta1, c.Beta2)
 		}
@@ -102,12 +193,12 @@ func (c SolverConfig) Validate() error {
 // slots names the per-parameter state a solver kind keeps.
 func (c SolverConfig) slots() []string {
 	switch c.Kind {
-	case SolverSGD:
+	case SolverSGD, SolverNesterov:
 		if c.Momentum == 0 {
 			return nil
 		}
 		return []string{"velocity"}
-	case SolverAdam:
+	case SolverAdam, SolverAdamW:
 		return []string{"m", "v"}
 	case SolverRMSProp:
 		return []string{"cache"}
@@ -222,18 +313,37 @@ func (s *Solver) Update(params, grads []*tensor.Dense, scale float64) error {
 }
 
 func update[T float32 | float64](c SolverConfig, t int, p, g []T, st [][]T, scale float64) {
+	if c.ClipNorm > 0 {
+		var ss float64
+		for _, v := range g[:len(p)] {
+			ss += float64(v) * float64(v)
+		}
+		if n := math.Sqrt(ss) * math.Abs(scale); n > c.ClipNorm {
+			scale *= c.ClipNorm / n
+		}
+	}
 	sc := T(scale)
 	wd := T(c.WeightDecay)
+	if c.Kind == SolverAdamW {
+		wd = 0 // decoupled: applied to the parameter below
+	}
 	lr := T(c.LearnRate)
+	if c.Schedule != ScheduleConstant {
+		lr = T(c.RateAt(t))
+	}
+	clip := T(c.ClipValue)
 	grad := func(i int) T {
 		gi := g[i] * sc
+		if clip > 0 {
+			gi = max(-clip, min(clip, gi))
+		}
 		if wd != 0 {
 			gi += wd * p[i]
 		}
 		return gi
 	}
 	switch c.Kind {
-	case SolverSGD:
+	case SolverSGD, SolverNesterov:
 		if c.Momentum == 0 {
 			for i := range p {
 				p[i] -= lr * grad(i)
@@ -242,15 +352,29 @@ func update[T float32 | float64](c SolverConfig, t int, p, g []T, st [][]T, scal
 		}
 		mu := T(c.Momentum)
 		v := st[0][:len(p)]
+		if c.Kind == SolverNesterov {
+			for i := range p {
+				gi := grad(i)
+				v[i] = mu*v[i] + gi
+				p[i] -= lr * (gi + mu*v[i])
+			}
+			return
+		}
 		for i := range p {
 			v[i] = mu*v[i] + grad(i)
 			p[i] -= lr * v[i]
 		}
-	case SolverAdam:
+	case SolverAdam, SolverAdamW:
 		b1, b2, eps := T(c.Beta1), T(c.Beta2), T(c.Eps)
 		c1 := T(1 - math.Pow(c.Beta1, float64(t)))
 		c2 := T(1 - math.Pow(c.Beta2, float64(t)))
 		m, v := st[0][:len(p)], st[1][:len(p)]
+		if c.Kind == SolverAdamW && c.WeightDecay != 0 {
+			decay := 1 - lr*T(c.WeightDecay)
+			for i := range p {
+				p[i] *= decay
+			}
+		}
 		for i := range p {
 			gi := grad(i)
 			m[i] = b1*m[i] + (1-b1)*gi
