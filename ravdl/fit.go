@@ -2,7 +2,6 @@ package ravdl
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand"
@@ -12,6 +11,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery"
+	"github.com/rookery-ml/rookery/graph"
 	"github.com/rookery-ml/rookery/partition"
 )
 
@@ -99,16 +99,20 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 	if cfg.parts > 0 {
 		topts = append(topts, rookery.WithParts(cfg.parts))
 	}
+	k := cfg.parts
+	if k == 0 {
+		k = len(cfg.executors)
+	}
+	if eps, err := imbalanceFor(ng, k); err != nil {
+		return nil, err
+	} else if eps > partition.DefaultMaxImbalance {
+		// A layer outweighs a part's share: let parts be as unequal as
+		// that layer forces, rather than fail. Options the caller passes
+		// with TrainerOptions come after, and win.
+		topts = append(topts, rookery.WithPartitionOptions(partition.WithMaxImbalance(eps)))
+	}
 	topts = append(topts, cfg.trainer...)
 	tr, err := rookery.NewTrainer(ng.g, ng.loss, ng.learn, gorgonia.Nodes{ng.x, ng.y}, topts...)
-	var inf *partition.InfeasibleError
-	if errors.As(err, &inf) && inf.Reason == partition.ReasonHeavyNode && len(cfg.trainer) == 0 {
-		// A layer outweighs a part's share: let parts be as unequal as
-		// that layer forces, rather than fail.
-		eps := inf.Cost / inf.Limit * (1 + partition.DefaultMaxImbalance) * 1.01
-		topts = append(topts, rookery.WithPartitionOptions(partition.WithMaxImbalance(eps-1)))
-		tr, err = rookery.NewTrainer(ng.g, ng.loss, ng.learn, gorgonia.Nodes{ng.x, ng.y}, topts...)
-	}
 	if err != nil {
 		return nil, err
 	}
@@ -182,6 +186,27 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 		}
 	}
 	return hist, nil
+}
+
+// imbalanceFor returns the imbalance bound that k equal parts of the
+// graph need so that its heaviest node fits in one part.
+func imbalanceFor(ng *netGraph, k int) (float64, error) {
+	if k < 2 {
+		return 0, nil
+	}
+	ir, err := graph.FromGorgonia(ng.g, graph.Learnables(ng.learn...))
+	if err != nil {
+		return 0, err
+	}
+	var heaviest int64
+	for _, n := range ir.Nodes() {
+		heaviest = max(heaviest, ir.Cost(n.ID).FLOPs)
+	}
+	total := ir.TotalCost().FLOPs
+	if total <= 0 {
+		return 0, nil
+	}
+	return float64(heaviest)/(float64(total)/float64(k))*1.01 - 1, nil
 }
 
 // pull copies the trained parameters into the model.
