@@ -98,7 +98,7 @@ func run(ctx context.Context, providers, seedAddr string, parts, epochs, batch i
 		opts = append(opts, ravdl.On(execs...))
 		where = fmt.Sprintf("%d remote providers", len(execs))
 	case seedAddr != "":
-		opts = append(opts, ravdl.TrainerOptions(rookery.WithSeed(seedAddr, parts)))
+		opts = append(opts, ravdl.Parts(parts), ravdl.TrainerOptions(rookery.WithSeed(seedAddr, parts)))
 		where = fmt.Sprintf("%d providers from seed %s", parts, seedAddr)
 	default:
 		opts = append(opts, ravdl.Parts(parts))
