@@ -8,8 +8,13 @@ import (
 // schedule and its gradient clipping. It is applied on the executors,
 // each to the parameters of its own part (see exec.SolverConfig), so
 // training across parts updates exactly as in one process. Schedules
-// count steps (mini-batches), across epochs and Fit calls of one model
-// only while the same trainer runs: each Fit starts the count at 1.
+// count steps (mini-batches) across the epochs of one Fit; each Fit
+// starts the count at 1.
+//
+// Remote providers of this version apply Nesterov and AdamW, but not
+// schedules or clipping: the rookery.v1 wire format does not carry those
+// fields yet, so a provider reached through package transport trains
+// with the constant rate and unclipped gradients.
 type Optimizer struct {
 	cfg exec.SolverConfig
 }
