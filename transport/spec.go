@@ -17,6 +17,14 @@ func solverToWire(c exec.SolverConfig) *rookeryv1.Solver {
 		Rho:         c.Rho,
 		Eps:         c.Eps,
 		WeightDecay: c.WeightDecay,
+
+		Schedule:     rookeryv1.Solver_Schedule(c.Schedule),
+		StepEvery:    int64(c.StepEvery),
+		StepGamma:    c.StepGamma,
+		CosineSteps:  int64(c.CosineSteps),
+		MinLearnRate: c.MinLearnRate,
+		ClipNorm:     c.ClipNorm,
+		ClipValue:    c.ClipValue,
 	}
 }
 
@@ -33,7 +41,28 @@ func solverFromWire(s *rookeryv1.Solver) exec.SolverConfig {
 		Rho:         s.Rho,
 		Eps:         s.Eps,
 		WeightDecay: s.WeightDecay,
+
+		Schedule:     exec.ScheduleKind(s.Schedule),
+		StepEvery:    int(clampInt(s.StepEvery)),
+		StepGamma:    s.StepGamma,
+		CosineSteps:  int(clampInt(s.CosineSteps)),
+		MinLearnRate: s.MinLearnRate,
+		ClipNorm:     s.ClipNorm,
+		ClipValue:    s.ClipValue,
 	}
+}
+
+// clampInt keeps a wire count within int32, so that no platform's int
+// overflows; SolverConfig.Validate rejects what is out of range.
+func clampInt(v int64) int64 {
+	const max = 1<<31 - 1
+	switch {
+	case v > max:
+		return max
+	case v < -max:
+		return -max
+	}
+	return v
 }
 
 // specToWire returns the spec without its graph.

@@ -43,6 +43,10 @@ const (
 	Solver_KIND_ADAM Solver_Kind = 2
 	// KIND_RMSPROP is RMSProp.
 	Solver_KIND_RMSPROP Solver_Kind = 3
+	// KIND_NESTEROV is SGD with Nesterov momentum.
+	Solver_KIND_NESTEROV Solver_Kind = 4
+	// KIND_ADAMW is Adam with decoupled weight decay.
+	Solver_KIND_ADAMW Solver_Kind = 5
 )
 
 // Enum value maps for Solver_Kind.
@@ -52,12 +56,16 @@ var (
 		1: "KIND_SGD",
 		2: "KIND_ADAM",
 		3: "KIND_RMSPROP",
+		4: "KIND_NESTEROV",
+		5: "KIND_ADAMW",
 	}
 	Solver_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED": 0,
 		"KIND_SGD":         1,
 		"KIND_ADAM":        2,
 		"KIND_RMSPROP":     3,
+		"KIND_NESTEROV":    4,
+		"KIND_ADAMW":       5,
 	}
 )
 
@@ -86,6 +94,59 @@ func (x Solver_Kind) Number() protoreflect.EnumNumber {
 // Deprecated: Use Solver_Kind.Descriptor instead.
 func (Solver_Kind) EnumDescriptor() ([]byte, []int) {
 	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{4, 0}
+}
+
+// Schedule names a learning-rate schedule.
+type Solver_Schedule int32
+
+const (
+	// SCHEDULE_CONSTANT keeps learn_rate.
+	Solver_SCHEDULE_CONSTANT Solver_Schedule = 0
+	// SCHEDULE_STEP multiplies the rate by step_gamma every step_every updates.
+	Solver_SCHEDULE_STEP Solver_Schedule = 1
+	// SCHEDULE_COSINE anneals from learn_rate to min_learn_rate over cosine_steps updates.
+	Solver_SCHEDULE_COSINE Solver_Schedule = 2
+)
+
+// Enum value maps for Solver_Schedule.
+var (
+	Solver_Schedule_name = map[int32]string{
+		0: "SCHEDULE_CONSTANT",
+		1: "SCHEDULE_STEP",
+		2: "SCHEDULE_COSINE",
+	}
+	Solver_Schedule_value = map[string]int32{
+		"SCHEDULE_CONSTANT": 0,
+		"SCHEDULE_STEP":     1,
+		"SCHEDULE_COSINE":   2,
+	}
+)
+
+func (x Solver_Schedule) Enum() *Solver_Schedule {
+	p := new(Solver_Schedule)
+	*p = x
+	return p
+}
+
+func (x Solver_Schedule) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Solver_Schedule) Descriptor() protoreflect.EnumDescriptor {
+	return file_rookery_v1_provider_proto_enumTypes[1].Descriptor()
+}
+
+func (Solver_Schedule) Type() protoreflect.EnumType {
+	return &file_rookery_v1_provider_proto_enumTypes[1]
+}
+
+func (x Solver_Schedule) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Solver_Schedule.Descriptor instead.
+func (Solver_Schedule) EnumDescriptor() ([]byte, []int) {
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{4, 1}
 }
 
 // Kind says which typed error this is.
@@ -153,11 +214,11 @@ func (x ErrorDetail_Kind) String() string {
 }
 
 func (ErrorDetail_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_rookery_v1_provider_proto_enumTypes[1].Descriptor()
+	return file_rookery_v1_provider_proto_enumTypes[2].Descriptor()
 }
 
 func (ErrorDetail_Kind) Type() protoreflect.EnumType {
-	return &file_rookery_v1_provider_proto_enumTypes[1]
+	return &file_rookery_v1_provider_proto_enumTypes[2]
 }
 
 func (x ErrorDetail_Kind) Number() protoreflect.EnumNumber {
@@ -524,15 +585,24 @@ func (x *ProviderLimits) GetChunkBytes() int64 {
 
 // Solver is an optimiser and its hyper-parameters (exec.SolverConfig).
 type Solver struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          Solver_Kind            `protobuf:"varint,1,opt,name=kind,proto3,enum=rookery.v1.Solver_Kind" json:"kind,omitempty"`
-	LearnRate     float64                `protobuf:"fixed64,2,opt,name=learn_rate,json=learnRate,proto3" json:"learn_rate,omitempty"`
-	Momentum      float64                `protobuf:"fixed64,3,opt,name=momentum,proto3" json:"momentum,omitempty"`
-	Beta1         float64                `protobuf:"fixed64,4,opt,name=beta1,proto3" json:"beta1,omitempty"`
-	Beta2         float64                `protobuf:"fixed64,5,opt,name=beta2,proto3" json:"beta2,omitempty"`
-	Rho           float64                `protobuf:"fixed64,6,opt,name=rho,proto3" json:"rho,omitempty"`
-	Eps           float64                `protobuf:"fixed64,7,opt,name=eps,proto3" json:"eps,omitempty"`
-	WeightDecay   float64                `protobuf:"fixed64,8,opt,name=weight_decay,json=weightDecay,proto3" json:"weight_decay,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Kind         Solver_Kind            `protobuf:"varint,1,opt,name=kind,proto3,enum=rookery.v1.Solver_Kind" json:"kind,omitempty"`
+	LearnRate    float64                `protobuf:"fixed64,2,opt,name=learn_rate,json=learnRate,proto3" json:"learn_rate,omitempty"`
+	Momentum     float64                `protobuf:"fixed64,3,opt,name=momentum,proto3" json:"momentum,omitempty"`
+	Beta1        float64                `protobuf:"fixed64,4,opt,name=beta1,proto3" json:"beta1,omitempty"`
+	Beta2        float64                `protobuf:"fixed64,5,opt,name=beta2,proto3" json:"beta2,omitempty"`
+	Rho          float64                `protobuf:"fixed64,6,opt,name=rho,proto3" json:"rho,omitempty"`
+	Eps          float64                `protobuf:"fixed64,7,opt,name=eps,proto3" json:"eps,omitempty"`
+	WeightDecay  float64                `protobuf:"fixed64,8,opt,name=weight_decay,json=weightDecay,proto3" json:"weight_decay,omitempty"`
+	Schedule     Solver_Schedule        `protobuf:"varint,9,opt,name=schedule,proto3,enum=rookery.v1.Solver_Schedule" json:"schedule,omitempty"`
+	StepEvery    int64                  `protobuf:"varint,10,opt,name=step_every,json=stepEvery,proto3" json:"step_every,omitempty"`
+	StepGamma    float64                `protobuf:"fixed64,11,opt,name=step_gamma,json=stepGamma,proto3" json:"step_gamma,omitempty"`
+	CosineSteps  int64                  `protobuf:"varint,12,opt,name=cosine_steps,json=cosineSteps,proto3" json:"cosine_steps,omitempty"`
+	MinLearnRate float64                `protobuf:"fixed64,13,opt,name=min_learn_rate,json=minLearnRate,proto3" json:"min_learn_rate,omitempty"`
+	// clip_norm bounds each parameter gradient's L2 norm (0: no clipping).
+	ClipNorm float64 `protobuf:"fixed64,14,opt,name=clip_norm,json=clipNorm,proto3" json:"clip_norm,omitempty"`
+	// clip_value clamps every gradient element to [-clip_value, clip_value] (0: none).
+	ClipValue     float64 `protobuf:"fixed64,15,opt,name=clip_value,json=clipValue,proto3" json:"clip_value,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -619,6 +689,55 @@ func (x *Solver) GetEps() float64 {
 func (x *Solver) GetWeightDecay() float64 {
 	if x != nil {
 		return x.WeightDecay
+	}
+	return 0
+}
+
+func (x *Solver) GetSchedule() Solver_Schedule {
+	if x != nil {
+		return x.Schedule
+	}
+	return Solver_SCHEDULE_CONSTANT
+}
+
+func (x *Solver) GetStepEvery() int64 {
+	if x != nil {
+		return x.StepEvery
+	}
+	return 0
+}
+
+func (x *Solver) GetStepGamma() float64 {
+	if x != nil {
+		return x.StepGamma
+	}
+	return 0
+}
+
+func (x *Solver) GetCosineSteps() int64 {
+	if x != nil {
+		return x.CosineSteps
+	}
+	return 0
+}
+
+func (x *Solver) GetMinLearnRate() float64 {
+	if x != nil {
+		return x.MinLearnRate
+	}
+	return 0
+}
+
+func (x *Solver) GetClipNorm() float64 {
+	if x != nil {
+		return x.ClipNorm
+	}
+	return 0
+}
+
+func (x *Solver) GetClipValue() float64 {
+	if x != nil {
+		return x.ClipValue
 	}
 	return 0
 }
@@ -1382,7 +1501,7 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\x12max_provider_bytes\x18\x06 \x01(\x03R\x10maxProviderBytes\x12&\n" +
 	"\x0fidle_timeout_ms\x18\a \x01(\x03R\ridleTimeoutMs\x12\x1f\n" +
 	"\vchunk_bytes\x18\b \x01(\x03R\n" +
-	"chunkBytes\"\xb0\x02\n" +
+	"chunkBytes\"\x9a\x05\n" +
 	"\x06Solver\x12+\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x17.rookery.v1.Solver.KindR\x04kind\x12\x1d\n" +
 	"\n" +
@@ -1392,12 +1511,30 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\x05beta2\x18\x05 \x01(\x01R\x05beta2\x12\x10\n" +
 	"\x03rho\x18\x06 \x01(\x01R\x03rho\x12\x10\n" +
 	"\x03eps\x18\a \x01(\x01R\x03eps\x12!\n" +
-	"\fweight_decay\x18\b \x01(\x01R\vweightDecay\"K\n" +
+	"\fweight_decay\x18\b \x01(\x01R\vweightDecay\x127\n" +
+	"\bschedule\x18\t \x01(\x0e2\x1b.rookery.v1.Solver.ScheduleR\bschedule\x12\x1d\n" +
+	"\n" +
+	"step_every\x18\n" +
+	" \x01(\x03R\tstepEvery\x12\x1d\n" +
+	"\n" +
+	"step_gamma\x18\v \x01(\x01R\tstepGamma\x12!\n" +
+	"\fcosine_steps\x18\f \x01(\x03R\vcosineSteps\x12$\n" +
+	"\x0emin_learn_rate\x18\r \x01(\x01R\fminLearnRate\x12\x1b\n" +
+	"\tclip_norm\x18\x0e \x01(\x01R\bclipNorm\x12\x1d\n" +
+	"\n" +
+	"clip_value\x18\x0f \x01(\x01R\tclipValue\"n\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\f\n" +
 	"\bKIND_SGD\x10\x01\x12\r\n" +
 	"\tKIND_ADAM\x10\x02\x12\x10\n" +
-	"\fKIND_RMSPROP\x10\x03\"\xec\x01\n" +
+	"\fKIND_RMSPROP\x10\x03\x12\x11\n" +
+	"\rKIND_NESTEROV\x10\x04\x12\x0e\n" +
+	"\n" +
+	"KIND_ADAMW\x10\x05\"I\n" +
+	"\bSchedule\x12\x15\n" +
+	"\x11SCHEDULE_CONSTANT\x10\x00\x12\x11\n" +
+	"\rSCHEDULE_STEP\x10\x01\x12\x13\n" +
+	"\x0fSCHEDULE_COSINE\x10\x02\"\xec\x01\n" +
 	"\vSessionSpec\x12\x12\n" +
 	"\x04part\x18\x01 \x01(\x05R\x04part\x12\x16\n" +
 	"\x06inputs\x18\x02 \x03(\x03R\x06inputs\x12\x1f\n" +
@@ -1492,58 +1629,60 @@ func file_rookery_v1_provider_proto_rawDescGZIP() []byte {
 	return file_rookery_v1_provider_proto_rawDescData
 }
 
-var file_rookery_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_rookery_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_rookery_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_rookery_v1_provider_proto_goTypes = []any{
 	(Solver_Kind)(0),        // 0: rookery.v1.Solver.Kind
-	(ErrorDetail_Kind)(0),   // 1: rookery.v1.ErrorDetail.Kind
-	(*DescribeRequest)(nil), // 2: rookery.v1.DescribeRequest
-	(*Capabilities)(nil),    // 3: rookery.v1.Capabilities
-	(*GPU)(nil),             // 4: rookery.v1.GPU
-	(*ProviderLimits)(nil),  // 5: rookery.v1.ProviderLimits
-	(*Solver)(nil),          // 6: rookery.v1.Solver
-	(*SessionSpec)(nil),     // 7: rookery.v1.SessionSpec
-	(*OpenRequest)(nil),     // 8: rookery.v1.OpenRequest
-	(*OpenResponse)(nil),    // 9: rookery.v1.OpenResponse
-	(*TensorFrame)(nil),     // 10: rookery.v1.TensorFrame
-	(*PutResponse)(nil),     // 11: rookery.v1.PutResponse
-	(*GetRequest)(nil),      // 12: rookery.v1.GetRequest
-	(*StepRequest)(nil),     // 13: rookery.v1.StepRequest
-	(*StepResponse)(nil),    // 14: rookery.v1.StepResponse
-	(*CloseRequest)(nil),    // 15: rookery.v1.CloseRequest
-	(*CloseResponse)(nil),   // 16: rookery.v1.CloseResponse
-	(*ErrorDetail)(nil),     // 17: rookery.v1.ErrorDetail
-	(*Tensor)(nil),          // 18: rookery.v1.Tensor
+	(Solver_Schedule)(0),    // 1: rookery.v1.Solver.Schedule
+	(ErrorDetail_Kind)(0),   // 2: rookery.v1.ErrorDetail.Kind
+	(*DescribeRequest)(nil), // 3: rookery.v1.DescribeRequest
+	(*Capabilities)(nil),    // 4: rookery.v1.Capabilities
+	(*GPU)(nil),             // 5: rookery.v1.GPU
+	(*ProviderLimits)(nil),  // 6: rookery.v1.ProviderLimits
+	(*Solver)(nil),          // 7: rookery.v1.Solver
+	(*SessionSpec)(nil),     // 8: rookery.v1.SessionSpec
+	(*OpenRequest)(nil),     // 9: rookery.v1.OpenRequest
+	(*OpenResponse)(nil),    // 10: rookery.v1.OpenResponse
+	(*TensorFrame)(nil),     // 11: rookery.v1.TensorFrame
+	(*PutResponse)(nil),     // 12: rookery.v1.PutResponse
+	(*GetRequest)(nil),      // 13: rookery.v1.GetRequest
+	(*StepRequest)(nil),     // 14: rookery.v1.StepRequest
+	(*StepResponse)(nil),    // 15: rookery.v1.StepResponse
+	(*CloseRequest)(nil),    // 16: rookery.v1.CloseRequest
+	(*CloseResponse)(nil),   // 17: rookery.v1.CloseResponse
+	(*ErrorDetail)(nil),     // 18: rookery.v1.ErrorDetail
+	(*Tensor)(nil),          // 19: rookery.v1.Tensor
 }
 var file_rookery_v1_provider_proto_depIdxs = []int32{
-	4,  // 0: rookery.v1.Capabilities.gpus:type_name -> rookery.v1.GPU
-	5,  // 1: rookery.v1.Capabilities.limits:type_name -> rookery.v1.ProviderLimits
+	5,  // 0: rookery.v1.Capabilities.gpus:type_name -> rookery.v1.GPU
+	6,  // 1: rookery.v1.Capabilities.limits:type_name -> rookery.v1.ProviderLimits
 	0,  // 2: rookery.v1.Solver.kind:type_name -> rookery.v1.Solver.Kind
-	6,  // 3: rookery.v1.SessionSpec.solver:type_name -> rookery.v1.Solver
-	7,  // 4: rookery.v1.OpenRequest.spec:type_name -> rookery.v1.SessionSpec
-	18, // 5: rookery.v1.TensorFrame.tensor:type_name -> rookery.v1.Tensor
-	1,  // 6: rookery.v1.ErrorDetail.kind:type_name -> rookery.v1.ErrorDetail.Kind
-	2,  // 7: rookery.v1.Provider.Describe:input_type -> rookery.v1.DescribeRequest
-	8,  // 8: rookery.v1.Provider.Open:input_type -> rookery.v1.OpenRequest
-	10, // 9: rookery.v1.Provider.Put:input_type -> rookery.v1.TensorFrame
-	12, // 10: rookery.v1.Provider.Get:input_type -> rookery.v1.GetRequest
-	10, // 11: rookery.v1.Provider.Forward:input_type -> rookery.v1.TensorFrame
-	10, // 12: rookery.v1.Provider.Backward:input_type -> rookery.v1.TensorFrame
-	13, // 13: rookery.v1.Provider.Step:input_type -> rookery.v1.StepRequest
-	15, // 14: rookery.v1.Provider.Close:input_type -> rookery.v1.CloseRequest
-	3,  // 15: rookery.v1.Provider.Describe:output_type -> rookery.v1.Capabilities
-	9,  // 16: rookery.v1.Provider.Open:output_type -> rookery.v1.OpenResponse
-	11, // 17: rookery.v1.Provider.Put:output_type -> rookery.v1.PutResponse
-	10, // 18: rookery.v1.Provider.Get:output_type -> rookery.v1.TensorFrame
-	10, // 19: rookery.v1.Provider.Forward:output_type -> rookery.v1.TensorFrame
-	10, // 20: rookery.v1.Provider.Backward:output_type -> rookery.v1.TensorFrame
-	14, // 21: rookery.v1.Provider.Step:output_type -> rookery.v1.StepResponse
-	16, // 22: rookery.v1.Provider.Close:output_type -> rookery.v1.CloseResponse
-	15, // [15:23] is the sub-list for method output_type
-	7,  // [7:15] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	1,  // 3: rookery.v1.Solver.schedule:type_name -> rookery.v1.Solver.Schedule
+	7,  // 4: rookery.v1.SessionSpec.solver:type_name -> rookery.v1.Solver
+	8,  // 5: rookery.v1.OpenRequest.spec:type_name -> rookery.v1.SessionSpec
+	19, // 6: rookery.v1.TensorFrame.tensor:type_name -> rookery.v1.Tensor
+	2,  // 7: rookery.v1.ErrorDetail.kind:type_name -> rookery.v1.ErrorDetail.Kind
+	3,  // 8: rookery.v1.Provider.Describe:input_type -> rookery.v1.DescribeRequest
+	9,  // 9: rookery.v1.Provider.Open:input_type -> rookery.v1.OpenRequest
+	11, // 10: rookery.v1.Provider.Put:input_type -> rookery.v1.TensorFrame
+	13, // 11: rookery.v1.Provider.Get:input_type -> rookery.v1.GetRequest
+	11, // 12: rookery.v1.Provider.Forward:input_type -> rookery.v1.TensorFrame
+	11, // 13: rookery.v1.Provider.Backward:input_type -> rookery.v1.TensorFrame
+	14, // 14: rookery.v1.Provider.Step:input_type -> rookery.v1.StepRequest
+	16, // 15: rookery.v1.Provider.Close:input_type -> rookery.v1.CloseRequest
+	4,  // 16: rookery.v1.Provider.Describe:output_type -> rookery.v1.Capabilities
+	10, // 17: rookery.v1.Provider.Open:output_type -> rookery.v1.OpenResponse
+	12, // 18: rookery.v1.Provider.Put:output_type -> rookery.v1.PutResponse
+	11, // 19: rookery.v1.Provider.Get:output_type -> rookery.v1.TensorFrame
+	11, // 20: rookery.v1.Provider.Forward:output_type -> rookery.v1.TensorFrame
+	11, // 21: rookery.v1.Provider.Backward:output_type -> rookery.v1.TensorFrame
+	15, // 22: rookery.v1.Provider.Step:output_type -> rookery.v1.StepResponse
+	17, // 23: rookery.v1.Provider.Close:output_type -> rookery.v1.CloseResponse
+	16, // [16:24] is the sub-list for method output_type
+	8,  // [8:16] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_rookery_v1_provider_proto_init() }
@@ -1557,7 +1696,7 @@ func file_rookery_v1_provider_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rookery_v1_provider_proto_rawDesc), len(file_rookery_v1_provider_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
