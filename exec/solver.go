@@ -213,6 +213,8 @@ type Solver struct {
 	cfg   SolverConfig
 	t     int               // updates applied
 	state [][]*tensor.Dense // [param][slot], allocated on first use
+	buf64 []float64         // clamped gradients (ClipValue)
+	buf32 []float32
 }
 
 // NewSolver returns a solver for n parameters.
@@ -300,28 +302,48 @@ func (s *Solver) Update(params, grads []*tensor.Dense, scale float64) error {
 			for j := range st {
 				ss[j] = st[j].Float64s()
 			}
-			update(s.cfg, s.t, p.Float64s(), grads[i].Float64s(), ss, scale)
+			g, sc := clipped(s.cfg, grads[i].Float64s()[:p.Shape().TotalSize()], scale, &s.buf64)
+			update(s.cfg, s.t, p.Float64s(), g, ss, sc)
 		case tensor.Float32:
 			ss := make([][]float32, len(st))
 			for j := range st {
 				ss[j] = st[j].Float32s()
 			}
-			update(s.cfg, s.t, p.Float32s(), grads[i].Float32s(), ss, scale)
+			g, sc := clipped(s.cfg, grads[i].Float32s()[:p.Shape().TotalSize()], scale, &s.buf32)
+			update(s.cfg, s.t, p.Float32s(), g, ss, sc)
 		}
 	}
 	return nil
 }
 
-func update[T float32 | float64](c SolverConfig, t int, p, g []T, st [][]T, scale float64) {
+// clipped applies the configured clipping to the gradient scale·g: it
+// returns the gradient and the scale for update, g itself when only the
+// scale changes, a copy in buf when values are clamped.
+func clipped[T float32 | float64](c SolverConfig, g []T, scale float64, buf *[]T) ([]T, float64) {
 	if c.ClipNorm > 0 {
 		var ss float64
-		for _, v := range g[:len(p)] {
+		for _, v := range g {
 			ss += float64(v) * float64(v)
 		}
 		if n := math.Sqrt(ss) * math.Abs(scale); n > c.ClipNorm {
 			scale *= c.ClipNorm / n
 		}
 	}
+	if !(c.ClipValue > 0) {
+		return g, scale
+	}
+	if cap(*buf) < len(g) {
+		*buf = make([]T, len(g))
+	}
+	out := (*buf)[:len(g)]
+	sc, clip := T(scale), T(c.ClipValue)
+	for i, v := range g {
+		out[i] = max(-clip, min(clip, v*sc))
+	}
+	return out, 1
+}
+
+func update[T float32 | float64](c SolverConfig, t int, p, g []T, st [][]T, scale float64) {
 	sc := T(scale)
 	wd := T(c.WeightDecay)
 	if c.Kind == SolverAdamW {
@@ -331,12 +353,8 @@ func update[T float32 | float64](c SolverConfig, t int, p, g []T, st [][]T, scal
 	if c.Schedule != ScheduleConstant {
 		lr = T(c.RateAt(t))
 	}
-	clip := T(c.ClipValue)
 	grad := func(i int) T {
 		gi := g[i] * sc
-		if clip > 0 {
-			gi = max(-clip, min(clip, gi))
-		}
 		if wd != 0 {
 			gi += wd * p[i]
 		}
