@@ -9,12 +9,8 @@ import (
 // each to the parameters of its own part (see exec.SolverConfig), so
 // training across parts updates exactly as in one process. Schedules
 // count steps (mini-batches) across the epochs of one Fit; each Fit
-// starts the count at 1.
-//
-// Remote providers of this version apply Nesterov and AdamW, but not
-// schedules or clipping: the rookery.v1 wire format does not carry those
-// fields yet, so a provider reached through package transport trains
-// with the constant rate and unclipped gradients.
+// starts the count at 1. Remote providers apply all of it: the
+// rookery.v1 wire format carries the whole solver configuration.
 type Optimizer struct {
 	cfg exec.SolverConfig
 }
