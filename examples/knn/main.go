@@ -24,15 +24,13 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"time"
 
 	"gorgonia.org/tensor"
 
-	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/internal/mnist"
+	"github.com/rookery-ml/rookery/internal/providers"
 	"github.com/rookery-ml/rookery/ravml"
-	"github.com/rookery-ml/rookery/transport"
 )
 
 //go:embed digits.csv
@@ -93,33 +91,12 @@ func run(ctx context.Context, providers, seedAddr string, shards, k int, useMNIS
 }
 
 // placement turns the flags into ravml options.
-func placement(ctx context.Context, providers, seedAddr string, shards int) ([]ravml.Option, string, error) {
-	var addrs []string
-	switch {
-	case providers != "" && seedAddr != "":
-		return nil, "", fmt.Errorf("give --providers or --seed, not both")
-	case providers != "":
-		addrs = strings.Split(providers, ",")
-	case seedAddr != "":
-		entries, err := transport.FindProviders(ctx, seedAddr, transport.Need{N: shards})
-		if err != nil {
-			return nil, "", err
-		}
-		for _, e := range entries {
-			addrs = append(addrs, e.GetAddress())
-		}
-	default:
-		return []ravml.Option{ravml.Shards(shards)}, fmt.Sprintf("%d shards on %d in-process providers", shards, min(shards, ravml.DefaultShards)), nil
+func placement(ctx context.Context, list, seedAddr string, shards int) ([]ravml.Option, string, error) {
+	execs, where, err := providers.Resolve(ctx, list, seedAddr, shards)
+	if err != nil || execs != nil {
+		return []ravml.Option{ravml.On(execs...)}, where, err
 	}
-	var execs []exec.Executor
-	for _, a := range addrs {
-		e, err := transport.Dial(ctx, strings.TrimSpace(a))
-		if err != nil {
-			return nil, "", fmt.Errorf("provider %s: %w", a, err)
-		}
-		execs = append(execs, e)
-	}
-	return []ravml.Option{ravml.On(execs...)}, fmt.Sprintf("%d remote providers", len(execs)), nil
+	return []ravml.Option{ravml.Shards(shards)}, fmt.Sprintf("%d shards on %d in-process providers", shards, min(shards, ravml.DefaultShards)), nil
 }
 
 func loadMNIST() (trX *tensor.Dense, trY []float64, teX *tensor.Dense, teY []float64, err error) {
@@ -127,18 +104,7 @@ func loadMNIST() (trX *tensor.Dense, trY []float64, teX *tensor.Dense, teY []flo
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	conv := func(s *mnist.Set) (*tensor.Dense, []float64) {
-		x := make([]float64, len(s.Pixels))
-		for i, v := range s.Pixels {
-			x[i] = float64(v)
-		}
-		y := make([]float64, s.Len())
-		for i, l := range s.Labels {
-			y[i] = float64(l)
-		}
-		return tensor.New(tensor.WithShape(s.Len(), mnist.Pixels), tensor.WithBacking(x)), y
-	}
-	trX, trY = conv(train)
-	teX, teY = conv(test)
+	trX, trY = train.Float64()
+	teX, teY = test.Float64()
 	return trX, trY, teX, teY, nil
 }

