@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/gonum"
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
@@ -149,7 +148,7 @@ func gemmTN(c, a, b *tensor.Dense, beta float64) error {
 	if b.Shape()[0] != r || c.Shape().TotalSize() != k*n || a.Dtype() != c.Dtype() || b.Dtype() != c.Dtype() {
 		return fmt.Errorf("exec: gradient product of %v and %v into %v", a.Shape(), b.Shape(), c.Shape())
 	}
-	var impl gonum.Implementation
+	impl := gorgonia.WhichBLAS() // the BLAS Gorgonia's own products use (see blas_openblas.go)
 	switch c.Dtype() {
 	case tensor.Float64:
 		impl.Dgemm(blas.Trans, blas.NoTrans, k, n, r, 1, a.Float64s(), k, b.Float64s(), n, beta, c.Float64s(), n)
