@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -140,4 +141,24 @@ func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "rookery %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
+}
+
+// parseDaemonFlags parses the flags of a command that takes no arguments
+// (provider, seed). done is true when the command has nothing more to do:
+// help was shown, or --version printed the version.
+func parseDaemonFlags(fs *flag.FlagSet, args []string, version *bool, stdout io.Writer) (done bool, err error) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return true, nil
+		}
+		return true, usagef("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return true, usagef("unexpected arguments %q", fs.Args())
+	}
+	if *version {
+		printVersion(stdout)
+		return true, nil
+	}
+	return false, nil
 }

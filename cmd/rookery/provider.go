@@ -73,18 +73,8 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		logLevel   = fs.String("log-level", "info", "log level: debug, info, warn or error")
 		version    = fs.Bool("version", false, "print the version and exit")
 	)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return usagef("%v", err)
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected arguments %q", fs.Args())
-	}
-	if *version {
-		printVersion(stdout)
-		return nil
+	if done, err := parseDaemonFlags(fs, args, version, stdout); done || err != nil {
+		return err
 	}
 	log, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
