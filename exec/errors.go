@@ -24,6 +24,12 @@ var (
 	ErrOrder = errors.New("exec: out of order")
 	// ErrSolver marks a solver configuration that is not valid.
 	ErrSolver = errors.New("exec: invalid solver")
+	// ErrUnavailable marks an executor that cannot be reached or stopped
+	// answering: a provider process that died, a connection that broke.
+	// What the session held there may be lost; a caller that kept a
+	// snapshot can reopen the part elsewhere. Remote executors wrap their
+	// transport failures with it.
+	ErrUnavailable = errors.New("exec: executor unavailable")
 )
 
 // SpecError says what is wrong with a part's spec. Node is -1 when the

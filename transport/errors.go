@@ -19,7 +19,9 @@ var (
 	// error is a *LimitError.
 	ErrLimit = errors.New("transport: limit exceeded")
 	// ErrUnavailable marks a provider or seed node that cannot be reached.
-	ErrUnavailable = errors.New("transport: unavailable")
+	// It is exec.ErrUnavailable, so code that knows only the exec
+	// interfaces can tell a lost provider from a refused call.
+	ErrUnavailable = exec.ErrUnavailable
 	// ErrProtocol marks a peer that broke the framing rules of the wire
 	// protocol (a tensor's bytes that do not add up, a frame out of place).
 	ErrProtocol = errors.New("transport: protocol violation")
