@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"gorgonia.org/tensor"
 
@@ -29,6 +30,9 @@ type dialConfig struct {
 	limits       Limits
 	closeTimeout time.Duration
 	grpcOpts     []grpc.DialOption
+	token        string
+	lease        string
+	insecure     bool
 }
 
 func newDialConfig(opts []DialOption) dialConfig {
@@ -49,6 +53,21 @@ func newDialConfig(opts []DialOption) dialConfig {
 func WithTransportCredentials(c credentials.TransportCredentials) DialOption {
 	return func(d *dialConfig) { d.creds = c }
 }
+
+// WithInsecure allows a clear-text connection to an address beyond
+// loopback, for a trusted network. Without it, and without
+// WithTransportCredentials, dialling such an address fails with an error
+// matching ErrInsecure.
+func WithInsecure() DialOption { return func(d *dialConfig) { d.insecure = true } }
+
+// WithToken sends tok as a bearer token ("authorization: Bearer tok") on
+// every call, to a provider or seed node started with a token file.
+func WithToken(tok string) DialOption { return func(d *dialConfig) { d.token = tok } }
+
+// WithLease sends a lease token from a seed node ("authorization: Lease
+// tok") on every call to the provider it names. FindProviders returns
+// each provider's lease in its entry; rookery.WithSeed passes them on.
+func WithLease(tok string) DialOption { return func(d *dialConfig) { d.lease = tok } }
 
 // WithDialer dials connections with f instead of TCP, for instance to an
 // in-memory listener (grpc-go's bufconn) in tests.
@@ -72,6 +91,16 @@ func WithDialOptions(opts ...grpc.DialOption) DialOption {
 }
 
 func (c *dialConfig) conn(addr string) (*grpc.ClientConn, error) {
+	if c.creds.Info().SecurityProtocol == "insecure" && !c.insecure && c.dialer == nil && !IsLoopback(addr) {
+		return nil, fmt.Errorf("%w: refusing to dial %s in clear text; use transport.WithTransportCredentials (TLS), or transport.WithInsecure on a trusted network", ErrInsecure, addr)
+	}
+	var md []string
+	if c.token != "" {
+		md = append(md, "authorization", "Bearer "+c.token)
+	}
+	if c.lease != "" {
+		md = append(md, "authorization", "Lease "+c.lease)
+	}
 	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(c.creds),
 		grpc.WithInitialWindowSize(windowSize),
@@ -81,6 +110,15 @@ func (c *dialConfig) conn(addr string) (*grpc.ClientConn, error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.chunk+1<<20+DefaultChunkBytes), grpc.MaxCallSendMsgSize(c.chunk+1<<20),
 			grpc.ForceCodecV2(newFrameCodec())),
 	}, c.grpcOpts...)
+	if len(md) > 0 {
+		opts = append(opts,
+			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+				return invoker(metadata.AppendToOutgoingContext(ctx, md...), method, req, reply, cc, opts...)
+			}),
+			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+				return streamer(metadata.AppendToOutgoingContext(ctx, md...), desc, cc, method, opts...)
+			}))
+	}
 	target := addr
 	if c.dialer != nil {
 		opts = append(opts, grpc.WithContextDialer(c.dialer))
@@ -117,6 +155,9 @@ func Dial(ctx context.Context, addr string, opts ...DialOption) (exec.Executor, 
 func Connect(ctx context.Context, addr string, opts ...DialOption) (*Client, error) {
 	cfg := newDialConfig(opts)
 	cc, err := cfg.conn(addr)
+	if errors.Is(err, ErrInsecure) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("transport: dial %s: %w: %v", addr, ErrUnavailable, err)
 	}
@@ -180,6 +221,24 @@ func (c *Client) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session,
 		return nil, fromStatus(ctx, "open", err)
 	}
 	return &remoteSession{c: c, id: resp.Session, part: spec.Part}, nil
+}
+
+// Attach returns a handle on the session id that the same requester
+// opened on this provider before (for instance over an earlier
+// connection); part is the part index its errors name. The provider
+// refuses every call on it from another requester.
+func (c *Client) Attach(id string, part int) exec.Session {
+	return &remoteSession{c: c, id: id, part: part}
+}
+
+// SessionID returns the provider's id of a session that a *Client opened
+// or attached, and false for any other session.
+func SessionID(s exec.Session) (string, bool) {
+	rs, ok := s.(*remoteSession)
+	if !ok {
+		return "", false
+	}
+	return rs.id, true
 }
 
 // remoteSession is a session on a provider.

@@ -28,7 +28,71 @@ var (
 	// ErrNotEnough marks a seed node that knows fewer matching providers
 	// than were asked for.
 	ErrNotEnough = errors.New("transport: not enough providers")
+	// ErrUnauthenticated marks a call without valid credentials: no
+	// token, a wrong one, or a lease that is missing, malformed, badly
+	// signed, expired or not yet valid. The error is an *AuthError.
+	ErrUnauthenticated = errors.New("transport: unauthenticated")
+	// ErrPermissionDenied marks a call whose credentials are valid but do
+	// not allow it: a lease for another provider, or another requester's
+	// session. The error is an *AuthError.
+	ErrPermissionDenied = errors.New("transport: permission denied")
+	// ErrInsecure marks a clear-text connection or listener beyond
+	// loopback that was not explicitly allowed.
+	ErrInsecure = errors.New("transport: clear text beyond loopback")
 )
+
+// AuthReason says why an *AuthError refused a call.
+type AuthReason string
+
+// The reasons of an *AuthError. The first group matches
+// ErrUnauthenticated, the second ErrPermissionDenied.
+const (
+	ReasonMissing     AuthReason = "missing"       // no credential where one is required
+	ReasonMalformed   AuthReason = "malformed"     // a credential that cannot be read
+	ReasonBadToken    AuthReason = "bad token"     // a bearer token that is not allowed
+	ReasonSignature   AuthReason = "bad signature" // a lease not signed by the seed node's key
+	ReasonExpired     AuthReason = "expired"       // a lease past its expiry
+	ReasonNotYetValid AuthReason = "not yet valid" // a lease before its issue time
+
+	ReasonOtherProvider AuthReason = "other provider" // a lease that names another provider
+	ReasonNotOwner      AuthReason = "not owner"      // a session or entry that belongs to another identity
+)
+
+// AuthError is a refused credential or identity.
+type AuthError struct {
+	Reason   AuthReason
+	Identity string // the caller's identity, when it is known
+	Detail   string
+}
+
+func (e *AuthError) Error() string {
+	var msg string
+	if e.denied() {
+		msg = "transport: permission denied: " + string(e.Reason)
+	} else {
+		msg = "transport: unauthenticated: " + string(e.Reason)
+	}
+	if e.Identity != "" {
+		msg += " (identity " + e.Identity + ")"
+	}
+	if e.Detail != "" {
+		msg += ": " + e.Detail
+	}
+	return msg
+}
+
+func (e *AuthError) denied() bool {
+	return e.Reason == ReasonOtherProvider || e.Reason == ReasonNotOwner
+}
+
+// Is makes errors.Is match ErrPermissionDenied or ErrUnauthenticated,
+// according to the reason.
+func (e *AuthError) Is(t error) bool {
+	if e.denied() {
+		return t == ErrPermissionDenied
+	}
+	return t == ErrUnauthenticated
+}
 
 // LimitError says which limit a request exceeded. Capacity limits
 // (sessions, resident bytes) are retryable later; size limits (nodes, one
@@ -72,8 +136,15 @@ func toStatus(err error) error {
 		runErr   *exec.RunError
 		limErr   *LimitError
 		glimErr  *graph.LimitError
+		authErr  *AuthError
 	)
 	switch {
+	case errors.As(err, &authErr):
+		d.Kind, d.Reason, d.Name, d.Sentinel = rookeryv1.ErrorDetail_KIND_AUTH, authErr.Detail, authErr.Identity, string(authErr.Reason)
+		code = codes.Unauthenticated
+		if authErr.denied() {
+			code = codes.PermissionDenied
+		}
 	case errors.As(err, &limErr):
 		d.Kind, d.LimitWhat, d.Limit, d.Got = rookeryv1.ErrorDetail_KIND_LIMIT, limErr.What, limErr.Limit, limErr.Got
 		code = codes.InvalidArgument
@@ -145,7 +216,8 @@ func toStatus(err error) error {
 // in detail (a status error that wraps nothing is passed through as is).
 func isTyped(err error) bool {
 	var limErr *LimitError
-	return errors.As(err, &limErr) || errors.Is(err, exec.ErrClosed) || errors.Is(err, exec.ErrSpec) ||
+	var authErr *AuthError
+	return errors.As(err, &limErr) || errors.As(err, &authErr) || errors.Is(err, exec.ErrClosed) || errors.Is(err, exec.ErrSpec) ||
 		errors.Is(err, exec.ErrFeed) || errors.Is(err, exec.ErrUnknownName) || errors.Is(err, exec.ErrOrder) ||
 		errors.Is(err, graph.ErrInvalid) || errors.Is(err, graph.ErrMalformed) || errors.Is(err, graph.ErrLimit)
 }
@@ -188,6 +260,8 @@ func fromStatus(ctx context.Context, what string, err error) error {
 			return fmt.Errorf("%w: %s", exec.ErrSolver, d.Reason)
 		case rookeryv1.ErrorDetail_KIND_LIMIT:
 			return &LimitError{What: d.LimitWhat, Limit: d.Limit, Got: d.Got, Capacity: st.Code() == codes.ResourceExhausted}
+		case rookeryv1.ErrorDetail_KIND_AUTH:
+			return &AuthError{Reason: AuthReason(d.Sentinel), Identity: d.Name, Detail: d.Reason}
 		case rookeryv1.ErrorDetail_KIND_GRAPH:
 			switch d.Sentinel {
 			case "limit":
@@ -208,6 +282,10 @@ func fromStatus(ctx context.Context, what string, err error) error {
 		return fmt.Errorf("transport: %s: %w", what, context.DeadlineExceeded)
 	case codes.Unavailable:
 		return fmt.Errorf("transport: %s: %w: %s", what, ErrUnavailable, st.Message())
+	case codes.Unauthenticated:
+		return fmt.Errorf("transport: %s: %w", what, &AuthError{Reason: ReasonMissing, Detail: st.Message()})
+	case codes.PermissionDenied:
+		return fmt.Errorf("transport: %s: %w", what, &AuthError{Reason: ReasonNotOwner, Detail: st.Message()})
 	case codes.InvalidArgument:
 		if msg := st.Message(); len(msg) > 0 {
 			return fmt.Errorf("transport: %s: %w", what, errors.New(msg))

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 )
@@ -30,6 +33,9 @@ type seedConfig struct {
 	now      func() time.Time
 	logger   *slog.Logger
 	grpcOpts []grpc.ServerOption
+	tokens   *TokenSet
+	key      ed25519.PrivateKey
+	leaseTTL time.Duration
 }
 
 // WithTTL sets how long a provider's entry lives without a heartbeat
@@ -42,6 +48,25 @@ func WithClock(now func() time.Time) SeedOption { return func(c *seedConfig) { c
 
 // WithSeedLogger sets the structured logger (default: discard).
 func WithSeedLogger(l *slog.Logger) SeedOption { return func(c *seedConfig) { c.logger = l } }
+
+// WithSeedTokens makes the seed node require, on every Seed call but
+// LeaseKey, a bearer token of ts or a client certificate that its TLS
+// configuration verified. Providers then need one to register, and
+// requesters to find them.
+func WithSeedTokens(ts *TokenSet) SeedOption { return func(c *seedConfig) { c.tokens = ts } }
+
+// DefaultLeaseTTL is how long a lease is valid when WithLeaseSigning is
+// given no duration.
+const DefaultLeaseTTL = time.Hour
+
+// WithLeaseSigning makes the seed node sign a lease for each provider it
+// names in Find, valid for ttl (DefaultLeaseTTL when ttl <= 0). The lease
+// names the requester the seed node authenticated ("token:NAME" or
+// "cert:NAME"), or, when it authenticates nobody, "anon:" and the id the
+// requester chose (FindRequest.requester, random when empty).
+func WithLeaseSigning(key ed25519.PrivateKey, ttl time.Duration) SeedOption {
+	return func(c *seedConfig) { c.key, c.leaseTTL = key, ttl }
+}
 
 // WithSeedServerOptions adds gRPC server options.
 func WithSeedServerOptions(opts ...grpc.ServerOption) SeedOption {
@@ -60,8 +85,11 @@ type Seed struct {
 	grpc   *grpc.Server
 	health *health.Server
 
+	auth authenticator
+
 	mu      sync.Mutex
 	entries map[string]*rookeryv1.ProviderEntry
+	owners  map[string]string // the identity that registered each entry
 }
 
 // NewSeed returns a seed node.
@@ -73,8 +101,12 @@ func NewSeed(opts ...SeedOption) *Seed {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Seed{cfg: cfg, log: cfg.logger, entries: map[string]*rookeryv1.ProviderEntry{}}
-	s.grpc = grpc.NewServer(cfg.grpcOpts...)
+	if cfg.leaseTTL <= 0 {
+		cfg.leaseTTL = DefaultLeaseTTL
+	}
+	s := &Seed{cfg: cfg, log: cfg.logger, entries: map[string]*rookeryv1.ProviderEntry{}, owners: map[string]string{},
+		auth: authenticator{tokens: cfg.tokens}}
+	s.grpc = grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(s.unaryAuth)}, cfg.grpcOpts...)...)
 	rookeryv1.RegisterSeedServer(s.grpc, s)
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -84,9 +116,36 @@ func NewSeed(opts ...SeedOption) *Seed {
 	return s
 }
 
+// LeasePublicKey returns the public key the seed node signs leases with,
+// or nil when it signs none.
+func (s *Seed) LeasePublicKey() ed25519.PublicKey {
+	if s.cfg.key == nil {
+		return nil
+	}
+	return s.cfg.key.Public().(ed25519.PublicKey)
+}
+
+// unaryAuth identifies the caller of every Seed call but LeaseKey.
+func (s *Seed) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if !strings.HasPrefix(info.FullMethod, "/"+rookeryv1.Seed_ServiceDesc.ServiceName+"/") || info.FullMethod == rookeryv1.Seed_LeaseKey_FullMethodName {
+		return handler(ctx, req)
+	}
+	id, _, err := s.auth.identify(ctx)
+	if err != nil {
+		s.log.Warn("call refused", "method", info.FullMethod, "err", err)
+		return nil, toStatus(err)
+	}
+	return handler(withIdentity(ctx, id), req)
+}
+
+// LeaseKey implements the Seed service.
+func (s *Seed) LeaseKey(ctx context.Context, _ *rookeryv1.LeaseKeyRequest) (*rookeryv1.LeaseKeyResponse, error) {
+	return &rookeryv1.LeaseKeyResponse{Ed25519PublicKey: s.LeasePublicKey()}, nil
+}
+
 // Serve serves the gRPC registry on lis until Shutdown or Stop.
 func (s *Seed) Serve(lis net.Listener) error {
-	s.log.Info("seed serving", "addr", lis.Addr().String(), "ttl", s.cfg.ttl)
+	s.log.Info("seed serving", "addr", lis.Addr().String(), "ttl", s.cfg.ttl, "signs_leases", s.cfg.key != nil, "tokens", s.cfg.tokens != nil)
 	err := s.grpc.Serve(lis)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
@@ -123,6 +182,7 @@ func (s *Seed) sweep(now time.Time) {
 	for id, e := range s.entries {
 		if now.Sub(time.UnixMilli(e.LastHeartbeatUnixMs)) > s.cfg.ttl {
 			delete(s.entries, id)
+			delete(s.owners, id)
 			s.log.Info("provider expired", "id", id, "address", e.Address)
 		}
 	}
@@ -134,19 +194,28 @@ func (s *Seed) Register(ctx context.Context, req *rookeryv1.RegisterRequest) (*r
 	if req.Address == "" {
 		return nil, status.Error(codes.InvalidArgument, "register without an address")
 	}
-	if _, _, err := net.SplitHostPort(req.Address); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "address %q: %v", req.Address, err)
+	if len(req.Address) > 512 {
+		return nil, status.Errorf(codes.InvalidArgument, "address of %d bytes", len(req.Address))
 	}
+	if _, _, err := net.SplitHostPort(req.Address); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "address %.100q: %v", req.Address, err)
+	}
+	who := identityFrom(ctx)
 	now := s.cfg.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
 	for id, e := range s.entries {
 		if e.Address == req.Address {
+			if s.owners[id] != who {
+				return nil, toStatus(&AuthError{Reason: ReasonNotOwner, Identity: who, Detail: "another provider has registered " + req.Address})
+			}
 			delete(s.entries, id)
+			delete(s.owners, id)
 		}
 	}
 	id := newID()
+	s.owners[id] = who
 	s.entries[id] = &rookeryv1.ProviderEntry{Id: id, Address: req.Address, Capabilities: req.Capabilities,
 		RegisteredUnixMs: now.UnixMilli(), LastHeartbeatUnixMs: now.UnixMilli()}
 	s.log.Info("provider registered", "id", id, "address", req.Address, "name", req.Capabilities.GetName(),
@@ -162,7 +231,10 @@ func (s *Seed) Heartbeat(ctx context.Context, req *rookeryv1.HeartbeatRequest) (
 	s.sweep(now)
 	e, ok := s.entries[req.Id]
 	if !ok {
-		return nil, status.Errorf(codes.NotFound, "no provider %q: register again", req.Id)
+		return nil, status.Errorf(codes.NotFound, "no provider %.40q: register again", req.Id)
+	}
+	if who := identityFrom(ctx); s.owners[req.Id] != who {
+		return nil, toStatus(&AuthError{Reason: ReasonNotOwner, Identity: who, Detail: "another identity registered this provider"})
 	}
 	e.LastHeartbeatUnixMs = now.UnixMilli()
 	e.Sessions = req.Sessions
@@ -174,7 +246,11 @@ func (s *Seed) Deregister(ctx context.Context, req *rookeryv1.DeregisterRequest)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.entries[req.Id]; ok {
+		if who := identityFrom(ctx); s.owners[req.Id] != who {
+			return nil, toStatus(&AuthError{Reason: ReasonNotOwner, Identity: who, Detail: "another identity registered this provider"})
+		}
 		delete(s.entries, req.Id)
+		delete(s.owners, req.Id)
 		s.log.Info("provider deregistered", "id", req.Id, "address", e.Address)
 	}
 	return &rookeryv1.DeregisterResponse{}, nil
@@ -189,7 +265,7 @@ func (s *Seed) live() []*rookeryv1.ProviderEntry {
 	s.sweep(now)
 	out := make([]*rookeryv1.ProviderEntry, 0, len(s.entries))
 	for _, e := range s.entries {
-		out = append(out, e)
+		out = append(out, proto.Clone(e).(*rookeryv1.ProviderEntry))
 	}
 	sort.Slice(out, func(i, j int) bool {
 		gi, gj := out[i].Capabilities.GetGflops(), out[j].Capabilities.GetGflops()
@@ -206,14 +282,35 @@ func (s *Seed) Find(ctx context.Context, req *rookeryv1.FindRequest) (*rookeryv1
 	if req.N <= 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "asked for %d providers", req.N)
 	}
+	if len(req.Requester) > 256 {
+		return nil, status.Errorf(codes.InvalidArgument, "requester id of %d bytes", len(req.Requester))
+	}
+	requester := identityFrom(ctx)
+	if requester == "" {
+		requester = "anon:" + req.Requester
+		if req.Requester == "" {
+			requester += newID()
+		}
+	}
+	now := s.cfg.now()
 	var found []*rookeryv1.ProviderEntry
 	for _, e := range s.live() {
 		c := e.Capabilities
 		if c.GetMemoryBytes() < req.MinMemoryBytes || c.GetGflops() < req.MinGflops || (req.Gpu && len(c.GetGpus()) == 0) {
 			continue
 		}
+		e = proto.Clone(e).(*rookeryv1.ProviderEntry)
+		if s.cfg.key != nil {
+			tok, err := SignLease(s.cfg.key, Lease{ProviderID: e.Id, ProviderAddress: e.Address, Requester: requester,
+				IssuedAt: now, Expires: now.Add(s.cfg.leaseTTL)})
+			if err != nil {
+				return nil, status.Errorf(codes.Internal, "signing a lease: %v", err)
+			}
+			e.Lease = tok
+		}
 		found = append(found, e)
 		if len(found) == int(req.N) {
+			s.log.Info("providers leased", "requester", requester, "n", len(found), "signed", s.cfg.key != nil)
 			return &rookeryv1.FindResponse{Providers: found}, nil
 		}
 	}
@@ -256,9 +353,20 @@ type GPUJSON struct {
 }
 
 // Handler serves the registry as JSON: GET /v1/providers lists every live
-// provider with its machine configuration, health and last heartbeat.
+// provider with its machine configuration, health and last heartbeat. GET
+// /v1/lease-key returns the public key the seed node signs leases with,
+// as --seed-pubkey reads it. The view shows no leases and needs no token.
 func (s *Seed) Handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/lease-key", func(w http.ResponseWriter, r *http.Request) {
+		pub := s.LeasePublicKey()
+		if pub == nil {
+			http.Error(w, "this seed node signs no leases", http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, EncodeLeasePublicKey(pub))
+	})
 	mux.HandleFunc("GET /v1/providers", func(w http.ResponseWriter, r *http.Request) {
 		now := s.cfg.now()
 		list := s.live()
@@ -297,19 +405,28 @@ type Need struct {
 	MinMemory int64   // bytes each must offer
 	GPU       bool    // each must have a GPU
 	MinGFLOPS float64 // measured speed each must have
+	// Requester is the id the leases name when the seed node
+	// authenticates nobody; empty: a fresh random one per call.
+	Requester string
 }
 
 // FindProviders asks the seed node at addr for need.N providers and
 // returns their entries, fastest first. Fewer matches than need.N give an
-// error matching ErrNotEnough.
+// error matching ErrNotEnough. From a seed node that signs leases, each
+// entry carries the lease (ProviderEntry.Lease) to pass to Connect with
+// WithLease.
 func FindProviders(ctx context.Context, addr string, need Need, opts ...DialOption) ([]*rookeryv1.ProviderEntry, error) {
 	cfg := newDialConfig(opts)
 	cc, err := cfg.conn(addr)
+	if errors.Is(err, ErrInsecure) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("transport: seed %s: %w: %v", addr, ErrUnavailable, err)
 	}
 	defer cc.Close()
-	resp, err := rookeryv1.NewSeedClient(cc).Find(ctx, &rookeryv1.FindRequest{N: int32(need.N), MinMemoryBytes: need.MinMemory, Gpu: need.GPU, MinGflops: need.MinGFLOPS}, grpc.WaitForReady(true))
+	resp, err := rookeryv1.NewSeedClient(cc).Find(ctx, &rookeryv1.FindRequest{N: int32(need.N), MinMemoryBytes: need.MinMemory, Gpu: need.GPU, MinGflops: need.MinGFLOPS,
+		Requester: need.Requester}, grpc.WaitForReady(true))
 	if err != nil {
 		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
 			return nil, fmt.Errorf("transport: seed %s: %w: %s", addr, ErrNotEnough, st.Message())
@@ -328,6 +445,9 @@ func FindProviders(ctx context.Context, addr string, need Need, opts ...DialOpti
 func (s *Server) Announce(ctx context.Context, seedAddr, advertise string, opts ...DialOption) error {
 	cfg := newDialConfig(opts)
 	cc, err := cfg.conn(seedAddr)
+	if errors.Is(err, ErrInsecure) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("transport: seed %s: %w: %v", seedAddr, ErrUnavailable, err)
 	}
@@ -342,6 +462,7 @@ func (s *Server) Announce(ctx context.Context, seedAddr, advertise string, opts 
 			resp, err := sc.Register(callCtx, &rookeryv1.RegisterRequest{Address: advertise, Capabilities: s.caps})
 			if err == nil {
 				id = resp.Id
+				s.addID(id)
 				interval = max(time.Duration(resp.TtlMs)*time.Millisecond/3, 10*time.Millisecond)
 				s.log.Info("registered with seed", "seed", seedAddr, "id", id, "advertise", advertise)
 			} else if ctx.Err() == nil {

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -36,6 +37,11 @@ type serverConfig struct {
 	benchTime time.Duration
 	grpcOpts  []grpc.ServerOption
 	gpus      []*rookeryv1.GPU
+	tokens    *TokenSet
+	leaseKey  ed25519.PublicKey
+	addresses []string
+	callTime  time.Duration
+	now       func() time.Time
 }
 
 // WithLimits sets the server's limits; zero fields keep their defaults.
@@ -58,6 +64,36 @@ func WithBenchmark(d time.Duration) ServerOption { return func(c *serverConfig) 
 func WithGPUs(gpus ...*rookeryv1.GPU) ServerOption {
 	return func(c *serverConfig) { c.gpus = gpus }
 }
+
+// WithTokens makes the server require, on every Provider call, a bearer
+// token of ts or a client certificate that its TLS configuration verified
+// (see Authentication in auth.go).
+func WithTokens(ts *TokenSet) ServerOption { return func(c *serverConfig) { c.tokens = ts } }
+
+// WithLeaseKey makes the server require a lease signed by the seed node
+// whose public key is pub (see Leases in lease.go) on every Provider call
+// but Describe: Open wants one within its validity, later calls one that
+// names the session's owner. A lease must name the provider: its address
+// must be one of addresses (the address the provider is dialled at, as it
+// registers it with the seed node) and its provider id one the seed node
+// gave this server in Announce. A server that knows neither refuses every
+// lease. Sessions belong to the requester the lease names.
+func WithLeaseKey(pub ed25519.PublicKey, addresses ...string) ServerOption {
+	return func(c *serverConfig) { c.leaseKey, c.addresses = pub, addresses }
+}
+
+// DefaultCallTimeout bounds one Provider call on a server given no
+// WithCallTimeout.
+const DefaultCallTimeout = 10 * time.Minute
+
+// WithCallTimeout bounds how long one Provider call may run (default
+// DefaultCallTimeout; negative: no bound). A call past it is cancelled
+// and the requester sees context.DeadlineExceeded.
+func WithCallTimeout(d time.Duration) ServerOption { return func(c *serverConfig) { c.callTime = d } }
+
+// WithServerClock sets the clock leases are checked against (default
+// time.Now).
+func WithServerClock(now func() time.Time) ServerOption { return func(c *serverConfig) { c.now = now } }
 
 // WithServerOptions adds gRPC server options (TLS credentials,
 // interceptors, keepalive).
@@ -82,10 +118,13 @@ type Server struct {
 	health  *health.Server
 	metrics *metrics
 
+	auth authenticator
+
 	mu       sync.Mutex
 	sessions map[string]*serverSession
 	reserved int64 // bytes held by sessions and calls in flight
 	closed   bool
+	ids      []string // provider ids the seed node gave this server, newest last
 
 	stop     chan struct{}
 	janitor  sync.WaitGroup
@@ -93,9 +132,11 @@ type Server struct {
 }
 
 type serverSession struct {
-	id   string
-	part int
-	s    exec.Session
+	id    string
+	part  int
+	s     exec.Session
+	owner string // the identity that opened it
+	perMB int64  // working bytes of one more micro-batch in flight
 
 	// guarded by Server.mu
 	bytes    int64            // encoded part plus resident tensors
@@ -103,13 +144,14 @@ type serverSession struct {
 	inflight int
 	lastUsed time.Time
 	closed   bool
+	mbs      map[int]bool // micro-batches forwarded since the last Step; the first is paid at Open
 }
 
 // NewServer returns a server for e. It measures the machine (the start-up
 // micro-benchmark) and starts the idle-session janitor; Serve then serves
 // connections and Shutdown or Stop ends everything.
 func NewServer(e exec.Executor, opts ...ServerOption) *Server {
-	cfg := serverConfig{benchTime: 200 * time.Millisecond, version: Version, name: "rookery-provider"}
+	cfg := serverConfig{benchTime: 200 * time.Millisecond, version: Version, name: "rookery-provider", callTime: DefaultCallTimeout, now: time.Now}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -124,6 +166,7 @@ func NewServer(e exec.Executor, opts ...ServerOption) *Server {
 		metrics:  newMetrics(),
 		sessions: make(map[string]*serverSession),
 		stop:     make(chan struct{}),
+		auth:     authenticator{tokens: cfg.tokens},
 	}
 	s.caps = describeMachine(cfg, s.lim)
 	chunk := s.lim.ChunkBytes
@@ -135,6 +178,8 @@ func NewServer(e exec.Executor, opts ...ServerOption) *Server {
 		grpc.ReadBufferSize(bufferSize),
 		grpc.WriteBufferSize(bufferSize),
 		grpc.ForceServerCodecV2(newFrameCodec()),
+		grpc.ChainUnaryInterceptor(s.unaryAuth),
+		grpc.ChainStreamInterceptor(s.streamAuth),
 	}, cfg.grpcOpts...)
 	s.grpc = grpc.NewServer(gopts...)
 	rookeryv1.RegisterProviderServer(s.grpc, s)
@@ -271,13 +316,18 @@ func (s *Server) Sessions() int {
 	return len(s.sessions)
 }
 
-// acquire finds an open session and marks a call in flight on it.
-func (s *Server) acquire(id string) (*serverSession, error) {
+// acquire finds an open session of the caller and marks a call in flight
+// on it.
+func (s *Server) acquire(ctx context.Context, id string) (*serverSession, error) {
+	owner := identityFrom(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ss, ok := s.sessions[id]
 	if !ok || ss.closed {
-		return nil, fmt.Errorf("%w: session %q is not open (closed, expired after %v idle, or never opened)", exec.ErrClosed, id, s.lim.IdleTimeout)
+		return nil, fmt.Errorf("%w: session %.40q is not open (closed, expired after %v idle, or never opened)", exec.ErrClosed, id, s.lim.IdleTimeout)
+	}
+	if ss.owner != owner {
+		return nil, &AuthError{Reason: ReasonNotOwner, Identity: owner, Detail: "the session belongs to another requester"}
 	}
 	ss.inflight++
 	ss.lastUsed = time.Now()
@@ -296,6 +346,14 @@ func (s *Server) release(ss *serverSession) {
 func (s *Server) reserve(ss *serverSession, n int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.reserveLocked(ss, n)
+}
+
+// reserveLocked is reserve with s.mu held.
+func (s *Server) reserveLocked(ss *serverSession, n int64) error {
+	if ss != nil && ss.closed {
+		return fmt.Errorf("%w: session %s was closed during the call", exec.ErrClosed, ss.id)
+	}
 	if ss != nil && exceeds(ss.bytes+n, s.lim.MaxSessionBytes) {
 		return &LimitError{What: "session bytes", Limit: s.lim.MaxSessionBytes, Got: ss.bytes + n, Capacity: true}
 	}
@@ -313,6 +371,11 @@ func (s *Server) reserve(ss *serverSession, n int64) error {
 func (s *Server) unreserve(ss *serverSession, n int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if ss != nil && ss.closed {
+		// closeSession has released the session's bytes already.
+		ss.bytes -= n
+		return
+	}
 	s.reserved -= n
 	if ss != nil {
 		ss.bytes -= n
@@ -394,12 +457,26 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 		return toStatus(err)
 	}
 	spec.Graph = g
+	// Reserve the executor's working memory before it allocates any.
+	work, perMB := workingBytes(g, &spec)
+	if exceeds(size+work, s.lim.MaxSessionBytes) {
+		return toStatus(&LimitError{What: "session bytes", Limit: s.lim.MaxSessionBytes, Got: size + work})
+	}
+	if err := s.reserve(nil, work); err != nil {
+		return toStatus(err)
+	}
+	defer func() {
+		if !kept {
+			s.unreserve(nil, work)
+		}
+	}()
 	sess, err := s.e.Open(ctx, spec)
 	if err != nil {
 		return toStatus(err)
 	}
 	id := newID()
-	ss := &serverSession{id: id, part: spec.Part, s: sess, bytes: size, resident: map[string]int64{}, lastUsed: time.Now()}
+	ss := &serverSession{id: id, part: spec.Part, s: sess, owner: identityFrom(ctx), perMB: perMB, bytes: size + work,
+		resident: map[string]int64{}, mbs: map[int]bool{}, lastUsed: time.Now()}
 	s.mu.Lock()
 	if s.closed || (s.lim.MaxSessions >= 0 && len(s.sessions)+1 > s.lim.MaxSessions) {
 		n := len(s.sessions) + 1
@@ -412,7 +489,7 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 	s.metrics.opened.Add(1)
 	s.metrics.setSessions(len(s.sessions), s.reserved)
 	s.mu.Unlock()
-	s.log.Info("session opened", "session", id, "part", spec.Part, "nodes", g.Len(), "bytes", size)
+	s.log.Info("session opened", "session", id, "part", spec.Part, "owner", ss.owner, "nodes", g.Len(), "bytes", size, "working_bytes", work)
 	return stream.SendAndClose(&rookeryv1.OpenResponse{Session: id})
 }
 
@@ -431,7 +508,7 @@ func (s *Server) Put(stream rookeryv1.Provider_PutServer) (err error) {
 	if err != nil {
 		return toStatus(err)
 	}
-	ss, err := s.acquire(first.Session)
+	ss, err := s.acquire(ctx, first.Session)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -477,7 +554,7 @@ func (s *Server) Put(stream rookeryv1.Provider_PutServer) (err error) {
 func (s *Server) Get(req *rookeryv1.GetRequest, stream rookeryv1.Provider_GetServer) (err error) {
 	defer s.metrics.observe("get", time.Now(), &err)
 	ctx := stream.Context()
-	ss, err := s.acquire(req.Session)
+	ss, err := s.acquire(ctx, req.Session)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -507,7 +584,7 @@ type callStream interface {
 	Context() context.Context
 }
 
-func (s *Server) call(stream callStream, run func(ctx context.Context, sess exec.Session, mb int, in map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error)) error {
+func (s *Server) call(stream callStream, forward bool, run func(ctx context.Context, sess exec.Session, mb int, in map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error)) error {
 	ctx := stream.Context()
 	var held int64
 	defer func() {
@@ -526,13 +603,18 @@ func (s *Server) call(stream callStream, run func(ctx context.Context, sess exec
 	if err != nil {
 		return toStatus(err)
 	}
-	ss, err := s.acquire(first.Session)
+	ss, err := s.acquire(ctx, first.Session)
 	if err != nil {
 		return toStatus(err)
 	}
 	defer s.release(ss)
 	if first.MicroBatch < 0 || first.MicroBatch > 1<<20 {
 		return toStatus(&exec.OrderError{Part: ss.part, MicroBatch: -1, Reason: fmt.Sprintf("micro-batch index %d out of range", first.MicroBatch)})
+	}
+	if forward {
+		if err := s.holdMicroBatch(ss, int(first.MicroBatch)); err != nil {
+			return toStatus(err)
+		}
 	}
 	in := make(map[int64]*tensor.Dense)
 	for {
@@ -571,7 +653,7 @@ func (s *Server) call(stream callStream, run func(ctx context.Context, sess exec
 // Forward implements the Provider service.
 func (s *Server) Forward(stream rookeryv1.Provider_ForwardServer) (err error) {
 	defer s.metrics.observe("forward", time.Now(), &err)
-	return s.call(stream, func(ctx context.Context, sess exec.Session, mb int, in map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error) {
+	return s.call(stream, true, func(ctx context.Context, sess exec.Session, mb int, in map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error) {
 		return sess.Forward(ctx, mb, in)
 	})
 }
@@ -579,7 +661,7 @@ func (s *Server) Forward(stream rookeryv1.Provider_ForwardServer) (err error) {
 // Backward implements the Provider service.
 func (s *Server) Backward(stream rookeryv1.Provider_BackwardServer) (err error) {
 	defer s.metrics.observe("backward", time.Now(), &err)
-	return s.call(stream, func(ctx context.Context, sess exec.Session, mb int, in map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error) {
+	return s.call(stream, false, func(ctx context.Context, sess exec.Session, mb int, in map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error) {
 		return sess.Backward(ctx, mb, in)
 	})
 }
@@ -587,7 +669,7 @@ func (s *Server) Backward(stream rookeryv1.Provider_BackwardServer) (err error) 
 // Step implements the Provider service.
 func (s *Server) Step(ctx context.Context, req *rookeryv1.StepRequest) (_ *rookeryv1.StepResponse, err error) {
 	defer s.metrics.observe("step", time.Now(), &err)
-	ss, err := s.acquire(req.Session)
+	ss, err := s.acquire(ctx, req.Session)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -595,16 +677,22 @@ func (s *Server) Step(ctx context.Context, req *rookeryv1.StepRequest) (_ *rooke
 	if err := ss.s.Step(ctx); err != nil {
 		return nil, toStatus(err)
 	}
+	s.releaseMicroBatches(ss)
 	return &rookeryv1.StepResponse{}, nil
 }
 
 // Close implements the Provider service. Closing a session that is not
-// open succeeds, as Session.Close does.
+// open succeeds, as Session.Close does; closing another requester's
+// session is refused.
 func (s *Server) Close(ctx context.Context, req *rookeryv1.CloseRequest) (_ *rookeryv1.CloseResponse, err error) {
 	defer s.metrics.observe("close", time.Now(), &err)
+	owner := identityFrom(ctx)
 	s.mu.Lock()
 	ss, ok := s.sessions[req.Session]
 	s.mu.Unlock()
+	if ok && ss.owner != owner {
+		return nil, toStatus(&AuthError{Reason: ReasonNotOwner, Identity: owner, Detail: "the session belongs to another requester"})
+	}
 	if ok {
 		s.closeSession(ss, "closed by requester")
 	}

@@ -173,21 +173,24 @@ const (
 	// KIND_GRAPH is an invalid or malformed graph (graph.ErrInvalid,
 	// graph.ErrMalformed, graph.ErrVersion).
 	ErrorDetail_KIND_GRAPH ErrorDetail_Kind = 9
+	// KIND_AUTH is a refused credential or identity (transport.AuthError).
+	ErrorDetail_KIND_AUTH ErrorDetail_Kind = 10
 )
 
 // Enum value maps for ErrorDetail_Kind.
 var (
 	ErrorDetail_Kind_name = map[int32]string{
-		0: "KIND_UNSPECIFIED",
-		1: "KIND_SPEC",
-		2: "KIND_FEED",
-		3: "KIND_NAME",
-		4: "KIND_ORDER",
-		5: "KIND_RUN",
-		6: "KIND_CLOSED",
-		7: "KIND_SOLVER",
-		8: "KIND_LIMIT",
-		9: "KIND_GRAPH",
+		0:  "KIND_UNSPECIFIED",
+		1:  "KIND_SPEC",
+		2:  "KIND_FEED",
+		3:  "KIND_NAME",
+		4:  "KIND_ORDER",
+		5:  "KIND_RUN",
+		6:  "KIND_CLOSED",
+		7:  "KIND_SOLVER",
+		8:  "KIND_LIMIT",
+		9:  "KIND_GRAPH",
+		10: "KIND_AUTH",
 	}
 	ErrorDetail_Kind_value = map[string]int32{
 		"KIND_UNSPECIFIED": 0,
@@ -200,6 +203,7 @@ var (
 		"KIND_SOLVER":      7,
 		"KIND_LIMIT":       8,
 		"KIND_GRAPH":       9,
+		"KIND_AUTH":        10,
 	}
 )
 
@@ -1571,7 +1575,7 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\fStepResponse\"(\n" +
 	"\fCloseRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"\x0f\n" +
-	"\rCloseResponse\"\xd1\x04\n" +
+	"\rCloseResponse\"\xe0\x04\n" +
 	"\vErrorDetail\x120\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1c.rookery.v1.ErrorDetail.KindR\x04kind\x12\x12\n" +
 	"\x04part\x18\x02 \x01(\x05R\x04part\x12\x12\n" +
@@ -1592,7 +1596,7 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"limit_what\x18\f \x01(\tR\tlimitWhat\x12\x14\n" +
 	"\x05limit\x18\r \x01(\x03R\x05limit\x12\x10\n" +
 	"\x03got\x18\x0e \x01(\x03R\x03got\x12\x1a\n" +
-	"\bsentinel\x18\x0f \x01(\tR\bsentinel\"\xa9\x01\n" +
+	"\bsentinel\x18\x0f \x01(\tR\bsentinel\"\xb8\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tKIND_SPEC\x10\x01\x12\r\n" +
@@ -1606,7 +1610,9 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\n" +
 	"KIND_LIMIT\x10\b\x12\x0e\n" +
 	"\n" +
-	"KIND_GRAPH\x10\t2\xfb\x03\n" +
+	"KIND_GRAPH\x10\t\x12\r\n" +
+	"\tKIND_AUTH\x10\n" +
+	"2\xfb\x03\n" +
 	"\bProvider\x12A\n" +
 	"\bDescribe\x12\x1b.rookery.v1.DescribeRequest\x1a\x18.rookery.v1.Capabilities\x12;\n" +
 	"\x04Open\x12\x17.rookery.v1.OpenRequest\x1a\x18.rookery.v1.OpenResponse(\x01\x129\n" +

@@ -44,7 +44,11 @@ type ProviderEntry struct {
 	LastHeartbeatUnixMs int64 `protobuf:"varint,5,opt,name=last_heartbeat_unix_ms,json=lastHeartbeatUnixMs,proto3" json:"last_heartbeat_unix_ms,omitempty"`
 	// sessions is the number of open sessions the provider reported in its
 	// last heartbeat.
-	Sessions      int32 `protobuf:"varint,6,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	Sessions int32 `protobuf:"varint,6,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	// lease is the lease token (lease.proto) that lets the requester open
+	// sessions on this provider; only in Find's answer from a seed node
+	// that signs leases.
+	Lease         string `protobuf:"bytes,7,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -119,6 +123,13 @@ func (x *ProviderEntry) GetSessions() int32 {
 		return x.Sessions
 	}
 	return 0
+}
+
+func (x *ProviderEntry) GetLease() string {
+	if x != nil {
+		return x.Lease
+	}
+	return ""
 }
 
 // RegisterRequest announces a provider.
@@ -418,7 +429,11 @@ type FindRequest struct {
 	// gpu asks for providers with at least one GPU.
 	Gpu bool `protobuf:"varint,3,opt,name=gpu,proto3" json:"gpu,omitempty"`
 	// min_gflops is the least measured speed each must have.
-	MinGflops     float64 `protobuf:"fixed64,4,opt,name=min_gflops,json=minGflops,proto3" json:"min_gflops,omitempty"`
+	MinGflops float64 `protobuf:"fixed64,4,opt,name=min_gflops,json=minGflops,proto3" json:"min_gflops,omitempty"`
+	// requester is the identity the requester asks to be named in its
+	// leases; used only by a seed node that authenticates nobody (one that
+	// does names the identity it authenticated). Empty: a random one.
+	Requester     string `protobuf:"bytes,5,opt,name=requester,proto3" json:"requester,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -479,6 +494,13 @@ func (x *FindRequest) GetMinGflops() float64 {
 		return x.MinGflops
 	}
 	return 0
+}
+
+func (x *FindRequest) GetRequester() string {
+	if x != nil {
+		return x.Requester
+	}
+	return ""
 }
 
 // FindResponse lists the providers found.
@@ -608,19 +630,104 @@ func (x *ListResponse) GetProviders() []*ProviderEntry {
 	return nil
 }
 
+// LeaseKeyRequest asks for the seed node's lease key.
+type LeaseKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseKeyRequest) Reset() {
+	*x = LeaseKeyRequest{}
+	mi := &file_rookery_v1_seed_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseKeyRequest) ProtoMessage() {}
+
+func (x *LeaseKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_seed_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseKeyRequest.ProtoReflect.Descriptor instead.
+func (*LeaseKeyRequest) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{11}
+}
+
+// LeaseKeyResponse carries it.
+type LeaseKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ed25519_public_key is the raw 32-byte key; empty when the seed node
+	// signs no leases.
+	Ed25519PublicKey []byte `protobuf:"bytes,1,opt,name=ed25519_public_key,json=ed25519PublicKey,proto3" json:"ed25519_public_key,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *LeaseKeyResponse) Reset() {
+	*x = LeaseKeyResponse{}
+	mi := &file_rookery_v1_seed_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseKeyResponse) ProtoMessage() {}
+
+func (x *LeaseKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_seed_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseKeyResponse.ProtoReflect.Descriptor instead.
+func (*LeaseKeyResponse) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *LeaseKeyResponse) GetEd25519PublicKey() []byte {
+	if x != nil {
+		return x.Ed25519PublicKey
+	}
+	return nil
+}
+
 var File_rookery_v1_seed_proto protoreflect.FileDescriptor
 
 const file_rookery_v1_seed_proto_rawDesc = "" +
 	"\n" +
 	"\x15rookery/v1/seed.proto\x12\n" +
-	"rookery.v1\x1a\x19rookery/v1/provider.proto\"\xf6\x01\n" +
+	"rookery.v1\x1a\x19rookery/v1/provider.proto\"\x8c\x02\n" +
 	"\rProviderEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12<\n" +
 	"\fcapabilities\x18\x03 \x01(\v2\x18.rookery.v1.CapabilitiesR\fcapabilities\x12,\n" +
 	"\x12registered_unix_ms\x18\x04 \x01(\x03R\x10registeredUnixMs\x123\n" +
 	"\x16last_heartbeat_unix_ms\x18\x05 \x01(\x03R\x13lastHeartbeatUnixMs\x12\x1a\n" +
-	"\bsessions\x18\x06 \x01(\x05R\bsessions\"i\n" +
+	"\bsessions\x18\x06 \x01(\x05R\bsessions\x12\x14\n" +
+	"\x05lease\x18\a \x01(\tR\x05lease\"i\n" +
 	"\x0fRegisterRequest\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12<\n" +
 	"\fcapabilities\x18\x02 \x01(\v2\x18.rookery.v1.CapabilitiesR\fcapabilities\"9\n" +
@@ -634,25 +741,30 @@ const file_rookery_v1_seed_proto_rawDesc = "" +
 	"\x06ttl_ms\x18\x01 \x01(\x03R\x05ttlMs\"#\n" +
 	"\x11DeregisterRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
-	"\x12DeregisterResponse\"v\n" +
+	"\x12DeregisterResponse\"\x94\x01\n" +
 	"\vFindRequest\x12\f\n" +
 	"\x01n\x18\x01 \x01(\x05R\x01n\x12(\n" +
 	"\x10min_memory_bytes\x18\x02 \x01(\x03R\x0eminMemoryBytes\x12\x10\n" +
 	"\x03gpu\x18\x03 \x01(\bR\x03gpu\x12\x1d\n" +
 	"\n" +
-	"min_gflops\x18\x04 \x01(\x01R\tminGflops\"G\n" +
+	"min_gflops\x18\x04 \x01(\x01R\tminGflops\x12\x1c\n" +
+	"\trequester\x18\x05 \x01(\tR\trequester\"G\n" +
 	"\fFindResponse\x127\n" +
 	"\tproviders\x18\x01 \x03(\v2\x19.rookery.v1.ProviderEntryR\tproviders\"\r\n" +
 	"\vListRequest\"G\n" +
 	"\fListResponse\x127\n" +
-	"\tproviders\x18\x01 \x03(\v2\x19.rookery.v1.ProviderEntryR\tproviders2\xda\x02\n" +
+	"\tproviders\x18\x01 \x03(\v2\x19.rookery.v1.ProviderEntryR\tproviders\"\x11\n" +
+	"\x0fLeaseKeyRequest\"@\n" +
+	"\x10LeaseKeyResponse\x12,\n" +
+	"\x12ed25519_public_key\x18\x01 \x01(\fR\x10ed25519PublicKey2\xa1\x03\n" +
 	"\x04Seed\x12E\n" +
 	"\bRegister\x12\x1b.rookery.v1.RegisterRequest\x1a\x1c.rookery.v1.RegisterResponse\x12H\n" +
 	"\tHeartbeat\x12\x1c.rookery.v1.HeartbeatRequest\x1a\x1d.rookery.v1.HeartbeatResponse\x12K\n" +
 	"\n" +
 	"Deregister\x12\x1d.rookery.v1.DeregisterRequest\x1a\x1e.rookery.v1.DeregisterResponse\x129\n" +
 	"\x04Find\x12\x17.rookery.v1.FindRequest\x1a\x18.rookery.v1.FindResponse\x129\n" +
-	"\x04List\x12\x17.rookery.v1.ListRequest\x1a\x18.rookery.v1.ListResponseB:Z8github.com/rookery-ml/rookery/proto/rookery/v1;rookeryv1b\x06proto3"
+	"\x04List\x12\x17.rookery.v1.ListRequest\x1a\x18.rookery.v1.ListResponse\x12E\n" +
+	"\bLeaseKey\x12\x1b.rookery.v1.LeaseKeyRequest\x1a\x1c.rookery.v1.LeaseKeyResponseB:Z8github.com/rookery-ml/rookery/proto/rookery/v1;rookeryv1b\x06proto3"
 
 var (
 	file_rookery_v1_seed_proto_rawDescOnce sync.Once
@@ -666,7 +778,7 @@ func file_rookery_v1_seed_proto_rawDescGZIP() []byte {
 	return file_rookery_v1_seed_proto_rawDescData
 }
 
-var file_rookery_v1_seed_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_rookery_v1_seed_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_rookery_v1_seed_proto_goTypes = []any{
 	(*ProviderEntry)(nil),      // 0: rookery.v1.ProviderEntry
 	(*RegisterRequest)(nil),    // 1: rookery.v1.RegisterRequest
@@ -679,11 +791,13 @@ var file_rookery_v1_seed_proto_goTypes = []any{
 	(*FindResponse)(nil),       // 8: rookery.v1.FindResponse
 	(*ListRequest)(nil),        // 9: rookery.v1.ListRequest
 	(*ListResponse)(nil),       // 10: rookery.v1.ListResponse
-	(*Capabilities)(nil),       // 11: rookery.v1.Capabilities
+	(*LeaseKeyRequest)(nil),    // 11: rookery.v1.LeaseKeyRequest
+	(*LeaseKeyResponse)(nil),   // 12: rookery.v1.LeaseKeyResponse
+	(*Capabilities)(nil),       // 13: rookery.v1.Capabilities
 }
 var file_rookery_v1_seed_proto_depIdxs = []int32{
-	11, // 0: rookery.v1.ProviderEntry.capabilities:type_name -> rookery.v1.Capabilities
-	11, // 1: rookery.v1.RegisterRequest.capabilities:type_name -> rookery.v1.Capabilities
+	13, // 0: rookery.v1.ProviderEntry.capabilities:type_name -> rookery.v1.Capabilities
+	13, // 1: rookery.v1.RegisterRequest.capabilities:type_name -> rookery.v1.Capabilities
 	0,  // 2: rookery.v1.FindResponse.providers:type_name -> rookery.v1.ProviderEntry
 	0,  // 3: rookery.v1.ListResponse.providers:type_name -> rookery.v1.ProviderEntry
 	1,  // 4: rookery.v1.Seed.Register:input_type -> rookery.v1.RegisterRequest
@@ -691,13 +805,15 @@ var file_rookery_v1_seed_proto_depIdxs = []int32{
 	5,  // 6: rookery.v1.Seed.Deregister:input_type -> rookery.v1.DeregisterRequest
 	7,  // 7: rookery.v1.Seed.Find:input_type -> rookery.v1.FindRequest
 	9,  // 8: rookery.v1.Seed.List:input_type -> rookery.v1.ListRequest
-	2,  // 9: rookery.v1.Seed.Register:output_type -> rookery.v1.RegisterResponse
-	4,  // 10: rookery.v1.Seed.Heartbeat:output_type -> rookery.v1.HeartbeatResponse
-	6,  // 11: rookery.v1.Seed.Deregister:output_type -> rookery.v1.DeregisterResponse
-	8,  // 12: rookery.v1.Seed.Find:output_type -> rookery.v1.FindResponse
-	10, // 13: rookery.v1.Seed.List:output_type -> rookery.v1.ListResponse
-	9,  // [9:14] is the sub-list for method output_type
-	4,  // [4:9] is the sub-list for method input_type
+	11, // 9: rookery.v1.Seed.LeaseKey:input_type -> rookery.v1.LeaseKeyRequest
+	2,  // 10: rookery.v1.Seed.Register:output_type -> rookery.v1.RegisterResponse
+	4,  // 11: rookery.v1.Seed.Heartbeat:output_type -> rookery.v1.HeartbeatResponse
+	6,  // 12: rookery.v1.Seed.Deregister:output_type -> rookery.v1.DeregisterResponse
+	8,  // 13: rookery.v1.Seed.Find:output_type -> rookery.v1.FindResponse
+	10, // 14: rookery.v1.Seed.List:output_type -> rookery.v1.ListResponse
+	12, // 15: rookery.v1.Seed.LeaseKey:output_type -> rookery.v1.LeaseKeyResponse
+	10, // [10:16] is the sub-list for method output_type
+	4,  // [4:10] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -715,7 +831,7 @@ func file_rookery_v1_seed_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rookery_v1_seed_proto_rawDesc), len(file_rookery_v1_seed_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,7 @@ const (
 	Seed_Deregister_FullMethodName = "/rookery.v1.Seed/Deregister"
 	Seed_Find_FullMethodName       = "/rookery.v1.Seed/Find"
 	Seed_List_FullMethodName       = "/rookery.v1.Seed/List"
+	Seed_LeaseKey_FullMethodName   = "/rookery.v1.Seed/LeaseKey"
 )
 
 // SeedClient is the client API for Seed service.
@@ -52,6 +53,8 @@ type SeedClient interface {
 	Find(ctx context.Context, in *FindRequest, opts ...grpc.CallOption) (*FindResponse, error)
 	// List returns every live provider.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
+	// LeaseKey returns the public key that the seed node signs leases with.
+	LeaseKey(ctx context.Context, in *LeaseKeyRequest, opts ...grpc.CallOption) (*LeaseKeyResponse, error)
 }
 
 type seedClient struct {
@@ -112,6 +115,16 @@ func (c *seedClient) List(ctx context.Context, in *ListRequest, opts ...grpc.Cal
 	return out, nil
 }
 
+func (c *seedClient) LeaseKey(ctx context.Context, in *LeaseKeyRequest, opts ...grpc.CallOption) (*LeaseKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LeaseKeyResponse)
+	err := c.cc.Invoke(ctx, Seed_LeaseKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SeedServer is the server API for Seed service.
 // All implementations must embed UnimplementedSeedServer
 // for forward compatibility.
@@ -130,6 +143,8 @@ type SeedServer interface {
 	Find(context.Context, *FindRequest) (*FindResponse, error)
 	// List returns every live provider.
 	List(context.Context, *ListRequest) (*ListResponse, error)
+	// LeaseKey returns the public key that the seed node signs leases with.
+	LeaseKey(context.Context, *LeaseKeyRequest) (*LeaseKeyResponse, error)
 	mustEmbedUnimplementedSeedServer()
 }
 
@@ -154,6 +169,9 @@ func (UnimplementedSeedServer) Find(context.Context, *FindRequest) (*FindRespons
 }
 func (UnimplementedSeedServer) List(context.Context, *ListRequest) (*ListResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method List not implemented")
+}
+func (UnimplementedSeedServer) LeaseKey(context.Context, *LeaseKeyRequest) (*LeaseKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LeaseKey not implemented")
 }
 func (UnimplementedSeedServer) mustEmbedUnimplementedSeedServer() {}
 func (UnimplementedSeedServer) testEmbeddedByValue()              {}
@@ -266,6 +284,24 @@ func _Seed_List_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Seed_LeaseKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LeaseKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SeedServer).LeaseKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Seed_LeaseKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SeedServer).LeaseKey(ctx, req.(*LeaseKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Seed_ServiceDesc is the grpc.ServiceDesc for Seed service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -292,6 +328,10 @@ var Seed_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "List",
 			Handler:    _Seed_List_Handler,
+		},
+		{
+			MethodName: "LeaseKey",
+			Handler:    _Seed_LeaseKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
