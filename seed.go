@@ -3,6 +3,7 @@ package rookery
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,6 +28,11 @@ const SeedTimeout = 30 * time.Second
 // matching providers, transport.ErrUnavailable when something cannot be
 // reached). Each provider's connection is closed when the trainer closes
 // the session it opened there.
+//
+// A seed node that signs leases hands one out with each provider; the
+// trainer presents it on every call to that provider. opts apply to the
+// seed node and to every provider: give transport.WithToken or TLS
+// credentials there when they require them.
 func WithSeed(addr string, n int, opts ...transport.DialOption) Option {
 	return WithSeedNeed(addr, transport.Need{N: n}, opts...)
 }
@@ -57,7 +63,11 @@ func leaseFromSeed(addr string, need transport.Need, opts []transport.DialOption
 	execs := make([]exec.Executor, 0, len(entries))
 	caps := make([]float64, 0, len(entries))
 	for _, e := range entries {
-		c, err := transport.Connect(ctx, e.Address, opts...)
+		copts := opts
+		if e.Lease != "" {
+			copts = append(slices.Clone(opts), transport.WithLease(e.Lease))
+		}
+		c, err := transport.Connect(ctx, e.Address, copts...)
 		if err != nil {
 			for _, x := range execs {
 				x.(*leased).c.Close()

@@ -2,6 +2,7 @@ package rookery_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"math/rand"
 	"net"
@@ -19,14 +20,19 @@ import (
 
 // seedCluster starts a seed node and n providers that announce
 // themselves to it, all in this process on loopback, and returns the
-// seed's address once all n are registered.
-func seedCluster(t *testing.T, n int) string {
+// seed's address once all n are registered. With a key, the seed node
+// signs leases with it and the providers require them.
+func seedCluster(t *testing.T, n int, key ed25519.PrivateKey) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	seed := transport.NewSeed(transport.WithTTL(5 * time.Second))
+	seedOpts := []transport.SeedOption{transport.WithTTL(5 * time.Second)}
+	if key != nil {
+		seedOpts = append(seedOpts, transport.WithLeaseSigning(key, time.Minute))
+	}
+	seed := transport.NewSeed(seedOpts...)
 	go seed.Serve(lis)
 	t.Cleanup(seed.Stop)
 	addr := lis.Addr().String()
@@ -37,7 +43,11 @@ func seedCluster(t *testing.T, n int) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0))
+		srvOpts := []transport.ServerOption{transport.WithBenchmark(0)}
+		if key != nil {
+			srvOpts = append(srvOpts, transport.WithLeaseKey(key.Public().(ed25519.PublicKey), plis.Addr().String()))
+		}
+		srv := transport.NewServer(exec.NewCPU(), srvOpts...)
 		go srv.Serve(plis)
 		done := make(chan error, 1)
 		go func() { done <- srv.Announce(ctx, addr, plis.Addr().String()) }()
@@ -95,7 +105,7 @@ func classifier(batch int) (*gorgonia.ExprGraph, *gorgonia.Node, gorgonia.Nodes,
 // TestWithSeed trains through a seed node and two providers and gets the
 // losses of the same training on two in-process executors.
 func TestWithSeed(t *testing.T) {
-	addr := seedCluster(t, 2)
+	addr := seedCluster(t, 2, nil)
 	ctx := context.Background()
 	run := func(opts ...rookery.Option) []float64 {
 		g, loss, learn, inputs, feeds := classifier(8)
@@ -132,5 +142,62 @@ func TestWithSeed(t *testing.T) {
 	// The lease error wins over a part count that would not match anyway.
 	if _, err := rookery.NewTrainer(g, loss, learn, inputs, rookery.WithSeed(addr, 3), rookery.WithParts(4)); !errors.Is(err, transport.ErrNotEnough) {
 		t.Errorf("asking for 3 of 2 providers with 4 parts: got %v, want ErrNotEnough", err)
+	}
+}
+
+// TestWithSeedLeases trains through a seed node that signs leases and
+// providers that require them: WithSeed carries each provider's lease,
+// and the training matches the same one in process. A requester that
+// dials a provider without its lease is refused.
+func TestWithSeedLeases(t *testing.T) {
+	key, err := transport.GenerateLeaseKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := seedCluster(t, 2, key)
+	ctx := context.Background()
+	run := func(opts ...rookery.Option) []float64 {
+		g, loss, learn, inputs, feeds := classifier(8)
+		opts = append(opts, rookery.WithMicroBatches(2), rookery.WithSolver(exec.SGD(0.1, 0.9)),
+			rookery.WithPartitionOptions(partition.WithMaxImbalance(1)))
+		tr, err := rookery.NewTrainer(g, loss, learn, inputs, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		var losses []float64
+		for i := 0; i < 3; i++ {
+			l, err := tr.Step(ctx, map[*gorgonia.Node]*tensor.Dense{inputs[0]: feeds[inputs[0]], inputs[1]: feeds[inputs[1]]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			losses = append(losses, l)
+		}
+		return losses
+	}
+	want := run(rookery.WithParts(2))
+	got := run(rookery.WithSeed(addr, 2))
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("step %d: loss %v through leased providers, %v in process", i, got[i], want[i])
+		}
+	}
+
+	entries, err := transport.FindProviders(ctx, addr, transport.Need{N: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entries[0].Lease == "" {
+		t.Fatal("the seed node handed out no lease")
+	}
+	c, err := transport.Connect(ctx, entries[0].Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	g, loss, learn, inputs, _ := classifier(8)
+	_, err = rookery.NewTrainer(g, loss, learn, inputs, rookery.WithExecutors(c))
+	if !errors.Is(err, transport.ErrUnauthenticated) {
+		t.Errorf("a session without a lease: got %v, want ErrUnauthenticated", err)
 	}
 }
