@@ -103,6 +103,10 @@ type slot struct {
 	gated bool
 	state slotState
 	in    map[int64]*tensor.Dense // input buffers, bound to the input nodes
+	// cur is what each input node is bound to now: its buffer in in, or a
+	// resident tensor bound directly where direct allows (see direct.go)
+	cur    map[int64]*tensor.Dense
+	direct map[int64]bool
 	// scalarIn holds the scalar values bound to scalar inputs (in has
 	// their 0-d twins)
 	scalarIn map[int64]gorgonia.Value
@@ -154,6 +158,7 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 		return nil, buildErr(err)
 	}
 	sl = &slot{mb: mb, g: g, nodes: nodes, in: make(map[int64]*tensor.Dense), out: make(map[int64]*tensor.Dense),
+		cur: make(map[int64]*tensor.Dense), direct: make(map[int64]bool),
 		gradIn: make(map[int64]*tensor.Dense),
 		fwd:    make(chan struct{}, 1), resume: make(chan bool, 1)}
 	gr := s.spec.Graph
@@ -174,6 +179,7 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 			return nil, buildErr(&graph.NodeError{ID: id, Err: err})
 		}
 		sl.in[id] = buf
+		sl.cur[id] = buf
 	}
 	s.bindParams(sl)
 
@@ -332,6 +338,13 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 	// Compile only what the gate and the sink need: Backpropagate also
 	// builds gradients nobody asked for (with respect to the data, say).
 	sl.m = gorgonia.NewTapeMachine(g.SubgraphRoots(roots...), vmOpts...)
+	if written, ok := argsWritten(sl.m); ok {
+		for _, id := range s.feedIDs {
+			if _, scalar := sl.scalarIn[id]; !scalar && !written[nodes[id].ID()] {
+				sl.direct[id] = true
+			}
+		}
+	}
 	return sl, nil
 }
 
@@ -351,6 +364,18 @@ func (s *cpuSession) bindParams(sl *slot) {
 		_ = gorgonia.Let(sl.nodes[id], s.params[i])
 	}
 	sl.bound = true
+}
+
+// bindInput binds t to input node id unless it is bound already.
+func (sl *slot) bindInput(id int64, t *tensor.Dense) error {
+	if sl.cur[id] == t {
+		return nil
+	}
+	if err := gorgonia.Let(sl.nodes[id], t); err != nil {
+		return err
+	}
+	sl.cur[id] = t
+	return nil
 }
 
 // start runs the slot's machine from the top in a goroutine.
@@ -424,10 +449,12 @@ func (s *cpuSession) Forward(ctx context.Context, mb int, feeds map[int64]*tenso
 		}
 	}
 	vals := make([]*tensor.Dense, len(s.feedIDs))
+	fromResident := make([]bool, len(s.feedIDs))
 	for i, id := range s.feedIDs {
 		t, ok := feeds[id]
 		if !ok {
 			t, ok = s.resident[InputName(id)]
+			fromResident[i] = ok
 		}
 		n, _ := g.Node(id)
 		if !ok {
@@ -451,6 +478,16 @@ func (s *cpuSession) Forward(ctx context.Context, mb int, feeds map[int64]*tenso
 	sl.abort()
 	for i, id := range s.feedIDs {
 		t := vals[i]
+		if fromResident[i] && sl.direct[id] {
+			// the session's own copy, which the program never writes
+			if err := sl.bindInput(id, t); err != nil {
+				return nil, &RunError{Part: s.part(), MicroBatch: mb, Phase: "forward", Err: err}
+			}
+			continue
+		}
+		if err := sl.bindInput(id, sl.in[id]); err != nil {
+			return nil, &RunError{Part: s.part(), MicroBatch: mb, Phase: "forward", Err: err}
+		}
 		if !t.IsNativelyAccessible() || t.RequiresIterator() {
 			t = t.Materialize().(*tensor.Dense)
 		}
