@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -33,20 +34,39 @@ func main() {
 	only := flag.String("only", "", "comma-separated subset of the algorithms to run")
 	maxBins := flag.Int("maxbins", 32, "DecisionTree: candidate thresholds per feature")
 	knnBatch := flag.Int("knnbatch", 128, "KNN: query rows per graph run")
+	testRows := flag.Int("test-rows", 0, "predict only the first n test images (0: all 10,000)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the runs to this file")
 	flag.Parse()
-	if err := run(context.Background(), *shards, *only, *maxBins, *knnBatch); err != nil {
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ravml bench:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "ravml bench:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if err := run(context.Background(), *shards, *only, *maxBins, *knnBatch, *testRows); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "ravml bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, shards int, only string, maxBins, knnBatch int) error {
+func run(ctx context.Context, shards int, only string, maxBins, knnBatch, testRows int) error {
 	train, test, err := mnist.Load()
 	if err != nil {
 		return err
 	}
 	trX, trY := convert(train)
 	teX, teY := convert(test)
+	if testRows > 0 && testRows < len(teY) {
+		teY = teY[:testRows]
+		teX = tensor.New(tensor.WithShape(testRows, mnist.Pixels), tensor.WithBacking(teX.Float64s()[:testRows*mnist.Pixels]))
+	}
 	fmt.Printf("Rookery ravml, MNIST %d train, %d test, float64, %d shards, GOMAXPROCS %d\n", len(trY), len(teY), shards, runtime.GOMAXPROCS(0))
 	fmt.Printf("%-20s %8s %10s %8s %7s\n", "algorithm", "fit s", "predict s", "total s", "score")
 	sh := ravml.Shards(shards)
