@@ -174,6 +174,12 @@ func ParamName(id int64) string { return paramPrefix + strconv.FormatInt(id, 10)
 // RMSProp).
 func StateName(id int64, slot string) string { return ParamName(id) + "/" + slot }
 
+// SolverStepName is the resident name of the solver's update count: Get
+// returns it as an int scalar, and Put of an int scalar restores it (a
+// snapshot needs it, since Adam's bias correction and the learning-rate
+// schedules depend on it).
+const SolverStepName = solverStepName
+
 // InputName is the resident name under which a tensor stands in for input
 // id when Forward's feeds lack it (a data shard kept on the executor).
 func InputName(id int64) string { return inputPrefix + strconv.FormatInt(id, 10) }
