@@ -1,0 +1,224 @@
+package cuda
+
+import (
+	"fmt"
+	"strings"
+
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/graph"
+)
+
+// BufClass says what a buffer of a plan holds and how long it lives.
+type BufClass uint8
+
+// Buffer classes. Params, accumulators, solver state, constants and the
+// backward pass's gradients and temporaries are one per session;
+// inputs and activations are one per micro-batch index.
+const (
+	BufParam      BufClass = iota + 1 // a learnable parameter's value
+	BufAccum                          // a parameter's accumulated gradient, zeroed by Step
+	BufState                          // a solver state slot
+	BufConst                          // a constant, uploaded at Open
+	BufInput                          // an input fed by Forward (per micro-batch)
+	BufActivation                     // an op's value (per micro-batch)
+	BufGradIn                         // a gradient handed to Backward
+	BufGrad                           // gradients and temporaries of the backward pass, reused
+)
+
+var bufClassNames = [...]string{"invalid", "param", "accum", "state", "const", "input", "activation", "grad_in", "grad"}
+
+func (c BufClass) String() string {
+	if int(c) < len(bufClassNames) {
+		return bufClassNames[c]
+	}
+	return fmt.Sprintf("bufclass(%d)", uint8(c))
+}
+
+// PerMicroBatch reports whether each micro-batch index has its own copy.
+func (c BufClass) PerMicroBatch() bool { return c == BufInput || c == BufActivation }
+
+// Buffer is one device allocation of a plan.
+type Buffer struct {
+	Class BufClass
+	Node  int64 // the node it belongs to; -1 for a pooled gradient buffer
+	Elems int   // number of elements of the plan's dtype
+	Slot  string
+}
+
+// Dim3 is a CUDA grid or block size.
+type Dim3 struct{ X, Y, Z int }
+
+func (d Dim3) String() string { return fmt.Sprintf("(%d,%d,%d)", d.X, d.Y, d.Z) }
+
+// Arg is one kernel argument: a buffer (with an element offset), an int,
+// or a scalar of the plan's dtype.
+type Arg struct {
+	Type   ArgType
+	Buf    int
+	Off    int
+	Int    int
+	Scalar float64
+}
+
+func (a Arg) String() string {
+	switch a.Type {
+	case ArgPtr:
+		if a.Off != 0 {
+			return fmt.Sprintf("b%d+%d", a.Buf, a.Off)
+		}
+		return fmt.Sprintf("b%d", a.Buf)
+	case ArgInt:
+		return fmt.Sprint(a.Int)
+	case ArgScalar:
+		return fmt.Sprint(a.Scalar)
+	}
+	return "?"
+}
+
+// Gemm is a cuBLAS gemm call in cuBLAS's own, column-major terms:
+// C = Alpha·op(A)·op(B) + Beta·C with op(A) M×K, op(B) K×N, C M×N. The
+// lowering turns the IR's row-major products into such calls.
+type Gemm struct {
+	TransA, TransB bool
+	M, N, K        int
+	Alpha, Beta    float64
+	A, B, C        int // buffers
+	Lda, Ldb, Ldc  int
+}
+
+// Launch is one step of a plan: a kernel launch or a cuBLAS gemm.
+type Launch struct {
+	Node   int64  // the IR node it computes, or whose gradient it computes
+	Kernel string // PTX entry name, or "sgemm"/"dgemm"
+	Grid   Dim3
+	Block  Dim3
+	Args   []Arg
+	Gemm   *Gemm
+}
+
+func (l Launch) String() string {
+	if l.Gemm != nil {
+		g := l.Gemm
+		t := func(b bool) string {
+			if b {
+				return "T"
+			}
+			return "N"
+		}
+		return fmt.Sprintf("%s %s%s m=%d n=%d k=%d alpha=%v A=b%d lda=%d B=b%d ldb=%d beta=%v C=b%d ldc=%d",
+			l.Kernel, t(g.TransA), t(g.TransB), g.M, g.N, g.K, g.Alpha, g.A, g.Lda, g.B, g.Ldb, g.Beta, g.C, g.Ldc)
+	}
+	args := make([]string, len(l.Args))
+	for i, a := range l.Args {
+		args[i] = a.String()
+	}
+	name := l.Kernel
+	if op, ok := l.opName(); ok {
+		name += "[" + op + "]"
+	}
+	return fmt.Sprintf("%s grid=%d block=%d (%s)", name, l.Grid.X, l.Block.X, strings.Join(args, ", "))
+}
+
+// opName names the op code of an elementwise, reduction or update launch.
+func (l Launch) opName() (string, bool) {
+	if len(l.Args) == 0 || l.Args[0].Type != ArgInt {
+		return "", false
+	}
+	code := l.Args[0].Int
+	var names []string
+	switch base(l.Kernel) {
+	case "unary", "unary_grad":
+		names = unaryNames[:]
+	case "binary":
+		names = binaryNames[:]
+	case "reduce":
+		names = reduceNames[:]
+	case "update":
+		names = solverNames[:]
+	default:
+		return "", false
+	}
+	if code < 0 || code >= len(names) {
+		return "", false
+	}
+	return names[code], true
+}
+
+// base strips the dtype suffix from a kernel name.
+func base(kernel string) string {
+	return strings.TrimSuffix(strings.TrimSuffix(kernel, "_f32"), "_f64")
+}
+
+// Plan is the lowering of one part: the buffers it needs and the launches
+// of its forward and backward passes. It is computed without a GPU and
+// executed by a device, real or the reference one.
+type Plan struct {
+	DType   graph.DType
+	Buffers []Buffer
+	// Forward computes the activations, outputs and the loss of one
+	// micro-batch from its inputs and the parameters.
+	Forward []Launch
+	// Backward computes, from the activations of the same micro-batch
+	// and the gradients handed in, the gradients of the part's inputs and
+	// adds those of the parameters to their accumulators.
+	Backward []Launch
+
+	// Value is where the value of a node lives after Forward (inputs,
+	// parameters, constants, activations; a reshape shares its input's).
+	Value map[int64]int
+	// Params, Accums list the buffers of the learnables, in graph order
+	// (graph.Learnables()); States[i] those of parameter i's solver slots.
+	Learn  []int64
+	Params []int
+	Accums []int
+	States [][]int
+	// Consts holds the values uploaded at Open, by buffer.
+	Consts map[int]*tensor.Dense
+	// GradIn is the buffer that receives the gradient of each output (and
+	// of the loss, filled by the plan itself).
+	GradIn map[int64]int
+	// GradOut is the buffer that holds the gradient of each active input
+	// after Backward; inputs absent here get zeros.
+	GradOut map[int64]int
+}
+
+// Bytes is the memory the plan allocates for the given number of
+// micro-batch indexes.
+func (p *Plan) Bytes(microBatches int) int64 {
+	var n int64
+	for _, b := range p.Buffers {
+		sz := int64(b.Elems) * int64(p.DType.Size())
+		if b.Class.PerMicroBatch() {
+			sz *= int64(microBatches)
+		}
+		n += sz
+	}
+	return n
+}
+
+// String lists the buffers and launches, one a line.
+func (p *Plan) String() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "plan %v: %d buffers, %d forward and %d backward launches\n", p.DType, len(p.Buffers), len(p.Forward), len(p.Backward))
+	for i, b := range p.Buffers {
+		node := ""
+		if b.Node >= 0 {
+			node = fmt.Sprintf(" node %d", b.Node)
+		}
+		slot := ""
+		if b.Slot != "" {
+			slot = " " + b.Slot
+		}
+		fmt.Fprintf(&sb, "  b%d %v%s%s: %d elems\n", i, b.Class, node, slot, b.Elems)
+	}
+	sb.WriteString("forward:\n")
+	for _, l := range p.Forward {
+		fmt.Fprintf(&sb, "  %d: %v\n", l.Node, l)
+	}
+	sb.WriteString("backward:\n")
+	for _, l := range p.Backward {
+		fmt.Fprintf(&sb, "  %d: %v\n", l.Node, l)
+	}
+	return sb.String()
+}

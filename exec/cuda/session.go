@@ -1,0 +1,708 @@
+package cuda
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/graph"
+)
+
+// Option configures the CUDA executor.
+type Option func(*config)
+
+type config struct {
+	maxMicroBatches int
+	ordinal         int
+}
+
+// WithMaxMicroBatches bounds the micro-batch indexes a session accepts
+// (default 256). Each index it has seen keeps its own activations on the
+// device.
+func WithMaxMicroBatches(n int) Option { return func(c *config) { c.maxMicroBatches = n } }
+
+// WithDevice picks the GPU by its ordinal (default 0).
+func WithDevice(ordinal int) Option { return func(c *config) { c.ordinal = ordinal } }
+
+func newConfig(opts []Option) config {
+	c := config{maxMicroBatches: 256}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// executor opens sessions whose plans run on one device.
+type executor struct {
+	cfg config
+	dev device
+}
+
+const solverStepName = "solver/step"
+
+// Open lowers the part and allocates its session's shared buffers. A part
+// with an op the executor cannot lower fails here with an
+// *UnsupportedOpError.
+func (e *executor) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	plan, err := Lower(&spec)
+	if err != nil {
+		return nil, err
+	}
+	s := &session{cfg: e.cfg, dev: e.dev, spec: spec, plan: plan, resident: map[string]*tensor.Dense{}}
+	s.feedIDs = append(append([]int64{}, spec.Inputs...), spec.DataInputs...)
+	s.shared = make([]uint64, len(plan.Buffers))
+	s.paramSet = make([]bool, len(plan.Learn))
+	fail := func(err error) (exec.Session, error) {
+		s.release()
+		return nil, err
+	}
+	for i, b := range plan.Buffers {
+		if b.Class.PerMicroBatch() {
+			continue
+		}
+		p, err := e.dev.alloc(int64(b.Elems) * int64(plan.DType.Size()))
+		if err != nil {
+			return fail(err)
+		}
+		s.shared[i] = p
+		if err := s.zero(i); err != nil {
+			return fail(err)
+		}
+	}
+	for b, v := range plan.Consts {
+		if err := s.dev.upload(s.shared[b], bytesOf(v, plan.DType)); err != nil {
+			return fail(err)
+		}
+	}
+	for i, id := range plan.Learn {
+		n, _ := spec.Graph.Node(id)
+		if n.Value == nil {
+			continue
+		}
+		if err := checkTensor(spec.Part, -1, n, n.Value); err != nil {
+			return fail(err)
+		}
+		if err := s.dev.upload(s.shared[plan.Params[i]], bytesOf(n.Value, plan.DType)); err != nil {
+			return fail(err)
+		}
+		s.paramSet[i] = true
+	}
+	return s, nil
+}
+
+type session struct {
+	mu       sync.Mutex
+	cfg      config
+	dev      device
+	spec     exec.SessionSpec
+	plan     *Plan
+	feedIDs  []int64
+	shared   []uint64  // device pointers of the shared buffers (0 for per micro-batch ones)
+	slots    []*mbSlot // per micro-batch index
+	paramSet []bool    // the parameter has a value
+	nacc     int       // backward passes since Step
+	steps    int       // solver updates applied
+	resident map[string]*tensor.Dense
+	closed   bool
+}
+
+// mbSlot holds the inputs and activations of one micro-batch index.
+type mbSlot struct {
+	bufs    []uint64 // the full buffer table: shared and this slot's
+	pending bool     // forward done, backward not yet
+}
+
+func (s *session) part() int { return s.spec.Part }
+
+func (s *session) zero(b int) error {
+	return s.dev.upload(s.shared[b], make([]byte, s.plan.Buffers[b].Elems*s.plan.DType.Size()))
+}
+
+func (s *session) release() {
+	for _, sl := range s.slots {
+		if sl == nil {
+			continue
+		}
+		for i, b := range s.plan.Buffers {
+			if b.Class.PerMicroBatch() && sl.bufs[i] != 0 {
+				_ = s.dev.free(sl.bufs[i])
+			}
+		}
+	}
+	for _, p := range s.shared {
+		if p != 0 {
+			_ = s.dev.free(p)
+		}
+	}
+	s.slots, s.shared = nil, nil
+}
+
+func (s *session) checkOpen() error {
+	if s.closed {
+		return fmt.Errorf("%w: part %d", exec.ErrClosed, s.part())
+	}
+	return nil
+}
+
+func (s *session) slot(mb int) (*mbSlot, error) {
+	if mb < 0 || mb >= s.cfg.maxMicroBatches {
+		return nil, &exec.OrderError{Part: s.part(), MicroBatch: mb, Reason: fmt.Sprintf("micro-batch index out of range [0, %d)", s.cfg.maxMicroBatches)}
+	}
+	for len(s.slots) <= mb {
+		s.slots = append(s.slots, nil)
+	}
+	if s.slots[mb] != nil {
+		return s.slots[mb], nil
+	}
+	sl := &mbSlot{bufs: append([]uint64{}, s.shared...)}
+	for i, b := range s.plan.Buffers {
+		if !b.Class.PerMicroBatch() {
+			continue
+		}
+		p, err := s.dev.alloc(int64(b.Elems) * int64(s.plan.DType.Size()))
+		if err != nil {
+			for j := range i {
+				if s.plan.Buffers[j].Class.PerMicroBatch() {
+					_ = s.dev.free(sl.bufs[j])
+				}
+			}
+			return nil, &exec.RunError{Part: s.part(), MicroBatch: mb, Phase: "forward", Err: err}
+		}
+		sl.bufs[i] = p
+	}
+	s.slots[mb] = sl
+	return sl, nil
+}
+
+// Forward implements exec.Session.
+func (s *session) Forward(ctx context.Context, mb int, feeds map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	g := s.spec.Graph
+	for id := range feeds {
+		if !contains(s.feedIDs, id) {
+			return nil, &exec.FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: "not an input of the part"}
+		}
+	}
+	vals := make([]*tensor.Dense, len(s.feedIDs))
+	for i, id := range s.feedIDs {
+		t, ok := feeds[id]
+		if !ok {
+			t, ok = s.resident[exec.InputName(id)]
+		}
+		n, _ := g.Node(id)
+		if !ok {
+			return nil, &exec.FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: fmt.Sprintf("missing feed for input %q", n.Name)}
+		}
+		if err := checkTensor(s.part(), mb, n, t); err != nil {
+			return nil, err
+		}
+		vals[i] = t
+	}
+	for i, ok := range s.paramSet {
+		if !ok {
+			id := s.plan.Learn[i]
+			return nil, &exec.FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: "parameter has no value: Put " + exec.ParamName(id)}
+		}
+	}
+	sl, err := s.slot(mb)
+	if err != nil {
+		return nil, err
+	}
+	runErr := func(err error) error {
+		return &exec.RunError{Part: s.part(), MicroBatch: mb, Phase: "forward", Err: err}
+	}
+	sl.pending = false
+	for i, id := range s.feedIDs {
+		if err := s.dev.upload(sl.bufs[s.plan.Value[id]], bytesOf(vals[i], s.plan.DType)); err != nil {
+			return nil, runErr(err)
+		}
+	}
+	if err := s.dev.run(s.plan.DType, s.plan.Forward, sl.bufs); err != nil {
+		return nil, runErr(err)
+	}
+	sl.pending = true
+	ids := append([]int64{}, s.spec.Outputs...)
+	if s.spec.HasLoss && !contains(ids, s.spec.Loss) {
+		ids = append(ids, s.spec.Loss)
+	}
+	out := make(map[int64]*tensor.Dense, len(ids))
+	for _, id := range ids {
+		n, _ := g.Node(id)
+		t, err := s.read(sl.bufs[s.plan.Value[id]], n.Shape)
+		if err != nil {
+			return nil, runErr(err)
+		}
+		out[id] = t
+	}
+	return out, nil
+}
+
+// Backward implements exec.Session.
+func (s *session) Backward(ctx context.Context, mb int, gradOutputs map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if mb < 0 || mb >= len(s.slots) || s.slots[mb] == nil || !s.slots[mb].pending {
+		return nil, &exec.OrderError{Part: s.part(), MicroBatch: mb, Reason: "backward before forward"}
+	}
+	sl := s.slots[mb]
+	g := s.spec.Graph
+	for id := range gradOutputs {
+		if !contains(s.spec.Outputs, id) {
+			return nil, &exec.FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: "gradient for a node that is not an output of the part"}
+		}
+	}
+	for _, id := range s.spec.Outputs {
+		t, ok := gradOutputs[id]
+		n, _ := g.Node(id)
+		if !ok {
+			return nil, &exec.FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: fmt.Sprintf("missing gradient for output %q", n.Name)}
+		}
+		if err := checkTensor(s.part(), mb, n, t); err != nil {
+			return nil, err
+		}
+	}
+	runErr := func(err error) error {
+		return &exec.RunError{Part: s.part(), MicroBatch: mb, Phase: "backward", Err: err}
+	}
+	for _, id := range s.spec.Outputs {
+		if err := s.dev.upload(sl.bufs[s.plan.GradIn[id]], bytesOf(gradOutputs[id], s.plan.DType)); err != nil {
+			return nil, runErr(err)
+		}
+	}
+	if err := s.dev.run(s.plan.DType, s.plan.Backward, sl.bufs); err != nil {
+		return nil, runErr(err)
+	}
+	sl.pending = false
+	s.nacc++
+	out := make(map[int64]*tensor.Dense, len(s.spec.Inputs))
+	for _, id := range s.spec.Inputs {
+		n, _ := g.Node(id)
+		b, ok := s.plan.GradOut[id]
+		if !ok {
+			dt, _ := n.DType.Tensor()
+			out[id] = zeros(dt, n.Shape)
+			continue
+		}
+		t, err := s.read(sl.bufs[b], n.Shape)
+		if err != nil {
+			return nil, runErr(err)
+		}
+		out[id] = t
+	}
+	return out, nil
+}
+
+// Step implements exec.Session.
+func (s *session) Step(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.nacc == 0 {
+		return &exec.OrderError{Part: s.part(), MicroBatch: -1, Reason: "step with no gradients accumulated"}
+	}
+	runErr := func(err error) error { return &exec.RunError{Part: s.part(), MicroBatch: -1, Phase: "step", Err: err} }
+	cfg := s.spec.Solver
+	s.steps++
+	scale := 1 / float64(s.nacc)
+	for i := range s.plan.Learn {
+		sc := scale
+		if cfg.ClipNorm > 0 {
+			ss, err := s.sumSquares(s.plan.Accums[i])
+			if err != nil {
+				return runErr(err)
+			}
+			if n := math.Sqrt(ss) * math.Abs(sc); n > cfg.ClipNorm {
+				sc *= cfg.ClipNorm / n
+			}
+		}
+		l := UpdateLaunch(s.plan, cfg, s.steps, i, sc)
+		if err := s.dev.run(s.plan.DType, []Launch{l}, s.shared); err != nil {
+			return runErr(err)
+		}
+		if err := s.zero(s.plan.Accums[i]); err != nil {
+			return runErr(err)
+		}
+	}
+	s.nacc = 0
+	return nil
+}
+
+// sumSquares returns Σ g² over buffer b, computed on the device.
+func (s *session) sumSquares(b int) (float64, error) {
+	n := s.plan.Buffers[b].Elems
+	tmp, err := s.dev.alloc(int64(s.plan.DType.Size()))
+	if err != nil {
+		return 0, err
+	}
+	defer s.dev.free(tmp)
+	bufs := append(append([]uint64{}, s.shared...), tmp)
+	l := &lowerer{dt: s.plan.DType}
+	l.reduce(-1, rSumSquares, false, 1, [4]int{1, 1, 1, 1}, [4]int{1, 1, 1, n}, [4]int{0, 0, 0, 1}, b, len(bufs)-1)
+	if err := s.dev.run(s.plan.DType, l.cur, bufs); err != nil {
+		return 0, err
+	}
+	t, err := s.read(tmp, nil)
+	if err != nil {
+		return 0, err
+	}
+	return scalarOf(t), nil
+}
+
+// UpdateLaunch is the solver update of parameter i at update t (counted
+// from 1) with the accumulated gradient scaled by scale.
+func UpdateLaunch(p *Plan, cfg exec.SolverConfig, t, i int, scale float64) Launch {
+	lr := cfg.LearnRate
+	if cfg.Schedule != exec.ScheduleConstant {
+		lr = cfg.RateAt(t)
+	}
+	wd, decay, mu := cfg.WeightDecay, 1.0, cfg.Momentum
+	var c1, c2 float64 = 1, 1
+	op := sSGD
+	switch cfg.Kind {
+	case exec.SolverSGD, exec.SolverNesterov:
+		if cfg.Momentum != 0 {
+			op = sMomentum
+			if cfg.Kind == exec.SolverNesterov {
+				op = sNesterov
+			}
+		}
+	case exec.SolverAdam, exec.SolverAdamW:
+		op = sAdam
+		c1 = 1 - math.Pow(cfg.Beta1, float64(t))
+		c2 = 1 - math.Pow(cfg.Beta2, float64(t))
+		if cfg.Kind == exec.SolverAdamW {
+			wd = 0
+			if cfg.WeightDecay != 0 {
+				decay = float64(roundTo(p.DType, 1-roundTo(p.DType, lr)*roundTo(p.DType, cfg.WeightDecay)))
+			}
+		}
+	case exec.SolverRMSProp:
+		op, mu = sRMSProp, cfg.Rho
+	}
+	pb, gb := p.Params[i], p.Accums[i]
+	s0, s1 := gb, gb
+	if st := p.States[i]; len(st) > 0 {
+		s0, s1 = st[0], st[0]
+		if len(st) > 1 {
+			s1 = st[1]
+		}
+	}
+	l := &lowerer{dt: p.DType}
+	n := p.Buffers[pb].Elems
+	l.emit(p.Learn[i], "update", n, ival(op), ival(n), sval(lr), sval(scale), sval(wd), sval(decay), sval(mu),
+		sval(cfg.Beta1), sval(cfg.Beta2), sval(c1), sval(c2), sval(cfg.Eps), sval(cfg.ClipValue), ptr(pb), ptr(gb), ptr(s0), ptr(s1))
+	return l.cur[0]
+}
+
+// roundTo rounds v to the plan's dtype, as the CPU solver's arithmetic in
+// that dtype does.
+func roundTo(dt graph.DType, v float64) float64 {
+	if dt == graph.Float32 {
+		return float64(float32(v))
+	}
+	return v
+}
+
+// Put implements exec.Session.
+func (s *session) Put(ctx context.Context, name string, t *tensor.Dense) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if t == nil {
+		return &exec.FeedError{Part: s.part(), Node: -1, Name: name, MicroBatch: -1, Reason: "nil tensor"}
+	}
+	if name == solverStepName {
+		v, ok := t.Data().(int)
+		if !ok {
+			return &exec.FeedError{Part: s.part(), Node: -1, Name: name, MicroBatch: -1, Reason: "want an int scalar"}
+		}
+		s.steps = v
+		return nil
+	}
+	if id, rest, ok := parseID(name, "param/"); ok {
+		i, isParam := s.learnIndex(id)
+		if !isParam {
+			return &exec.NameError{Part: s.part(), Name: name}
+		}
+		n, _ := s.spec.Graph.Node(id)
+		if err := checkTensor(s.part(), -1, n, t); err != nil {
+			err.(*exec.FeedError).Name = name
+			return err
+		}
+		b := s.plan.Params[i]
+		if rest != "" {
+			if !s.paramSet[i] {
+				return &exec.OrderError{Part: s.part(), MicroBatch: -1, Reason: "solver state put before its parameter " + exec.ParamName(id)}
+			}
+			j := indexOf(solverSlots(s.spec.Solver), rest)
+			if j < 0 {
+				return &exec.NameError{Part: s.part(), Name: name}
+			}
+			b = s.plan.States[i][j]
+		}
+		if err := s.dev.upload(s.shared[b], bytesOf(t, s.plan.DType)); err != nil {
+			return &exec.RunError{Part: s.part(), MicroBatch: -1, Phase: "put", Err: err}
+		}
+		if rest == "" {
+			s.paramSet[i] = true
+		}
+		return nil
+	}
+	if id, _, ok := parseID(name, "input/"); ok {
+		if !contains(s.feedIDs, id) {
+			return &exec.NameError{Part: s.part(), Name: name}
+		}
+		n, _ := s.spec.Graph.Node(id)
+		if err := checkTensor(s.part(), -1, n, t); err != nil {
+			err.(*exec.FeedError).Name = name
+			return err
+		}
+	}
+	s.resident[name] = clone(t)
+	return nil
+}
+
+// Get implements exec.Session.
+func (s *session) Get(ctx context.Context, names ...string) (map[string]*tensor.Dense, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	out := make(map[string]*tensor.Dense, len(names))
+	for _, name := range names {
+		if name == solverStepName {
+			out[name] = tensor.New(tensor.FromScalar(s.steps))
+			continue
+		}
+		if id, rest, ok := parseID(name, "param/"); ok {
+			i, isParam := s.learnIndex(id)
+			if !isParam || !s.paramSet[i] {
+				return nil, &exec.NameError{Part: s.part(), Name: name}
+			}
+			b := s.plan.Params[i]
+			if rest != "" {
+				j := indexOf(solverSlots(s.spec.Solver), rest)
+				if j < 0 {
+					return nil, &exec.NameError{Part: s.part(), Name: name}
+				}
+				b = s.plan.States[i][j]
+			}
+			n, _ := s.spec.Graph.Node(id)
+			t, err := s.read(s.shared[b], n.Shape)
+			if err != nil {
+				return nil, &exec.RunError{Part: s.part(), MicroBatch: -1, Phase: "get", Err: err}
+			}
+			out[name] = t
+			continue
+		}
+		t, ok := s.resident[name]
+		if !ok {
+			return nil, &exec.NameError{Part: s.part(), Name: name}
+		}
+		out[name] = clone(t)
+	}
+	return out, nil
+}
+
+// Close implements exec.Session.
+func (s *session) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.release()
+	return nil
+}
+
+func (s *session) learnIndex(id int64) (int, bool) {
+	for i, l := range s.plan.Learn {
+		if l == id {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// read downloads a tensor of the plan's dtype and the given shape.
+func (s *session) read(p uint64, shape graph.Shape) (*tensor.Dense, error) {
+	n := int(shape.Size())
+	buf := make([]byte, n*s.plan.DType.Size())
+	if err := s.dev.download(buf, p); err != nil {
+		return nil, err
+	}
+	dt, _ := s.plan.DType.Tensor()
+	var t *tensor.Dense
+	if len(shape) == 0 {
+		t = zeros(dt, nil)
+	} else {
+		t = tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
+	}
+	switch d := t.Data().(type) {
+	case []float32:
+		for i := range d {
+			d[i] = math.Float32frombits(binary.LittleEndian.Uint32(buf[4*i:]))
+		}
+	case []float64:
+		for i := range d {
+			d[i] = math.Float64frombits(binary.LittleEndian.Uint64(buf[8*i:]))
+		}
+	case float32:
+		t.Set(0, math.Float32frombits(binary.LittleEndian.Uint32(buf)))
+	case float64:
+		t.Set(0, math.Float64frombits(binary.LittleEndian.Uint64(buf)))
+	}
+	return t, nil
+}
+
+// bytesOf returns the little-endian bytes of a float tensor.
+func bytesOf(t *tensor.Dense, dt graph.DType) []byte {
+	if !t.IsNativelyAccessible() || t.RequiresIterator() {
+		t = t.Materialize().(*tensor.Dense)
+	}
+	out := make([]byte, t.Shape().TotalSize()*dt.Size())
+	switch d := t.Data().(type) {
+	case []float32:
+		for i, v := range d {
+			binary.LittleEndian.PutUint32(out[4*i:], math.Float32bits(v))
+		}
+	case []float64:
+		for i, v := range d {
+			binary.LittleEndian.PutUint64(out[8*i:], math.Float64bits(v))
+		}
+	case float32:
+		binary.LittleEndian.PutUint32(out, math.Float32bits(d))
+	case float64:
+		binary.LittleEndian.PutUint64(out, math.Float64bits(d))
+	}
+	return out
+}
+
+func scalarOf(t *tensor.Dense) float64 {
+	switch d := t.Data().(type) {
+	case float32:
+		return float64(d)
+	case float64:
+		return d
+	case []float32:
+		return float64(d[0])
+	case []float64:
+		return d[0]
+	}
+	return math.NaN()
+}
+
+func zeros(dt tensor.Dtype, shape graph.Shape) *tensor.Dense {
+	if len(shape) == 0 {
+		if dt == tensor.Float32 {
+			return tensor.New(tensor.FromScalar(float32(0)))
+		}
+		return tensor.New(tensor.FromScalar(float64(0)))
+	}
+	return tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
+}
+
+func clone(t *tensor.Dense) *tensor.Dense {
+	if !t.IsNativelyAccessible() || t.RequiresIterator() {
+		return t.Materialize().(*tensor.Dense).Clone().(*tensor.Dense)
+	}
+	return t.Clone().(*tensor.Dense)
+}
+
+// checkTensor compares t against node n, as the CPU executor does.
+func checkTensor(part, mb int, n *graph.Node, t *tensor.Dense) error {
+	if t == nil {
+		return &exec.FeedError{Part: part, Node: n.ID, MicroBatch: mb, Reason: "nil tensor"}
+	}
+	want, err := n.DType.Tensor()
+	if err != nil {
+		return &exec.FeedError{Part: part, Node: n.ID, MicroBatch: mb, Reason: err.Error()}
+	}
+	if t.Dtype() != want {
+		return &exec.FeedError{Part: part, Node: n.ID, MicroBatch: mb, WantDType: want.String(), GotDType: t.Dtype().String()}
+	}
+	if !shapeEq(t.Shape(), n.Shape) {
+		return &exec.FeedError{Part: part, Node: n.ID, MicroBatch: mb, Want: n.Shape.Clone(), Got: graph.Shape(t.Shape().Clone())}
+	}
+	return nil
+}
+
+func shapeEq(s tensor.Shape, g graph.Shape) bool {
+	if len(g) == 0 {
+		return s.IsScalar() || (len(s) == 1 && s[0] == 1)
+	}
+	if len(s) != len(g) {
+		return false
+	}
+	for i := range s {
+		if s[i] != g[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func parseID(name, prefix string) (id int64, rest string, ok bool) {
+	if !strings.HasPrefix(name, prefix) {
+		return 0, "", false
+	}
+	s := name[len(prefix):]
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		s, rest = s[:i], s[i+1:]
+	}
+	id, err := strconv.ParseInt(s, 10, 64)
+	return id, rest, err == nil
+}
+
+func contains(s []int64, id int64) bool {
+	for _, v := range s {
+		if v == id {
+			return true
+		}
+	}
+	return false
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
