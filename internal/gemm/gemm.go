@@ -1,0 +1,243 @@
+package gemm
+
+import (
+	"runtime"
+	"sync"
+)
+
+type float interface{ ~float32 | ~float64 }
+
+// kernelFunc computes alpha·A·B + beta·C on one mr×nr tile of C at c (row
+// stride ldc), A and B packed by packA and packB; k >= 1. beta == 0 writes
+// the tile without reading it.
+type kernelFunc[T float] func(k int, a, b, c *T, ldc int, alpha, beta T)
+
+// kernel is a micro-kernel, its tile and the cache blocks that suit it.
+type kernel[T float] struct {
+	name   string
+	mr, nr int
+	fn     kernelFunc[T]
+	ok     bool // whether this CPU runs it
+
+	mc, kc, nc int // set by block
+}
+
+// kernels32 and kernels64 list the micro-kernels built into this binary,
+// the portable one first; the last whose ok is set is the one used.
+var (
+	kernels32 = append([]kernel[float32]{{name: "pure Go", mr: goMR, nr: goNR, fn: kernelGo[float32], ok: true}}, archKernels32...)
+	kernels64 = append([]kernel[float64]{{name: "pure Go", mr: goMR, nr: goNR, fn: kernelGo[float64], ok: true}}, archKernels64...)
+)
+
+// block sets the cache blocking of k for elements of es bytes: a kc×nr
+// panel of B about 16 KiB (half of L1), an mc×kc block of A about 192 KiB
+// (inside L2), and a kc×nc block of B in the shared cache.
+func (k kernel[T]) block(es int) kernel[T] {
+	k.kc = max(64, min(384, 16384/(k.nr*es)))
+	k.mc = max(k.mr, 196608/(k.kc*es)/k.mr*k.mr)
+	k.nc = max(k.nr, 4096/k.nr*k.nr)
+	return k
+}
+
+func best[T float](ks []kernel[T], es int) kernel[T] {
+	for i := len(ks) - 1; i >= 0; i-- {
+		if ks[i].ok {
+			return ks[i].block(es)
+		}
+	}
+	panic("gemm: no kernel")
+}
+
+var (
+	kern32 kernel[float32]
+	kern64 kernel[float64]
+	// simd reports whether a vector kernel runs here. Without one,
+	// Implementation leaves Sgemm and Dgemm to gonum: its loops over
+	// vectorised axpy beat the blocked path around a scalar kernel
+	// (BenchmarkSgemm: 23 against 3.4 GFLOPS at 64×784×256 on AVX2).
+	simd bool
+)
+
+func init() {
+	kern32 = best(kernels32, 4)
+	kern64 = best(kernels64, 8)
+	simd = kern32.name != kernels32[0].name
+}
+
+// KernelName names the micro-kernel that Implementation's Sgemm and Dgemm
+// run on this CPU: "AVX-512", "AVX2+FMA", or "pure Go" where there is no
+// vector kernel and gonum's own Sgemm and Dgemm run.
+func KernelName() string { return kern32.name }
+
+// workspace holds one goroutine's packing buffers.
+type workspace[T float] struct {
+	a, b, tile []T
+}
+
+// pools keeps workspaces and split products for reuse, so that a product
+// allocates nothing once the pools are warm.
+type pools[T float] struct {
+	ws, calls sync.Pool
+}
+
+func newPools[T float]() *pools[T] {
+	p := new(pools[T])
+	p.ws.New = func() any { return new(workspace[T]) }
+	p.calls.New = func() any { return new(call[T]) }
+	return p
+}
+
+var (
+	pools32 = newPools[float32]()
+	pools64 = newPools[float64]()
+)
+
+func grow[T float](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// args is one product, C = alpha·op(A)·op(B) + beta·C, with checked
+// arguments.
+type args[T float] struct {
+	aTrans, bTrans bool
+	m, n, k        int
+	alpha          T
+	a              []T
+	lda            int
+	b              []T
+	ldb            int
+	beta           T
+	c              []T
+	ldc            int
+}
+
+// parallelMin is the least m·n·k for which a product is split across
+// goroutines: below it the hand-off costs more than it saves.
+const parallelMin = 1 << 17
+
+// gemm computes the product described by p with kernel kn, on up to
+// GOMAXPROCS goroutines. The arguments have been checked.
+func gemm[T float](kn *kernel[T], pl *pools[T], p *args[T]) {
+	if p.m == 0 || p.n == 0 {
+		return
+	}
+	if p.alpha == 0 || p.k == 0 {
+		scale(p.beta, p.m, p.n, p.c, p.ldc)
+		return
+	}
+	parts := 1
+	if p.m*p.n*p.k >= parallelMin {
+		parts = runtime.GOMAXPROCS(0)
+	}
+	// Split the larger of m and n into whole tiles, one span per goroutine.
+	splitN := p.n >= p.m
+	tiles := (p.m + kn.mr - 1) / kn.mr
+	if splitN {
+		tiles = (p.n + kn.nr - 1) / kn.nr
+	}
+	parts = min(parts, tiles, maxWorkers+1)
+	if parts <= 1 {
+		serial(kn, pl, p)
+		return
+	}
+	c := pl.calls.Get().(*call[T])
+	c.kn, c.pools, c.p, c.splitN, c.parts, c.tiles = kn, pl, *p, splitN, parts, tiles
+	c.wg.Add(parts - 1)
+	startWorkers(parts - 1)
+	for i := 1; i < parts; i++ {
+		select {
+		case jobs <- job{c, i}:
+		default:
+			c.runPart(i)
+		}
+	}
+	c.runPart(0)
+	c.wg.Wait()
+	c.p = args[T]{}
+	c.kn, c.pools = nil, nil
+	pl.calls.Put(c)
+}
+
+// scale sets C = beta·C, or C = 0 when beta is 0.
+func scale[T float](beta T, m, n int, c []T, ldc int) {
+	if beta == 1 {
+		return
+	}
+	for i := 0; i < m; i++ {
+		r := c[i*ldc : i*ldc+n]
+		if beta == 0 {
+			clear(r)
+			continue
+		}
+		for j := range r {
+			r[j] *= beta
+		}
+	}
+}
+
+// serial computes the product on this goroutine: the loops of Goto's
+// algorithm around the micro-kernel, B packed in kc×nc blocks and A in
+// mc×kc blocks.
+func serial[T float](kn *kernel[T], pl *pools[T], p *args[T]) {
+	w := pl.ws.Get().(*workspace[T])
+	mr, nr := kn.mr, kn.nr
+	kc := min(kn.kc, p.k)
+	mc := min(kn.mc, roundUp(p.m, mr))
+	nc := min(kn.nc, roundUp(p.n, nr))
+	w.a = grow(w.a, mc*kc)
+	w.b = grow(w.b, kc*nc)
+	w.tile = grow(w.tile, mr*nr)
+	for jc := 0; jc < p.n; jc += nc {
+		ncur := min(nc, p.n-jc)
+		for pc := 0; pc < p.k; pc += kc {
+			kcur := min(kc, p.k-pc)
+			beta := p.beta
+			if pc > 0 {
+				beta = 1
+			}
+			packB(p.bTrans, p.b, p.ldb, pc, jc, kcur, ncur, nr, w.b)
+			for ic := 0; ic < p.m; ic += mc {
+				mcur := min(mc, p.m-ic)
+				packA(p.aTrans, p.a, p.lda, ic, pc, mcur, kcur, mr, w.a)
+				macro(kn, mcur, ncur, kcur, w.a, w.b, p.alpha, beta, p.c[ic*p.ldc+jc:], p.ldc, w.tile)
+			}
+		}
+	}
+	pl.ws.Put(w)
+}
+
+// macro runs the micro-kernel over an mc×nc block of C (at c) from a packed
+// mc×kc block of A and kc×nc block of B. Tiles cut by the block's edge go
+// through tile and are copied into C.
+func macro[T float](kn *kernel[T], mc, nc, kc int, a, b []T, alpha, beta T, c []T, ldc int, tile []T) {
+	mr, nr := kn.mr, kn.nr
+	for jr := 0; jr < nc; jr += nr {
+		nrr := min(nr, nc-jr)
+		pb := &b[jr*kc]
+		for ir := 0; ir < mc; ir += mr {
+			mrr := min(mr, mc-ir)
+			pa := &a[ir*kc]
+			if mrr == mr && nrr == nr {
+				kn.fn(kc, pa, pb, &c[ir*ldc+jr], ldc, alpha, beta)
+				continue
+			}
+			kn.fn(kc, pa, pb, &tile[0], nr, alpha, 0)
+			for i := 0; i < mrr; i++ {
+				dst := c[(ir+i)*ldc+jr : (ir+i)*ldc+jr+nrr]
+				src := tile[i*nr : i*nr+nrr]
+				if beta == 0 {
+					copy(dst, src)
+					continue
+				}
+				for j, v := range src {
+					dst[j] = v + beta*dst[j]
+				}
+			}
+		}
+	}
+}
+
+func roundUp(x, to int) int { return (x + to - 1) / to * to }
