@@ -10,6 +10,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/guard"
 	"github.com/rookery-ml/rookery/graph"
 	"github.com/rookery-ml/rookery/partition"
 )
@@ -30,8 +31,17 @@ type config struct {
 	evalMode   bool
 	splitOpts  []partition.Option
 	haveSolver bool
+	guardOpts  []guard.Option
+	checkpoint io.Reader
 	err        error // an option that failed (for instance leasing from a seed node)
 }
+
+// WithCheckpoint resumes the training run that Trainer.Checkpoint wrote
+// to r: the parameters, the optimiser state and the step count replace
+// the graph's initial values. The graph given to NewTrainer must be the
+// one the checkpoint was written from (the same nodes, in the same order);
+// the number of parts and the executors may differ.
+func WithCheckpoint(r io.Reader) Option { return func(c *config) { c.checkpoint = r } }
 
 // WithExecutors trains on these executors, one part each. Without it the
 // trainer makes one in-process CPU executor per part.
@@ -76,6 +86,9 @@ type Trainer struct {
 	ir     *graph.Graph
 	plan   *partition.Plan
 	pipe   *exec.Pipeline
+	guard  *guard.Guard
+	solver exec.SolverConfig
+	steps  int
 }
 
 // NewTrainer reads g (with the current values of learnables), cuts it
@@ -102,6 +115,15 @@ func NewTrainer(g *gorgonia.ExprGraph, loss *gorgonia.Node, learnables, inputs g
 	ir, err := graph.FromGorgonia(g, graph.Learnables(learnables...), graph.WithValues())
 	if err != nil {
 		return nil, err
+	}
+	var ckpt *checkpoint
+	if cfg.checkpoint != nil {
+		if ckpt, err = readCheckpoint(cfg.checkpoint); err != nil {
+			return nil, err
+		}
+		if err := ckpt.apply(ir); err != nil {
+			return nil, err
+		}
 	}
 	k := cfg.parts
 	switch {
@@ -144,12 +166,31 @@ func NewTrainer(g *gorgonia.ExprGraph, loss *gorgonia.Node, learnables, inputs g
 	if cfg.evalMode {
 		popts = append(popts, exec.WithEvalMode())
 	}
-	pipe, err := exec.NewPipeline(context.Background(), ir, int64(loss.ID()), data, parts, cfg.executors, popts...)
+	var gd *guard.Guard
+	execs := cfg.executors
+	if len(cfg.guardOpts) > 0 {
+		if gd, err = guard.New(cfg.guardOpts...); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		execs = make([]exec.Executor, len(cfg.executors))
+		for i, e := range cfg.executors {
+			execs[i] = gd.Executor(e)
+		}
+	}
+	pipe, err := exec.NewPipeline(context.Background(), ir, int64(loss.ID()), data, parts, execs, popts...)
 	if err != nil {
 		return nil, err
 	}
-	return &Trainer{g: g, loss: loss, learn: append(gorgonia.Nodes{}, learnables...), inputs: append(gorgonia.Nodes{}, inputs...),
-		ir: ir, plan: plan, pipe: pipe}, nil
+	t := &Trainer{g: g, loss: loss, learn: append(gorgonia.Nodes{}, learnables...), inputs: append(gorgonia.Nodes{}, inputs...),
+		ir: ir, plan: plan, pipe: pipe, guard: gd, solver: cfg.solver}
+	if ckpt != nil {
+		if err := ckpt.restore(context.Background(), pipe); err != nil {
+			pipe.Close()
+			return nil, err
+		}
+		t.steps = ckpt.steps
+	}
+	return t, nil
 }
 
 // Plan returns the partition the trainer runs.
@@ -179,7 +220,11 @@ func (t *Trainer) Step(ctx context.Context, feeds map[*gorgonia.Node]*tensor.Den
 	if err != nil {
 		return 0, err
 	}
-	return t.pipe.Step(ctx, f)
+	l, err := t.pipe.Step(ctx, f)
+	if err == nil {
+		t.steps++
+	}
+	return l, err
 }
 
 // Evaluate returns the loss of one mini-batch under the current
@@ -226,18 +271,7 @@ func (t *Trainer) Save(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	out := graph.New()
-	for _, n := range t.ir.Nodes() {
-		if n.Role == graph.RoleLearnable {
-			if v, ok := params[n.ID]; ok {
-				n.Value = v
-			}
-		}
-		if err := out.Add(n); err != nil {
-			return err
-		}
-	}
-	b, err := out.MarshalBinary()
+	b, err := t.modelBytes(params)
 	if err != nil {
 		return err
 	}

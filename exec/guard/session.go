@@ -62,7 +62,7 @@ type session struct {
 	mu        sync.Mutex // one call at a time, so the log is in call order
 	rmu       sync.Mutex // guards reps while replicas are replaced concurrently
 	reps      []*replica
-	residents []entry          // Puts of names outside the snapshot, latest per name
+	residents []entry // Puts of names outside the snapshot, latest per name
 	snap      map[string]*tensor.Dense
 	log       []entry
 	steps     int

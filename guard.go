@@ -1,0 +1,61 @@
+package rookery
+
+import (
+	"time"
+
+	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/guard"
+)
+
+// The options below protect a training run against providers that die,
+// hang or lie (see package exec/guard). Any of them makes NewTrainer wrap
+// every part's executor with one guard.Guard; without them the trainer
+// runs the executors as given.
+
+// WithRedundancy runs every part on r executors, the part's own and r−1
+// spares, and compares their outputs and gradients; an executor that
+// disagrees with the majority (or, with r = 2, with an arbiter) is named
+// in an event, excluded and replaced.
+func WithRedundancy(r int) Option {
+	return WithGuardOptions(guard.WithRedundancy(r))
+}
+
+// WithSpares gives executors that take over a part whose executor fails
+// or lies, and serve as arbiters and spot checkers.
+func WithSpares(execs ...exec.Executor) Option {
+	return WithGuardOptions(guard.WithSpares(execs...))
+}
+
+// WithSnapshotEvery copies each part's parameters and optimiser state to
+// this process every n steps (default guard.DefaultSnapshotEvery).
+func WithSnapshotEvery(n int) Option {
+	return WithGuardOptions(guard.WithSnapshotEvery(n))
+}
+
+// WithSpotCheck re-runs, with probability p, a call of a part on a spare
+// or, when none is left, on this machine, and compares. The draws are
+// seeded, so a run checks the same calls every time.
+func WithSpotCheck(p float64) Option {
+	return WithGuardOptions(guard.WithSpotCheck(p, 1), guard.WithLocal())
+}
+
+// WithCallTimeout bounds every call to an executor; one that takes longer
+// counts as failed and its part moves to a spare.
+func WithCallTimeout(d time.Duration) Option {
+	return WithGuardOptions(guard.WithCallTimeout(d))
+}
+
+// WithEvents calls f for every snapshot, failure, replacement, check and
+// exclusion (see guard.WithEvents).
+func WithEvents(f func(guard.Event)) Option {
+	return WithGuardOptions(guard.WithEvents(f))
+}
+
+// WithGuardOptions passes options to guard.New.
+func WithGuardOptions(opts ...guard.Option) Option {
+	return func(c *config) { c.guardOpts = append(c.guardOpts, opts...) }
+}
+
+// Guard returns the guard that protects the trainer's parts, or nil when
+// no protection was asked for.
+func (t *Trainer) Guard() *guard.Guard { return t.guard }
