@@ -1,0 +1,363 @@
+package transport_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/graph"
+	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
+	"github.com/rookery-ml/rookery/transport"
+)
+
+// The handler fuzz targets call a provider's and a seed node's RPC
+// handlers directly, with fake streams that deliver arbitrary messages
+// decoded as gRPC's codec would, so that every input check runs at the
+// speed of a function call.
+
+// placeholder in a message's bytes stands for the id of the last session
+// (or provider entry) opened, which the fuzzer cannot guess: it has the
+// length of a real id, so the bytes around it stay valid protobuf.
+var placeholder = []byte("SESSIONIDSESSIONIDSESSIONIDSESSI")
+
+// fakeStream is a grpc.ServerStream that receives msgs and records what
+// the handler sends.
+type fakeStream struct {
+	ctx  context.Context
+	msgs [][]byte
+	sent []any
+}
+
+func (s *fakeStream) SetHeader(metadata.MD) error  { return nil }
+func (s *fakeStream) SendHeader(metadata.MD) error { return nil }
+func (s *fakeStream) SetTrailer(metadata.MD)       {}
+func (s *fakeStream) Context() context.Context     { return s.ctx }
+func (s *fakeStream) SendMsg(m any) error {
+	s.sent = append(s.sent, m)
+	return nil
+}
+
+func (s *fakeStream) RecvMsg(m any) error {
+	if len(s.msgs) == 0 {
+		return io.EOF
+	}
+	b := s.msgs[0]
+	s.msgs = s.msgs[1:]
+	return transport.DecodeMessage(b, m)
+}
+
+// fuzzCalls reads a sequence of calls: an op byte, a message count byte,
+// then each message as a little-endian uint16 length and its bytes.
+func fuzzCalls(data []byte, maxCalls int) (ops []byte, msgs [][][]byte) {
+	for len(data) >= 2 && len(ops) < maxCalls {
+		op, k := data[0], int(data[1]%8)
+		data = data[2:]
+		var ms [][]byte
+		for i := 0; i < k && len(data) >= 2; i++ {
+			n := min(int(binary.LittleEndian.Uint16(data)), len(data)-2)
+			ms = append(ms, data[2:2+n])
+			data = data[2+n:]
+		}
+		ops, msgs = append(ops, op), append(msgs, ms)
+	}
+	return ops, msgs
+}
+
+// encodeCalls is the inverse of fuzzCalls, for the seed corpus.
+func encodeCalls(calls ...[]any) []byte {
+	var out []byte
+	for _, c := range calls {
+		out = append(out, c[0].(byte), byte(len(c)-1))
+		for _, m := range c[1:] {
+			b, err := proto.Marshal(m.(proto.Message))
+			if err != nil {
+				panic(err)
+			}
+			out = binary.LittleEndian.AppendUint16(out, uint16(len(b)))
+			out = append(out, b...)
+		}
+	}
+	return out
+}
+
+// checkStatus fails unless err is nil or a gRPC status with a code the
+// provider means (never Unknown, which a raw error would give).
+func checkStatus(t *testing.T, what string, err error) {
+	t.Helper()
+	if err == nil || errors.Is(err, io.EOF) {
+		return
+	}
+	st, ok := status.FromError(err)
+	if !ok || st.Code() == codes.Unknown || st.Code() == codes.OK {
+		t.Fatalf("%s returned %v (%T), not a gRPC status", what, err, err)
+	}
+}
+
+const (
+	opOpen = iota
+	opPut
+	opGet
+	opForward
+	opBackward
+	opStep
+	opClose
+	numOps
+)
+
+// FuzzProviderHandlers sends arbitrary call sequences to a provider's
+// Open, Put, Get, Forward, Backward, Step and Close handlers. No input may
+// panic the provider or get an error that is not a gRPC status; every
+// byte it reserves is released once the sessions are closed; it never
+// holds more than its budget.
+func FuzzProviderHandlers(f *testing.F) {
+	m := newMLP(f, tensor.Float64, 2, 3, 4, 2)
+	lay, err := exec.Split(m.ir, m.parts(1), m.loss, m.data)
+	if err != nil {
+		f.Fatal(err)
+	}
+	sp := lay.Specs[0]
+	gb, err := sp.Graph.MarshalBinary()
+	if err != nil {
+		f.Fatal(err)
+	}
+	spec := &rookeryv1.SessionSpec{Part: int32(sp.Part), Inputs: sp.Inputs, DataInputs: sp.DataInputs, Outputs: sp.Outputs,
+		Loss: sp.Loss, HasLoss: sp.HasLoss, Solver: &rookeryv1.Solver{Kind: rookeryv1.Solver_KIND_SGD, LearnRate: 0.1, Momentum: 0.9}}
+	sid := string(placeholder)
+	frame := func(id int64, name string, t *tensor.Dense) *rookeryv1.TensorFrame {
+		pb, err := graph.EncodeTensor(t)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return &rookeryv1.TensorFrame{Id: id, Name: name, Tensor: pb}
+	}
+	var feeds []any
+	feeds = append(feeds, byte(opForward), &rookeryv1.TensorFrame{Session: sid})
+	for _, id := range m.data {
+		feeds = append(feeds, frame(id, "", m.feeds[id]))
+	}
+	wid := m.ir.Learnables()[0]
+	wname := "param/" + strconv.FormatInt(wid, 10)
+	wn, _ := m.ir.Node(wid)
+	wv := tensor.New(tensor.Of(tensor.Float64), tensor.WithShape(wn.Shape...))
+	open := []any{byte(opOpen), &rookeryv1.OpenRequest{Spec: spec, GraphBytes: int64(len(gb)), GraphChunk: gb[:len(gb)/2]},
+		&rookeryv1.OpenRequest{GraphChunk: gb[len(gb)/2:]}}
+	f.Add(encodeCalls(open,
+		[]any{byte(opPut), &rookeryv1.TensorFrame{Session: sid}, frame(0, wname, wv)},
+		feeds,
+		[]any{byte(opBackward), &rookeryv1.TensorFrame{Session: sid}},
+		[]any{byte(opStep), &rookeryv1.StepRequest{Session: sid}},
+		[]any{byte(opGet), &rookeryv1.GetRequest{Session: sid, Names: []string{wname}}},
+		[]any{byte(opClose), &rookeryv1.CloseRequest{Session: sid}}))
+	f.Add(encodeCalls(open, feeds, feeds, []any{byte(opStep), &rookeryv1.StepRequest{Session: sid}}))
+	f.Add(encodeCalls(open, []any{byte(opPut), &rookeryv1.TensorFrame{Session: sid, Tensor: &rookeryv1.Tensor{Dtype: rookeryv1.DType_DTYPE_FLOAT32, Shape: []int64{1 << 20}}},
+		&rookeryv1.TensorFrame{Data: []byte{1, 2, 3}}}))
+	f.Add(encodeCalls([]any{byte(opOpen), &rookeryv1.OpenRequest{Spec: spec, GraphBytes: 1 << 40}}))
+
+	const budget = 1 << 22
+	srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0), transport.WithLimits(transport.Limits{
+		MaxSessions: 3, MaxNodes: 64, MaxGraphBytes: 1 << 16, MaxTensorBytes: 1 << 16, MaxSessionBytes: 1 << 20,
+		MaxProviderBytes: budget, IdleTimeout: -1, ChunkBytes: 1 << 12}))
+	f.Cleanup(srv.Stop)
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ops, msgs := fuzzCalls(data, 24)
+		var ids []string
+		last := sid
+		fill := func(ms [][]byte) [][]byte {
+			out := make([][]byte, len(ms))
+			for i, b := range ms {
+				out[i] = bytes.ReplaceAll(b, placeholder, []byte(last))
+			}
+			return out
+		}
+		unary := func(ms [][]byte, m proto.Message) bool {
+			if len(ms) == 0 {
+				return false
+			}
+			return proto.Unmarshal(fill(ms)[0], m) == nil
+		}
+		for i, op := range ops {
+			st := &fakeStream{ctx: ctx, msgs: fill(msgs[i])}
+			var err error
+			switch op % numOps {
+			case opOpen:
+				err = srv.Open(&grpc.GenericServerStream[rookeryv1.OpenRequest, rookeryv1.OpenResponse]{ServerStream: st})
+				if err == nil {
+					if len(st.sent) != 1 {
+						t.Fatalf("Open sent %d responses", len(st.sent))
+					}
+					last = st.sent[0].(*rookeryv1.OpenResponse).Session
+					ids = append(ids, last)
+				}
+			case opPut:
+				err = srv.Put(&grpc.GenericServerStream[rookeryv1.TensorFrame, rookeryv1.PutResponse]{ServerStream: st})
+			case opGet:
+				var req rookeryv1.GetRequest
+				if unary(msgs[i], &req) {
+					err = srv.Get(&req, &grpc.GenericServerStream[rookeryv1.GetRequest, rookeryv1.TensorFrame]{ServerStream: st})
+				}
+			case opForward:
+				err = srv.Forward(&grpc.GenericServerStream[rookeryv1.TensorFrame, rookeryv1.TensorFrame]{ServerStream: st})
+			case opBackward:
+				err = srv.Backward(&grpc.GenericServerStream[rookeryv1.TensorFrame, rookeryv1.TensorFrame]{ServerStream: st})
+			case opStep:
+				var req rookeryv1.StepRequest
+				if unary(msgs[i], &req) {
+					_, err = srv.Step(ctx, &req)
+				}
+			case opClose:
+				var req rookeryv1.CloseRequest
+				if unary(msgs[i], &req) {
+					_, err = srv.Close(ctx, &req)
+				}
+			}
+			checkStatus(t, "call", err)
+			if r := srv.Reserved(); r < 0 || r > budget {
+				t.Fatalf("reserved %d bytes, budget %d", r, budget)
+			}
+		}
+		for _, id := range ids {
+			if _, err := srv.Close(ctx, &rookeryv1.CloseRequest{Session: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, r := srv.Sessions(), srv.Reserved(); n != 0 || r != 0 {
+			t.Fatalf("after closing every session: %d sessions, %d bytes reserved", n, r)
+		}
+	})
+}
+
+// FuzzSeedHandlers sends arbitrary call sequences to a seed node that
+// signs leases. No input may panic it or get an error that is not a gRPC
+// status, and every lease Find hands out must verify and name the entry
+// it comes with.
+func FuzzSeedHandlers(f *testing.F) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	pub := key.Public().(ed25519.PublicKey)
+	id := string(placeholder)
+	caps := &rookeryv1.Capabilities{Name: "p", MemoryBytes: 1 << 30, Gflops: 10}
+	f.Add(encodeCalls(
+		[]any{byte(0), &rookeryv1.RegisterRequest{Address: "127.0.0.1:7070", Capabilities: caps}},
+		[]any{byte(1), &rookeryv1.HeartbeatRequest{Id: id, Sessions: 2}},
+		[]any{byte(3), &rookeryv1.FindRequest{N: 1, Requester: "r"}},
+		[]any{byte(4), &rookeryv1.ListRequest{}},
+		[]any{byte(2), &rookeryv1.DeregisterRequest{Id: id}},
+		[]any{byte(5), &rookeryv1.LeaseKeyRequest{}}))
+	f.Add(encodeCalls([]any{byte(0), &rookeryv1.RegisterRequest{Address: "[::1]:1"}}, []any{byte(3), &rookeryv1.FindRequest{N: -1, Gpu: true}}))
+	var now time.Time
+	seed := transport.NewSeed(transport.WithLeaseSigning(key, time.Minute), transport.WithClock(func() time.Time { return now }))
+	f.Cleanup(seed.Stop)
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		now = time.UnixMilli(1 << 40) // entries of earlier inputs expire
+		now = now.Add(time.Duration(len(data)) * time.Hour)
+		ops, msgs := fuzzCalls(data, 24)
+		last := id
+		for i, op := range ops {
+			if len(msgs[i]) == 0 {
+				continue
+			}
+			b := bytes.ReplaceAll(msgs[i][0], placeholder, []byte(last))
+			var err error
+			switch op % 6 {
+			case 0:
+				var req rookeryv1.RegisterRequest
+				if proto.Unmarshal(b, &req) == nil {
+					var resp *rookeryv1.RegisterResponse
+					if resp, err = seed.Register(ctx, &req); err == nil {
+						last = resp.Id
+					}
+				}
+			case 1:
+				var req rookeryv1.HeartbeatRequest
+				if proto.Unmarshal(b, &req) == nil {
+					_, err = seed.Heartbeat(ctx, &req)
+				}
+			case 2:
+				var req rookeryv1.DeregisterRequest
+				if proto.Unmarshal(b, &req) == nil {
+					_, err = seed.Deregister(ctx, &req)
+				}
+			case 3:
+				var req rookeryv1.FindRequest
+				if proto.Unmarshal(b, &req) == nil {
+					var resp *rookeryv1.FindResponse
+					if resp, err = seed.Find(ctx, &req); err == nil {
+						if len(resp.Providers) != int(req.N) {
+							t.Fatalf("asked for %d, found %d", req.N, len(resp.Providers))
+						}
+						for _, e := range resp.Providers {
+							l, lerr := transport.ParseLease(e.Lease, pub)
+							if lerr != nil || l.ProviderID != e.Id || l.ProviderAddress != e.Address || !strings.HasPrefix(l.Requester, "anon:") {
+								t.Fatalf("lease for %s at %s: %+v, %v", e.Id, e.Address, l, lerr)
+							}
+						}
+					}
+				}
+			case 4:
+				_, err = seed.List(ctx, &rookeryv1.ListRequest{})
+			case 5:
+				var resp *rookeryv1.LeaseKeyResponse
+				if resp, err = seed.LeaseKey(ctx, &rookeryv1.LeaseKeyRequest{}); err == nil && !pub.Equal(ed25519.PublicKey(resp.Ed25519PublicKey)) {
+					t.Fatal("LeaseKey returned another key")
+				}
+			}
+			checkStatus(t, "seed call", err)
+		}
+	})
+}
+
+// FuzzParseLease feeds lease tokens to ParseLease: it must never panic,
+// must refuse with an *AuthError matching ErrUnauthenticated, and what it
+// accepts must carry the seed key's signature: signing its claims again
+// gives a token that reads the same.
+func FuzzParseLease(f *testing.F) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
+	pub := key.Public().(ed25519.PublicKey)
+	good, err := transport.SignLease(key, transport.Lease{ProviderID: "p1", ProviderAddress: "127.0.0.1:7070", Requester: "token:alice",
+		IssuedAt: time.UnixMilli(1_700_000_000_000), Expires: time.UnixMilli(1_700_003_600_000)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add("v1.")
+	f.Add("v1." + strings.Repeat("A", 100))
+	f.Add(good[:len(good)-3] + "AAA")
+	f.Fuzz(func(t *testing.T, token string) {
+		l, err := transport.ParseLease(token, pub)
+		if err != nil {
+			var ae *transport.AuthError
+			if !errors.As(err, &ae) || !errors.Is(err, transport.ErrUnauthenticated) {
+				t.Fatalf("refusal %v is not an unauthenticated *AuthError", err)
+			}
+			return
+		}
+		if l.Requester == "" || l.Expires.Before(l.IssuedAt) {
+			t.Fatalf("accepted %+v", l)
+		}
+		again, err := transport.SignLease(key, *l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := transport.ParseLease(again, pub)
+		if err != nil || *back != *l {
+			t.Fatalf("re-signed lease reads %+v, %v; want %+v", back, err, l)
+		}
+		_ = l.CheckTime(time.UnixMilli(1_700_000_000_000))
+	})
+}
