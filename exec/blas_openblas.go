@@ -12,7 +12,7 @@ import (
 
 // With the openblas build tag, the package's init hands Gorgonia (and
 // through it gorgonia.org/tensor) OpenBLAS, by cgo through gonum's netlib
-// binding, in place of gonum's pure-Go BLAS. gorgonia.Use is a
+// binding, in place of Rookery's gemm (internal/gemm) that the default build uses. gorgonia.Use is a
 // process-wide setting: every tape machine in the binary, whether or not
 // it belongs to Rookery, does its matrix products in OpenBLAS. That is
 // deliberate: which BLAS runs is chosen when the binary is built, not per
@@ -26,6 +26,6 @@ func init() {
 }
 
 // BLASName names the BLAS that Gorgonia's matrix products run on in this
-// binary: "OpenBLAS" when built with the openblas tag, "gonum (pure Go)"
+// binary: "OpenBLAS" when built with the openblas tag, Rookery's gemm
 // otherwise.
 func BLASName() string { return "OpenBLAS" }
