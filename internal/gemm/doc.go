@@ -6,7 +6,7 @@
 // in kc×nc blocks, and op(A) in mc×kc blocks, into panels that a
 // micro-kernel in assembly reads in order, the tile of C it computes held
 // in vector registers (AVX-512, or AVX2 with FMA, chosen at start-up with
-// golang.org/x/sys/cpu). Products of more than about 2¹⁷ multiply-adds are
+// golang.org/x/sys/cpu). Products of more than about 2²⁰ multiply-adds are
 // split along the longer of m and n across GOMAXPROCS goroutines. Packing
 // buffers come from pools, so a product allocates nothing once they are
 // warm. On CPUs without those instructions, on other architectures and

@@ -115,8 +115,9 @@ type args[T float] struct {
 }
 
 // parallelMin is the least m·n·k for which a product is split across
-// goroutines: below it the hand-off costs more than it saves.
-const parallelMin = 1 << 17
+// goroutines: below it (some 30 µs of work on one core) starting and
+// waking them costs more than it saves.
+const parallelMin = 1 << 20
 
 // gemm computes the product described by p with kernel kn, on up to
 // GOMAXPROCS goroutines. The arguments have been checked.
@@ -138,7 +139,7 @@ func gemm[T float](kn *kernel[T], pl *pools[T], p *args[T]) {
 	if splitN {
 		tiles = (p.n + kn.nr - 1) / kn.nr
 	}
-	parts = min(parts, tiles, maxWorkers+1)
+	parts = min(parts, tiles)
 	if parts <= 1 {
 		serial(kn, pl, p)
 		return
@@ -146,13 +147,8 @@ func gemm[T float](kn *kernel[T], pl *pools[T], p *args[T]) {
 	c := pl.calls.Get().(*call[T])
 	c.kn, c.pools, c.p, c.splitN, c.parts, c.tiles = kn, pl, *p, splitN, parts, tiles
 	c.wg.Add(parts - 1)
-	startWorkers(parts - 1)
 	for i := 1; i < parts; i++ {
-		select {
-		case jobs <- job{c, i}:
-		default:
-			c.runPart(i)
-		}
+		go c.runPart(i)
 	}
 	c.runPart(0)
 	c.wg.Wait()
