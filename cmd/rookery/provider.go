@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -37,6 +40,17 @@ models that requesters send. It prints "listening on ADDR" once it
 accepts connections, logs to stderr, and shuts down cleanly on SIGINT or
 SIGTERM.
 
+Who gets in: with --seed-pubkey, only requesters holding a lease that the
+seed node signed for this provider (rookery.WithSeed fetches them); with
+--token-file, only callers with one of its bearer tokens or a client
+certificate verified against --client-ca. A session belongs to the
+requester that opened it. The key is given, never learnt from the seed
+node: copy the line "lease key KEY" that the seed prints, or fetch
+GET /v1/lease-key from its HTTP view over a channel you trust.
+
+Beyond loopback it serves TLS only (--tls-cert and --tls-key) unless
+--insecure is given, and reaches the seed node over TLS only (--seed-ca).
+
 flags:
 `
 
@@ -56,7 +70,7 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		seed       = fs.String("seed", "", "seed node to register with (host:port); none by default")
 		name       = fs.String("name", defaultName(), "name reported to requesters and the seed node")
 		metrics    = fs.String("metrics", "", "address for the Prometheus metrics endpoint (GET /metrics); none by default")
-		maxMem     = sizeFlag(fs, "max-memory", d.MaxProviderBytes, "memory budget: encoded parts, resident tensors and tensors in flight of all sessions (e.g. 8GiB)")
+		maxMem     = sizeFlag(fs, "max-memory", d.MaxProviderBytes, "memory budget of all sessions: encoded parts, resident tensors, tensors in flight and the executor's estimated working memory (gradients, solver state, activations per micro-batch); a session that would exceed it is refused (e.g. 8GiB)")
 		maxSessMem = sizeFlag(fs, "max-session-memory", d.MaxSessionBytes, "memory budget of one session")
 		maxTensor  = sizeFlag(fs, "max-tensor", d.MaxTensorBytes, "largest tensor accepted")
 		maxGraph   = sizeFlag(fs, "max-graph", d.MaxGraphBytes, "largest encoded part accepted")
@@ -69,6 +83,12 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		tlsCert    = fs.String("tls-cert", "", "PEM certificate file: serve over TLS (with --tls-key)")
 		tlsKey     = fs.String("tls-key", "", "PEM private key file of --tls-cert")
 		seedCA     = fs.String("seed-ca", "", "PEM file of the CA that signed the seed node's certificate: reach the seed over TLS")
+		seedToken  = fs.String("seed-token", "", "file holding the bearer token to present to the seed node")
+		seedPub    = fs.String("seed-pubkey", "", "the seed node's lease key (a file, or the base64 text itself): serve only requesters with a lease it signed for this provider")
+		tokenFile  = fs.String("token-file", "", "file of allowed bearer tokens, one a line: TOKEN [NAME]; callers need one (or a client certificate, with --client-ca)")
+		clientCA   = fs.String("client-ca", "", "PEM file of the CA whose client certificates to require and verify (mTLS; needs --tls-cert)")
+		insecure   = fs.Bool("insecure", false, "allow clear text beyond loopback, to requesters and to the seed node (trusted networks only)")
+		callTime   = fs.Duration("call-timeout", transport.DefaultCallTimeout, "cancel any one call that runs longer")
 		logFormat  = fs.String("log-format", "text", "log format: text or json")
 		logLevel   = fs.String("log-level", "info", "log level: debug, info, warn or error")
 		version    = fs.Bool("version", false, "print the version and exit")
@@ -83,6 +103,50 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *chunk <= 0 || *chunk > 64<<20 {
 		return fmt.Errorf("provider: --chunk %d must be in (0, 64MiB]", *chunk)
 	}
+	serverOpts, err := tlsServerOptions(*tlsCert, *tlsKey, *clientCA)
+	if err != nil {
+		return err
+	}
+	if err := transport.CheckListen(*listen, len(serverOpts) > 0, *insecure); err != nil {
+		return err
+	}
+	var seedOpts []transport.DialOption
+	if *seed != "" {
+		if *seedCA == "" && !*insecure && !transport.IsLoopback(*seed) {
+			return fmt.Errorf("%w: --seed %s is beyond loopback; give --seed-ca to reach it over TLS, or --insecure on a trusted network", transport.ErrInsecure, *seed)
+		}
+		if *insecure {
+			seedOpts = append(seedOpts, transport.WithInsecure())
+		}
+	}
+	if *seedCA != "" {
+		creds, err := credentials.NewClientTLSFromFile(*seedCA, "")
+		if err != nil {
+			return fmt.Errorf("--seed-ca: %w", err)
+		}
+		seedOpts = append(seedOpts, transport.WithTransportCredentials(creds))
+	}
+	if *seedToken != "" {
+		tok, err := readToken(*seedToken)
+		if err != nil {
+			return err
+		}
+		seedOpts = append(seedOpts, transport.WithToken(tok))
+	}
+	var authOpts []transport.ServerOption
+	if *tokenFile != "" {
+		ts, err := transport.LoadTokens(*tokenFile)
+		if err != nil {
+			return err
+		}
+		authOpts = append(authOpts, transport.WithTokens(ts))
+	}
+	var pub ed25519.PublicKey
+	if *seedPub != "" {
+		if pub, err = loadPublicKey(*seedPub); err != nil {
+			return err
+		}
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -90,23 +154,20 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("provider: %w", err)
 	}
-	serverOpts, err := tlsServerOptions(*tlsCert, *tlsKey)
-	if err != nil {
-		lis.Close()
-		return err
-	}
 	warnClearText(log, lis.Addr(), len(serverOpts) > 0)
-	var seedOpts []transport.DialOption
-	if *seedCA != "" {
-		creds, err := credentials.NewClientTLSFromFile(*seedCA, "")
-		if err != nil {
-			lis.Close()
-			return fmt.Errorf("--seed-ca: %w", err)
-		}
-		seedOpts = append(seedOpts, transport.WithTransportCredentials(creds))
+	adv := *advertise
+	if adv == "" {
+		adv = lis.Addr().String()
 	}
-	srv := transport.NewServer(exec.NewCPU(),
+	if pub != nil {
+		authOpts = append(authOpts, transport.WithLeaseKey(pub, adv))
+		log.Info("serving leased requesters only", "seed_key", transport.EncodeLeasePublicKey(pub), "address", adv)
+	} else if tcp, ok := lis.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		log.Warn("serving any requester that reaches this address: give --seed-pubkey to require leases from a seed node", "addr", lis.Addr().String())
+	}
+	opts := append([]transport.ServerOption{
 		transport.WithServerOptions(serverOpts...),
+		transport.WithCallTimeout(*callTime),
 		transport.WithName(*name),
 		transport.WithLogger(log),
 		transport.WithBenchmark(*bench),
@@ -119,7 +180,9 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			MaxProviderBytes: *maxMem,
 			IdleTimeout:      *idle,
 			ChunkBytes:       int(*chunk),
-		}))
+		}),
+	}, authOpts...)
+	srv := transport.NewServer(exec.NewCPU(), opts...)
 	addr := lis.Addr().String()
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
@@ -153,10 +216,6 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	annCtx, annCancel := context.WithCancel(context.Background())
 	if *seed != "" {
-		adv := *advertise
-		if adv == "" {
-			adv = addr
-		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -191,20 +250,67 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return runErr
 }
 
-// tlsServerOptions loads a certificate and key for a TLS server; none
+// tlsServerOptions loads a certificate and key for a TLS server, and with
+// clientCA requires client certificates signed by that CA (mTLS); none
 // given means clear text.
-func tlsServerOptions(cert, key string) ([]grpc.ServerOption, error) {
+func tlsServerOptions(cert, key, clientCA string) ([]grpc.ServerOption, error) {
 	if cert == "" && key == "" {
+		if clientCA != "" {
+			return nil, usagef("--client-ca needs --tls-cert and --tls-key")
+		}
 		return nil, nil
 	}
 	if cert == "" || key == "" {
 		return nil, usagef("--tls-cert and --tls-key go together")
 	}
-	creds, err := credentials.NewServerTLSFromFile(cert, key)
+	pair, err := tls.LoadX509KeyPair(cert, key)
 	if err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
-	return []grpc.ServerOption{grpc.Creds(creds)}, nil
+	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	if clientCA != "" {
+		b, err := os.ReadFile(clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("--client-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("--client-ca %s: no PEM certificate", clientCA)
+		}
+		cfg.ClientCAs, cfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return []grpc.ServerOption{grpc.Creds(credentials.NewTLS(cfg))}, nil
+}
+
+// readToken reads a bearer token from file: its first non-blank line.
+func readToken(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("token: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			return f[0], nil
+		}
+	}
+	return "", fmt.Errorf("token file %s is empty", file)
+}
+
+// loadPublicKey reads a lease public key: the text itself (base64), or a
+// file holding it.
+func loadPublicKey(s string) (ed25519.PublicKey, error) {
+	if pub, err := transport.ParseLeasePublicKey(s); err == nil {
+		return pub, nil
+	}
+	b, err := os.ReadFile(s)
+	if err != nil {
+		return nil, fmt.Errorf("--seed-pubkey: neither a base64 key nor a readable file: %w", err)
+	}
+	pub, err := transport.ParseLeasePublicKey(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("--seed-pubkey %s: %w", s, err)
+	}
+	return pub, nil
 }
 
 // warnClearText logs a warning when a clear-text server listens beyond

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +30,18 @@ on --listen and an HTTP/JSON view (GET /v1/providers) on --http, prints
 "listening on ADDR" and "http on ADDR" once ready, and shuts down cleanly
 on SIGINT or SIGTERM.
 
+With --lease-key it signs, for each provider a requester finds, a lease
+naming the provider, the requester and an expiry (--lease-ttl); providers
+started with --seed-pubkey serve only requesters holding one. The key is
+created (mode 0600) when the file does not exist; its public half is
+printed as "lease key KEY", served at GET /v1/lease-key, and printed
+alone by --print-lease-key. With --token-file or --client-ca, providers
+and requesters must authenticate, and leases name the requester's token
+name or certificate name.
+
+Beyond loopback it serves TLS only (--tls-cert and --tls-key) unless
+--insecure is given.
+
 flags:
 `
 
@@ -42,11 +55,17 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var (
 		listen    = fs.String("listen", "127.0.0.1:7000", "gRPC address to serve on (port 0 picks a free one)")
-		httpAddr  = fs.String("http", "127.0.0.1:7080", "HTTP address of the JSON view (GET /v1/providers); empty for none")
+		httpAddr  = fs.String("http", "127.0.0.1:7080", "HTTP address of the JSON view (GET /v1/providers, GET /v1/lease-key), over TLS with --tls-cert; empty for none")
 		ttl       = fs.Duration("ttl", 30*time.Second, "drop a provider that sends no heartbeat for this long")
 		grace     = fs.Duration("shutdown-timeout", 10*time.Second, "how long calls in flight may finish after SIGINT or SIGTERM")
 		tlsCert   = fs.String("tls-cert", "", "PEM certificate file: serve gRPC over TLS (with --tls-key)")
 		tlsKey    = fs.String("tls-key", "", "PEM private key file of --tls-cert")
+		clientCA  = fs.String("client-ca", "", "PEM file of the CA whose client certificates to require and verify (mTLS; needs --tls-cert)")
+		tokenFile = fs.String("token-file", "", "file of allowed bearer tokens, one a line: TOKEN [NAME]; callers need one (or a client certificate, with --client-ca)")
+		leaseKey  = fs.String("lease-key", "", "file of the ed25519 key to sign leases with (created if absent); no leases without it")
+		leaseTTL  = fs.Duration("lease-ttl", transport.DefaultLeaseTTL, "how long a lease lets its requester open sessions")
+		printKey  = fs.Bool("print-lease-key", false, "print the public key of --lease-key, as --seed-pubkey reads it, and exit")
+		insecure  = fs.Bool("insecure", false, "allow clear text beyond loopback (trusted networks only)")
 		logFormat = fs.String("log-format", "text", "log format: text or json")
 		logLevel  = fs.String("log-level", "info", "log level: debug, info, warn or error")
 		version   = fs.Bool("version", false, "print the version and exit")
@@ -61,19 +80,56 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *ttl <= 0 {
 		return fmt.Errorf("seed: --ttl %v must be positive", *ttl)
 	}
+	if *leaseTTL <= 0 {
+		return fmt.Errorf("seed: --lease-ttl %v must be positive", *leaseTTL)
+	}
+	if *printKey && *leaseKey == "" {
+		return usagef("--print-lease-key needs --lease-key")
+	}
+	opts := []transport.SeedOption{transport.WithTTL(*ttl), transport.WithSeedLogger(log)}
+	var pubText string
+	if *leaseKey != "" {
+		key, created, err := transport.LoadOrCreateLeaseKey(*leaseKey)
+		if err != nil {
+			return err
+		}
+		pubText = transport.EncodeLeasePublicKey(key.Public().(ed25519.PublicKey))
+		if *printKey {
+			fmt.Fprintln(stdout, pubText)
+			return nil
+		}
+		if created {
+			log.Info("created a lease key", "file", *leaseKey)
+		}
+		opts = append(opts, transport.WithLeaseSigning(key, *leaseTTL))
+	}
+	if *tokenFile != "" {
+		ts, err := transport.LoadTokens(*tokenFile)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, transport.WithSeedTokens(ts))
+	}
+	serverOpts, err := tlsServerOptions(*tlsCert, *tlsKey, *clientCA)
+	if err != nil {
+		return err
+	}
+	if err := transport.CheckListen(*listen, len(serverOpts) > 0, *insecure); err != nil {
+		return err
+	}
+	if *httpAddr != "" {
+		if err := transport.CheckListen(*httpAddr, len(serverOpts) > 0, *insecure); err != nil {
+			return fmt.Errorf("--http: %w", err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("seed: %w", err)
 	}
-	serverOpts, err := tlsServerOptions(*tlsCert, *tlsKey)
-	if err != nil {
-		lis.Close()
-		return err
-	}
 	warnClearText(log, lis.Addr(), len(serverOpts) > 0)
-	seed := transport.NewSeed(transport.WithTTL(*ttl), transport.WithSeedLogger(log), transport.WithSeedServerOptions(serverOpts...))
+	seed := transport.NewSeed(append(opts, transport.WithSeedServerOptions(serverOpts...))...)
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
 	wg.Add(1)
@@ -95,12 +151,22 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := hs.Serve(hlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			var err error
+			if *tlsCert != "" {
+				err = hs.ServeTLS(hlis, *tlsCert, *tlsKey)
+			} else {
+				err = hs.Serve(hlis)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("seed: http: %w", err)
 			}
 		}()
 		log.Info("http view serving", "addr", hlis.Addr().String(), "path", "/v1/providers")
 		fmt.Fprintf(stdout, "http on %s\n", hlis.Addr())
+	}
+	if pubText != "" {
+		log.Info("signing leases", "public_key", pubText, "lease_ttl", *leaseTTL)
+		fmt.Fprintf(stdout, "lease key %s\n", pubText)
 	}
 	fmt.Fprintf(stdout, "listening on %s\n", lis.Addr())
 	var runErr error
