@@ -174,6 +174,12 @@ func (l *lowerer) backwardOp(n *graph.Node, j int) error {
 		return nil
 	}
 	if code, ok := unaryCodes[k]; ok {
+		if code == uLog2 || code == uInverseSqrt {
+			// Gorgonia differentiates log2 as ln2/x and inverse_sqrt as
+			// −1/(2y³); a GPU part must agree with the CPU parts it trains
+			// beside, so these gradients stay on the CPU.
+			return l.unsupported(n, "gradient differs from the CPU executor's (Gorgonia's rule), so it is left to the CPU")
+		}
 		dx, acc := l.target(x.ID)
 		nel := int(n.Shape.Size())
 		l.emit(n.ID, "unary_grad", nel, ival(code), ival(nel), ival(bools(acc)), ptr(p.Value[x.ID]), ptr(p.Value[n.ID]), ptr(dy), ptr(dx))
