@@ -27,6 +27,7 @@ type config struct {
 	snapEvery    int
 	callTimeout  time.Duration
 	maxRepl      int
+	backoff      time.Duration
 	redundancy   int
 	spotP        float64
 	spotSeed     int64
@@ -62,6 +63,15 @@ func WithCallTimeout(d time.Duration) Option { return func(c *config) { c.callTi
 // a part before the call fails with *FailedError (default
 // DefaultMaxReplacements).
 func WithMaxReplacements(n int) Option { return func(c *config) { c.maxRepl = n } }
+
+// WithBackoff sets the pause before the second replacement tried for one
+// call, doubled before each further one up to 5 s (default
+// DefaultBackoff; 0: none). It gives a connection that was cut time to
+// come back when the only executor left is the one that failed.
+func WithBackoff(d time.Duration) Option { return func(c *config) { c.backoff = d } }
+
+// DefaultBackoff is the pause WithBackoff sets when not given.
+const DefaultBackoff = 100 * time.Millisecond
 
 // WithRedundancy runs every part on r executors and compares their
 // results (default 1: no redundancy).
@@ -160,7 +170,7 @@ type member struct {
 
 // New returns a guard.
 func New(opts ...Option) (*Guard, error) {
-	cfg := config{snapEvery: DefaultSnapshotEvery, maxRepl: DefaultMaxReplacements, redundancy: 1,
+	cfg := config{snapEvery: DefaultSnapshotEvery, maxRepl: DefaultMaxReplacements, redundancy: 1, backoff: DefaultBackoff,
 		tol64: DefaultFloat64, tol32: DefaultFloat32}
 	for _, o := range opts {
 		o(&cfg)
@@ -176,6 +186,8 @@ func New(opts ...Option) (*Guard, error) {
 		return nil, fmt.Errorf("%w: spot-check probability %g", ErrConfig, cfg.spotP)
 	case cfg.callTimeout < 0:
 		return nil, fmt.Errorf("%w: call timeout %v", ErrConfig, cfg.callTimeout)
+	case cfg.backoff < 0:
+		return nil, fmt.Errorf("%w: backoff %v", ErrConfig, cfg.backoff)
 	}
 	g := &Guard{cfg: cfg, excluded: make(map[*member]bool), rng: rand.New(rand.NewSource(cfg.spotSeed))}
 	for _, e := range cfg.spares {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"gorgonia.org/tensor"
 
@@ -248,6 +249,9 @@ func (s *session) place(ctx context.Context, i int, m *member, e *entry, last er
 			if attempts >= s.g.cfg.maxRepl && last != nil {
 				return nil, &FailedError{Part: s.spec.Part, Call: e.kind.String(), Attempts: attempts, Last: last}
 			}
+			if err := s.pause(ctx, attempts); err != nil {
+				return nil, err
+			}
 			var err error
 			m, err = s.g.take(ctx, s.busy(), false)
 			if err != nil {
@@ -283,6 +287,27 @@ func (s *session) place(ctx context.Context, i int, m *member, e *entry, last er
 		s.event(Event{Kind: EventFault, Provider: m.name, Err: err})
 		s.g.give(m)
 		m, last = nil, err
+	}
+}
+
+// pause waits before replacement attempt n+1: nothing before the first
+// two, then the backoff, doubled each time up to 5 s.
+func (s *session) pause(ctx context.Context, n int) error {
+	d := s.g.cfg.backoff
+	if n < 1 || d == 0 {
+		return nil
+	}
+	for i := 1; i < n && d < 5*time.Second; i++ {
+		d *= 2
+	}
+	d = min(d, 5*time.Second)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 
