@@ -25,6 +25,20 @@
 // people can read the same registry as JSON (Seed.Handler, GET
 // /v1/providers).
 //
+// Who gets in. A Seed given WithLeaseSigning signs a lease (lease.go) for
+// every provider that Find returns, naming the provider, the requester
+// and an expiry; a Server given WithLeaseKey opens sessions only for calls
+// that carry a valid lease naming it, and a session belongs to the
+// requester the lease names (without leases, to the caller's token or
+// certificate identity), so that no one else can use or close it. Bearer
+// tokens (WithTokens, WithSeedTokens; WithToken on the client) and client
+// certificates verified by the server's TLS configuration identify
+// callers (auth.go). The client refuses to dial beyond loopback in clear
+// text unless given WithInsecure, and CheckListen is the daemons' same
+// rule for listening. Every Provider call is bounded by a deadline
+// (WithCallTimeout), and the memory budget counts each session's
+// estimated working memory from Open on.
+//
 // Error policy: errors become gRPC status codes only inside this package,
 // and come back out as the same typed errors a local executor returns
 // (*exec.SpecError, *exec.FeedError, *exec.NameError, *exec.OrderError,
@@ -33,5 +47,9 @@
 // *LimitError (matching ErrLimit): ResourceExhausted on the wire for
 // capacity (sessions, resident bytes), InvalidArgument for the size of one
 // request (nodes, one graph, one tensor). An unreachable peer gives an
-// error matching ErrUnavailable; a broken framing ErrProtocol.
+// error matching ErrUnavailable; a broken framing ErrProtocol. A refused
+// credential or identity comes back as *AuthError, matching
+// ErrUnauthenticated (Unauthenticated on the wire) or ErrPermissionDenied
+// (PermissionDenied); clear text beyond loopback is refused with
+// ErrInsecure before anything is dialled.
 package transport

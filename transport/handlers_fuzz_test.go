@@ -58,7 +58,11 @@ func (s *fakeStream) RecvMsg(m any) error {
 	}
 	b := s.msgs[0]
 	s.msgs = s.msgs[1:]
-	return transport.DecodeMessage(b, m)
+	if err := transport.DecodeMessage(b, m); err != nil {
+		// What a gRPC server stream returns for a message it cannot decode.
+		return status.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
+	}
+	return nil
 }
 
 // fuzzCalls reads a sequence of calls: an op byte, a message count byte,

@@ -41,15 +41,18 @@ go build -o "$tmp/rookery" ./cmd/rookery
 go build -o "$tmp/cluster" ./examples/cluster
 
 echo "== starting a seed node"
-"$tmp/rookery" seed --listen 127.0.0.1:0 --http 127.0.0.1:0 --ttl 10s >"$tmp/seed.out" 2>"$tmp/seed.log" &
+"$tmp/rookery" seed --listen 127.0.0.1:0 --http 127.0.0.1:0 --ttl 10s --lease-key "$tmp/lease.key" >"$tmp/seed.out" 2>"$tmp/seed.log" &
 pids+=($!)
 seed=$(await listening "$tmp/seed.out")
 http=$(await http "$tmp/seed.out")
-echo "seed node: gRPC $seed, HTTP http://$http/v1/providers"
+# The seed node signs a lease for each provider a requester finds; the
+# providers serve only requesters holding one.
+key=$(awk '$1 == "lease" && $2 == "key" { print $3; exit }' "$tmp/seed.out")
+echo "seed node: gRPC $seed, HTTP http://$http/v1/providers, lease key $key"
 
 for i in 1 2; do
 	echo "== starting provider $i"
-	"$tmp/rookery" provider --listen 127.0.0.1:0 --seed "$seed" --name "provider-$i" \
+	"$tmp/rookery" provider --listen 127.0.0.1:0 --seed "$seed" --seed-pubkey "$key" --name "provider-$i" \
 		--max-memory 2GiB --metrics 127.0.0.1:0 >"$tmp/p$i.out" 2>"$tmp/p$i.log" &
 	pids+=($!)
 	echo "provider $i: $(await listening "$tmp/p$i.out"), metrics http://$(await metrics "$tmp/p$i.out")/metrics"
