@@ -115,7 +115,9 @@ type killOnCall struct {
 	kill  func()
 }
 
-func (k *killOnCall) String() string { return fmt.Sprint(k.Executor.(interface{ Addr() string }).Addr()) }
+func (k *killOnCall) String() string {
+	return fmt.Sprint(k.Executor.(interface{ Addr() string }).Addr())
+}
 
 func (k *killOnCall) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session, error) {
 	s, err := k.Executor.Open(ctx, spec)
@@ -355,7 +357,7 @@ func TestFlakyNetwork(t *testing.T) {
 		var proxies []*proxy
 		for i := range 4 {
 			_, c := inProcessProvider(t)
-			p := newProxy(t, c.Addr(), seed*10+int64(i), 200*time.Microsecond, 0.03, 0.004)
+			p := newProxy(t, c.Addr(), seed*10+int64(i), 200*time.Microsecond, 0.02, 0.002)
 			proxies = append(proxies, p)
 			// Connecting crosses the faulty network too: retry, a bounded
 			// number of times.
