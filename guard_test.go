@@ -24,13 +24,15 @@ import (
 	"github.com/rookery-ml/rookery"
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/guard"
+	"github.com/rookery-ml/rookery/partition"
 	"github.com/rookery-ml/rookery/transport"
 )
 
 // guardOpts are the training options every run here shares with its
 // fault-free reference.
 func guardOpts() []rookery.Option {
-	return []rookery.Option{rookery.WithParts(2), rookery.WithMicroBatches(2), rookery.WithSolver(exec.Adam(0.02))}
+	return []rookery.Option{rookery.WithParts(2), rookery.WithMicroBatches(2), rookery.WithSolver(exec.Adam(0.02)),
+		rookery.WithPartitionOptions(partition.WithMaxImbalance(2))}
 }
 
 // reference trains m for n steps on in-process executors, without faults.
