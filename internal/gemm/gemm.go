@@ -8,9 +8,10 @@ import (
 type float interface{ ~float32 | ~float64 }
 
 // kernelFunc computes alpha·A·B + beta·C on one mr×nr tile of C at c (row
-// stride ldc), A and B packed by packA and packB; k >= 1. beta == 0 writes
-// the tile without reading it.
-type kernelFunc[T float] func(k int, a, b, c *T, ldc int, alpha, beta T)
+// stride ldc), A packed by packA and B's k rows of nr values ldb apart (nr
+// when packed by packB); k >= 1. beta == 0 writes the tile without reading
+// it.
+type kernelFunc[T float] func(k int, a, b *T, ldb int, c *T, ldc int, alpha, beta T)
 
 // kernel is a micro-kernel, its tile and the cache blocks that suit it.
 type kernel[T float] struct {
@@ -174,9 +175,15 @@ func scale[T float](beta T, m, n int, c []T, ldc int) {
 	}
 }
 
+// directBMaxM is the largest m for which a non-transposed B is read in
+// place rather than packed: with few rows of A, packing B costs as much as
+// the product itself.
+var directBMaxM = 256
+
 // serial computes the product on this goroutine: the loops of Goto's
 // algorithm around the micro-kernel, B packed in kc×nc blocks and A in
-// mc×kc blocks.
+// mc×kc blocks. A non-transposed B is read in place when m is small, only
+// its last, partial panel packed.
 func serial[T float](kn *kernel[T], pl *pools[T], p *args[T]) {
 	w := pl.ws.Get().(*workspace[T])
 	mr, nr := kn.mr, kn.nr
@@ -186,6 +193,7 @@ func serial[T float](kn *kernel[T], pl *pools[T], p *args[T]) {
 	w.a = grow(w.a, mc*kc)
 	w.b = grow(w.b, kc*nc)
 	w.tile = grow(w.tile, mr*nr)
+	direct := !p.bTrans && p.m <= directBMaxM
 	for jc := 0; jc < p.n; jc += nc {
 		ncur := min(nc, p.n-jc)
 		for pc := 0; pc < p.k; pc += kc {
@@ -194,11 +202,19 @@ func serial[T float](kn *kernel[T], pl *pools[T], p *args[T]) {
 			if pc > 0 {
 				beta = 1
 			}
-			packB(p.bTrans, p.b, p.ldb, pc, jc, kcur, ncur, nr, w.b)
+			var bd []T
+			if direct {
+				bd = p.b[pc*p.ldb+jc:]
+				if full := ncur / nr * nr; full < ncur {
+					packB(false, p.b, p.ldb, pc, jc+full, kcur, ncur-full, nr, w.b[full*kcur:])
+				}
+			} else {
+				packB(p.bTrans, p.b, p.ldb, pc, jc, kcur, ncur, nr, w.b)
+			}
 			for ic := 0; ic < p.m; ic += mc {
 				mcur := min(mc, p.m-ic)
 				packA(p.aTrans, p.a, p.lda, ic, pc, mcur, kcur, mr, w.a)
-				macro(kn, mcur, ncur, kcur, w.a, w.b, p.alpha, beta, p.c[ic*p.ldc+jc:], p.ldc, w.tile)
+				macro(kn, mcur, ncur, kcur, w.a, w.b, bd, p.ldb, p.alpha, beta, p.c[ic*p.ldc+jc:], p.ldc, w.tile)
 			}
 		}
 	}
@@ -206,21 +222,25 @@ func serial[T float](kn *kernel[T], pl *pools[T], p *args[T]) {
 }
 
 // macro runs the micro-kernel over an mc×nc block of C (at c) from a packed
-// mc×kc block of A and kc×nc block of B. Tiles cut by the block's edge go
-// through tile and are copied into C.
-func macro[T float](kn *kernel[T], mc, nc, kc int, a, b []T, alpha, beta T, c []T, ldc int, tile []T) {
+// mc×kc block of A and a kc×nc block of B: packed in b or, when bd is not
+// nil, read in place from bd (row stride ldb) for every whole panel. Tiles
+// cut by the block's edge go through tile and are copied into C.
+func macro[T float](kn *kernel[T], mc, nc, kc int, a, b, bd []T, ldb int, alpha, beta T, c []T, ldc int, tile []T) {
 	mr, nr := kn.mr, kn.nr
 	for jr := 0; jr < nc; jr += nr {
 		nrr := min(nr, nc-jr)
-		pb := &b[jr*kc]
+		pb, ld := &b[jr*kc], nr
+		if bd != nil && nrr == nr {
+			pb, ld = &bd[jr], ldb
+		}
 		for ir := 0; ir < mc; ir += mr {
 			mrr := min(mr, mc-ir)
 			pa := &a[ir*kc]
 			if mrr == mr && nrr == nr {
-				kn.fn(kc, pa, pb, &c[ir*ldc+jr], ldc, alpha, beta)
+				kn.fn(kc, pa, pb, ld, &c[ir*ldc+jr], ldc, alpha, beta)
 				continue
 			}
-			kn.fn(kc, pa, pb, &tile[0], nr, alpha, 0)
+			kn.fn(kc, pa, pb, ld, &tile[0], nr, alpha, 0)
 			for i := 0; i < mrr; i++ {
 				dst := c[(ir+i)*ldc+jr : (ir+i)*ldc+jr+nrr]
 				src := tile[i*nr : i*nr+nrr]

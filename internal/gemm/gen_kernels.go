@@ -6,7 +6,8 @@
 //
 // Each kernel multiplies a packed mr×k panel of A (column after column, mr
 // values per step) by a packed k×nr panel of B (row after row, nr values
-// per step), holds the mr×nr product in vector registers, and writes
+// per step, ldb values apart: packed, ldb is nr; read in place from a
+// row-major B, ldb is B's row stride), holds the mr×nr product in vector registers, and writes
 // alpha·AB + beta·C to the mr×nr tile of C at c (row stride ldc elements);
 // beta == 0 writes without reading C.
 package main
@@ -65,16 +66,18 @@ func (k kernel) write(w *bytes.Buffer) {
 	nr := k.nv * width / es
 	p := func(format string, args ...any) { fmt.Fprintf(w, "\t"+format+"\n", args...) }
 
-	frame := 40 + 2*es
-	alphaOff, betaOff := 40, 40+es
-	fmt.Fprintf(w, "\n// func %s(k int, a, b, c *%s, ldc int, alpha, beta %s)\n", k.name, k.typ(), k.typ())
+	frame := 48 + 2*es
+	alphaOff, betaOff := 48, 48+es
+	fmt.Fprintf(w, "\n// func %s(k int, a, b *%s, ldb int, c *%s, ldc int, alpha, beta %s)\n", k.name, k.typ(), k.typ(), k.typ())
 	fmt.Fprintf(w, "// %d×%d tile, k >= 1.\n", k.mr, nr)
 	fmt.Fprintf(w, "TEXT ·%s(SB), NOSPLIT, $0-%d\n", k.name, frame)
 	p("MOVQ k+0(FP), CX")
 	p("MOVQ a+8(FP), SI")
 	p("MOVQ b+16(FP), DI")
-	p("MOVQ c+24(FP), DX")
-	p("MOVQ ldc+32(FP), R8")
+	p("MOVQ ldb+24(FP), R9")
+	p("SHLQ $%d, R9", map[int]int{4: 2, 8: 3}[es])
+	p("MOVQ c+32(FP), DX")
+	p("MOVQ ldc+40(FP), R8")
 	p("SHLQ $%d, R8", map[int]int{4: 2, 8: 3}[es])
 	for i := 0; i < nacc; i++ {
 		r := fmt.Sprintf("%s%d", reg, i)
@@ -82,10 +85,10 @@ func (k kernel) write(w *bytes.Buffer) {
 	}
 	step := func(u int) {
 		aoff := u * k.mr * es
-		boff := u * nr * es
 		for v := 0; v < k.nv; v++ {
-			p("VMOVUP%s %d(DI), %s", sfx[1:], boff+v*width, breg(v))
+			p("VMOVUP%s %d(DI), %s", sfx[1:], v*width, breg(v))
 		}
+		p("ADDQ R9, DI")
 		for i := 0; i < k.mr; i++ {
 			if k.zmm {
 				for v := 0; v < k.nv; v++ {
@@ -108,7 +111,6 @@ func (k kernel) write(w *bytes.Buffer) {
 		step(u)
 	}
 	p("ADDQ $%d, SI", unroll*k.mr*es)
-	p("ADDQ $%d, DI", unroll*nr*es)
 	p("SUBQ $%d, CX", unroll)
 	p("CMPQ CX, $%d", unroll)
 	p("JGE %s_loop", k.name)
@@ -117,7 +119,6 @@ func (k kernel) write(w *bytes.Buffer) {
 	p("JZ %s_store", k.name)
 	step(0)
 	p("ADDQ $%d, SI", k.mr*es)
-	p("ADDQ $%d, DI", nr*es)
 	p("DECQ CX")
 	p("JMP %s_tail", k.name)
 

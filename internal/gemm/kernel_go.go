@@ -10,12 +10,13 @@ const (
 )
 
 // kernelGo is the portable micro-kernel: alpha·A·B + beta·C on a 4×4 tile
-// of C, A packed 4 values per step of k and B 4 values per step.
-func kernelGo[T float](k int, ap, bp, cp *T, ldc int, alpha, beta T) {
+// of C, A packed 4 values per step of k and B 4 values per step, ldb
+// apart.
+func kernelGo[T float](k int, ap, bp *T, ldb int, cp *T, ldc int, alpha, beta T) {
 	a := unsafe.Slice(ap, k*goMR)
-	b := unsafe.Slice(bp, k*goNR)
+	b := unsafe.Slice(bp, (k-1)*ldb+goNR)
 	var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 T
-	for len(a) >= goMR && len(b) >= goNR {
+	for p := 0; p < k; p++ {
 		a0, a1, a2, a3 := a[0], a[1], a[2], a[3]
 		b0, b1, b2, b3 := b[0], b[1], b[2], b[3]
 		c00 += a0 * b0
@@ -35,7 +36,9 @@ func kernelGo[T float](k int, ap, bp, cp *T, ldc int, alpha, beta T) {
 		c32 += a3 * b2
 		c33 += a3 * b3
 		a = a[goMR:]
-		b = b[goNR:]
+		if p < k-1 {
+			b = b[ldb:]
+		}
 	}
 	c := unsafe.Slice(cp, 3*ldc+goNR)
 	row := func(i int, v0, v1, v2, v3 T) {

@@ -10,16 +10,16 @@ import "golang.org/x/sys/cpu"
 // for one tile, A and B packed as pack.go lays them out; k >= 1.
 
 //go:noescape
-func sgemmAVX2(k int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX2(k int, a, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 
 //go:noescape
-func dgemmAVX2(k int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX2(k int, a, b *float64, ldb int, c *float64, ldc int, alpha, beta float64)
 
 //go:noescape
-func sgemmAVX512(k int, a, b, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX512(k int, a, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 
 //go:noescape
-func dgemmAVX512(k int, a, b, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX512(k int, a, b *float64, ldb int, c *float64, ldc int, alpha, beta float64)
 
 // avx2 and avx512 report whether this CPU (and OS) runs the kernels.
 var (
