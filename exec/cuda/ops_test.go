@@ -136,7 +136,10 @@ func (c opCase) spec(t *testing.T, rng *rand.Rand) exec.SessionSpec {
 // TestOpsMatchCPU lowers each supported op kind (in float64) into a small
 // part, runs it forward and backward on the reference device and on the
 // CPU executor, and compares the loss and the gradients of the operands.
-func TestOpsMatchCPU(t *testing.T) {
+func TestOpsMatchCPU(t *testing.T) { opsMatchCPU(t, newReference(), 1e-12) }
+
+// opsMatchCPU runs every op case on e, within tol of the CPU executor.
+func opsMatchCPU(t *testing.T, dev exec.Executor, tol float64) {
 	ctx := context.Background()
 	for _, c := range opCases() {
 		t.Run(c.name(), func(t *testing.T) {
@@ -144,7 +147,7 @@ func TestOpsMatchCPU(t *testing.T) {
 			if k := c.op.Kind; k == graph.KindLog2 || k == graph.KindInverseSqrt {
 				// Gorgonia's gradients of these are not the derivative:
 				// the part must be refused, not run differently.
-				_, err := newReference().Open(ctx, spec)
+				_, err := dev.Open(ctx, spec)
 				var ue *UnsupportedOpError
 				if !errors.As(err, &ue) || !errors.Is(err, ErrUnsupported) || ue.Node != 10 || ue.Kind != k {
 					t.Fatalf("Open: got %v, want an *UnsupportedOpError for node 10 (%s)", err, k)
@@ -153,7 +156,7 @@ func TestOpsMatchCPU(t *testing.T) {
 			}
 			var losses []float64
 			var grads [][]*tensor.Dense
-			for _, e := range []exec.Executor{exec.NewCPU(), newReference()} {
+			for _, e := range []exec.Executor{exec.NewCPU(), dev} {
 				s, err := e.Open(ctx, spec)
 				if err != nil {
 					t.Fatal(err)
@@ -181,14 +184,16 @@ func TestOpsMatchCPU(t *testing.T) {
 				}
 				grads = append(grads, gs)
 			}
-			if d := math.Abs(losses[1]-losses[0]) / math.Max(1, math.Abs(losses[0])); d > 1e-12 {
+			if d := math.Abs(losses[1]-losses[0]) / math.Max(1, math.Abs(losses[0])); d > tol {
 				t.Errorf("loss %v, CPU %v", losses[1], losses[0])
 			}
 			for i := range c.in {
-				if d := maxRelDiff(grads[1][i], grads[0][i]); d > 1e-12 || math.IsNaN(d) {
+				if d := maxRelDiff(grads[1][i], grads[0][i]); d > tol || math.IsNaN(d) {
 					t.Errorf("gradient of operand %d differs by %.3g:\n got %v\nwant %v", i, d, floats(grads[1][i]), floats(grads[0][i]))
 				}
 			}
 		})
 	}
 }
+
+func newRand() *rand.Rand { return rand.New(rand.NewSource(4)) }
