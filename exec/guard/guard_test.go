@@ -36,7 +36,11 @@ type job struct {
 
 func newJob(t testing.TB, k, steps int, sizes ...int) *job {
 	t.Helper()
-	const batch = 8
+	return newJobBatch(t, k, steps, 8, sizes...)
+}
+
+func newJobBatch(t testing.TB, k, steps, batch int, sizes ...int) *job {
+	t.Helper()
 	rng := rand.New(rand.NewSource(3))
 	g := gorgonia.NewGraph()
 	x := gorgonia.NewMatrix(g, tensor.Float64, gorgonia.WithShape(batch, sizes[0]), gorgonia.WithName("x"))
