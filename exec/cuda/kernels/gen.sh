@@ -15,4 +15,10 @@ for cu in *.cu; do
 		cat "$out.tmp"
 	} >"$out"
 	rm -f "$out.tmp"
+	# Assemble it as the driver's JIT will, for the oldest and a recent GPU.
+	if command -v ptxas >/dev/null; then
+		for sm in sm_52 sm_90; do
+			ptxas -arch="$sm" -o /dev/null "$out"
+		done
+	fi
 done
