@@ -9,26 +9,9 @@ func packA[T float](trans bool, a []T, lda, ic, pc, mc, kc, mr int, dst []T) {
 		mrr := min(mr, mc-ir)
 		d := dst[ir*kc : ir*kc+kc*mr]
 		if trans {
-			for p := 0; p < kc; p++ {
-				src := a[(pc+p)*lda+ic+ir:]
-				src = src[:mrr]
-				dp := d[p*mr : p*mr+mr]
-				copy(dp, src)
-				clear(dp[mrr:])
-			}
-			continue
-		}
-		for i := 0; i < mrr; i++ {
-			src := a[(ic+ir+i)*lda+pc:]
-			src = src[:kc]
-			for p, v := range src {
-				d[p*mr+i] = v
-			}
-		}
-		for i := mrr; i < mr; i++ {
-			for p := 0; p < kc; p++ {
-				d[p*mr+i] = 0
-			}
+			packRows(a[pc*lda+ic+ir:], lda, kc, mrr, mr, d)
+		} else {
+			packCols(a[(ic+ir)*lda+pc:], lda, mrr, kc, mr, d)
 		}
 	}
 }
@@ -41,27 +24,49 @@ func packB[T float](trans bool, b []T, ldb, pc, jc, kc, nc, nr int, dst []T) {
 	for jr := 0; jr < nc; jr += nr {
 		nrr := min(nr, nc-jr)
 		d := dst[jr*kc : jr*kc+kc*nr]
-		if !trans {
-			for p := 0; p < kc; p++ {
-				src := b[(pc+p)*ldb+jc+jr:]
-				src = src[:nrr]
-				dp := d[p*nr : p*nr+nr]
-				copy(dp, src)
-				clear(dp[nrr:])
-			}
-			continue
+		if trans {
+			packCols(b[(jc+jr)*ldb+pc:], ldb, nrr, kc, nr, d)
+		} else {
+			packRows(b[pc*ldb+jc+jr:], ldb, kc, nrr, nr, d)
 		}
-		for j := 0; j < nrr; j++ {
-			src := b[(jc+jr+j)*ldb+pc:]
-			src = src[:kc]
-			for p, v := range src {
-				d[p*nr+j] = v
-			}
+	}
+}
+
+// packRows copies rows rows of cols values (ld apart in src) into dst, w
+// values a row, zero past cols.
+func packRows[T float](src []T, ld, rows, cols, w int, dst []T) {
+	for r := 0; r < rows; r++ {
+		d := dst[r*w : r*w+w]
+		copy(d, src[r*ld:r*ld+cols])
+		clear(d[cols:])
+	}
+}
+
+// packCols copies the transpose of src (rows rows of cols values, ld
+// apart) into dst: for each of the cols columns in turn, its rows values
+// followed by zeros up to w.
+func packCols[T float](src []T, ld, rows, cols, w int, dst []T) {
+	dst = dst[:cols*w]
+	i := 0
+	for ; i+4 <= rows; i += 4 {
+		r0 := src[i*ld:][:cols]
+		r1 := src[(i+1)*ld:][:cols]
+		r2 := src[(i+2)*ld:][:cols]
+		r3 := src[(i+3)*ld:][:cols]
+		for p := range r0 {
+			q := dst[p*w+i : p*w+i+4]
+			q[0], q[1], q[2], q[3] = r0[p], r1[p], r2[p], r3[p]
 		}
-		for j := nrr; j < nr; j++ {
-			for p := 0; p < kc; p++ {
-				d[p*nr+j] = 0
-			}
+	}
+	for ; i < rows; i++ {
+		r := src[i*ld:][:cols]
+		for p, v := range r {
+			dst[p*w+i] = v
+		}
+	}
+	if rows < w {
+		for p := 0; p < cols; p++ {
+			clear(dst[p*w+rows : p*w+w])
 		}
 	}
 }
