@@ -24,6 +24,7 @@ import (
 	"github.com/rookery-ml/rookery"
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/guard"
+	"github.com/rookery-ml/rookery/exec/guard/guardtest"
 	"github.com/rookery-ml/rookery/partition"
 	"github.com/rookery-ml/rookery/transport"
 )
@@ -436,4 +437,69 @@ func inProcessProvider(t testing.TB, opts ...transport.ServerOption) (*transport
 	}
 	t.Cleanup(func() { c.Close() })
 	return srv, c
+}
+
+// TestTrainerRedundancyAndSpotChecks: through the trainer's options, a
+// liar is caught under redundancy 2 and under spot checks on this
+// machine, and the model equals the honest run's.
+func TestTrainerRedundancyAndSpotChecks(t *testing.T) {
+	const steps = 8
+	want := reference(t, 8, 6, 10, 3, steps)
+	cases := map[string]func(liar exec.Executor) []rookery.Option{
+		"redundancy 2": func(liar exec.Executor) []rookery.Option {
+			return []rookery.Option{rookery.WithExecutors(exec.NewCPU(), liar), rookery.WithRedundancy(2),
+				rookery.WithSpares(exec.NewCPU(), exec.NewCPU(), exec.NewCPU())}
+		},
+		"redundancy 3": func(liar exec.Executor) []rookery.Option {
+			return []rookery.Option{rookery.WithExecutors(liar, exec.NewCPU()), rookery.WithRedundancy(3),
+				rookery.WithSpares(exec.NewCPU(), exec.NewCPU(), exec.NewCPU(), exec.NewCPU(), exec.NewCPU())}
+		},
+		"spot checks": func(liar exec.Executor) []rookery.Option {
+			return []rookery.Option{rookery.WithExecutors(exec.NewCPU(), liar), rookery.WithSpotCheck(0.5)}
+		},
+	}
+	for name, opts := range cases {
+		for _, lie := range []guardtest.Lie{guardtest.Noise, guardtest.FlipSign, guardtest.Stale} {
+			t.Run(fmt.Sprint(name, "/", lie), func(t *testing.T) {
+				var mu sync.Mutex
+				var excluded []guard.Event
+				liar := guardtest.Liar("liar", exec.NewCPU(), lie, 9, 3)
+				m := newMLP(8, 6, 10, 3)
+				o := append(guardOpts(), opts(liar)...)
+				o = append(o, rookery.WithEvents(func(e guard.Event) {
+					if e.Kind == guard.EventExcluded {
+						mu.Lock()
+						excluded = append(excluded, e)
+						mu.Unlock()
+					}
+				}))
+				tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), o...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tr.Close()
+				trainSteps(t, tr, m, steps)
+				if d := maxAbsDiff(params(t, tr, m), want); d > 1e-9 {
+					t.Errorf("parameters differ from the honest run by %g", d)
+				}
+				if len(excluded) != 1 || excluded[0].Provider != "liar" {
+					t.Errorf("exclusions %v, want the liar", excluded)
+				}
+			})
+		}
+	}
+}
+
+func TestTrainerGuardConfigErrors(t *testing.T) {
+	m := newMLP(8, 6, 10, 3)
+	for _, o := range []rookery.Option{rookery.WithRedundancy(0), rookery.WithSnapshotEvery(-1), rookery.WithSpotCheck(2)} {
+		if _, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), o); !errors.Is(err, rookery.ErrConfig) || !errors.Is(err, guard.ErrConfig) {
+			t.Errorf("got %v, want rookery.ErrConfig and guard.ErrConfig", err)
+		}
+	}
+	// Redundancy 2 with no spare for the second replicas.
+	_, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), rookery.WithParts(1), rookery.WithRedundancy(2))
+	if !errors.Is(err, guard.ErrNoSpare) {
+		t.Errorf("redundancy without spares: %v, want guard.ErrNoSpare", err)
+	}
 }
