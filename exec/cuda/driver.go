@@ -488,24 +488,12 @@ func (g *gpu) launch(dt graph.DType, l *Launch, bufs []uint64) error {
 	}
 	// Argument values live in one Go slice that the GC does not move; the
 	// driver gets an array of their addresses, held as integers.
-	vals := make([]uint64, len(l.Args))
-	addrs := make([]uintptr, len(l.Args))
-	for i, a := range l.Args {
-		switch a.Type {
-		case ArgPtr:
-			vals[i] = bufs[a.Buf] + uint64(a.Off*dt.Size())
-		case ArgInt:
-			if a.Int > math.MaxInt32 || a.Int < math.MinInt32 {
-				return fmt.Errorf("%w: argument %d = %d overflows a C int", ErrCUDA, i, a.Int)
-			}
-			vals[i] = uint64(uint32(int32(a.Int)))
-		case ArgScalar:
-			if dt == graph.Float64 {
-				vals[i] = math.Float64bits(a.Scalar)
-			} else {
-				vals[i] = uint64(math.Float32bits(float32(a.Scalar)))
-			}
-		}
+	vals, err := packArgs(dt, l.Args, bufs)
+	if err != nil {
+		return err
+	}
+	addrs := make([]uintptr, len(vals))
+	for i := range vals {
 		addrs[i] = uintptr(unsafe.Pointer(&vals[i]))
 	}
 	var params unsafe.Pointer
@@ -517,6 +505,36 @@ func (g *gpu) launch(dt graph.DType, l *Launch, bufs []uint64) error {
 	runtime.KeepAlive(vals)
 	runtime.KeepAlive(addrs)
 	return g.a.check("cuLaunchKernel", code)
+}
+
+// packArgs lays out kernel arguments as cuLaunchKernel reads them: each
+// in its own 8-byte slot, in its C type's representation (a device
+// pointer plus the element offset, a 32-bit int, a float or a double).
+func packArgs(dt graph.DType, args []Arg, bufs []uint64) ([]uint64, error) {
+	vals := make([]uint64, len(args))
+	for i, a := range args {
+		switch a.Type {
+		case ArgPtr:
+			if a.Buf < 0 || a.Buf >= len(bufs) || a.Off < 0 {
+				return nil, fmt.Errorf("%w: argument %d: buffer %d+%d of %d", ErrCUDA, i, a.Buf, a.Off, len(bufs))
+			}
+			vals[i] = bufs[a.Buf] + uint64(a.Off*dt.Size())
+		case ArgInt:
+			if a.Int > math.MaxInt32 || a.Int < math.MinInt32 {
+				return nil, fmt.Errorf("%w: argument %d = %d overflows a C int", ErrCUDA, i, a.Int)
+			}
+			vals[i] = uint64(uint32(int32(a.Int)))
+		case ArgScalar:
+			if dt == graph.Float64 {
+				vals[i] = math.Float64bits(a.Scalar)
+			} else {
+				vals[i] = uint64(math.Float32bits(float32(a.Scalar)))
+			}
+		default:
+			return nil, fmt.Errorf("%w: argument %d has no type", ErrCUDA, i)
+		}
+	}
+	return vals, nil
 }
 
 func (g *gpu) close() error {

@@ -335,6 +335,8 @@ func (s *session) Step(ctx context.Context) error {
 	cfg := s.spec.Solver
 	s.steps++
 	scale := 1 / float64(s.nacc)
+	// One run: every parameter's update, then its accumulator cleared.
+	var ls []Launch
 	for i := range s.plan.Learn {
 		sc := scale
 		if cfg.ClipNorm > 0 {
@@ -346,13 +348,15 @@ func (s *session) Step(ctx context.Context) error {
 				sc *= cfg.ClipNorm / n
 			}
 		}
-		l := UpdateLaunch(s.plan, cfg, s.steps, i, sc)
-		if err := s.dev.run(s.plan.DType, []Launch{l}, s.shared); err != nil {
-			return runErr(err)
-		}
-		if err := s.zero(s.plan.Accums[i]); err != nil {
-			return runErr(err)
-		}
+		ls = append(ls, UpdateLaunch(s.plan, cfg, s.steps, i, sc))
+		l := &lowerer{dt: s.plan.DType}
+		b := s.plan.Accums[i]
+		n := s.plan.Buffers[b].Elems
+		l.emit(s.plan.Learn[i], "fill", n, ival(n), sval(0), ptr(b))
+		ls = append(ls, l.cur...)
+	}
+	if err := s.dev.run(s.plan.DType, ls, s.shared); err != nil {
+		return runErr(err)
 	}
 	s.nacc = 0
 	return nil
