@@ -5,8 +5,11 @@
 // clock, and CPU time of the process, which a busy machine inflates
 // less) and the test accuracy:
 //
-//	go run ./bench/ravdl [--epochs 5] [--parts 1,2] [--normalize] [--momentum μ]
+//	go run ./bench/ravdl [--epochs 5] [--parts 1,2] [--normalize] [--momentum μ] [--blas gonum]
 //
+// The matrix products run on the BLAS that exec installs (its name is
+// printed first); --blas gonum puts gonum's pure-Go BLAS back, to compare
+// the two in one run.
 // --normalize standardises the pixels (mean 0.1307, deviation 0.3081)
 // instead of feeding them in [0, 1]. The PyTorch baseline on the same
 // machine is bench/torch_mlp.py (same model, batch, learning rate, data
@@ -24,8 +27,11 @@ import (
 	"strconv"
 	"strings"
 
+	"gonum.org/v1/gonum/blas/gonum"
+	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/internal/mnist"
 	"github.com/rookery-ml/rookery/ravdl"
 )
@@ -38,7 +44,19 @@ func main() {
 	momentum := flag.Float64("momentum", 0, "SGD momentum")
 	normalize := flag.Bool("normalize", false, "standardise pixels with MNIST's mean 0.1307 and deviation 0.3081")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the runs to this file")
+	blasFlag := flag.String("blas", "", `"gonum" runs the matrix products on gonum's pure-Go BLAS instead of the default`)
 	flag.Parse()
+	blasName := exec.BLASName()
+	switch *blasFlag {
+	case "":
+	case "gonum":
+		gorgonia.Use(gonum.Implementation{})
+		blasName = "gonum (pure Go)"
+	default:
+		fmt.Fprintf(os.Stderr, "unknown --blas %q\n", *blasFlag)
+		os.Exit(2)
+	}
+	fmt.Printf("blas: %s\n", blasName)
 	train, test, err := mnist.Load()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
