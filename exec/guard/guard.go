@@ -91,7 +91,9 @@ func WithLocal() Option { return func(c *config) { c.local = true } }
 
 // WithEvents calls f for every replacement, exclusion, check and
 // snapshot. f runs on the goroutine of the call that caused the event,
-// with the part's lock held: it must not block or call into the session.
+// with the part's lock held, and may run for several parts (and several
+// replicas of one part) at once: it must be safe for concurrent use and
+// must not block or call into the session.
 func WithEvents(f func(Event)) Option { return func(c *config) { c.events = f } }
 
 // WithTolerance sets how far float64 and float32 results may differ and
@@ -283,6 +285,13 @@ func (g *Guard) take(ctx context.Context, busy map[*member]bool, allowLocal bool
 		}
 	}
 	return nil, ErrNoSpare
+}
+
+// isLocal says whether m is this machine.
+func (g *Guard) isLocal(m *member) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.local != nil && m == g.local
 }
 
 // give puts m back at the end of the pool: a spare that was not needed,

@@ -176,16 +176,21 @@ func (r *recorder) of(k guard.EventKind) []guard.Event {
 func TestDyingExecutorReplacedBySpare(t *testing.T) {
 	j := newJob(t, 2, 12, 6, 10, 4)
 	want := j.honest(t)
-	for _, every := range []int{1, 5, 100} {
-		t.Run(fmt.Sprint("every", every), func(t *testing.T) {
+	// 5 calls a step: two micro-batches forward and backward, then Step.
+	for _, c := range []struct {
+		every int
+		after int
+	}{{1, 5*4 + 1}, {5, 5*4 + 1}, {100, 5*4 + 1}, {5, 5*4 + 4}, {5, 5 * 4}} {
+		every := c.every
+		t.Run(fmt.Sprint("every", every, "/call", c.after+1), func(t *testing.T) {
 			var rec recorder
 			g, err := guard.New(guard.WithSpares(guard.Named("spare", exec.NewCPU())), guard.WithSnapshotEvery(every), guard.WithEvents(rec.add))
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Part 1 dies in the middle of step 4 (4 calls per step: two
-			// micro-batches forward and backward).
-			execs := []exec.Executor{g.Executor(guard.Named("p0", exec.NewCPU())), g.Executor(guardtest.Dying("p1", exec.NewCPU(), 4*4+1))}
+			// Part 1 dies during step 4: in its second call, its Step,
+			// or its first call.
+			execs := []exec.Executor{g.Executor(guard.Named("p0", exec.NewCPU())), g.Executor(guardtest.Dying("p1", exec.NewCPU(), c.after))}
 			got, err := j.train(context.Background(), execs, nil)
 			if err != nil {
 				t.Fatal(err)

@@ -105,7 +105,7 @@ func (s *session) vote(ctx context.Context, e *entry, res []result) (map[string]
 			// goes its way.
 			for _, g := range gs {
 				for _, j := range g {
-					if res[j].m == s.g.local {
+					if s.g.isLocal(res[j].m) {
 						win = g
 					}
 				}

@@ -162,16 +162,16 @@ func (s *liarSession) Backward(ctx context.Context, mb int, grads map[int64]*ten
 	return s.alter("backward", mb, out, err)
 }
 
-// Dying returns an executor that works for the first after Forward and
-// Backward calls (over all its sessions) and then fails every call,
+// Dying returns an executor that works for the first after Forward,
+// Backward and Step calls (over all its sessions) and then fails every call,
 // Open included, with an error matching exec.ErrUnavailable, as a
 // provider whose process died.
 func Dying(name string, e exec.Executor, after int) exec.Executor {
 	return &broken{Executor: e, name: name, c: &counter{n: after}}
 }
 
-// Hanging returns an executor that works for the first after Forward and
-// Backward calls and then blocks every call until its context ends, as a
+// Hanging returns an executor that works for the first after Forward,
+// Backward and Step calls and then blocks every call until its context ends, as a
 // provider that stopped answering without closing its connection.
 func Hanging(name string, e exec.Executor, after int) exec.Executor {
 	return &broken{Executor: e, name: name, c: &counter{n: after}, hang: true}
@@ -225,7 +225,7 @@ func (s *brokenSession) Backward(ctx context.Context, mb int, grads map[int64]*t
 }
 
 func (s *brokenSession) Step(ctx context.Context) error {
-	if s.b.c.past() {
+	if s.b.c.next() {
 		return s.b.fail(ctx)
 	}
 	return s.Session.Step(ctx)
