@@ -171,6 +171,22 @@ func FuzzProviderHandlers(f *testing.F) {
 	f.Add(encodeCalls(open, []any{byte(opPut), &rookeryv1.TensorFrame{Session: sid, Tensor: &rookeryv1.Tensor{Dtype: rookeryv1.DType_DTYPE_FLOAT32, Shape: []int64{1 << 20}}},
 		&rookeryv1.TensorFrame{Data: []byte{1, 2, 3}}}))
 	f.Add(encodeCalls([]any{byte(opOpen), &rookeryv1.OpenRequest{Spec: spec, GraphBytes: 1 << 40}}))
+	// A tensor in a header and continuation frames; a wrong dtype; an
+	// evaluation session; micro-batches far apart.
+	whead := frame(0, wname, wv)
+	wdata := whead.Tensor.Data
+	whead.Tensor.Data = wdata[:5]
+	f.Add(encodeCalls(open, []any{byte(opPut), &rookeryv1.TensorFrame{Session: sid}, whead,
+		&rookeryv1.TensorFrame{Data: wdata[5:9]}, &rookeryv1.TensorFrame{Data: wdata[9:]}},
+		[]any{byte(opGet), &rookeryv1.GetRequest{Session: sid, Names: []string{wname, "nope"}}}))
+	wrong := frame(m.data[0], "", tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(m.feeds[m.data[0]].Shape()...)))
+	f.Add(encodeCalls(open, []any{byte(opForward), &rookeryv1.TensorFrame{Session: sid, MicroBatch: 1}, wrong}))
+	eval := proto.Clone(spec).(*rookeryv1.SessionSpec)
+	eval.EvalMode = true
+	far := append([]any{}, feeds...)
+	far[1] = &rookeryv1.TensorFrame{Session: sid, MicroBatch: 1 << 20}
+	f.Add(encodeCalls([]any{byte(opOpen), &rookeryv1.OpenRequest{Spec: eval, GraphBytes: int64(len(gb)), GraphChunk: gb}}, feeds, far,
+		[]any{byte(opBackward), &rookeryv1.TensorFrame{Session: sid, MicroBatch: 1 << 20}}))
 
 	const budget = 1 << 22
 	srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0), transport.WithLimits(transport.Limits{
