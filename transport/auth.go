@@ -3,7 +3,6 @@ package transport
 import (
 	"bufio"
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -12,7 +11,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -226,13 +224,6 @@ type ctxStream struct {
 }
 
 func (s *ctxStream) Context() context.Context { return s.ctx }
-
-// leaseCheck is a provider's lease policy.
-type leaseCheck struct {
-	key       ed25519.PublicKey
-	addresses []string // addresses the provider answers to
-	now       func() time.Time
-}
 
 // IsLoopback reports whether addr (host:port, or a bare host) names a
 // loopback address: "localhost" or a loopback IP. An empty host, which
