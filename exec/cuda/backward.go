@@ -227,6 +227,19 @@ func (l *lowerer) backwardOp(n *graph.Node, j int) error {
 		}
 		dx, acc := l.target(x.ID)
 		l.unary(n.ID, uCopy, acc, x4, inv, dy, dx)
+	case graph.KindConcat:
+		ys := strides4(o)
+		ax := n.Op.Int("axis") + 4 - len(n.Shape)
+		dx, acc := l.target(x.ID)
+		l.unaryAt(n.ID, uCopy, acc, x4, ys, ptrAt(dy, l.concatOffset(n, j)*ys[ax]), dx)
+	case graph.KindSlice:
+		v4, xs, off := l.sliceView(n, x)
+		dx, acc := l.target(x.ID)
+		if !acc {
+			nx := size4(x4)
+			l.emit(n.ID, "fill", nx, ival(nx), sval(0), ptr(dx))
+		}
+		l.scatter(n.ID, true, v4, strides4(v4), xs, dy, ptrAt(dx, off))
 	case graph.KindSoftmax:
 		rows, cols, _ := l.softmaxDims(n)
 		dx, acc := l.target(x.ID)

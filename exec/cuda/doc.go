@@ -54,10 +54,12 @@
 // and inverse_sqrt excepted, see below), add, sub, mul, div, pow and the
 // comparisons with ret_same, their broadcasting forms, matmul (with
 // transposes), matvec, vecdot, outer, sum, max, transpose, reshape,
-// softmax and log-softmax along the last axis, im2col, maxpool2d,
-// size_of, and dropout in evaluation mode, on float32 or float64 tensors
-// of rank at most 4, one dtype per part. That covers the MLP and the
-// convolutional examples.
+// slice, concat, softmax and log-softmax along the last axis, im2col,
+// maxpool2d, size_of, and dropout in evaluation mode, on float32 or
+// float64 tensors of rank at most 4, one dtype per part. That covers the
+// MLP and the convolutional examples. Not lowered (yet): batchnorm,
+// dropout in training mode, avgpool2d, global_avgpool2d, batched_matmul,
+// tensordot, at, repeat, softmax along another axis, and the ravml kinds.
 //
 // # Errors
 //

@@ -120,6 +120,8 @@ func (t ArgType) String() string {
 var kernelSigs = map[string][]ArgType{
 	// unary(op, n, acc, d1, d2, d3, xs0..xs3, x, y): y[i] (+)= f(x[strided i])
 	"unary": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr},
+	// scatter(n, acc, d1, d2, d3, xs0..xs3, ys0..ys3, x, y): y[strided i] (+)= x[strided i]
+	"scatter": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr},
 	// unary_grad(op, n, acc, x, y, dy, dx): dx (+)= dy·f'(x)
 	"unary_grad": {ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr, ArgPtr, ArgPtr},
 	// binary(op, n, acc, d1, d2, d3, as0..as3, bs0..bs3, a, b, z)
@@ -146,7 +148,7 @@ var kernelSigs = map[string][]ArgType{
 
 // KernelNames lists the base names of the kernels, sorted.
 func KernelNames() []string {
-	return []string{"binary", "col2im", "fill", "im2col", "maxpool", "maxpool_grad", "reduce", "softmax", "softmax_grad", "unary", "unary_grad", "update"}
+	return []string{"binary", "col2im", "fill", "im2col", "maxpool", "maxpool_grad", "reduce", "scatter", "softmax", "softmax_grad", "unary", "unary_grad", "update"}
 }
 
 // suffix is the kernel name suffix for a dtype.

@@ -179,9 +179,22 @@ func size4(s [4]int) int { return s[0] * s[1] * s[2] * s[3] }
 
 // unary emits y (+)= f(x read with strides xs) over out dims o.
 func (l *lowerer) unary(node int64, op int, acc bool, o, xs [4]int, x, y int) {
-	n := size4(o)
-	l.emit(node, "unary", n, cat(ints(op, n, bools(acc), o[1], o[2], o[3]), ints(xs[:]...), []Arg{ptr(x), ptr(y)})...)
+	l.unaryAt(node, op, acc, o, xs, ptr(x), y)
 }
+
+// unaryAt is unary reading x from an element offset.
+func (l *lowerer) unaryAt(node int64, op int, acc bool, o, xs [4]int, x Arg, y int) {
+	n := size4(o)
+	l.emit(node, "unary", n, cat(ints(op, n, bools(acc), o[1], o[2], o[3]), ints(xs[:]...), []Arg{x, ptr(y)})...)
+}
+
+// scatter emits y[ys·i] (+)= x[xs·i] over dims o, y from an element offset.
+func (l *lowerer) scatter(node int64, acc bool, o, xs, ys [4]int, x int, y Arg) {
+	n := size4(o)
+	l.emit(node, "scatter", n, cat(ints(n, bools(acc), o[1], o[2], o[3]), ints(xs[:]...), ints(ys[:]...), []Arg{ptr(x), y})...)
+}
+
+func ptrAt(b, off int) Arg { return Arg{Type: ArgPtr, Buf: b, Off: off} }
 
 // binary emits z (+)= f(a, b) over out dims o.
 func (l *lowerer) binary(node int64, op int, acc bool, o, as, bs [4]int, a, b, z int) {
@@ -351,6 +364,19 @@ func (l *lowerer) forwardOp(n *graph.Node) error {
 		}
 		y := out()
 		l.unary(n.ID, uCopy, false, o, ps, p.Value[x.ID], y)
+	case graph.KindConcat:
+		y := out()
+		ys := strides4(o)
+		ax := n.Op.Int("axis") + 4 - len(n.Shape)
+		for j, in := range n.Inputs {
+			x4 := shape4(l.in(n, j).Shape)
+			l.scatter(n.ID, false, x4, strides4(x4), ys, p.Value[in], ptrAt(y, l.concatOffset(n, j)*ys[ax]))
+		}
+	case graph.KindSlice:
+		x := l.in(n, 0)
+		v4, xs, off := l.sliceView(n, x)
+		y := out()
+		l.unaryAt(n.ID, uCopy, false, v4, xs, ptrAt(p.Value[x.ID], off), y)
 	case graph.KindSoftmax:
 		rows, cols, err := l.softmaxDims(n)
 		if err != nil {
@@ -373,6 +399,38 @@ func (l *lowerer) forwardOp(n *graph.Node) error {
 		return l.unsupported(n, "no CUDA lowering for this op kind")
 	}
 	return nil
+}
+
+// concatOffset is where input j of a concat starts along its axis.
+func (l *lowerer) concatOffset(n *graph.Node, j int) int {
+	ax, pos := n.Op.Int("axis"), 0
+	for i := 0; i < j; i++ {
+		pos += l.in(n, i).Shape[ax]
+	}
+	return pos
+}
+
+// sliceView returns the dims (rank 4) of the elements a slice keeps, the
+// strides that read them from its input, and the offset of the first.
+func (l *lowerer) sliceView(n, x *graph.Node) (v4, xs [4]int, off int) {
+	xs = strides4(shape4(x.Shape))
+	if n.Op.Bool("all") {
+		return shape4(x.Shape), xs, 0
+	}
+	ax := n.Op.Int("axis")
+	start, end, step := n.Op.Int("start"), n.Op.Int("end"), n.Op.Int("step")
+	cnt := min(end, x.Shape[ax]) - start
+	if step > 0 {
+		cnt = max(cnt/step, 1)
+	}
+	v := x.Shape.Clone()
+	v[ax] = cnt
+	a4 := ax + 4 - len(x.Shape)
+	off = start * xs[a4]
+	if step > 1 {
+		xs[a4] *= step
+	}
+	return shape4(v), xs, off
 }
 
 // operandStrides returns the strides that read both operands of a binary

@@ -284,3 +284,38 @@ func TestCNNMatchesCPU(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) { compareWithCPU(t, newReference(), m, exec.SGD(0.05, 0.9), 2, 2) })
 	}
 }
+
+// residual is two residual tanh blocks with skip connections, a concat of
+// the trunk and both branches, and a dense head.
+func residual(tb testing.TB, dt tensor.Dtype, batch int) model {
+	rng := rand.New(rand.NewSource(3))
+	g := gorgonia.NewGraph()
+	const width = 16
+	x := gorgonia.NewMatrix(g, dt, gorgonia.WithShape(batch, width), gorgonia.WithName("x"))
+	y := gorgonia.NewMatrix(g, dt, gorgonia.WithShape(batch, 3), gorgonia.WithName("y"))
+	var learn gorgonia.Nodes
+	h := x
+	var branches gorgonia.Nodes
+	for blk := 0; blk < 2; blk++ {
+		w := param(rng, g, dt, fmt.Sprint("w", blk), 0.2, width, width)
+		b := param(rng, g, dt, fmt.Sprint("b", blk), 0.1, width)
+		learn = append(learn, w, b)
+		z := gorgonia.Must(gorgonia.BroadcastAdd(gorgonia.Must(gorgonia.Mul(h, w)), b, nil, []byte{0}))
+		z = gorgonia.Must(gorgonia.Tanh(z))
+		h = gorgonia.Must(gorgonia.Add(h, z))
+		branches = append(branches, z)
+	}
+	cat := gorgonia.Must(gorgonia.Concat(1, h, branches[0], branches[1]))
+	wo := param(rng, g, dt, "wo", 0.2, 3*width, 3)
+	learn = append(learn, wo)
+	logits := gorgonia.Must(gorgonia.Mul(cat, wo))
+	return onePart(tb, "residual", g, crossEntropy(logits, y), x, y, learn, func(rng *rand.Rand) (*tensor.Dense, *tensor.Dense) {
+		return randDense(rng, dt, 1, batch, width), oneHot(rng, dt, batch, 3)
+	})
+}
+
+// TestResidualMatchesCPU covers skip connections (a gradient summed from
+// two consumers) and concat.
+func TestResidualMatchesCPU(t *testing.T) {
+	compareWithCPU(t, newReference(), residual(t, tensor.Float32, 8), exec.Adam(0.01), 3, 2)
+}

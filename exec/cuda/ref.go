@@ -166,6 +166,8 @@ func refLaunch[T float](d *refDevice, l *Launch, bufs []uint64) error {
 		kUnary(in, ps)
 	case "unary_grad":
 		kUnaryGrad(in, ps)
+	case "scatter":
+		kScatter(in, ps)
 	case "binary":
 		kBinary(in, ps)
 	case "reduce":
@@ -405,6 +407,18 @@ func kUnary[T float](in []int, ps [][]T) {
 	for i := 0; i < n; i++ {
 		i0, i1, i2, i3 := index4(i, d1, d2, d3)
 		put(y, i, acc, unaryF(op, x[i0*xs[0]+i1*xs[1]+i2*xs[2]+i3*xs[3]]))
+	}
+}
+
+func kScatter[T float](in []int, ps [][]T) {
+	n, acc, d1, d2, d3 := in[0], in[1], in[2], in[3], in[4]
+	xs, ys := in[5:9], in[9:13]
+	x, y := ps[13], ps[14]
+	for i := 0; i < n; i++ {
+		i0, i1, i2, i3 := index4(i, d1, d2, d3)
+		xi := i0*xs[0] + i1*xs[1] + i2*xs[2] + i3*xs[3]
+		yi := i0*ys[0] + i1*ys[1] + i2*ys[2] + i3*ys[3]
+		put(y, yi, acc, x[xi])
 	}
 }
 

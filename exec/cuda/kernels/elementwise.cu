@@ -106,6 +106,20 @@ __device__ void binary(int op, int n, int acc, int d1, int d2, int d3, int as0, 
 	}
 }
 
+// scatter: y[strided i] (+)= x[strided i], each over dims (., d1, d2, d3):
+// copies into a region of a larger tensor (concat, the gradient of a slice).
+template <typename T>
+__device__ void scatter(int n, int acc, int d1, int d2, int d3, int xs0, int xs1, int xs2, int xs3, int ys0, int ys1,
+                        int ys2, int ys3, const T *x, T *y) {
+	GRID_LOOP(i, n) {
+		int i0, i1, i2, i3;
+		index4(i, d1, d2, d3, &i0, &i1, &i2, &i3);
+		long long xi = (long long)i0 * xs0 + (long long)i1 * xs1 + (long long)i2 * xs2 + (long long)i3 * xs3;
+		long long yi = (long long)i0 * ys0 + (long long)i1 * ys1 + (long long)i2 * ys2 + (long long)i3 * ys3;
+		put(y, yi, acc, x[xi]);
+	}
+}
+
 template <typename T> __device__ void fill(int n, T v, T *y) {
 	GRID_LOOP(i, n) { y[i] = v; }
 }
@@ -126,6 +140,11 @@ template <typename T> __device__ void fill(int n, T v, T *y) {
 	                                      const T *b, T *z) { \
 		binary<T>(op, n, acc, d1, d2, d3, as0, as1, as2, as3, bs0, bs1, bs2, bs3, a, b, z); \
 	}
+#define ENTRY_SCATTER(T, S) \
+	extern "C" __global__ void scatter_##S(int n, int acc, int d1, int d2, int d3, int xs0, int xs1, int xs2, \
+	                                       int xs3, int ys0, int ys1, int ys2, int ys3, const T *x, T *y) { \
+		scatter<T>(n, acc, d1, d2, d3, xs0, xs1, xs2, xs3, ys0, ys1, ys2, ys3, x, y); \
+	}
 #define ENTRY_FILL(T, S) \
 	extern "C" __global__ void fill_##S(int n, T v, T *y) { fill<T>(n, v, y); }
 
@@ -135,5 +154,7 @@ ENTRY_UNARY_GRAD(float, f32)
 ENTRY_UNARY_GRAD(double, f64)
 ENTRY_BINARY(float, f32)
 ENTRY_BINARY(double, f64)
+ENTRY_SCATTER(float, f32)
+ENTRY_SCATTER(double, f64)
 ENTRY_FILL(float, f32)
 ENTRY_FILL(double, f64)
