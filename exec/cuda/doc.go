@@ -68,7 +68,9 @@
 // falls back to the CPU by itself. A part with an op kind, mode or dtype
 // the executor does not lower fails at Open with an *UnsupportedOpError
 // (ErrUnsupported) naming the node and its kind, so that a provider can
-// run that part on the CPU executor instead. Gorgonia differentiates log2
+// run that part on the CPU executor instead (Fallback does that, part by
+// part, and says so). BatchNorm is not lowered: Gorgonia's gradient in
+// evaluation mode reads the statistics of the last training batch. Gorgonia differentiates log2
 // and inverse_sqrt with rules that are not their derivatives; a part that
 // needs those gradients is refused the same way, so that GPU and CPU parts
 // agree. Failed driver or cuBLAS calls are *CallError (ErrCUDA), wrapped
