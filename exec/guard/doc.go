@@ -57,13 +57,21 @@
 // # Choosing N
 //
 // BenchmarkStep (bench_test.go) measures a step of a 64×256→256→256→10
-// float64 MLP in 2 parts with Adam. In one run on a 2-core machine
-// (go test -run '^$' -bench BenchmarkStep ./exec/guard): in-process, no
-// protection 4.8 ms, a snapshot every step 8.1 ms, every 10 steps 4.8 ms;
-// over loopback gRPC 6.9 ms, 13.4 ms and 8.3 ms. A snapshot (parameters
-// and both Adam moments) thus costs about one step; every 10 steps it
-// adds at most a tenth of a step on average, while a replacement replays
-// at most 10 steps of one part. DefaultSnapshotEvery is 10.
+// float64 MLP in 2 parts with Adam. Medians of three runs on a shared
+// 2-core machine (go test -run '^$' -bench BenchmarkStep -count 3
+// ./exec/guard), in ms per step:
+//
+//	                      none   N=1    N=10   N=100   r=2
+//	in-process            4.2    4.8    4.0    4.2     8.2
+//	loopback gRPC         6.4   13.2    8.9    9.4    19.1
+//
+// A snapshot (parameters and both Adam moments of every part) costs about
+// a step over gRPC and a fraction of one in-process; taken every 10
+// steps it adds at most a tenth of a step on average (within the noise
+// of these runs), while a replacement replays at most 10 steps of one
+// part. DefaultSnapshotEvery is 10. Redundancy 2 doubles the work; here
+// both replicas share the same two cores, on separate providers they run
+// side by side.
 //
 // # Limits
 //
