@@ -79,7 +79,8 @@ func WithRedundancy(r int) Option { return func(c *config) { c.redundancy = r } 
 
 // WithSpotCheck re-runs, with probability p, a Forward or Backward of a
 // part on a checker rebuilt from the last snapshot, and compares. seed
-// seeds the draws.
+// seeds the draws: each part draws from its own source, seeded with seed
+// and the part's index, so a run checks the same calls every time.
 func WithSpotCheck(p float64, seed int64) Option {
 	return func(c *config) { c.spotP, c.spotSeed = p, seed }
 }
@@ -160,7 +161,6 @@ type Guard struct {
 	pool     []*member // free executors, taken from the front
 	excluded map[*member]bool
 	nextAnon int
-	rng      *rand.Rand
 	local    *member
 }
 
@@ -191,7 +191,7 @@ func New(opts ...Option) (*Guard, error) {
 	case cfg.backoff < 0:
 		return nil, fmt.Errorf("%w: backoff %v", ErrConfig, cfg.backoff)
 	}
-	g := &Guard{cfg: cfg, excluded: make(map[*member]bool), rng: rand.New(rand.NewSource(cfg.spotSeed))}
+	g := &Guard{cfg: cfg, excluded: make(map[*member]bool)}
 	for _, e := range cfg.spares {
 		g.pool = append(g.pool, g.newMember(e))
 	}
@@ -225,8 +225,8 @@ func (g *Guard) newMember(e exec.Executor) *member {
 }
 
 // Executor returns an executor whose sessions run each part on the given
-// executors and, when the guard's redundancy asks for more replicas than
-// given, on spares.
+// executors (the first r, for redundancy r) and, when fewer are given, on
+// spares.
 func (g *Guard) Executor(replicas ...exec.Executor) exec.Executor {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -324,14 +324,9 @@ func (g *Guard) exclude(m *member) {
 	}
 }
 
-// draw says whether to spot-check a call.
-func (g *Guard) draw() bool {
-	if g.cfg.spotP == 0 {
-		return false
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.rng.Float64() < g.cfg.spotP
+// spotSource returns part's source of spot-check draws.
+func (g *Guard) spotSource(part int) *rand.Rand {
+	return rand.New(rand.NewSource(g.cfg.spotSeed*1_000_003 + int64(part)))
 }
 
 type guardedExecutor struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,10 +71,11 @@ type session struct {
 	sinceSnap int
 	closed    bool
 	bg        sync.WaitGroup // sessions being closed in the background
+	spot      *rand.Rand     // spot-check draws, under mu
 }
 
 func open(ctx context.Context, g *Guard, spec exec.SessionSpec, given []*member) (exec.Session, error) {
-	s := &session{g: g, spec: spec}
+	s := &session{g: g, spec: spec, spot: g.spotSource(spec.Part)}
 	for _, id := range spec.Graph.Learnables() {
 		s.snapNames = append(s.snapNames, exec.ParamName(id))
 	}
@@ -359,12 +361,17 @@ func (s *session) run(ctx context.Context, e *entry) (map[string]*tensor.Dense, 
 		return nil, nil
 	}
 	if n == 1 {
-		if (e.kind == callForward || e.kind == callBackward) && s.g.draw() {
+		if (e.kind == callForward || e.kind == callBackward) && s.draw() {
 			return s.check(ctx, e, res)
 		}
 		return res[0].out, nil
 	}
 	return s.vote(ctx, e, res)
+}
+
+// draw says whether to spot-check a call.
+func (s *session) draw() bool {
+	return s.g.cfg.spotP > 0 && s.spot.Float64() < s.g.cfg.spotP
 }
 
 func (s *session) checkOpen() error {
