@@ -3,7 +3,6 @@ package cuda
 import (
 	"fmt"
 	"math"
-	"sort"
 
 	"gorgonia.org/tensor"
 
@@ -233,8 +232,6 @@ func (l *lowerer) forward() error {
 	p := l.p
 	l.learn = map[int64]int{}
 	p.Learn = l.g.Learnables()
-	slots := l.spec.Solver.Kind.String()
-	_ = slots
 	for i, id := range p.Learn {
 		l.learn[id] = i
 		n, _ := l.g.Node(id)
@@ -626,14 +623,4 @@ func solverSlots(c exec.SolverConfig) []string {
 		return []string{"cache"}
 	}
 	return nil
-}
-
-// sortedIDs returns the keys of m in increasing order.
-func sortedIDs(m map[int64]bool) []int64 {
-	out := make([]int64, 0, len(m))
-	for id := range m {
-		out = append(out, id)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
 }
