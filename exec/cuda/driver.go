@@ -55,7 +55,7 @@ type api struct {
 	cuDevicePrimaryCtxRel func(d int32) int32
 	cuCtxSetCurrent       func(ctx uintptr) int32
 	cuCtxSynchronize      func() int32
-	cuModuleLoadData      func(mod *uintptr, image unsafe.Pointer) int32
+	cuModuleLoadDataEx    func(mod *uintptr, image unsafe.Pointer, n uint32, opts *int32, vals *uintptr) int32
 	cuModuleUnload        func(mod uintptr) int32
 	cuModuleGetFunction   func(f *uintptr, mod uintptr, name *byte) int32
 	cuMemAlloc            func(p *uint64, bytes uint64) int32
@@ -117,7 +117,7 @@ func loadAPI() (*api, error) {
 		{&a.cuDevicePrimaryCtxRel, []string{"cuDevicePrimaryCtxRelease_v2", "cuDevicePrimaryCtxRelease"}},
 		{&a.cuCtxSetCurrent, []string{"cuCtxSetCurrent"}},
 		{&a.cuCtxSynchronize, []string{"cuCtxSynchronize"}},
-		{&a.cuModuleLoadData, []string{"cuModuleLoadData"}},
+		{&a.cuModuleLoadDataEx, []string{"cuModuleLoadDataEx"}},
 		{&a.cuModuleUnload, []string{"cuModuleUnload"}},
 		{&a.cuModuleGetFunction, []string{"cuModuleGetFunction"}},
 		{&a.cuMemAlloc, []string{"cuMemAlloc_v2"}},
@@ -262,8 +262,11 @@ func probe(ordinal int) (Info, error) {
 	info := Info{Ordinal: ordinal, CUBLAS: a.cublasPath}
 	if code := a.cuInit(0); code != 0 {
 		err := a.check("cuInit", code)
-		if code == 100 { // CUDA_ERROR_NO_DEVICE
+		switch code {
+		case 100: // CUDA_ERROR_NO_DEVICE
 			return info, &ProbeError{Err: ErrNoDevice, Detail: err.Error()}
+		case 35: // CUDA_ERROR_INSUFFICIENT_DRIVER
+			return info, &ProbeError{Err: ErrDriverTooOld, Detail: err.Error()}
 		}
 		return info, &ProbeError{Err: ErrNoDriver, Detail: err.Error()}
 	}
@@ -352,9 +355,16 @@ func newGPU(ordinal int) (*gpu, error) {
 	for _, n := range names {
 		img := append(append([]byte{}, mods[n]...), 0)
 		var m uintptr
-		if err := a.check("cuModuleLoadData", a.cuModuleLoadData(&m, unsafe.Pointer(&img[0]))); err != nil {
+		// The JIT writes what went wrong into jitLog.
+		jitLog := make([]byte, 16<<10)
+		opts := []int32{5, 6} // CU_JIT_ERROR_LOG_BUFFER, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES
+		vals := []uintptr{uintptr(unsafe.Pointer(&jitLog[0])), uintptr(len(jitLog))}
+		code := a.cuModuleLoadDataEx(&m, unsafe.Pointer(&img[0]), uint32(len(opts)), &opts[0], &vals[0])
+		runtime.KeepAlive(jitLog)
+		if err := a.check("cuModuleLoadDataEx", code); err != nil {
 			g.closeLocked()
-			return nil, fmt.Errorf("loading %s: %w", n, err)
+			msg := strings.TrimRight(string(jitLog), "\x00")
+			return nil, fmt.Errorf("loading %s: %w: %s", n, err, msg)
 		}
 		g.mods = append(g.mods, m)
 	}
