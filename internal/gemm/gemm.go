@@ -8,17 +8,19 @@ import (
 type float interface{ ~float32 | ~float64 }
 
 // kernelFunc computes alpha·A·B + beta·C on one mr×nr tile of C at c (row
-// stride ldc), A packed by packA and B's k rows of nr values ldb apart (nr
-// when packed by packB); k >= 1. beta == 0 writes the tile without reading
-// it.
-type kernelFunc[T float] func(k int, a, b *T, ldb int, c *T, ldc int, alpha, beta T)
+// stride ldc), from A's k columns of mr values lda apart (mr when packed by
+// packA) and B's k rows of nr values ldb apart (nr when packed by packB);
+// k >= 1. beta == 0 writes the tile without reading it. A kernel's rows
+// variant reads A as mr rows of k values, lda apart.
+type kernelFunc[T float] func(k int, a *T, lda int, b *T, ldb int, c *T, ldc int, alpha, beta T)
 
 // kernel is a micro-kernel, its tile and the cache blocks that suit it.
 type kernel[T float] struct {
 	name   string
 	mr, nr int
 	fn     kernelFunc[T]
-	ok     bool // whether this CPU runs it
+	fnRows kernelFunc[T] // nil: A not transposed is always packed
+	ok     bool          // whether this CPU runs it
 
 	mc, kc, nc int // set by block
 }
@@ -180,10 +182,24 @@ func scale[T float](beta T, m, n int, c []T, ldc int) {
 // the product itself.
 var directBMaxM = 256
 
+// directAPanels is the most panels of B (nr columns each) for which A is
+// read in place rather than packed: each value of A meets every panel, and
+// with one or two, packing A costs as much as the product (A·w with w a few
+// columns wide).
+var directAPanels = 2
+
+// direct says which operands serial reads in place for the product p.
+func direct[T float](kn *kernel[T], p *args[T]) (a, b bool) {
+	a = p.n <= directAPanels*kn.nr && (p.aTrans || kn.fnRows != nil)
+	b = !p.bTrans && p.m <= directBMaxM
+	return a, b
+}
+
 // serial computes the product on this goroutine: the loops of Goto's
 // algorithm around the micro-kernel, B packed in kc×nc blocks and A in
-// mc×kc blocks. A non-transposed B is read in place when m is small, only
-// its last, partial panel packed.
+// mc×kc blocks. Where packing would cost as much as the product (see
+// direct), whole panels are read in place and only the last, partial one
+// packed.
 func serial[T float](kn *kernel[T], pl *pools[T], p *args[T]) {
 	w := pl.ws.Get().(*workspace[T])
 	mr, nr := kn.mr, kn.nr
@@ -193,18 +209,19 @@ func serial[T float](kn *kernel[T], pl *pools[T], p *args[T]) {
 	w.a = grow(w.a, mc*kc)
 	w.b = grow(w.b, kc*nc)
 	w.tile = grow(w.tile, mr*nr)
-	direct := !p.bTrans && p.m <= directBMaxM
+	directA, directB := direct(kn, p)
+	blk := block[T]{kn: kn, a: w.a, b: w.b, tile: w.tile, alpha: p.alpha, ldc: p.ldc}
 	for jc := 0; jc < p.n; jc += nc {
 		ncur := min(nc, p.n-jc)
 		for pc := 0; pc < p.k; pc += kc {
 			kcur := min(kc, p.k-pc)
-			beta := p.beta
+			blk.beta = p.beta
 			if pc > 0 {
-				beta = 1
+				blk.beta = 1
 			}
-			var bd []T
-			if direct {
-				bd = p.b[pc*p.ldb+jc:]
+			blk.bd, blk.ldb = nil, 0
+			if directB {
+				blk.bd, blk.ldb = p.b[pc*p.ldb+jc:], p.ldb
 				if full := ncur / nr * nr; full < ncur {
 					packB(false, p.b, p.ldb, pc, jc+full, kcur, ncur-full, nr, w.b[full*kcur:])
 				}
@@ -213,34 +230,70 @@ func serial[T float](kn *kernel[T], pl *pools[T], p *args[T]) {
 			}
 			for ic := 0; ic < p.m; ic += mc {
 				mcur := min(mc, p.m-ic)
-				packA(p.aTrans, p.a, p.lda, ic, pc, mcur, kcur, mr, w.a)
-				macro(kn, mcur, ncur, kcur, w.a, w.b, bd, p.ldb, p.alpha, beta, p.c[ic*p.ldc+jc:], p.ldc, w.tile)
+				blk.ad, blk.lda = nil, 0
+				if directA {
+					if p.aTrans {
+						blk.ad, blk.lda = p.a[pc*p.lda+ic:], p.lda
+					} else {
+						blk.ad, blk.lda = p.a[ic*p.lda+pc:], p.lda
+					}
+					blk.aTrans = p.aTrans
+					if full := mcur / mr * mr; full < mcur {
+						packA(p.aTrans, p.a, p.lda, ic+full, pc, mcur-full, kcur, mr, w.a[full*kcur:])
+					}
+				} else {
+					packA(p.aTrans, p.a, p.lda, ic, pc, mcur, kcur, mr, w.a)
+				}
+				blk.c = p.c[ic*p.ldc+jc:]
+				blk.run(mcur, ncur, kcur)
 			}
 		}
 	}
 	pl.ws.Put(w)
 }
 
-// macro runs the micro-kernel over an mc×nc block of C (at c) from a packed
-// mc×kc block of A and a kc×nc block of B: packed in b or, when bd is not
-// nil, read in place from bd (row stride ldb) for every whole panel. Tiles
-// cut by the block's edge go through tile and are copied into C.
-func macro[T float](kn *kernel[T], mc, nc, kc int, a, b, bd []T, ldb int, alpha, beta T, c []T, ldc int, tile []T) {
+// block is an mc×kc block of A times a kc×nc block of B, added into C.
+type block[T float] struct {
+	kn      *kernel[T]
+	a, b    []T // packed panels
+	ad, bd  []T // A and B in place, or nil
+	aTrans  bool
+	lda     int
+	ldb     int
+	c, tile []T
+	ldc     int
+	alpha   T
+	beta    T
+}
+
+// run runs the micro-kernel over the mc×nc block of C, with A's and B's
+// whole panels read in place where ad and bd are set, from the packed
+// buffers otherwise. Tiles cut by the block's edge go through tile and are
+// copied into C.
+func (blk *block[T]) run(mc, nc, kc int) {
+	kn, c, ldc, alpha, beta, tile := blk.kn, blk.c, blk.ldc, blk.alpha, blk.beta, blk.tile
 	mr, nr := kn.mr, kn.nr
 	for jr := 0; jr < nc; jr += nr {
 		nrr := min(nr, nc-jr)
-		pb, ld := &b[jr*kc], nr
-		if bd != nil && nrr == nr {
-			pb, ld = &bd[jr], ldb
+		pb, ldb := &blk.b[jr*kc], nr
+		if blk.bd != nil && nrr == nr {
+			pb, ldb = &blk.bd[jr], blk.ldb
 		}
 		for ir := 0; ir < mc; ir += mr {
 			mrr := min(mr, mc-ir)
-			pa := &a[ir*kc]
+			fn, pa, lda := kn.fn, &blk.a[ir*kc], mr
+			if blk.ad != nil && mrr == mr {
+				if blk.aTrans {
+					pa, lda = &blk.ad[ir], blk.lda
+				} else {
+					fn, pa, lda = kn.fnRows, &blk.ad[ir*blk.lda], blk.lda
+				}
+			}
 			if mrr == mr && nrr == nr {
-				kn.fn(kc, pa, pb, ld, &c[ir*ldc+jr], ldc, alpha, beta)
+				fn(kc, pa, lda, pb, ldb, &c[ir*ldc+jr], ldc, alpha, beta)
 				continue
 			}
-			kn.fn(kc, pa, pb, ld, &tile[0], nr, alpha, 0)
+			fn(kc, pa, lda, pb, ldb, &tile[0], nr, alpha, 0)
 			for i := 0; i < mrr; i++ {
 				dst := c[(ir+i)*ldc+jr : (ir+i)*ldc+jr+nrr]
 				src := tile[i*nr : i*nr+nrr]

@@ -10,10 +10,10 @@ const (
 )
 
 // kernelGo is the portable micro-kernel: alpha·A·B + beta·C on a 4×4 tile
-// of C, A packed 4 values per step of k and B 4 values per step, ldb
+// of C, A 4 values per step of k, lda apart, and B 4 values per step, ldb
 // apart.
-func kernelGo[T float](k int, ap, bp *T, ldb int, cp *T, ldc int, alpha, beta T) {
-	a := unsafe.Slice(ap, k*goMR)
+func kernelGo[T float](k int, ap *T, lda int, bp *T, ldb int, cp *T, ldc int, alpha, beta T) {
+	a := unsafe.Slice(ap, (k-1)*lda+goMR)
 	b := unsafe.Slice(bp, (k-1)*ldb+goNR)
 	var c00, c01, c02, c03, c10, c11, c12, c13, c20, c21, c22, c23, c30, c31, c32, c33 T
 	for p := 0; p < k; p++ {
@@ -35,8 +35,8 @@ func kernelGo[T float](k int, ap, bp *T, ldb int, cp *T, ldc int, alpha, beta T)
 		c31 += a3 * b1
 		c32 += a3 * b2
 		c33 += a3 * b3
-		a = a[goMR:]
 		if p < k-1 {
+			a = a[lda:]
 			b = b[ldb:]
 		}
 	}

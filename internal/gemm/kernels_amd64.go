@@ -6,20 +6,31 @@ import "golang.org/x/sys/cpu"
 
 //go:generate go run gen_kernels.go
 
-// The micro-kernels in kernels_amd64.s. Each computes alpha·A·B + beta·C
-// for one tile, A and B packed as pack.go lays them out; k >= 1.
+// The micro-kernels in kernels_amd64.s (see kernelFunc); k >= 1.
 
 //go:noescape
-func sgemmAVX2(k int, a, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+func sgemmAVX2(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 
 //go:noescape
-func dgemmAVX2(k int, a, b *float64, ldb int, c *float64, ldc int, alpha, beta float64)
+func sgemmAVX2Rows(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
 
 //go:noescape
-func sgemmAVX512(k int, a, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+func dgemmAVX2(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, alpha, beta float64)
 
 //go:noescape
-func dgemmAVX512(k int, a, b *float64, ldb int, c *float64, ldc int, alpha, beta float64)
+func dgemmAVX2Rows(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, alpha, beta float64)
+
+//go:noescape
+func sgemmAVX512(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+
+//go:noescape
+func sgemmAVX512Rows(k int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32)
+
+//go:noescape
+func dgemmAVX512(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, alpha, beta float64)
+
+//go:noescape
+func dgemmAVX512Rows(k int, a *float64, lda int, b *float64, ldb int, c *float64, ldc int, alpha, beta float64)
 
 // avx2 and avx512 report whether this CPU (and OS) runs the kernels.
 var (
@@ -31,11 +42,11 @@ var (
 // order of preference.
 var (
 	archKernels32 = []kernel[float32]{
-		{name: "AVX2+FMA", mr: 6, nr: 16, fn: sgemmAVX2, ok: avx2},
-		{name: "AVX-512", mr: 12, nr: 32, fn: sgemmAVX512, ok: avx512},
+		{name: "AVX2+FMA", mr: 6, nr: 16, fn: sgemmAVX2, fnRows: sgemmAVX2Rows, ok: avx2},
+		{name: "AVX-512", mr: 12, nr: 32, fn: sgemmAVX512, fnRows: sgemmAVX512Rows, ok: avx512},
 	}
 	archKernels64 = []kernel[float64]{
-		{name: "AVX2+FMA", mr: 6, nr: 8, fn: dgemmAVX2, ok: avx2},
-		{name: "AVX-512", mr: 12, nr: 16, fn: dgemmAVX512, ok: avx512},
+		{name: "AVX2+FMA", mr: 6, nr: 8, fn: dgemmAVX2, fnRows: dgemmAVX2Rows, ok: avx2},
+		{name: "AVX-512", mr: 12, nr: 16, fn: dgemmAVX512, fnRows: dgemmAVX512Rows, ok: avx512},
 	}
 )
