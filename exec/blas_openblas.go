@@ -6,23 +6,28 @@ package exec
 import "C"
 
 import (
+	"gonum.org/v1/gonum/blas/blas32"
+	"gonum.org/v1/gonum/blas/blas64"
 	"gonum.org/v1/netlib/blas/netlib"
 	"gorgonia.org/gorgonia"
 )
 
 // With the openblas build tag, the package's init hands Gorgonia (and
-// through it gorgonia.org/tensor) OpenBLAS, by cgo through gonum's netlib
-// binding, in place of Rookery's gemm (internal/gemm) that the default build uses. gorgonia.Use is a
-// process-wide setting: every tape machine in the binary, whether or not
-// it belongs to Rookery, does its matrix products in OpenBLAS. That is
-// deliberate: which BLAS runs is chosen when the binary is built, not per
-// executor.
+// through it gorgonia.org/tensor) and gonum's blas32 and blas64 (and
+// through them gonum/mat) OpenBLAS, by cgo through gonum's netlib binding,
+// in place of Rookery's gemm (internal/gemm) that the default build uses.
+// These are process-wide settings: every tape machine and gonum/mat product
+// in the binary, whether or not it belongs to Rookery, runs on OpenBLAS.
+// That is deliberate: which BLAS runs is chosen when the binary is built,
+// not per executor.
 //
 // Building with the tag needs cgo and the OpenBLAS library and headers
 // (libopenblas-dev on Debian and Ubuntu). OpenBLAS runs its own thread
 // pool beside Go's scheduler; OPENBLAS_NUM_THREADS limits it.
 func init() {
 	gorgonia.Use(netlib.Implementation{})
+	blas32.Use(netlib.Implementation{})
+	blas64.Use(netlib.Implementation{})
 }
 
 // BLASName names the BLAS that Gorgonia's matrix products run on in this
