@@ -22,7 +22,8 @@
 // When a call fails because the executor did (an error matching
 // exec.ErrUnavailable, which the transport client's errors for an
 // unreachable provider or a broken connection do; a call that outlives
-// WithCallTimeout; a session the provider no longer knows, exec.ErrClosed)
+// WithCallTimeout; a cancellation the caller did not ask for, as from a
+// closed connection; a session the provider no longer knows, exec.ErrClosed)
 // the session takes another executor (a spare given with WithSpares, one
 // from WithSpareFunc, or, when the spares are used up, the executor that
 // failed, after a back-off, in case its connection comes back), opens the

@@ -400,3 +400,38 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// closing is an executor whose connection was closed: every Open fails as
+// a gRPC call on a closed connection does, with a cancellation the caller
+// did not ask for.
+type closing struct{ exec.Executor }
+
+func (closing) Open(context.Context, exec.SessionSpec) (exec.Session, error) {
+	return nil, fmt.Errorf("transport: open: %w", context.Canceled)
+}
+
+func TestClosedConnectionIsAFault(t *testing.T) {
+	j := newJob(t, 1, 3, 6, 10, 4)
+	want := j.honest(t)
+	var rec recorder
+	g, err := guard.New(guard.WithSpares(guard.Named("closed", closing{}), guard.Named("spare", exec.NewCPU())), guard.WithEvents(rec.add))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := j.train(context.Background(), []exec.Executor{g.Executor(guardtest.Dying("p0", exec.NewCPU(), 6))}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(t, got, want); d != 0 {
+		t.Errorf("parameters differ by %g", d)
+	}
+	if rep := rec.of(guard.EventReplaced); len(rep) != 1 || rep[0].Replacement != "spare" {
+		t.Errorf("replacements %v, want p0 -> spare past the closed one", rep)
+	}
+	// A cancellation by the caller is not a fault: it passes through.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := j.train(ctx, []exec.Executor{g.Executor(exec.NewCPU())}, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled run: %v, want context.Canceled", err)
+	}
+}

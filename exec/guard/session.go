@@ -150,12 +150,16 @@ func (s *session) rep(i int) *replica {
 }
 
 // isFault says whether err is a failure of the executor (it died, hung,
-// lost the session or the connection) rather than of the call.
+// lost the session or the connection) rather than of the call. The
+// caller's context is still live here, so a deadline or a cancellation
+// came from the executor's side: the call timeout, or a connection that
+// was closed under the call.
 func isFault(ctx context.Context, err error) bool {
 	if err == nil || ctx.Err() != nil {
 		return false
 	}
-	return errors.Is(err, exec.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, exec.ErrClosed)
+	return errors.Is(err, exec.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, exec.ErrClosed)
 }
 
 // callCtx bounds one call to an executor.
