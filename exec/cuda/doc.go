@@ -70,9 +70,11 @@
 // (ErrUnsupported) naming the node and its kind, so that a provider can
 // run that part on the CPU executor instead (Fallback does that, part by
 // part, and says so). BatchNorm is not lowered: Gorgonia's gradient in
-// evaluation mode reads the statistics of the last training batch. Gorgonia differentiates log2
-// and inverse_sqrt with rules that are not their derivatives; a part that
-// needs those gradients is refused the same way, so that GPU and CPU parts
+// evaluation mode reads the statistics of the last training batch; nor is
+// avgpool2d, whose window sums Gorgonia divides by the input's width.
+// Gorgonia differentiates log2 and inverse_sqrt with rules that are not
+// their derivatives; a part that needs those gradients is refused the
+// same way, so that GPU and CPU parts
 // agree. Failed driver or cuBLAS calls are *CallError (ErrCUDA), wrapped
 // in the exec package's *exec.RunError; everything else follows the
 // exec.Session contract and its typed errors.
