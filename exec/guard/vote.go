@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/exec"
 )
 
 // runFresh rebuilds the part on m and runs e there: an arbiter, a checker.
@@ -75,7 +77,7 @@ func (s *session) groups(res []result) [][]int {
 	return gs
 }
 
-func (s *session) replicaIndex(sess interface{}) int {
+func (s *session) replicaIndex(sess exec.Session) int {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
 	for i, r := range s.reps {
@@ -116,19 +118,19 @@ func (s *session) vote(ctx context.Context, e *entry, res []result) (map[string]
 		}
 		first := s.mismatch(e, res[gs[1][0]].m, s.compare(res[gs[1][0]].out, res[gs[0][0]].out))
 		if arbiters > s.g.cfg.maxRepl {
-			s.dropExtras(res, nil)
+			s.dropExtras(res)
 			return nil, first
 		}
 		arbiters++
 		m, err := s.g.take(ctx, s.busy(res...), true)
 		if err != nil {
-			s.dropExtras(res, nil)
+			s.dropExtras(res)
 			return nil, fmt.Errorf("%w: no arbiter: %w", first, err)
 		}
 		r, err := s.runFresh(ctx, m, e)
 		if err != nil {
 			if !isFault(ctx, err) {
-				s.dropExtras(res, nil)
+				s.dropExtras(res)
 				return nil, err
 			}
 			s.event(Event{Kind: EventFault, Provider: m.name, Err: err})
@@ -170,7 +172,7 @@ func (s *session) vote(ctx context.Context, e *entry, res []result) (map[string]
 			failed = err
 		}
 	}
-	s.dropExtras(adopt, nil)
+	s.dropExtras(adopt)
 	s.compact()
 	if failed != nil && len(s.reps) == 0 {
 		return nil, failed
@@ -205,7 +207,7 @@ func (s *session) replaceLiar(ctx context.Context, idx int, e *entry, want map[s
 
 // dropExtras closes the sessions of results that are not replicas and
 // hands their executors back.
-func (s *session) dropExtras(res []result, _ error) {
+func (s *session) dropExtras(res []result) {
 	for _, r := range res {
 		if r.s == nil || s.replicaIndex(r.s) >= 0 {
 			continue
