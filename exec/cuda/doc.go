@@ -74,10 +74,10 @@
 // avgpool2d, whose window sums Gorgonia divides by the input's width.
 // Gorgonia differentiates log2 and inverse_sqrt with rules that are not
 // their derivatives; a part that needs those gradients is refused the
-// same way, so that GPU and CPU parts
-// agree. Failed driver or cuBLAS calls are *CallError (ErrCUDA), wrapped
-// in the exec package's *exec.RunError; everything else follows the
-// exec.Session contract and its typed errors.
+// same way, so that GPU and CPU parts agree. Failed driver or cuBLAS
+// calls are *CallError (ErrCUDA), wrapped in the exec package's
+// *exec.RunError; everything else follows the exec.Session contract and
+// its typed errors.
 //
 // # Running the GPU tests on a machine without Go
 //
