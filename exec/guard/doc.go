@@ -38,7 +38,9 @@
 // ErrOrder, ErrSolver, a provider's limits) pass through untouched.
 //
 // A provider that is gone is noticed by the failure of the next call to
-// it; one that is stuck, by WithCallTimeout. Keepalive pings on an idle
+// it; one that is stuck, or whose connection went silent, by
+// WithCallTimeout (DefaultCallTimeout unless set: set a bound that fits
+// the model's calls to notice sooner). Keepalive pings on an idle
 // connection are the transport's business; the guard relies only on
 // calls failing or timing out.
 //

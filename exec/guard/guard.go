@@ -14,6 +14,13 @@ import (
 // part when WithSnapshotEvery is not given. doc.go says how it was chosen.
 const DefaultSnapshotEvery = 10
 
+// DefaultCallTimeout is the bound WithCallTimeout sets when not given: a
+// backstop a little past the provider's own bound on a call
+// (transport.DefaultCallTimeout, 10 minutes), so that no call waits for
+// ever on a provider that went silent. Set a tighter one to notice a
+// stuck provider sooner.
+const DefaultCallTimeout = 11 * time.Minute
+
 // DefaultMaxReplacements bounds the replacements tried for one failed call
 // when WithMaxReplacements is not given.
 const DefaultMaxReplacements = 3
@@ -54,9 +61,10 @@ func WithSpareFunc(f func(ctx context.Context) (exec.Executor, error)) Option {
 // most n Steps' worth of calls.
 func WithSnapshotEvery(n int) Option { return func(c *config) { c.snapEvery = n } }
 
-// WithCallTimeout bounds every call to an executor (default: none beyond
-// the caller's context). A call that runs past it counts as a failure of
-// the executor: this is how a stuck provider is detected.
+// WithCallTimeout bounds every call to an executor (default
+// DefaultCallTimeout; 0: no bound beyond the caller's context). A call
+// that runs past it counts as a failure of the executor: this is how a
+// stuck provider, or one whose connection went silent, is detected.
 func WithCallTimeout(d time.Duration) Option { return func(c *config) { c.callTimeout = d } }
 
 // WithMaxReplacements bounds the executors tried in a row for one call of
@@ -172,7 +180,7 @@ type member struct {
 
 // New returns a guard.
 func New(opts ...Option) (*Guard, error) {
-	cfg := config{snapEvery: DefaultSnapshotEvery, maxRepl: DefaultMaxReplacements, redundancy: 1, backoff: DefaultBackoff,
+	cfg := config{snapEvery: DefaultSnapshotEvery, maxRepl: DefaultMaxReplacements, redundancy: 1, backoff: DefaultBackoff, callTimeout: DefaultCallTimeout,
 		tol64: DefaultFloat64, tol32: DefaultFloat32}
 	for _, o := range opts {
 		o(&cfg)
