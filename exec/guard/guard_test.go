@@ -213,7 +213,7 @@ func TestHangingExecutorDetectedByCallTimeout(t *testing.T) {
 	j := newJob(t, 2, 6, 6, 10, 4)
 	want := j.honest(t)
 	var rec recorder
-	g, err := guard.New(guard.WithSpares(guard.Named("spare", exec.NewCPU())), guard.WithCallTimeout(300*time.Millisecond), guard.WithEvents(rec.add))
+	g, err := guard.New(guard.WithSpares(guard.Named("spare", exec.NewCPU())), guard.WithCallTimeout(time.Second), guard.WithEvents(rec.add))
 	if err != nil {
 		t.Fatal(err)
 	}
