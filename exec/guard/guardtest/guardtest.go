@@ -29,9 +29,13 @@ const (
 	// Stale returns the previous call's results (of the same kind and
 	// micro-batch) instead of this call's.
 	Stale
+	// BadStep answers Forward and Backward honestly but adds noise to
+	// the parameters after every Step: a wrong update that only later
+	// results show.
+	BadStep
 )
 
-var lieNames = [...]string{"", "noise", "flip-sign", "stale"}
+var lieNames = [...]string{"", "noise", "flip-sign", "stale", "bad-step"}
 
 func (l Lie) String() string { return lieNames[l] }
 
@@ -80,13 +84,34 @@ func (l *liar) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session, e
 	if err != nil {
 		return nil, err
 	}
-	return &liarSession{Session: s, l: l, prev: make(map[string]map[int64]*tensor.Dense)}, nil
+	return &liarSession{Session: s, l: l, spec: spec, prev: make(map[string]map[int64]*tensor.Dense)}, nil
 }
 
 type liarSession struct {
 	exec.Session
 	l    *liar
+	spec exec.SessionSpec
 	prev map[string]map[int64]*tensor.Dense
+}
+
+func (s *liarSession) Step(ctx context.Context) error {
+	if err := s.Session.Step(ctx); err != nil || s.l.lie != BadStep || !s.l.c.past() {
+		return err
+	}
+	var names []string
+	for _, id := range s.spec.Graph.Learnables() {
+		names = append(names, exec.ParamName(id))
+	}
+	ps, err := s.Session.Get(ctx, names...)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if err := s.Session.Put(ctx, name, s.noise(map[int64]*tensor.Dense{0: ps[name]})[0]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *liarSession) alter(what string, mb int, out map[int64]*tensor.Dense, err error) (map[int64]*tensor.Dense, error) {
@@ -107,28 +132,34 @@ func (s *liarSession) alter(what string, mb int, out map[int64]*tensor.Dense, er
 		return s.flip(out), nil
 	case FlipSign:
 		return s.flip(out), nil
+	case BadStep:
+		return out, nil
 	default:
-		s.l.mu.Lock()
-		defer s.l.mu.Unlock()
-		alt := make(map[int64]*tensor.Dense, len(out))
-		for id, t := range out {
-			c := t.Clone().(*tensor.Dense)
-			switch c.Dtype() {
-			case tensor.Float64:
-				d := c.Float64s()
-				for i := range d {
-					d[i] += 1e-3 * s.l.rng.NormFloat64()
-				}
-			case tensor.Float32:
-				d := c.Float32s()
-				for i := range d {
-					d[i] += float32(1e-3 * s.l.rng.NormFloat64())
-				}
-			}
-			alt[id] = c
-		}
-		return alt, nil
+		return s.noise(out), nil
 	}
+}
+
+func (s *liarSession) noise(out map[int64]*tensor.Dense) map[int64]*tensor.Dense {
+	s.l.mu.Lock()
+	defer s.l.mu.Unlock()
+	alt := make(map[int64]*tensor.Dense, len(out))
+	for id, t := range out {
+		c := t.Clone().(*tensor.Dense)
+		switch c.Dtype() {
+		case tensor.Float64:
+			d := c.Float64s()
+			for i := range d {
+				d[i] += 1e-3 * s.l.rng.NormFloat64()
+			}
+		case tensor.Float32:
+			d := c.Float32s()
+			for i := range d {
+				d[i] += float32(1e-3 * s.l.rng.NormFloat64())
+			}
+		}
+		alt[id] = c
+	}
+	return alt
 }
 
 func (s *liarSession) flip(out map[int64]*tensor.Dense) map[int64]*tensor.Dense {
