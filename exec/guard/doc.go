@@ -86,4 +86,8 @@
 // replaced part restarts them from the last replayed Forwards. The log
 // holds copies of the inputs of up to N steps of each part in this
 // process, and every resident tensor Put outside parameters.
+//
+// A spot check catches a lie only with probability p per call, and sees
+// a wrong update only through the results of later calls; the final
+// parameters are compared only under redundancy.
 package guard
