@@ -2,8 +2,10 @@ package guard_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/guard"
@@ -58,5 +60,51 @@ func TestProviderStoppedMidRun(t *testing.T) {
 	rep := rec.of(guard.EventReplaced)
 	if len(rep) != 1 || rep[0].Provider != c1.Addr() || rep[0].Replacement != spare.Addr() {
 		t.Errorf("replacements %v, want %s -> %s", rep, c1.Addr(), spare.Addr())
+	}
+}
+
+// TestSessionReapedByProvider: a provider closes a session left idle past
+// its timeout; the next call finds it gone (exec.ErrClosed), and the part
+// is rebuilt on the same provider from the snapshot and the log.
+func TestSessionReapedByProvider(t *testing.T) {
+	j := newJob(t, 1, 6, 6, 10, 4)
+	want := j.honest(t)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0), transport.WithLimits(transport.Limits{IdleTimeout: 50 * time.Millisecond}))
+	go srv.Serve(lis)
+	defer srv.Stop()
+	c, err := transport.Connect(context.Background(), lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var rec recorder
+	g, err := guard.New(guard.WithSnapshotEvery(4), guard.WithEvents(rec.add))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := j.train(context.Background(), []exec.Executor{g.Executor(c)}, func(step int) {
+		if step == 2 {
+			// Idle until the provider has closed the session.
+			for srv.Sessions() > 0 {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(t, got, want); d != 0 {
+		t.Errorf("parameters differ from the fault-free run by %g", d)
+	}
+	f := rec.of(guard.EventFault)
+	if len(f) != 1 || !errors.Is(f[0].Err, exec.ErrClosed) {
+		t.Errorf("faults %v, want one exec.ErrClosed", f)
+	}
+	if rep := rec.of(guard.EventReplaced); len(rep) != 1 || rep[0].Replacement != c.Addr() {
+		t.Errorf("replacements %v, want the part reopened on %s", rep, c.Addr())
 	}
 }

@@ -258,8 +258,14 @@ func (s *session) place(ctx context.Context, i int, m *member, e *entry, last er
 			if err := s.pause(ctx, attempts); err != nil {
 				return nil, err
 			}
+			// The executor this replica leaves may come back: it is
+			// busy for the other replicas only.
+			busy := s.busy()
+			if old != nil {
+				delete(busy, old.m)
+			}
 			var err error
-			m, err = s.g.take(ctx, s.busy(), false)
+			m, err = s.g.take(ctx, busy, false)
 			if err != nil {
 				if last != nil {
 					err = fmt.Errorf("%w (last failure: %w)", err, last)
