@@ -108,9 +108,9 @@ func providerProcess(t testing.TB) (*osexec.Cmd, string) {
 	return nil, ""
 }
 
-// killOnCall is an executor that runs kill just before its n-th Forward
-// or Backward call (counted over its sessions), which then goes to a
-// provider that is gone.
+// killOnCall is an executor that starts kill as its n-th Forward or
+// Backward call (counted over its sessions) starts, so that the provider
+// dies before the call reaches it, while it runs, or just after.
 type killOnCall struct {
 	exec.Executor
 	n     int64
@@ -137,7 +137,7 @@ type killSession struct {
 
 func (s *killSession) count() {
 	if s.k.calls.Add(1) == s.k.n {
-		s.k.kill()
+		go s.k.kill()
 	}
 }
 
@@ -152,8 +152,8 @@ func (s *killSession) Backward(ctx context.Context, mb int, g map[int64]*tensor.
 }
 
 // TestProviderProcessKilled kills a `rookery provider` process with
-// SIGKILL in the middle of a seeded random step (just before one of its
-// Forward or Backward calls); its part moves to the spare provider,
+// SIGKILL in the middle of a seeded random step (a seeded delay after one
+// of its Forward or Backward calls starts); its part moves to the spare provider,
 // restored from the last snapshot and the replayed log, and the final
 // parameters equal the fault-free run's.
 func TestProviderProcessKilled(t *testing.T) {
@@ -177,13 +177,15 @@ func TestProviderProcessKilled(t *testing.T) {
 				execs = append(execs, c)
 				procs = append(procs, cmd)
 			}
-			var killed atomic.Bool
+			delay := time.Duration(rng.Int63n(int64(2 * time.Millisecond)))
+			killed := make(chan struct{})
 			execs[victim] = &killOnCall{Executor: execs[victim], n: call, kill: func() {
+				defer close(killed)
+				time.Sleep(delay)
 				if err := procs[victim].Process.Signal(syscall.SIGKILL); err != nil {
 					t.Error(err)
 				}
 				_ = procs[victim].Wait()
-				killed.Store(true)
 			}}
 			var mu sync.Mutex
 			var events []guard.Event
@@ -198,7 +200,9 @@ func TestProviderProcessKilled(t *testing.T) {
 			defer tr.Close()
 			trainSteps(t, tr, m, steps)
 			got := params(t, tr, m)
-			if !killed.Load() {
+			select {
+			case <-killed:
+			default:
 				t.Fatal("the provider was never killed")
 			}
 			d := maxAbsDiff(got, want)
@@ -210,8 +214,8 @@ func TestProviderProcessKilled(t *testing.T) {
 				}
 			}
 			mu.Unlock()
-			t.Logf("provider of part %d killed (SIGKILL) before its call %d (step %d); %v; max |difference| from the fault-free run %g",
-				victim, call, (call-1)/4, replaced, d)
+			t.Logf("provider of part %d killed (SIGKILL) %v after its call %d started (step %d); %v; max |difference| from the fault-free run %g",
+				victim, delay, call, (call-1)/4, replaced, d)
 			if len(replaced) != 1 {
 				t.Errorf("replacements %v, want one", replaced)
 			}
