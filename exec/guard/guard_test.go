@@ -441,3 +441,23 @@ func TestClosedConnectionIsAFault(t *testing.T) {
 		t.Errorf("cancelled run: %v, want context.Canceled", err)
 	}
 }
+
+func TestExecutorDeadAtOpenIsReplaced(t *testing.T) {
+	j := newJob(t, 2, 3, 6, 10, 4)
+	want := j.honest(t)
+	var rec recorder
+	g, err := guard.New(guard.WithSpares(guard.Named("spare", exec.NewCPU())), guard.WithEvents(rec.add))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := j.train(context.Background(), []exec.Executor{g.Executor(exec.NewCPU()), g.Executor(guard.Named("gone", closing{}))}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(t, got, want); d != 0 {
+		t.Errorf("parameters differ by %g", d)
+	}
+	if rep := rec.of(guard.EventReplaced); len(rep) != 1 || rep[0].Provider != "gone" || rep[0].Replacement != "spare" || rep[0].Part != 1 {
+		t.Errorf("replacements %v, want gone -> spare for part 1", rep)
+	}
+}

@@ -250,6 +250,12 @@ func (s *session) closeLater(sess exec.Session) {
 func (s *session) place(ctx context.Context, i int, m *member, e *entry, last error) (map[string]*tensor.Dense, error) {
 	attempts := 0
 	old := s.rep(i)
+	leaving := ""
+	if old != nil {
+		leaving = old.m.name
+	} else if m != nil {
+		leaving = m.name // the executor given for the replica, at Open
+	}
 	for {
 		if m == nil {
 			if attempts >= s.g.cfg.maxRepl && last != nil {
@@ -285,8 +291,8 @@ func (s *session) place(ctx context.Context, i int, m *member, e *entry, last er
 		}
 		if err == nil {
 			s.setRep(i, &replica{m: m, s: sess})
-			if old != nil {
-				s.event(Event{Kind: EventReplaced, Provider: old.m.name, Replacement: m.name})
+			if old != nil || (leaving != "" && leaving != m.name) {
+				s.event(Event{Kind: EventReplaced, Provider: leaving, Replacement: m.name})
 			}
 			return out, nil
 		}
