@@ -136,11 +136,19 @@ func gemm[T float](kn *kernel[T], pl *pools[T], p *args[T]) {
 	if p.m*p.n*p.k >= parallelMin {
 		parts = runtime.GOMAXPROCS(0)
 	}
-	// Split the larger of m and n into whole tiles, one span per goroutine.
-	splitN := p.n >= p.m
-	tiles := (p.m + kn.mr - 1) / kn.mr
+	// Split m or n into spans of whole tiles, one per goroutine: the one
+	// with more tiles, except that m is split when it has tiles enough and
+	// B is read in place, as then no goroutine packs what another packs too
+	// (splitting n, each packs all of A).
+	mTiles := (p.m + kn.mr - 1) / kn.mr
+	nTiles := (p.n + kn.nr - 1) / kn.nr
+	splitN := nTiles >= mTiles
+	if _, directB := direct(kn, p); directB && mTiles >= 2*parts {
+		splitN = false
+	}
+	tiles := mTiles
 	if splitN {
-		tiles = (p.n + kn.nr - 1) / kn.nr
+		tiles = nTiles
 	}
 	parts = min(parts, tiles)
 	if parts <= 1 {
