@@ -6,11 +6,18 @@
 // in kc×nc blocks, and op(A) in mc×kc blocks, into panels that a
 // micro-kernel in assembly reads in order, the tile of C it computes held
 // in vector registers (AVX-512, or AVX2 with FMA, chosen at start-up with
-// golang.org/x/sys/cpu). Products of more than about 2²⁰ multiply-adds are
-// split along the longer of m and n across GOMAXPROCS goroutines. Packing
-// buffers come from pools, so a product allocates nothing once they are
-// warm. On CPUs without those instructions, on other architectures and
-// with the purego build tag, gonum's gemm runs instead.
+// golang.org/x/sys/cpu). Where copying would cost as much as the product,
+// the kernels read an operand where it lies: B when A has few rows (a
+// mini-batch times a weight matrix), A when C has few columns (a data set
+// times a few weight vectors). Products of more than about 2²⁰
+// multiply-adds are split along m or n across GOMAXPROCS goroutines that
+// end with the call. Packing buffers come from pools, so a product
+// allocates nothing once they are warm but the goroutines it starts. On
+// CPUs without those instructions, on other architectures and with the
+// purego build tag, gonum's gemm runs instead.
+//
+// The kernels are generated: go generate ./internal/gemm rewrites
+// kernels_amd64.s from gen_kernels.go.
 //
 // Implementation embeds gonum's pure-Go BLAS and replaces its Sgemm and
 // Dgemm, so it can be installed for Gorgonia (gorgonia.Use) and gonum/mat
