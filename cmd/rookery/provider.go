@@ -24,7 +24,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/transport"
 )
 
@@ -78,6 +77,7 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		maxSess    = fs.Int("max-sessions", d.MaxSessions, "sessions open at once")
 		maxNodes   = fs.Int("max-nodes", d.MaxNodes, "IR nodes of one part")
 		idle       = fs.Duration("idle-timeout", d.IdleTimeout, "close sessions unused for this long")
+		gpuMode    = fs.String("gpu", gpuAuto, "GPU use: auto (GPU 0 when the CUDA driver and cuBLAS are found, else the CPU), off, or require (refuse to start without one)")
 		bench      = fs.Duration("bench", 200*time.Millisecond, "how long the start-up micro-benchmark runs (0 skips it)")
 		grace      = fs.Duration("shutdown-timeout", 30*time.Second, "how long calls in flight may finish after SIGINT or SIGTERM before they are cancelled")
 		tlsCert    = fs.String("tls-cert", "", "PEM certificate file: serve over TLS (with --tls-key)")
@@ -182,7 +182,16 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			ChunkBytes:       int(*chunk),
 		}),
 	}, authOpts...)
-	srv := transport.NewServer(exec.NewCPU(), opts...)
+	executor, gpus, releaseGPU, err := chooseExecutor(*gpuMode, log)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+	defer releaseGPU()
+	if len(gpus) > 0 {
+		opts = append(opts, transport.WithGPUs(gpus...))
+	}
+	srv := transport.NewServer(executor, opts...)
 	addr := lis.Addr().String()
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
