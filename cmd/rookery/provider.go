@@ -33,11 +33,16 @@ func init() {
 
 const providerUsage = `usage: rookery provider [flags]
 
-Serve this machine's CPU to requesters as a Rookery provider: a gRPC
-server (rookery.v1 Provider, health, reflection) that runs the parts of
-models that requesters send. It prints "listening on ADDR" once it
-accepts connections, logs to stderr, and shuts down cleanly on SIGINT or
-SIGTERM.
+Serve this machine to requesters as a Rookery provider: a gRPC server
+(rookery.v1 Provider, health, reflection) that runs the parts of models
+that requesters send. It prints "listening on ADDR" once it accepts
+connections, logs to stderr, and shuts down cleanly on SIGINT or SIGTERM.
+
+Where parts run: on NVIDIA GPU 0 when the CUDA driver (libcuda.so.1) and
+cuBLAS are found at start-up (parts holding an op the GPU executor cannot
+lower run on the CPU, each one logged), otherwise on the CPU, with the
+reason logged. --gpu off keeps everything on the CPU; --gpu require
+refuses to start without a GPU.
 
 Who gets in: with --seed-pubkey, only requesters holding a lease that the
 seed node signed for this provider (rookery.WithSeed fetches them); with
