@@ -265,3 +265,37 @@ func TestNoAllocations(t *testing.T) {
 		t.Errorf("16×16×16 Sgemm allocates %v times per call, want 0", allocs)
 	}
 }
+
+// TestConcurrentProducts runs split and unsplit products from several
+// goroutines at once, as executors of different parts do, sharing the
+// pools; each must match gonum's.
+func TestConcurrentProducts(t *testing.T) {
+	procs := runtime.GOMAXPROCS(2)
+	defer runtime.GOMAXPROCS(procs)
+	shapes := []shape{{64, 256, 96}, {7, 9, 5}, {130, 40, 200}}
+	errs := make(chan error, 4*len(shapes))
+	for g := 0; g < 4; g++ {
+		go func(g int) {
+			rng := rand.New(rand.NewPCG(uint64(g), 9))
+			for _, s := range shapes {
+				a, b, c, lda, ldb, ldc := operands(rng, s, blas.NoTrans, blas.Trans, 1)
+				want := append([]float64(nil), c...)
+				gonum.Implementation{}.Dgemm(blas.NoTrans, blas.Trans, s.m, s.n, s.k, 1.5, a, lda, b, ldb, 0.5, want, ldc)
+				Implementation{}.Dgemm(blas.NoTrans, blas.Trans, s.m, s.n, s.k, 1.5, a, lda, b, ldb, 0.5, c, ldc)
+				var err error
+				for i := range want {
+					if d := math.Abs(c[i] - want[i]); d > 1e-12*math.Max(math.Sqrt(float64(s.k)), math.Abs(want[i])) {
+						err = fmt.Errorf("goroutine %d, %v: element %d = %v, gonum %v", g, s, i, c[i], want[i])
+						break
+					}
+				}
+				errs <- err
+			}
+		}(g)
+	}
+	for range 4 * len(shapes) {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
