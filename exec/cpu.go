@@ -561,7 +561,7 @@ func (s *cpuSession) Backward(ctx context.Context, mb int, gradOutputs map[int64
 	if sl.gated && containsInt(s.defMB, mb) {
 		// This micro-batch index already holds deferred gradients of
 		// this step: fold them in before the run overwrites them.
-		if err := s.deferredGrads(); err != nil {
+		if _, err := s.deferredGrads(false, 0); err != nil {
 			return nil, &RunError{Part: s.part(), MicroBatch: mb, Phase: "backward", Err: err}
 		}
 	}
@@ -658,16 +658,18 @@ func (s *cpuSession) Step(ctx context.Context) error {
 	if s.nacc == 0 {
 		return &OrderError{Part: s.part(), MicroBatch: -1, Reason: "step with no gradients accumulated"}
 	}
-	if err := s.deferredGrads(); err != nil {
+	scale := 1 / float64(s.nacc)
+	applied, err := s.deferredGrads(true, scale)
+	if err != nil {
 		return &RunError{Part: s.part(), MicroBatch: -1, Phase: "step", Err: err}
 	}
 	if len(s.params) > 0 {
 		for i := range s.acc {
-			if !s.accValid[i] {
+			if !s.accValid[i] && (applied == nil || !applied[i]) {
 				s.acc[i].Zero()
 			}
 		}
-		if err := s.solver.Update(s.params, s.acc, 1/float64(s.nacc)); err != nil {
+		if err := s.solver.UpdateSkip(s.params, s.acc, scale, applied); err != nil {
 			return &RunError{Part: s.part(), MicroBatch: -1, Phase: "step", Err: err}
 		}
 	}
@@ -681,11 +683,16 @@ func (s *cpuSession) Step(ctx context.Context) error {
 
 // deferredGrads computes the gradient of every deferred weight, aᵀ·dy on
 // the micro-batches since the last Step stacked in index order, into its
-// accumulator.
-func (s *cpuSession) deferredGrads() error {
+// accumulator. At a Step (step set), when the solver's step is plain
+// gradient descent and the product is the weight's whole gradient, it
+// applies the step in the product instead, W ← W − η·scale·aᵀ·dy, and
+// marks the weight in applied.
+func (s *cpuSession) deferredGrads(step bool, scale float64) (applied []bool, err error) {
 	if len(s.defMB) == 0 {
-		return nil
+		return nil, nil
 	}
+	rate, plain := s.solver.PlainRate()
+	plain = plain && step
 	mbs := append([]int{}, s.defMB...)
 	sort.Ints(mbs)
 	for j, d := range s.a.deferred {
@@ -698,13 +705,23 @@ func (s *cpuSession) deferredGrads() error {
 		if s.accValid[d.param] {
 			beta = 1
 		}
-		if err := gemmTN(s.acc[d.param], stackRows(as), stackRows(dys), beta); err != nil {
-			return err
+		if plain && beta == 0 {
+			if err := gemmTN(s.params[d.param], stackRows(as), stackRows(dys), -rate*scale, 1); err != nil {
+				return nil, err
+			}
+			if applied == nil {
+				applied = make([]bool, len(s.params))
+			}
+			applied[d.param] = true
+			continue
+		}
+		if err := gemmTN(s.acc[d.param], stackRows(as), stackRows(dys), 1, beta); err != nil {
+			return nil, err
 		}
 		s.accValid[d.param] = true
 	}
 	s.defMB = s.defMB[:0]
-	return nil
+	return applied, nil
 }
 
 func containsInt(s []int, v int) bool {

@@ -74,13 +74,18 @@ func TestPipelineEqualsOneProcess(t *testing.T) {
 	// collapse towards 0 within the 20 steps, where float32 cancellation
 	// alone would exceed a relative 1e-4.
 	small := []exec.SolverConfig{exec.SGD(0.02, 0.9), exec.Adam(0.005), exec.RMSProp(0.002)}
+	// Plain SGD on a step schedule: the CPU executor folds this update
+	// into the weight-gradient product (Solver.PlainRate), which the
+	// reference, updating through Solver.Update, does not.
+	plain := exec.SGD(0.05, 0)
+	plain.Schedule, plain.StepEvery, plain.StepGamma = exec.ScheduleStep, 7, 0.5
 	builders := []struct {
 		name    string
 		build   func(tensor.Dtype) model
 		solvers []exec.SolverConfig
 	}{
 		{"mlp", func(dt tensor.Dtype) model { return mlpModel(dt, 8, 784, 256, 10) },
-			[]exec.SolverConfig{exec.SGD(0.02, 0.5), exec.Adam(1e-5), exec.RMSProp(1e-5)}},
+			[]exec.SolverConfig{exec.SGD(0.02, 0.5), plain, exec.Adam(1e-5), exec.RMSProp(1e-5)}},
 		{"cnn", func(dt tensor.Dtype) model { return cnnModel(dt, 8) }, small},
 		{"residual", func(dt tensor.Dtype) model { return residualModel(dt, 8) }, small},
 	}

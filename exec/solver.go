@@ -277,9 +277,34 @@ func (s *Solver) ensure(i int, like *tensor.Dense) {
 	}
 }
 
+// PlainRate reports whether the solver's next update is plain gradient
+// descent, p ← p − η·scale·g with nothing else (SGD or Nesterov without
+// momentum, no weight decay, no clipping), and the learning rate η it
+// would use. A caller that computes g by a matrix product can then fold
+// the update into the product (p ← p + α·aᵀ·b with α = −η·scale) and skip
+// the parameter in UpdateSkip: the parameter is read and written once,
+// not three times.
+func (s *Solver) PlainRate() (float64, bool) {
+	c := s.cfg
+	if (c.Kind != SolverSGD && c.Kind != SolverNesterov) || c.Momentum != 0 || c.WeightDecay != 0 || c.ClipNorm > 0 || c.ClipValue > 0 {
+		return 0, false
+	}
+	if c.Schedule != ScheduleConstant {
+		return c.RateAt(s.t + 1), true
+	}
+	return c.LearnRate, true
+}
+
 // Update applies one step to params, using scale·grads[i] as the gradient
 // of params[i]. Parameters are updated in place.
 func (s *Solver) Update(params, grads []*tensor.Dense, scale float64) error {
+	return s.UpdateSkip(params, grads, scale, nil)
+}
+
+// UpdateSkip is Update, except that it leaves params[i] alone where
+// skip[i] is set (skip may be nil): the caller has applied this step to
+// it already (see PlainRate). The step still counts once.
+func (s *Solver) UpdateSkip(params, grads []*tensor.Dense, scale float64, skip []bool) error {
 	if len(params) != len(s.state) || len(grads) != len(params) {
 		return fmt.Errorf("%w: %d parameters and %d gradients for a solver of %d", ErrSolver, len(params), len(grads), len(s.state))
 	}
@@ -294,6 +319,9 @@ func (s *Solver) Update(params, grads []*tensor.Dense, scale float64) error {
 	}
 	s.t++
 	for i, p := range params {
+		if i < len(skip) && skip[i] {
+			continue
+		}
 		s.ensure(i, p)
 		st := s.state[i]
 		switch p.Dtype() {

@@ -142,8 +142,9 @@ func stackRows(ts []*tensor.Dense) *tensor.Dense {
 	return out
 }
 
-// gemmTN sets c = aᵀ·b + beta·c for row-major a (r×k), b (r×n), c (k×n).
-func gemmTN(c, a, b *tensor.Dense, beta float64) error {
+// gemmTN sets c = alpha·aᵀ·b + beta·c for row-major a (r×k), b (r×n), c
+// (k×n).
+func gemmTN(c, a, b *tensor.Dense, alpha, beta float64) error {
 	r, k, n := a.Shape()[0], a.Shape()[1], b.Shape()[1]
 	if b.Shape()[0] != r || c.Shape().TotalSize() != k*n || a.Dtype() != c.Dtype() || b.Dtype() != c.Dtype() {
 		return fmt.Errorf("exec: gradient product of %v and %v into %v", a.Shape(), b.Shape(), c.Shape())
@@ -151,9 +152,9 @@ func gemmTN(c, a, b *tensor.Dense, beta float64) error {
 	impl := gorgonia.WhichBLAS() // the BLAS Gorgonia's own products use (see blas_openblas.go)
 	switch c.Dtype() {
 	case tensor.Float64:
-		impl.Dgemm(blas.Trans, blas.NoTrans, k, n, r, 1, a.Float64s(), k, b.Float64s(), n, beta, c.Float64s(), n)
+		impl.Dgemm(blas.Trans, blas.NoTrans, k, n, r, alpha, a.Float64s(), k, b.Float64s(), n, beta, c.Float64s(), n)
 	case tensor.Float32:
-		impl.Sgemm(blas.Trans, blas.NoTrans, k, n, r, 1, a.Float32s(), k, b.Float32s(), n, float32(beta), c.Float32s(), n)
+		impl.Sgemm(blas.Trans, blas.NoTrans, k, n, r, float32(alpha), a.Float32s(), k, b.Float32s(), n, float32(beta), c.Float32s(), n)
 	default:
 		return fmt.Errorf("exec: gradient product in %v", c.Dtype())
 	}
