@@ -110,9 +110,12 @@ type slot struct {
 	// scalarIn holds the scalar values bound to scalar inputs (in has
 	// their 0-d twins)
 	scalarIn map[int64]gorgonia.Value
-	bound    bool                    // parameters bound
-	out      map[int64]*tensor.Dense // outputs (and loss) as read at the gate or sink
-	dy       []gorgonia.Value        // gradients of seeded outputs, read by the picks
+	bound    bool // parameters bound
+	// outIDs are the outputs (and the loss) the gate reads; outVals hold
+	// the machine's values of them while it waits there
+	outIDs   []int64
+	outVals  []gorgonia.Value
+	dy       []gorgonia.Value // gradients of seeded outputs, read by the picks
 	dyBuf    []*tensor.Dense
 	lossSeed gorgonia.Value // the gradient of the loss with respect to itself: 1
 	// defA and defDY hold, for each deferred weight, the product's left
@@ -157,7 +160,7 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 	if err != nil {
 		return nil, buildErr(err)
 	}
-	sl = &slot{mb: mb, g: g, nodes: nodes, in: make(map[int64]*tensor.Dense), out: make(map[int64]*tensor.Dense),
+	sl = &slot{mb: mb, g: g, nodes: nodes, in: make(map[int64]*tensor.Dense),
 		cur: make(map[int64]*tensor.Dense), direct: make(map[int64]bool),
 		gradIn: make(map[int64]*tensor.Dense),
 		fwd:    make(chan struct{}, 1), resume: make(chan bool, 1)}
@@ -189,15 +192,12 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 	if s.spec.HasLoss {
 		readIDs = append(readIDs, s.spec.Loss)
 	}
-	for _, id := range readIDs {
-		sl.out[id] = newBuf(id)
-	}
+	sl.outIDs = readIDs
+	sl.outVals = make([]gorgonia.Value, len(readIDs))
+	// The gate keeps references to the values; Forward copies them out,
+	// once, while the machine waits at the gate.
 	readForward := func(in []gorgonia.Value) error {
-		for i, id := range readIDs {
-			if err := readInto(sl.out[id], in[i]); err != nil {
-				return &graph.NodeError{ID: id, Err: err}
-			}
-		}
+		copy(sl.outVals, in)
 		return nil
 	}
 	var seedOut, seedGrad gorgonia.Nodes
@@ -509,9 +509,18 @@ func (s *cpuSession) Forward(ctx context.Context, mb int, feeds map[int64]*tenso
 		}
 	}
 	sl.state = slotPending
-	out := make(map[int64]*tensor.Dense, len(sl.out))
-	for id, t := range sl.out {
-		out[id] = cloneDense(t)
+	out := make(map[int64]*tensor.Dense, len(sl.outIDs)+len(s.a.learnOuts))
+	for i, id := range sl.outIDs {
+		n, _ := g.Node(id)
+		dt, _ := n.DType.Tensor()
+		buf := zerosLike(dt, n.Shape)
+		err := readInto(buf, sl.outVals[i])
+		sl.outVals[i] = nil
+		if err != nil {
+			sl.abort()
+			return nil, &RunError{Part: s.part(), MicroBatch: mb, Phase: "forward", Err: &graph.NodeError{ID: id, Err: err}}
+		}
+		out[id] = buf
 	}
 	for _, id := range s.a.learnOuts {
 		out[id] = cloneDense(s.params[s.a.learnIdx[id]])
