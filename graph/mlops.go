@@ -58,6 +58,14 @@ const (
 	// with −1 (the rows of small tree nodes, to gather). Ints "groups",
 	// "limit".
 	KindGroupRows OpKind = "group_rows"
+	// KindLogSoftmaxRows takes a matrix (m,n) and returns (m,n): the
+	// log-softmax of each row, x − max − log Σ exp(x − max). It is
+	// KindSoftmax with "log" along the last axis, as a plain loop:
+	// Gorgonia's kernel starts a goroutine per row, which dominates the
+	// per-shard gradient of a multinomial logistic regression over tens of
+	// thousands of rows and a few classes. Not differentiable, like the
+	// other kinds here.
+	KindLogSoftmaxRows OpKind = "log_softmax_rows"
 )
 
 func init() {
@@ -79,7 +87,24 @@ func init() {
 		kindImpl{infer: inferGatherRows, flops: flopsOut, lower: lowerML})
 	registerKind(KindGroupRows, opSpec{1, 1, []attrSpec{req("groups", AttrInt), req("limit", AttrInt)}, 0},
 		kindImpl{infer: inferGroupRows, flops: flopsIn0, lower: lowerML})
+	registerKind(KindLogSoftmaxRows, opSpec{1, 1, nil, 0},
+		kindImpl{infer: inferLogSoftmaxRows, flops: flopsLogSoftmaxRows, lower: lowerML})
 }
+
+func inferLogSoftmaxRows(op Op, in []*Node) (Shape, DType, error) {
+	x := in[0]
+	if err := floatDType(x); err != nil {
+		return nil, DTypeInvalid, err
+	}
+	if len(x.Shape) != 2 || x.Shape[1] < 1 {
+		return nil, DTypeInvalid, fmt.Errorf("input must be a matrix with columns, is %v", x.Shape)
+	}
+	return x.Shape.Clone(), x.DType, nil
+}
+
+// flopsLogSoftmaxRows counts a max, a subtraction, an exp and a sum per
+// element: 4 per element (the log per row is left out).
+func flopsLogSoftmaxRows(op Op, n *Node, in []*Node) int64 { return 4 * elems(in[0]) }
 
 func inferGroupRows(op Op, in []*Node) (Shape, DType, error) {
 	if err := floatDType(in[0]); err != nil {
@@ -400,6 +425,8 @@ func runML[T float32 | float64](op Op, in []*tensor.Dense, out *tensor.Dense, da
 		GroupRows(x, op.Int("groups"), op.Int("limit"), o)
 	case KindGatherRows:
 		GatherRows(x, s0[1], data(in[1]), o)
+	case KindLogSoftmaxRows:
+		LogSoftmaxRows(x, s0[0], s0[1], o)
 	case KindSegmentSum:
 		m := 1
 		if s1 := in[1].Shape(); len(s1) == 2 {
@@ -629,9 +656,33 @@ func GroupRows[T float32 | float64](group []T, groups, limit int, out []T) {
 	}
 }
 
+// LogSoftmaxRows writes into out (m×n) the log-softmax of each row of x
+// (m×n), shifted by the row's maximum so that exp never overflows. A row
+// holding +Inf or NaN gives NaN, as the unshifted formula would.
+func LogSoftmaxRows[T float32 | float64](x []T, m, n int, out []T) {
+	for r := 0; r < m; r++ {
+		row, o := x[r*n:(r+1)*n], out[r*n:(r+1)*n]
+		mx := row[0]
+		for _, v := range row[1:] {
+			if v > mx || v != v {
+				mx = v
+			}
+		}
+		var sum float64
+		for j, v := range row {
+			o[j] = v - mx
+			sum += math.Exp(float64(o[j]))
+		}
+		ls := T(math.Log(sum))
+		for j := range o {
+			o[j] -= ls
+		}
+	}
+}
+
 // MLKinds lists the kinds of this file, sorted.
 func MLKinds() []OpKind {
-	ks := []OpKind{KindTopK, KindArgMin, KindOneHot, KindTake, KindTreeRoute, KindHistogram, KindSegmentSum, KindGatherRows, KindGroupRows}
+	ks := []OpKind{KindTopK, KindArgMin, KindOneHot, KindTake, KindTreeRoute, KindHistogram, KindSegmentSum, KindGatherRows, KindGroupRows, KindLogSoftmaxRows}
 	sort.Slice(ks, func(i, j int) bool { return ks[i] < ks[j] })
 	return ks
 }

@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"math"
 	"math/rand"
 	"sort"
 	"testing"
@@ -130,6 +131,42 @@ func TestArgMin(t *testing.T) {
 		want[r] = float64(b)
 	}
 	equal(t, "argmin", got, want)
+}
+
+func TestLogSoftmaxRows(t *testing.T) {
+	x := []float64{
+		1, 2, 3,
+		1000, 1000, 1000, // would overflow exp unshifted
+		-5, 0, -5,
+		0, math.Inf(-1), 0, // a class with probability 0
+	}
+	got := runOne(t, NewOp(KindLogSoftmaxRows), dense64([]int{4, 3}, x)).Float64s()
+	for r := 0; r < 4; r++ {
+		row := x[r*3 : r*3+3]
+		var sum float64
+		for _, v := range row {
+			sum += math.Exp(v - row[0])
+		}
+		for j, v := range row {
+			want := v - row[0] - math.Log(sum)
+			if d := math.Abs(got[r*3+j] - want); !(d <= 1e-12) && !(math.IsInf(want, -1) && math.IsInf(got[r*3+j], -1)) {
+				t.Errorf("row %d col %d: got %v, want %v", r, j, got[r*3+j], want)
+			}
+		}
+	}
+	// the same values as Gorgonia's own log-softmax on ordinary rows
+	rng := rand.New(rand.NewSource(3))
+	y := make([]float64, 50*7)
+	for i := range y {
+		y[i] = rng.NormFloat64() * 4
+	}
+	mine := runOne(t, NewOp(KindLogSoftmaxRows), dense64([]int{50, 7}, y)).Float64s()
+	theirs := runOne(t, NewOp(KindSoftmax, IntAttr("axis", 1), BoolAttr("log", true)), dense64([]int{50, 7}, y)).Float64s()
+	for i := range mine {
+		if d := math.Abs(mine[i] - theirs[i]); d > 1e-12 {
+			t.Fatalf("at %d: got %v, Gorgonia's log-softmax %v", i, mine[i], theirs[i])
+		}
+	}
 }
 
 func TestOneHot(t *testing.T) {
@@ -276,6 +313,8 @@ func TestMLKindsShapeErrors(t *testing.T) {
 		{"top_k vector", NewOp(KindTopK, IntAttr("k", 1)), []*Node{vec}},
 		{"top_k ints", NewOp(KindTopK, IntAttr("k", 1)), []*Node{ints}},
 		{"argmin vector", NewOp(KindArgMin), []*Node{vec}},
+		{"log_softmax_rows vector", NewOp(KindLogSoftmaxRows), []*Node{vec}},
+		{"log_softmax_rows ints", NewOp(KindLogSoftmaxRows), []*Node{ints}},
 		{"one_hot matrix", NewOp(KindOneHot, IntAttr("depth", 2)), []*Node{mat}},
 		{"one_hot depth 0", NewOp(KindOneHot, IntAttr("depth", 0)), []*Node{vec}},
 		{"take matrix", NewOp(KindTake), []*Node{mat, vec}},

@@ -59,7 +59,7 @@ func (m *LogisticRegression) Fit(ctx context.Context, X *tensor.Dense, y []float
 		b.input("w", e, c)
 		oh := b.op(graph.KindOneHot, attrs(graph.IntAttr("depth", c)), graph.Shape{rows, c}, yID)
 		z := b.op(graph.KindMatMul, nil, graph.Shape{rows, c}, xID, wID)
-		ls := b.op(graph.KindSoftmax, attrs(graph.IntAttr("axis", 1), graph.BoolAttr("log", true)), graph.Shape{rows, c}, z)
+		ls := b.op(graph.KindLogSoftmaxRows, nil, graph.Shape{rows, c}, z)
 		yl := b.op(graph.KindMul, nil, graph.Shape{rows, c}, oh, ls)
 		b.op(graph.KindSum, attrs(graph.AxesAttr("axes", 0, 1)), nil, yl)
 		p := b.op(graph.KindExp, nil, graph.Shape{rows, c}, ls)
