@@ -790,7 +790,7 @@ func (s *cpuSession) Put(ctx context.Context, name string, t *tensor.Dense) erro
 		copyDense(s.params[i], src)
 		return nil
 	}
-	if id, _, ok := parseID(name, inputPrefix); ok {
+	if id, ok := ParseInputName(name); ok {
 		if _, isFeed := s.slotsFeedIndex(id); !isFeed {
 			return &NameError{Part: s.part(), Name: name}
 		}

@@ -184,6 +184,28 @@ const SolverStepName = solverStepName
 // id when Forward's feeds lack it (a data shard kept on the executor).
 func InputName(id int64) string { return inputPrefix + strconv.FormatInt(id, 10) }
 
+// ParseParamName reads a name made by ParamName or StateName: the
+// parameter's id, and the solver slot ("" for the parameter itself). ok is
+// false for any other name. Executors use it to serve Put and Get.
+func ParseParamName(name string) (id int64, slot string, ok bool) {
+	return parseID(name, paramPrefix)
+}
+
+// ParseInputName reads a name made by InputName: the input's id. ok is
+// false for any other name.
+func ParseInputName(name string) (id int64, ok bool) {
+	id, rest, ok := parseID(name, inputPrefix)
+	return id, ok && rest == ""
+}
+
+// CheckTensor checks that t has node n's dtype and shape (a scalar node
+// takes a 0-d or a one-element tensor), as every executor must of the
+// tensors it is handed; it returns a *FeedError naming part, micro-batch
+// and node, or nil.
+func CheckTensor(part, microBatch int, n *graph.Node, t *tensor.Dense) error {
+	return checkTensor(part, microBatch, n, t)
+}
+
 // parseID reads the id after prefix in name, and whatever follows it.
 func parseID(name, prefix string) (id int64, rest string, ok bool) {
 	if !strings.HasPrefix(name, prefix) {

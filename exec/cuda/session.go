@@ -5,8 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"strconv"
-	"strings"
 	"sync"
 
 	"gorgonia.org/tensor"
@@ -44,8 +42,6 @@ type executor struct {
 	cfg config
 	dev device
 }
-
-const solverStepName = "solver/step"
 
 // Open lowers the part and allocates its session's shared buffers. A part
 // with an op the executor cannot lower fails here with an
@@ -92,7 +88,7 @@ func (e *executor) Open(ctx context.Context, spec exec.SessionSpec) (exec.Sessio
 		if n.Value == nil {
 			continue
 		}
-		if err := checkTensor(spec.Part, -1, n, n.Value); err != nil {
+		if err := exec.CheckTensor(spec.Part, -1, n, n.Value); err != nil {
 			return fail(err)
 		}
 		if err := s.dev.upload(s.shared[plan.Params[i]], bytesOf(n.Value, plan.DType)); err != nil {
@@ -213,7 +209,7 @@ func (s *session) Forward(ctx context.Context, mb int, feeds map[int64]*tensor.D
 		if !ok {
 			return nil, &exec.FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: fmt.Sprintf("missing feed for input %q", n.Name)}
 		}
-		if err := checkTensor(s.part(), mb, n, t); err != nil {
+		if err := exec.CheckTensor(s.part(), mb, n, t); err != nil {
 			return nil, err
 		}
 		vals[i] = t
@@ -283,7 +279,7 @@ func (s *session) Backward(ctx context.Context, mb int, gradOutputs map[int64]*t
 		if !ok {
 			return nil, &exec.FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: fmt.Sprintf("missing gradient for output %q", n.Name)}
 		}
-		if err := checkTensor(s.part(), mb, n, t); err != nil {
+		if err := exec.CheckTensor(s.part(), mb, n, t); err != nil {
 			return nil, err
 		}
 	}
@@ -448,7 +444,7 @@ func (s *session) Put(ctx context.Context, name string, t *tensor.Dense) error {
 	if t == nil {
 		return &exec.FeedError{Part: s.part(), Node: -1, Name: name, MicroBatch: -1, Reason: "nil tensor"}
 	}
-	if name == solverStepName {
+	if name == exec.SolverStepName {
 		v, ok := t.Data().(int)
 		if !ok {
 			return &exec.FeedError{Part: s.part(), Node: -1, Name: name, MicroBatch: -1, Reason: "want an int scalar"}
@@ -456,13 +452,13 @@ func (s *session) Put(ctx context.Context, name string, t *tensor.Dense) error {
 		s.steps = v
 		return nil
 	}
-	if id, rest, ok := parseID(name, "param/"); ok {
+	if id, rest, ok := exec.ParseParamName(name); ok {
 		i, isParam := s.learnIndex(id)
 		if !isParam {
 			return &exec.NameError{Part: s.part(), Name: name}
 		}
 		n, _ := s.spec.Graph.Node(id)
-		if err := checkTensor(s.part(), -1, n, t); err != nil {
+		if err := exec.CheckTensor(s.part(), -1, n, t); err != nil {
 			err.(*exec.FeedError).Name = name
 			return err
 		}
@@ -485,12 +481,12 @@ func (s *session) Put(ctx context.Context, name string, t *tensor.Dense) error {
 		}
 		return nil
 	}
-	if id, _, ok := parseID(name, "input/"); ok {
+	if id, ok := exec.ParseInputName(name); ok {
 		if !contains(s.feedIDs, id) {
 			return &exec.NameError{Part: s.part(), Name: name}
 		}
 		n, _ := s.spec.Graph.Node(id)
-		if err := checkTensor(s.part(), -1, n, t); err != nil {
+		if err := exec.CheckTensor(s.part(), -1, n, t); err != nil {
 			err.(*exec.FeedError).Name = name
 			return err
 		}
@@ -508,11 +504,11 @@ func (s *session) Get(ctx context.Context, names ...string) (map[string]*tensor.
 	}
 	out := make(map[string]*tensor.Dense, len(names))
 	for _, name := range names {
-		if name == solverStepName {
+		if name == exec.SolverStepName {
 			out[name] = tensor.New(tensor.FromScalar(s.steps))
 			continue
 		}
-		if id, rest, ok := parseID(name, "param/"); ok {
+		if id, rest, ok := exec.ParseParamName(name); ok {
 			i, isParam := s.learnIndex(id)
 			if !isParam || !s.paramSet[i] {
 				return nil, &exec.NameError{Part: s.part(), Name: name}
@@ -646,51 +642,6 @@ func clone(t *tensor.Dense) *tensor.Dense {
 		return t.Materialize().(*tensor.Dense).Clone().(*tensor.Dense)
 	}
 	return t.Clone().(*tensor.Dense)
-}
-
-// checkTensor compares t against node n, as the CPU executor does.
-func checkTensor(part, mb int, n *graph.Node, t *tensor.Dense) error {
-	if t == nil {
-		return &exec.FeedError{Part: part, Node: n.ID, MicroBatch: mb, Reason: "nil tensor"}
-	}
-	want, err := n.DType.Tensor()
-	if err != nil {
-		return &exec.FeedError{Part: part, Node: n.ID, MicroBatch: mb, Reason: err.Error()}
-	}
-	if t.Dtype() != want {
-		return &exec.FeedError{Part: part, Node: n.ID, MicroBatch: mb, WantDType: want.String(), GotDType: t.Dtype().String()}
-	}
-	if !shapeEq(t.Shape(), n.Shape) {
-		return &exec.FeedError{Part: part, Node: n.ID, MicroBatch: mb, Want: n.Shape.Clone(), Got: graph.Shape(t.Shape().Clone())}
-	}
-	return nil
-}
-
-func shapeEq(s tensor.Shape, g graph.Shape) bool {
-	if len(g) == 0 {
-		return s.IsScalar() || (len(s) == 1 && s[0] == 1)
-	}
-	if len(s) != len(g) {
-		return false
-	}
-	for i := range s {
-		if s[i] != g[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func parseID(name, prefix string) (id int64, rest string, ok bool) {
-	if !strings.HasPrefix(name, prefix) {
-		return 0, "", false
-	}
-	s := name[len(prefix):]
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		s, rest = s[:i], s[i+1:]
-	}
-	id, err := strconv.ParseInt(s, 10, 64)
-	return id, rest, err == nil
 }
 
 func contains(s []int64, id int64) bool {
