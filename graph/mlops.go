@@ -66,6 +66,14 @@ const (
 	// thousands of rows and a few classes. Not differentiable, like the
 	// other kinds here.
 	KindLogSoftmaxRows OpKind = "log_softmax_rows"
+	// KindMatMulTopK takes a (m,d) and b (d,n) and returns (m,2k): for
+	// each row of a·b its k smallest values in ascending order (ties: lower
+	// column first), then their columns. It is KindTopK of KindMatMul
+	// without the (m,n) product in memory: a nearest-neighbour search with
+	// the data set in the columns of b computes the product a block of
+	// columns at a time, each block still in cache when it is searched.
+	// Int "k" (1 ≤ k ≤ n); n at most 2²⁴ in float32.
+	KindMatMulTopK OpKind = "matmul_top_k"
 )
 
 func init() {
@@ -89,6 +97,36 @@ func init() {
 		kindImpl{infer: inferGroupRows, flops: flopsIn0, lower: lowerML})
 	registerKind(KindLogSoftmaxRows, opSpec{1, 1, nil, 0},
 		kindImpl{infer: inferLogSoftmaxRows, flops: flopsLogSoftmaxRows, lower: lowerML})
+	registerKind(KindMatMulTopK, opSpec{2, 2, []attrSpec{req("k", AttrInt)}, 0},
+		kindImpl{infer: inferMatMulTopK, flops: flopsMatMulTopK, lower: lowerML})
+}
+
+func inferMatMulTopK(op Op, in []*Node) (Shape, DType, error) {
+	dt, err := sameFloat(in)
+	if err != nil {
+		return nil, DTypeInvalid, err
+	}
+	a, b := in[0], in[1]
+	if len(a.Shape) != 2 || len(b.Shape) != 2 || a.Shape[1] != b.Shape[0] {
+		return nil, DTypeInvalid, fmt.Errorf("needs (m,d) and (d,n), got %v and %v", a.Shape, b.Shape)
+	}
+	n := b.Shape[1]
+	if k := op.Int("k"); k < 1 || k > n {
+		return nil, DTypeInvalid, fmt.Errorf("k = %d outside [1, %d]", k, n)
+	}
+	if dt == Float32 && n > 1<<24 {
+		return nil, DTypeInvalid, fmt.Errorf("%d columns: float32 carries column indexes exactly only up to 2^24", n)
+	}
+	return Shape{a.Shape[0], 2 * op.Int("k")}, dt, nil
+}
+
+// flopsMatMulTopK counts the product, 2·m·d·n, and a comparison per value.
+func flopsMatMulTopK(op Op, n *Node, in []*Node) int64 {
+	if len(in) < 2 || in[0] == nil || in[1] == nil || len(in[0].Shape) != 2 || len(in[1].Shape) != 2 {
+		return 0
+	}
+	m, d, c := int64(in[0].Shape[0]), int64(in[0].Shape[1]), int64(in[1].Shape[1])
+	return addSat(mulSat(mulSat(2*m, d), c), mulSat(m, c))
 }
 
 func inferLogSoftmaxRows(op Op, in []*Node) (Shape, DType, error) {
@@ -427,6 +465,8 @@ func runML[T float32 | float64](op Op, in []*tensor.Dense, out *tensor.Dense, da
 		GatherRows(x, s0[1], data(in[1]), o)
 	case KindLogSoftmaxRows:
 		LogSoftmaxRows(x, s0[0], s0[1], o)
+	case KindMatMulTopK:
+		MatMulTopK(x, data(in[1]), s0[0], s0[1], in[1].Shape()[1], op.Int("k"), o)
 	case KindSegmentSum:
 		m := 1
 		if s1 := in[1].Shape(); len(s1) == 2 {

@@ -312,6 +312,10 @@ func TestMLKindsShapeErrors(t *testing.T) {
 		{"top_k k too large", NewOp(KindTopK, IntAttr("k", 4)), []*Node{mat}},
 		{"top_k vector", NewOp(KindTopK, IntAttr("k", 1)), []*Node{vec}},
 		{"top_k ints", NewOp(KindTopK, IntAttr("k", 1)), []*Node{ints}},
+		{"matmul_top_k inner sizes differ", NewOp(KindMatMulTopK, IntAttr("k", 1)), []*Node{mat, mat}},
+		{"matmul_top_k k too large", NewOp(KindMatMulTopK, IntAttr("k", 4)), []*Node{mat, &Node{Shape: Shape{3, 3}, DType: Float64}}},
+		{"matmul_top_k dtypes differ", NewOp(KindMatMulTopK, IntAttr("k", 1)), []*Node{mat, &Node{Shape: Shape{3, 3}, DType: Float32}}},
+		{"matmul_top_k float32 too wide", NewOp(KindMatMulTopK, IntAttr("k", 1)), []*Node{{Shape: Shape{4, 3}, DType: Float32}, {Shape: Shape{3, 1<<24 + 1}, DType: Float32}}},
 		{"argmin vector", NewOp(KindArgMin), []*Node{vec}},
 		{"log_softmax_rows vector", NewOp(KindLogSoftmaxRows), []*Node{vec}},
 		{"log_softmax_rows ints", NewOp(KindLogSoftmaxRows), []*Node{ints}},
@@ -344,5 +348,62 @@ func TestMLKindsEncode(t *testing.T) {
 	n, _ := h.Node(2)
 	if got, want := n.Op.String(), g.Nodes()[1].Op.String(); got != want {
 		t.Fatalf("got %s, want %s", got, want)
+	}
+}
+
+// TestMatMulTopK compares the fused kind with top_k of matmul, values and
+// columns, in both dtypes, on products wider than one block (so that the
+// search carries over blocks) and with ties, NaN and k = n.
+func TestMatMulTopK(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	for _, tc := range []struct{ m, d, n, k int }{{1, 1, 1, 1}, {3, 4, 7, 7}, {5, 3, 40, 4}, {7, 5, 300, 9}, {300, 6, 3000, 21}} {
+		a := make([]float64, tc.m*tc.d)
+		b := make([]float64, tc.d*tc.n)
+		for i := range a {
+			a[i] = float64(rng.Intn(5) - 2) // small integers: many equal products
+		}
+		for i := range b {
+			b[i] = float64(rng.Intn(5) - 2)
+		}
+		prod := make([]float64, tc.m*tc.n)
+		for i := 0; i < tc.m; i++ {
+			for j := 0; j < tc.n; j++ {
+				for l := 0; l < tc.d; l++ {
+					prod[i*tc.n+j] += a[i*tc.d+l] * b[l*tc.n+j]
+				}
+			}
+		}
+		wantV := make([]float64, tc.m*tc.k)
+		wantI := make([]float64, tc.m*tc.k)
+		TopK(prod, tc.m, tc.n, tc.k, false, wantV)
+		TopK(prod, tc.m, tc.n, tc.k, true, wantI)
+		for _, f32 := range []bool{false, true} {
+			var got []float64
+			op := NewOp(KindMatMulTopK, IntAttr("k", tc.k))
+			if f32 {
+				a32, b32 := make([]float32, len(a)), make([]float32, len(b))
+				for i, v := range a {
+					a32[i] = float32(v)
+				}
+				for i, v := range b {
+					b32[i] = float32(v)
+				}
+				o := runOne(t, op, tensor.New(tensor.WithShape(tc.m, tc.d), tensor.WithBacking(a32)), tensor.New(tensor.WithShape(tc.d, tc.n), tensor.WithBacking(b32))).Float32s()
+				for _, v := range o {
+					got = append(got, float64(v))
+				}
+			} else {
+				got = runOne(t, op, dense64([]int{tc.m, tc.d}, a), dense64([]int{tc.d, tc.n}, b)).Float64s()
+			}
+			for i := 0; i < tc.m; i++ {
+				for j := 0; j < tc.k; j++ {
+					gv, gi := got[i*2*tc.k+j], got[i*2*tc.k+tc.k+j]
+					wv, wi := wantV[i*tc.k+j], wantI[i*tc.k+j]
+					if gi != wi || gv != wv && !(math.IsInf(gv, 1) && math.IsInf(wv, 1)) {
+						t.Fatalf("%v f32=%v row %d rank %d: got (%v, col %v), want (%v, col %v)", tc, f32, i, j, gv, gi, wv, wi)
+					}
+				}
+			}
+		}
 	}
 }

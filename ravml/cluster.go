@@ -280,7 +280,11 @@ type builder struct {
 func newBuilder() *builder { return &builder{g: graph.New(), next: 1} }
 
 func (b *builder) input(name string, shape ...int) int64 {
-	return b.add(graph.Node{Role: graph.RoleInput, Op: graph.NewOp(graph.KindInput), Shape: shape, DType: graph.Float64, Name: name})
+	return b.inputOf(graph.Float64, name, shape...)
+}
+
+func (b *builder) inputOf(dt graph.DType, name string, shape ...int) int64 {
+	return b.add(graph.Node{Role: graph.RoleInput, Op: graph.NewOp(graph.KindInput), Shape: shape, DType: dt, Name: name})
 }
 
 func (b *builder) constant(name string, v *tensor.Dense) int64 {
@@ -292,7 +296,11 @@ func (b *builder) constant(name string, v *tensor.Dense) int64 {
 }
 
 func (b *builder) op(kind graph.OpKind, attrs []graph.Attr, shape graph.Shape, inputs ...int64) int64 {
-	return b.add(graph.Node{Role: graph.RoleOp, Op: graph.NewOp(kind, attrs...), Inputs: inputs, Shape: shape, DType: graph.Float64})
+	return b.opOf(graph.Float64, kind, attrs, shape, inputs...)
+}
+
+func (b *builder) opOf(dt graph.DType, kind graph.OpKind, attrs []graph.Attr, shape graph.Shape, inputs ...int64) int64 {
+	return b.add(graph.Node{Role: graph.RoleOp, Op: graph.NewOp(kind, attrs...), Inputs: inputs, Shape: shape, DType: dt})
 }
 
 func (b *builder) add(n graph.Node) int64 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 
@@ -30,11 +31,20 @@ func WithMetric(m Metric) Option { return func(c *config) { c.metric = m } }
 // distance (scikit-learn's weights="distance"); the default is uniform.
 func DistanceWeighted() Option { return func(c *config) { c.weights = true } }
 
-// knn is the search shared by the classifier and the regressor. Each
-// shard holds its rows as [−2x, ‖x‖²]; a query batch [q, 1] times that
-// transposed is ‖x‖² − 2q·x, and the shard returns its k smallest with
-// their row indexes. The requester adds ‖q‖² and merges, breaking ties by
-// the lower global row, so the answer does not depend on the shards.
+// knn is the search shared by the classifier and the regressor.
+//
+// Each shard holds its rows, less their mean, as the columns of
+// [−2x, ‖x‖²]ᵀ, in float32 where the data
+// allow it (see screenable), else in float64. A query batch [q, 1] times
+// that transposed is ‖x‖² − 2q·x, and the shard returns the cand rows
+// with the smallest such values. The requester then works out the exact
+// float64 distance ‖q − x‖² of every candidate and keeps the k nearest,
+// ties broken by the lower global row. A bound on the rounding error of
+// the shard's product proves that no row the shard left out can be
+// nearer than the k-th kept; where the bound cannot prove it (many rows
+// at nearly the same distance), the requester measures every row of that
+// shard exactly. The answer is thus the exact float64 one, whatever the
+// number of shards and whichever precision the shards compute in.
 type knn struct {
 	cfg  config
 	k    int
@@ -44,7 +54,19 @@ type knn struct {
 	job  *job
 	bsz  int // query rows per graph run
 	name string
+
+	dt      graph.DType // of the shards' rows and products
+	cand    int         // candidates a shard returns per query
+	mean    []float64   // of the training rows, taken from rows and queries on the shards
+	shardSq []float64   // per shard: the largest ‖x − mean‖² of its rows
+	scans   int         // (query, shard) pairs measured in full; for tests
+	noF32   bool        // never screen in float32; for tests
 }
+
+// candExtra is how many candidates beyond k a shard returns: enough that
+// the bound almost always holds on real data, few enough that re-ranking
+// costs little next to the shards' products.
+const candExtra = 16
 
 func (m *knn) fit(ctx context.Context, X *tensor.Dense, y []float64, check func([]float64, int) error) error {
 	if err := m.cfg.check(); err != nil {
@@ -84,6 +106,14 @@ func normalizeRows(x matrix) {
 	}
 }
 
+// screenable says whether float32 products can screen candidates with a
+// useful error bound: the row count fits float32 indexes exactly, the
+// width keeps the bound's γ small, and no squared norm comes near
+// float32's range.
+func screenable(rows, cols int, maxSq float64) bool {
+	return rows <= 1<<24 && cols+1 <= 100_000 && maxSq < 1e30
+}
+
 func (m *knn) open(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -95,27 +125,80 @@ func (m *knn) open(ctx context.Context) error {
 		b = 256
 	}
 	d := m.x.cols
+	// The shards hold the rows less their mean: distances do not change,
+	// and the smaller norms tighten the error bound (a common offset
+	// would otherwise leave float32 few digits for the differences).
+	mean := make([]float64, d)
+	for i := 0; i < m.x.rows; i++ {
+		for j, v := range m.x.row(i) {
+			mean[j] += v
+		}
+	}
+	for j := range mean {
+		mean[j] /= float64(m.x.rows)
+	}
+	sq := make([]float64, m.x.rows)
+	maxSq := 0.0
+	for i := range sq {
+		sq[i] = sqDist(m.x.row(i), mean)
+		maxSq = max(maxSq, sq[i])
+	}
+	dt := graph.Float64
+	if !m.noF32 && screenable(m.x.rows, d, maxSq) {
+		dt = graph.Float32
+	}
 	const xID = 1
 	spec := func(_ int, rows int) (*graph.Graph, []int64, error) {
-		k := min(m.k, rows)
+		c := min(m.k+candExtra, rows)
 		gb := newBuilder()
-		gb.input("x", rows, d+1)
-		q := gb.input("q", b, d+1)
-		dist := gb.op(graph.KindMatMul, attrs(graph.BoolAttr("trans_b", true)), graph.Shape{b, rows}, q, xID)
-		vals := gb.op(graph.KindTopK, attrs(graph.IntAttr("k", k)), graph.Shape{b, k}, dist)
-		idx := gb.op(graph.KindTopK, attrs(graph.IntAttr("k", k), graph.BoolAttr("indices", true)), graph.Shape{b, k}, dist)
-		return gb.g, []int64{vals, idx}, gb.err
+		gb.inputOf(dt, "x", d+1, rows)
+		q := gb.inputOf(dt, "q", b, d+1)
+		top := gb.opOf(dt, graph.KindMatMulTopK, attrs(graph.IntAttr("k", c)), graph.Shape{b, 2 * c}, q, xID)
+		return gb.g, []int64{top}, gb.err
 	}
 	resident := func(lo, hi int) map[int64]*tensor.Dense {
-		return map[int64]*tensor.Dense{xID: dense(augment(m.x, lo, hi, sqNorm, -2), hi-lo, d+1)}
+		if dt == graph.Float32 {
+			return map[int64]*tensor.Dense{xID: tensor.New(tensor.WithShape(d+1, hi-lo), tensor.WithBacking(shardColumns[float32](m.x, mean, sq, lo, hi)))}
+		}
+		return map[int64]*tensor.Dense{xID: dense(shardColumns[float64](m.x, mean, sq, lo, hi), d+1, hi-lo)}
 	}
 	j, err := openJob(ctx, &m.cfg, m.x.rows, spec, resident)
 	if err != nil {
 		return err
 	}
-	m.job, m.bsz = j, b
+	m.job, m.bsz, m.dt, m.cand, m.mean = j, b, dt, m.k+candExtra, mean
+	m.shardSq = make([]float64, len(j.lo))
+	for s := range j.lo {
+		for _, v := range sq[j.lo[s]:j.hi[s]] {
+			m.shardSq[s] = max(m.shardSq[s], v)
+		}
+	}
 	return nil
 }
+
+// shardColumns returns rows lo..hi of x, less mean, as the columns of a
+// (d+1) × (hi−lo) matrix [−2(x − mean), ‖x − mean‖²]ᵀ: a product with
+// the rows in columns reads them in place, where rows would first be
+// copied into the product's panels on every run.
+func shardColumns[T float32 | float64](x matrix, mean, sq []float64, lo, hi int) []T {
+	d, n := x.cols, hi-lo
+	out := make([]T, (d+1)*n)
+	for i := lo; i < hi; i++ {
+		for j, v := range x.row(i) {
+			out[j*n+i-lo] = T(-2 * (v - mean[j]))
+		}
+		out[d*n+i-lo] = T(sq[i])
+	}
+	return out
+}
+
+// neighbour is a training row and its exact squared distance to a query.
+type neighbour struct {
+	d float64
+	i int
+}
+
+func nearer(a, b neighbour) bool { return a.d < b.d || a.d == b.d && a.i < b.i }
 
 // neighbours returns, for every query row, the k nearest training rows
 // and their distances, nearest first.
@@ -143,48 +226,185 @@ func (m *knn) neighbours(ctx context.Context, X *tensor.Dense) (idx []int, dist 
 	idx = make([]int, q.rows*k)
 	dist = make([]float64, q.rows*k)
 	qid := int64(2) // the query input, second node of every shard graph
-	batch := make([]float64, b*(d+1))
-	type cand struct {
-		v float64
-		i int
+	var batch64 []float64
+	var batch32 []float32
+	var feed map[int64]*tensor.Dense
+	if m.dt == graph.Float32 {
+		batch32 = make([]float32, b*(d+1))
+		feed = map[int64]*tensor.Dense{qid: tensor.New(tensor.WithShape(b, d+1), tensor.WithBacking(batch32))}
+	} else {
+		batch64 = make([]float64, b*(d+1))
+		feed = map[int64]*tensor.Dense{qid: dense(batch64, b, d+1)}
 	}
-	cands := make([]cand, 0, k*len(m.job.sessions))
+	r := reranker{m: m, d: d}
 	for start := 0; start < q.rows; start += b {
 		n := min(b, q.rows-start)
-		clear(batch)
+		clear(batch32)
+		clear(batch64)
 		for i := 0; i < n; i++ {
-			copy(batch[i*(d+1):], q.row(start+i))
-			batch[i*(d+1)+d] = 1
+			row := q.row(start + i)
+			if batch32 != nil {
+				o := batch32[i*(d+1) : (i+1)*(d+1)]
+				for j, v := range row {
+					o[j] = float32(v - m.mean[j])
+				}
+				o[d] = 1
+			} else {
+				o := batch64[i*(d+1) : (i+1)*(d+1)]
+				for j, v := range row {
+					o[j] = v - m.mean[j]
+				}
+				o[d] = 1
+			}
 		}
-		feed := map[int64]*tensor.Dense{qid: dense(batch, b, d+1)}
 		outs, err := m.job.forward(ctx, func(int) map[int64]*tensor.Dense { return feed })
 		if err != nil {
 			return nil, nil, err
 		}
 		for i := 0; i < n; i++ {
-			cands = cands[:0]
-			for s, o := range outs {
-				kk := m.job.hi[s] - m.job.lo[s]
-				kk = min(kk, k)
-				vals, ids := o[4].Float64s(), o[5].Float64s() // the two top_k nodes
-				for j := 0; j < kk; j++ {
-					cands = append(cands, cand{vals[i*kk+j], m.job.lo[s] + int(ids[i*kk+j])})
-				}
-			}
-			sort.Slice(cands, func(a, c int) bool {
-				if cands[a].v != cands[c].v {
-					return cands[a].v < cands[c].v
-				}
-				return cands[a].i < cands[c].i
-			})
-			qq := sqNorm(0, q.row(start+i))
-			for j := 0; j < k; j++ {
-				idx[(start+i)*k+j] = cands[j].i
-				dist[(start+i)*k+j] = math.Sqrt(max(0, cands[j].v+qq))
+			best := r.query(q.row(start+i), outs, i)
+			for j, c := range best {
+				idx[(start+i)*k+j] = c.i
+				dist[(start+i)*k+j] = math.Sqrt(c.d)
 			}
 		}
 	}
 	return idx, dist, nil
+}
+
+// reranker turns the shards' candidates for one query into its k exact
+// nearest rows.
+type reranker struct {
+	m     *knn
+	d     int
+	cands []neighbour
+	fail  []bool
+	last  []float64 // the largest value each shard returned
+}
+
+func (r *reranker) query(qrow []float64, outs []map[int64]*tensor.Dense, i int) []neighbour {
+	m := r.m
+	j := m.job
+	k := m.k
+	qq := sqDist(qrow, m.mean)
+	r.cands = r.cands[:0]
+	r.fail = append(r.fail[:0], make([]bool, len(outs))...)
+	r.last = append(r.last[:0], make([]float64, len(outs))...)
+	last := r.last
+	for s, o := range outs {
+		c := min(m.cand, j.hi[s]-j.lo[s])
+		top := floats(o[3]) // the matmul_top_k node: c values, then c columns
+		for t := 0; t < c; t++ {
+			g := j.lo[s] + int(top(i*2*c+c+t))
+			r.cands = append(r.cands, neighbour{sqDist(qrow, m.x.row(g)), g})
+		}
+		last[s] = top(i*2*c + c - 1)
+	}
+	sortNeighbours(r.cands)
+	dk := r.cands[k-1].d
+	any := false
+	for s := range outs {
+		if m.cand < j.hi[s]-j.lo[s] && !r.bounded(last[s], qq, m.shardSq[s], dk) {
+			r.fail[s], any = true, true
+		}
+	}
+	if !any {
+		return r.cands[:k]
+	}
+	// Measure every row of the shards the bound could not clear, instead
+	// of their candidates. The k-th distance can only fall, so the shards
+	// that were cleared stay cleared.
+	kept := r.cands[:0]
+	for _, c := range r.cands {
+		if !r.fail[shardOf(j, c.i)] {
+			kept = append(kept, c)
+		}
+	}
+	r.cands = kept
+	for s, f := range r.fail {
+		if !f {
+			continue
+		}
+		m.scans++
+		for g := j.lo[s]; g < j.hi[s]; g++ {
+			r.cands = append(r.cands, neighbour{sqDist(qrow, m.x.row(g)), g})
+		}
+	}
+	sortNeighbours(r.cands)
+	return r.cands[:k]
+}
+
+// bounded says whether every row that a shard left out is provably
+// farther than dk, the k-th exact squared distance so far.
+//
+// The shard computed, for each row x (less the mean, as the query q),
+// a = ‖x‖² − 2q·x in precision u, and every left-out row has a ≥ last.
+// Rounding the inputs and summing d+1 products in any order err by at
+// most (γ(d+1) + 3u)·(‖x‖² + 2‖x‖·‖q‖) plus underflow, bounded here with
+// room by (2(d+1)+8)·u·(…) and a term for the float64 centring; so the
+// row's exact squared distance is at least last + ‖q‖² − e. The norms and
+// distances summed in float64 carry a relative error below g, which the
+// comparison allows for in the safe direction.
+func (r *reranker) bounded(last, qq, xsq, dk float64) bool {
+	if qq >= 1e30 || math.IsInf(last, 0) || math.IsNaN(last) {
+		return false
+	}
+	u := 0x1p-53
+	if r.m.dt == graph.Float32 {
+		u = 0x1p-24
+	}
+	n := float64(r.d + 1)
+	g := float64(r.d+4) * 0x1p-52
+	xs, qs := math.Sqrt(xsq*(1+g)), math.Sqrt(qq*(1+g))
+	e := (2*n+8)*u*(xs*xs+2*xs*qs) + 0x1p-50*(xs+qs)*(xs+qs) + 3*(n+2)*0x1p-149
+	lb := last + qq*(1-g) - e
+	lb -= 4 * 0x1p-52 * (math.Abs(last) + qq + e)
+	return lb*(1-g) > dk
+}
+
+func shardOf(j *job, g int) int {
+	return sort.Search(len(j.hi), func(s int) bool { return g < j.hi[s] })
+}
+
+// floats returns an accessor for a float32 or float64 tensor's values.
+func floats(t *tensor.Dense) func(int) float64 {
+	if v, ok := t.Data().([]float32); ok {
+		return func(i int) float64 { return float64(v[i]) }
+	}
+	v := t.Float64s()
+	return func(i int) float64 { return v[i] }
+}
+
+func sortNeighbours(c []neighbour) {
+	slices.SortFunc(c, func(a, b neighbour) int {
+		switch {
+		case nearer(a, b):
+			return -1
+		case nearer(b, a):
+			return 1
+		}
+		return 0
+	})
+}
+
+// sqDist is ‖a − b‖², summed in a fixed order, so that it is the same
+// number whichever shard holds b.
+func sqDist(a, b []float64) float64 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		d0, d1, d2, d3 := a[i]-b[i], a[i+1]-b[i+1], a[i+2]-b[i+2], a[i+3]-b[i+3]
+		s0 += d0 * d0
+		s1 += d1 * d1
+		s2 += d2 * d2
+		s3 += d3 * d3
+	}
+	for ; i < len(a); i++ {
+		d := a[i] - b[i]
+		s0 += d * d
+	}
+	return (s0 + s1) + (s2 + s3)
 }
 
 func (m *knn) weights(dist []float64, w []float64) {

@@ -1,0 +1,102 @@
+package graph
+
+import (
+	"math"
+	"runtime"
+	"sync"
+	"unsafe"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+	"gonum.org/v1/gonum/blas/blas64"
+)
+
+// matMulTopKBlock is the most bytes of the product that MatMulTopK holds
+// at once: a block of columns small enough to stay in the shared cache
+// between its product and its search, large enough that the product runs
+// near the BLAS's full speed (BenchmarkMatMulTopK).
+const matMulTopKBlock = 2 << 20
+
+// MatMulTopK writes into out (m×2k), for each row of a·b (a: m×d, b:
+// d×n, both row-major), its k smallest values in ascending order and then
+// their columns, ties broken by the lower column. NaN counts as larger
+// than everything. The product is computed a block of columns at a time
+// by the BLAS that gonum's blas32 and blas64 use (Rookery's executors
+// install their own), and each block is searched while it is in cache.
+func MatMulTopK[T float32 | float64](a, b []T, m, d, n, k int, out []T) {
+	var z T
+	es := int(unsafe.Sizeof(z))
+	nb := max(64, min(n, matMulTopKBlock/(es*max(m, 1))/64*64))
+	c := make([]T, m*nb)
+	vals := make([]T, m*k)
+	idx := make([]int, m*k)
+	cnt := make([]int, m)
+	procs := min(runtime.GOMAXPROCS(0), m)
+	for j0 := 0; j0 < n; j0 += nb {
+		w := min(nb, n-j0)
+		matMulBlock(a, b, m, d, n, j0, w, c)
+		search := func(r0, r1 int) {
+			for r := r0; r < r1; r++ {
+				cnt[r] = topKMerge(c[r*w:(r+1)*w], j0, k, vals[r*k:(r+1)*k], idx[r*k:(r+1)*k], cnt[r])
+			}
+		}
+		if procs < 2 || m*w < 1<<16 {
+			search(0, m)
+			continue
+		}
+		var wg sync.WaitGroup
+		for p := 1; p < procs; p++ {
+			wg.Add(1)
+			go func(p int) {
+				defer wg.Done()
+				search(m*p/procs, m*(p+1)/procs)
+			}(p)
+		}
+		search(0, m/procs)
+		wg.Wait()
+	}
+	for r := 0; r < m; r++ {
+		o := out[r*2*k : (r+1)*2*k]
+		for j := 0; j < k; j++ {
+			o[j], o[k+j] = vals[r*k+j], T(idx[r*k+j])
+		}
+	}
+}
+
+// matMulBlock computes columns j0..j0+w of a·b into c (m×w).
+func matMulBlock[T float32 | float64](a, b []T, m, d, n, j0, w int, c []T) {
+	switch a := any(a).(type) {
+	case []float32:
+		blas32.Implementation().Sgemm(blas.NoTrans, blas.NoTrans, m, w, d, 1, a, d, any(b).([]float32)[j0:], n, 0, any(c).([]float32), w)
+	case []float64:
+		blas64.Implementation().Dgemm(blas.NoTrans, blas.NoTrans, m, w, d, 1, a, d, any(b).([]float64)[j0:], n, 0, any(c).([]float64), w)
+	}
+}
+
+// topKMerge adds the values of row, whose first column is j0, to the c
+// smallest so far kept in vals and idx (ascending, ties by column), and
+// returns how many are kept. Columns arrive in increasing order, so an
+// equal value never displaces a kept one.
+func topKMerge[T float32 | float64](row []T, j0, k int, vals []T, idx []int, c int) int {
+	inf := T(math.Inf(1))
+	for j, v := range row {
+		if c == k && !(v < vals[k-1]) {
+			continue
+		}
+		if v != v {
+			v = inf
+		}
+		p := c
+		if c < k {
+			c++
+		} else {
+			p = k - 1
+		}
+		for p > 0 && v < vals[p-1] {
+			vals[p], idx[p] = vals[p-1], idx[p-1]
+			p--
+		}
+		vals[p], idx[p] = v, j0+j
+	}
+	return c
+}
