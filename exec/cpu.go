@@ -744,6 +744,16 @@ func containsInt(s []int, v int) bool {
 
 // Put implements Session.
 func (s *cpuSession) Put(ctx context.Context, name string, t *tensor.Dense) error {
+	return s.put(name, t, false)
+}
+
+// Keep implements Keeper: a tensor that is not a parameter or solver
+// state is held as it is, not copied, where its data are contiguous.
+func (s *cpuSession) Keep(ctx context.Context, name string, t *tensor.Dense) error {
+	return s.put(name, t, true)
+}
+
+func (s *cpuSession) put(name string, t *tensor.Dense, keep bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.checkOpen(); err != nil {
@@ -799,6 +809,10 @@ func (s *cpuSession) Put(ctx context.Context, name string, t *tensor.Dense) erro
 			err.(*FeedError).Name = name
 			return err
 		}
+	}
+	if keep && t.IsNativelyAccessible() && !t.RequiresIterator() {
+		s.resident[name] = t
+		return nil
 	}
 	s.resident[name] = cloneDense(t)
 	return nil

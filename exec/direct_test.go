@@ -161,3 +161,53 @@ func TestArgsWritten(t *testing.T) {
 		t.Error("a program of unknown instructions was read")
 	}
 }
+
+// onlySession hides every method but those of Session.
+type onlySession struct{ Session }
+
+// TestKeep checks that Keep hands a resident input to the CPU session
+// without a copy, that Put still copies, and that a session that is not
+// a Keeper gets a Put.
+func TestKeep(t *testing.T) {
+	ctx := context.Background()
+	s, xid, oid := residentPart(t, func(g *gorgonia.ExprGraph, x *gorgonia.Node) *gorgonia.Node {
+		w := gorgonia.NewConstant(tensor.New(tensor.WithShape(3, 1), tensor.WithBacking([]float64{1, 10, 100})))
+		return gorgonia.Must(gorgonia.Mul(x, w))
+	})
+	name := InputName(xid)
+	kept := tensor.New(tensor.WithShape(4, 3), tensor.WithBacking([]float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}))
+	if err := Keep(ctx, s, name, kept); err != nil {
+		t.Fatal(err)
+	}
+	if s.resident[name] != kept {
+		t.Errorf("Keep: the session holds a copy, want the tensor itself")
+	}
+	out, err := s.Forward(ctx, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := out[oid].Float64s(), []float64{321, 654, 987, 1320}; !equalFloats(got, want) {
+		t.Errorf("after Keep: got %v, want %v", got, want)
+	}
+	put := tensor.New(tensor.WithShape(4, 3), tensor.WithBacking(make([]float64, 12)))
+	if err := s.Put(ctx, name, put); err != nil {
+		t.Fatal(err)
+	}
+	if s.resident[name] == put {
+		t.Errorf("Put: the session holds the caller's tensor, want a copy")
+	}
+	other := tensor.New(tensor.WithShape(4, 3), tensor.WithBacking(make([]float64, 12)))
+	if err := Keep(ctx, onlySession{s}, name, other); err != nil {
+		t.Fatal(err)
+	}
+	if s.resident[name] == other {
+		t.Errorf("Keep through a session that is not a Keeper: the tensor was not copied")
+	}
+	// a bad name or shape is refused as by Put
+	if err := Keep(ctx, s, name, tensor.New(tensor.WithShape(2, 3), tensor.WithBacking(make([]float64, 6)))); err == nil {
+		t.Errorf("Keep of a wrongly shaped input: got no error")
+	}
+	if err := Keep(ctx, s, InputName(9999), kept); err == nil {
+		t.Errorf("Keep of an unknown input: got no error")
+	}
+}

@@ -20,6 +20,25 @@ type Executor interface {
 	Open(ctx context.Context, spec SessionSpec) (Session, error)
 }
 
+// Keeper is a Session that can store a resident tensor without copying
+// it (the in-process CPU session does). See Keep.
+type Keeper interface {
+	// Keep is Put, except that the session may hold t itself instead of
+	// a copy: the caller hands t over and must not change it afterwards.
+	Keep(ctx context.Context, name string, t *tensor.Dense) error
+}
+
+// Keep stores t in s without a copy where s is a Keeper, and with Put
+// otherwise. The caller hands t over: it must not change t afterwards. A
+// data set made resident on an in-process session (ravml's shards) then
+// costs one copy of memory instead of two.
+func Keep(ctx context.Context, s Session, name string, t *tensor.Dense) error {
+	if k, ok := s.(Keeper); ok {
+		return k.Keep(ctx, name, t)
+	}
+	return s.Put(ctx, name, t)
+}
+
 // Session is one part of a model, resident on an executor: its parameters,
 // its optimiser state, the activations it keeps between the forward and
 // the backward pass of each micro-batch, and the gradients it accumulates

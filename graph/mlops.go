@@ -47,7 +47,9 @@ const (
 	// (groups,d): the sum of the rows of each group (a weighted bincount).
 	// With groups (n,m) — m independent groupings, say m k-means restarts —
 	// it returns (m·groups,d), grouping j in rows j·groups onwards. Rows
-	// with a group outside [0,groups) are skipped. Int "groups".
+	// with a group outside [0,groups) are skipped. Int "groups"; with bool
+	// "square" it sums the squares of the rows instead (the second moments
+	// of naive Bayes, without the squares of every row in memory).
 	KindSegmentSum OpKind = "segment_sum"
 	// KindGatherRows takes rows (n,d) and indexes (b) and returns (b,d)
 	// with row index of the input at each position; an index outside
@@ -89,7 +91,7 @@ func init() {
 		kindImpl{infer: inferTreeRoute, flops: flopsTreeRoute, lower: lowerML})
 	registerKind(KindHistogram, opSpec{3, 3, []attrSpec{req("groups", AttrInt), req("bins", AttrInt)}, 0},
 		kindImpl{infer: inferHistogram, flops: flopsHistogram, lower: lowerML})
-	registerKind(KindSegmentSum, opSpec{2, 2, []attrSpec{req("groups", AttrInt)}, 0},
+	registerKind(KindSegmentSum, opSpec{2, 2, []attrSpec{req("groups", AttrInt), opt("square", AttrBool)}, 0},
 		kindImpl{infer: inferSegmentSum, flops: flopsIn0, lower: lowerML})
 	registerKind(KindGatherRows, opSpec{2, 2, nil, 0},
 		kindImpl{infer: inferGatherRows, flops: flopsOut, lower: lowerML})
@@ -472,7 +474,7 @@ func runML[T float32 | float64](op Op, in []*tensor.Dense, out *tensor.Dense, da
 		if s1 := in[1].Shape(); len(s1) == 2 {
 			m = s1[1]
 		}
-		SegmentSum(x, s0[1], data(in[1]), m, op.Int("groups"), o)
+		SegmentSum(x, s0[1], data(in[1]), m, op.Int("groups"), op.Bool("square"), o)
 	default:
 		return fmt.Errorf("no kernel")
 	}
@@ -646,9 +648,9 @@ func Histogram[T float32 | float64](codes []T, d int, group, w []T, c, groups, b
 }
 
 // SegmentSum writes into out (m·groups×d, cleared first) the sum of the
-// rows of x (rows of d) of each group; group holds m groups per row, and
-// grouping j uses rows j·groups onwards of out.
-func SegmentSum[T float32 | float64](x []T, d int, group []T, m, groups int, out []T) {
+// rows of x (rows of d) of each group, or of their squares; group holds m
+// groups per row, and grouping j uses rows j·groups onwards of out.
+func SegmentSum[T float32 | float64](x []T, d int, group []T, m, groups int, square bool, out []T) {
 	clear(out)
 	for i := 0; i < len(group)/m; i++ {
 		row := x[i*d : (i+1)*d]
@@ -658,6 +660,13 @@ func SegmentSum[T float32 | float64](x []T, d int, group []T, m, groups int, out
 				continue
 			}
 			o := out[(j*groups+g)*d : (j*groups+g+1)*d]
+			o = o[:len(row)]
+			if square {
+				for f, v := range row {
+					o[f] += v * v
+				}
+				continue
+			}
 			for f, v := range row {
 				o[f] += v
 			}

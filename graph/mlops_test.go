@@ -268,6 +268,18 @@ func TestSegmentSum(t *testing.T) {
 	}
 	equal(t, "segment_sum", got, want)
 
+	// sums of squares
+	got = runOne(t, NewOp(KindSegmentSum, IntAttr("groups", groups), BoolAttr("square", true)), dense64([]int{n, d}, x), dense64([]int{n}, group)).Float64s()
+	want = make([]float64, groups*d)
+	for i := 0; i < n; i++ {
+		if g := int(group[i]); g < groups {
+			for j := 0; j < d; j++ {
+				want[g*d+j] += x[i*d+j] * x[i*d+j]
+			}
+		}
+	}
+	equal(t, "segment_sum square", got, want)
+
 	// two groupings at once
 	g2 := randInts(rng, n*2, groups)
 	got = runOne(t, NewOp(KindSegmentSum, IntAttr("groups", groups)), dense64([]int{n, d}, x), dense64([]int{n, 2}, g2)).Float64s()

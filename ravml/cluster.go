@@ -198,7 +198,9 @@ func (j *job) openShard(ctx context.Context, e exec.Executor, s int, spec shardS
 	}
 	j.sessions[s] = sess
 	for id, t := range resident(lo, hi) {
-		if err := sess.Put(ctx, exec.InputName(id), t); err != nil {
+		// resident builds its tensors afresh for the shard and never
+		// changes them: an in-process session keeps them without a copy.
+		if err := exec.Keep(ctx, sess, exec.InputName(id), t); err != nil {
 			return fmt.Errorf("ravml: shard %d: %w", s, err)
 		}
 	}

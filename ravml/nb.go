@@ -16,7 +16,7 @@ import (
 //
 // Fit runs one graph once on every shard: it holds the rows, centred on
 // the column means, and returns per-class sums, counts and sums of
-// squares (segment_sum over the labels).
+// squares (segment_sum over the labels, plain and squared).
 type GaussianNB struct {
 	cfg          config
 	VarSmoothing float64
@@ -57,14 +57,13 @@ func (m *GaussianNB) Fit(ctx context.Context, X *tensor.Dense, y []float64) erro
 	for f := range mu {
 		mu[f] /= float64(x.rows)
 	}
-	const xID, yID, sID, ssID = 1, 2, 3, 5
+	const xID, yID, sID, ssID = 1, 2, 3, 4
 	spec := func(_ int, rows int) (*graph.Graph, []int64, error) {
 		b := newBuilder()
 		b.input("x", rows, e)
 		b.input("y", rows)
 		b.op(graph.KindSegmentSum, attrs(graph.IntAttr("groups", c)), graph.Shape{c, e}, xID, yID)
-		sq := b.op(graph.KindSquare, nil, graph.Shape{rows, e}, xID)
-		b.op(graph.KindSegmentSum, attrs(graph.IntAttr("groups", c)), graph.Shape{c, e}, sq, yID)
+		b.op(graph.KindSegmentSum, attrs(graph.IntAttr("groups", c), graph.BoolAttr("square", true)), graph.Shape{c, e}, xID, yID)
 		return b.g, []int64{sID, ssID}, b.err
 	}
 	resident := func(lo, hi int) map[int64]*tensor.Dense {
