@@ -126,9 +126,12 @@ func (t *tree) fit(ctx context.Context, X *tensor.Dense, y []float64, classes in
 	// Nodes of at most smallNode rows are not split by histograms: the
 	// shards return their rows (bin codes and weights) and the requester
 	// grows the whole subtree below them at once, with the same split rule.
+	// The shards return the rows of such nodes as row indexes, and the
+	// requester, which binned the rows, reads their codes and weights from
+	// its own copy.
 	limit := min(smallNode, n)
-	rowGroups := max(1, min(histogramBudget/(limit*(d+c)), n))
-	const codeID, wID, treeID, slotID, rowSlotID, histID, codesOutID, wOutID = 1, 2, 3, 4, 5, 8, 12, 13
+	rowGroups := max(1, min(smallNodesPerPass, n))
+	const codeID, wID, treeID, slotID, rowSlotID, histID, listsID = 1, 2, 3, 4, 5, 8, 10
 	spec := func(_ int, rows int) (*graph.Graph, []int64, error) {
 		b := newBuilder()
 		b.input("codes", rows, d)
@@ -140,11 +143,8 @@ func (t *tree) fit(ctx context.Context, X *tensor.Dense, y []float64, classes in
 		grp := b.op(graph.KindTake, nil, graph.Shape{rows}, slotID, leaf)
 		b.op(graph.KindHistogram, attrs(graph.IntAttr("groups", groups), graph.IntAttr("bins", nb)), graph.Shape{groups, d, nb, c}, codeID, grp, wID)
 		grp2 := b.op(graph.KindTake, nil, graph.Shape{rows}, rowSlotID, leaf)
-		lists := b.op(graph.KindGroupRows, attrs(graph.IntAttr("groups", rowGroups), graph.IntAttr("limit", limit)), graph.Shape{rowGroups, limit}, grp2)
-		flat := b.op(graph.KindReshape, attrs(graph.ShapeAttr("shape", rowGroups*limit)), graph.Shape{rowGroups * limit}, lists)
-		b.op(graph.KindGatherRows, nil, graph.Shape{rowGroups * limit, d}, codeID, flat)
-		b.op(graph.KindGatherRows, nil, graph.Shape{rowGroups * limit, c}, wID, flat)
-		return b.g, []int64{histID, codesOutID, wOutID}, b.err
+		b.op(graph.KindGroupRows, attrs(graph.IntAttr("groups", rowGroups), graph.IntAttr("limit", limit)), graph.Shape{rowGroups, limit}, grp2)
+		return b.g, []int64{histID, listsID}, b.err
 	}
 	resident := func(lo, hi int) map[int64]*tensor.Dense {
 		return map[int64]*tensor.Dense{
@@ -230,14 +230,13 @@ func (t *tree) fit(ctx context.Context, X *tensor.Dense, y []float64, classes in
 			}
 			for s, id := range sb {
 				var rc, rw [][]float64
-				for _, o := range outs {
-					oc, ow := o[codesOutID].Float64s(), o[wOutID].Float64s()
-					for r := s * limit; r < (s+1)*limit; r++ {
-						wr := ow[r*c : (r+1)*c]
-						if count(wr, classes) == 0 {
+				for sh, o := range outs {
+					for _, r := range o[listsID].Float64s()[s*limit : (s+1)*limit] {
+						if r < 0 {
 							break // padding: the shard's rows of this node are done
 						}
-						rc, rw = append(rc, oc[r*d:(r+1)*d]), append(rw, wr)
+						i := j.lo[sh] + int(r)
+						rc, rw = append(rc, codes[i*d:(i+1)*d]), append(rw, w[i*c:(i+1)*c])
 					}
 				}
 				if err := g.growLocal(id, rc, rw); err != nil {
@@ -255,6 +254,10 @@ func (t *tree) fit(ctx context.Context, X *tensor.Dense, y []float64, classes in
 // smallNode is the most rows a node may have for its subtree to be grown
 // on the requester from the node's rows.
 const smallNode = 200
+
+// smallNodesPerPass bounds the small nodes whose rows one pass lists
+// (1024 × smallNode row indexes: 1.6 MB of float64 per shard).
+const smallNodesPerPass = 1024
 
 // grower holds what splitting a node needs.
 type grower struct {

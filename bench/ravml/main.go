@@ -33,7 +33,7 @@ func main() {
 	shards := flag.Int("shards", 2, "number of shards (in-process executors: min(shards, 2))")
 	only := flag.String("only", "", "comma-separated subset of the algorithms to run")
 	maxBins := flag.Int("maxbins", 32, "DecisionTree: candidate thresholds per feature")
-	knnBatch := flag.Int("knnbatch", 128, "KNN: query rows per graph run")
+	knnBatch := flag.Int("knnbatch", 0, "KNN: query rows per graph run (0: ravml's default)")
 	testRows := flag.Int("test-rows", 0, "predict only the first n test images (0: all 10,000)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the runs to this file")
 	flag.Parse()
@@ -70,26 +70,35 @@ func run(ctx context.Context, shards int, only string, maxBins, knnBatch, testRo
 	fmt.Printf("Rookery ravml, MNIST %d train, %d test, float64, %d shards, GOMAXPROCS %d\n", len(trY), len(teY), shards, runtime.GOMAXPROCS(0))
 	fmt.Printf("%-20s %8s %10s %8s %7s\n", "algorithm", "fit s", "predict s", "total s", "score")
 	sh := ravml.Shards(shards)
+	// Each model is made when its turn comes and dropped after it, so that
+	// one does not hold memory (a KNN model keeps its training rows) while
+	// the next is measured.
 	for _, b := range []struct {
 		name string
-		m    ravml.Model
+		new  func() ravml.Model
 		ari  bool
 	}{
-		{"KNN(5)", ravml.NewKNNClassifier(5, sh, ravml.BatchRows(knnBatch)), false},
-		{"GaussianNB", ravml.NewGaussianNB(sh), false},
-		{"LogisticRegression", ravml.NewLogisticRegression(sh), false},
-		{"DecisionTree", ravml.NewDecisionTreeClassifier(sh, ravml.MaxBins(maxBins)), false},
-		{"KMeans(10)", ravml.NewKMeans(10, sh), true},
+		{"KNN(5)", func() ravml.Model {
+			if knnBatch > 0 {
+				return ravml.NewKNNClassifier(5, sh, ravml.BatchRows(knnBatch))
+			}
+			return ravml.NewKNNClassifier(5, sh)
+		}, false},
+		{"GaussianNB", func() ravml.Model { return ravml.NewGaussianNB(sh) }, false},
+		{"LogisticRegression", func() ravml.Model { return ravml.NewLogisticRegression(sh) }, false},
+		{"DecisionTree", func() ravml.Model { return ravml.NewDecisionTreeClassifier(sh, ravml.MaxBins(maxBins)) }, false},
+		{"KMeans(10)", func() ravml.Model { return ravml.NewKMeans(10, sh) }, true},
 	} {
 		if only != "" && !contains(strings.Split(only, ","), b.name) {
 			continue
 		}
+		m := b.new()
 		t0 := time.Now()
-		if err := b.m.Fit(ctx, trX, trY); err != nil {
+		if err := m.Fit(ctx, trX, trY); err != nil {
 			return fmt.Errorf("%s: %w", b.name, err)
 		}
 		t1 := time.Now()
-		p, err := b.m.Predict(ctx, teX)
+		p, err := m.Predict(ctx, teX)
 		if err != nil {
 			return fmt.Errorf("%s: %w", b.name, err)
 		}
@@ -99,7 +108,7 @@ func run(ctx context.Context, shards int, only string, maxBins, knnBatch, testRo
 			score, what = ravml.AdjustedRandIndex(p, teY), "ARI"
 		}
 		fmt.Printf("%-20s %8.2f %10.2f %8.2f %7.4f %s\n", b.name, t1.Sub(t0).Seconds(), t2.Sub(t1).Seconds(), t2.Sub(t0).Seconds(), score, what)
-		if c, ok := b.m.(interface{ Close() error }); ok {
+		if c, ok := m.(interface{ Close() error }); ok {
 			c.Close()
 		}
 	}

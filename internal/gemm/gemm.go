@@ -192,9 +192,10 @@ var directBMaxM = 256
 
 // directAPanels is the most panels of B (nr columns each) for which A is
 // read in place rather than packed: each value of A meets every panel, and
-// with one or two, packing A costs as much as the product (A·w with w a few
-// columns wide).
-var directAPanels = 2
+// with a few, packing A costs as much as the product (A·w with w a few
+// columns wide; X·Cᵀ for the 4×10 centres of k-means restarts, where
+// BenchmarkTall gave 66 GFLOPS at 3 panels and 46 at 2).
+var directAPanels = 3
 
 // direct says which operands serial reads in place for the product p.
 func direct[T float](kn *kernel[T], p *args[T]) (a, b bool) {
