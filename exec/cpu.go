@@ -884,7 +884,14 @@ func (s *cpuSession) Close() error {
 		if sl.m != nil {
 			_ = sl.m.Close()
 		}
+		// The machine's program holds the gate and sink ops, whose
+		// callbacks hold the slot: a cycle through the machine, which
+		// Gorgonia gives a finalizer, and a cycle with a finalizer is never
+		// collected. Cutting it frees the machine and every buffer it
+		// holds (the slot's copies of resident data among them).
+		sl.m = nil
 	}
 	s.slots = nil
+	s.resident = nil
 	return nil
 }
