@@ -29,6 +29,11 @@
 // micro-batches stacked, as one-process training on the whole mini-batch
 // computes it.
 //
+// Resident tensors (a data shard kept on the executor) are copied by Put;
+// Keep hands one to an in-process session without a copy, and the session
+// binds it to its input node directly where the compiled program never
+// writes that input. Close frees everything a session held.
+//
 // The schedule is a pure function of the graph of parts and the number of
 // micro-batches; the driver only reads it, so another schedule (1F1B) can
 // replace it.
