@@ -165,14 +165,15 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 		gradIn: make(map[int64]*tensor.Dense),
 		fwd:    make(chan struct{}, 1), resume: make(chan bool, 1)}
 	gr := s.spec.Graph
-	newBuf := func(id int64) *tensor.Dense {
-		n, _ := gr.Node(id)
-		dt, _ := n.DType.Tensor()
-		return zerosLike(dt, n.Shape)
-	}
 	sl.scalarIn = make(map[int64]gorgonia.Value)
 	for _, id := range s.feedIDs {
-		buf := newBuf(id)
+		// Tensor inputs are bound by Forward, to a resident tensor or to
+		// an input buffer made when a Forward first copies into one: a
+		// large shard bound directly then costs no second copy.
+		if n, _ := gr.Node(id); len(n.Shape) > 0 {
+			continue
+		}
+		buf := s.zeroBuf(id)
 		var v gorgonia.Value = buf
 		if n, _ := gr.Node(id); len(n.Shape) == 0 { // Gorgonia wants scalars, not 0-d tensors
 			v = scalarValue(buf)
@@ -231,7 +232,7 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 		sl.dy = make([]gorgonia.Value, len(a.seeded))
 		sl.dyBuf = make([]*tensor.Dense, len(a.seeded))
 		for j, id := range a.seeded {
-			sl.dyBuf[j] = newBuf(id)
+			sl.dyBuf[j] = s.zeroBuf(id)
 			pn, err := gorgonia.ApplyOp(newPickOp(gn, nodes[id], &sl.dy[j]), gn)
 			if err != nil {
 				return nil, buildErr(err)
@@ -259,7 +260,7 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 	for _, id := range s.spec.Inputs {
 		if a.activeIn[id] {
 			wrt = append(wrt, nodes[id])
-			buf := newBuf(id)
+			buf := s.zeroBuf(id)
 			sl.gradIn[id] = buf
 			wrtBufs = append(wrtBufs, buf)
 		}
@@ -281,8 +282,8 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 	sl.defDY = make([]*tensor.Dense, len(a.deferred))
 	for j, d := range a.deferred {
 		wrt = append(wrt, nodes[d.matmul])
-		sl.defA[j] = newBuf(d.act)
-		sl.defDY[j] = newBuf(d.matmul)
+		sl.defA[j] = s.zeroBuf(d.act)
+		sl.defDY[j] = s.zeroBuf(d.matmul)
 	}
 	nPlain := len(wrt) - len(a.deferred)
 	var sinkChildren gorgonia.Nodes
@@ -346,6 +347,13 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 		}
 	}
 	return sl, nil
+}
+
+// zeroBuf returns a new zero tensor shaped as node id.
+func (s *cpuSession) zeroBuf(id int64) *tensor.Dense {
+	n, _ := s.spec.Graph.Node(id)
+	dt, _ := n.DType.Tensor()
+	return zerosLike(dt, n.Shape)
 }
 
 // bindParams binds the session's parameter tensors to the slot's learnable
@@ -484,6 +492,9 @@ func (s *cpuSession) Forward(ctx context.Context, mb int, feeds map[int64]*tenso
 				return nil, &RunError{Part: s.part(), MicroBatch: mb, Phase: "forward", Err: err}
 			}
 			continue
+		}
+		if sl.in[id] == nil {
+			sl.in[id] = s.zeroBuf(id)
 		}
 		if err := sl.bindInput(id, sl.in[id]); err != nil {
 			return nil, &RunError{Part: s.part(), MicroBatch: mb, Phase: "forward", Err: err}

@@ -192,6 +192,9 @@ func TestKeep(t *testing.T) {
 	if got, want := out[oid].Float64s(), []float64{321, 654, 987, 1320}; !equalFloats(got, want) {
 		t.Errorf("after Keep: got %v, want %v", got, want)
 	}
+	if !s.slots[0].direct[xid] || s.slots[0].in[xid] != nil {
+		t.Errorf("the kept input is bound directly: %v; the slot made an input buffer for it: %v", s.slots[0].direct[xid], s.slots[0].in[xid] != nil)
+	}
 	put := tensor.New(tensor.WithShape(4, 3), tensor.WithBacking(make([]float64, 12)))
 	if err := s.Put(ctx, name, put); err != nil {
 		t.Fatal(err)
