@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand"
 	"sort"
+	"sync"
 
 	"gorgonia.org/tensor"
 
@@ -93,8 +94,21 @@ func (m *KMeans) Fit(ctx context.Context, X *tensor.Dense, _ []float64) error {
 		b.op(graph.KindMatMul, attrs(graph.BoolAttr("trans_b", true)), graph.Shape{rows, R * trials}, xID, candID)
 		return b.g, []int64{cdID}, b.err
 	}
+	// Both jobs read the same shards, which neither writes: each shard is
+	// built once and kept by both.
+	var mu sync.Mutex
+	shards := map[[2]int]*tensor.Dense{}
 	resident := func(lo, hi int) map[int64]*tensor.Dense {
-		return map[int64]*tensor.Dense{xID: dense(augment(x, lo, hi, one, 1), hi-lo, e)}
+		mu.Lock()
+		t, ok := shards[[2]int{lo, hi}]
+		mu.Unlock()
+		if !ok {
+			t = dense(augment(x, lo, hi, one, 1), hi-lo, e)
+			mu.Lock()
+			shards[[2]int{lo, hi}] = t
+			mu.Unlock()
+		}
+		return map[int64]*tensor.Dense{xID: t}
 	}
 	lj, err := openJob(ctx, &m.cfg, x.rows, lloyd, resident)
 	if err != nil {
