@@ -509,27 +509,7 @@ func TopK[T float32 | float64](x []T, m, n, k int, indices bool, out []T) {
 // insertion: fine for the small k of nearest-neighbour searches. NaN
 // counts as larger than everything.
 func topKRow[T float32 | float64](row []T, k int, vals []T, idx []int) int {
-	c := 0
-	for j, v := range row {
-		if v != v {
-			v = T(math.Inf(1))
-		}
-		if c == k && !(v < vals[k-1]) {
-			continue
-		}
-		p := c
-		if c < k {
-			c++
-		} else {
-			p = k - 1
-		}
-		for p > 0 && v < vals[p-1] {
-			vals[p], idx[p] = vals[p-1], idx[p-1]
-			p--
-		}
-		vals[p], idx[p] = v, j
-	}
-	return c
+	return topKMerge(row, 0, k, vals, idx, 0)
 }
 
 // ArgMin writes into out (m) the column of the smallest value of each row

@@ -6,57 +6,40 @@ import (
 	"testing"
 )
 
-// BenchmarkDistance reports GFLOPS of the nearest-neighbour distance
-// product C = Q·Xᵀ (Q: m queries × k features, X: n rows × k), in both
-// precisions, on all cores and on one.
+// BenchmarkDistance reports GFLOPS of the nearest-neighbour product of m
+// queries (rows of k) with a shard of n rows, on all cores and on one:
+// with the shard's rows as the rows of B read transposed (Q·Xᵀ), and as
+// its columns (Q·X, X stored k×n), which a product with few rows of A
+// reads in place instead of packing.
 func BenchmarkDistance(b *testing.B) {
-	const m, k, n = 256, 785, 30000
 	for _, procs := range []int{runtime.GOMAXPROCS(0), 1} {
-		b.Run(fmt.Sprintf("f64/procs=%d", procs), func(b *testing.B) {
-			q, x, c := make([]float64, m*k), make([]float64, n*k), make([]float64, m*n)
+		distance(b, "f64", kern64, pools64, procs)
+		distance(b, "f32", kern32, pools32, procs)
+	}
+}
+
+func distance[T float](b *testing.B, name string, kn kernel[T], pl *pools[T], procs int) {
+	const m, k, n = 256, 785, 30000
+	for _, cols := range []bool{false, true} {
+		layout := "rows"
+		if cols {
+			layout = "columns"
+		}
+		b.Run(fmt.Sprintf("%s/%s/procs=%d", name, layout, procs), func(b *testing.B) {
+			q, x, c := make([]T, m*k), make([]T, n*k), make([]T, m*n)
 			for i := range q {
-				q[i] = float64(i%7) - 3
+				q[i] = T(i%7) - 3
 			}
 			for i := range x {
-				x[i] = float64(i%5) - 2
+				x[i] = T(i%5) - 2
 			}
 			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
-			kn := kern64
 			for b.Loop() {
-				p := args[float64]{m: m, n: n, k: k, alpha: 1, a: q, lda: k, b: x, ldb: k, bTrans: true, c: c, ldc: n}
-				gemm(&kn, pools64, &p)
-			}
-			b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
-		})
-		b.Run(fmt.Sprintf("f32-kxn/procs=%d", procs), func(b *testing.B) {
-			q, x, c := make([]float32, m*k), make([]float32, n*k), make([]float32, m*n)
-			for i := range q {
-				q[i] = float32(i%7) - 3
-			}
-			for i := range x {
-				x[i] = float32(i%5) - 2
-			}
-			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
-			kn := kern32
-			for b.Loop() {
-				p := args[float32]{m: m, n: n, k: k, alpha: 1, a: q, lda: k, b: x, ldb: n, c: c, ldc: n}
-				gemm(&kn, pools32, &p)
-			}
-			b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
-		})
-		b.Run(fmt.Sprintf("f32/procs=%d", procs), func(b *testing.B) {
-			q, x, c := make([]float32, m*k), make([]float32, n*k), make([]float32, m*n)
-			for i := range q {
-				q[i] = float32(i%7) - 3
-			}
-			for i := range x {
-				x[i] = float32(i%5) - 2
-			}
-			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
-			kn := kern32
-			for b.Loop() {
-				p := args[float32]{m: m, n: n, k: k, alpha: 1, a: q, lda: k, b: x, ldb: k, bTrans: true, c: c, ldc: n}
-				gemm(&kn, pools32, &p)
+				p := args[T]{m: m, n: n, k: k, alpha: 1, a: q, lda: k, b: x, ldb: k, bTrans: true, c: c, ldc: n}
+				if cols {
+					p.ldb, p.bTrans = n, false
+				}
+				gemm(&kn, pl, &p)
 			}
 			b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
 		})
