@@ -19,8 +19,8 @@ const matMulTopKBlock = 2 << 20
 
 // MatMulTopK writes into out (m×2k), for each row of a·b (a: m×d, b:
 // d×n, both row-major), its k smallest values in ascending order and then
-// their columns, ties broken by the lower column. NaN counts as larger
-// than everything. The product is computed a block of columns at a time
+// their columns, ties broken by the lower column. A NaN counts as +Inf
+// (and ties with +Inf by column). The product is computed a block of columns at a time
 // by the BLAS that gonum's blas32 and blas64 use (Rookery's executors
 // install their own), and each block is searched while it is in cache.
 func MatMulTopK[T float32 | float64](a, b []T, m, d, n, k int, out []T) {
@@ -76,7 +76,7 @@ func matMulBlock[T float32 | float64](a, b []T, m, d, n, j0, w int, c []T) {
 // topKMerge adds the values of row, whose first column is j0, to the c
 // smallest so far kept in vals and idx (ascending, ties by column), and
 // returns how many are kept. Columns arrive in increasing order, so an
-// equal value never displaces a kept one.
+// equal value never displaces a kept one. A NaN is kept as +Inf.
 func topKMerge[T float32 | float64](row []T, j0, k int, vals []T, idx []int, c int) int {
 	inf := T(math.Inf(1))
 	for j, v := range row {

@@ -506,8 +506,8 @@ func TopK[T float32 | float64](x []T, m, n, k int, indices bool, out []T) {
 }
 
 // topKRow keeps the k smallest (value, column) pairs of row sorted by
-// insertion: fine for the small k of nearest-neighbour searches. NaN
-// counts as larger than everything.
+// insertion: fine for the small k of nearest-neighbour searches. A NaN
+// counts as +Inf.
 func topKRow[T float32 | float64](row []T, k int, vals []T, idx []int) int {
 	return topKMerge(row, 0, k, vals, idx, 0)
 }

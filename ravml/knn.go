@@ -58,6 +58,7 @@ type knn struct {
 	dt      graph.DType // of the shards' rows and products
 	cand    int         // candidates a shard returns per query
 	mean    []float64   // of the training rows, taken from rows and queries on the shards
+	scale   float64     // a power of two applied to rows and queries on the shards
 	shardSq []float64   // per shard: the largest ‖x − mean‖² of its rows
 	scans   int         // (query, shard) pairs measured in full; for tests
 	noF32   bool        // never screen in float32; for tests
@@ -107,11 +108,23 @@ func normalizeRows(x matrix) {
 }
 
 // screenable says whether float32 products can screen candidates with a
-// useful error bound: the row count fits float32 indexes exactly, the
-// width keeps the bound's γ small, and no squared norm comes near
-// float32's range.
+// useful error bound: the row count fits float32 indexes exactly (a
+// shard's would do; the whole count is simpler to know), the width keeps
+// the bound's γ small, and the squared norms are finite (the shards scale
+// them near 1).
 func screenable(rows, cols int, maxSq float64) bool {
-	return rows <= 1<<24 && cols+1 <= 100_000 && maxSq < 1e30
+	return rows <= 1<<24 && cols+1 <= 100_000 && !math.IsInf(maxSq, 0)
+}
+
+// unitScale returns the power of two that brings the largest norm √maxSq
+// into [½, 1): scaling by it is exact, and keeps float32 clear of both
+// underflow (tiny data) and overflow (huge data).
+func unitScale(maxSq float64) float64 {
+	if maxSq == 0 || math.IsInf(maxSq, 0) {
+		return 1
+	}
+	_, exp := math.Frexp(math.Sqrt(maxSq))
+	return math.Ldexp(1, -exp)
 }
 
 func (m *knn) open(ctx context.Context) error {
@@ -147,6 +160,7 @@ func (m *knn) open(ctx context.Context) error {
 	if !m.noF32 && screenable(m.x.rows, d, maxSq) {
 		dt = graph.Float32
 	}
+	scale := unitScale(maxSq)
 	const xID = 1
 	spec := func(_ int, rows int) (*graph.Graph, []int64, error) {
 		c := min(m.k+candExtra, rows)
@@ -158,15 +172,15 @@ func (m *knn) open(ctx context.Context) error {
 	}
 	resident := func(lo, hi int) map[int64]*tensor.Dense {
 		if dt == graph.Float32 {
-			return map[int64]*tensor.Dense{xID: tensor.New(tensor.WithShape(d+1, hi-lo), tensor.WithBacking(shardColumns[float32](m.x, mean, sq, lo, hi)))}
+			return map[int64]*tensor.Dense{xID: tensor.New(tensor.WithShape(d+1, hi-lo), tensor.WithBacking(shardColumns[float32](m.x, mean, sq, scale, lo, hi)))}
 		}
-		return map[int64]*tensor.Dense{xID: dense(shardColumns[float64](m.x, mean, sq, lo, hi), d+1, hi-lo)}
+		return map[int64]*tensor.Dense{xID: dense(shardColumns[float64](m.x, mean, sq, scale, lo, hi), d+1, hi-lo)}
 	}
 	j, err := openJob(ctx, &m.cfg, m.x.rows, spec, resident)
 	if err != nil {
 		return err
 	}
-	m.job, m.bsz, m.dt, m.cand, m.mean = j, b, dt, m.k+candExtra, mean
+	m.job, m.bsz, m.dt, m.cand, m.mean, m.scale = j, b, dt, m.k+candExtra, mean, scale
 	m.shardSq = make([]float64, len(j.lo))
 	for s := range j.lo {
 		for _, v := range sq[j.lo[s]:j.hi[s]] {
@@ -176,18 +190,19 @@ func (m *knn) open(ctx context.Context) error {
 	return nil
 }
 
-// shardColumns returns rows lo..hi of x, less mean, as the columns of a
-// (d+1) × (hi−lo) matrix [−2(x − mean), ‖x − mean‖²]ᵀ: a product with
-// the rows in columns reads them in place, where rows would first be
-// copied into the product's panels on every run.
-func shardColumns[T float32 | float64](x matrix, mean, sq []float64, lo, hi int) []T {
+// shardColumns returns rows lo..hi of x, less mean and times scale, as
+// the columns of a (d+1) × (hi−lo) matrix [−2x', ‖x'‖²]ᵀ, x' = (x −
+// mean)·scale: a product with the rows in columns reads them in place,
+// where rows would first be copied into the product's panels on every
+// run.
+func shardColumns[T float32 | float64](x matrix, mean, sq []float64, scale float64, lo, hi int) []T {
 	d, n := x.cols, hi-lo
 	out := make([]T, (d+1)*n)
 	for i := lo; i < hi; i++ {
 		for j, v := range x.row(i) {
-			out[j*n+i-lo] = T(-2 * (v - mean[j]))
+			out[j*n+i-lo] = T(-2 * (v - mean[j]) * scale)
 		}
-		out[d*n+i-lo] = T(sq[i])
+		out[d*n+i-lo] = T(sq[i] * scale * scale)
 	}
 	return out
 }
@@ -246,13 +261,13 @@ func (m *knn) neighbours(ctx context.Context, X *tensor.Dense) (idx []int, dist 
 			if batch32 != nil {
 				o := batch32[i*(d+1) : (i+1)*(d+1)]
 				for j, v := range row {
-					o[j] = float32(v - m.mean[j])
+					o[j] = float32((v - m.mean[j]) * m.scale)
 				}
 				o[d] = 1
 			} else {
 				o := batch64[i*(d+1) : (i+1)*(d+1)]
 				for j, v := range row {
-					o[j] = v - m.mean[j]
+					o[j] = (v - m.mean[j]) * m.scale
 				}
 				o[d] = 1
 			}
@@ -286,7 +301,8 @@ func (r *reranker) query(qrow []float64, outs []map[int64]*tensor.Dense, i int) 
 	m := r.m
 	j := m.job
 	k := m.k
-	qq := sqDist(qrow, m.mean)
+	s2 := m.scale * m.scale
+	qq := sqDist(qrow, m.mean) * s2 // all in the shards' scaled units
 	r.cands = r.cands[:0]
 	r.fail = append(r.fail[:0], make([]bool, len(outs))...)
 	r.last = append(r.last[:0], make([]float64, len(outs))...)
@@ -304,7 +320,7 @@ func (r *reranker) query(qrow []float64, outs []map[int64]*tensor.Dense, i int) 
 	dk := r.cands[k-1].d
 	any := false
 	for s := range outs {
-		if m.cand < j.hi[s]-j.lo[s] && !r.bounded(last[s], qq, m.shardSq[s], dk) {
+		if m.cand < j.hi[s]-j.lo[s] && !r.bounded(last[s], qq, m.shardSq[s]*s2, dk*s2) {
 			r.fail[s], any = true, true
 		}
 	}
@@ -337,8 +353,10 @@ func (r *reranker) query(qrow []float64, outs []map[int64]*tensor.Dense, i int) 
 // bounded says whether every row that a shard left out is provably
 // farther than dk, the k-th exact squared distance so far.
 //
-// The shard computed, for each row x (less the mean, as the query q),
-// a = ‖x‖² − 2q·x in precision u, and every left-out row has a ≥ last.
+// The shard computed, for each row x (less the mean and scaled, as the
+// query q; all four arguments are in those units, where scaling by a
+// power of two is exact), a = ‖x‖² − 2q·x in precision u, and every
+// left-out row has a ≥ last.
 // Rounding the inputs and summing d+1 products in any order err by at
 // most (γ(d+1) + 3u)·(‖x‖² + 2‖x‖·‖q‖) plus underflow, bounded here with
 // room by (2(d+1)+8)·u·(…) and a term for the float64 centring; so the
@@ -346,12 +364,12 @@ func (r *reranker) query(qrow []float64, outs []map[int64]*tensor.Dense, i int) 
 // distances summed in float64 carry a relative error below g, which the
 // comparison allows for in the safe direction.
 func (r *reranker) bounded(last, qq, xsq, dk float64) bool {
-	if qq >= 1e30 || math.IsInf(last, 0) || math.IsNaN(last) {
-		return false
-	}
-	u := 0x1p-53
+	u, limit := 0x1p-53, 1e300
 	if r.m.dt == graph.Float32 {
-		u = 0x1p-24
+		u, limit = 0x1p-24, 1e30 // beyond it, the query's product may overflow
+	}
+	if !(qq < limit && xsq < limit) || math.IsInf(last, 0) || math.IsNaN(last) {
+		return false
 	}
 	n := float64(r.d + 1)
 	g := float64(r.d+4) * 0x1p-52

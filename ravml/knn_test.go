@@ -49,12 +49,14 @@ func bruteNeighbours(x, q matrix, k int) []neighbour {
 
 // TestKNNExact checks the screened search against brute force on data
 // made to defeat it: many exact ties, duplicated rows, a large common
-// offset (which the shards' centring must absorb), and tight clusters
-// whose rows differ by less than float32 can resolve. Every
+// offset (which the shards' centring must absorb), data too small or too
+// large for float32 (which the shards' scaling must absorb), queries far
+// outside the data, and tight clusters whose rows differ by less than
+// float32 can resolve. Every
 // neighbour and distance must be the exact float64 one, in float32 and
 // float64 shards alike and for any number of shards; where the error
 // bound cannot clear a shard it must be measured in full, so the tied
-// and clustered data must take that path.
+// and clustered data and the far queries must take that path.
 func TestKNNExact(t *testing.T) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(7, 11))
@@ -77,6 +79,9 @@ func TestKNNExact(t *testing.T) {
 		{"ties", gen(600, 6, func(int, int) float64 { return float64(rng.IntN(3)) }), gen(70, 6, func(int, int) float64 { return float64(rng.IntN(3)) }), 7, true},
 		{"duplicates", gen(500, 9, func(i, j int) float64 { return float64((i%5)*j) / 10 }), gen(40, 9, func(i, j int) float64 { return float64((i%7)*j) / 10 }), 3, true},
 		{"offset", gen(500, 12, func(int, int) float64 { return 1e6 + rng.Float64() }), gen(60, 12, func(int, int) float64 { return 1e6 + rng.Float64() }), 4, false},
+		{"tiny", gen(400, 10, func(int, int) float64 { return 1e-30 * rng.NormFloat64() }), gen(50, 10, func(int, int) float64 { return 1e-30 * rng.NormFloat64() }), 5, false},
+		{"huge", gen(400, 10, func(int, int) float64 { return 1e20 * rng.NormFloat64() }), gen(50, 10, func(int, int) float64 { return 1e20 * rng.NormFloat64() }), 5, false},
+		{"far queries", gen(400, 10, func(int, int) float64 { return rng.NormFloat64() }), gen(30, 10, func(int, int) float64 { return 1e20 * (1 + rng.Float64()) }), 5, true},
 		{"clusters", gen(500, 12, func(i, j int) float64 { return float64((i%4)*(j%3)) + 1e-4*rng.NormFloat64() }), gen(60, 12, func(i, j int) float64 { return float64((i%4)*(j%3)) + 1e-4*rng.NormFloat64() }), 4, true},
 	} {
 		want := bruteNeighbours(tc.x, tc.q, tc.k)
