@@ -3,6 +3,7 @@ package exec
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sort"
 	"sync"
 
@@ -339,6 +340,13 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 	// Compile only what the gate and the sink need: Backpropagate also
 	// builds gradients nobody asked for (with respect to the data, say).
 	sl.m = gorgonia.NewTapeMachine(g.SubgraphRoots(roots...), vmOpts...)
+	// Gorgonia gives the machine a finalizer, which does nothing outside
+	// its cuda build tag. The machine's program holds the gate and sink
+	// ops, whose callbacks hold the slot and the session, which hold the
+	// machine: a cycle, and a cycle with a finalizer is never collected.
+	// Without it, a session dropped without Close is freed as well, unless
+	// its machine waits at the gate (after a Forward).
+	runtime.SetFinalizer(sl.m, nil)
 	if written, ok := argsWritten(sl.m); ok {
 		for _, id := range s.feedIDs {
 			if _, scalar := sl.scalarIn[id]; !scalar && !written[nodes[id].ID()] {
@@ -895,11 +903,8 @@ func (s *cpuSession) Close() error {
 		if sl.m != nil {
 			_ = sl.m.Close()
 		}
-		// The machine's program holds the gate and sink ops, whose
-		// callbacks hold the slot: a cycle through the machine, which
-		// Gorgonia gives a finalizer, and a cycle with a finalizer is never
-		// collected. Cutting it frees the machine and every buffer it
-		// holds (the slot's copies of resident data among them).
+		// Free the machine and its buffers now, whoever still holds the
+		// session.
 		sl.m = nil
 	}
 	s.slots = nil

@@ -17,6 +17,15 @@ import (
 // resident, with out = f(x) as its only output.
 func residentPart(t *testing.T, f func(g *gorgonia.ExprGraph, x *gorgonia.Node) *gorgonia.Node) (*cpuSession, int64, int64) {
 	t.Helper()
+	s, xid, oid := openResidentPart(t, f)
+	t.Cleanup(func() { s.Close() })
+	return s, xid, oid
+}
+
+// openResidentPart opens a session of a part whose input x (4×3) feeds
+// f; the caller closes it.
+func openResidentPart(t *testing.T, f func(g *gorgonia.ExprGraph, x *gorgonia.Node) *gorgonia.Node) (*cpuSession, int64, int64) {
+	t.Helper()
 	g := gorgonia.NewGraph()
 	x := gorgonia.NewMatrix(g, tensor.Float64, gorgonia.WithShape(4, 3), gorgonia.WithName("x"))
 	out := f(g, x)
@@ -29,7 +38,6 @@ func residentPart(t *testing.T, f func(g *gorgonia.ExprGraph, x *gorgonia.Node) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
 	return s.(*cpuSession), int64(x.ID()), int64(out.ID())
 }
 
@@ -218,41 +226,49 @@ func TestKeep(t *testing.T) {
 	}
 }
 
-// TestClosedSessionIsCollected checks that a closed session, once
-// dropped, frees its machine and what the machine holds: the tensor it
-// kept and the slot's input buffer. The machine carries a finalizer in
-// Gorgonia, and a cycle through it (the gate's callback holds the slot,
-// which held the machine) was never collected.
+// TestClosedSessionIsCollected checks that a closed session frees its
+// machine and what the machine holds: the tensor it kept and the slot's
+// buffers. The machine carries a finalizer in Gorgonia, and the cycle
+// through it (the gate's callback holds the slot, which holds the
+// machine) was never collected. A session dropped without Close before
+// it ever ran is freed too; one dropped after a Forward is not, as its
+// machine waits at the gate for the Backward.
 func TestClosedSessionIsCollected(t *testing.T) {
-	ctx := context.Background()
-	var kept weak.Pointer[float64]
-	var machine weak.Pointer[slot]
-	func() {
-		s, xid, _ := residentPart(t, func(g *gorgonia.ExprGraph, x *gorgonia.Node) *gorgonia.Node {
-			w := gorgonia.NewConstant(tensor.New(tensor.WithShape(3, 1), tensor.WithBacking([]float64{1, 10, 100})))
-			return gorgonia.Must(gorgonia.Mul(x, w))
-		})
-		data := make([]float64, 12)
-		if err := Keep(ctx, s, InputName(xid), tensor.New(tensor.WithShape(4, 3), tensor.WithBacking(data))); err != nil {
-			t.Fatal(err)
+	for _, close := range []bool{true, false} {
+		ctx := context.Background()
+		var kept weak.Pointer[float64]
+		var machine weak.Pointer[slot]
+		func() {
+			s, xid, _ := openResidentPart(t, func(g *gorgonia.ExprGraph, x *gorgonia.Node) *gorgonia.Node {
+				w := gorgonia.NewConstant(tensor.New(tensor.WithShape(3, 1), tensor.WithBacking([]float64{1, 10, 100})))
+				return gorgonia.Must(gorgonia.Mul(x, w))
+			})
+			data := make([]float64, 12)
+			if err := Keep(ctx, s, InputName(xid), tensor.New(tensor.WithShape(4, 3), tensor.WithBacking(data))); err != nil {
+				t.Fatal(err)
+			}
+			machine = weak.Make(s.slots[0]) // built by Open
+			if close {
+				if _, err := s.Forward(ctx, 0, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			kept = weak.Make(&data[0])
+			if close {
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}()
+		for i := 0; i < 20 && (kept.Value() != nil || machine.Value() != nil); i++ {
+			runtime.GC()
+			time.Sleep(time.Millisecond)
 		}
-		if _, err := s.Forward(ctx, 0, nil); err != nil {
-			t.Fatal(err)
+		if kept.Value() != nil {
+			t.Errorf("closed %v: the kept tensor's data outlived the session", close)
 		}
-		kept, machine = weak.Make(&data[0]), weak.Make(s.slots[0])
-		if err := s.Close(); err != nil {
-			t.Fatal(err)
+		if machine.Value() != nil {
+			t.Errorf("closed %v: the slot (and its machine) outlived the session", close)
 		}
-	}()
-	// A finalizer delays collection by a cycle or two; 20 are plenty.
-	for i := 0; i < 20 && (kept.Value() != nil || machine.Value() != nil); i++ {
-		runtime.GC()
-		time.Sleep(time.Millisecond)
-	}
-	if kept.Value() != nil {
-		t.Errorf("the kept tensor's data outlived the closed session")
-	}
-	if machine.Value() != nil {
-		t.Errorf("the slot (and its machine) outlived the closed session")
 	}
 }
