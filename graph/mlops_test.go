@@ -390,29 +390,33 @@ func TestMatMulTopK(t *testing.T) {
 		TopK(prod, tc.m, tc.n, tc.k, false, wantV)
 		TopK(prod, tc.m, tc.n, tc.k, true, wantI)
 		for _, f32 := range []bool{false, true} {
-			var got []float64
-			op := NewOp(KindMatMulTopK, IntAttr("k", tc.k))
-			if f32 {
-				a32, b32 := make([]float32, len(a)), make([]float32, len(b))
-				for i, v := range a {
-					a32[i] = float32(v)
+			for _, block := range []int{matMulTopKBlock, 4 << 10} { // 4 KiB: blocks of 8 or 16 rows by 64 columns
+				defer func(v int) { matMulTopKBlock = v }(matMulTopKBlock)
+				matMulTopKBlock = block
+				var got []float64
+				op := NewOp(KindMatMulTopK, IntAttr("k", tc.k))
+				if f32 {
+					a32, b32 := make([]float32, len(a)), make([]float32, len(b))
+					for i, v := range a {
+						a32[i] = float32(v)
+					}
+					for i, v := range b {
+						b32[i] = float32(v)
+					}
+					o := runOne(t, op, tensor.New(tensor.WithShape(tc.m, tc.d), tensor.WithBacking(a32)), tensor.New(tensor.WithShape(tc.d, tc.n), tensor.WithBacking(b32))).Float32s()
+					for _, v := range o {
+						got = append(got, float64(v))
+					}
+				} else {
+					got = runOne(t, op, dense64([]int{tc.m, tc.d}, a), dense64([]int{tc.d, tc.n}, b)).Float64s()
 				}
-				for i, v := range b {
-					b32[i] = float32(v)
-				}
-				o := runOne(t, op, tensor.New(tensor.WithShape(tc.m, tc.d), tensor.WithBacking(a32)), tensor.New(tensor.WithShape(tc.d, tc.n), tensor.WithBacking(b32))).Float32s()
-				for _, v := range o {
-					got = append(got, float64(v))
-				}
-			} else {
-				got = runOne(t, op, dense64([]int{tc.m, tc.d}, a), dense64([]int{tc.d, tc.n}, b)).Float64s()
-			}
-			for i := 0; i < tc.m; i++ {
-				for j := 0; j < tc.k; j++ {
-					gv, gi := got[i*2*tc.k+j], got[i*2*tc.k+tc.k+j]
-					wv, wi := wantV[i*tc.k+j], wantI[i*tc.k+j]
-					if gi != wi || gv != wv && !(math.IsInf(gv, 1) && math.IsInf(wv, 1)) {
-						t.Fatalf("%v f32=%v row %d rank %d: got (%v, col %v), want (%v, col %v)", tc, f32, i, j, gv, gi, wv, wi)
+				for i := 0; i < tc.m; i++ {
+					for j := 0; j < tc.k; j++ {
+						gv, gi := got[i*2*tc.k+j], got[i*2*tc.k+tc.k+j]
+						wv, wi := wantV[i*tc.k+j], wantI[i*tc.k+j]
+						if gi != wi || gv != wv && !(math.IsInf(gv, 1) && math.IsInf(wv, 1)) {
+							t.Fatalf("%v f32=%v block %d: row %d rank %d: got (%v, col %v), want (%v, col %v)", tc, f32, block, i, j, gv, gi, wv, wi)
+						}
 					}
 				}
 			}
