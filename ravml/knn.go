@@ -288,7 +288,13 @@ func (m *knn) neighbours(ctx context.Context, X *tensor.Dense) (idx []int, dist 
 		batch64 = make([]float64, b*(d+1))
 		feed = map[int64]*tensor.Dense{qid: dense(batch64, b, d+1)}
 	}
-	r := reranker{m: m, d: d}
+	// The requester re-ranks a batch on all cores, each with its own
+	// buffers: the shards are idle meanwhile (and, in-process, share the
+	// same cores).
+	rs := make([]reranker, runtime.GOMAXPROCS(0))
+	for i := range rs {
+		rs[i] = reranker{m: m, d: d}
+	}
 	for start := 0; start < q.rows; start += b {
 		n := min(b, q.rows-start)
 		clear(batch32)
@@ -313,13 +319,24 @@ func (m *knn) neighbours(ctx context.Context, X *tensor.Dense) (idx []int, dist 
 		if err != nil {
 			return nil, nil, err
 		}
-		for i := 0; i < n; i++ {
-			best := r.query(q.row(start+i), outs, i)
-			for j, c := range best {
-				idx[(start+i)*k+j] = c.i
-				dist[(start+i)*k+j] = math.Sqrt(c.d)
-			}
+		var wg sync.WaitGroup
+		for p := range rs {
+			wg.Add(1)
+			go func(r *reranker, lo, hi int) {
+				defer wg.Done()
+				for i := lo; i < hi; i++ {
+					best := r.query(q.row(start+i), outs, i)
+					for j, c := range best {
+						idx[(start+i)*k+j] = c.i
+						dist[(start+i)*k+j] = math.Sqrt(c.d)
+					}
+				}
+			}(&rs[p], n*p/len(rs), n*(p+1)/len(rs))
 		}
+		wg.Wait()
+	}
+	for _, r := range rs {
+		m.scans += r.scans
 	}
 	return idx, dist, nil
 }
@@ -332,6 +349,7 @@ type reranker struct {
 	cands []neighbour
 	fail  []bool
 	last  []float64 // the largest value each shard returned
+	scans int       // (query, shard) pairs measured in full
 }
 
 func (r *reranker) query(qrow []float64, outs []map[int64]*tensor.Dense, i int) []neighbour {
@@ -378,7 +396,7 @@ func (r *reranker) query(qrow []float64, outs []map[int64]*tensor.Dense, i int) 
 		if !f {
 			continue
 		}
-		m.scans++
+		r.scans++
 		for g := j.lo[s]; g < j.hi[s]; g++ {
 			r.cands = append(r.cands, neighbour{sqDist(qrow, m.x.row(g)), g})
 		}
