@@ -84,8 +84,17 @@ func (e *cpuExecutor) Open(ctx context.Context, spec SessionSpec) (Session, erro
 		return nil, err
 	}
 	s.slots = append(s.slots, sl)
-	return s, nil
+	h := &cpuHandle{s}
+	runtime.AddCleanup(h, func(s *cpuSession) { _ = s.Close() }, s)
+	return h, nil
 }
+
+// cpuHandle is the Session that Open hands out. A machine waiting at its
+// gate (after a Forward, for the Backward) holds the session from a
+// goroutine, but never the handle: when the caller drops the handle
+// without Close, a cleanup closes the session, which ends that goroutine
+// and frees all the session held.
+type cpuHandle struct{ *cpuSession }
 
 type slotState uint8
 
@@ -344,8 +353,8 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 	// its cuda build tag. The machine's program holds the gate and sink
 	// ops, whose callbacks hold the slot and the session, which hold the
 	// machine: a cycle, and a cycle with a finalizer is never collected.
-	// Without it, a session dropped without Close is freed as well, unless
-	// its machine waits at the gate (after a Forward).
+	// Without it, a session dropped without Close is freed as well (see
+	// cpuHandle).
 	runtime.SetFinalizer(sl.m, nil)
 	if written, ok := argsWritten(sl.m); ok {
 		for _, id := range s.feedIDs {

@@ -15,7 +15,7 @@ import (
 
 // residentPart builds a one-part session whose data input x (4×3) is kept
 // resident, with out = f(x) as its only output.
-func residentPart(t *testing.T, f func(g *gorgonia.ExprGraph, x *gorgonia.Node) *gorgonia.Node) (*cpuSession, int64, int64) {
+func residentPart(t *testing.T, f func(g *gorgonia.ExprGraph, x *gorgonia.Node) *gorgonia.Node) (*cpuHandle, int64, int64) {
 	t.Helper()
 	s, xid, oid := openResidentPart(t, f)
 	t.Cleanup(func() { s.Close() })
@@ -24,7 +24,7 @@ func residentPart(t *testing.T, f func(g *gorgonia.ExprGraph, x *gorgonia.Node) 
 
 // openResidentPart opens a session of a part whose input x (4×3) feeds
 // f; the caller closes it.
-func openResidentPart(t *testing.T, f func(g *gorgonia.ExprGraph, x *gorgonia.Node) *gorgonia.Node) (*cpuSession, int64, int64) {
+func openResidentPart(t *testing.T, f func(g *gorgonia.ExprGraph, x *gorgonia.Node) *gorgonia.Node) (*cpuHandle, int64, int64) {
 	t.Helper()
 	g := gorgonia.NewGraph()
 	x := gorgonia.NewMatrix(g, tensor.Float64, gorgonia.WithShape(4, 3), gorgonia.WithName("x"))
@@ -38,7 +38,7 @@ func openResidentPart(t *testing.T, f func(g *gorgonia.ExprGraph, x *gorgonia.No
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.(*cpuSession), int64(x.ID()), int64(out.ID())
+	return s.(*cpuHandle), int64(x.ID()), int64(out.ID())
 }
 
 func TestResidentInputBoundOnlyWhereProgramNeverWritesIt(t *testing.T) {
@@ -226,13 +226,13 @@ func TestKeep(t *testing.T) {
 	}
 }
 
-// TestClosedSessionIsCollected checks that a closed session frees its
-// machine and what the machine holds: the tensor it kept and the slot's
-// buffers. The machine carries a finalizer in Gorgonia, and the cycle
-// through it (the gate's callback holds the slot, which holds the
-// machine) was never collected. A session dropped without Close before
-// it ever ran is freed too; one dropped after a Forward is not, as its
-// machine waits at the gate for the Backward.
+// TestClosedSessionIsCollected checks that a session, closed or only
+// dropped, frees its machine and what the machine holds: the tensor it
+// kept and the slot's buffers. The machine carries a finalizer in
+// Gorgonia, and the cycle through it (the gate's callback holds the slot,
+// which holds the machine) was never collected; and a session dropped
+// after a Forward has its machine waiting at the gate for the Backward,
+// which a cleanup on the handle ends.
 func TestClosedSessionIsCollected(t *testing.T) {
 	for _, close := range []bool{true, false} {
 		ctx := context.Background()
@@ -247,13 +247,10 @@ func TestClosedSessionIsCollected(t *testing.T) {
 			if err := Keep(ctx, s, InputName(xid), tensor.New(tensor.WithShape(4, 3), tensor.WithBacking(data))); err != nil {
 				t.Fatal(err)
 			}
-			machine = weak.Make(s.slots[0]) // built by Open
-			if close {
-				if _, err := s.Forward(ctx, 0, nil); err != nil {
-					t.Fatal(err)
-				}
+			if _, err := s.Forward(ctx, 0, nil); err != nil {
+				t.Fatal(err)
 			}
-			kept = weak.Make(&data[0])
+			kept, machine = weak.Make(&data[0]), weak.Make(s.slots[0])
 			if close {
 				if err := s.Close(); err != nil {
 					t.Fatal(err)
