@@ -32,7 +32,9 @@
 // Resident tensors (a data shard kept on the executor) are copied by Put;
 // Keep hands one to an in-process session without a copy, and the session
 // binds it to its input node directly where the compiled program never
-// writes that input. Close frees everything a session held.
+// writes that input. Close frees everything a session held; a CPU
+// session dropped without Close is closed once the garbage collector
+// finds it unreachable.
 //
 // The schedule is a pure function of the graph of parts and the number of
 // micro-batches; the driver only reads it, so another schedule (1F1B) can
