@@ -34,11 +34,11 @@ func DistanceWeighted() Option { return func(c *config) { c.weights = true } }
 
 // knn is the search shared by the classifier and the regressor.
 //
-// Each shard holds its rows, less their mean, as the columns of
-// [−2x, ‖x‖²]ᵀ, in float32 where the data
-// allow it (see screenable), else in float64. A query batch [q, 1] times
-// that transposed is ‖x‖² − 2q·x, and the shard returns the cand rows
-// with the smallest such values. The requester then works out the exact
+// Each shard holds its rows, less their mean and scaled to norms near 1,
+// as the columns of [−2x, ‖x‖²]ᵀ, in float32 where the data allow it (see
+// screenable), else in float64. A query batch [q, 1] times that matrix is
+// ‖x‖² − 2q·x, and the shard returns the cand rows with the smallest
+// such values (matmul_top_k). The requester then works out the exact
 // float64 distance ‖q − x‖² of every candidate and keeps the k nearest,
 // ties broken by the lower global row. A bound on the rounding error of
 // the shard's product proves that no row the shard left out can be
