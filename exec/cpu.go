@@ -183,12 +183,12 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 		if n, _ := gr.Node(id); len(n.Shape) > 0 {
 			continue
 		}
+		// A scalar input keeps a 0-d buffer, which Forward copies into the
+		// scalar value bound to the node (Gorgonia wants scalars, not 0-d
+		// tensors).
 		buf := s.zeroBuf(id)
-		var v gorgonia.Value = buf
-		if n, _ := gr.Node(id); len(n.Shape) == 0 { // Gorgonia wants scalars, not 0-d tensors
-			v = scalarValue(buf)
-			sl.scalarIn[id] = v
-		}
+		v := scalarValue(buf)
+		sl.scalarIn[id] = v
 		if err := gorgonia.Let(nodes[id], v); err != nil {
 			return nil, buildErr(&graph.NodeError{ID: id, Err: err})
 		}
