@@ -7,7 +7,7 @@
 // layers; Build (or the first Fit) creates their parameters from an
 // explicit seed. Fit builds the model as a Gorgonia graph for one
 // mini-batch, with the loss, and hands it to rookery.NewTrainer, which
-// cuts it into parts (Parts, On) and opens a session per part; the
+// cuts it into parts (Parts, WithExecutors) and opens a session per part; the
 // optimiser runs on the executors. Every step gathers a shuffled
 // mini-batch of the caller's data into two reused buffers (the data set
 // is never copied) and calls Trainer.Step. After each epoch the trained

@@ -45,7 +45,7 @@ type Epoch struct {
 // indices or one-hot rows for CrossEntropy, values shaped like the
 // outputs otherwise), building it first if needed. It cuts the model
 // into parts with the Rookery trainer and trains them on executors (see
-// On and Parts); the trained parameters come back into the model after
+// WithExecutors and Parts); the trained parameters come back into the model after
 // every epoch, and on error as far as training got. Each call opens a new
 // trainer: a second Fit continues from the trained weights but with fresh
 // optimiser state (momentum, Adam's moments, the schedule's step count).

@@ -53,15 +53,15 @@ func BatchSize(b int) Option { return func(c *config) { c.batch = b } }
 // Validation evaluates the model on (x, y) after every epoch.
 func Validation(x, y *tensor.Dense) Option { return func(c *config) { c.xv, c.yv = x, y } }
 
-// On trains on these executors, one part each: in-process ones
-// (exec.NewCPU) or remote providers (transport.Dial). Without On, Fit
+// WithExecutors trains on these executors, one part each: in-process ones
+// (exec.NewCPU) or remote providers (transport.Dial). Without WithExecutors, Fit
 // makes one in-process executor per part.
-func On(executors ...exec.Executor) Option {
+func WithExecutors(executors ...exec.Executor) Option {
 	return func(c *config) { c.executors = append([]exec.Executor{}, executors...) }
 }
 
 // Parts cuts the model into k parts (default: one per executor given
-// with On, else 1).
+// with WithExecutors, else 1).
 func Parts(k int) Option { return func(c *config) { c.parts = k } }
 
 // MicroBatches splits every mini-batch into m micro-batches that flow

@@ -3,6 +3,7 @@ package ravml
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"gorgonia.org/tensor"
@@ -11,13 +12,14 @@ import (
 	"github.com/rookery-ml/rookery/graph"
 )
 
-// Option configures a model. Options that do not apply to a model are
-// ignored by it.
+// Option configures a model. Fit fails with a *ParamError when given an
+// option that does not apply to the model (MaxDepth to a KMeans, say).
 type Option func(*config)
 
 type config struct {
 	execs  []exec.Executor
 	shards int
+	given  []string // the options given, by name, in order
 
 	seed     int64
 	maxIter  int
@@ -47,72 +49,87 @@ func newConfig(opts []Option) config {
 }
 
 // DefaultShards is the number of in-process executors (and shards) used
-// when neither On nor Shards is given.
+// when neither WithExecutors nor Shards is given.
 const DefaultShards = 2
 
-// On runs the shards on the given executors (in-process, remote or a
-// mix). Shard i goes to executor i mod len(executors); without Shards
-// there is one shard per executor.
-func On(executors ...exec.Executor) Option {
-	return func(c *config) { c.execs = append([]exec.Executor(nil), executors...) }
+// WithExecutors runs the shards on the given executors (in-process,
+// remote or a mix). Shard i goes to executor i mod len(executors); without
+// Shards there is one shard per executor. It applies to every model.
+func WithExecutors(executors ...exec.Executor) Option {
+	return func(c *config) { c.execs = append([]exec.Executor(nil), executors...); c.mark("WithExecutors") }
 }
 
 // Shards sets the number of shards the rows are split into.
-func Shards(n int) Option { return func(c *config) { c.shards = n } }
+func Shards(n int) Option { return func(c *config) { c.shards = n; c.mark("Shards") } }
 
 // Seed seeds the random choices of a model (k-means++ centres, weight
 // initialisation, mini-batch order).
-func Seed(s int64) Option { return func(c *config) { c.seed = s } }
+func Seed(s int64) Option { return func(c *config) { c.seed = s; c.mark("Seed") } }
 
 // MaxIter bounds the iterations of the iterative models (KMeans: 300,
 // LogisticRegression: 100, MLPClassifier: 200 epochs by default).
-func MaxIter(n int) Option { return func(c *config) { c.maxIter = n } }
+func MaxIter(n int) Option { return func(c *config) { c.maxIter = n; c.mark("MaxIter") } }
 
 // Tol sets the convergence tolerance of the iterative models.
-func Tol(t float64) Option { return func(c *config) { c.tol = t } }
+func Tol(t float64) Option { return func(c *config) { c.tol = t; c.mark("Tol") } }
 
 // NInit sets how many times KMeans starts from new centres (default 10);
 // the run with the lowest inertia wins.
-func NInit(n int) Option { return func(c *config) { c.nInit = n } }
+func NInit(n int) Option { return func(c *config) { c.nInit = n; c.mark("NInit") } }
 
 // Ridge adds an L2 penalty alpha·‖w‖² to LinearRegression (the intercept
 // is not penalised), and sets the L2 strength of MLPClassifier.
-func Ridge(alpha float64) Option { return func(c *config) { c.alpha = alpha } }
+func Ridge(alpha float64) Option { return func(c *config) { c.alpha = alpha; c.mark("Ridge") } }
 
 // C sets the inverse regularisation strength of LogisticRegression
 // (default 1, as scikit-learn).
-func C(c float64) Option { return func(cf *config) { cf.c = c } }
+func C(c float64) Option { return func(cf *config) { cf.c = c; cf.mark("C") } }
 
 // BatchRows sets how many query rows one KNN graph run handles (default
 // 256), or the mini-batch size of MLPClassifier (default 200).
-func BatchRows(n int) Option { return func(c *config) { c.batch = n } }
+func BatchRows(n int) Option { return func(c *config) { c.batch = n; c.mark("BatchRows") } }
 
 // MaxDepth bounds the depth of a decision tree (0: no bound).
-func MaxDepth(d int) Option { return func(c *config) { c.maxDepth = d } }
+func MaxDepth(d int) Option { return func(c *config) { c.maxDepth = d; c.mark("MaxDepth") } }
 
 // MinSamplesSplit is the fewest rows a tree node needs to be split
 // (default 2).
-func MinSamplesSplit(n int) Option { return func(c *config) { c.minSplit = n } }
+func MinSamplesSplit(n int) Option {
+	return func(c *config) { c.minSplit = n; c.mark("MinSamplesSplit") }
+}
 
 // MinSamplesLeaf is the fewest rows each side of a split must keep
 // (default 1).
-func MinSamplesLeaf(n int) Option { return func(c *config) { c.minLeaf = n } }
+func MinSamplesLeaf(n int) Option { return func(c *config) { c.minLeaf = n; c.mark("MinSamplesLeaf") } }
 
 // MaxBins bounds the candidate thresholds per feature of a decision tree
 // (default 256). A feature with at most that many distinct values is split
 // exactly between them; otherwise on quantiles.
-func MaxBins(n int) Option { return func(c *config) { c.maxBins = n } }
+func MaxBins(n int) Option { return func(c *config) { c.maxBins = n; c.mark("MaxBins") } }
 
 // LearnRate sets the Adam step size of MLPClassifier (default 1e-3).
-func LearnRate(r float64) Option { return func(c *config) { c.learn = r } }
+func LearnRate(r float64) Option { return func(c *config) { c.learn = r; c.mark("LearnRate") } }
 
-func (c *config) check() error {
+// mark records that the option called name was given.
+func (c *config) mark(name string) { c.given = append(c.given, name) }
+
+// placementOptions apply to every model: where its shards run.
+var placementOptions = []string{"WithExecutors", "Shards"}
+
+// check validates the configuration of the model called model, which
+// reads the options named in applies besides placementOptions.
+func (c *config) check(model string, applies ...string) error {
+	for _, name := range c.given {
+		if !slices.Contains(placementOptions, name) && !slices.Contains(applies, name) {
+			return &ParamError{Name: name, Reason: "does not apply to " + model}
+		}
+	}
 	if c.shards < 0 {
 		return &ParamError{Name: "Shards", Reason: fmt.Sprintf("%d must not be negative", c.shards)}
 	}
 	for i, e := range c.execs {
 		if e == nil {
-			return &ParamError{Name: "On", Reason: fmt.Sprintf("executor %d is nil", i)}
+			return &ParamError{Name: "WithExecutors", Reason: fmt.Sprintf("executor %d is nil", i)}
 		}
 	}
 	return nil

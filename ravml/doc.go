@@ -5,8 +5,8 @@
 //
 // A value moves through it like this: Fit splits the rows of X (a
 // *tensor.Dense, rows × features, float64) into shards, opens one session
-// per shard on the executors given with On (by default two in-process CPU
-// executors) and Puts each shard there under exec.InputName, so the data
+// per shard on the executors given with WithExecutors (by default two
+// in-process CPU executors) and Puts each shard there under exec.InputName, so the data
 // stays resident. Every iteration then runs a small forward-only graph on
 // all shards at once — distances and a local top-k, per-class sums,
 // per-cluster partial sums, XᵀX and Xᵀy, loss gradients, split histograms —
@@ -36,7 +36,8 @@
 //
 // Errors: bad input is reported before any work starts, as a *DataError
 // matching ErrData (ragged rows, NaN or Inf, labels out of range, wrong
-// width), ErrParam (k larger than the data, bad options) or ErrNotFitted;
+// width), ErrParam (k larger than the data, bad options, an option the
+// model does not read) or ErrNotFitted;
 // failures of an executor come back wrapped with %w, so errors.Is and
 // errors.As reach the exec and transport errors underneath.
 package ravml

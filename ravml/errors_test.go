@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/exec"
 )
 
 type model interface {
@@ -107,6 +109,45 @@ func TestKTooLarge(t *testing.T) {
 	for _, m := range []model{NewKNNClassifier(4), NewKNNRegressor(4), NewKMeans(4), NewKNNClassifier(0), NewKMeans(0)} {
 		if err := m.Fit(ctx, X, y); !errors.Is(err, ErrParam) {
 			t.Errorf("%T: got %v, want ErrParam", m, err)
+		}
+	}
+}
+
+// TestOptionsThatDoNotApply checks that an option a model does not read
+// fails its Fit with a ParamError naming the option, and that options
+// every model reads (placement) and the model's own are accepted.
+func TestOptionsThatDoNotApply(t *testing.T) {
+	ctx := context.Background()
+	X := MustDense([][]float64{{0, 0}, {0, 1}, {1, 0}, {1, 1}, {2, 2}, {2, 3}})
+	y := []float64{0, 0, 1, 1, 1, 0}
+	for _, tc := range []struct {
+		name  string
+		m     model
+		wrong string // the option that does not apply; "" when all do
+	}{
+		{"KMeans+MaxDepth", NewKMeans(2, MaxDepth(3)), "MaxDepth"},
+		{"GaussianNB+Seed", NewGaussianNB(Seed(3)), "Seed"},
+		{"LinearRegression+C", NewLinearRegression(C(2)), "C"},
+		{"LogisticRegression+NInit", NewLogisticRegression(NInit(2)), "NInit"},
+		{"KNN+Tol", NewKNNClassifier(3, Tol(1e-3)), "Tol"},
+		{"tree+LearnRate", NewDecisionTreeRegressor(LearnRate(0.1)), "LearnRate"},
+		{"MLP+WithCriterion", NewMLPClassifier([]int{4}, MaxIter(2), WithCriterion(Entropy)), "WithCriterion"},
+		{"KMeans own", NewKMeans(2, Seed(2), NInit(2), MaxIter(20), Tol(1e-6), Shards(2)), ""},
+		{"KNN own", NewKNNClassifier(3, BatchRows(2), WithMetric(Euclidean), DistanceWeighted(), WithExecutors(exec.NewCPU())), ""},
+		{"tree own", NewDecisionTreeClassifier(MaxDepth(3), MinSamplesSplit(2), MinSamplesLeaf(1), MaxBins(8), WithCriterion(Entropy)), ""},
+		{"logreg own", NewLogisticRegression(C(2), MaxIter(50), Tol(1e-6)), ""},
+		{"linreg own", NewLinearRegression(Ridge(0.1)), ""},
+	} {
+		err := tc.m.Fit(ctx, X, y)
+		if tc.wrong == "" {
+			if err != nil {
+				t.Errorf("%s: Fit: %v", tc.name, err)
+			}
+			continue
+		}
+		var pe *ParamError
+		if !errors.As(err, &pe) || pe.Name != tc.wrong || !errors.Is(err, ErrParam) {
+			t.Errorf("%s: got %v, want a ParamError naming %s", tc.name, err, tc.wrong)
 		}
 	}
 }

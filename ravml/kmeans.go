@@ -39,7 +39,7 @@ func NewKMeans(k int, opts ...Option) *KMeans { return &KMeans{cfg: newConfig(op
 
 // Fit clusters the rows of X; y is ignored (it may be nil).
 func (m *KMeans) Fit(ctx context.Context, X *tensor.Dense, _ []float64) error {
-	if err := m.cfg.check(); err != nil {
+	if err := m.cfg.check("KMeans", "Seed", "MaxIter", "Tol", "NInit"); err != nil {
 		return err
 	}
 	x, err := asMatrix(X)

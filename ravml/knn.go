@@ -26,11 +26,13 @@ const (
 )
 
 // WithMetric sets the distance of KNNClassifier and KNNRegressor.
-func WithMetric(m Metric) Option { return func(c *config) { c.metric = m } }
+func WithMetric(m Metric) Option { return func(c *config) { c.metric = m; c.mark("WithMetric") } }
 
 // DistanceWeighted weights each neighbour's vote by the inverse of its
 // distance (scikit-learn's weights="distance"); the default is uniform.
-func DistanceWeighted() Option { return func(c *config) { c.weights = true } }
+func DistanceWeighted() Option {
+	return func(c *config) { c.weights = true; c.mark("DistanceWeighted") }
+}
 
 // knn is the search shared by the classifier and the regressor.
 //
@@ -71,7 +73,7 @@ type knn struct {
 const candExtra = 16
 
 func (m *knn) fit(ctx context.Context, X *tensor.Dense, y []float64, check func([]float64, int) error) error {
-	if err := m.cfg.check(); err != nil {
+	if err := m.cfg.check(m.name, "BatchRows", "WithMetric", "DistanceWeighted"); err != nil {
 		return err
 	}
 	if m.k < 1 {

@@ -29,7 +29,7 @@ func NewLinearRegression(opts ...Option) *LinearRegression {
 
 // Fit solves for the coefficients and the intercept.
 func (m *LinearRegression) Fit(ctx context.Context, X *tensor.Dense, y []float64) error {
-	if err := m.cfg.check(); err != nil {
+	if err := m.cfg.check("LinearRegression", "Ridge"); err != nil {
 		return err
 	}
 	if m.cfg.alpha < 0 {

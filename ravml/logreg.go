@@ -34,7 +34,7 @@ func NewLogisticRegression(opts ...Option) *LogisticRegression {
 
 // Fit estimates the weights; y holds class indexes.
 func (m *LogisticRegression) Fit(ctx context.Context, X *tensor.Dense, y []float64) error {
-	if err := m.cfg.check(); err != nil {
+	if err := m.cfg.check("LogisticRegression", "C", "MaxIter", "Tol"); err != nil {
 		return err
 	}
 	if !(m.cfg.c > 0) {

@@ -52,7 +52,7 @@ func NewMLPClassifier(hidden []int, opts ...Option) *MLPClassifier {
 // Fit trains the network; y holds class indexes.
 func (m *MLPClassifier) Fit(ctx context.Context, X *tensor.Dense, y []float64) error {
 	cfg := m.cfg
-	if err := cfg.check(); err != nil {
+	if err := cfg.check("MLPClassifier", "Seed", "MaxIter", "Tol", "Ridge", "BatchRows", "LearnRate"); err != nil {
 		return err
 	}
 	for _, h := range m.Hidden {

@@ -35,7 +35,7 @@ func NewGaussianNB(opts ...Option) *GaussianNB {
 
 // Fit estimates the per-class means and variances; y holds class indexes.
 func (m *GaussianNB) Fit(ctx context.Context, X *tensor.Dense, y []float64) error {
-	if err := m.cfg.check(); err != nil {
+	if err := m.cfg.check("GaussianNB"); err != nil {
 		return err
 	}
 	x, err := asMatrix(X)

@@ -38,9 +38,9 @@ func TestRemoteProviders(t *testing.T) {
 		local model
 		wire  model
 	}{
-		{"KNNClassifier", NewKNNClassifier(5), NewKNNClassifier(5, On(execs...))},
-		{"KMeans", NewKMeans(10, NInit(1)), NewKMeans(10, NInit(1), On(execs...))},
-		{"DecisionTreeClassifier", NewDecisionTreeClassifier(MaxDepth(6)), NewDecisionTreeClassifier(MaxDepth(6), On(execs...))},
+		{"KNNClassifier", NewKNNClassifier(5), NewKNNClassifier(5, WithExecutors(execs...))},
+		{"KMeans", NewKMeans(10, NInit(1)), NewKMeans(10, NInit(1), WithExecutors(execs...))},
+		{"DecisionTreeClassifier", NewDecisionTreeClassifier(MaxDepth(6)), NewDecisionTreeClassifier(MaxDepth(6), WithExecutors(execs...))},
 	} {
 		var got, want []float64
 		for _, m := range []model{tc.local, tc.wire} {

@@ -142,6 +142,9 @@ func Load(r io.Reader, opts ...Option) (Model, error) {
 		return nil, fmt.Errorf("ravml: load: format %d, want %d", s.Format, saveFormat)
 	}
 	cfg := newConfig(opts)
+	if err := cfg.check("Load", "BatchRows"); err != nil {
+		return nil, err
+	}
 	bad := func(why string) error { return fmt.Errorf("ravml: load %s: %s", s.Kind, why) }
 	switch s.Kind {
 	case "KNNClassifier", "KNNRegressor":

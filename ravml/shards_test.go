@@ -166,7 +166,7 @@ func TestShardsDecisionTree(t *testing.T) {
 func TestOnExecutors(t *testing.T) {
 	ctx := context.Background()
 	d := loadSplit(t, "iris")
-	m := NewKNNClassifier(5, On(exec.NewCPU(), exec.NewCPU(), exec.NewCPU()))
+	m := NewKNNClassifier(5, WithExecutors(exec.NewCPU(), exec.NewCPU(), exec.NewCPU()))
 	defer m.Close()
 	if err := m.Fit(ctx, d.trX, d.trY); err != nil {
 		t.Fatal(err)

@@ -22,7 +22,9 @@ const (
 )
 
 // WithCriterion sets the impurity of DecisionTreeClassifier.
-func WithCriterion(c Criterion) Option { return func(cf *config) { cf.crit = c } }
+func WithCriterion(c Criterion) Option {
+	return func(cf *config) { cf.crit = c; cf.mark("WithCriterion") }
+}
 
 // TreeNode is one node of a fitted tree. An inner node sends a row to
 // Left when row[Feature] ≤ Threshold and to Left+1 otherwise; a leaf has
@@ -74,7 +76,7 @@ type tree struct {
 const histogramBudget = 1 << 21
 
 func (t *tree) fit(ctx context.Context, X *tensor.Dense, y []float64, classes int) error {
-	if err := t.cfg.check(); err != nil {
+	if err := t.cfg.check(t.name, "MaxDepth", "MinSamplesSplit", "MinSamplesLeaf", "MaxBins", "WithCriterion"); err != nil {
 		return err
 	}
 	cfg := t.cfg

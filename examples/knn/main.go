@@ -94,7 +94,7 @@ func run(ctx context.Context, providers, seedAddr string, shards, k int, useMNIS
 func placement(ctx context.Context, list, seedAddr string, shards int) ([]ravml.Option, string, error) {
 	execs, where, err := providers.Resolve(ctx, list, seedAddr, shards)
 	if err != nil || execs != nil {
-		return []ravml.Option{ravml.On(execs...)}, where, err
+		return []ravml.Option{ravml.WithExecutors(execs...)}, where, err
 	}
 	return []ravml.Option{ravml.Shards(shards)}, fmt.Sprintf("%d shards on %d in-process providers", shards, min(shards, ravml.DefaultShards)), nil
 }

@@ -96,7 +96,7 @@ func run(ctx context.Context, providers, seedAddr string, parts, epochs, batch i
 			}
 			execs = append(execs, e)
 		}
-		opts = append(opts, ravdl.On(execs...))
+		opts = append(opts, ravdl.WithExecutors(execs...))
 		where = fmt.Sprintf("%d remote providers", len(execs))
 	case seedAddr != "":
 		opts = append(opts, ravdl.Parts(parts), ravdl.TrainerOptions(rookery.WithSeed(seedAddr, parts)))
