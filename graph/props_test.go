@@ -1,8 +1,11 @@
 package graph
 
 import (
+	"errors"
 	"slices"
 	"testing"
+
+	"gorgonia.org/gorgonia"
 )
 
 // TestPropsNoGrad checks the table against the rule that the executors
@@ -47,5 +50,38 @@ func TestPropsExtension(t *testing.T) {
 	}
 	if got := OpKind("no_such_kind").Props(); got.Extension || got.NoGrad != nil {
 		t.Errorf("unknown kind: got %+v, want the zero Props", got)
+	}
+}
+
+// TestLowerExtensionKinds checks that Lower refuses a kind without a
+// Gorgonia op by name, and that LowerWith hands it to its LowerFunc.
+func TestLowerExtensionKinds(t *testing.T) {
+	g := New()
+	g.MustAdd(Node{ID: 1, Role: RoleInput, Op: NewOp(KindInput), Shape: Shape{5, 4}, DType: Float64, Name: "x"})
+	g.MustAdd(Node{ID: 2, Role: RoleOp, Op: NewOp(KindArgMin), Inputs: []int64{1}, Shape: Shape{5}, DType: Float64})
+	_, err := g.Lower(gorgonia.NewGraph())
+	var nl *NoLoweringError
+	if !errors.As(err, &nl) || nl.Node != 2 || nl.Kind != KindArgMin {
+		t.Fatalf("Lower: got %v, want a *NoLoweringError for node 2, argmin", err)
+	}
+	var seen []int64
+	ext := func(n *Node, in []*gorgonia.Node) (*gorgonia.Node, error) {
+		seen = append(seen, n.ID)
+		if len(in) != 1 || in[0] == nil {
+			t.Fatalf("LowerFunc got inputs %v, want the lowered x", in)
+		}
+		return gorgonia.Must(gorgonia.Sum(in[0], 1)), nil // any node of shape (5)
+	}
+	nodes, err := g.LowerWith(gorgonia.NewGraph(), ext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(seen, []int64{2}) || nodes[2] == nil {
+		t.Fatalf("LowerFunc called for %v, want [2]", seen)
+	}
+	wrong := func(n *Node, in []*gorgonia.Node) (*gorgonia.Node, error) { return in[0], nil }
+	var se *ShapeError
+	if _, err := g.LowerWith(gorgonia.NewGraph(), wrong); !errors.As(err, &se) || se.Node != 2 {
+		t.Fatalf("LowerFunc of the wrong shape: got %v, want a *ShapeError for node 2", err)
 	}
 }
