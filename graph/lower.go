@@ -42,7 +42,7 @@ func (g *Graph) LowerWith(dst *gorgonia.ExprGraph, ext LowerFunc) (map[int64]*go
 		for j, id := range n.Inputs {
 			in[j] = out[id]
 		}
-		if ext == nil && n.Op.Kind.Props().Extension {
+		if ext == nil && specs[n.Op.Kind].class == classCustom {
 			return nil, &NoLoweringError{Node: n.ID, Kind: n.Op.Kind}
 		}
 		gn, err := lowerNode(dst, n, in, ext)
