@@ -95,7 +95,7 @@ func (m *Model) Predict(ctx context.Context, feeds map[int64]*tensor.Dense, outp
 		g = rg
 	}
 	eg := gorgonia.NewGraph()
-	nodes, err := g.Lower(eg)
+	nodes, err := exec.Lower(g, eg)
 	if err != nil {
 		return nil, err
 	}

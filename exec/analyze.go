@@ -2,21 +2,6 @@ package exec
 
 import "github.com/rookery-ml/rookery/graph"
 
-// nondiff reports whether input i of an op of kind k carries no gradient
-// (Gorgonia's DiffWRT is false for it).
-func nondiff(k graph.OpKind, i int) bool {
-	switch k {
-	case graph.KindLt, graph.KindGt, graph.KindLte, graph.KindGte, graph.KindEq, graph.KindNe,
-		graph.KindBroadcastLt, graph.KindBroadcastGt, graph.KindBroadcastLte, graph.KindBroadcastGte,
-		graph.KindBroadcastEq, graph.KindBroadcastNe,
-		graph.KindSign, graph.KindCeil, graph.KindFloor, graph.KindSizeOf, graph.KindAt:
-		return true
-	case graph.KindRepeat:
-		return i > 0
-	}
-	return false
-}
-
 // partAnalysis says which parts of a part's program take part in its
 // backward pass.
 type partAnalysis struct {
@@ -73,7 +58,7 @@ func analyze(spec *SessionSpec) *partAnalysis {
 			continue
 		}
 		for j, in := range n.Inputs {
-			if from[in] && !nondiff(n.Op.Kind, j) {
+			if from[in] && !n.Op.Kind.NoGrad(j) {
 				from[n.ID] = true
 				break
 			}
@@ -106,7 +91,7 @@ func analyze(spec *SessionSpec) *partAnalysis {
 			continue
 		}
 		for j, in := range n.Inputs {
-			if !nondiff(n.Op.Kind, j) {
+			if !n.Op.Kind.NoGrad(j) {
 				to[in] = true
 			}
 		}

@@ -20,11 +20,14 @@ import (
 // belongs to Rookery, runs on it. That is deliberate: which BLAS runs is
 // chosen when the binary is built, not per executor.
 func init() {
-	impl := gemm.Implementation{}
-	gorgonia.Use(impl)
-	blas32.Use(impl)
-	blas64.Use(impl)
+	gorgonia.Use(cpuBLAS)
+	blas32.Use(cpuBLAS)
+	blas64.Use(cpuBLAS)
 }
+
+// cpuBLAS is the BLAS of this build: init installs it, and the kernel
+// ops pass it to kernels.MatMulTopK.
+var cpuBLAS = gemm.Implementation{}
 
 // BLASName names the BLAS that Gorgonia's matrix products run on in this
 // binary: "rookery gemm (AVX-512)", "rookery gemm (AVX2+FMA)" or

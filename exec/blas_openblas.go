@@ -25,10 +25,14 @@ import (
 // (libopenblas-dev on Debian and Ubuntu). OpenBLAS runs its own thread
 // pool beside Go's scheduler; OPENBLAS_NUM_THREADS limits it.
 func init() {
-	gorgonia.Use(netlib.Implementation{})
-	blas32.Use(netlib.Implementation{})
-	blas64.Use(netlib.Implementation{})
+	gorgonia.Use(cpuBLAS)
+	blas32.Use(cpuBLAS)
+	blas64.Use(cpuBLAS)
 }
+
+// cpuBLAS is the BLAS of this build: init installs it, and the kernel
+// ops pass it to kernels.MatMulTopK.
+var cpuBLAS = netlib.Implementation{}
 
 // BLASName names the BLAS that Gorgonia's matrix products run on in this
 // binary: "OpenBLAS" when built with the openblas tag, Rookery's gemm

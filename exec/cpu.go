@@ -166,7 +166,7 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 		}
 	}()
 	g := gorgonia.NewGraph()
-	nodes, err := s.spec.Graph.Lower(g)
+	nodes, err := Lower(s.spec.Graph, g)
 	if err != nil {
 		return nil, buildErr(err)
 	}

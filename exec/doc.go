@@ -20,7 +20,9 @@
 // training the same graph in one process.
 //
 // The CPU executor lowers a part into a fresh Gorgonia graph for each
-// micro-batch index and derives its backward pass with Backpropagate from
+// micro-batch index with Lower, which builds the IR's ML kinds (those that
+// Gorgonia has no op for) as forward-only Gorgonia ops running the kernels
+// of exec/kernels, and derives its backward pass with Backpropagate from
 // the gradients of its outputs (Grad-style, from the loss, on the part
 // that holds it). Forward and backward run as one tape-machine program
 // that pauses between the two halves, so nothing is computed twice, and

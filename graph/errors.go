@@ -45,6 +45,18 @@ func (e *UnknownKindError) Error() string {
 // Is makes errors.Is(err, ErrInvalid) true.
 func (e *UnknownKindError) Is(t error) bool { return t == ErrInvalid }
 
+// NoLoweringError says that Lower met a node whose kind Gorgonia has no
+// op for (an Extension kind, see Props) and was given no LowerFunc to
+// build it: exec.Lower, or LowerWith with exec's LowerFunc, builds it.
+type NoLoweringError struct {
+	Node int64
+	Kind OpKind
+}
+
+func (e *NoLoweringError) Error() string {
+	return fmt.Sprintf("graph: node %d: op kind %q has no Gorgonia op: lower the graph with a LowerFunc that builds it (exec.Lower)", e.Node, e.Kind)
+}
+
 // DanglingInputError says that a node names an input that is not in the graph.
 type DanglingInputError struct {
 	Node, Input int64

@@ -8,6 +8,13 @@ import (
 	"gorgonia.org/tensor"
 )
 
+// LowerFunc builds the Gorgonia node of an IR node whose kind Gorgonia has
+// no op for (its Props say Extension), from the nodes already built for
+// its inputs. The IR node's Shape and DType are those its op infers; the
+// node it returns must have that shape. exec.Lower passes one that runs
+// the kernels of exec/kernels.
+type LowerFunc func(n *Node, in []*gorgonia.Node) (*gorgonia.Node, error)
+
 // Lower rebuilds the graph into dst and returns the new node for each IR
 // id. dst should be a fresh graph: Gorgonia merges nodes that look alike
 // (same name, type and shape), so nodes already in dst may be reused.
@@ -15,7 +22,16 @@ import (
 // Ops are rebuilt with the same Gorgonia op values as the graph they were
 // read from, so a lowered graph computes bit-identical values. Learnable
 // parameters and inputs that carry a value are bound to a copy of it.
+//
+// Lower builds only the kinds that Gorgonia has an op for: a node of an
+// Extension kind gives a *NoLoweringError. LowerWith builds those too.
 func (g *Graph) Lower(dst *gorgonia.ExprGraph) (map[int64]*gorgonia.Node, error) {
+	return g.LowerWith(dst, nil)
+}
+
+// LowerWith is Lower that builds the nodes of Extension kinds with ext.
+// With a nil ext it is Lower.
+func (g *Graph) LowerWith(dst *gorgonia.ExprGraph, ext LowerFunc) (map[int64]*gorgonia.Node, error) {
 	if dst == nil {
 		return nil, fmt.Errorf("%w: nil destination graph", ErrInvalid)
 	}
@@ -26,7 +42,10 @@ func (g *Graph) Lower(dst *gorgonia.ExprGraph) (map[int64]*gorgonia.Node, error)
 		for j, id := range n.Inputs {
 			in[j] = out[id]
 		}
-		gn, err := lowerNode(dst, n, in)
+		if ext == nil && specs[n.Op.Kind].class == classCustom {
+			return nil, &NoLoweringError{Node: n.ID, Kind: n.Op.Kind}
+		}
+		gn, err := lowerNode(dst, n, in, ext)
 		if err != nil {
 			return nil, &NodeError{ID: n.ID, Err: err}
 		}
@@ -73,7 +92,7 @@ var broadcastCmpFns = map[OpKind]func(a, b *gorgonia.Node, retSame bool, l, r []
 	KindBroadcastGte: gorgonia.BroadcastGte, KindBroadcastEq: gorgonia.BroadcastEq, KindBroadcastNe: gorgonia.BroadcastNe,
 }
 
-func lowerNode(dst *gorgonia.ExprGraph, n *Node, in []*gorgonia.Node) (*gorgonia.Node, error) {
+func lowerNode(dst *gorgonia.ExprGraph, n *Node, in []*gorgonia.Node, ext LowerFunc) (*gorgonia.Node, error) {
 	op := n.Op
 	k := op.Kind
 	switch k {
@@ -168,8 +187,8 @@ func lowerNode(dst *gorgonia.ExprGraph, n *Node, in []*gorgonia.Node) (*gorgonia
 	case KindBatchNorm:
 		return lowerBatchNorm(op, in[0])
 	}
-	if impl, ok := customKinds[k]; ok {
-		return impl.lower(op, in)
+	if _, ok := customKinds[k]; ok && ext != nil {
+		return ext(n, in)
 	}
 	return nil, &UnknownKindError{Node: n.ID, Kind: k}
 }

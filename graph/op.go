@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sort"
 
-	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
 
@@ -265,11 +264,11 @@ const (
 )
 
 // kindImpl is what a kind registered outside the core tables brings: its
-// shape rule, its FLOPs, and how the CPU executor runs it (a Gorgonia op).
+// shape rule and its FLOPs. Gorgonia has no op for such a kind: Lower
+// builds it with the LowerFunc it is given.
 type kindImpl struct {
 	infer func(op Op, in []*Node) (Shape, DType, error)
 	flops func(op Op, n *Node, in []*Node) int64
-	lower func(op Op, in []*gorgonia.Node) (*gorgonia.Node, error)
 }
 
 var customKinds = map[OpKind]kindImpl{}

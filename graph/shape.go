@@ -69,6 +69,13 @@ func infer(op Op, in []*Node) (Shape, DType, error) {
 	return s, dt, nil
 }
 
+// Infer returns the shape and dtype that op computes from the given
+// inputs: what Add requires of a node with that op. It reads the inputs'
+// Shape and DType, and the Op and Value of a repeat's count (Add also
+// measures a size_of count in the graph). It returns an error for inputs
+// or attributes the op does not accept, and never panics.
+func Infer(op Op, in []*Node) (Shape, DType, error) { return infer(op, in) }
+
 // inferNode is infer with the graph at hand, for check: the count of a
 // repeat may be a size_of node, whose value is the size of the node it
 // measures along its axis.

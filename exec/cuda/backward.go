@@ -4,21 +4,6 @@ import (
 	"github.com/rookery-ml/rookery/graph"
 )
 
-// nondiff reports whether input i of an op of kind k carries no gradient
-// (as in Gorgonia, and in the CPU executor).
-func nondiff(k graph.OpKind, i int) bool {
-	switch k {
-	case graph.KindLt, graph.KindGt, graph.KindLte, graph.KindGte, graph.KindEq, graph.KindNe,
-		graph.KindBroadcastLt, graph.KindBroadcastGt, graph.KindBroadcastLte, graph.KindBroadcastGte,
-		graph.KindBroadcastEq, graph.KindBroadcastNe,
-		graph.KindSign, graph.KindCeil, graph.KindFloor, graph.KindSizeOf, graph.KindAt:
-		return true
-	case graph.KindRepeat:
-		return i > 0
-	}
-	return false
-}
-
 // backward derives the gradient launches, in reverse graph order: each op
 // adds its contribution to the gradient of each input that needs one.
 // Gradient buffers of op nodes come from a pool: one is taken at a node's
@@ -40,7 +25,7 @@ func (l *lowerer) backward() error {
 			continue
 		}
 		for j, in := range n.Inputs {
-			if from[in] && !nondiff(n.Op.Kind, j) {
+			if from[in] && !n.Op.Kind.NoGrad(j) {
 				from[n.ID] = true
 			}
 		}
@@ -58,7 +43,7 @@ func (l *lowerer) backward() error {
 			continue
 		}
 		for j, in := range n.Inputs {
-			if !nondiff(n.Op.Kind, j) {
+			if !n.Op.Kind.NoGrad(j) {
 				to[in] = true
 			}
 		}
@@ -102,7 +87,7 @@ func (l *lowerer) backward() error {
 			continue
 		}
 		for j, in := range n.Inputs {
-			if nondiff(n.Op.Kind, j) || !need(in) {
+			if n.Op.Kind.NoGrad(j) || !need(in) {
 				continue
 			}
 			if err := l.backwardOp(n, j); err != nil {

@@ -140,7 +140,7 @@ func (n *net) reference(t *testing.T) (float64, []*tensor.Dense) {
 func (n *net) referenceOn(t *testing.T, xb, yb *tensor.Dense) (float64, []*tensor.Dense) {
 	t.Helper()
 	g2 := gorgonia.NewGraph()
-	nodes, err := n.ir.Lower(g2)
+	nodes, err := exec.Lower(n.ir, g2)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
-package graph
+package exec_test
 
 import (
+	"context"
+	"errors"
 	"math"
 	"math/rand"
 	"sort"
@@ -8,39 +10,43 @@ import (
 
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/kernels"
+	"github.com/rookery-ml/rookery/graph"
 )
 
 // runOne builds a graph of inputs (with values) and one op over them,
 // lowers it to Gorgonia, runs it and returns the op's value.
-func runOne(t *testing.T, op Op, ins ...*tensor.Dense) *tensor.Dense {
+func runOne(t *testing.T, op graph.Op, ins ...*tensor.Dense) *tensor.Dense {
 	t.Helper()
-	g := New()
+	g := graph.New()
 	ids := make([]int64, len(ins))
 	for i, v := range ins {
 		ids[i] = int64(i + 1)
-		dt, err := DTypeOf(v.Dtype())
+		dt, err := graph.DTypeOf(v.Dtype())
 		if err != nil {
 			t.Fatal(err)
 		}
-		g.MustAdd(Node{ID: ids[i], Role: RoleInput, Op: NewOp(KindInput), Shape: Shape(v.Shape().Clone()), DType: dt, Name: string(rune('a' + i)), Value: v})
+		g.MustAdd(graph.Node{ID: ids[i], Role: graph.RoleInput, Op: graph.NewOp(graph.KindInput), Shape: graph.Shape(v.Shape().Clone()), DType: dt, Name: string(rune('a' + i)), Value: v})
 	}
-	in := make([]*Node, len(ins))
+	in := make([]*graph.Node, len(ins))
 	for i, id := range ids {
 		in[i], _ = g.Node(id)
 	}
-	shape, dt, err := infer(op, in)
+	shape, dt, err := graph.Infer(op, in)
 	if err != nil {
 		t.Fatalf("infer %v: %v", op, err)
 	}
 	out := int64(len(ins) + 1)
-	if err := g.Add(Node{ID: out, Role: RoleOp, Op: op, Inputs: ids, Shape: shape, DType: dt}); err != nil {
+	if err := g.Add(graph.Node{ID: out, Role: graph.RoleOp, Op: op, Inputs: ids, Shape: shape, DType: dt}); err != nil {
 		t.Fatal(err)
 	}
 	if c := g.Cost(out); c.FLOPs <= 0 {
 		t.Errorf("%s: got %d FLOPs, want > 0", op.Kind, c.FLOPs)
 	}
 	eg := gorgonia.NewGraph()
-	nodes, err := g.Lower(eg)
+	nodes, err := exec.Lower(g, eg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +88,7 @@ func TestTopK(t *testing.T) {
 		// few distinct values, so that ties occur
 		x := randInts(rng, tc.m*tc.n, 5)
 		for _, indices := range []bool{false, true} {
-			got := runOne(t, NewOp(KindTopK, IntAttr("k", tc.k), BoolAttr("indices", indices)), dense64([]int{tc.m, tc.n}, x)).Float64s()
+			got := runOne(t, graph.NewOp(graph.KindTopK, graph.IntAttr("k", tc.k), graph.BoolAttr("indices", indices)), dense64([]int{tc.m, tc.n}, x)).Float64s()
 			var want []float64
 			for r := 0; r < tc.m; r++ {
 				cols := make([]int, tc.n)
@@ -106,7 +112,7 @@ func TestTopK(t *testing.T) {
 
 func TestTopKFloat32(t *testing.T) {
 	x := tensor.New(tensor.WithShape(2, 4), tensor.WithBacking([]float32{4, 1, 3, 1, 0, -1, 2, -5}))
-	got := runOne(t, NewOp(KindTopK, IntAttr("k", 2), BoolAttr("indices", true)), x).Float32s()
+	got := runOne(t, graph.NewOp(graph.KindTopK, graph.IntAttr("k", 2), graph.BoolAttr("indices", true)), x).Float32s()
 	want := []float32{1, 3, 3, 1}
 	for i := range want {
 		if got[i] != want[i] {
@@ -119,7 +125,7 @@ func TestArgMin(t *testing.T) {
 	rng := rand.New(rand.NewSource(2))
 	m, n := 9, 7
 	x := randInts(rng, m*n, 4)
-	got := runOne(t, NewOp(KindArgMin), dense64([]int{m, n}, x)).Float64s()
+	got := runOne(t, graph.NewOp(graph.KindArgMin), dense64([]int{m, n}, x)).Float64s()
 	want := make([]float64, m)
 	for r := 0; r < m; r++ {
 		b := 0
@@ -140,7 +146,7 @@ func TestLogSoftmaxRows(t *testing.T) {
 		-5, 0, -5,
 		0, math.Inf(-1), 0, // a class with probability 0
 	}
-	got := runOne(t, NewOp(KindLogSoftmaxRows), dense64([]int{4, 3}, x)).Float64s()
+	got := runOne(t, graph.NewOp(graph.KindLogSoftmaxRows), dense64([]int{4, 3}, x)).Float64s()
 	for r := 0; r < 4; r++ {
 		row := x[r*3 : r*3+3]
 		var sum float64
@@ -160,8 +166,8 @@ func TestLogSoftmaxRows(t *testing.T) {
 	for i := range y {
 		y[i] = rng.NormFloat64() * 4
 	}
-	mine := runOne(t, NewOp(KindLogSoftmaxRows), dense64([]int{50, 7}, y)).Float64s()
-	theirs := runOne(t, NewOp(KindSoftmax, IntAttr("axis", 1), BoolAttr("log", true)), dense64([]int{50, 7}, y)).Float64s()
+	mine := runOne(t, graph.NewOp(graph.KindLogSoftmaxRows), dense64([]int{50, 7}, y)).Float64s()
+	theirs := runOne(t, graph.NewOp(graph.KindSoftmax, graph.IntAttr("axis", 1), graph.BoolAttr("log", true)), dense64([]int{50, 7}, y)).Float64s()
 	for i := range mine {
 		if d := math.Abs(mine[i] - theirs[i]); d > 1e-12 {
 			t.Fatalf("at %d: got %v, Gorgonia's log-softmax %v", i, mine[i], theirs[i])
@@ -171,7 +177,7 @@ func TestLogSoftmaxRows(t *testing.T) {
 
 func TestOneHot(t *testing.T) {
 	x := []float64{0, 2, 1, 5, -1, 2}
-	got := runOne(t, NewOp(KindOneHot, IntAttr("depth", 3)), dense64([]int{6}, x)).Float64s()
+	got := runOne(t, graph.NewOp(graph.KindOneHot, graph.IntAttr("depth", 3)), dense64([]int{6}, x)).Float64s()
 	want := []float64{1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}
 	equal(t, "one_hot", got, want)
 }
@@ -179,7 +185,7 @@ func TestOneHot(t *testing.T) {
 func TestTake(t *testing.T) {
 	table := []float64{10, 11, 12}
 	idx := []float64{2, 0, 3, -1, 1}
-	got := runOne(t, NewOp(KindTake), dense64([]int{3}, table), dense64([]int{5}, idx)).Float64s()
+	got := runOne(t, graph.NewOp(graph.KindTake), dense64([]int{3}, table), dense64([]int{5}, idx)).Float64s()
 	equal(t, "take", got, []float64{12, 10, -1, -1, 11})
 }
 
@@ -192,7 +198,7 @@ func TestTreeRoute(t *testing.T) {
 	for i := range x {
 		x[i] = float64(rng.Intn(4)) / 2
 	}
-	got := runOne(t, NewOp(KindTreeRoute), dense64([]int{n, d}, x), dense64([]int{5, 3}, tree)).Float64s()
+	got := runOne(t, graph.NewOp(graph.KindTreeRoute), dense64([]int{n, d}, x), dense64([]int{5, 3}, tree)).Float64s()
 	want := make([]float64, n)
 	for i := 0; i < n; i++ {
 		switch {
@@ -207,14 +213,6 @@ func TestTreeRoute(t *testing.T) {
 	equal(t, "tree_route", got, want)
 }
 
-func TestTreeRouteCycle(t *testing.T) {
-	tree := []float64{0, 0.5, 1, 0, 0.5, 0, -1, 0, 0}
-	var out [1]float64
-	if err := TreeRoute([]float64{0}, 1, tree, out[:]); err == nil {
-		t.Fatal("got no error for a tree with a cycle")
-	}
-}
-
 func TestHistogram(t *testing.T) {
 	rng := rand.New(rand.NewSource(4))
 	n, d, c, groups, bins := 40, 3, 2, 3, 4
@@ -227,7 +225,7 @@ func TestHistogram(t *testing.T) {
 			w[i*c] = rng.Float64() // ... and some dense rows
 		}
 	}
-	got := runOne(t, NewOp(KindHistogram, IntAttr("groups", groups), IntAttr("bins", bins)),
+	got := runOne(t, graph.NewOp(graph.KindHistogram, graph.IntAttr("groups", groups), graph.IntAttr("bins", bins)),
 		dense64([]int{n, d}, codes), dense64([]int{n}, group), dense64([]int{n, c}, w)).Float64s()
 	want := make([]float64, groups*d*bins*c)
 	for i := 0; i < n; i++ {
@@ -257,7 +255,7 @@ func TestSegmentSum(t *testing.T) {
 		x[i] = rng.NormFloat64()
 	}
 	group := randInts(rng, n, groups+1) // group 3 is skipped
-	got := runOne(t, NewOp(KindSegmentSum, IntAttr("groups", groups)), dense64([]int{n, d}, x), dense64([]int{n}, group)).Float64s()
+	got := runOne(t, graph.NewOp(graph.KindSegmentSum, graph.IntAttr("groups", groups)), dense64([]int{n, d}, x), dense64([]int{n}, group)).Float64s()
 	want := make([]float64, groups*d)
 	for i := 0; i < n; i++ {
 		if g := int(group[i]); g < groups {
@@ -269,7 +267,7 @@ func TestSegmentSum(t *testing.T) {
 	equal(t, "segment_sum", got, want)
 
 	// sums of squares
-	got = runOne(t, NewOp(KindSegmentSum, IntAttr("groups", groups), BoolAttr("square", true)), dense64([]int{n, d}, x), dense64([]int{n}, group)).Float64s()
+	got = runOne(t, graph.NewOp(graph.KindSegmentSum, graph.IntAttr("groups", groups), graph.BoolAttr("square", true)), dense64([]int{n, d}, x), dense64([]int{n}, group)).Float64s()
 	want = make([]float64, groups*d)
 	for i := 0; i < n; i++ {
 		if g := int(group[i]); g < groups {
@@ -282,7 +280,7 @@ func TestSegmentSum(t *testing.T) {
 
 	// two groupings at once
 	g2 := randInts(rng, n*2, groups)
-	got = runOne(t, NewOp(KindSegmentSum, IntAttr("groups", groups)), dense64([]int{n, d}, x), dense64([]int{n, 2}, g2)).Float64s()
+	got = runOne(t, graph.NewOp(graph.KindSegmentSum, graph.IntAttr("groups", groups)), dense64([]int{n, d}, x), dense64([]int{n, 2}, g2)).Float64s()
 	want = make([]float64, 2*groups*d)
 	for i := 0; i < n; i++ {
 		for j := 0; j < 2; j++ {
@@ -302,70 +300,19 @@ func TestSegmentSum(t *testing.T) {
 func TestGatherRows(t *testing.T) {
 	x := []float64{1, 2, 3, 4, 5, 6}
 	idx := []float64{2, 0, -1, 3, 1}
-	got := runOne(t, NewOp(KindGatherRows), dense64([]int{3, 2}, x), dense64([]int{5}, idx)).Float64s()
+	got := runOne(t, graph.NewOp(graph.KindGatherRows), dense64([]int{3, 2}, x), dense64([]int{5}, idx)).Float64s()
 	equal(t, "gather_rows", got, []float64{5, 6, 1, 2, 0, 0, 0, 0, 3, 4})
 }
 
 func TestGroupRows(t *testing.T) {
 	group := []float64{1, 0, 1, 2, 1, 1, -1, 0}
-	got := runOne(t, NewOp(KindGroupRows, IntAttr("groups", 2), IntAttr("limit", 3)), dense64([]int{8}, group)).Float64s()
+	got := runOne(t, graph.NewOp(graph.KindGroupRows, graph.IntAttr("groups", 2), graph.IntAttr("limit", 3)), dense64([]int{8}, group)).Float64s()
 	equal(t, "group_rows", got, []float64{1, 7, -1, 0, 2, 4})
 }
 
-func TestMLKindsShapeErrors(t *testing.T) {
-	vec := &Node{Shape: Shape{4}, DType: Float64}
-	mat := &Node{Shape: Shape{4, 3}, DType: Float64}
-	ints := &Node{Shape: Shape{4, 3}, DType: Int}
-	for _, tc := range []struct {
-		name string
-		op   Op
-		in   []*Node
-	}{
-		{"top_k k too large", NewOp(KindTopK, IntAttr("k", 4)), []*Node{mat}},
-		{"top_k vector", NewOp(KindTopK, IntAttr("k", 1)), []*Node{vec}},
-		{"top_k ints", NewOp(KindTopK, IntAttr("k", 1)), []*Node{ints}},
-		{"matmul_top_k inner sizes differ", NewOp(KindMatMulTopK, IntAttr("k", 1)), []*Node{mat, mat}},
-		{"matmul_top_k k too large", NewOp(KindMatMulTopK, IntAttr("k", 4)), []*Node{mat, &Node{Shape: Shape{3, 3}, DType: Float64}}},
-		{"matmul_top_k dtypes differ", NewOp(KindMatMulTopK, IntAttr("k", 1)), []*Node{mat, &Node{Shape: Shape{3, 3}, DType: Float32}}},
-		{"matmul_top_k float32 too wide", NewOp(KindMatMulTopK, IntAttr("k", 1)), []*Node{{Shape: Shape{4, 3}, DType: Float32}, {Shape: Shape{3, 1<<24 + 1}, DType: Float32}}},
-		{"argmin vector", NewOp(KindArgMin), []*Node{vec}},
-		{"log_softmax_rows vector", NewOp(KindLogSoftmaxRows), []*Node{vec}},
-		{"log_softmax_rows ints", NewOp(KindLogSoftmaxRows), []*Node{ints}},
-		{"one_hot matrix", NewOp(KindOneHot, IntAttr("depth", 2)), []*Node{mat}},
-		{"one_hot depth 0", NewOp(KindOneHot, IntAttr("depth", 0)), []*Node{vec}},
-		{"take matrix", NewOp(KindTake), []*Node{mat, vec}},
-		{"tree_route tree shape", NewOp(KindTreeRoute), []*Node{mat, &Node{Shape: Shape{4, 2}, DType: Float64}}},
-		{"segment_sum rows differ", NewOp(KindSegmentSum, IntAttr("groups", 2)), []*Node{mat, &Node{Shape: Shape{3}, DType: Float64}}},
-		{"gather_rows vector", NewOp(KindGatherRows), []*Node{vec, vec}},
-		{"histogram rows differ", NewOp(KindHistogram, IntAttr("groups", 1), IntAttr("bins", 2)), []*Node{mat, &Node{Shape: Shape{3}, DType: Float64}, mat}},
-	} {
-		if _, _, err := infer(tc.op, tc.in); err == nil {
-			t.Errorf("%s: got no error, want one", tc.name)
-		}
-	}
-}
-
-func TestMLKindsEncode(t *testing.T) {
-	g := New()
-	g.MustAdd(Node{ID: 1, Role: RoleInput, Op: NewOp(KindInput), Shape: Shape{5, 4}, DType: Float64, Name: "x"})
-	g.MustAdd(Node{ID: 2, Role: RoleOp, Op: NewOp(KindTopK, IntAttr("k", 2), BoolAttr("indices", true)), Inputs: []int64{1}, Shape: Shape{5, 2}, DType: Float64})
-	b, err := g.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := New()
-	if err := h.UnmarshalBinary(b); err != nil {
-		t.Fatal(err)
-	}
-	n, _ := h.Node(2)
-	if got, want := n.Op.String(), g.Nodes()[1].Op.String(); got != want {
-		t.Fatalf("got %s, want %s", got, want)
-	}
-}
-
-// TestMatMulTopK compares the fused kind with top_k of matmul, values and
-// columns, in both dtypes, on products wider than one block (so that the
-// search carries over blocks) and with ties, NaN and k = n.
+// TestMatMulTopK compares the fused kind, run by its Gorgonia op, with
+// top_k of matmul, values and columns, in both dtypes, with ties and
+// k = n. The kernel's own test varies the block size.
 func TestMatMulTopK(t *testing.T) {
 	rng := rand.New(rand.NewSource(3))
 	for _, tc := range []struct{ m, d, n, k int }{{1, 1, 1, 1}, {3, 4, 7, 7}, {5, 3, 40, 4}, {7, 5, 300, 9}, {300, 6, 3000, 21}} {
@@ -387,39 +334,59 @@ func TestMatMulTopK(t *testing.T) {
 		}
 		wantV := make([]float64, tc.m*tc.k)
 		wantI := make([]float64, tc.m*tc.k)
-		TopK(prod, tc.m, tc.n, tc.k, false, wantV)
-		TopK(prod, tc.m, tc.n, tc.k, true, wantI)
+		kernels.TopK(prod, tc.m, tc.n, tc.k, false, wantV)
+		kernels.TopK(prod, tc.m, tc.n, tc.k, true, wantI)
 		for _, f32 := range []bool{false, true} {
-			for _, block := range []int{matMulTopKBlock, 4 << 10} { // 4 KiB: blocks of 8 or 16 rows by 64 columns
-				defer func(v int) { matMulTopKBlock = v }(matMulTopKBlock)
-				matMulTopKBlock = block
-				var got []float64
-				op := NewOp(KindMatMulTopK, IntAttr("k", tc.k))
-				if f32 {
-					a32, b32 := make([]float32, len(a)), make([]float32, len(b))
-					for i, v := range a {
-						a32[i] = float32(v)
-					}
-					for i, v := range b {
-						b32[i] = float32(v)
-					}
-					o := runOne(t, op, tensor.New(tensor.WithShape(tc.m, tc.d), tensor.WithBacking(a32)), tensor.New(tensor.WithShape(tc.d, tc.n), tensor.WithBacking(b32))).Float32s()
-					for _, v := range o {
-						got = append(got, float64(v))
-					}
-				} else {
-					got = runOne(t, op, dense64([]int{tc.m, tc.d}, a), dense64([]int{tc.d, tc.n}, b)).Float64s()
+			var got []float64
+			op := graph.NewOp(graph.KindMatMulTopK, graph.IntAttr("k", tc.k))
+			if f32 {
+				a32, b32 := make([]float32, len(a)), make([]float32, len(b))
+				for i, v := range a {
+					a32[i] = float32(v)
 				}
-				for i := 0; i < tc.m; i++ {
-					for j := 0; j < tc.k; j++ {
-						gv, gi := got[i*2*tc.k+j], got[i*2*tc.k+tc.k+j]
-						wv, wi := wantV[i*tc.k+j], wantI[i*tc.k+j]
-						if gi != wi || gv != wv && !(math.IsInf(gv, 1) && math.IsInf(wv, 1)) {
-							t.Fatalf("%v f32=%v block %d: row %d rank %d: got (%v, col %v), want (%v, col %v)", tc, f32, block, i, j, gv, gi, wv, wi)
-						}
+				for i, v := range b {
+					b32[i] = float32(v)
+				}
+				o := runOne(t, op, tensor.New(tensor.WithShape(tc.m, tc.d), tensor.WithBacking(a32)), tensor.New(tensor.WithShape(tc.d, tc.n), tensor.WithBacking(b32))).Float32s()
+				for _, v := range o {
+					got = append(got, float64(v))
+				}
+			} else {
+				got = runOne(t, op, dense64([]int{tc.m, tc.d}, a), dense64([]int{tc.d, tc.n}, b)).Float64s()
+			}
+			for i := 0; i < tc.m; i++ {
+				for j := 0; j < tc.k; j++ {
+					gv, gi := got[i*2*tc.k+j], got[i*2*tc.k+tc.k+j]
+					wv, wi := wantV[i*tc.k+j], wantI[i*tc.k+j]
+					if gi != wi || gv != wv && !(math.IsInf(gv, 1) && math.IsInf(wv, 1)) {
+						t.Fatalf("%v f32=%v: row %d rank %d: got (%v, col %v), want (%v, col %v)", tc, f32, i, j, gv, gi, wv, wi)
 					}
 				}
 			}
 		}
+	}
+}
+
+// TestKernelOpHasNoGradient checks that a loss reached through a kernel op
+// from a learnable is refused when the session is built: the ML kinds have
+// no gradient, and their Props keep the path visible so that the refusal
+// is not a silent zero gradient.
+func TestKernelOpHasNoGradient(t *testing.T) {
+	g := graph.New()
+	w := tensor.New(tensor.WithShape(3, 4), tensor.WithBacking([]float64{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}))
+	g.MustAdd(graph.Node{ID: 1, Role: graph.RoleInput, Op: graph.NewOp(graph.KindInput), Shape: graph.Shape{2, 3}, DType: graph.Float64, Name: "x"})
+	g.MustAdd(graph.Node{ID: 2, Role: graph.RoleLearnable, Op: graph.NewOp(graph.KindInput), Shape: graph.Shape{3, 4}, DType: graph.Float64, Name: "w", Value: w})
+	g.MustAdd(graph.Node{ID: 3, Role: graph.RoleOp, Op: graph.NewOp(graph.KindMatMul), Inputs: []int64{1, 2}, Shape: graph.Shape{2, 4}, DType: graph.Float64})
+	g.MustAdd(graph.Node{ID: 4, Role: graph.RoleOp, Op: graph.NewOp(graph.KindLogSoftmaxRows), Inputs: []int64{3}, Shape: graph.Shape{2, 4}, DType: graph.Float64})
+	g.MustAdd(graph.Node{ID: 5, Role: graph.RoleOp, Op: graph.NewOp(graph.KindSum, graph.AxesAttr("axes", 0, 1)), Inputs: []int64{4}, DType: graph.Float64})
+	spec := exec.SessionSpec{Graph: g, DataInputs: []int64{1}, Loss: 5, HasLoss: true, Solver: exec.SGD(0.1, 0)}
+	s, err := exec.NewCPU().Open(context.Background(), spec)
+	if err == nil {
+		s.Close()
+		t.Fatal("opened a session whose loss needs the gradient of log_softmax_rows")
+	}
+	var re *exec.RunError
+	if !errors.As(err, &re) || re.Phase != "build" {
+		t.Fatalf("got %v, want a *RunError while building", err)
 	}
 }

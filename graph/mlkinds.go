@@ -2,18 +2,12 @@ package graph
 
 import (
 	"fmt"
-	"hash"
-	"hash/fnv"
-	"math"
 	"sort"
-
-	"github.com/chewxy/hm"
-	"gorgonia.org/gorgonia"
-	"gorgonia.org/tensor"
 )
 
 // Op kinds for classic machine-learning jobs (ravml). Gorgonia has no
-// equivalent, so each is implemented here by a forward-only Gorgonia op;
+// equivalent: the kernels of package exec/kernels compute them, and
+// exec.Lower builds each as a forward-only Gorgonia op (see LowerFunc);
 // none is differentiable. Every index they read or return is carried as a
 // float of the input's dtype, exact up to 2⁵³ (float64) or 2²⁴ (float32).
 const (
@@ -80,27 +74,27 @@ const (
 
 func init() {
 	registerKind(KindTopK, opSpec{1, 1, []attrSpec{req("k", AttrInt), opt("indices", AttrBool)}, 0},
-		kindImpl{infer: inferTopK, flops: flopsTopK, lower: lowerML})
+		kindImpl{infer: inferTopK, flops: flopsTopK})
 	registerKind(KindArgMin, opSpec{1, 1, nil, 0},
-		kindImpl{infer: inferArgMin, flops: flopsIn0, lower: lowerML})
+		kindImpl{infer: inferArgMin, flops: flopsIn0})
 	registerKind(KindOneHot, opSpec{1, 1, []attrSpec{req("depth", AttrInt)}, 0},
-		kindImpl{infer: inferOneHot, flops: flopsOut, lower: lowerML})
+		kindImpl{infer: inferOneHot, flops: flopsOut})
 	registerKind(KindTake, opSpec{2, 2, nil, 0},
-		kindImpl{infer: inferTake, flops: flopsOut, lower: lowerML})
+		kindImpl{infer: inferTake, flops: flopsOut})
 	registerKind(KindTreeRoute, opSpec{2, 2, nil, 0},
-		kindImpl{infer: inferTreeRoute, flops: flopsTreeRoute, lower: lowerML})
+		kindImpl{infer: inferTreeRoute, flops: flopsTreeRoute})
 	registerKind(KindHistogram, opSpec{3, 3, []attrSpec{req("groups", AttrInt), req("bins", AttrInt)}, 0},
-		kindImpl{infer: inferHistogram, flops: flopsHistogram, lower: lowerML})
+		kindImpl{infer: inferHistogram, flops: flopsHistogram})
 	registerKind(KindSegmentSum, opSpec{2, 2, []attrSpec{req("groups", AttrInt), opt("square", AttrBool)}, 0},
-		kindImpl{infer: inferSegmentSum, flops: flopsIn0, lower: lowerML})
+		kindImpl{infer: inferSegmentSum, flops: flopsIn0})
 	registerKind(KindGatherRows, opSpec{2, 2, nil, 0},
-		kindImpl{infer: inferGatherRows, flops: flopsOut, lower: lowerML})
+		kindImpl{infer: inferGatherRows, flops: flopsOut})
 	registerKind(KindGroupRows, opSpec{1, 1, []attrSpec{req("groups", AttrInt), req("limit", AttrInt)}, 0},
-		kindImpl{infer: inferGroupRows, flops: flopsIn0, lower: lowerML})
+		kindImpl{infer: inferGroupRows, flops: flopsIn0})
 	registerKind(KindLogSoftmaxRows, opSpec{1, 1, nil, 0},
-		kindImpl{infer: inferLogSoftmaxRows, flops: flopsLogSoftmaxRows, lower: lowerML})
+		kindImpl{infer: inferLogSoftmaxRows, flops: flopsLogSoftmaxRows})
 	registerKind(KindMatMulTopK, opSpec{2, 2, []attrSpec{req("k", AttrInt)}, 0},
-		kindImpl{infer: inferMatMulTopK, flops: flopsMatMulTopK, lower: lowerML})
+		kindImpl{infer: inferMatMulTopK, flops: flopsMatMulTopK})
 }
 
 func inferMatMulTopK(op Op, in []*Node) (Shape, DType, error) {
@@ -343,370 +337,6 @@ func flopsHistogram(op Op, n *Node, in []*Node) int64 {
 		return 0
 	}
 	return mulSat(elems(in[0]), int64(in[2].Shape[1]))
-}
-
-// lowerML applies the op's own Gorgonia implementation.
-func lowerML(op Op, in []*gorgonia.Node) (*gorgonia.Node, error) {
-	irIn := make([]*Node, len(in))
-	types := make([]hm.Type, len(in))
-	for i, n := range in {
-		dt, err := DTypeOf(n.Dtype())
-		if err != nil {
-			return nil, err
-		}
-		irIn[i] = &Node{Shape: irShape(n.Shape()), DType: dt}
-		types[i] = n.Type()
-	}
-	shape, dt, err := infer(op, irIn)
-	if err != nil {
-		return nil, err
-	}
-	tdt, err := dt.Tensor()
-	if err != nil {
-		return nil, err
-	}
-	m := &mlOp{op: op, in: types, shape: tensor.Shape(clone(shape)), dt: tdt}
-	return gorgonia.ApplyOp(m, in...)
-}
-
-// mlOp is the Gorgonia op behind the kinds of this file.
-type mlOp struct {
-	op    Op
-	in    []hm.Type
-	shape tensor.Shape
-	dt    tensor.Dtype
-}
-
-func (m *mlOp) Arity() int { return len(m.in) }
-
-func (m *mlOp) Type() hm.Type {
-	ts := append(append([]hm.Type{}, m.in...), gorgonia.TensorType{Dims: len(m.shape), Of: m.dt})
-	return hm.NewFnType(ts...)
-}
-
-func (m *mlOp) InferShape(...gorgonia.DimSizer) (tensor.Shape, error) { return m.shape.Clone(), nil }
-
-func (m *mlOp) ReturnsPtr() bool     { return false }
-func (m *mlOp) CallsExtern() bool    { return false }
-func (m *mlOp) OverwritesInput() int { return -1 }
-func (m *mlOp) WriteHash(h hash.Hash) {
-	fmt.Fprintf(h, "rookery.%v%v", m.op, m.shape)
-	for _, t := range m.in {
-		fmt.Fprintf(h, ",%v", t)
-	}
-}
-func (m *mlOp) Hashcode() uint32 {
-	h := fnv.New32a()
-	m.WriteHash(h)
-	return h.Sum32()
-}
-func (m *mlOp) String() string { return "rookery." + m.op.String() }
-
-// DiffWRT says that no input is differentiable.
-func (m *mlOp) DiffWRT(n int) []bool { return make([]bool, n) }
-
-// SymDiff is never called: the op is not differentiable.
-func (m *mlOp) SymDiff(gorgonia.Nodes, *gorgonia.Node, *gorgonia.Node) (gorgonia.Nodes, error) {
-	return nil, fmt.Errorf("graph: %s is not differentiable", m.op.Kind)
-}
-
-func (m *mlOp) Do(vals ...gorgonia.Value) (gorgonia.Value, error) {
-	if len(vals) != len(m.in) {
-		return nil, fmt.Errorf("graph: %s: got %d inputs, want %d", m.op.Kind, len(vals), len(m.in))
-	}
-	in := make([]*tensor.Dense, len(vals))
-	for i, v := range vals {
-		d, ok := v.(*tensor.Dense)
-		if !ok {
-			return nil, fmt.Errorf("graph: %s: input %d is %T, want a tensor", m.op.Kind, i, v)
-		}
-		if !d.IsNativelyAccessible() || d.RequiresIterator() {
-			d = d.Materialize().(*tensor.Dense)
-		}
-		if d.Dtype() != m.dt {
-			return nil, fmt.Errorf("graph: %s: input %d is %v, want %v", m.op.Kind, i, d.Dtype(), m.dt)
-		}
-		in[i] = d
-	}
-	out := tensor.New(tensor.Of(m.dt), tensor.WithShape(m.shape.Clone()...))
-	var err error
-	switch m.dt {
-	case tensor.Float64:
-		err = runML(m.op, in, out, (*tensor.Dense).Float64s)
-	case tensor.Float32:
-		err = runML(m.op, in, out, (*tensor.Dense).Float32s)
-	default:
-		err = fmt.Errorf("dtype %v", m.dt)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("graph: %s: %w", m.op.Kind, err)
-	}
-	return out, nil
-}
-
-func runML[T float32 | float64](op Op, in []*tensor.Dense, out *tensor.Dense, data func(*tensor.Dense) []T) error {
-	o := data(out)
-	x := data(in[0])
-	s0 := in[0].Shape()
-	switch op.Kind {
-	case KindTopK:
-		TopK(x, s0[0], s0[1], op.Int("k"), op.Bool("indices"), o)
-	case KindArgMin:
-		ArgMin(x, s0[0], s0[1], o)
-	case KindOneHot:
-		OneHot(x, op.Int("depth"), o)
-	case KindTake:
-		Take(x, data(in[1]), o)
-	case KindTreeRoute:
-		return TreeRoute(x, s0[1], data(in[1]), o)
-	case KindHistogram:
-		Histogram(x, s0[1], data(in[1]), data(in[2]), in[2].Shape()[1], op.Int("groups"), op.Int("bins"), o)
-	case KindGroupRows:
-		GroupRows(x, op.Int("groups"), op.Int("limit"), o)
-	case KindGatherRows:
-		GatherRows(x, s0[1], data(in[1]), o)
-	case KindLogSoftmaxRows:
-		LogSoftmaxRows(x, s0[0], s0[1], o)
-	case KindMatMulTopK:
-		MatMulTopK(x, data(in[1]), s0[0], s0[1], in[1].Shape()[1], op.Int("k"), o)
-	case KindSegmentSum:
-		m := 1
-		if s1 := in[1].Shape(); len(s1) == 2 {
-			m = s1[1]
-		}
-		SegmentSum(x, s0[1], data(in[1]), m, op.Int("groups"), op.Bool("square"), o)
-	default:
-		return fmt.Errorf("no kernel")
-	}
-	return nil
-}
-
-// The kernels below are exported so that a requester can run the same
-// computation on its side (a reduction, a prediction) as a provider runs
-// in a graph. x is row-major throughout.
-
-// TopK writes into out (m×k) the k smallest values of each row of x (m×n)
-// in ascending order, ties broken by the lower column, or with indices set
-// their columns.
-func TopK[T float32 | float64](x []T, m, n, k int, indices bool, out []T) {
-	vals := make([]T, k)
-	idx := make([]int, k)
-	for r := 0; r < m; r++ {
-		row := x[r*n : (r+1)*n]
-		c := topKRow(row, k, vals, idx)
-		o := out[r*k : (r+1)*k]
-		for j := 0; j < c; j++ {
-			if indices {
-				o[j] = T(idx[j])
-			} else {
-				o[j] = vals[j]
-			}
-		}
-	}
-}
-
-// topKRow keeps the k smallest (value, column) pairs of row sorted by
-// insertion: fine for the small k of nearest-neighbour searches. A NaN
-// counts as +Inf.
-func topKRow[T float32 | float64](row []T, k int, vals []T, idx []int) int {
-	return topKMerge(row, 0, k, vals, idx, 0)
-}
-
-// ArgMin writes into out (m) the column of the smallest value of each row
-// of x (m×n), the first one on ties.
-func ArgMin[T float32 | float64](x []T, m, n int, out []T) {
-	for r := 0; r < m; r++ {
-		row := x[r*n : (r+1)*n]
-		best, bj := row[0], 0
-		for j, v := range row {
-			if v < best || best != best {
-				best, bj = v, j
-			}
-		}
-		out[r] = T(bj)
-	}
-}
-
-// OneHot writes into out (n×depth) a 1 at column x[i] of row i.
-func OneHot[T float32 | float64](x []T, depth int, out []T) {
-	clear(out)
-	for i, v := range x {
-		if c := int(v); v >= 0 && c < depth && T(c) == v {
-			out[i*depth+c] = 1
-		}
-	}
-}
-
-// Take writes table[idx[i]] into out[i], or -1 for an index outside the
-// table.
-func Take[T float32 | float64](table, idx, out []T) {
-	for i, v := range idx {
-		if c := int(v); v >= 0 && c < len(table) {
-			out[i] = table[c]
-		} else {
-			out[i] = -1
-		}
-	}
-}
-
-// TreeRoute writes into out the leaf that each row of x (rows of d
-// features) reaches in tree (t×3: feature, threshold, left child).
-func TreeRoute[T float32 | float64](x []T, d int, tree []T, out []T) error {
-	t := len(tree) / 3
-	for i := range out {
-		row := x[i*d : (i+1)*d]
-		node := 0
-		for steps := 0; ; steps++ {
-			if steps > t {
-				return fmt.Errorf("tree has a cycle at node %d", node)
-			}
-			f := int(tree[node*3])
-			if tree[node*3] < 0 {
-				break
-			}
-			if f >= d {
-				return fmt.Errorf("node %d splits on feature %d of %d", node, f, d)
-			}
-			next := int(tree[node*3+2])
-			if !(row[f] <= tree[node*3+1]) {
-				next++
-			}
-			if next <= 0 || next >= t {
-				return fmt.Errorf("node %d has child %d outside [1,%d)", node, next, t)
-			}
-			node = next
-		}
-		out[i] = T(node)
-	}
-	return nil
-}
-
-// Histogram adds into out (groups×d×bins×c, cleared first) the weights
-// (rows of c) of each row of codes (rows of d) to its group, feature and
-// bin.
-func Histogram[T float32 | float64](codes []T, d int, group, w []T, c, groups, bins int, out []T) {
-	clear(out)
-	nz := make([]int, 0, c)
-	for i, gv := range group {
-		g := int(gv)
-		if gv < 0 || g >= groups {
-			continue
-		}
-		wi := w[i*c : (i+1)*c]
-		nz = nz[:0]
-		for j, v := range wi {
-			if v != 0 {
-				nz = append(nz, j)
-			}
-		}
-		if len(nz) == 0 {
-			continue
-		}
-		row := codes[i*d : (i+1)*d]
-		base := g * d * bins * c
-		if len(nz) == 1 {
-			j, v := nz[0], wi[nz[0]]
-			for f, bv := range row {
-				b := int(bv)
-				if bv >= 0 && b < bins {
-					out[base+(f*bins+b)*c+j] += v
-				}
-			}
-			continue
-		}
-		for f, bv := range row {
-			b := int(bv)
-			if bv < 0 || b >= bins {
-				continue
-			}
-			o := out[base+(f*bins+b)*c : base+(f*bins+b+1)*c]
-			for _, j := range nz {
-				o[j] += wi[j]
-			}
-		}
-	}
-}
-
-// SegmentSum writes into out (m·groups×d, cleared first) the sum of the
-// rows of x (rows of d) of each group, or of their squares; group holds m
-// groups per row, and grouping j uses rows j·groups onwards of out.
-func SegmentSum[T float32 | float64](x []T, d int, group []T, m, groups int, square bool, out []T) {
-	clear(out)
-	for i := 0; i < len(group)/m; i++ {
-		row := x[i*d : (i+1)*d]
-		for j, gv := range group[i*m : (i+1)*m] {
-			g := int(gv)
-			if gv < 0 || g >= groups {
-				continue
-			}
-			o := out[(j*groups+g)*d : (j*groups+g+1)*d]
-			o = o[:len(row)]
-			if square {
-				for f, v := range row {
-					o[f] += v * v
-				}
-				continue
-			}
-			for f, v := range row {
-				o[f] += v
-			}
-		}
-	}
-}
-
-// GatherRows writes row idx[i] of x (rows of d) into row i of out, or
-// zeros for an index outside x.
-func GatherRows[T float32 | float64](x []T, d int, idx []T, out []T) {
-	n := len(x) / d
-	for i, v := range idx {
-		o := out[i*d : (i+1)*d]
-		if r := int(v); v >= 0 && r < n {
-			copy(o, x[r*d:(r+1)*d])
-		} else {
-			clear(o)
-		}
-	}
-}
-
-// GroupRows writes into out (groups×limit) the first limit rows of each
-// group, padded with −1.
-func GroupRows[T float32 | float64](group []T, groups, limit int, out []T) {
-	for i := range out {
-		out[i] = -1
-	}
-	fill := make([]int, groups)
-	for i, gv := range group {
-		g := int(gv)
-		if gv < 0 || g >= groups || fill[g] == limit {
-			continue
-		}
-		out[g*limit+fill[g]] = T(i)
-		fill[g]++
-	}
-}
-
-// LogSoftmaxRows writes into out (m×n) the log-softmax of each row of x
-// (m×n), shifted by the row's maximum so that exp never overflows. A row
-// holding +Inf or NaN gives NaN, as the unshifted formula would.
-func LogSoftmaxRows[T float32 | float64](x []T, m, n int, out []T) {
-	for r := 0; r < m; r++ {
-		row, o := x[r*n:(r+1)*n], out[r*n:(r+1)*n]
-		mx := row[0]
-		for _, v := range row[1:] {
-			if v > mx || v != v {
-				mx = v
-			}
-		}
-		var sum float64
-		for j, v := range row {
-			o[j] = v - mx
-			sum += math.Exp(float64(o[j]))
-		}
-		ls := T(math.Log(sum))
-		for j := range o {
-			o[j] -= ls
-		}
-	}
 }
 
 // MLKinds lists the kinds of this file, sorted.

@@ -1,4 +1,4 @@
-package graph
+package kernels
 
 import (
 	"math"
@@ -7,8 +7,6 @@ import (
 	"unsafe"
 
 	"gonum.org/v1/gonum/blas"
-	"gonum.org/v1/gonum/blas/blas32"
-	"gonum.org/v1/gonum/blas/blas64"
 )
 
 // matMulTopKBlock is the most bytes of the product that MatMulTopK holds
@@ -19,14 +17,20 @@ import (
 // also bounds the op's scratch memory, whatever the shapes a graph names.
 var matMulTopKBlock = 2 << 20
 
+// BLAS is the matrix product that MatMulTopK computes with: the Sgemm and
+// Dgemm of a gonum BLAS (blas.Float32 and blas.Float64), such as Rookery's
+// internal gemm or gonum's pure-Go implementation.
+type BLAS interface {
+	Sgemm(tA, tB blas.Transpose, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int)
+	Dgemm(tA, tB blas.Transpose, m, n, k int, alpha float64, a []float64, lda int, b []float64, ldb int, beta float64, c []float64, ldc int)
+}
+
 // MatMulTopK writes into out (m×2k), for each row of a·b (a: m×d, b:
 // d×n, both row-major), its k smallest values in ascending order and then
 // their columns, ties broken by the lower column. A NaN counts as +Inf
 // (and ties with +Inf by column). The product is computed a block at a
-// time by the BLAS that gonum's blas32 and blas64 use (Rookery's
-// executors install their own), and each block is searched while it is
-// in cache.
-func MatMulTopK[T float32 | float64](a, b []T, m, d, n, k int, out []T) {
+// time by impl, and each block is searched while it is in cache.
+func MatMulTopK[T float32 | float64](impl BLAS, a, b []T, m, d, n, k int, out []T) {
 	var z T
 	es := int(unsafe.Sizeof(z))
 	mb := min(m, max(1, matMulTopKBlock/(es*64)))        // rows per block
@@ -40,7 +44,7 @@ func MatMulTopK[T float32 | float64](a, b []T, m, d, n, k int, out []T) {
 		h := min(mb, m-r0)
 		for j0 := 0; j0 < n; j0 += nb {
 			w := min(nb, n-j0)
-			matMulBlock(a[r0*d:], b, h, d, n, j0, w, c)
+			matMulBlock(impl, a[r0*d:], b, h, d, n, j0, w, c)
 			search := func(lo, hi int) {
 				for r := lo; r < hi; r++ {
 					g := r0 + r
@@ -74,12 +78,12 @@ func MatMulTopK[T float32 | float64](a, b []T, m, d, n, k int, out []T) {
 
 // matMulBlock computes columns j0..j0+w of the first m rows of a·b into
 // c (m×w).
-func matMulBlock[T float32 | float64](a, b []T, m, d, n, j0, w int, c []T) {
+func matMulBlock[T float32 | float64](impl BLAS, a, b []T, m, d, n, j0, w int, c []T) {
 	switch a := any(a).(type) {
 	case []float32:
-		blas32.Implementation().Sgemm(blas.NoTrans, blas.NoTrans, m, w, d, 1, a, d, any(b).([]float32)[j0:], n, 0, any(c).([]float32), w)
+		impl.Sgemm(blas.NoTrans, blas.NoTrans, m, w, d, 1, a, d, any(b).([]float32)[j0:], n, 0, any(c).([]float32), w)
 	case []float64:
-		blas64.Implementation().Dgemm(blas.NoTrans, blas.NoTrans, m, w, d, 1, a, d, any(b).([]float64)[j0:], n, 0, any(c).([]float64), w)
+		impl.Dgemm(blas.NoTrans, blas.NoTrans, m, w, d, 1, a, d, any(b).([]float64)[j0:], n, 0, any(c).([]float64), w)
 	}
 }
 
