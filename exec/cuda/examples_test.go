@@ -22,7 +22,7 @@ func fitOn(t *testing.T, build func() *ravdl.Model, inShape []int, x, y *tensor.
 		t.Fatal(err)
 	}
 	h, err := m.Fit(context.Background(), x, y, ravdl.Epochs(2), ravdl.BatchSize(16), ravdl.Seed(1), ravdl.Parts(2),
-		ravdl.On(e(), e()), ravdl.WithOptimizer(ravdl.SGD(0.05, 0.9)), ravdl.Quiet())
+		ravdl.WithExecutors(e(), e()), ravdl.WithOptimizer(ravdl.SGD(0.05, 0.9)), ravdl.Quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
