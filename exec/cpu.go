@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 
@@ -20,9 +21,10 @@ type cpuConfig struct {
 	maxMicroBatches int
 }
 
-// WithMaxMicroBatches bounds the micro-batch indexes a session accepts
-// (default 256). A session keeps one built program per micro-batch index
-// it has seen, with that micro-batch's activations.
+// WithMaxMicroBatches bounds the micro-batch count a spec may ask for
+// (default DefaultMicroBatches); Open refuses a larger one with a
+// *MicroBatchLimitError. A session keeps one built program per
+// micro-batch index it has seen, with that micro-batch's activations.
 func WithMaxMicroBatches(n int) CPUOption {
 	return func(c *cpuConfig) { c.maxMicroBatches = n }
 }
@@ -30,7 +32,7 @@ func WithMaxMicroBatches(n int) CPUOption {
 // NewCPU returns the executor that runs parts in this process on Gorgonia's
 // tape machine.
 func NewCPU(opts ...CPUOption) Executor {
-	cfg := cpuConfig{maxMicroBatches: 256}
+	cfg := cpuConfig{maxMicroBatches: DefaultMicroBatches}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -38,9 +40,6 @@ func NewCPU(opts ...CPUOption) Executor {
 }
 
 type cpuExecutor struct{ cfg cpuConfig }
-
-// solverStepName is the resident name of the solver's update count.
-const solverStepName = "solver/step"
 
 // Open builds the part and returns its session. Build errors (an op that
 // Gorgonia cannot differentiate, say) come back here, not from Forward.
@@ -51,18 +50,20 @@ func (e *cpuExecutor) Open(ctx context.Context, spec SessionSpec) (Session, erro
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
+	if err := CheckMicroBatches(&spec, e.cfg.maxMicroBatches); err != nil {
+		return nil, err
+	}
 	solver, err := NewSolver(spec.Solver, len(spec.Graph.Learnables()))
 	if err != nil {
 		return nil, &SpecError{Part: spec.Part, Node: -1, Reason: err.Error()}
 	}
 	s := &cpuSession{
-		cfg:      e.cfg,
-		spec:     spec,
-		a:        analyze(&spec),
-		solver:   solver,
-		resident: make(map[string]*tensor.Dense),
+		spec:   spec,
+		a:      analyze(&spec),
+		solver: solver,
+		slots:  NewSlots[slot](spec.Part, spec.MicroBatchCount()),
 	}
-	s.feedIDs = append(append([]int64{}, spec.Inputs...), spec.DataInputs...)
+	s.store = NewStore(&s.spec, cpuParams{s})
 	s.params = make([]*tensor.Dense, len(s.a.learn))
 	s.acc = make([]*tensor.Dense, len(s.a.learn))
 	s.accValid = make([]bool, len(s.a.learn))
@@ -79,11 +80,9 @@ func (e *cpuExecutor) Open(ctx context.Context, spec SessionSpec) (Session, erro
 	}
 	// Build the first program now so that a part that cannot be built
 	// fails at Open.
-	sl, err := s.newSlot(0)
-	if err != nil {
+	if _, err := s.slots.Slot(0, s.newSlot); err != nil {
 		return nil, err
 	}
-	s.slots = append(s.slots, sl)
 	h := &cpuHandle{s}
 	runtime.AddCleanup(h, func(s *cpuSession) { _ = s.Close() }, s)
 	return h, nil
@@ -96,22 +95,16 @@ func (e *cpuExecutor) Open(ctx context.Context, spec SessionSpec) (Session, erro
 // and frees all the session held.
 type cpuHandle struct{ *cpuSession }
 
-type slotState uint8
-
-const (
-	slotIdle    slotState = iota
-	slotPending           // forward half done, machine waits at the gate (or no machine)
-)
-
 // slot is the built program of one micro-batch index: its own Gorgonia
-// graph and tape machine, buffers for what goes in and out.
+// graph and tape machine, buffers for what goes in and out. While the
+// index is pending (Slots.IsPending) the forward half is done and the
+// machine waits at the gate (or there is no machine).
 type slot struct {
 	mb    int
 	g     *gorgonia.ExprGraph
 	nodes map[int64]*gorgonia.Node
 	m     gorgonia.VM
 	gated bool
-	state slotState
 	in    map[int64]*tensor.Dense // input buffers, bound to the input nodes
 	// cur is what each input node is bound to now: its buffer in in, or a
 	// resident tensor bound directly where direct allows (see direct.go)
@@ -140,18 +133,16 @@ type slot struct {
 
 type cpuSession struct {
 	mu       sync.Mutex
-	cfg      cpuConfig
 	spec     SessionSpec
 	a        *partAnalysis
-	feedIDs  []int64
 	solver   *Solver
 	params   []*tensor.Dense
 	acc      []*tensor.Dense
 	accValid []bool
 	nacc     int
 	defMB    []int // micro-batches whose deferred gradients wait for Step
-	resident map[string]*tensor.Dense
-	slots    []*slot
+	store    *Store
+	slots    *Slots[slot]
 	closed   bool
 }
 
@@ -176,7 +167,7 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 		fwd:    make(chan struct{}, 1), resume: make(chan bool, 1)}
 	gr := s.spec.Graph
 	sl.scalarIn = make(map[int64]gorgonia.Value)
-	for _, id := range s.feedIDs {
+	for _, id := range s.store.FeedIDs() {
 		// Tensor inputs are bound by Forward, to a resident tensor or to
 		// an input buffer made when a Forward first copies into one: a
 		// large shard bound directly then costs no second copy.
@@ -357,7 +348,7 @@ func (s *cpuSession) newSlot(mb int) (sl *slot, err error) {
 	// cpuHandle).
 	runtime.SetFinalizer(sl.m, nil)
 	if written, ok := argsWritten(sl.m); ok {
-		for _, id := range s.feedIDs {
+		for _, id := range s.store.FeedIDs() {
 			if _, scalar := sl.scalarIn[id]; !scalar && !written[nodes[id].ID()] {
 				sl.direct[id] = true
 			}
@@ -424,13 +415,14 @@ func (sl *slot) wait() error {
 	return err
 }
 
-// abort ends a run that waits at the gate.
-func (sl *slot) abort() {
-	if sl.state == slotPending && sl.running {
+// abort ends the run of micro-batch mb that waits at the gate, if any;
+// the index is no longer pending.
+func (s *cpuSession) abort(mb int, sl *slot) {
+	if s.slots.IsPending(mb) && sl.running {
 		sl.resume <- false
 		_ = sl.wait()
 	}
-	sl.state = slotIdle
+	s.slots.SetPending(mb, false)
 }
 
 func (s *cpuSession) checkOpen() error {
@@ -438,23 +430,6 @@ func (s *cpuSession) checkOpen() error {
 		return fmt.Errorf("%w: part %d", ErrClosed, s.part())
 	}
 	return nil
-}
-
-func (s *cpuSession) slot(mb int) (*slot, error) {
-	if mb < 0 || mb >= s.cfg.maxMicroBatches {
-		return nil, &OrderError{Part: s.part(), MicroBatch: mb, Reason: fmt.Sprintf("micro-batch index out of range [0, %d)", s.cfg.maxMicroBatches)}
-	}
-	for len(s.slots) <= mb {
-		s.slots = append(s.slots, nil)
-	}
-	if s.slots[mb] == nil {
-		sl, err := s.newSlot(mb)
-		if err != nil {
-			return nil, err
-		}
-		s.slots[mb] = sl
-	}
-	return s.slots[mb], nil
 }
 
 // Forward implements Session.
@@ -468,40 +443,17 @@ func (s *cpuSession) Forward(ctx context.Context, mb int, feeds map[int64]*tenso
 		return nil, err
 	}
 	g := s.spec.Graph
-	for id := range feeds {
-		if _, ok := s.slotsFeedIndex(id); !ok {
-			return nil, &FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: "not an input of the part"}
-		}
+	vals, fromResident, err := s.store.Feeds(mb, feeds)
+	if err != nil {
+		return nil, err
 	}
-	vals := make([]*tensor.Dense, len(s.feedIDs))
-	fromResident := make([]bool, len(s.feedIDs))
-	for i, id := range s.feedIDs {
-		t, ok := feeds[id]
-		if !ok {
-			t, ok = s.resident[InputName(id)]
-			fromResident[i] = ok
-		}
-		n, _ := g.Node(id)
-		if !ok {
-			return nil, &FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: fmt.Sprintf("missing feed for input %q", n.Name)}
-		}
-		if err := checkTensor(s.part(), mb, n, t); err != nil {
-			return nil, err
-		}
-		vals[i] = t
-	}
-	for i, p := range s.params {
-		if p == nil {
-			return nil, &FeedError{Part: s.part(), Node: s.a.learn[i], MicroBatch: mb, Reason: "parameter has no value: Put " + ParamName(s.a.learn[i])}
-		}
-	}
-	sl, err := s.slot(mb)
+	sl, err := s.slots.Slot(mb, s.newSlot)
 	if err != nil {
 		return nil, err
 	}
 	s.bindParams(sl)
-	sl.abort()
-	for i, id := range s.feedIDs {
+	s.abort(mb, sl)
+	for i, id := range s.store.FeedIDs() {
 		t := vals[i]
 		if fromResident[i] && sl.direct[id] {
 			// the session's own copy, which the program never writes
@@ -536,7 +488,7 @@ func (s *cpuSession) Forward(ctx context.Context, mb int, feeds map[int64]*tenso
 			return nil, &RunError{Part: s.part(), MicroBatch: mb, Phase: "forward", Err: err}
 		}
 	}
-	sl.state = slotPending
+	s.slots.SetPending(mb, true)
 	out := make(map[int64]*tensor.Dense, len(sl.outIDs)+len(s.a.learnOuts))
 	for i, id := range sl.outIDs {
 		n, _ := g.Node(id)
@@ -545,7 +497,7 @@ func (s *cpuSession) Forward(ctx context.Context, mb int, feeds map[int64]*tenso
 		err := readInto(buf, sl.outVals[i])
 		sl.outVals[i] = nil
 		if err != nil {
-			sl.abort()
+			s.abort(mb, sl)
 			return nil, &RunError{Part: s.part(), MicroBatch: mb, Phase: "forward", Err: &graph.NodeError{ID: id, Err: err}}
 		}
 		out[id] = buf
@@ -554,15 +506,6 @@ func (s *cpuSession) Forward(ctx context.Context, mb int, feeds map[int64]*tenso
 		out[id] = cloneDense(s.params[s.a.learnIdx[id]])
 	}
 	return out, nil
-}
-
-func (s *cpuSession) slotsFeedIndex(id int64) (int, bool) {
-	for i, f := range s.feedIDs {
-		if f == id {
-			return i, true
-		}
-	}
-	return 0, false
 }
 
 // Backward implements Session.
@@ -575,27 +518,15 @@ func (s *cpuSession) Backward(ctx context.Context, mb int, gradOutputs map[int64
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if mb < 0 || mb >= len(s.slots) || s.slots[mb] == nil || s.slots[mb].state == slotIdle {
-		return nil, &OrderError{Part: s.part(), MicroBatch: mb, Reason: "backward before forward"}
+	sl, err := s.slots.Pending(mb)
+	if err != nil {
+		return nil, err
 	}
-	sl := s.slots[mb]
 	g := s.spec.Graph
-	for id := range gradOutputs {
-		if !contains(s.spec.Outputs, id) {
-			return nil, &FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: "gradient for a node that is not an output of the part"}
-		}
+	if err := s.spec.CheckGradients(mb, gradOutputs); err != nil {
+		return nil, err
 	}
-	for _, id := range s.spec.Outputs {
-		t, ok := gradOutputs[id]
-		n, _ := g.Node(id)
-		if !ok {
-			return nil, &FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: fmt.Sprintf("missing gradient for output %q", n.Name)}
-		}
-		if err := checkTensor(s.part(), mb, n, t); err != nil {
-			return nil, err
-		}
-	}
-	if sl.gated && containsInt(s.defMB, mb) {
+	if sl.gated && slices.Contains(s.defMB, mb) {
 		// This micro-batch index already holds deferred gradients of
 		// this step: fold them in before the run overwrites them.
 		if _, err := s.deferredGrads(false, 0); err != nil {
@@ -616,12 +547,12 @@ func (s *cpuSession) Backward(ctx context.Context, mb int, gradOutputs map[int64
 		}
 		sl.resume <- true
 		err := sl.wait()
-		sl.state = slotIdle
+		s.slots.SetPending(mb, false)
 		if err != nil {
 			return nil, &RunError{Part: s.part(), MicroBatch: mb, Phase: "backward", Err: err}
 		}
 	}
-	sl.state = slotIdle
+	s.slots.SetPending(mb, false)
 	for _, id := range s.a.learnOuts {
 		i := s.a.learnIdx[id]
 		t := gradOutputs[id]
@@ -736,7 +667,8 @@ func (s *cpuSession) deferredGrads(step bool, scale float64) (applied []bool, er
 		as := make([]*tensor.Dense, len(mbs))
 		dys := make([]*tensor.Dense, len(mbs))
 		for k, mb := range mbs {
-			as[k], dys[k] = s.slots[mb].defA[j], s.slots[mb].defDY[j]
+			sl := s.slots.Lookup(mb)
+			as[k], dys[k] = sl.defA[j], sl.defDY[j]
 		}
 		beta := 0.0
 		if s.accValid[d.param] {
@@ -761,15 +693,6 @@ func (s *cpuSession) deferredGrads(step bool, scale float64) (applied []bool, er
 	return applied, nil
 }
 
-func containsInt(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 // Put implements Session.
 func (s *cpuSession) Put(ctx context.Context, name string, t *tensor.Dense) error {
 	return s.put(name, t, false)
@@ -787,63 +710,7 @@ func (s *cpuSession) put(name string, t *tensor.Dense, keep bool) error {
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
-	if t == nil {
-		return &FeedError{Part: s.part(), Node: -1, Name: name, MicroBatch: -1, Reason: "nil tensor"}
-	}
-	if name == solverStepName {
-		v, ok := t.Data().(int)
-		if !ok {
-			return &FeedError{Part: s.part(), Node: -1, Name: name, MicroBatch: -1, Reason: "want an int scalar"}
-		}
-		s.solver.SetSteps(v)
-		return nil
-	}
-	if id, rest, ok := parseID(name, paramPrefix); ok {
-		i, isParam := s.a.learnIdx[id]
-		if !isParam {
-			return &NameError{Part: s.part(), Name: name}
-		}
-		n, _ := s.spec.Graph.Node(id)
-		if err := checkTensor(s.part(), -1, n, t); err != nil {
-			err.(*FeedError).Name = name
-			return err
-		}
-		if rest != "" {
-			if s.params[i] == nil {
-				return &OrderError{Part: s.part(), MicroBatch: -1, Reason: "solver state put before its parameter " + ParamName(id)}
-			}
-			if err := s.solver.SetState(i, rest, s.params[i], t); err != nil {
-				return &NameError{Part: s.part(), Name: name}
-			}
-			return nil
-		}
-		if s.params[i] == nil {
-			s.params[i] = cloneDense(t)
-			return nil
-		}
-		src := t
-		if !src.IsNativelyAccessible() || src.RequiresIterator() {
-			src = src.Materialize().(*tensor.Dense)
-		}
-		copyDense(s.params[i], src)
-		return nil
-	}
-	if id, ok := ParseInputName(name); ok {
-		if _, isFeed := s.slotsFeedIndex(id); !isFeed {
-			return &NameError{Part: s.part(), Name: name}
-		}
-		n, _ := s.spec.Graph.Node(id)
-		if err := checkTensor(s.part(), -1, n, t); err != nil {
-			err.(*FeedError).Name = name
-			return err
-		}
-	}
-	if keep && t.IsNativelyAccessible() && !t.RequiresIterator() {
-		s.resident[name] = t
-		return nil
-	}
-	s.resident[name] = cloneDense(t)
-	return nil
+	return s.store.Put(name, t, keep)
 }
 
 // Get implements Session.
@@ -853,47 +720,48 @@ func (s *cpuSession) Get(ctx context.Context, names ...string) (map[string]*tens
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
-	out := make(map[string]*tensor.Dense, len(names))
-	for _, name := range names {
-		if name == solverStepName {
-			out[name] = tensor.New(tensor.FromScalar(s.solver.Steps()))
-			continue
-		}
-		if id, rest, ok := parseID(name, paramPrefix); ok {
-			i, isParam := s.a.learnIdx[id]
-			if !isParam || s.params[i] == nil {
-				return nil, &NameError{Part: s.part(), Name: name}
-			}
-			if rest == "" {
-				out[name] = cloneDense(s.params[i])
-				continue
-			}
-			if !containsString(s.solver.Slots(), rest) {
-				return nil, &NameError{Part: s.part(), Name: name}
-			}
-			if st := s.solver.State(i, rest); st != nil {
-				out[name] = cloneDense(st)
-			} else {
-				out[name] = zerosLike(s.params[i].Dtype(), graph.Shape(s.params[i].Shape()))
-			}
-			continue
-		}
-		t, ok := s.resident[name]
-		if !ok {
-			return nil, &NameError{Part: s.part(), Name: name}
-		}
-		out[name] = cloneDense(t)
-	}
-	return out, nil
+	return s.store.Get(names...)
 }
 
-func containsString(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
+// cpuParams keeps a CPU session's parameters and solver state in Go
+// memory, for its Store.
+type cpuParams struct{ s *cpuSession }
+
+func (p cpuParams) Steps() int          { return p.s.solver.Steps() }
+func (p cpuParams) SetSteps(n int)      { p.s.solver.SetSteps(n) }
+func (p cpuParams) HasParam(i int) bool { return p.s.params[i] != nil }
+func (p cpuParams) StateSlots() []string {
+	return p.s.solver.Slots()
+}
+
+func (p cpuParams) Param(i int) (*tensor.Dense, error) { return cloneDense(p.s.params[i]), nil }
+
+func (p cpuParams) SetParam(i int, t *tensor.Dense) error {
+	if p.s.params[i] == nil {
+		p.s.params[i] = cloneDense(t)
+		return nil
 	}
-	return false
+	if !t.IsNativelyAccessible() || t.RequiresIterator() {
+		t = t.Materialize().(*tensor.Dense)
+	}
+	copyDense(p.s.params[i], t)
+	return nil
+}
+
+func (p cpuParams) State(i int, slot string) (*tensor.Dense, error) {
+	if st := p.s.solver.State(i, slot); st != nil {
+		return cloneDense(st), nil
+	}
+	w := p.s.params[i]
+	return zerosLike(w.Dtype(), graph.Shape(w.Shape())), nil
+}
+
+// SetState reports a state the solver refuses as an unknown name.
+func (p cpuParams) SetState(i int, slot string, t *tensor.Dense) error {
+	if err := p.s.solver.SetState(i, slot, p.s.params[i], t); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnknownName, err)
+	}
+	return nil
 }
 
 // Close implements Session.
@@ -904,11 +772,8 @@ func (s *cpuSession) Close() error {
 		return nil
 	}
 	s.closed = true
-	for _, sl := range s.slots {
-		if sl == nil {
-			continue
-		}
-		sl.abort()
+	for mb, sl := range s.slots.All() {
+		s.abort(mb, sl)
 		if sl.m != nil {
 			_ = sl.m.Close()
 		}
@@ -916,7 +781,7 @@ func (s *cpuSession) Close() error {
 		// session.
 		sl.m = nil
 	}
-	s.slots = nil
-	s.resident = nil
+	s.slots.Reset()
+	s.store.Clear()
 	return nil
 }

@@ -87,7 +87,7 @@ func TestResidentInputBoundOnlyWhereProgramNeverWritesIt(t *testing.T) {
 					t.Fatalf("run %d: got %v, want %v", run, got, tc.want)
 				}
 			}
-			if got := s.slots[0].direct[xid]; got != tc.wantDirect {
+			if got := s.slots.Lookup(0).direct[xid]; got != tc.wantDirect {
 				t.Errorf("input bound directly: got %v, want %v", got, tc.wantDirect)
 			}
 			res, err := s.Get(ctx, InputName(xid))
@@ -190,7 +190,7 @@ func TestKeep(t *testing.T) {
 	if err := Keep(ctx, s, name, kept); err != nil {
 		t.Fatal(err)
 	}
-	if s.resident[name] != kept {
+	if s.store.resident[name] != kept {
 		t.Errorf("Keep: the session holds a copy, want the tensor itself")
 	}
 	out, err := s.Forward(ctx, 0, nil)
@@ -200,21 +200,21 @@ func TestKeep(t *testing.T) {
 	if got, want := out[oid].Float64s(), []float64{321, 654, 987, 1320}; !equalFloats(got, want) {
 		t.Errorf("after Keep: got %v, want %v", got, want)
 	}
-	if !s.slots[0].direct[xid] || s.slots[0].in[xid] != nil {
-		t.Errorf("the kept input is bound directly: %v; the slot made an input buffer for it: %v", s.slots[0].direct[xid], s.slots[0].in[xid] != nil)
+	if !s.slots.Lookup(0).direct[xid] || s.slots.Lookup(0).in[xid] != nil {
+		t.Errorf("the kept input is bound directly: %v; the slot made an input buffer for it: %v", s.slots.Lookup(0).direct[xid], s.slots.Lookup(0).in[xid] != nil)
 	}
 	put := tensor.New(tensor.WithShape(4, 3), tensor.WithBacking(make([]float64, 12)))
 	if err := s.Put(ctx, name, put); err != nil {
 		t.Fatal(err)
 	}
-	if s.resident[name] == put {
+	if s.store.resident[name] == put {
 		t.Errorf("Put: the session holds the caller's tensor, want a copy")
 	}
 	other := tensor.New(tensor.WithShape(4, 3), tensor.WithBacking(make([]float64, 12)))
 	if err := Keep(ctx, onlySession{s}, name, other); err != nil {
 		t.Fatal(err)
 	}
-	if s.resident[name] == other {
+	if s.store.resident[name] == other {
 		t.Errorf("Keep through a session that is not a Keeper: the tensor was not copied")
 	}
 	// a bad name or shape is refused as by Put
@@ -250,7 +250,7 @@ func TestClosedSessionIsCollected(t *testing.T) {
 			if _, err := s.Forward(ctx, 0, nil); err != nil {
 				t.Fatal(err)
 			}
-			kept, machine = weak.Make(&data[0]), weak.Make(s.slots[0])
+			kept, machine = weak.Make(&data[0]), weak.Make(s.slots.Lookup(0))
 			if close {
 				if err := s.Close(); err != nil {
 					t.Fatal(err)

@@ -42,10 +42,17 @@
 // micro-batches; the driver only reads it, so another schedule (1F1B) can
 // replace it.
 //
+// Every session, whatever its executor, serves Put and Get with a Store
+// (resident tensors by name) and keeps its micro-batches with Slots, one
+// per index of the SessionSpec's MicroBatches; an executor refuses at Open
+// a spec asking for more micro-batches than it holds.
+//
 // Error policy: calls return errors, never panic, on bad input. Problems
-// with a spec are *SpecError (ErrSpec); wrong, missing or unknown tensors
-// are *FeedError (ErrFeed); unknown resident names *NameError
-// (ErrUnknownName); calls out of order *OrderError (ErrOrder); failures of
-// the machine *RunError; a closed session ErrClosed. Each names the part,
-// and where it applies the node, the micro-batch and the shapes.
+// with a spec are *SpecError (ErrSpec), and a micro-batch count beyond
+// the executor's limit a *MicroBatchLimitError (ErrSpec); wrong, missing
+// or unknown tensors are *FeedError (ErrFeed); unknown resident names
+// *NameError (ErrUnknownName); calls out of order *OrderError (ErrOrder);
+// failures of the machine *RunError; a closed session ErrClosed. Each
+// names the part, and where it applies the node, the micro-batch and the
+// shapes.
 package exec

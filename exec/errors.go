@@ -50,6 +50,21 @@ func (e *SpecError) Error() string {
 // Is makes errors.Is(err, ErrSpec) true.
 func (e *SpecError) Is(t error) bool { return t == ErrSpec }
 
+// MicroBatchLimitError says that a spec asks for more micro-batches
+// (SessionSpec.MicroBatches) than the executor holds: Open refuses it.
+type MicroBatchLimitError struct {
+	Part         int
+	MicroBatches int // the count the spec asks for
+	Limit        int // the most the executor holds
+}
+
+func (e *MicroBatchLimitError) Error() string {
+	return fmt.Sprintf("exec: part %d: %d micro-batches, the executor holds at most %d", e.Part, e.MicroBatches, e.Limit)
+}
+
+// Is makes errors.Is(err, ErrSpec) true.
+func (e *MicroBatchLimitError) Is(t error) bool { return t == ErrSpec }
+
 // FeedError says that a tensor handed to a session (a feed, a gradient, a
 // resident value) is missing, unexpected, or of the wrong shape or dtype.
 type FeedError struct {

@@ -3,11 +3,11 @@ package exec
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
+	"slices"
+
+	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/graph"
-	"gorgonia.org/tensor"
 )
 
 // Executor opens sessions, one per part of a partitioned model. The CPU
@@ -113,6 +113,21 @@ type SessionSpec struct {
 	// micro-batches, and the running statistics it keeps stay with the
 	// session.
 	EvalMode bool
+	// MicroBatches is the number of micro-batches the session holds
+	// between two Steps: Forward and Backward take the indexes 0 to
+	// MicroBatches-1. An executor that cannot hold that many refuses the
+	// spec at Open with a *MicroBatchLimitError. 0 means
+	// DefaultMicroBatches.
+	MicroBatches int
+}
+
+// MicroBatchCount returns the number of micro-batches the session holds:
+// MicroBatches, or DefaultMicroBatches where it is 0.
+func (s *SessionSpec) MicroBatchCount() int {
+	if s.MicroBatches == 0 {
+		return DefaultMicroBatches
+	}
+	return s.MicroBatches
 }
 
 // Validate checks that the spec is complete and consistent with its graph.
@@ -122,6 +137,9 @@ func (s *SessionSpec) Validate() error {
 	}
 	if err := s.Solver.Validate(); err != nil {
 		return &SpecError{Part: s.Part, Node: -1, Reason: err.Error()}
+	}
+	if s.MicroBatches < 0 {
+		return &SpecError{Part: s.Part, Node: -1, Reason: fmt.Sprintf("%d micro-batches", s.MicroBatches)}
 	}
 	seen := make(map[int64]string)
 	check := func(ids []int64, what string, ok func(n *graph.Node) bool) error {
@@ -179,61 +197,24 @@ func (s *SessionSpec) Validate() error {
 	return nil
 }
 
-// Resident tensor names.
-const (
-	paramPrefix = "param/"
-	inputPrefix = "input/"
-)
-
-// ParamName is the resident name of learnable parameter id.
-func ParamName(id int64) string { return paramPrefix + strconv.FormatInt(id, 10) }
-
-// StateName is the resident name of the solver state slot of parameter id
-// ("velocity" for SGD with momentum, "m" and "v" for Adam, "cache" for
-// RMSProp).
-func StateName(id int64, slot string) string { return ParamName(id) + "/" + slot }
-
-// SolverStepName is the resident name of the solver's update count: Get
-// returns it as an int scalar, and Put of an int scalar restores it (a
-// snapshot needs it, since Adam's bias correction and the learning-rate
-// schedules depend on it).
-const SolverStepName = solverStepName
-
-// InputName is the resident name under which a tensor stands in for input
-// id when Forward's feeds lack it (a data shard kept on the executor).
-func InputName(id int64) string { return inputPrefix + strconv.FormatInt(id, 10) }
-
-// ParseParamName reads a name made by ParamName or StateName: the
-// parameter's id, and the solver slot ("" for the parameter itself). ok is
-// false for any other name. Executors use it to serve Put and Get.
-func ParseParamName(name string) (id int64, slot string, ok bool) {
-	return parseID(name, paramPrefix)
-}
-
-// ParseInputName reads a name made by InputName: the input's id. ok is
-// false for any other name.
-func ParseInputName(name string) (id int64, ok bool) {
-	id, rest, ok := parseID(name, inputPrefix)
-	return id, ok && rest == ""
-}
-
-// CheckTensor checks that t has node n's dtype and shape (a scalar node
-// takes a 0-d or a one-element tensor), as every executor must of the
-// tensors it is handed; it returns a *FeedError naming part, micro-batch
-// and node, or nil.
-func CheckTensor(part, microBatch int, n *graph.Node, t *tensor.Dense) error {
-	return checkTensor(part, microBatch, n, t)
-}
-
-// parseID reads the id after prefix in name, and whatever follows it.
-func parseID(name, prefix string) (id int64, rest string, ok bool) {
-	if !strings.HasPrefix(name, prefix) {
-		return 0, "", false
+// CheckGradients checks the gradients handed to Backward of micro-batch
+// mb: one for every output of the part, none for anything else, each
+// shaped as its output. It returns a *FeedError, or nil.
+func (s *SessionSpec) CheckGradients(mb int, gradOutputs map[int64]*tensor.Dense) error {
+	for id := range gradOutputs {
+		if !slices.Contains(s.Outputs, id) {
+			return &FeedError{Part: s.Part, Node: id, MicroBatch: mb, Reason: "gradient for a node that is not an output of the part"}
+		}
 	}
-	s := name[len(prefix):]
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		s, rest = s[:i], s[i+1:]
+	for _, id := range s.Outputs {
+		t, ok := gradOutputs[id]
+		n, _ := s.Graph.Node(id)
+		if !ok {
+			return &FeedError{Part: s.Part, Node: id, MicroBatch: mb, Reason: fmt.Sprintf("missing gradient for output %q", n.Name)}
+		}
+		if err := checkTensor(s.Part, mb, n, t); err != nil {
+			return err
+		}
 	}
-	id, err := strconv.ParseInt(s, 10, 64)
-	return id, rest, err == nil
+	return nil
 }

@@ -111,6 +111,7 @@ func NewPipeline(ctx context.Context, g *graph.Graph, loss int64, data []int64, 
 			spec := lay.Specs[i]
 			spec.Solver = cfg.solver
 			spec.EvalMode = cfg.evalMode
+			spec.MicroBatches = cfg.micro
 			p.sessions[i], errs[i] = executors[i].Open(ctx, spec)
 		}(i)
 	}

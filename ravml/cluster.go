@@ -205,7 +205,8 @@ func (j *job) openShard(ctx context.Context, e exec.Executor, s int, spec shardS
 	if err != nil {
 		return fmt.Errorf("ravml: shard %d graph: %w", s, err)
 	}
-	sp := exec.SessionSpec{Part: s, Graph: g, DataInputs: g.Inputs(), Outputs: outs, Solver: exec.SGD(1, 0), EvalMode: true}
+	// one micro-batch: every pass runs the whole shard as index 0
+	sp := exec.SessionSpec{Part: s, Graph: g, DataInputs: g.Inputs(), Outputs: outs, Solver: exec.SGD(1, 0), EvalMode: true, MicroBatches: 1}
 	for _, a := range adjust {
 		a(&sp)
 	}

@@ -130,6 +130,7 @@ func toStatus(err error) error {
 	code := codes.Internal
 	var (
 		specErr  *exec.SpecError
+		mbErr    *exec.MicroBatchLimitError
 		feedErr  *exec.FeedError
 		nameErr  *exec.NameError
 		orderErr *exec.OrderError
@@ -153,6 +154,9 @@ func toStatus(err error) error {
 		}
 	case errors.As(err, &glimErr):
 		d.Kind, d.Sentinel, d.LimitWhat, d.Limit, d.Got = rookeryv1.ErrorDetail_KIND_GRAPH, "limit", glimErr.What, glimErr.Limit, glimErr.Got
+		code = codes.InvalidArgument
+	case errors.As(err, &mbErr):
+		d.Kind, d.Part, d.Node, d.Limit, d.Got = rookeryv1.ErrorDetail_KIND_MICRO_BATCHES, int32(mbErr.Part), -1, int64(mbErr.Limit), int64(mbErr.MicroBatches)
 		code = codes.InvalidArgument
 	case errors.As(err, &specErr):
 		d.Kind, d.Part, d.Node, d.Reason = rookeryv1.ErrorDetail_KIND_SPEC, int32(specErr.Part), specErr.Node, specErr.Reason
@@ -245,6 +249,8 @@ func fromStatus(ctx context.Context, what string, err error) error {
 		switch d.Kind {
 		case rookeryv1.ErrorDetail_KIND_SPEC:
 			return &exec.SpecError{Part: int(d.Part), Node: d.Node, Reason: d.Reason}
+		case rookeryv1.ErrorDetail_KIND_MICRO_BATCHES:
+			return &exec.MicroBatchLimitError{Part: int(d.Part), MicroBatches: int(clampInt(d.Got)), Limit: int(clampInt(d.Limit))}
 		case rookeryv1.ErrorDetail_KIND_FEED:
 			return &exec.FeedError{Part: int(d.Part), Node: d.Node, Name: d.Name, MicroBatch: int(d.MicroBatch), Reason: d.Reason,
 				Want: shapeFromWire(d.WantShape), Got: shapeFromWire(d.GotShape), WantDType: d.WantDtype, GotDType: d.GotDtype}

@@ -137,6 +137,7 @@ type serverSession struct {
 	s     exec.Session
 	owner string // the identity that opened it
 	perMB int64  // working bytes of one more micro-batch in flight
+	nMB   int    // micro-batches the session holds (SessionSpec.MicroBatchCount)
 
 	// guarded by Server.mu
 	bytes    int64            // encoded part plus resident tensors
@@ -475,7 +476,7 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 		return toStatus(err)
 	}
 	id := newID()
-	ss := &serverSession{id: id, part: spec.Part, s: sess, owner: identityFrom(ctx), perMB: perMB, bytes: size + work,
+	ss := &serverSession{id: id, part: spec.Part, s: sess, owner: identityFrom(ctx), perMB: perMB, nMB: spec.MicroBatchCount(), bytes: size + work,
 		resident: map[string]int64{}, mbs: map[int]bool{}, lastUsed: time.Now()}
 	s.mu.Lock()
 	if s.closed || (s.lim.MaxSessions >= 0 && len(s.sessions)+1 > s.lim.MaxSessions) {
@@ -608,8 +609,10 @@ func (s *Server) call(stream callStream, forward bool, run func(ctx context.Cont
 		return toStatus(err)
 	}
 	defer s.release(ss)
-	if first.MicroBatch < 0 || first.MicroBatch > 1<<20 {
-		return toStatus(&exec.OrderError{Part: ss.part, MicroBatch: -1, Reason: fmt.Sprintf("micro-batch index %d out of range", first.MicroBatch)})
+	// An index the session does not hold is refused before any memory
+	// is reserved for it.
+	if first.MicroBatch < 0 || first.MicroBatch >= int64(ss.nMB) {
+		return toStatus(&exec.OrderError{Part: ss.part, MicroBatch: -1, Reason: fmt.Sprintf("micro-batch index %d out of range [0, %d)", first.MicroBatch, ss.nMB)})
 	}
 	if forward {
 		if err := s.holdMicroBatch(ss, int(first.MicroBatch)); err != nil {

@@ -53,7 +53,8 @@ func solverFromWire(s *rookeryv1.Solver) exec.SolverConfig {
 }
 
 // clampInt keeps a wire count within int32, so that no platform's int
-// overflows; SolverConfig.Validate rejects what is out of range.
+// overflows; SolverConfig.Validate rejects what is out of range, and an
+// executor a micro-batch count beyond its limit.
 func clampInt(v int64) int64 {
 	const max = 1<<31 - 1
 	switch {
@@ -76,6 +77,8 @@ func specToWire(s *exec.SessionSpec) *rookeryv1.SessionSpec {
 		HasLoss:    s.HasLoss,
 		Solver:     solverToWire(s.Solver),
 		EvalMode:   s.EvalMode,
+
+		MicroBatches: int64(s.MicroBatches),
 	}
 }
 
@@ -101,5 +104,7 @@ func specFromWire(w *rookeryv1.SessionSpec, maxNodes int) (exec.SessionSpec, err
 		HasLoss:    w.HasLoss,
 		Solver:     solverFromWire(w.Solver),
 		EvalMode:   w.EvalMode,
+
+		MicroBatches: int(clampInt(w.MicroBatches)),
 	}, nil
 }

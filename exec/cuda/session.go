@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"gorgonia.org/tensor"
@@ -21,20 +22,34 @@ type config struct {
 	ordinal         int
 }
 
-// WithMaxMicroBatches bounds the micro-batch indexes a session accepts
-// (default 256). Each index it has seen keeps its own activations on the
-// device.
+// WithMaxMicroBatches bounds the micro-batch count a spec may ask for
+// (default exec.DefaultMicroBatches); Open refuses a larger one with an
+// *exec.MicroBatchLimitError. Each index a session has seen keeps its own
+// activations on the device.
 func WithMaxMicroBatches(n int) Option { return func(c *config) { c.maxMicroBatches = n } }
 
 // WithDevice picks the GPU by its ordinal (default 0).
 func WithDevice(ordinal int) Option { return func(c *config) { c.ordinal = ordinal } }
 
 func newConfig(opts []Option) config {
-	c := config{maxMicroBatches: 256}
+	c := config{maxMicroBatches: exec.DefaultMicroBatches}
 	for _, o := range opts {
 		o(&c)
 	}
 	return c
+}
+
+// device runs plans: the GPU through the CUDA driver, or, in the tests,
+// the reference device, which interprets every kernel in Go exactly as
+// the CUDA C source computes it. Pointers are the device's own handles.
+type device interface {
+	alloc(bytes int64) (uint64, error)
+	free(p uint64) error
+	upload(dst uint64, src []byte) error
+	download(dst []byte, src uint64) error
+	// run executes launches of dtype dt; Arg.Buf indexes bufs.
+	run(dt graph.DType, ls []Launch, bufs []uint64) error
+	close() error
 }
 
 // executor opens sessions whose plans run on one device.
@@ -53,12 +68,15 @@ func (e *executor) Open(ctx context.Context, spec exec.SessionSpec) (exec.Sessio
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
+	if err := exec.CheckMicroBatches(&spec, e.cfg.maxMicroBatches); err != nil {
+		return nil, err
+	}
 	plan, err := Lower(&spec)
 	if err != nil {
 		return nil, err
 	}
-	s := &session{cfg: e.cfg, dev: e.dev, spec: spec, plan: plan, resident: map[string]*tensor.Dense{}}
-	s.feedIDs = append(append([]int64{}, spec.Inputs...), spec.DataInputs...)
+	s := &session{dev: e.dev, spec: spec, plan: plan, slots: exec.NewSlots[mbSlot](spec.Part, spec.MicroBatchCount())}
+	s.store = exec.NewStore(&s.spec, deviceParams{s})
 	s.shared = make([]uint64, len(plan.Buffers))
 	s.paramSet = make([]bool, len(plan.Learn))
 	fail := func(err error) (exec.Session, error) {
@@ -101,24 +119,21 @@ func (e *executor) Open(ctx context.Context, spec exec.SessionSpec) (exec.Sessio
 
 type session struct {
 	mu       sync.Mutex
-	cfg      config
 	dev      device
 	spec     exec.SessionSpec
 	plan     *Plan
-	feedIDs  []int64
-	shared   []uint64  // device pointers of the shared buffers (0 for per micro-batch ones)
-	slots    []*mbSlot // per micro-batch index
-	paramSet []bool    // the parameter has a value
-	nacc     int       // backward passes since Step
-	steps    int       // solver updates applied
-	resident map[string]*tensor.Dense
+	shared   []uint64 // device pointers of the shared buffers (0 for per micro-batch ones)
+	slots    *exec.Slots[mbSlot]
+	paramSet []bool // the parameter has a value
+	nacc     int    // backward passes since Step
+	steps    int    // solver updates applied
+	store    *exec.Store
 	closed   bool
 }
 
 // mbSlot holds the inputs and activations of one micro-batch index.
 type mbSlot struct {
-	bufs    []uint64 // the full buffer table: shared and this slot's
-	pending bool     // forward done, backward not yet
+	bufs []uint64 // the full buffer table: shared and this slot's
 }
 
 func (s *session) part() int { return s.spec.Part }
@@ -128,10 +143,7 @@ func (s *session) zero(b int) error {
 }
 
 func (s *session) release() {
-	for _, sl := range s.slots {
-		if sl == nil {
-			continue
-		}
+	for _, sl := range s.slots.All() {
 		for i, b := range s.plan.Buffers {
 			if b.Class.PerMicroBatch() && sl.bufs[i] != 0 {
 				_ = s.dev.free(sl.bufs[i])
@@ -143,7 +155,8 @@ func (s *session) release() {
 			_ = s.dev.free(p)
 		}
 	}
-	s.slots, s.shared = nil, nil
+	s.slots.Reset()
+	s.shared = nil
 }
 
 func (s *session) checkOpen() error {
@@ -153,16 +166,8 @@ func (s *session) checkOpen() error {
 	return nil
 }
 
-func (s *session) slot(mb int) (*mbSlot, error) {
-	if mb < 0 || mb >= s.cfg.maxMicroBatches {
-		return nil, &exec.OrderError{Part: s.part(), MicroBatch: mb, Reason: fmt.Sprintf("micro-batch index out of range [0, %d)", s.cfg.maxMicroBatches)}
-	}
-	for len(s.slots) <= mb {
-		s.slots = append(s.slots, nil)
-	}
-	if s.slots[mb] != nil {
-		return s.slots[mb], nil
-	}
+// newSlot allocates the per micro-batch buffers of micro-batch mb.
+func (s *session) newSlot(mb int) (*mbSlot, error) {
 	sl := &mbSlot{bufs: append([]uint64{}, s.shared...)}
 	for i, b := range s.plan.Buffers {
 		if !b.Class.PerMicroBatch() {
@@ -179,7 +184,6 @@ func (s *session) slot(mb int) (*mbSlot, error) {
 		}
 		sl.bufs[i] = p
 	}
-	s.slots[mb] = sl
 	return sl, nil
 }
 
@@ -194,41 +198,19 @@ func (s *session) Forward(ctx context.Context, mb int, feeds map[int64]*tensor.D
 		return nil, err
 	}
 	g := s.spec.Graph
-	for id := range feeds {
-		if !contains(s.feedIDs, id) {
-			return nil, &exec.FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: "not an input of the part"}
-		}
+	vals, _, err := s.store.Feeds(mb, feeds)
+	if err != nil {
+		return nil, err
 	}
-	vals := make([]*tensor.Dense, len(s.feedIDs))
-	for i, id := range s.feedIDs {
-		t, ok := feeds[id]
-		if !ok {
-			t, ok = s.resident[exec.InputName(id)]
-		}
-		n, _ := g.Node(id)
-		if !ok {
-			return nil, &exec.FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: fmt.Sprintf("missing feed for input %q", n.Name)}
-		}
-		if err := exec.CheckTensor(s.part(), mb, n, t); err != nil {
-			return nil, err
-		}
-		vals[i] = t
-	}
-	for i, ok := range s.paramSet {
-		if !ok {
-			id := s.plan.Learn[i]
-			return nil, &exec.FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: "parameter has no value: Put " + exec.ParamName(id)}
-		}
-	}
-	sl, err := s.slot(mb)
+	sl, err := s.slots.Slot(mb, s.newSlot)
 	if err != nil {
 		return nil, err
 	}
 	runErr := func(err error) error {
 		return &exec.RunError{Part: s.part(), MicroBatch: mb, Phase: "forward", Err: err}
 	}
-	sl.pending = false
-	for i, id := range s.feedIDs {
+	s.slots.SetPending(mb, false)
+	for i, id := range s.store.FeedIDs() {
 		if err := s.dev.upload(sl.bufs[s.plan.Value[id]], bytesOf(vals[i], s.plan.DType)); err != nil {
 			return nil, runErr(err)
 		}
@@ -236,9 +218,9 @@ func (s *session) Forward(ctx context.Context, mb int, feeds map[int64]*tensor.D
 	if err := s.dev.run(s.plan.DType, s.plan.Forward, sl.bufs); err != nil {
 		return nil, runErr(err)
 	}
-	sl.pending = true
+	s.slots.SetPending(mb, true)
 	ids := append([]int64{}, s.spec.Outputs...)
-	if s.spec.HasLoss && !contains(ids, s.spec.Loss) {
+	if s.spec.HasLoss && !slices.Contains(ids, s.spec.Loss) {
 		ids = append(ids, s.spec.Loss)
 	}
 	out := make(map[int64]*tensor.Dense, len(ids))
@@ -263,25 +245,13 @@ func (s *session) Backward(ctx context.Context, mb int, gradOutputs map[int64]*t
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if mb < 0 || mb >= len(s.slots) || s.slots[mb] == nil || !s.slots[mb].pending {
-		return nil, &exec.OrderError{Part: s.part(), MicroBatch: mb, Reason: "backward before forward"}
+	sl, err := s.slots.Pending(mb)
+	if err != nil {
+		return nil, err
 	}
-	sl := s.slots[mb]
 	g := s.spec.Graph
-	for id := range gradOutputs {
-		if !contains(s.spec.Outputs, id) {
-			return nil, &exec.FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: "gradient for a node that is not an output of the part"}
-		}
-	}
-	for _, id := range s.spec.Outputs {
-		t, ok := gradOutputs[id]
-		n, _ := g.Node(id)
-		if !ok {
-			return nil, &exec.FeedError{Part: s.part(), Node: id, MicroBatch: mb, Reason: fmt.Sprintf("missing gradient for output %q", n.Name)}
-		}
-		if err := exec.CheckTensor(s.part(), mb, n, t); err != nil {
-			return nil, err
-		}
+	if err := s.spec.CheckGradients(mb, gradOutputs); err != nil {
+		return nil, err
 	}
 	runErr := func(err error) error {
 		return &exec.RunError{Part: s.part(), MicroBatch: mb, Phase: "backward", Err: err}
@@ -294,7 +264,7 @@ func (s *session) Backward(ctx context.Context, mb int, gradOutputs map[int64]*t
 	if err := s.dev.run(s.plan.DType, s.plan.Backward, sl.bufs); err != nil {
 		return nil, runErr(err)
 	}
-	sl.pending = false
+	s.slots.SetPending(mb, false)
 	s.nacc++
 	out := make(map[int64]*tensor.Dense, len(s.spec.Inputs))
 	for _, id := range s.spec.Inputs {
@@ -441,58 +411,7 @@ func (s *session) Put(ctx context.Context, name string, t *tensor.Dense) error {
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
-	if t == nil {
-		return &exec.FeedError{Part: s.part(), Node: -1, Name: name, MicroBatch: -1, Reason: "nil tensor"}
-	}
-	if name == exec.SolverStepName {
-		v, ok := t.Data().(int)
-		if !ok {
-			return &exec.FeedError{Part: s.part(), Node: -1, Name: name, MicroBatch: -1, Reason: "want an int scalar"}
-		}
-		s.steps = v
-		return nil
-	}
-	if id, rest, ok := exec.ParseParamName(name); ok {
-		i, isParam := s.learnIndex(id)
-		if !isParam {
-			return &exec.NameError{Part: s.part(), Name: name}
-		}
-		n, _ := s.spec.Graph.Node(id)
-		if err := exec.CheckTensor(s.part(), -1, n, t); err != nil {
-			err.(*exec.FeedError).Name = name
-			return err
-		}
-		b := s.plan.Params[i]
-		if rest != "" {
-			if !s.paramSet[i] {
-				return &exec.OrderError{Part: s.part(), MicroBatch: -1, Reason: "solver state put before its parameter " + exec.ParamName(id)}
-			}
-			j := indexOf(solverSlots(s.spec.Solver), rest)
-			if j < 0 {
-				return &exec.NameError{Part: s.part(), Name: name}
-			}
-			b = s.plan.States[i][j]
-		}
-		if err := s.dev.upload(s.shared[b], bytesOf(t, s.plan.DType)); err != nil {
-			return &exec.RunError{Part: s.part(), MicroBatch: -1, Phase: "put", Err: err}
-		}
-		if rest == "" {
-			s.paramSet[i] = true
-		}
-		return nil
-	}
-	if id, ok := exec.ParseInputName(name); ok {
-		if !contains(s.feedIDs, id) {
-			return &exec.NameError{Part: s.part(), Name: name}
-		}
-		n, _ := s.spec.Graph.Node(id)
-		if err := exec.CheckTensor(s.part(), -1, n, t); err != nil {
-			err.(*exec.FeedError).Name = name
-			return err
-		}
-	}
-	s.resident[name] = clone(t)
-	return nil
+	return s.store.Put(name, t, false)
 }
 
 // Get implements exec.Session.
@@ -502,40 +421,41 @@ func (s *session) Get(ctx context.Context, names ...string) (map[string]*tensor.
 	if err := s.checkOpen(); err != nil {
 		return nil, err
 	}
-	out := make(map[string]*tensor.Dense, len(names))
-	for _, name := range names {
-		if name == exec.SolverStepName {
-			out[name] = tensor.New(tensor.FromScalar(s.steps))
-			continue
-		}
-		if id, rest, ok := exec.ParseParamName(name); ok {
-			i, isParam := s.learnIndex(id)
-			if !isParam || !s.paramSet[i] {
-				return nil, &exec.NameError{Part: s.part(), Name: name}
-			}
-			b := s.plan.Params[i]
-			if rest != "" {
-				j := indexOf(solverSlots(s.spec.Solver), rest)
-				if j < 0 {
-					return nil, &exec.NameError{Part: s.part(), Name: name}
-				}
-				b = s.plan.States[i][j]
-			}
-			n, _ := s.spec.Graph.Node(id)
-			t, err := s.read(s.shared[b], n.Shape)
-			if err != nil {
-				return nil, &exec.RunError{Part: s.part(), MicroBatch: -1, Phase: "get", Err: err}
-			}
-			out[name] = t
-			continue
-		}
-		t, ok := s.resident[name]
-		if !ok {
-			return nil, &exec.NameError{Part: s.part(), Name: name}
-		}
-		out[name] = clone(t)
+	return s.store.Get(names...)
+}
+
+// deviceParams keeps a session's parameters and solver state in its
+// shared device buffers, for its Store.
+type deviceParams struct{ s *session }
+
+func (p deviceParams) Steps() int           { return p.s.steps }
+func (p deviceParams) SetSteps(n int)       { p.s.steps = n }
+func (p deviceParams) HasParam(i int) bool  { return p.s.paramSet[i] }
+func (p deviceParams) StateSlots() []string { return solverSlots(p.s.spec.Solver) }
+
+func (p deviceParams) Param(i int) (*tensor.Dense, error) { return p.read(i, p.s.plan.Params[i]) }
+
+func (p deviceParams) SetParam(i int, t *tensor.Dense) error {
+	if err := p.s.dev.upload(p.s.shared[p.s.plan.Params[i]], bytesOf(t, p.s.plan.DType)); err != nil {
+		return err
 	}
-	return out, nil
+	p.s.paramSet[i] = true
+	return nil
+}
+
+func (p deviceParams) State(i int, slot string) (*tensor.Dense, error) {
+	return p.read(i, p.s.plan.States[i][slices.Index(p.StateSlots(), slot)])
+}
+
+func (p deviceParams) SetState(i int, slot string, t *tensor.Dense) error {
+	b := p.s.plan.States[i][slices.Index(p.StateSlots(), slot)]
+	return p.s.dev.upload(p.s.shared[b], bytesOf(t, p.s.plan.DType))
+}
+
+// read downloads buffer b, shaped as parameter i.
+func (p deviceParams) read(i, b int) (*tensor.Dense, error) {
+	n, _ := p.s.spec.Graph.Node(p.s.plan.Learn[i])
+	return p.s.read(p.s.shared[b], n.Shape)
 }
 
 // Close implements exec.Session.
@@ -547,16 +467,8 @@ func (s *session) Close() error {
 	}
 	s.closed = true
 	s.release()
+	s.store.Clear()
 	return nil
-}
-
-func (s *session) learnIndex(id int64) (int, bool) {
-	for i, l := range s.plan.Learn {
-		if l == id {
-			return i, true
-		}
-	}
-	return 0, false
 }
 
 // read downloads a tensor of the plan's dtype and the given shape.
@@ -635,29 +547,4 @@ func zeros(dt tensor.Dtype, shape graph.Shape) *tensor.Dense {
 		return tensor.New(tensor.FromScalar(float64(0)))
 	}
 	return tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
-}
-
-func clone(t *tensor.Dense) *tensor.Dense {
-	if !t.IsNativelyAccessible() || t.RequiresIterator() {
-		return t.Materialize().(*tensor.Dense).Clone().(*tensor.Dense)
-	}
-	return t.Clone().(*tensor.Dense)
-}
-
-func contains(s []int64, id int64) bool {
-	for _, v := range s {
-		if v == id {
-			return true
-		}
-	}
-	return false
-}
-
-func indexOf(s []string, v string) int {
-	for i, x := range s {
-		if x == v {
-			return i
-		}
-	}
-	return -1
 }

@@ -41,6 +41,7 @@ func Run(t *testing.T, newExecutor func(t *testing.T) exec.Executor) {
 		{"ResidentInput", testResidentInput},
 		{"SolverState", testSolverState},
 		{"OpenErrors", testOpenErrors},
+		{"MicroBatchCount", testMicroBatchCount},
 		{"FeedErrors", testFeedErrors},
 		{"OrderErrors", testOrderErrors},
 		{"NameErrors", testNameErrors},
@@ -476,6 +477,62 @@ func testOpenErrors(t *testing.T, e exec.Executor) {
 		}
 		if s != nil {
 			s.Close()
+		}
+	}
+}
+
+// testMicroBatchCount checks that Open refuses a spec that asks for more
+// micro-batches than the executor holds (no executor holds 1<<30) with a
+// *MicroBatchLimitError, and a negative count with ErrSpec; and that a
+// session takes the micro-batch indexes its spec asks for and no other.
+func testMicroBatchCount(t *testing.T, e exec.Executor) {
+	n := newNet(t)
+	spec := n.lay.Specs[1]
+	spec.Solver = exec.SGD(0.1, 0)
+	spec.MicroBatches = 1 << 30
+	s, err := e.Open(ctx(t), spec)
+	var me *exec.MicroBatchLimitError
+	switch {
+	case !errors.Is(err, exec.ErrSpec) || !errors.As(err, &me):
+		t.Errorf("open for %d micro-batches: got %v, want a *MicroBatchLimitError", spec.MicroBatches, err)
+	case me.Part != 1 || me.MicroBatches != 1<<30 || me.Limit < 1 || me.Limit >= 1<<30:
+		t.Errorf("the error says part %d, %d micro-batches, limit %d; want part 1, %d micro-batches, a limit in [1, %d)",
+			me.Part, me.MicroBatches, me.Limit, 1<<30, 1<<30)
+	}
+	if s != nil {
+		s.Close()
+	}
+	spec.MicroBatches = -1
+	if s, err := e.Open(ctx(t), spec); !errors.Is(err, exec.ErrSpec) {
+		t.Errorf("open for -1 micro-batches: got %v, want ErrSpec", err)
+		if s != nil {
+			s.Close()
+		}
+	}
+
+	var ss [2]exec.Session
+	for p := range ss {
+		spec := n.lay.Specs[p]
+		spec.Solver = exec.SGD(0.1, 0)
+		spec.MicroBatches = 2
+		s, err := e.Open(ctx(t), spec)
+		if err != nil {
+			t.Fatalf("open part %d for 2 micro-batches: %v", p, err)
+		}
+		t.Cleanup(func() { s.Close() })
+		ss[p] = s
+	}
+	for _, mb := range []int{2, -1} {
+		_, err := ss[0].Forward(ctx(t), mb, map[int64]*tensor.Dense{int64(n.x.ID()): n.xb})
+		if !errors.Is(err, exec.ErrOrder) {
+			t.Errorf("forward of micro-batch %d on a session of 2: got %v, want ErrOrder", mb, err)
+		}
+	}
+	n.step(t, ss, 0, n.xb, n.yb)
+	n.step(t, ss, 1, n.xb, n.yb)
+	for _, s := range ss {
+		if err := s.Step(ctx(t)); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

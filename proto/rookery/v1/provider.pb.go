@@ -175,6 +175,9 @@ const (
 	ErrorDetail_KIND_GRAPH ErrorDetail_Kind = 9
 	// KIND_AUTH is a refused credential or identity (transport.AuthError).
 	ErrorDetail_KIND_AUTH ErrorDetail_Kind = 10
+	// KIND_MICRO_BATCHES is an exec.MicroBatchLimitError: part, limit
+	// (the most the executor holds) and got (the count asked for).
+	ErrorDetail_KIND_MICRO_BATCHES ErrorDetail_Kind = 11
 )
 
 // Enum value maps for ErrorDetail_Kind.
@@ -191,19 +194,21 @@ var (
 		8:  "KIND_LIMIT",
 		9:  "KIND_GRAPH",
 		10: "KIND_AUTH",
+		11: "KIND_MICRO_BATCHES",
 	}
 	ErrorDetail_Kind_value = map[string]int32{
-		"KIND_UNSPECIFIED": 0,
-		"KIND_SPEC":        1,
-		"KIND_FEED":        2,
-		"KIND_NAME":        3,
-		"KIND_ORDER":       4,
-		"KIND_RUN":         5,
-		"KIND_CLOSED":      6,
-		"KIND_SOLVER":      7,
-		"KIND_LIMIT":       8,
-		"KIND_GRAPH":       9,
-		"KIND_AUTH":        10,
+		"KIND_UNSPECIFIED":   0,
+		"KIND_SPEC":          1,
+		"KIND_FEED":          2,
+		"KIND_NAME":          3,
+		"KIND_ORDER":         4,
+		"KIND_RUN":           5,
+		"KIND_CLOSED":        6,
+		"KIND_SOLVER":        7,
+		"KIND_LIMIT":         8,
+		"KIND_GRAPH":         9,
+		"KIND_AUTH":          10,
+		"KIND_MICRO_BATCHES": 11,
 	}
 )
 
@@ -749,15 +754,20 @@ func (x *Solver) GetClipValue() float64 {
 // SessionSpec is exec.SessionSpec without its graph, which travels as
 // bytes beside it.
 type SessionSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Part          int32                  `protobuf:"varint,1,opt,name=part,proto3" json:"part,omitempty"`
-	Inputs        []int64                `protobuf:"varint,2,rep,packed,name=inputs,proto3" json:"inputs,omitempty"`
-	DataInputs    []int64                `protobuf:"varint,3,rep,packed,name=data_inputs,json=dataInputs,proto3" json:"data_inputs,omitempty"`
-	Outputs       []int64                `protobuf:"varint,4,rep,packed,name=outputs,proto3" json:"outputs,omitempty"`
-	Loss          int64                  `protobuf:"varint,5,opt,name=loss,proto3" json:"loss,omitempty"`
-	HasLoss       bool                   `protobuf:"varint,6,opt,name=has_loss,json=hasLoss,proto3" json:"has_loss,omitempty"`
-	Solver        *Solver                `protobuf:"bytes,7,opt,name=solver,proto3" json:"solver,omitempty"`
-	EvalMode      bool                   `protobuf:"varint,8,opt,name=eval_mode,json=evalMode,proto3" json:"eval_mode,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Part       int32                  `protobuf:"varint,1,opt,name=part,proto3" json:"part,omitempty"`
+	Inputs     []int64                `protobuf:"varint,2,rep,packed,name=inputs,proto3" json:"inputs,omitempty"`
+	DataInputs []int64                `protobuf:"varint,3,rep,packed,name=data_inputs,json=dataInputs,proto3" json:"data_inputs,omitempty"`
+	Outputs    []int64                `protobuf:"varint,4,rep,packed,name=outputs,proto3" json:"outputs,omitempty"`
+	Loss       int64                  `protobuf:"varint,5,opt,name=loss,proto3" json:"loss,omitempty"`
+	HasLoss    bool                   `protobuf:"varint,6,opt,name=has_loss,json=hasLoss,proto3" json:"has_loss,omitempty"`
+	Solver     *Solver                `protobuf:"bytes,7,opt,name=solver,proto3" json:"solver,omitempty"`
+	EvalMode   bool                   `protobuf:"varint,8,opt,name=eval_mode,json=evalMode,proto3" json:"eval_mode,omitempty"`
+	// micro_batches is the number of micro-batches the session holds
+	// between two Steps (exec.SessionSpec.MicroBatches); 0 means
+	// exec.DefaultMicroBatches. A provider whose executor holds fewer
+	// refuses the Open.
+	MicroBatches  int64 `protobuf:"varint,9,opt,name=micro_batches,json=microBatches,proto3" json:"micro_batches,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -846,6 +856,13 @@ func (x *SessionSpec) GetEvalMode() bool {
 		return x.EvalMode
 	}
 	return false
+}
+
+func (x *SessionSpec) GetMicroBatches() int64 {
+	if x != nil {
+		return x.MicroBatches
+	}
+	return 0
 }
 
 // OpenRequest is one frame of an Open call: the first carries spec and
@@ -1538,7 +1555,7 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\bSchedule\x12\x15\n" +
 	"\x11SCHEDULE_CONSTANT\x10\x00\x12\x11\n" +
 	"\rSCHEDULE_STEP\x10\x01\x12\x13\n" +
-	"\x0fSCHEDULE_COSINE\x10\x02\"\xec\x01\n" +
+	"\x0fSCHEDULE_COSINE\x10\x02\"\x91\x02\n" +
 	"\vSessionSpec\x12\x12\n" +
 	"\x04part\x18\x01 \x01(\x05R\x04part\x12\x16\n" +
 	"\x06inputs\x18\x02 \x03(\x03R\x06inputs\x12\x1f\n" +
@@ -1548,7 +1565,8 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\x04loss\x18\x05 \x01(\x03R\x04loss\x12\x19\n" +
 	"\bhas_loss\x18\x06 \x01(\bR\ahasLoss\x12*\n" +
 	"\x06solver\x18\a \x01(\v2\x12.rookery.v1.SolverR\x06solver\x12\x1b\n" +
-	"\teval_mode\x18\b \x01(\bR\bevalMode\"|\n" +
+	"\teval_mode\x18\b \x01(\bR\bevalMode\x12#\n" +
+	"\rmicro_batches\x18\t \x01(\x03R\fmicroBatches\"|\n" +
 	"\vOpenRequest\x12+\n" +
 	"\x04spec\x18\x01 \x01(\v2\x17.rookery.v1.SessionSpecR\x04spec\x12\x1f\n" +
 	"\vgraph_bytes\x18\x02 \x01(\x03R\n" +
@@ -1575,7 +1593,7 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\fStepResponse\"(\n" +
 	"\fCloseRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"\x0f\n" +
-	"\rCloseResponse\"\xe0\x04\n" +
+	"\rCloseResponse\"\xf8\x04\n" +
 	"\vErrorDetail\x120\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1c.rookery.v1.ErrorDetail.KindR\x04kind\x12\x12\n" +
 	"\x04part\x18\x02 \x01(\x05R\x04part\x12\x12\n" +
@@ -1596,7 +1614,7 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"limit_what\x18\f \x01(\tR\tlimitWhat\x12\x14\n" +
 	"\x05limit\x18\r \x01(\x03R\x05limit\x12\x10\n" +
 	"\x03got\x18\x0e \x01(\x03R\x03got\x12\x1a\n" +
-	"\bsentinel\x18\x0f \x01(\tR\bsentinel\"\xb8\x01\n" +
+	"\bsentinel\x18\x0f \x01(\tR\bsentinel\"\xd0\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tKIND_SPEC\x10\x01\x12\r\n" +
@@ -1612,7 +1630,8 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\n" +
 	"KIND_GRAPH\x10\t\x12\r\n" +
 	"\tKIND_AUTH\x10\n" +
-	"2\xfb\x03\n" +
+	"\x12\x16\n" +
+	"\x12KIND_MICRO_BATCHES\x10\v2\xfb\x03\n" +
 	"\bProvider\x12A\n" +
 	"\bDescribe\x12\x1b.rookery.v1.DescribeRequest\x1a\x18.rookery.v1.Capabilities\x12;\n" +
 	"\x04Open\x12\x17.rookery.v1.OpenRequest\x1a\x18.rookery.v1.OpenResponse(\x01\x129\n" +

@@ -12,19 +12,6 @@ import (
 	"github.com/rookery-ml/rookery/graph"
 )
 
-// device runs plans: the GPU through the CUDA driver, or the reference
-// device, which interprets every kernel in Go exactly as the CUDA C
-// source computes it. Pointers are the device's own handles.
-type device interface {
-	alloc(bytes int64) (uint64, error)
-	free(p uint64) error
-	upload(dst uint64, src []byte) error
-	download(dst []byte, src uint64) error
-	// run executes launches of dtype dt; Arg.Buf indexes bufs.
-	run(dt graph.DType, ls []Launch, bufs []uint64) error
-	close() error
-}
-
 // refDevice is the reference device: memory is Go memory, kernels are
 // Go functions that mirror kernels/*.cu index for index, gemms run on
 // gonum's BLAS.
