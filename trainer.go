@@ -33,7 +33,7 @@ type config struct {
 	haveSolver bool
 	guardOpts  []guard.Option
 	checkpoint io.Reader
-	err        error // an option that failed (for instance leasing from a seed node)
+	seedNode   *seedNodeConfig // providers to lease from a seed node, instead of executors
 }
 
 // WithCheckpoint resumes the training run that Trainer.Checkpoint wrote
@@ -46,7 +46,7 @@ func WithCheckpoint(r io.Reader) Option { return func(c *config) { c.checkpoint 
 // WithExecutors trains on these executors, one part each. Without it the
 // trainer makes one in-process CPU executor per part.
 func WithExecutors(executors ...exec.Executor) Option {
-	return func(c *config) { c.executors = append([]exec.Executor{}, executors...) }
+	return func(c *config) { c.executors, c.seedNode = append([]exec.Executor{}, executors...), nil }
 }
 
 // WithParts cuts the model into k parts (default: one per executor, or 1).
@@ -100,8 +100,12 @@ func NewTrainer(g *gorgonia.ExprGraph, loss *gorgonia.Node, learnables, inputs g
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if cfg.err != nil {
-		return nil, cfg.err
+	if cfg.seedNode != nil {
+		release, err := cfg.lease(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 	}
 	if !cfg.haveSolver {
 		cfg.solver = exec.SGD(0.01, 0.9)
