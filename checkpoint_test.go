@@ -276,30 +276,3 @@ func TestRequesterKilledResumes(t *testing.T) {
 
 // inputsOf returns the inputs fed on every step.
 func inputsOf(m *mlp) gorgonia.Nodes { return gorgonia.Nodes{m.x, m.y} }
-
-// FuzzCheckpoint feeds arbitrary bytes to WithCheckpoint: NewTrainer must
-// return a trainer or an error, never panic or allocate what a length
-// field claims before the bytes are there.
-func FuzzCheckpoint(f *testing.F) {
-	m := newMLP(4, 3, 4, 2)
-	tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), rookery.WithSolver(exec.Adam(0.1)))
-	if err != nil {
-		f.Fatal(err)
-	}
-	trainSteps(f, tr, m, 2)
-	var ck bytes.Buffer
-	if err := tr.Checkpoint(context.Background(), &ck); err != nil {
-		f.Fatal(err)
-	}
-	tr.Close()
-	f.Add(ck.Bytes())
-	f.Add(ck.Bytes()[:40])
-	f.Add([]byte("RKRYCKPT\x01\x00\x00\x00"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		m := newMLP(4, 3, 4, 2)
-		tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), rookery.WithSolver(exec.Adam(0.1)), rookery.WithCheckpoint(bytes.NewReader(b)))
-		if err == nil {
-			tr.Close()
-		}
-	})
-}

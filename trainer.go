@@ -9,6 +9,7 @@ import (
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/rookery-ml/rookery/checkpoint"
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/guard"
 	"github.com/rookery-ml/rookery/graph"
@@ -35,13 +36,6 @@ type config struct {
 	checkpoint io.Reader
 	seedNode   *seedNodeConfig // providers to lease from a seed node, instead of executors
 }
-
-// WithCheckpoint resumes the training run that Trainer.Checkpoint wrote
-// to r: the parameters, the optimiser state and the step count replace
-// the graph's initial values. The graph given to NewTrainer must be the
-// one the checkpoint was written from (the same nodes, in the same order);
-// the number of parts and the executors may differ.
-func WithCheckpoint(r io.Reader) Option { return func(c *config) { c.checkpoint = r } }
 
 // WithExecutors trains on these executors, one part each. Without it the
 // trainer makes one in-process CPU executor per part.
@@ -120,12 +114,12 @@ func NewTrainer(g *gorgonia.ExprGraph, loss *gorgonia.Node, learnables, inputs g
 	if err != nil {
 		return nil, err
 	}
-	var ckpt *checkpoint
+	var ckpt *checkpoint.State
 	if cfg.checkpoint != nil {
-		if ckpt, err = readCheckpoint(cfg.checkpoint); err != nil {
+		if ckpt, err = checkpoint.Read(cfg.checkpoint); err != nil {
 			return nil, err
 		}
-		if err := ckpt.apply(ir); err != nil {
+		if err := ckpt.Apply(ir); err != nil {
 			return nil, err
 		}
 	}
@@ -188,11 +182,11 @@ func NewTrainer(g *gorgonia.ExprGraph, loss *gorgonia.Node, learnables, inputs g
 	t := &Trainer{g: g, loss: loss, learn: append(gorgonia.Nodes{}, learnables...), inputs: append(gorgonia.Nodes{}, inputs...),
 		ir: ir, plan: plan, pipe: pipe, guard: gd, solver: cfg.solver}
 	if ckpt != nil {
-		if err := ckpt.restore(context.Background(), pipe); err != nil {
+		if err := ckpt.Restore(context.Background(), pipe); err != nil {
 			pipe.Close()
 			return nil, err
 		}
-		t.steps = ckpt.steps
+		t.steps = ckpt.Steps
 	}
 	return t, nil
 }
@@ -275,7 +269,11 @@ func (t *Trainer) Save(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b, err := t.modelBytes(params)
+	g, err := checkpoint.WithParams(t.ir, params)
+	if err != nil {
+		return err
+	}
+	b, err := g.MarshalBinary()
 	if err != nil {
 		return err
 	}
