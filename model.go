@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 
-	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
@@ -49,113 +48,12 @@ func (m *Model) ID(name string) (int64, error) {
 }
 
 // Predict computes the nodes outputs from feeds, in inference mode
-// (BatchNorm on running statistics, Dropout off). Only the inputs the
-// outputs depend on need feeding. The feeds may have another batch size
-// than the graph was built with, on axis 0.
+// (BatchNorm on running statistics, Dropout off) with exec.Infer. Only
+// the inputs the outputs depend on need feeding. The feeds may have
+// another batch size than the graph was built with, on axis 0.
 func (m *Model) Predict(ctx context.Context, feeds map[int64]*tensor.Dense, outputs ...int64) (map[int64]*tensor.Dense, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
 	if len(outputs) == 0 {
 		return nil, fmt.Errorf("%w: no outputs asked", ErrConfig)
 	}
-	g, err := prune(m.g, outputs)
-	if err != nil {
-		return nil, err
-	}
-	for _, id := range g.Inputs() {
-		if _, ok := feeds[id]; !ok {
-			n, _ := g.Node(id)
-			return nil, fmt.Errorf("rookery: input %q (node %d) is needed and not fed", n.Name, id)
-		}
-	}
-	var data []int64
-	from, to := -1, -1
-	for id, t := range feeds {
-		if n, ok := m.g.Node(id); !ok || n.Role != graph.RoleInput {
-			return nil, fmt.Errorf("rookery: node %d is not an input of the model", id)
-		}
-		n, ok := g.Node(id)
-		if !ok {
-			continue // not needed for these outputs
-		}
-		data = append(data, id)
-		if len(n.Shape) > 0 && t.Shape().Dims() == len(n.Shape) && t.Shape()[0] != n.Shape[0] {
-			if to >= 0 && (to != t.Shape()[0] || from != n.Shape[0]) {
-				return nil, fmt.Errorf("rookery: feeds disagree on the batch size")
-			}
-			from, to = n.Shape[0], t.Shape()[0]
-		}
-	}
-	if to >= 0 {
-		rg, err := exec.Rebatch(g, data, from, to)
-		if err != nil {
-			return nil, err
-		}
-		g = rg
-	}
-	eg := gorgonia.NewGraph()
-	nodes, err := g.Lower(eg)
-	if err != nil {
-		return nil, err
-	}
-	roots := make(gorgonia.Nodes, len(outputs))
-	vals := make([]gorgonia.Value, len(outputs))
-	for i, id := range outputs {
-		n, ok := nodes[id]
-		if !ok {
-			return nil, fmt.Errorf("rookery: node %d is not in the model", id)
-		}
-		roots[i] = gorgonia.Read(n, &vals[i])
-	}
-	for _, id := range data {
-		if err := gorgonia.Let(nodes[id], feeds[id]); err != nil {
-			return nil, fmt.Errorf("rookery: feeding node %d: %w", id, err)
-		}
-	}
-	vm := gorgonia.NewTapeMachine(eg.SubgraphRoots(roots...), gorgonia.EvalMode())
-	defer vm.Close()
-	if err := vm.RunAll(); err != nil {
-		return nil, err
-	}
-	out := make(map[int64]*tensor.Dense, len(outputs))
-	for i, id := range outputs {
-		switch v := vals[i].(type) {
-		case *tensor.Dense:
-			out[id] = v
-		case gorgonia.Scalar:
-			out[id] = tensor.New(tensor.FromScalar(v.Data()))
-		default:
-			return nil, fmt.Errorf("rookery: node %d gave %T", id, vals[i])
-		}
-	}
-	return out, nil
-}
-
-// prune returns the part of g that outputs depend on.
-func prune(g *graph.Graph, outputs []int64) (*graph.Graph, error) {
-	need := make(map[int64]bool)
-	for _, id := range outputs {
-		if _, ok := g.Node(id); !ok {
-			return nil, fmt.Errorf("rookery: node %d is not in the model", id)
-		}
-		need[id] = true
-	}
-	nodes := g.Nodes()
-	for i := len(nodes) - 1; i >= 0; i-- {
-		if need[nodes[i].ID] {
-			for _, in := range nodes[i].Inputs {
-				need[in] = true
-			}
-		}
-	}
-	out := graph.New()
-	for _, n := range nodes {
-		if need[n.ID] {
-			if err := out.Add(n); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return out, nil
+	return exec.Infer(ctx, m.g, feeds, outputs...)
 }
