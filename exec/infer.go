@@ -3,12 +3,63 @@ package exec
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/graph"
 )
+
+// Model is a trained model: a graph whose learnable nodes hold their
+// values, which predicts in this process (Infer) without any executor.
+// rookery.Load reads one from what rookery.Trainer.Save writes.
+type Model struct {
+	g *graph.Graph
+}
+
+// NewModel returns g as a Model; every learnable node of g must hold a
+// value.
+func NewModel(g *graph.Graph) (*Model, error) {
+	for _, id := range g.Learnables() {
+		if n, _ := g.Node(id); n.Value == nil {
+			return nil, fmt.Errorf("exec: parameter %q (node %d) has no value", n.Name, id)
+		}
+	}
+	return &Model{g: g}, nil
+}
+
+// ReadModel reads a graph in the rookery.v1 encoding (graph.MarshalBinary)
+// as a Model.
+func ReadModel(r io.Reader) (*Model, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	g := graph.New()
+	if err := g.UnmarshalBinary(b); err != nil {
+		return nil, err
+	}
+	return NewModel(g)
+}
+
+// Graph returns the model's graph.
+func (m *Model) Graph() *graph.Graph { return m.g }
+
+// ID returns the id of the node named name.
+func (m *Model) ID(name string) (int64, error) {
+	n, ok := m.g.ByName(name)
+	if !ok {
+		return 0, fmt.Errorf("exec: no node named %q", name)
+	}
+	return n.ID, nil
+}
+
+// Predict computes the nodes outputs from feeds with Infer: in inference
+// mode, feeding only the inputs the outputs depend on, on any batch size.
+func (m *Model) Predict(ctx context.Context, feeds map[int64]*tensor.Dense, outputs ...int64) (map[int64]*tensor.Dense, error) {
+	return Infer(ctx, m.g, feeds, outputs...)
+}
 
 // Infer computes the nodes outputs of g from feeds in this process, with
 // the values g's learnable nodes hold, in inference mode (BatchNorm on
