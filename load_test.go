@@ -149,7 +149,7 @@ func TestLoad32Providers(t *testing.T) {
 			opts := append(guardOpts(), rookery.WithExecutors(execs[:2]...), rookery.WithSpares(execs[2:]...),
 				rookery.WithSnapshotEvery(3), rookery.WithCallTimeout(30*time.Second),
 				rookery.WithEvents(func(e guard.Event) { mu.Lock(); o.events = append(o.events, e); mu.Unlock() }))
-			tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), opts...)
+			tr, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, inputsOf(m), opts...)
 			if err != nil {
 				o.err = err
 				return

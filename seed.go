@@ -2,6 +2,7 @@ package rookery
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/rookery-ml/rookery/partition"
@@ -38,35 +39,19 @@ func WithSeedNode(addr string, n int, opts ...transport.DialOption) Option {
 // (memory, GPU, speed).
 func WithSeedNodeNeed(addr string, need seednode.Need, opts ...transport.DialOption) Option {
 	return func(c *config) {
-		c.seedNode = &seedNodeConfig{addr: addr, need: need, opts: opts, capsAt: len(c.splitOpts)}
-		c.executors = nil
+		capsAt := len(c.splitOpts) // where the capacities go among the partition options
+		c.executors, c.lease = nil, func(ctx context.Context) (func(), error) {
+			ctx, cancel := context.WithTimeout(ctx, SeedNodeTimeout)
+			defer cancel()
+			execs, caps, release, err := seednode.Lease(ctx, addr, need, opts...)
+			if err != nil {
+				return nil, err
+			}
+			c.executors = execs
+			if caps != nil {
+				c.splitOpts = slices.Insert(c.splitOpts, capsAt, partition.WithCapacities(caps))
+			}
+			return release, nil
+		}
 	}
-}
-
-// seedNodeConfig is what WithSeedNode asks for.
-type seedNodeConfig struct {
-	addr   string
-	need   seednode.Need
-	opts   []transport.DialOption
-	capsAt int // where in the partition options the capacities go
-}
-
-// lease leases the providers that WithSeedNode asks for and makes them the
-// trainer's executors. The caller calls release once the sessions are
-// open (or NewTrainer fails).
-func (c *config) lease(ctx context.Context) (release func(), err error) {
-	ctx, cancel := context.WithTimeout(ctx, SeedNodeTimeout)
-	defer cancel()
-	s := c.seedNode
-	execs, caps, release, err := seednode.Lease(ctx, s.addr, s.need, s.opts...)
-	if err != nil {
-		return nil, err
-	}
-	c.executors = execs
-	if caps != nil {
-		opts := append([]partition.Option{}, c.splitOpts[:s.capsAt]...)
-		opts = append(opts, partition.WithCapacities(caps))
-		c.splitOpts = append(opts, c.splitOpts[s.capsAt:]...)
-	}
-	return release, nil
 }

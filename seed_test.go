@@ -112,7 +112,7 @@ func TestWithSeedNode(t *testing.T) {
 		g, loss, learn, inputs, feeds := classifier(8)
 		opts = append(opts, rookery.WithMicroBatches(2), rookery.WithSolver(exec.SGD(0.1, 0.9)),
 			rookery.WithPartitionOptions(partition.WithMaxImbalance(1)))
-		tr, err := rookery.NewTrainer(g, loss, learn, inputs, opts...)
+		tr, err := rookery.NewTrainer(ctx, g, loss, learn, inputs, opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,12 +136,12 @@ func TestWithSeedNode(t *testing.T) {
 	}
 
 	g, loss, learn, inputs, _ := classifier(8)
-	if _, err := rookery.NewTrainer(g, loss, learn, inputs, rookery.WithSeedNode(addr, 3),
+	if _, err := rookery.NewTrainer(ctx, g, loss, learn, inputs, rookery.WithSeedNode(addr, 3),
 		rookery.WithPartitionOptions(partition.WithMaxImbalance(1))); !errors.Is(err, seednode.ErrNotEnough) {
 		t.Errorf("asking for 3 of 2 providers: got %v, want ErrNotEnough", err)
 	}
 	// The lease error wins over a part count that would not match anyway.
-	if _, err := rookery.NewTrainer(g, loss, learn, inputs, rookery.WithSeedNode(addr, 3), rookery.WithParts(4)); !errors.Is(err, seednode.ErrNotEnough) {
+	if _, err := rookery.NewTrainer(ctx, g, loss, learn, inputs, rookery.WithSeedNode(addr, 3), rookery.WithParts(4)); !errors.Is(err, seednode.ErrNotEnough) {
 		t.Errorf("asking for 3 of 2 providers with 4 parts: got %v, want ErrNotEnough", err)
 	}
 }
@@ -161,7 +161,7 @@ func TestWithSeedNodeLeases(t *testing.T) {
 		g, loss, learn, inputs, feeds := classifier(8)
 		opts = append(opts, rookery.WithMicroBatches(2), rookery.WithSolver(exec.SGD(0.1, 0.9)),
 			rookery.WithPartitionOptions(partition.WithMaxImbalance(1)))
-		tr, err := rookery.NewTrainer(g, loss, learn, inputs, opts...)
+		tr, err := rookery.NewTrainer(ctx, g, loss, learn, inputs, opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +197,7 @@ func TestWithSeedNodeLeases(t *testing.T) {
 	}
 	defer c.Close()
 	g, loss, learn, inputs, _ := classifier(8)
-	_, err = rookery.NewTrainer(g, loss, learn, inputs, rookery.WithExecutors(c))
+	_, err = rookery.NewTrainer(ctx, g, loss, learn, inputs, rookery.WithExecutors(c))
 	if !errors.Is(err, transport.ErrUnauthenticated) {
 		t.Errorf("a session without a lease: got %v, want ErrUnauthenticated", err)
 	}

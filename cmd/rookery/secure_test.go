@@ -206,14 +206,15 @@ func train(t *testing.T, opts ...rookery.Option) []float64 {
 	g, loss, learn, inputs, feeds := classifier()
 	opts = append(opts, rookery.WithMicroBatches(2), rookery.WithSolver(exec.SGD(0.1, 0.9)),
 		rookery.WithPartitionOptions(partition.WithMaxImbalance(1)))
-	tr, err := rookery.NewTrainer(g, loss, learn, inputs, opts...)
+	ctx := context.Background()
+	tr, err := rookery.NewTrainer(ctx, g, loss, learn, inputs, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
 	var losses []float64
 	for i := 0; i < 3; i++ {
-		l, err := tr.Step(context.Background(), feeds)
+		l, err := tr.Step(ctx, feeds)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -314,7 +315,7 @@ func TestSecureCluster(t *testing.T) {
 			return err
 		}
 		defer c.Close()
-		tr, err := rookery.NewTrainer(g, loss, learn, inputs, rookery.WithExecutors(c))
+		tr, err := rookery.NewTrainer(ctx, g, loss, learn, inputs, rookery.WithExecutors(c))
 		if err != nil {
 			return err
 		}

@@ -78,7 +78,7 @@ func run(seedNode string, steps, batch int, wait time.Duration) error {
 	} else {
 		opts = append(opts, rookery.WithParts(2))
 	}
-	tr, err := rookery.NewTrainer(g, loss, gorgonia.Nodes{w1, b1, w2, b2}, gorgonia.Nodes{x, y}, opts...)
+	tr, err := rookery.NewTrainer(ctx, g, loss, gorgonia.Nodes{w1, b1, w2, b2}, gorgonia.Nodes{x, y}, opts...)
 	if err != nil {
 		return err
 	}

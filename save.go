@@ -5,7 +5,34 @@ import (
 	"io"
 
 	"github.com/rookery-ml/rookery/checkpoint"
+	"github.com/rookery-ml/rookery/exec"
 )
+
+// Model is a trained model read by Load (exec.Model): a graph with its
+// parameter values, which predicts in this process without any executor.
+type Model = exec.Model
+
+// Load reads a model written by Trainer.Save.
+func Load(r io.Reader) (*Model, error) { return exec.ReadModel(r) }
+
+// Save writes the trained model: the graph IR with the current parameter
+// values, in the rookery.v1 protobuf encoding. Load reads it back.
+func (t *Trainer) Save(ctx context.Context, w io.Writer) error {
+	params, err := t.pipe.Params(ctx)
+	if err != nil {
+		return err
+	}
+	g, err := checkpoint.WithParams(t.ir, params)
+	if err != nil {
+		return err
+	}
+	b, err := g.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
 
 // ErrCheckpoint marks a checkpoint that cannot be read or does not fit
 // the graph given to NewTrainer (checkpoint.ErrInvalid).
