@@ -22,6 +22,7 @@ type Error struct {
 	Reason string
 }
 
+// Error says what is wrong, and with which node when it is about one.
 func (e *Error) Error() string {
 	if e.Node < 0 {
 		return "checkpoint: " + e.Reason

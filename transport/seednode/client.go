@@ -157,6 +157,7 @@ type leasedSession struct {
 	once sync.Once
 }
 
+// Close closes the session, then gives back its reference.
 func (s *leasedSession) Close() error {
 	err := s.Session.Close()
 	s.once.Do(s.l.unref)
