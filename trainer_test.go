@@ -104,7 +104,7 @@ func relDiff(a, b []float64) float64 {
 func TestTrainerPullSaveLoad(t *testing.T) {
 	ctx := context.Background()
 	m := newMLP(8, 12, 16, 4)
-	tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, gorgonia.Nodes{m.x, m.y},
+	tr, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, gorgonia.Nodes{m.x, m.y},
 		rookery.WithParts(3), rookery.WithMicroBatches(2), rookery.WithSolver(exec.Adam(0.01)),
 		rookery.WithPartitionOptions(partition.WithMaxImbalance(2)))
 	if err != nil {
@@ -174,17 +174,18 @@ func TestTrainerPullSaveLoad(t *testing.T) {
 }
 
 func TestTrainerConfigErrors(t *testing.T) {
+	ctx := context.Background()
 	m := newMLP(8, 12, 16, 4)
-	_, err := rookery.NewTrainer(m.g, m.loss, m.learn, gorgonia.Nodes{m.x, m.y},
+	_, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, gorgonia.Nodes{m.x, m.y},
 		rookery.WithParts(2), rookery.WithExecutors(exec.NewCPU(), exec.NewCPU(), exec.NewCPU()))
 	if !errors.Is(err, rookery.ErrConfig) {
 		t.Errorf("2 parts on 3 executors: got %v, want ErrConfig", err)
 	}
-	_, err = rookery.NewTrainer(m.g, m.loss, m.learn, gorgonia.Nodes{m.x, m.y}, rookery.WithMicroBatches(3))
+	_, err = rookery.NewTrainer(ctx, m.g, m.loss, m.learn, gorgonia.Nodes{m.x, m.y}, rookery.WithMicroBatches(3))
 	if !errors.Is(err, exec.ErrSpec) {
 		t.Errorf("batch 8 in 3 micro-batches: got %v, want exec.ErrSpec", err)
 	}
-	_, err = rookery.NewTrainer(m.g, m.loss, m.learn, gorgonia.Nodes{m.x})
+	_, err = rookery.NewTrainer(ctx, m.g, m.loss, m.learn, gorgonia.Nodes{m.x})
 	if !errors.Is(err, exec.ErrSpec) {
 		t.Errorf("labels not fed: got %v, want exec.ErrSpec", err)
 	}

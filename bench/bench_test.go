@@ -122,12 +122,12 @@ func BenchmarkStepGorgonia(b *testing.B) {
 func benchTrainer(b *testing.B, opts ...rookery.Option) {
 	m := newMLP()
 	opts = append(opts, rookery.WithSolver(exec.SGD(0.01, 0.9)))
-	tr, err := rookery.NewTrainer(m.g, m.loss, m.learn, gorgonia.Nodes{m.x, m.y}, opts...)
+	ctx := context.Background()
+	tr, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, gorgonia.Nodes{m.x, m.y}, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer tr.Close()
-	ctx := context.Background()
 	if _, err := tr.Step(ctx, m.feeds); err != nil { // builds every micro-batch's program
 		b.Fatal(err)
 	}

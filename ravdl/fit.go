@@ -112,7 +112,7 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 		topts = append(topts, rookery.WithPartitionOptions(partition.WithMaxImbalance(eps)))
 	}
 	topts = append(topts, cfg.trainer...)
-	tr, err := rookery.NewTrainer(ng.g, ng.loss, ng.learn, gorgonia.Nodes{ng.x, ng.y}, topts...)
+	tr, err := rookery.NewTrainer(ctx, ng.g, ng.loss, ng.learn, gorgonia.Nodes{ng.x, ng.y}, topts...)
 	if err != nil {
 		return nil, err
 	}

@@ -100,7 +100,7 @@ func PlotTo(path string) Option { return func(c *config) { c.plot = path } }
 func CalibrationSamples(n int) Option { return func(c *config) { c.calib = n } }
 
 // TrainerOptions passes options to rookery.NewTrainer, for instance
-// rookery.WithSeed to train on providers found through a seed node, or
+// rookery.WithSeedNode to train on providers leased from a seed node, or
 // rookery.WithPartitionOptions.
 func TrainerOptions(opts ...rookery.Option) Option {
 	return func(c *config) { c.trainer = append(c.trainer, opts...) }

@@ -19,17 +19,13 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
-	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 	"github.com/rookery-ml/rookery/transport"
+	"github.com/rookery-ml/rookery/transport/seednode"
 )
 
 // testCA is a certificate authority made for one test.
@@ -392,7 +388,7 @@ func TestSeedLeases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seed := transport.NewSeed(transport.WithLeaseSigning(key, time.Minute), transport.WithSeedTokens(tokens(t, aliceToken+" alice\n")))
+	seed := seednode.NewRegistry(seednode.WithLeaseSigning(key, time.Minute), seednode.WithTokens(tokens(t, aliceToken+" alice\n")))
 	seedDone := make(chan error, 1)
 	go func() { seedDone <- seed.Serve(seedLis) }()
 	defer func() {
@@ -420,7 +416,7 @@ func TestSeedLeases(t *testing.T) {
 	}
 	var entries []*rookeryInfo
 	for i := 0; ; i++ {
-		es, err := transport.FindProviders(ctx, seedLis.Addr().String(), transport.Need{N: 2}, transport.WithToken(aliceToken))
+		es, err := seednode.Find(ctx, seedLis.Addr().String(), seednode.Need{N: 2}, transport.WithToken(aliceToken))
 		if err == nil {
 			entries = nil
 			for _, e := range es {
@@ -433,7 +429,7 @@ func TestSeedLeases(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	_, err = transport.FindProviders(ctx, seedLis.Addr().String(), transport.Need{N: 2})
+	_, err = seednode.Find(ctx, seedLis.Addr().String(), seednode.Need{N: 2})
 	requireAuth(t, err, transport.ErrUnauthenticated, transport.ReasonMissing)
 	m := newMLP(t, tensor.Float64, 8, 20, 16, 4)
 	for i, e := range entries {
@@ -506,10 +502,6 @@ func TestInsecureRefused(t *testing.T) {
 		if !errors.Is(err, transport.ErrInsecure) || !strings.Contains(err.Error(), "WithTransportCredentials") {
 			t.Errorf("Connect(%s): got %v, want ErrInsecure saying how to fix it", addr, err)
 		}
-		_, err = transport.FindProviders(context.Background(), addr, transport.Need{N: 1})
-		if !errors.Is(err, transport.ErrInsecure) {
-			t.Errorf("FindProviders(%s): got %v, want ErrInsecure", addr, err)
-		}
 	}
 	for _, tc := range []struct {
 		addr          string
@@ -531,59 +523,3 @@ func TestInsecureRefused(t *testing.T) {
 		}
 	}
 }
-
-// TestSeedEntryOwnership: on a seed node with tokens, a provider's entry
-// belongs to the identity that registered it: another identity can
-// neither renew, remove nor take over its address.
-func TestSeedEntryOwnership(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed := transport.NewSeed(transport.WithSeedTokens(tokens(t, aliceToken+" alice\n"+bobToken+" bob\n")))
-	done := make(chan error, 1)
-	go func() { done <- seed.Serve(lis) }()
-	defer func() {
-		seed.Stop()
-		<-done
-	}()
-	cc, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Close()
-	sc := rookeryv1.NewSeedClient(cc)
-	as := func(tok string) context.Context {
-		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
-	}
-	reg, err := sc.Register(as(aliceToken), &rookeryv1.RegisterRequest{Address: "127.0.0.1:7070"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, err := range map[string]error{
-		"heartbeat":  second(sc.Heartbeat(as(bobToken), &rookeryv1.HeartbeatRequest{Id: reg.Id})),
-		"deregister": second(sc.Deregister(as(bobToken), &rookeryv1.DeregisterRequest{Id: reg.Id})),
-		"register":   second(sc.Register(as(bobToken), &rookeryv1.RegisterRequest{Address: "127.0.0.1:7070"})),
-	} {
-		if status.Code(err) != codes.PermissionDenied {
-			t.Errorf("another identity's %s: got %v, want PermissionDenied", name, err)
-		}
-	}
-	if _, err := sc.Heartbeat(ctx, &rookeryv1.HeartbeatRequest{Id: reg.Id}); status.Code(err) != codes.Unauthenticated {
-		t.Errorf("heartbeat without a token: got %v, want Unauthenticated", err)
-	}
-	if _, err := sc.Heartbeat(as(aliceToken), &rookeryv1.HeartbeatRequest{Id: reg.Id}); err != nil {
-		t.Errorf("the owner's heartbeat: %v", err)
-	}
-	if _, err := sc.Deregister(as(aliceToken), &rookeryv1.DeregisterRequest{Id: reg.Id}); err != nil {
-		t.Errorf("the owner's deregister: %v", err)
-	}
-	list, err := sc.List(as(bobToken), &rookeryv1.ListRequest{})
-	if err != nil || len(list.Providers) != 0 {
-		t.Errorf("after the owner deregistered: %v, %v", list, err)
-	}
-}
-
-func second[T any](_ T, err error) error { return err }

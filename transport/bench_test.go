@@ -171,7 +171,7 @@ func BenchmarkStep(b *testing.B) {
 func benchStep(b *testing.B, execs ...exec.Executor) {
 	ctx := context.Background()
 	m := newMLP(b, tensor.Float32, 256, 784, 512, 256, 10)
-	tr, err := rookery.NewTrainer(m.g, m.lossN, m.learn, m.inputs,
+	tr, err := rookery.NewTrainer(ctx, m.g, m.lossN, m.learn, m.inputs,
 		rookery.WithExecutors(execs...), rookery.WithMicroBatches(2), rookery.WithSolver(exec.SGD(0.01, 0.9)),
 		rookery.WithPartitionOptions(partition.WithMaxImbalance(1)))
 	if err != nil {

@@ -65,8 +65,8 @@ func WithInsecure() DialOption { return func(d *dialConfig) { d.insecure = true 
 func WithToken(tok string) DialOption { return func(d *dialConfig) { d.token = tok } }
 
 // WithLease sends a lease token from a seed node ("authorization: Lease
-// tok") on every call to the provider it names. FindProviders returns
-// each provider's lease in its entry; rookery.WithSeed passes them on.
+// tok") on every call to the provider it names. seednode.Find returns
+// each provider's lease in its entry; seednode.Lease passes them on.
 func WithLease(tok string) DialOption { return func(d *dialConfig) { d.lease = tok } }
 
 // WithDialer dials connections with f instead of TCP, for instance to an

@@ -27,6 +27,7 @@ import (
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/exectest"
 	"github.com/rookery-ml/rookery/transport"
+	"github.com/rookery-ml/rookery/transport/seednode"
 )
 
 // The tests here run the real `rookery provider` binary as a child
@@ -211,7 +212,7 @@ func TestPipelineDaemon(t *testing.T) {
 func TestDaemonLifecycle(t *testing.T) {
 	seed := startDaemon(t, "seed", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--ttl", "5s")
 	p := startDaemon(t, "provider", "--listen", "127.0.0.1:0", "--bench", "50ms", "--metrics", "127.0.0.1:0",
-		"--seed", seed.addr, "--name", "lifecycle", "--max-memory", "1GiB", "--log-format", "json")
+		"--seed-node", seed.addr, "--name", "lifecycle", "--max-memory", "1GiB", "--log-format", "json")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -253,7 +254,7 @@ func TestDaemonLifecycle(t *testing.T) {
 	// It shows up at the seed node.
 	var found bool
 	for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); {
-		got, err := transport.FindProviders(ctx, seed.addr, transport.Need{N: 1})
+		got, err := seednode.Find(ctx, seed.addr, seednode.Need{N: 1})
 		found = err == nil && got[0].Address == p.addr
 		if !found {
 			time.Sleep(20 * time.Millisecond)
@@ -293,7 +294,7 @@ func TestDaemonLifecycle(t *testing.T) {
 		}
 	}
 	// Gone from the seed at once (deregistered, not expired).
-	if _, err := transport.FindProviders(ctx, seed.addr, transport.Need{N: 1}); !errors.Is(err, transport.ErrNotEnough) {
+	if _, err := seednode.Find(ctx, seed.addr, seednode.Need{N: 1}); !errors.Is(err, seednode.ErrNotEnough) {
 		t.Errorf("after SIGTERM the seed still lists the provider: %v", err)
 	}
 	if _, err := s.Get(ctx, "shard"); !errors.Is(err, transport.ErrUnavailable) {

@@ -1,7 +1,8 @@
 // Package transport carries Rookery's executors across the network: a
 // gRPC server that serves any exec.Executor as the rookery.v1 Provider
-// service, a client that is itself an exec.Executor, and the seed node
-// where providers announce themselves and requesters find them.
+// service, and a client that is itself an exec.Executor. The seed node,
+// where providers announce themselves and requesters find them, is
+// package transport/seednode.
 //
 // A value moves like this. The requester's pipeline calls Open on a
 // *Client (from Dial); the client encodes the part's graph
@@ -18,26 +19,25 @@
 // allocated once its size has passed the limits, straight from gRPC's
 // receive buffers. Nothing in exec knows that the session is remote.
 //
-// A provider announces itself to a Seed (Server.Announce) with its
+// A provider announces itself to a seed node (Server.Announce) with its
 // capabilities: machine, measured speed from a start-up micro-benchmark,
-// op kinds and limits. The seed drops it when its heartbeats stop for the
-// TTL. Requesters ask the seed for providers (FindProviders) over gRPC;
-// people can read the same registry as JSON (Seed.Handler, GET
-// /v1/providers).
+// op kinds and limits, and renews its entry by heartbeat. Requesters ask
+// the seed node for providers (seednode.Find, seednode.Lease).
 //
-// Who gets in. A Seed given WithLeaseSigning signs a lease (lease.go) for
-// every provider that Find returns, naming the provider, the requester
-// and an expiry; a Server given WithLeaseKey opens sessions only for calls
-// that carry a valid lease naming it, and a session belongs to the
-// requester the lease names (without leases, to the caller's token or
-// certificate identity), so that no one else can use or close it. Bearer
-// tokens (WithTokens, WithSeedTokens; WithToken on the client) and client
-// certificates verified by the server's TLS configuration identify
-// callers (auth.go). The client refuses to dial beyond loopback in clear
-// text unless given WithInsecure, and CheckListen is the daemons' same
-// rule for listening. Every Provider call is bounded by a deadline
-// (WithCallTimeout), and the memory budget counts each session's
-// estimated working memory from Open on.
+// Who gets in. A seed node given seednode.WithLeaseSigning signs a lease
+// (lease.go) for every provider it names, with the provider, the
+// requester and an expiry; a Server given WithLeaseKey opens sessions
+// only for calls that carry a valid lease naming it, and a session
+// belongs to the requester the lease names (without leases, to the
+// caller's token or certificate identity), so that no one else can use
+// or close it. Bearer tokens (WithTokens, seednode.WithTokens; WithToken
+// on the client) and client certificates verified by the server's TLS
+// configuration identify callers (auth.go; Identify for the seed node).
+// The client refuses to dial beyond loopback in clear text unless given
+// WithInsecure, and CheckListen is the daemons' same rule for listening.
+// Every Provider call is bounded by a deadline (WithCallTimeout), and
+// the memory budget counts each session's estimated working memory from
+// Open on.
 //
 // Error policy: errors become gRPC status codes only inside this package,
 // and come back out as the same typed errors a local executor returns

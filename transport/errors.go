@@ -25,9 +25,6 @@ var (
 	// ErrProtocol marks a peer that broke the framing rules of the wire
 	// protocol (a tensor's bytes that do not add up, a frame out of place).
 	ErrProtocol = errors.New("transport: protocol violation")
-	// ErrNotEnough marks a seed node that knows fewer matching providers
-	// than were asked for.
-	ErrNotEnough = errors.New("transport: not enough providers")
 	// ErrUnauthenticated marks a call without valid credentials: no
 	// token, a wrong one, or a lease that is missing, malformed, badly
 	// signed, expired or not yet valid. The error is an *AuthError.

@@ -25,14 +25,14 @@ import (
 	"github.com/rookery-ml/rookery/transport"
 )
 
-// The handler fuzz targets call a provider's and a seed node's RPC
-// handlers directly, with fake streams that deliver arbitrary messages
-// decoded as gRPC's codec would, so that every input check runs at the
-// speed of a function call.
+// The handler fuzz targets call a provider's RPC handlers directly, with
+// fake streams that deliver arbitrary messages decoded as gRPC's codec
+// would, so that every input check runs at the speed of a function call.
+// (The seed node's are fuzzed in package transport/seednode.)
 
 // placeholder in a message's bytes stands for the id of the last session
-// (or provider entry) opened, which the fuzzer cannot guess: it has the
-// length of a real id, so the bytes around it stay valid protobuf.
+// opened, which the fuzzer cannot guess: it has the length of a real id,
+// so the bytes around it stay valid protobuf.
 var placeholder = []byte("SESSIONIDSESSIONIDSESSIONIDSESSI")
 
 // fakeStream is a grpc.ServerStream that receives msgs and records what
@@ -258,86 +258,6 @@ func FuzzProviderHandlers(f *testing.F) {
 		}
 		if n, r := srv.Sessions(), srv.Reserved(); n != 0 || r != 0 {
 			t.Fatalf("after closing every session: %d sessions, %d bytes reserved", n, r)
-		}
-	})
-}
-
-// FuzzSeedHandlers sends arbitrary call sequences to a seed node that
-// signs leases. No input may panic it or get an error that is not a gRPC
-// status, and every lease Find hands out must verify and name the entry
-// it comes with.
-func FuzzSeedHandlers(f *testing.F) {
-	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
-	pub := key.Public().(ed25519.PublicKey)
-	id := string(placeholder)
-	caps := &rookeryv1.Capabilities{Name: "p", MemoryBytes: 1 << 30, Gflops: 10}
-	f.Add(encodeCalls(
-		[]any{byte(0), &rookeryv1.RegisterRequest{Address: "127.0.0.1:7070", Capabilities: caps}},
-		[]any{byte(1), &rookeryv1.HeartbeatRequest{Id: id, Sessions: 2}},
-		[]any{byte(3), &rookeryv1.FindRequest{N: 1, Requester: "r"}},
-		[]any{byte(4), &rookeryv1.ListRequest{}},
-		[]any{byte(2), &rookeryv1.DeregisterRequest{Id: id}},
-		[]any{byte(5), &rookeryv1.LeaseKeyRequest{}}))
-	f.Add(encodeCalls([]any{byte(0), &rookeryv1.RegisterRequest{Address: "[::1]:1"}}, []any{byte(3), &rookeryv1.FindRequest{N: -1, Gpu: true}}))
-	var now time.Time
-	seed := transport.NewSeed(transport.WithLeaseSigning(key, time.Minute), transport.WithClock(func() time.Time { return now }))
-	f.Cleanup(seed.Stop)
-	ctx := context.Background()
-	f.Fuzz(func(t *testing.T, data []byte) {
-		now = time.UnixMilli(1 << 40) // entries of earlier inputs expire
-		now = now.Add(time.Duration(len(data)) * time.Hour)
-		ops, msgs := fuzzCalls(data, 24)
-		last := id
-		for i, op := range ops {
-			if len(msgs[i]) == 0 {
-				continue
-			}
-			b := bytes.ReplaceAll(msgs[i][0], placeholder, []byte(last))
-			var err error
-			switch op % 6 {
-			case 0:
-				var req rookeryv1.RegisterRequest
-				if proto.Unmarshal(b, &req) == nil {
-					var resp *rookeryv1.RegisterResponse
-					if resp, err = seed.Register(ctx, &req); err == nil {
-						last = resp.Id
-					}
-				}
-			case 1:
-				var req rookeryv1.HeartbeatRequest
-				if proto.Unmarshal(b, &req) == nil {
-					_, err = seed.Heartbeat(ctx, &req)
-				}
-			case 2:
-				var req rookeryv1.DeregisterRequest
-				if proto.Unmarshal(b, &req) == nil {
-					_, err = seed.Deregister(ctx, &req)
-				}
-			case 3:
-				var req rookeryv1.FindRequest
-				if proto.Unmarshal(b, &req) == nil {
-					var resp *rookeryv1.FindResponse
-					if resp, err = seed.Find(ctx, &req); err == nil {
-						if len(resp.Providers) != int(req.N) {
-							t.Fatalf("asked for %d, found %d", req.N, len(resp.Providers))
-						}
-						for _, e := range resp.Providers {
-							l, lerr := transport.ParseLease(e.Lease, pub)
-							if lerr != nil || l.ProviderID != e.Id || l.ProviderAddress != e.Address || !strings.HasPrefix(l.Requester, "anon:") {
-								t.Fatalf("lease for %s at %s: %+v, %v", e.Id, e.Address, l, lerr)
-							}
-						}
-					}
-				}
-			case 4:
-				_, err = seed.List(ctx, &rookeryv1.ListRequest{})
-			case 5:
-				var resp *rookeryv1.LeaseKeyResponse
-				if resp, err = seed.LeaseKey(ctx, &rookeryv1.LeaseKeyRequest{}); err == nil && !pub.Equal(ed25519.PublicKey(resp.Ed25519PublicKey)) {
-					t.Fatal("LeaseKey returned another key")
-				}
-			}
-			checkStatus(t, "seed call", err)
 		}
 	})
 }

@@ -45,7 +45,7 @@ reason logged. --gpu off keeps everything on the CPU; --gpu require
 refuses to start without a GPU.
 
 Who gets in: with --seed-pubkey, only requesters holding a lease that the
-seed node signed for this provider (rookery.WithSeed fetches them); with
+seed node signed for this provider (seednode.Lease fetches them); with
 --token-file, only callers with one of its bearer tokens or a client
 certificate verified against --client-ca. A session belongs to the
 requester that opened it. The key is given, never learnt from the seed
@@ -71,7 +71,7 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var (
 		listen     = fs.String("listen", "127.0.0.1:7070", "address to serve on (host:port; port 0 picks a free one)")
 		advertise  = fs.String("advertise", "", "address requesters dial, as told to the seed node (default: the address served on)")
-		seed       = fs.String("seed", "", "seed node to register with (host:port); none by default")
+		seedNode   = fs.String("seed-node", "", "seed node to register with (host:port); none by default")
 		name       = fs.String("name", defaultName(), "name reported to requesters and the seed node")
 		metrics    = fs.String("metrics", "", "address for the Prometheus metrics endpoint (GET /metrics); none by default")
 		maxMem     = sizeFlag(fs, "max-memory", d.MaxProviderBytes, "memory budget of all sessions: encoded parts, resident tensors, tensors in flight and the executor's estimated working memory (gradients, solver state, activations per micro-batch); a session that would exceed it is refused (e.g. 8GiB)")
@@ -116,9 +116,9 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	var seedOpts []transport.DialOption
-	if *seed != "" {
-		if *seedCA == "" && !*insecure && !transport.IsLoopback(*seed) {
-			return fmt.Errorf("%w: --seed %s is beyond loopback; give --seed-ca to reach it over TLS, or --insecure on a trusted network", transport.ErrInsecure, *seed)
+	if *seedNode != "" {
+		if *seedCA == "" && !*insecure && !transport.IsLoopback(*seedNode) {
+			return fmt.Errorf("%w: --seed-node %s is beyond loopback; give --seed-ca to reach it over TLS, or --insecure on a trusted network", transport.ErrInsecure, *seedNode)
 		}
 		if *insecure {
 			seedOpts = append(seedOpts, transport.WithInsecure())
@@ -229,11 +229,11 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintf(stdout, "metrics on %s\n", mlis.Addr())
 	}
 	annCtx, annCancel := context.WithCancel(context.Background())
-	if *seed != "" {
+	if *seedNode != "" {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := srv.Announce(annCtx, *seed, adv, seedOpts...); err != nil {
+			if err := srv.Announce(annCtx, *seedNode, adv, seedOpts...); err != nil {
 				errc <- fmt.Errorf("provider: seed: %w", err)
 			}
 		}()

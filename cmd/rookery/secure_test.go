@@ -32,6 +32,7 @@ import (
 	"github.com/rookery-ml/rookery/graph"
 	"github.com/rookery-ml/rookery/partition"
 	"github.com/rookery-ml/rookery/transport"
+	"github.com/rookery-ml/rookery/transport/seednode"
 )
 
 // pki is a certificate authority and the files of a server certificate
@@ -205,14 +206,15 @@ func train(t *testing.T, opts ...rookery.Option) []float64 {
 	g, loss, learn, inputs, feeds := classifier()
 	opts = append(opts, rookery.WithMicroBatches(2), rookery.WithSolver(exec.SGD(0.1, 0.9)),
 		rookery.WithPartitionOptions(partition.WithMaxImbalance(1)))
-	tr, err := rookery.NewTrainer(g, loss, learn, inputs, opts...)
+	ctx := context.Background()
+	tr, err := rookery.NewTrainer(ctx, g, loss, learn, inputs, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tr.Close()
 	var losses []float64
 	for i := 0; i < 3; i++ {
-		l, err := tr.Step(context.Background(), feeds)
+		l, err := tr.Step(ctx, feeds)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -275,13 +277,13 @@ func TestSecureCluster(t *testing.T) {
 	for _, name := range []string{"p1", "p2"} {
 		got := startCommand(t, providerMain, []string{"--listen", "127.0.0.1:0", "--name", name, "--bench", "0",
 			"--tls-cert", p.certFile, "--tls-key", p.keyFile, "--token-file", tokenFile, "--seed-pubkey", pubText,
-			"--seed", seedAddr, "--seed-ca", p.caFile, "--seed-token", provToken, "--log-level", "warn"}, "listening on")
+			"--seed-node", seedAddr, "--seed-ca", p.caFile, "--seed-token", provToken, "--log-level", "warn"}, "listening on")
 		provs = append(provs, got[0])
 	}
 	aliceOpts := []transport.DialOption{p.creds(false), transport.WithToken(alice)}
 	var entries map[string]string // address → provider id
 	for i := 0; ; i++ {
-		es, err := transport.FindProviders(ctx, seedAddr, transport.Need{N: 2}, aliceOpts...)
+		es, err := seednode.Find(ctx, seedAddr, seednode.Need{N: 2}, aliceOpts...)
 		if err == nil {
 			entries = map[string]string{es[0].Address: es[0].Id, es[1].Address: es[1].Id}
 			break
@@ -294,14 +296,14 @@ func TestSecureCluster(t *testing.T) {
 
 	// A requester with a token trains through leased providers.
 	want := train(t, rookery.WithParts(2))
-	gotLoss := train(t, rookery.WithSeed(seedAddr, 2, aliceOpts...))
+	gotLoss := train(t, rookery.WithSeedNode(seedAddr, 2, aliceOpts...))
 	for i := range want {
 		if gotLoss[i] != want[i] {
 			t.Errorf("step %d: loss %v on leased providers, %v in process", i, gotLoss[i], want[i])
 		}
 	}
 	// Without a token the seed node hands out nothing.
-	_, err = transport.FindProviders(ctx, seedAddr, transport.Need{N: 1}, p.creds(false))
+	_, err = seednode.Find(ctx, seedAddr, seednode.Need{N: 1}, p.creds(false))
 	requireAuth(t, "find without a token", err, transport.ErrUnauthenticated, transport.ReasonMissing)
 
 	g, loss, learn, inputs, _ := classifier()
@@ -313,7 +315,7 @@ func TestSecureCluster(t *testing.T) {
 			return err
 		}
 		defer c.Close()
-		tr, err := rookery.NewTrainer(g, loss, learn, inputs, rookery.WithExecutors(c))
+		tr, err := rookery.NewTrainer(ctx, g, loss, learn, inputs, rookery.WithExecutors(c))
 		if err != nil {
 			return err
 		}
@@ -351,12 +353,12 @@ func TestSecureCluster(t *testing.T) {
 	// Another requester's session: alice opens one with her lease; bob,
 	// with his own token and lease for the same provider, cannot use or
 	// close it.
-	aliceEntries, err := transport.FindProviders(ctx, seedAddr, transport.Need{N: 2}, aliceOpts...)
+	aliceEntries, err := seednode.Find(ctx, seedAddr, seednode.Need{N: 2}, aliceOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	bobOpts := []transport.DialOption{p.creds(false), transport.WithToken(bob)}
-	bobEntries, err := transport.FindProviders(ctx, seedAddr, transport.Need{N: 2}, bobOpts...)
+	bobEntries, err := seednode.Find(ctx, seedAddr, seednode.Need{N: 2}, bobOpts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,7 +453,7 @@ func TestRefuseClearText(t *testing.T) {
 		{providerMain, []string{"--listen", "0.0.0.0:0"}, "--tls-cert and --tls-key"},
 		{providerMain, []string{"--listen", "[::]:0"}, "--insecure"},
 		{providerMain, []string{"--listen", ":7070"}, "refusing to serve"},
-		{providerMain, []string{"--listen", "127.0.0.1:0", "--seed", "192.0.2.1:7000"}, "--seed-ca"},
+		{providerMain, []string{"--listen", "127.0.0.1:0", "--seed-node", "192.0.2.1:7000"}, "--seed-ca"},
 		{seedMain, []string{"--listen", "0.0.0.0:0"}, "--tls-cert and --tls-key"},
 		{seedMain, []string{"--listen", "[::]:0", "--http", ""}, "refusing to serve"},
 		{seedMain, []string{"--listen", "127.0.0.1:0", "--http", "0.0.0.0:0"}, "--http"},

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/rookery-ml/rookery/transport"
+	"github.com/rookery-ml/rookery/transport/seednode"
 )
 
 func init() {
@@ -25,7 +26,7 @@ const seedUsage = `usage: rookery seed [flags]
 
 Run a seed node: a registry where providers announce themselves and renew
 their entry by heartbeat, and where requesters find them
-(rookery.WithSeed). It serves gRPC (rookery.v1 Seed, health, reflection)
+(rookery.WithSeedNode, seednode.Lease). It serves gRPC (rookery.v1 Seed, health, reflection)
 on --listen and an HTTP/JSON view (GET /v1/providers) on --http, prints
 "listening on ADDR" and "http on ADDR" once ready, and shuts down cleanly
 on SIGINT or SIGTERM.
@@ -63,7 +64,7 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		clientCA  = fs.String("client-ca", "", "PEM file of the CA whose client certificates to require and verify (mTLS; needs --tls-cert)")
 		tokenFile = fs.String("token-file", "", "file of allowed bearer tokens, one a line: TOKEN [NAME]; callers need one (or a client certificate, with --client-ca)")
 		leaseKey  = fs.String("lease-key", "", "file of the ed25519 key to sign leases with (created if absent); no leases without it")
-		leaseTTL  = fs.Duration("lease-ttl", transport.DefaultLeaseTTL, "how long a lease lets its requester open sessions")
+		leaseTTL  = fs.Duration("lease-ttl", seednode.DefaultLeaseTTL, "how long a lease lets its requester open sessions")
 		printKey  = fs.Bool("print-lease-key", false, "print the public key of --lease-key, as --seed-pubkey reads it, and exit")
 		insecure  = fs.Bool("insecure", false, "allow clear text beyond loopback (trusted networks only)")
 		logFormat = fs.String("log-format", "text", "log format: text or json")
@@ -86,7 +87,7 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *printKey && *leaseKey == "" {
 		return usagef("--print-lease-key needs --lease-key")
 	}
-	opts := []transport.SeedOption{transport.WithTTL(*ttl), transport.WithSeedLogger(log)}
+	opts := []seednode.Option{seednode.WithTTL(*ttl), seednode.WithLogger(log)}
 	var pubText string
 	if *leaseKey != "" {
 		key, created, err := transport.LoadOrCreateLeaseKey(*leaseKey)
@@ -101,14 +102,14 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if created {
 			log.Info("created a lease key", "file", *leaseKey)
 		}
-		opts = append(opts, transport.WithLeaseSigning(key, *leaseTTL))
+		opts = append(opts, seednode.WithLeaseSigning(key, *leaseTTL))
 	}
 	if *tokenFile != "" {
 		ts, err := transport.LoadTokens(*tokenFile)
 		if err != nil {
 			return err
 		}
-		opts = append(opts, transport.WithSeedTokens(ts))
+		opts = append(opts, seednode.WithTokens(ts))
 	}
 	serverOpts, err := tlsServerOptions(*tlsCert, *tlsKey, *clientCA)
 	if err != nil {
@@ -129,7 +130,7 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("seed: %w", err)
 	}
 	warnClearText(log, lis.Addr(), len(serverOpts) > 0)
-	seed := transport.NewSeed(append(opts, transport.WithSeedServerOptions(serverOpts...))...)
+	seed := seednode.NewRegistry(append(opts, seednode.WithServerOptions(serverOpts...))...)
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
 	wg.Add(1)

@@ -3,12 +3,12 @@
 // from a seed node, and prints the loss as it goes and at the end.
 //
 //	go run ./examples/cluster                    # in-process
-//	go run ./examples/cluster --seed 127.0.0.1:7000 # through a seed node
+//	go run ./examples/cluster --seed-node 127.0.0.1:7000 # through a seed node
 //
 // The two runs print the same losses: the providers compute exactly what
 // the in-process executors do, and only the tensors travel. run.sh beside
 // this file starts a seed node and two providers on loopback and runs
-// both. Flags: --seed ADDR, --steps n (default 300), --batch b (default
+// both. Flags: --seed-node ADDR, --steps n (default 300), --batch b (default
 // 128), --wait d (how long to wait for the seed to know 2 providers).
 package main
 
@@ -29,22 +29,22 @@ import (
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/internal/mnist"
 	"github.com/rookery-ml/rookery/partition"
-	"github.com/rookery-ml/rookery/transport"
+	"github.com/rookery-ml/rookery/transport/seednode"
 )
 
 func main() {
-	seed := flag.String("seed", "", "seed node to lease 2 providers from (host:port); in-process without it")
+	seedNode := flag.String("seed-node", "", "seed node to lease 2 providers from (host:port); in-process without it")
 	steps := flag.Int("steps", 300, "training steps")
 	batch := flag.Int("batch", 128, "mini-batch size")
 	wait := flag.Duration("wait", 10*time.Second, "how long to wait for the seed node to know 2 providers")
 	flag.Parse()
-	if err := run(*seed, *steps, *batch, *wait); err != nil {
+	if err := run(*seedNode, *steps, *batch, *wait); err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
 		os.Exit(1)
 	}
 }
 
-func run(seed string, steps, batch int, wait time.Duration) error {
+func run(seedNode string, steps, batch int, wait time.Duration) error {
 	ctx := context.Background()
 	train, _, err := mnist.Load()
 	if err != nil {
@@ -69,16 +69,16 @@ func run(seed string, steps, batch int, wait time.Duration) error {
 	opts := []rookery.Option{rookery.WithSolver(exec.SGD(0.1, 0.9)), rookery.WithMicroBatches(2),
 		rookery.WithPartitionOptions(partition.WithMaxImbalance(1))}
 	where := "2 in-process executors"
-	if seed != "" {
-		if err := awaitProviders(ctx, seed, 2, wait); err != nil {
+	if seedNode != "" {
+		if err := awaitProviders(ctx, seedNode, 2, wait); err != nil {
 			return err
 		}
-		opts = append(opts, rookery.WithSeed(seed, 2))
-		where = "2 providers from the seed node at " + seed
+		opts = append(opts, rookery.WithSeedNode(seedNode, 2))
+		where = "2 providers from the seed node at " + seedNode
 	} else {
 		opts = append(opts, rookery.WithParts(2))
 	}
-	tr, err := rookery.NewTrainer(g, loss, gorgonia.Nodes{w1, b1, w2, b2}, gorgonia.Nodes{x, y}, opts...)
+	tr, err := rookery.NewTrainer(ctx, g, loss, gorgonia.Nodes{w1, b1, w2, b2}, gorgonia.Nodes{x, y}, opts...)
 	if err != nil {
 		return err
 	}
@@ -130,16 +130,16 @@ func fill(s *mnist.Set, from int, xs, ys *tensor.Dense) {
 
 // awaitProviders polls the seed node until it knows n providers or wait
 // has passed.
-func awaitProviders(ctx context.Context, seed string, n int, wait time.Duration) error {
+func awaitProviders(ctx context.Context, seedNode string, n int, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
 		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := transport.FindProviders(fctx, seed, transport.Need{N: n})
+		_, err := seednode.Find(fctx, seedNode, seednode.Need{N: n})
 		cancel()
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, transport.ErrNotEnough) || time.Now().After(deadline) {
+		if !errors.Is(err, seednode.ErrNotEnough) || time.Now().After(deadline) {
 			return err
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -10,7 +10,7 @@
 // Flags:
 //
 //	--providers host:port,...  put one shard on each of these remote providers (rookery provider)
-//	--seed ADDR                lease --shards providers from the seed node at ADDR
+//	--seed-node ADDR           lease --shards providers from the seed node at ADDR
 //	--shards n                 number of shards (default 2)
 //	--k k                      neighbours (default 5)
 //	--mnist                    MNIST (60,000 training, 10,000 test images) instead of digits
@@ -38,24 +38,25 @@ var digitsCSV []byte
 
 func main() {
 	providers := flag.String("providers", "", "comma-separated host:port of remote providers, one shard each")
-	seedAddr := flag.String("seed", "", "address of a seed node to lease providers from")
+	seedNode := flag.String("seed-node", "", "address of a seed node to lease providers from")
 	shards := flag.Int("shards", 2, "number of shards")
 	k := flag.Int("k", 5, "number of neighbours")
 	useMNIST := flag.Bool("mnist", false, "use MNIST instead of the 8×8 digits")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *providers, *seedAddr, *shards, *k, *useMNIST); err != nil {
+	if err := run(ctx, *providers, *seedNode, *shards, *k, *useMNIST); err != nil {
 		fmt.Fprintln(os.Stderr, "knn:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, providers, seedAddr string, shards, k int, useMNIST bool) error {
-	opts, where, err := placement(ctx, providers, seedAddr, shards)
+func run(ctx context.Context, providers, seedNode string, shards, k int, useMNIST bool) error {
+	opts, where, closeProviders, err := placement(ctx, providers, seedNode, shards)
 	if err != nil {
 		return err
 	}
+	defer closeProviders()
 	var trX, teX *tensor.Dense
 	var trY, teY []float64
 	name := "digits (8×8)"
@@ -90,13 +91,17 @@ func run(ctx context.Context, providers, seedAddr string, shards, k int, useMNIS
 	return nil
 }
 
-// placement turns the flags into ravml options.
-func placement(ctx context.Context, list, seedAddr string, shards int) ([]ravml.Option, string, error) {
-	execs, where, err := providers.Resolve(ctx, list, seedAddr, shards)
-	if err != nil || execs != nil {
-		return []ravml.Option{ravml.WithExecutors(execs...)}, where, err
+// placement turns the flags into ravml options; closeProviders closes
+// the connections to remote providers.
+func placement(ctx context.Context, list, seedNode string, shards int) (opts []ravml.Option, where string, closeProviders func(), err error) {
+	p, err := providers.Resolve(ctx, list, seedNode, shards)
+	if err != nil {
+		return nil, "", nil, err
 	}
-	return []ravml.Option{ravml.Shards(shards)}, fmt.Sprintf("%d shards on %d in-process providers", shards, min(shards, ravml.DefaultShards)), nil
+	if p.Executors != nil {
+		return []ravml.Option{ravml.WithExecutors(p.Executors...)}, p.Where, p.Close, nil
+	}
+	return []ravml.Option{ravml.Shards(shards)}, fmt.Sprintf("%d shards on %d in-process providers", shards, min(shards, ravml.DefaultShards)), p.Close, nil
 }
 
 func loadMNIST() (trX *tensor.Dense, trY []float64, teX *tensor.Dense, teY []float64, err error) {

@@ -13,7 +13,7 @@
 // module cache. Flags:
 //
 //	--providers host:port,...  train on these remote providers (rookery provider), one part each
-//	--seed ADDR                lease --parts providers from the seed node at ADDR
+//	--seed-node ADDR           lease --parts providers from the seed node at ADDR
 //	--parts k                  number of parts (default 2; with --providers, one per provider)
 //	--epochs n, --batch b, --lr η, --momentum μ, --float64
 //	--out DIR                  where mlp.model and mlp-loss.png go (default $TMPDIR/rookery-mlp)
@@ -41,7 +41,7 @@ import (
 
 func main() {
 	providers := flag.String("providers", "", "comma-separated host:port of remote providers, one part each")
-	seedAddr := flag.String("seed", "", "address of a seed node to lease providers from")
+	seedNode := flag.String("seed-node", "", "address of a seed node to lease providers from")
 	parts := flag.Int("parts", 2, "number of parts")
 	epochs := flag.Int("epochs", 2, "passes over the 60,000 training images")
 	batch := flag.Int("batch", 64, "mini-batch size")
@@ -53,13 +53,13 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *providers, *seedAddr, *parts, *epochs, *batch, *lr, *momentum, *f64, *out, *quiet); err != nil {
+	if err := run(ctx, *providers, *seedNode, *parts, *epochs, *batch, *lr, *momentum, *f64, *out, *quiet); err != nil {
 		fmt.Fprintln(os.Stderr, "mlp:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, providers, seedAddr string, parts, epochs, batch int, lr, momentum float64, f64 bool, out string, quiet bool) error {
+func run(ctx context.Context, providers, seedNode string, parts, epochs, batch int, lr, momentum float64, f64 bool, out string, quiet bool) error {
 	train, test, err := mnist.Load()
 	if err != nil {
 		return err
@@ -85,8 +85,8 @@ func run(ctx context.Context, providers, seedAddr string, parts, epochs, batch i
 	}
 	where := fmt.Sprintf("%d in-process providers", parts)
 	switch {
-	case providers != "" && seedAddr != "":
-		return fmt.Errorf("give --providers or --seed, not both")
+	case providers != "" && seedNode != "":
+		return fmt.Errorf("give --providers or --seed-node, not both")
 	case providers != "":
 		var execs []exec.Executor
 		for _, addr := range strings.Split(providers, ",") {
@@ -98,9 +98,9 @@ func run(ctx context.Context, providers, seedAddr string, parts, epochs, batch i
 		}
 		opts = append(opts, ravdl.WithExecutors(execs...))
 		where = fmt.Sprintf("%d remote providers", len(execs))
-	case seedAddr != "":
-		opts = append(opts, ravdl.Parts(parts), ravdl.TrainerOptions(rookery.WithSeed(seedAddr, parts)))
-		where = fmt.Sprintf("%d providers from seed %s", parts, seedAddr)
+	case seedNode != "":
+		opts = append(opts, ravdl.Parts(parts), ravdl.TrainerOptions(rookery.WithSeedNode(seedNode, parts)))
+		where = fmt.Sprintf("%d providers from seed node %s", parts, seedNode)
 	default:
 		opts = append(opts, ravdl.Parts(parts))
 	}

@@ -1,6 +1,7 @@
-// Package providers turns the --providers and --seed flags that Rookery's
-// examples share into executors: remote providers dialled by address, or
-// providers found on a seed node.
+// Package providers turns the --providers and --seed-node flags that
+// Rookery's examples share into executors: remote providers dialled by
+// address, or providers leased from a seed node (seednode.Lease, which
+// presents each provider's lease and reports their speeds).
 //
 // Resolve returns no executors when neither flag is given, so the caller
 // falls back to in-process executors. Errors name the provider or seed
@@ -15,50 +16,67 @@ import (
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/transport"
+	"github.com/rookery-ml/rookery/transport/seednode"
 )
 
-// ErrBothFlags says that --providers and --seed were both given.
-var ErrBothFlags = errors.New("give --providers or --seed, not both")
+// ErrBothFlags says that --providers and --seed-node were both given.
+var ErrBothFlags = errors.New("give --providers or --seed-node, not both")
 
-// Resolve dials the comma-separated addresses in list, or asks the seed
-// node at seed for n providers and dials them. It returns nil executors
-// when both strings are empty, and a description of where the work runs.
-func Resolve(ctx context.Context, list, seed string, n int) ([]exec.Executor, string, error) {
-	var addrs []string
-	switch {
-	case list != "" && seed != "":
-		return nil, "", ErrBothFlags
-	case list != "":
-		for _, a := range strings.Split(list, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				addrs = append(addrs, a)
-			}
-		}
-	case seed != "":
-		entries, err := transport.FindProviders(ctx, seed, transport.Need{N: n})
-		if err != nil {
-			return nil, "", fmt.Errorf("seed node %s: %w", seed, err)
-		}
-		for _, e := range entries {
-			addrs = append(addrs, e.GetAddress())
-		}
-	default:
-		return nil, "", nil
+// Placement is where an example's work runs.
+type Placement struct {
+	// Executors are the remote providers, one per address or leased
+	// provider; nil when neither flag is given.
+	Executors []exec.Executor
+	// Capacities are the leased providers' measured speeds, for
+	// partition.WithCapacities; nil for providers dialled by address, or
+	// when a provider reports no speed.
+	Capacities []float64
+	// Where describes the executors for people.
+	Where string
+
+	close func()
+}
+
+// Close closes the connections to the providers; call it once the
+// sessions on them are closed. (A leased provider's connection waits for
+// its last session anyway.)
+func (p *Placement) Close() {
+	if p.close != nil {
+		p.close()
 	}
-	execs := make([]exec.Executor, 0, len(addrs))
-	for _, a := range addrs {
+}
+
+// Resolve dials the comma-separated addresses in list, or leases n
+// providers from the seed node at seedNode. It returns a Placement
+// without executors when both strings are empty.
+func Resolve(ctx context.Context, list, seedNode string, n int) (*Placement, error) {
+	switch {
+	case list != "" && seedNode != "":
+		return nil, ErrBothFlags
+	case seedNode != "":
+		execs, caps, release, err := seednode.Lease(ctx, seedNode, seednode.Need{N: n})
+		if err != nil {
+			return nil, fmt.Errorf("seed node %s: %w", seedNode, err)
+		}
+		return &Placement{Executors: execs, Capacities: caps, close: release,
+			Where: fmt.Sprintf("%d remote providers from seed node %s", len(execs), seedNode)}, nil
+	case list == "":
+		return &Placement{}, nil
+	}
+	var execs []exec.Executor
+	for _, a := range strings.Split(list, ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
 		e, err := transport.Dial(ctx, a)
 		if err != nil {
 			closeAll(execs)
-			return nil, "", fmt.Errorf("provider %s: %w", a, err)
+			return nil, fmt.Errorf("provider %s: %w", a, err)
 		}
 		execs = append(execs, e)
 	}
-	where := fmt.Sprintf("%d remote providers", len(execs))
-	if seed != "" {
-		where += " from seed " + seed
-	}
-	return execs, where, nil
+	return &Placement{Executors: execs, Where: fmt.Sprintf("%d remote providers", len(execs)),
+		close: func() { closeAll(execs) }}, nil
 }
 
 func closeAll(execs []exec.Executor) {

@@ -12,10 +12,10 @@ import (
 
 func TestResolve(t *testing.T) {
 	ctx := context.Background()
-	if execs, where, err := Resolve(ctx, "", "", 2); err != nil || execs != nil || where != "" {
-		t.Errorf("no flags: got %v, %q, %v; want nothing", execs, where, err)
+	if p, err := Resolve(ctx, "", "", 2); err != nil || p.Executors != nil || p.Where != "" {
+		t.Errorf("no flags: got %+v, %v; want nothing", p, err)
 	}
-	if _, _, err := Resolve(ctx, "a:1", "b:2", 2); !errors.Is(err, ErrBothFlags) {
+	if _, err := Resolve(ctx, "a:1", "b:2", 2); !errors.Is(err, ErrBothFlags) {
 		t.Errorf("both flags: got %v, want ErrBothFlags", err)
 	}
 
@@ -26,12 +26,12 @@ func TestResolve(t *testing.T) {
 	srv := transport.NewServer(exec.NewCPU())
 	go srv.Serve(lis)
 	defer srv.Stop()
-	execs, where, err := Resolve(ctx, lis.Addr().String()+", "+lis.Addr().String(), "", 0)
+	p, err := Resolve(ctx, lis.Addr().String()+", "+lis.Addr().String(), "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeAll(execs)
-	if len(execs) != 2 || where != "2 remote providers" {
-		t.Errorf("got %d executors, %q; want 2, \"2 remote providers\"", len(execs), where)
+	defer p.Close()
+	if len(p.Executors) != 2 || p.Where != "2 remote providers" {
+		t.Errorf("got %d executors, %q; want 2, \"2 remote providers\"", len(p.Executors), p.Where)
 	}
 }

@@ -1,8 +1,10 @@
-package transport
+package seednode
 
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,37 +25,38 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
+	"github.com/rookery-ml/rookery/transport"
 )
 
-// SeedOption configures NewSeed.
-type SeedOption func(*seedConfig)
+// Option configures NewRegistry.
+type Option func(*config)
 
-type seedConfig struct {
+type config struct {
 	ttl      time.Duration
 	now      func() time.Time
 	logger   *slog.Logger
 	grpcOpts []grpc.ServerOption
-	tokens   *TokenSet
+	tokens   *transport.TokenSet
 	key      ed25519.PrivateKey
 	leaseTTL time.Duration
 }
 
 // WithTTL sets how long a provider's entry lives without a heartbeat
 // (default 30s).
-func WithTTL(d time.Duration) SeedOption { return func(c *seedConfig) { c.ttl = d } }
+func WithTTL(d time.Duration) Option { return func(c *config) { c.ttl = d } }
 
-// WithClock sets the seed node's clock (default time.Now), so that tests
-// can move time forward.
-func WithClock(now func() time.Time) SeedOption { return func(c *seedConfig) { c.now = now } }
+// WithClock sets the registry's clock (default time.Now): entries expire
+// and leases are dated by it, so that tests can move time forward.
+func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
 
-// WithSeedLogger sets the structured logger (default: discard).
-func WithSeedLogger(l *slog.Logger) SeedOption { return func(c *seedConfig) { c.logger = l } }
+// WithLogger sets the structured logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
-// WithSeedTokens makes the seed node require, on every Seed call but
+// WithTokens makes the seed node require, on every Seed call but
 // LeaseKey, a bearer token of ts or a client certificate that its TLS
 // configuration verified. Providers then need one to register, and
 // requesters to find them.
-func WithSeedTokens(ts *TokenSet) SeedOption { return func(c *seedConfig) { c.tokens = ts } }
+func WithTokens(ts *transport.TokenSet) Option { return func(c *config) { c.tokens = ts } }
 
 // DefaultLeaseTTL is how long a lease is valid when WithLeaseSigning is
 // given no duration.
@@ -64,37 +67,35 @@ const DefaultLeaseTTL = time.Hour
 // names the requester the seed node authenticated ("token:NAME" or
 // "cert:NAME"), or, when it authenticates nobody, "anon:" and the id the
 // requester chose (FindRequest.requester, random when empty).
-func WithLeaseSigning(key ed25519.PrivateKey, ttl time.Duration) SeedOption {
-	return func(c *seedConfig) { c.key, c.leaseTTL = key, ttl }
+func WithLeaseSigning(key ed25519.PrivateKey, ttl time.Duration) Option {
+	return func(c *config) { c.key, c.leaseTTL = key, ttl }
 }
 
-// WithSeedServerOptions adds gRPC server options.
-func WithSeedServerOptions(opts ...grpc.ServerOption) SeedOption {
-	return func(c *seedConfig) { c.grpcOpts = append(c.grpcOpts, opts...) }
+// WithServerOptions adds gRPC server options.
+func WithServerOptions(opts ...grpc.ServerOption) Option {
+	return func(c *config) { c.grpcOpts = append(c.grpcOpts, opts...) }
 }
 
-// Seed is the registry of providers: the rookery.v1 Seed service over
+// Registry is the registry of providers: the rookery.v1 Seed service over
 // gRPC, and a read-only HTTP/JSON view of the same entries (Handler).
 // Entries expire when their provider stops heart-beating for the TTL;
 // expiry is checked on every read, so no goroutine runs for it.
-type Seed struct {
+type Registry struct {
 	rookeryv1.UnimplementedSeedServer
 
-	cfg    seedConfig
+	cfg    config
 	log    *slog.Logger
 	grpc   *grpc.Server
 	health *health.Server
-
-	auth authenticator
 
 	mu      sync.Mutex
 	entries map[string]*rookeryv1.ProviderEntry
 	owners  map[string]string // the identity that registered each entry
 }
 
-// NewSeed returns a seed node.
-func NewSeed(opts ...SeedOption) *Seed {
-	cfg := seedConfig{ttl: 30 * time.Second, now: time.Now}
+// NewRegistry returns a seed node's registry, ready to Serve.
+func NewRegistry(opts ...Option) *Registry {
+	cfg := config{ttl: 30 * time.Second, now: time.Now}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -104,8 +105,7 @@ func NewSeed(opts ...SeedOption) *Seed {
 	if cfg.leaseTTL <= 0 {
 		cfg.leaseTTL = DefaultLeaseTTL
 	}
-	s := &Seed{cfg: cfg, log: cfg.logger, entries: map[string]*rookeryv1.ProviderEntry{}, owners: map[string]string{},
-		auth: authenticator{tokens: cfg.tokens}}
+	s := &Registry{cfg: cfg, log: cfg.logger, entries: map[string]*rookeryv1.ProviderEntry{}, owners: map[string]string{}}
 	s.grpc = grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(s.unaryAuth)}, cfg.grpcOpts...)...)
 	rookeryv1.RegisterSeedServer(s.grpc, s)
 	s.health = health.NewServer()
@@ -118,7 +118,7 @@ func NewSeed(opts ...SeedOption) *Seed {
 
 // LeasePublicKey returns the public key the seed node signs leases with,
 // or nil when it signs none.
-func (s *Seed) LeasePublicKey() ed25519.PublicKey {
+func (s *Registry) LeasePublicKey() ed25519.PublicKey {
 	if s.cfg.key == nil {
 		return nil
 	}
@@ -126,25 +126,25 @@ func (s *Seed) LeasePublicKey() ed25519.PublicKey {
 }
 
 // unaryAuth identifies the caller of every Seed call but LeaseKey.
-func (s *Seed) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+func (s *Registry) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	if !strings.HasPrefix(info.FullMethod, "/"+rookeryv1.Seed_ServiceDesc.ServiceName+"/") || info.FullMethod == rookeryv1.Seed_LeaseKey_FullMethodName {
 		return handler(ctx, req)
 	}
-	id, _, err := s.auth.identify(ctx)
+	id, err := transport.Identify(ctx, s.cfg.tokens)
 	if err != nil {
 		s.log.Warn("call refused", "method", info.FullMethod, "err", err)
-		return nil, toStatus(err)
+		return nil, transport.ToStatus(err)
 	}
 	return handler(withIdentity(ctx, id), req)
 }
 
 // LeaseKey implements the Seed service.
-func (s *Seed) LeaseKey(ctx context.Context, _ *rookeryv1.LeaseKeyRequest) (*rookeryv1.LeaseKeyResponse, error) {
+func (s *Registry) LeaseKey(ctx context.Context, _ *rookeryv1.LeaseKeyRequest) (*rookeryv1.LeaseKeyResponse, error) {
 	return &rookeryv1.LeaseKeyResponse{Ed25519PublicKey: s.LeasePublicKey()}, nil
 }
 
 // Serve serves the gRPC registry on lis until Shutdown or Stop.
-func (s *Seed) Serve(lis net.Listener) error {
+func (s *Registry) Serve(lis net.Listener) error {
 	s.log.Info("seed serving", "addr", lis.Addr().String(), "ttl", s.cfg.ttl, "signs_leases", s.cfg.key != nil, "tokens", s.cfg.tokens != nil)
 	err := s.grpc.Serve(lis)
 	if errors.Is(err, grpc.ErrServerStopped) {
@@ -154,7 +154,7 @@ func (s *Seed) Serve(lis net.Listener) error {
 }
 
 // Shutdown lets calls in flight finish until ctx is done, then stops.
-func (s *Seed) Shutdown(ctx context.Context) error {
+func (s *Registry) Shutdown(ctx context.Context) error {
 	s.health.Shutdown()
 	done := make(chan struct{})
 	go func() {
@@ -172,13 +172,13 @@ func (s *Seed) Shutdown(ctx context.Context) error {
 }
 
 // Stop stops at once.
-func (s *Seed) Stop() {
+func (s *Registry) Stop() {
 	s.health.Shutdown()
 	s.grpc.Stop()
 }
 
 // sweep drops expired entries; s.mu is held.
-func (s *Seed) sweep(now time.Time) {
+func (s *Registry) sweep(now time.Time) {
 	for id, e := range s.entries {
 		if now.Sub(time.UnixMilli(e.LastHeartbeatUnixMs)) > s.cfg.ttl {
 			delete(s.entries, id)
@@ -190,7 +190,7 @@ func (s *Seed) sweep(now time.Time) {
 
 // Register implements the Seed service. A provider that registers again
 // under the same address replaces its old entry.
-func (s *Seed) Register(ctx context.Context, req *rookeryv1.RegisterRequest) (*rookeryv1.RegisterResponse, error) {
+func (s *Registry) Register(ctx context.Context, req *rookeryv1.RegisterRequest) (*rookeryv1.RegisterResponse, error) {
 	if req.Address == "" {
 		return nil, status.Error(codes.InvalidArgument, "register without an address")
 	}
@@ -208,7 +208,7 @@ func (s *Seed) Register(ctx context.Context, req *rookeryv1.RegisterRequest) (*r
 	for id, e := range s.entries {
 		if e.Address == req.Address {
 			if s.owners[id] != who {
-				return nil, toStatus(&AuthError{Reason: ReasonNotOwner, Identity: who, Detail: "another provider has registered " + req.Address})
+				return nil, transport.ToStatus(&transport.AuthError{Reason: transport.ReasonNotOwner, Identity: who, Detail: "another provider has registered " + req.Address})
 			}
 			delete(s.entries, id)
 			delete(s.owners, id)
@@ -224,7 +224,7 @@ func (s *Seed) Register(ctx context.Context, req *rookeryv1.RegisterRequest) (*r
 }
 
 // Heartbeat implements the Seed service.
-func (s *Seed) Heartbeat(ctx context.Context, req *rookeryv1.HeartbeatRequest) (*rookeryv1.HeartbeatResponse, error) {
+func (s *Registry) Heartbeat(ctx context.Context, req *rookeryv1.HeartbeatRequest) (*rookeryv1.HeartbeatResponse, error) {
 	now := s.cfg.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -234,7 +234,7 @@ func (s *Seed) Heartbeat(ctx context.Context, req *rookeryv1.HeartbeatRequest) (
 		return nil, status.Errorf(codes.NotFound, "no provider %.40q: register again", req.Id)
 	}
 	if who := identityFrom(ctx); s.owners[req.Id] != who {
-		return nil, toStatus(&AuthError{Reason: ReasonNotOwner, Identity: who, Detail: "another identity registered this provider"})
+		return nil, transport.ToStatus(&transport.AuthError{Reason: transport.ReasonNotOwner, Identity: who, Detail: "another identity registered this provider"})
 	}
 	e.LastHeartbeatUnixMs = now.UnixMilli()
 	e.Sessions = req.Sessions
@@ -242,12 +242,12 @@ func (s *Seed) Heartbeat(ctx context.Context, req *rookeryv1.HeartbeatRequest) (
 }
 
 // Deregister implements the Seed service.
-func (s *Seed) Deregister(ctx context.Context, req *rookeryv1.DeregisterRequest) (*rookeryv1.DeregisterResponse, error) {
+func (s *Registry) Deregister(ctx context.Context, req *rookeryv1.DeregisterRequest) (*rookeryv1.DeregisterResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.entries[req.Id]; ok {
 		if who := identityFrom(ctx); s.owners[req.Id] != who {
-			return nil, toStatus(&AuthError{Reason: ReasonNotOwner, Identity: who, Detail: "another identity registered this provider"})
+			return nil, transport.ToStatus(&transport.AuthError{Reason: transport.ReasonNotOwner, Identity: who, Detail: "another identity registered this provider"})
 		}
 		delete(s.entries, req.Id)
 		delete(s.owners, req.Id)
@@ -258,7 +258,7 @@ func (s *Seed) Deregister(ctx context.Context, req *rookeryv1.DeregisterRequest)
 
 // live returns copies of the live entries, fastest first, then by
 // address.
-func (s *Seed) live() []*rookeryv1.ProviderEntry {
+func (s *Registry) live() []*rookeryv1.ProviderEntry {
 	now := s.cfg.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -278,7 +278,7 @@ func (s *Seed) live() []*rookeryv1.ProviderEntry {
 }
 
 // Find implements the Seed service.
-func (s *Seed) Find(ctx context.Context, req *rookeryv1.FindRequest) (*rookeryv1.FindResponse, error) {
+func (s *Registry) Find(ctx context.Context, req *rookeryv1.FindRequest) (*rookeryv1.FindResponse, error) {
 	if req.N <= 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "asked for %d providers", req.N)
 	}
@@ -301,7 +301,7 @@ func (s *Seed) Find(ctx context.Context, req *rookeryv1.FindRequest) (*rookeryv1
 		}
 		e = proto.Clone(e).(*rookeryv1.ProviderEntry)
 		if s.cfg.key != nil {
-			tok, err := SignLease(s.cfg.key, Lease{ProviderID: e.Id, ProviderAddress: e.Address, Requester: requester,
+			tok, err := transport.SignLease(s.cfg.key, transport.Lease{ProviderID: e.Id, ProviderAddress: e.Address, Requester: requester,
 				IssuedAt: now, Expires: now.Add(s.cfg.leaseTTL)})
 			if err != nil {
 				return nil, status.Errorf(codes.Internal, "signing a lease: %v", err)
@@ -318,7 +318,7 @@ func (s *Seed) Find(ctx context.Context, req *rookeryv1.FindRequest) (*rookeryv1
 }
 
 // List implements the Seed service.
-func (s *Seed) List(ctx context.Context, _ *rookeryv1.ListRequest) (*rookeryv1.ListResponse, error) {
+func (s *Registry) List(ctx context.Context, _ *rookeryv1.ListRequest) (*rookeryv1.ListResponse, error) {
 	return &rookeryv1.ListResponse{Providers: s.live()}, nil
 }
 
@@ -356,7 +356,7 @@ type GPUJSON struct {
 // provider with its machine configuration, health and last heartbeat. GET
 // /v1/lease-key returns the public key the seed node signs leases with,
 // as --seed-pubkey reads it. The view shows no leases and needs no token.
-func (s *Seed) Handler() http.Handler {
+func (s *Registry) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/lease-key", func(w http.ResponseWriter, r *http.Request) {
 		pub := s.LeasePublicKey()
@@ -365,7 +365,7 @@ func (s *Seed) Handler() http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, EncodeLeasePublicKey(pub))
+		fmt.Fprintln(w, transport.EncodeLeasePublicKey(pub))
 	})
 	mux.HandleFunc("GET /v1/providers", func(w http.ResponseWriter, r *http.Request) {
 		now := s.cfg.now()
@@ -398,99 +398,22 @@ func (s *Seed) Handler() http.Handler {
 	return mux
 }
 
-// Need says what a requester needs of each provider it asks a seed node
-// for.
-type Need struct {
-	N         int     // providers wanted
-	MinMemory int64   // bytes each must offer
-	GPU       bool    // each must have a GPU
-	MinGFLOPS float64 // measured speed each must have
-	// Requester is the id the leases name when the seed node
-	// authenticates nobody; empty: a fresh random one per call.
-	Requester string
+// identityKey is the context key of a caller's identity.
+type identityKey struct{}
+
+// withIdentity returns ctx carrying the caller's identity.
+func withIdentity(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
 }
 
-// FindProviders asks the seed node at addr for need.N providers and
-// returns their entries, fastest first. Fewer matches than need.N give an
-// error matching ErrNotEnough. From a seed node that signs leases, each
-// entry carries the lease (ProviderEntry.Lease) to pass to Connect with
-// WithLease.
-func FindProviders(ctx context.Context, addr string, need Need, opts ...DialOption) ([]*rookeryv1.ProviderEntry, error) {
-	cfg := newDialConfig(opts)
-	cc, err := cfg.conn(addr)
-	if errors.Is(err, ErrInsecure) {
-		return nil, err
-	}
-	if err != nil {
-		return nil, fmt.Errorf("transport: seed %s: %w: %v", addr, ErrUnavailable, err)
-	}
-	defer cc.Close()
-	resp, err := rookeryv1.NewSeedClient(cc).Find(ctx, &rookeryv1.FindRequest{N: int32(need.N), MinMemoryBytes: need.MinMemory, Gpu: need.GPU, MinGflops: need.MinGFLOPS,
-		Requester: need.Requester}, grpc.WaitForReady(true))
-	if err != nil {
-		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
-			return nil, fmt.Errorf("transport: seed %s: %w: %s", addr, ErrNotEnough, st.Message())
-		}
-		return nil, fromStatus(ctx, "seed "+addr, err)
-	}
-	return resp.Providers, nil
+// identityFrom returns the identity withIdentity stored, or "".
+func identityFrom(ctx context.Context) string {
+	id, _ := ctx.Value(identityKey{}).(string)
+	return id
 }
 
-// Announce registers the server with the seed node at seedAddr under
-// advertise (the address requesters dial) and renews the entry by
-// heartbeat, a third of the TTL apart, until ctx is done; then it
-// deregisters and returns nil. An expired entry is registered again; an
-// unreachable seed node is retried every interval without ending the
-// loop.
-func (s *Server) Announce(ctx context.Context, seedAddr, advertise string, opts ...DialOption) error {
-	cfg := newDialConfig(opts)
-	cc, err := cfg.conn(seedAddr)
-	if errors.Is(err, ErrInsecure) {
-		return err
-	}
-	if err != nil {
-		return fmt.Errorf("transport: seed %s: %w: %v", seedAddr, ErrUnavailable, err)
-	}
-	defer cc.Close()
-	sc := rookeryv1.NewSeedClient(cc)
-	const retry = time.Second
-	id := ""
-	interval := retry
-	for {
-		callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if id == "" {
-			resp, err := sc.Register(callCtx, &rookeryv1.RegisterRequest{Address: advertise, Capabilities: s.caps})
-			if err == nil {
-				id = resp.Id
-				s.addID(id)
-				interval = max(time.Duration(resp.TtlMs)*time.Millisecond/3, 10*time.Millisecond)
-				s.log.Info("registered with seed", "seed", seedAddr, "id", id, "advertise", advertise)
-			} else if ctx.Err() == nil {
-				s.log.Warn("register with seed", "seed", seedAddr, "err", err)
-			}
-		} else {
-			_, err := sc.Heartbeat(callCtx, &rookeryv1.HeartbeatRequest{Id: id, Sessions: int32(s.Sessions())})
-			if status.Code(err) == codes.NotFound {
-				s.log.Warn("seed forgot this provider; registering again", "seed", seedAddr)
-				id = ""
-				cancel()
-				continue
-			} else if err != nil && ctx.Err() == nil {
-				s.log.Warn("heartbeat", "seed", seedAddr, "err", err)
-			}
-		}
-		cancel()
-		t := time.NewTimer(interval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			if id != "" {
-				dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
-				_, _ = sc.Deregister(dctx, &rookeryv1.DeregisterRequest{Id: id})
-				dcancel()
-			}
-			return nil
-		case <-t.C:
-		}
-	}
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

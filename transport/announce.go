@@ -1,0 +1,72 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
+)
+
+// Announce registers the server with the seed node at seedAddr under
+// advertise (the address requesters dial) and renews the entry by
+// heartbeat, a third of the TTL apart, until ctx is done; then it
+// deregisters and returns nil. An expired entry is registered again; an
+// unreachable seed node is retried every interval without ending the
+// loop.
+func (s *Server) Announce(ctx context.Context, seedAddr, advertise string, opts ...DialOption) error {
+	cfg := newDialConfig(opts)
+	cc, err := cfg.conn(seedAddr)
+	if errors.Is(err, ErrInsecure) {
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("transport: seed %s: %w: %v", seedAddr, ErrUnavailable, err)
+	}
+	defer cc.Close()
+	sc := rookeryv1.NewSeedClient(cc)
+	const retry = time.Second
+	id := ""
+	interval := retry
+	for {
+		callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if id == "" {
+			resp, err := sc.Register(callCtx, &rookeryv1.RegisterRequest{Address: advertise, Capabilities: s.caps})
+			if err == nil {
+				id = resp.Id
+				s.addID(id)
+				interval = max(time.Duration(resp.TtlMs)*time.Millisecond/3, 10*time.Millisecond)
+				s.log.Info("registered with seed", "seed", seedAddr, "id", id, "advertise", advertise)
+			} else if ctx.Err() == nil {
+				s.log.Warn("register with seed", "seed", seedAddr, "err", err)
+			}
+		} else {
+			_, err := sc.Heartbeat(callCtx, &rookeryv1.HeartbeatRequest{Id: id, Sessions: int32(s.Sessions())})
+			if status.Code(err) == codes.NotFound {
+				s.log.Warn("seed forgot this provider; registering again", "seed", seedAddr)
+				id = ""
+				cancel()
+				continue
+			} else if err != nil && ctx.Err() == nil {
+				s.log.Warn("heartbeat", "seed", seedAddr, "err", err)
+			}
+		}
+		cancel()
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if id != "" {
+				dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_, _ = sc.Deregister(dctx, &rookeryv1.DeregisterRequest{Id: id})
+				dcancel()
+			}
+			return nil
+		case <-t.C:
+		}
+	}
+}

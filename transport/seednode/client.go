@@ -1,0 +1,167 @@
+package seednode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/rookery-ml/rookery/exec"
+	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
+	"github.com/rookery-ml/rookery/transport"
+)
+
+// ErrNotEnough marks a seed node that knows fewer matching providers than
+// were asked for.
+var ErrNotEnough = errors.New("seednode: not enough providers")
+
+// Need says what a requester needs of each provider it asks a seed node
+// for.
+type Need struct {
+	N         int     // providers wanted
+	MinMemory int64   // bytes each must offer
+	GPU       bool    // each must have a GPU
+	MinGFLOPS float64 // measured speed each must have
+	// Requester is the id the leases name when the seed node
+	// authenticates nobody; empty: a fresh random one per call.
+	Requester string
+}
+
+// Find asks the seed node at addr for need.N providers and returns their
+// entries, fastest first. Fewer matches than need.N give an error
+// matching ErrNotEnough. From a seed node that signs leases, each entry
+// carries the lease (ProviderEntry.Lease) to pass to transport.Connect
+// with transport.WithLease; Lease does both.
+func Find(ctx context.Context, addr string, need Need, opts ...transport.DialOption) ([]*rookeryv1.ProviderEntry, error) {
+	cc, err := transport.ClientConn(addr, opts...)
+	if errors.Is(err, transport.ErrInsecure) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("seednode: %s: %w: %v", addr, transport.ErrUnavailable, err)
+	}
+	defer cc.Close()
+	resp, err := rookeryv1.NewSeedClient(cc).Find(ctx, &rookeryv1.FindRequest{N: int32(need.N), MinMemoryBytes: need.MinMemory, Gpu: need.GPU, MinGflops: need.MinGFLOPS,
+		Requester: need.Requester}, grpc.WaitForReady(true))
+	if err != nil {
+		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
+			return nil, fmt.Errorf("seednode: %s: %w: %s", addr, ErrNotEnough, st.Message())
+		}
+		return nil, transport.FromStatus(ctx, "seed "+addr, err)
+	}
+	return resp.Providers, nil
+}
+
+// Lease asks the seed node at addr for need.N providers (Find) and
+// connects to each, presenting the lease the seed node signed for it on
+// every call. opts apply to the seed node and to every provider: give
+// transport.WithToken or TLS credentials there when they require them.
+//
+// It returns one executor per provider, fastest first, and the
+// providers' measured speeds (Capabilities.Gflops), for use as partition
+// capacities; capacities is nil when any provider reports no speed.
+//
+// The caller holds every connection until it calls release (once; later
+// calls do nothing). A connection closes when it is released and the
+// last session opened on it has closed, so that a caller may open, close
+// and open sessions again before it releases, and may release as soon as
+// its sessions are open. On error nothing is left open.
+func Lease(ctx context.Context, addr string, need Need, opts ...transport.DialOption) (execs []exec.Executor, capacities []float64, release func(), err error) {
+	entries, err := Find(ctx, addr, need, opts...)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	held := make([]*leased, 0, len(entries))
+	capacities = make([]float64, 0, len(entries))
+	for _, e := range entries {
+		copts := opts
+		if e.Lease != "" {
+			copts = append(slices.Clone(opts), transport.WithLease(e.Lease))
+		}
+		c, err := transport.Connect(ctx, e.Address, copts...)
+		if err != nil {
+			for _, l := range held {
+				l.c.Close()
+			}
+			return nil, nil, nil, fmt.Errorf("seednode: provider %s from %s: %w", e.Address, addr, err)
+		}
+		held = append(held, &leased{c: c, refs: 1})
+		capacities = append(capacities, c.Capabilities().GetGflops())
+	}
+	for _, g := range capacities {
+		if !(g > 0) {
+			capacities = nil
+			break
+		}
+	}
+	execs = make([]exec.Executor, len(held))
+	for i, l := range held {
+		execs[i] = l
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			for _, l := range held {
+				l.unref()
+			}
+		})
+	}
+	return execs, capacities, release, nil
+}
+
+// leased is a provider connection with a reference count: one for the
+// caller of Lease until it releases, one for each open session. It is
+// closed when the count reaches zero.
+type leased struct {
+	c *transport.Client
+
+	mu   sync.Mutex
+	refs int
+}
+
+// Open implements exec.Executor.
+func (l *leased) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session, error) {
+	l.mu.Lock()
+	if l.refs == 0 {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("seednode: provider %s: %w: released", l.c.Addr(), exec.ErrClosed)
+	}
+	l.refs++ // the session's, taken before the call so that a release meanwhile keeps the connection
+	l.mu.Unlock()
+	s, err := l.c.Open(ctx, spec)
+	if err != nil {
+		l.unref()
+		return nil, err
+	}
+	return &leasedSession{Session: s, l: l}, nil
+}
+
+func (l *leased) unref() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refs--
+	if l.refs == 0 {
+		l.c.Close()
+	}
+}
+
+// leasedSession gives back its reference to the connection when closed.
+type leasedSession struct {
+	exec.Session
+	l    *leased
+	once sync.Once
+}
+
+// Close closes the session, then gives back its reference.
+func (s *leasedSession) Close() error {
+	err := s.Session.Close()
+	s.once.Do(s.l.unref)
+	return err
+}
+
+var _ exec.Session = (*leasedSession)(nil)

@@ -1,0 +1,156 @@
+package seednode_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
+	"github.com/rookery-ml/rookery/transport"
+	"github.com/rookery-ml/rookery/transport/seednode"
+)
+
+// The handler fuzz target calls a registry's RPC handlers directly, so
+// that every input check runs at the speed of a function call.
+
+// placeholder in a message's bytes stands for the id of the last provider
+// entry registered, which the fuzzer cannot guess: it has the length of a
+// real id, so the bytes around it stay valid protobuf.
+var placeholder = []byte("SESSIONIDSESSIONIDSESSIONIDSESSI")
+
+// fuzzCalls reads a sequence of calls: an op byte, a message count byte,
+// then each message as a little-endian uint16 length and its bytes.
+func fuzzCalls(data []byte, maxCalls int) (ops []byte, msgs [][][]byte) {
+	for len(data) >= 2 && len(ops) < maxCalls {
+		op, k := data[0], int(data[1]%8)
+		data = data[2:]
+		var ms [][]byte
+		for i := 0; i < k && len(data) >= 2; i++ {
+			n := min(int(binary.LittleEndian.Uint16(data)), len(data)-2)
+			ms = append(ms, data[2:2+n])
+			data = data[2+n:]
+		}
+		ops, msgs = append(ops, op), append(msgs, ms)
+	}
+	return ops, msgs
+}
+
+// encodeCalls is the inverse of fuzzCalls, for the seed corpus.
+func encodeCalls(calls ...[]any) []byte {
+	var out []byte
+	for _, c := range calls {
+		out = append(out, c[0].(byte), byte(len(c)-1))
+		for _, m := range c[1:] {
+			b, err := proto.Marshal(m.(proto.Message))
+			if err != nil {
+				panic(err)
+			}
+			out = binary.LittleEndian.AppendUint16(out, uint16(len(b)))
+			out = append(out, b...)
+		}
+	}
+	return out
+}
+
+// checkStatus fails unless err is nil or a gRPC status with a code the
+// registry means (never Unknown, which a raw error would give).
+func checkStatus(t *testing.T, what string, err error) {
+	t.Helper()
+	if err == nil || errors.Is(err, io.EOF) {
+		return
+	}
+	st, ok := status.FromError(err)
+	if !ok || st.Code() == codes.Unknown || st.Code() == codes.OK {
+		t.Fatalf("%s returned %v (%T), not a gRPC status", what, err, err)
+	}
+}
+
+// FuzzHandlers sends arbitrary call sequences to a registry that
+// signs leases. No input may panic it or get an error that is not a gRPC
+// status, and every lease Find hands out must verify and name the entry
+// it comes with.
+func FuzzHandlers(f *testing.F) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	pub := key.Public().(ed25519.PublicKey)
+	id := string(placeholder)
+	caps := &rookeryv1.Capabilities{Name: "p", MemoryBytes: 1 << 30, Gflops: 10}
+	f.Add(encodeCalls(
+		[]any{byte(0), &rookeryv1.RegisterRequest{Address: "127.0.0.1:7070", Capabilities: caps}},
+		[]any{byte(1), &rookeryv1.HeartbeatRequest{Id: id, Sessions: 2}},
+		[]any{byte(3), &rookeryv1.FindRequest{N: 1, Requester: "r"}},
+		[]any{byte(4), &rookeryv1.ListRequest{}},
+		[]any{byte(2), &rookeryv1.DeregisterRequest{Id: id}},
+		[]any{byte(5), &rookeryv1.LeaseKeyRequest{}}))
+	f.Add(encodeCalls([]any{byte(0), &rookeryv1.RegisterRequest{Address: "[::1]:1"}}, []any{byte(3), &rookeryv1.FindRequest{N: -1, Gpu: true}}))
+	var now time.Time
+	seed := seednode.NewRegistry(seednode.WithLeaseSigning(key, time.Minute), seednode.WithClock(func() time.Time { return now }))
+	f.Cleanup(seed.Stop)
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		now = time.UnixMilli(1 << 40) // entries of earlier inputs expire
+		now = now.Add(time.Duration(len(data)) * time.Hour)
+		ops, msgs := fuzzCalls(data, 24)
+		last := id
+		for i, op := range ops {
+			if len(msgs[i]) == 0 {
+				continue
+			}
+			b := bytes.ReplaceAll(msgs[i][0], placeholder, []byte(last))
+			var err error
+			switch op % 6 {
+			case 0:
+				var req rookeryv1.RegisterRequest
+				if proto.Unmarshal(b, &req) == nil {
+					var resp *rookeryv1.RegisterResponse
+					if resp, err = seed.Register(ctx, &req); err == nil {
+						last = resp.Id
+					}
+				}
+			case 1:
+				var req rookeryv1.HeartbeatRequest
+				if proto.Unmarshal(b, &req) == nil {
+					_, err = seed.Heartbeat(ctx, &req)
+				}
+			case 2:
+				var req rookeryv1.DeregisterRequest
+				if proto.Unmarshal(b, &req) == nil {
+					_, err = seed.Deregister(ctx, &req)
+				}
+			case 3:
+				var req rookeryv1.FindRequest
+				if proto.Unmarshal(b, &req) == nil {
+					var resp *rookeryv1.FindResponse
+					if resp, err = seed.Find(ctx, &req); err == nil {
+						if len(resp.Providers) != int(req.N) {
+							t.Fatalf("asked for %d, found %d", req.N, len(resp.Providers))
+						}
+						for _, e := range resp.Providers {
+							l, lerr := transport.ParseLease(e.Lease, pub)
+							if lerr != nil || l.ProviderID != e.Id || l.ProviderAddress != e.Address || !strings.HasPrefix(l.Requester, "anon:") {
+								t.Fatalf("lease for %s at %s: %+v, %v", e.Id, e.Address, l, lerr)
+							}
+						}
+					}
+				}
+			case 4:
+				_, err = seed.List(ctx, &rookeryv1.ListRequest{})
+			case 5:
+				var resp *rookeryv1.LeaseKeyResponse
+				if resp, err = seed.LeaseKey(ctx, &rookeryv1.LeaseKeyRequest{}); err == nil && !pub.Equal(ed25519.PublicKey(resp.Ed25519PublicKey)) {
+					t.Fatal("LeaseKey returned another key")
+				}
+			}
+			checkStatus(t, "seed call", err)
+		}
+	})
+}

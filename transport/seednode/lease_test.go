@@ -1,0 +1,108 @@
+package seednode_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/graph"
+	"github.com/rookery-ml/rookery/transport"
+	"github.com/rookery-ml/rookery/transport/seednode"
+)
+
+// matmulSpec is a one-node part: y = x·w with a learnable w.
+func matmulSpec() exec.SessionSpec {
+	g := graph.New()
+	g.MustAdd(graph.Node{ID: 1, Name: "x", Role: graph.RoleInput, Op: graph.NewOp(graph.KindInput), DType: graph.Float64, Shape: graph.Shape{1, 2}})
+	w := tensor.New(tensor.WithShape(2, 1), tensor.WithBacking([]float64{3, 4}))
+	g.MustAdd(graph.Node{ID: 2, Name: "w", Role: graph.RoleLearnable, Op: graph.NewOp(graph.KindInput), DType: graph.Float64, Shape: graph.Shape{2, 1}, Value: w})
+	g.MustAdd(graph.Node{ID: 3, Name: "y", Role: graph.RoleOp, Op: graph.NewOp(graph.KindMatMul), Inputs: []int64{1, 2},
+		DType: graph.Float64, Shape: graph.Shape{1, 1}})
+	return exec.SessionSpec{Graph: g, DataInputs: []int64{1}, Outputs: []int64{3}, Solver: exec.SGD(0.1, 0)}
+}
+
+// forward runs s once and checks y = 1·3 + 2·4.
+func forward(t *testing.T, s exec.Session) {
+	t.Helper()
+	out, err := s.Forward(context.Background(), 0, map[int64]*tensor.Dense{1: tensor.New(tensor.WithShape(1, 2), tensor.WithBacking([]float64{1, 2}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := out[3].Float64s()[0]; got != 11 {
+		t.Fatalf("y = %v, want 11", got)
+	}
+}
+
+// TestLease: Lease connects to providers that require leases with the
+// lease the seed node signed for each; the connections stay while the
+// caller holds them or a session is open, and close when both are gone.
+func TestLease(t *testing.T) {
+	key, err := transport.GenerateLeaseKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, addr := startRegistry(t, seednode.WithLeaseSigning(key, time.Minute))
+	startProviders(t, addr, 2, key)
+	ctx := context.Background()
+	spec := matmulSpec()
+
+	if _, _, _, err := seednode.Lease(ctx, addr, seednode.Need{N: 3}); !errors.Is(err, seednode.ErrNotEnough) {
+		t.Fatalf("3 of 2 providers: got %v, want ErrNotEnough", err)
+	}
+	execs, caps, release, err := seednode.Lease(ctx, addr, seednode.Need{N: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(execs) != 2 || caps != nil {
+		t.Fatalf("got %d executors and capacities %v; want 2 and none (no provider measured its speed)", len(execs), caps)
+	}
+	// While held, sessions open, close and open again.
+	for _, e := range execs {
+		for range 2 {
+			s, err := e.Open(ctx, spec)
+			if err != nil {
+				t.Fatalf("open with the lease: %v", err)
+			}
+			forward(t, s)
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s, err := execs[0].Open(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+	release() // a second release does nothing
+	// The open session keeps its connection; the other is closed.
+	forward(t, s)
+	if _, err := execs[1].Open(ctx, spec); !errors.Is(err, exec.ErrClosed) {
+		t.Errorf("open after release: got %v, want exec.ErrClosed", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := execs[0].Open(ctx, spec); !errors.Is(err, exec.ErrClosed) {
+		t.Errorf("open after release and the last session's close: got %v, want exec.ErrClosed", err)
+	}
+}
+
+// TestLeaseCapacities: the providers' measured speeds come back, in the
+// order of the executors, fastest first.
+func TestLeaseCapacities(t *testing.T) {
+	_, addr := startRegistry(t)
+	startProviders(t, addr, 2, nil, transport.WithBenchmark(time.Millisecond))
+	execs, caps, release, err := seednode.Lease(context.Background(), addr, seednode.Need{N: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if len(execs) != 2 || len(caps) != 2 || !(caps[1] > 0) || caps[0] < caps[1] {
+		t.Fatalf("capacities %v of %d executors; want 2 positive, fastest first", caps, len(execs))
+	}
+}
