@@ -34,7 +34,7 @@ var allowed = map[string][]string{
 	"exec/cuda":          {"exec", "graph"},
 	"exec/exectest":      {"exec", "graph"},
 	"exec/guard/...":     {"exec", "exec/guard"},
-	"checkpoint":         {"exec", "graph"},
+	"checkpoint":         {"exec", "graph", "proto/rookery/v1"},
 	"transport":          {"exec", "graph", "proto/rookery/v1"},
 	"transport/seednode": {"exec", "graph", "proto/rookery/v1", "transport"},
 	"internal/providers": {"exec", "transport", "transport/seednode"},
