@@ -37,7 +37,8 @@
 // text unless given WithInsecure, and CheckListen is the daemons' same
 // rule for listening. Every Provider call is bounded by a deadline
 // (WithCallTimeout), and the memory budget counts each session's
-// estimated working memory from Open on.
+// estimated working memory from Open on (admission control,
+// admission.go).
 //
 // Error policy: errors become gRPC status codes only inside this package,
 // and come back out as the same typed errors a local executor returns
