@@ -44,7 +44,7 @@ func (s *Server) authorize(ctx context.Context, method string) (context.Context,
 			return nil, nil, err
 		}
 		if method == openMethod {
-			if err := l.CheckTime(s.cfg.now()); err != nil {
+			if err := l.CheckTime(s.cfg.clock.Now()); err != nil {
 				return nil, nil, err
 			}
 		}

@@ -41,7 +41,7 @@ type serverConfig struct {
 	leaseKey  ed25519.PublicKey
 	addresses []string
 	callTime  time.Duration
-	now       func() time.Time
+	clock     Clock
 }
 
 // WithLimits sets the server's limits; zero fields keep their defaults.
@@ -91,9 +91,9 @@ const DefaultCallTimeout = 10 * time.Minute
 // and the requester sees context.DeadlineExceeded.
 func WithCallTimeout(d time.Duration) ServerOption { return func(c *serverConfig) { c.callTime = d } }
 
-// WithServerClock sets the clock leases are checked against (default
-// time.Now).
-func WithServerClock(now func() time.Time) ServerOption { return func(c *serverConfig) { c.now = now } }
+// WithServerClock sets the clock that leases are checked against and
+// that idle sessions are reaped by (default: the system clock).
+func WithServerClock(c Clock) ServerOption { return func(cfg *serverConfig) { cfg.clock = c } }
 
 // WithServerOptions adds gRPC server options (TLS credentials,
 // interceptors, keepalive).
@@ -151,12 +151,15 @@ type serverSession struct {
 // micro-benchmark) and starts the idle-session janitor; Serve then serves
 // connections and Shutdown or Stop ends everything.
 func NewServer(e exec.Executor, opts ...ServerOption) *Server {
-	cfg := serverConfig{benchTime: 200 * time.Millisecond, version: Version, name: "rookery-provider", callTime: DefaultCallTimeout, now: time.Now}
+	cfg := serverConfig{benchTime: 200 * time.Millisecond, version: Version, name: "rookery-provider", callTime: DefaultCallTimeout, clock: systemClock{}}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.clock == nil {
+		cfg.clock = systemClock{}
 	}
 	s := &Server{
 		e:        e,
@@ -269,13 +272,11 @@ func (s *Server) closeAll() {
 func (s *Server) reap() {
 	defer s.janitor.Done()
 	every := max(s.lim.IdleTimeout/4, 10*time.Millisecond)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
-		case now := <-tick.C:
+		case now := <-s.cfg.clock.After(every):
 			var idle []*serverSession
 			s.mu.Lock()
 			for _, ss := range s.sessions {
@@ -330,14 +331,14 @@ func (s *Server) acquire(ctx context.Context, id string) (*serverSession, error)
 		return nil, &AuthError{Reason: ReasonNotOwner, Identity: owner, Detail: "the session belongs to another requester"}
 	}
 	ss.inflight++
-	ss.lastUsed = time.Now()
+	ss.lastUsed = s.cfg.clock.Now()
 	return ss, nil
 }
 
 func (s *Server) release(ss *serverSession) {
 	s.mu.Lock()
 	ss.inflight--
-	ss.lastUsed = time.Now()
+	ss.lastUsed = s.cfg.clock.Now()
 	s.mu.Unlock()
 }
 
@@ -476,7 +477,7 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 	}
 	id := newID()
 	ss := &serverSession{id: id, part: spec.Part, s: sess, owner: identityFrom(ctx), perMB: perMB, bytes: size + work,
-		resident: map[string]int64{}, mbs: map[int]bool{}, lastUsed: time.Now()}
+		resident: map[string]int64{}, mbs: map[int]bool{}, lastUsed: s.cfg.clock.Now()}
 	s.mu.Lock()
 	if s.closed || (s.lim.MaxSessions >= 0 && len(s.sessions)+1 > s.lim.MaxSessions) {
 		n := len(s.sessions) + 1
