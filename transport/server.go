@@ -172,6 +172,7 @@ func NewServer(e exec.Executor, opts ...ServerOption) *Server {
 		auth:     authenticator{tokens: cfg.tokens},
 	}
 	s.caps = describeMachine(cfg, s.lim)
+	s.metrics.gflops.Set(s.caps.Gflops)
 	chunk := s.lim.ChunkBytes
 	gopts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(chunk + 1<<20),
@@ -447,7 +448,7 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 	if int64(len(buf)) != size {
 		return toStatus(protocolError("graph of %d bytes, announced %d", len(buf), size))
 	}
-	s.metrics.bytesIn.Add(size)
+	s.metrics.bytesIn.Add(float64(size))
 	g, err := graph.Decode(buf, graph.Limits{MaxBytes: size, MaxNodes: s.lim.MaxNodes, MaxElements: max(s.lim.MaxTensorBytes, 1)})
 	buf = nil
 	var glim *graph.LimitError
@@ -487,7 +488,7 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 	}
 	s.sessions[id] = ss
 	kept = true
-	s.metrics.opened.Add(1)
+	s.metrics.opened.Inc()
 	s.metrics.setSessions(len(s.sessions), s.reserved)
 	s.mu.Unlock()
 	s.log.Info("session opened", "session", id, "part", spec.Part, "owner", ss.owner, "nodes", g.Len(), "bytes", size, "working_bytes", work)
@@ -547,7 +548,7 @@ func (s *Server) Put(stream rookeryv1.Provider_PutServer) (err error) {
 		s.mu.Unlock()
 		s.unreserve(ss, old)
 	}
-	s.metrics.bytesIn.Add(r.bytes)
+	s.metrics.bytesIn.Add(float64(r.bytes))
 	return stream.SendAndClose(&rookeryv1.PutResponse{})
 }
 
@@ -570,7 +571,7 @@ func (s *Server) Get(req *rookeryv1.GetRequest, stream rookeryv1.Provider_GetSer
 			return toStatus(&exec.NameError{Part: ss.part, Name: name})
 		}
 		n, err := sendTensor(stream.Send, &rookeryv1.TensorFrame{Name: name}, t, s.lim.ChunkBytes)
-		s.metrics.bytesOut.Add(n)
+		s.metrics.bytesOut.Add(float64(n))
 		if err != nil {
 			return err
 		}
@@ -631,7 +632,7 @@ func (s *Server) call(stream callStream, forward bool, run func(ctx context.Cont
 		}
 		in[h.Id] = t
 	}
-	s.metrics.bytesIn.Add(r.bytes)
+	s.metrics.bytesIn.Add(float64(r.bytes))
 	out, err := run(ctx, ss.s, int(first.MicroBatch), in)
 	if err != nil {
 		return toStatus(err)
@@ -643,7 +644,7 @@ func (s *Server) call(stream callStream, forward bool, run func(ctx context.Cont
 	slices.Sort(ids)
 	for _, id := range ids {
 		n, err := sendTensor(stream.Send, &rookeryv1.TensorFrame{Id: id}, out[id], s.lim.ChunkBytes)
-		s.metrics.bytesOut.Add(n)
+		s.metrics.bytesOut.Add(float64(n))
 		if err != nil {
 			return err
 		}
