@@ -15,24 +15,32 @@ import (
 // TensorFrame messages that carry tensor bytes; the bytes on the wire are
 // the same. Marshal hands gRPC the frame's header and its data as
 // separate buffers, the data being the tensor's own memory, so the bytes
-// are not first copied into a message buffer. Unmarshal reads the message
-// once into one buffer and lets the frame's data alias it instead of
-// copying it again into a field. Every other message goes to the standard
-// codec. It is installed per server and per connection (never globally).
-type frameCodec struct{ std encoding.CodecV2 }
+// are not first copied into a message buffer. Unmarshal, for the frame
+// reader (a *rawFrame), keeps gRPC's receive buffers and records where
+// the frame's data lie in them, so that the reader copies the data once,
+// straight into the tensor they belong to. Every other message, and every
+// frame with less data than min, goes to the standard codec. It is
+// installed per server and per connection (never globally).
+type frameCodec struct {
+	std encoding.CodecV2
+	min int // data size from which frames take the fast path
+}
 
 // aliasMin is the data size from which frames take the fast path.
 const aliasMin = 64 << 10
 
-func newFrameCodec() frameCodec { return frameCodec{std: encoding.GetCodecV2("proto")} }
+func newFrameCodec() frameCodec { return frameCodec{std: encoding.GetCodecV2("proto"), min: aliasMin} }
 
 // Name is "proto": the wire format is standard protobuf, so peers that use
 // the standard codec read and write these messages too.
 func (c frameCodec) Name() string { return "proto" }
 
+// Marshal encodes a TensorFrame that carries at least min bytes of data
+// as its header and its data in separate buffers; every other message
+// goes to the standard codec.
 func (c frameCodec) Marshal(v any) (mem.BufferSlice, error) {
 	f, ok := v.(*rookeryv1.TensorFrame)
-	if !ok || (len(f.Data) < aliasMin && len(f.GetTensor().GetData()) < aliasMin) {
+	if !ok || (len(f.Data) < c.min && len(f.GetTensor().GetData()) < c.min) {
 		return c.std.Marshal(v)
 	}
 	var b []byte
@@ -93,20 +101,14 @@ func (c frameCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return out, nil
 }
 
+// Unmarshal decodes a *rawFrame, the frame reader's receive buffer, on
+// the fast path when it is large; every other message, and a small frame,
+// goes to the standard codec.
 func (c frameCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if r, ok := v.(*rawFrame); ok {
 		return r.unmarshal(c, data)
 	}
-	f, ok := v.(*rookeryv1.TensorFrame)
-	if !ok || data.Len() < aliasMin {
-		return c.std.Unmarshal(data, v)
-	}
-	b := data.Materialize()
-	f.Reset()
-	if err := parseFrame(b, f); err != nil {
-		return fmt.Errorf("transport: decoding a tensor frame: %w", err)
-	}
-	return nil
+	return c.std.Unmarshal(data, v)
 }
 
 // rawFrame is a TensorFrame as the frame reader receives it. A large
@@ -126,7 +128,7 @@ func (r *rawFrame) unmarshal(c frameCodec, data mem.BufferSlice) error {
 	r.free()
 	r.F.Reset()
 	r.tdata, r.data = span{}, span{}
-	if data.Len() < aliasMin {
+	if data.Len() < c.min {
 		return c.std.Unmarshal(data, &r.F)
 	}
 	cur := &cursor{s: data}
@@ -434,125 +436,6 @@ func (c *cursor) tensor(r *rawFrame, end int) error {
 	return nil
 }
 
-// parseFrame decodes a TensorFrame from b; its bytes fields alias b.
-// Unknown fields are skipped, as protobuf does.
-func parseFrame(b []byte, f *rookeryv1.TensorFrame) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-		switch {
-		case num == 1 && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			f.Session, b = string(v), b[n:]
-		case num == 2 && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			f.MicroBatch, b = int64(v), b[n:]
-		case num == 3 && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			f.Name, b = string(v), b[n:]
-		case num == 4 && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			f.Id, b = int64(v), b[n:]
-		case num == 5 && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			if f.Tensor == nil {
-				f.Tensor = &rookeryv1.Tensor{}
-			}
-			if err := parseTensor(v, f.Tensor); err != nil {
-				return err
-			}
-			b = b[n:]
-		case num == 6 && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			f.Data, b = v, b[n:]
-		default:
-			n := protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			b = b[n:]
-		}
-	}
-	return nil
-}
-
-func parseTensor(b []byte, t *rookeryv1.Tensor) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return protowire.ParseError(n)
-		}
-		b = b[n:]
-		switch {
-		case num == 1 && typ == protowire.VarintType:
-			v, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			t.Dtype, b = rookeryv1.DType(int32(v)), b[n:]
-		case num == 2 && typ == protowire.BytesType: // packed
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			for len(v) > 0 {
-				d, m := protowire.ConsumeVarint(v)
-				if m < 0 {
-					return protowire.ParseError(m)
-				}
-				if len(t.Shape) >= maxWireRank {
-					return fmt.Errorf("tensor of rank above %d", maxWireRank)
-				}
-				t.Shape, v = append(t.Shape, int64(d)), v[m:]
-			}
-			b = b[n:]
-		case num == 2 && typ == protowire.VarintType: // unpacked
-			d, n := protowire.ConsumeVarint(b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			if len(t.Shape) >= maxWireRank {
-				return fmt.Errorf("tensor of rank above %d", maxWireRank)
-			}
-			t.Shape, b = append(t.Shape, int64(d)), b[n:]
-		case num == 3 && typ == protowire.BytesType:
-			v, n := protowire.ConsumeBytes(b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			t.Data, b = v, b[n:]
-		default:
-			n := protowire.ConsumeFieldValue(num, typ, b)
-			if n < 0 {
-				return protowire.ParseError(n)
-			}
-			b = b[n:]
-		}
-	}
-	return nil
-}
-
 // maxWireRank bounds the shapes the fast path reads; checkHeader applies
-// the real limit.
+// the real limit (graph.TensorSize).
 const maxWireRank = 64

@@ -277,11 +277,16 @@ func TestDaemonLifecycle(t *testing.T) {
 	if err := s.Put(ctx, "shard", m.feeds[m.data[0]]); err != nil {
 		t.Fatal(err)
 	}
-	metrics := httpGet(t, "http://"+p.extra["metrics"]+"/metrics")
-	for _, want := range []string{"rookery_provider_sessions 1\n", `rookery_provider_calls_total{method="put",code="OK"} 1`, "rookery_provider_received_bytes_total "} {
-		if !strings.Contains(metrics, want) {
-			t.Errorf("metrics lack %q:\n%s", want, metrics)
-		}
+	text := httpGet(t, "http://"+p.extra["metrics"]+"/metrics")
+	metrics := parseMetrics(t, text)
+	if v, ok := metrics.value("rookery_provider_sessions"); !ok || v != 1 {
+		t.Errorf("metrics: rookery_provider_sessions %v (present %v), want 1:\n%s", v, ok, text)
+	}
+	if v, ok := metrics.value("rookery_provider_calls_total", "method", "put", "code", "OK"); !ok || v != 1 {
+		t.Errorf(`metrics: rookery_provider_calls_total{method="put",code="OK"} %v (present %v), want 1:\n%s`, v, ok, text)
+	}
+	if _, ok := metrics.value("rookery_provider_received_bytes_total"); !ok {
+		t.Errorf("metrics lack rookery_provider_received_bytes_total:\n%s", text)
 	}
 
 	if err := p.stop(); err != nil {

@@ -13,11 +13,12 @@
 // later Put, Get, Forward and Backward streams tensors as raw
 // little-endian bytes in frames of at most the chunk size (4 MiB by
 // default), so that no gRPC message limit is hit whatever the model's
-// size. A large float tensor is sent from its backing memory (the
+// size. A large float or int tensor is sent from its backing memory (the
 // connection's codec hands gRPC the tensor's bytes without first copying
 // them into a message) and received into the backing memory of a tensor
 // allocated once its size has passed the limits, straight from gRPC's
-// receive buffers. Nothing in exec knows that the session is remote.
+// receive buffers (codec.go, frames.go; figures in RESULTS.md). Nothing
+// in exec knows that the session is remote.
 //
 // A provider announces itself to a seed node (Server.Announce) with its
 // capabilities: machine, measured speed from a start-up micro-benchmark,
@@ -37,7 +38,7 @@
 // WithInsecure, and CheckListen is the daemons' same rule for listening.
 // Every Provider call is bounded by a deadline (WithCallTimeout), and
 // the memory budget counts each session's estimated working memory from
-// Open on.
+// Open on (admission control, admission.go).
 //
 // Error policy: errors become gRPC status codes only inside this package,
 // and come back out as the same typed errors a local executor returns

@@ -1,12 +1,8 @@
 package transport
 
 import (
-	"encoding/binary"
-	"fmt"
 	"io"
 	"math"
-	"math/bits"
-	"unsafe"
 
 	"gorgonia.org/tensor"
 
@@ -19,44 +15,22 @@ import (
 // A tensor travels as a header frame (a rookery.v1 Tensor with dtype,
 // shape and the first bytes of data) followed by continuation frames that
 // carry only data, each at most the chunk size, until all
-// product(shape)·size(dtype) bytes have arrived. A float tensor is sent
-// straight from its backing memory; other tensors go through
-// graph.EncodeTensor. A frame of 64 KiB and more is received straight
-// into the backing memory of a tensor allocated once its size has passed
-// the limits; smaller ones go through graph.DecodeTensor.
-
-var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
-
-// rawBytes returns the backing memory of a contiguous float tensor as
-// bytes, on a little-endian machine; ok is false otherwise.
-func rawBytes(t *tensor.Dense) (b []byte, ok bool) {
-	if !littleEndian || t.IsMaterializable() || t.RequiresIterator() || t.IsMasked() || t.DataOrder().IsColMajor() {
-		return nil, false
-	}
-	n := t.Shape().TotalSize()
-	switch t.Dtype() {
-	case tensor.Float32:
-		s := t.Float32s()
-		if len(s) < n || n == 0 {
-			return nil, false
-		}
-		return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), n*4), true
-	case tensor.Float64:
-		s := t.Float64s()
-		if len(s) < n || n == 0 {
-			return nil, false
-		}
-		return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), n*8), true
-	}
-	return nil, false
-}
+// product(shape)·size(dtype) bytes have arrived. A tensor whose memory is
+// its wire form (graph.TensorMemory: float and int tensors on a
+// little-endian machine) is sent straight from that memory; other tensors
+// go through graph.EncodeTensor. A header is checked (graph.TensorSize and
+// the limit on tensor bytes) before anything is allocated. A tensor that
+// spans several frames, or arrives in a frame of 64 KiB and more, is
+// received straight into the memory of a tensor allocated once its size
+// has passed the limits; a small one, and bools, go through
+// graph.DecodeTensor.
 
 // sendTensor sends t as frames; head is the first frame, with its session,
 // name or id already set. It returns the bytes of tensor data sent.
 func sendTensor(send func(*rookeryv1.TensorFrame) error, head *rookeryv1.TensorFrame, t *tensor.Dense, chunk int) (int64, error) {
 	var data []byte
 	var hdr *rookeryv1.Tensor
-	if b, ok := rawBytes(t); ok {
+	if b, ok := graph.TensorMemory(t); ok {
 		dt, _ := graph.DTypeOf(t.Dtype())
 		shape := t.Shape()
 		hdr = &rookeryv1.Tensor{Dtype: rookeryv1.DType(dt), Shape: make([]int64, len(shape))}
@@ -141,7 +115,7 @@ func (r *frameReader) next() (*rookeryv1.TensorFrame, *tensor.Dense, error) {
 		return nil, nil, protocolError("frame without a tensor header where a tensor starts")
 	}
 	pb := h.F.Tensor
-	size, err := r.checkHeader(pb)
+	dt, size, err := r.checkHeader(pb)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -159,21 +133,22 @@ func (r *frameReader) next() (*rookeryv1.TensorFrame, *tensor.Dense, error) {
 		t, err := graph.DecodeTensor(pb, r.graphLimits())
 		return &h.F, t, err
 	}
-	// Allocate once, then copy each chunk into place.
+	// Allocate once, then copy each chunk into place: into the tensor's
+	// own memory where it has the wire layout.
 	var dst []byte
 	var t *tensor.Dense
-	if littleEndian && (pb.Dtype == rookeryv1.DType_DTYPE_FLOAT32 || pb.Dtype == rookeryv1.DType_DTYPE_FLOAT64) && len(pb.Shape) > 0 {
+	if tdt, err := dt.Tensor(); err == nil && dt != graph.Bool && len(pb.Shape) > 0 { // bools: DecodeTensor checks each byte
 		shape := make([]int, len(pb.Shape))
 		for i, d := range pb.Shape {
 			shape[i] = int(d)
 		}
-		dt := tensor.Float32
-		if pb.Dtype == rookeryv1.DType_DTYPE_FLOAT64 {
-			dt = tensor.Float64
+		t = tensor.New(tensor.Of(tdt), tensor.WithShape(shape...))
+		var ok bool
+		if dst, ok = graph.TensorMemory(t); !ok {
+			t = nil
 		}
-		t = tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
-		dst, _ = rawBytes(t)
-	} else {
+	}
+	if t == nil {
 		dst = make([]byte, size)
 	}
 	off := h.copyTensorData(dst)
@@ -218,37 +193,20 @@ func (r *frameReader) graphLimits() graph.Limits {
 	return l
 }
 
-// checkHeader checks a tensor header against the limits and returns its
-// size in bytes.
-func (r *frameReader) checkHeader(pb *rookeryv1.Tensor) (int64, error) {
-	var es int64
-	switch pb.Dtype {
-	case rookeryv1.DType_DTYPE_FLOAT64, rookeryv1.DType_DTYPE_INT64:
-		es = 8
-	case rookeryv1.DType_DTYPE_FLOAT32:
-		es = 4
-	case rookeryv1.DType_DTYPE_BOOL:
-		es = 1
-	default:
-		return 0, fmt.Errorf("%w: tensor dtype %v", graph.ErrMalformed, pb.Dtype)
+// checkHeader checks a tensor header against graph's checks and the
+// limit on tensor bytes, and returns its dtype and size in bytes.
+func (r *frameReader) checkHeader(pb *rookeryv1.Tensor) (graph.DType, int64, error) {
+	dt, n, err := graph.TensorSize(pb, graph.Limits{MaxElements: maxWireElements})
+	if err != nil {
+		return 0, 0, err
 	}
-	if len(pb.Shape) > graph.DefaultLimits.MaxRank {
-		return 0, &graph.LimitError{What: "rank", Limit: int64(graph.DefaultLimits.MaxRank), Got: int64(len(pb.Shape))}
-	}
-	n := uint64(1)
-	for _, d := range pb.Shape {
-		if d <= 0 {
-			return 0, protocolError("tensor shape %v has a dimension that is not positive", pb.Shape)
-		}
-		hi, lo := bits.Mul64(n, uint64(d))
-		if hi != 0 || lo > math.MaxInt64/8 {
-			return 0, &LimitError{What: "tensor bytes", Limit: r.lim.MaxTensorBytes, Got: math.MaxInt64}
-		}
-		n = lo
-	}
-	size := int64(n) * es
+	size := n * int64(dt.Size())
 	if exceeds(size, r.lim.MaxTensorBytes) {
-		return 0, &LimitError{What: "tensor bytes", Limit: r.lim.MaxTensorBytes, Got: size}
+		return 0, 0, &LimitError{What: "tensor bytes", Limit: r.lim.MaxTensorBytes, Got: size}
 	}
-	return size, nil
+	return dt, size, nil
 }
+
+// maxWireElements bounds the elements of one tensor header so that its
+// size in bytes is an int64; the limit on tensor bytes is the real bound.
+const maxWireElements = math.MaxInt64 / 8

@@ -14,6 +14,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/internal/fakeclock"
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 	"github.com/rookery-ml/rookery/transport"
 )
@@ -228,16 +229,19 @@ func sessionID(t *testing.T, srv *transport.Server, c *transport.Client, m *mlp)
 // TestIdleTimeout: a session left alone is closed by the provider, and
 // the requester then sees exec.ErrClosed.
 func TestIdleTimeout(t *testing.T) {
+	const timeout = 50 * time.Millisecond
 	m := newMLP(t, tensor.Float32, 8, 20, 16, 4)
-	srv, c := startBufconn(t, exec.NewCPU(), transport.WithLimits(transport.Limits{IdleTimeout: 50 * time.Millisecond}))
+	clock := fakeclock.New(time.Unix(1_700_000_000, 0))
+	srv, c := startBufconn(t, exec.NewCPU(), transport.WithLimits(transport.Limits{IdleTimeout: timeout}), transport.WithServerClock(clock))
 	s, err := openFirstPart(t, c, m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for srv.Sessions() > 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	idle(clock, timeout/2)
+	if n := srv.Sessions(); n != 1 {
+		t.Fatalf("%d sessions open before the idle timeout, want 1", n)
 	}
+	idle(clock, timeout)
 	if n := srv.Sessions(); n != 0 {
 		t.Fatalf("%d sessions open after the idle timeout", n)
 	}
@@ -246,4 +250,14 @@ func TestIdleTimeout(t *testing.T) {
 	if _, err := s.Forward(ctx, 0, m.feeds); !errors.Is(err, exec.ErrClosed) {
 		t.Fatalf("forward on an expired session: got %v, want ErrClosed", err)
 	}
+}
+
+// idle lets a provider whose clock is clock stay idle for d, at least the
+// reaper's period (a quarter of the idle timeout): it advances the clock
+// once the idle reaper waits on it, and returns once the reaper has
+// finished the pass that the advance woke and waits again.
+func idle(clock *fakeclock.Clock, d time.Duration) {
+	clock.BlockUntil(1)
+	clock.Advance(d)
+	clock.BlockUntil(1)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/graph"
+	"github.com/rookery-ml/rookery/internal/fakeclock"
 	"github.com/rookery-ml/rookery/transport"
 )
 
@@ -30,7 +31,9 @@ func TestProviderFreesSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := exec.SessionSpec{Graph: ir, DataInputs: []int64{int64(x.ID())}, Outputs: []int64{int64(out.ID())}, Solver: exec.SGD(0.1, 0)}
-	srv, c := startBufconn(t, exec.NewCPU(), transport.WithLimits(transport.Limits{IdleTimeout: 100 * time.Millisecond}))
+	const timeout = 100 * time.Millisecond
+	clock := fakeclock.New(time.Unix(1_700_000_000, 0))
+	srv, c := startBufconn(t, exec.NewCPU(), transport.WithLimits(transport.Limits{IdleTimeout: timeout}), transport.WithServerClock(clock))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	heap := func() uint64 {
@@ -53,9 +56,7 @@ func TestProviderFreesSessions(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i%3 == 2 { // left alone: the provider closes it when idle
-			for deadline := time.Now().Add(10 * time.Second); srv.Sessions() > 0 && time.Now().Before(deadline); {
-				time.Sleep(10 * time.Millisecond)
-			}
+			idle(clock, 2*timeout)
 			if n := srv.Sessions(); n != 0 {
 				t.Fatalf("session %d: %d sessions still open after the idle timeout", i, n)
 			}

@@ -41,7 +41,7 @@ type serverConfig struct {
 	leaseKey  ed25519.PublicKey
 	addresses []string
 	callTime  time.Duration
-	now       func() time.Time
+	clock     Clock
 }
 
 // WithLimits sets the server's limits; zero fields keep their defaults.
@@ -91,9 +91,9 @@ const DefaultCallTimeout = 10 * time.Minute
 // and the requester sees context.DeadlineExceeded.
 func WithCallTimeout(d time.Duration) ServerOption { return func(c *serverConfig) { c.callTime = d } }
 
-// WithServerClock sets the clock leases are checked against (default
-// time.Now).
-func WithServerClock(now func() time.Time) ServerOption { return func(c *serverConfig) { c.now = now } }
+// WithServerClock sets the clock that leases are checked against and
+// that idle sessions are reaped by (default: the system clock).
+func WithServerClock(c Clock) ServerOption { return func(cfg *serverConfig) { cfg.clock = c } }
 
 // WithServerOptions adds gRPC server options (TLS credentials,
 // interceptors, keepalive).
@@ -152,12 +152,15 @@ type serverSession struct {
 // micro-benchmark) and starts the idle-session janitor; Serve then serves
 // connections and Shutdown or Stop ends everything.
 func NewServer(e exec.Executor, opts ...ServerOption) *Server {
-	cfg := serverConfig{benchTime: 200 * time.Millisecond, version: Version, name: "rookery-provider", callTime: DefaultCallTimeout, now: time.Now}
+	cfg := serverConfig{benchTime: 200 * time.Millisecond, version: Version, name: "rookery-provider", callTime: DefaultCallTimeout, clock: systemClock{}}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.clock == nil {
+		cfg.clock = systemClock{}
 	}
 	s := &Server{
 		e:        e,
@@ -170,6 +173,7 @@ func NewServer(e exec.Executor, opts ...ServerOption) *Server {
 		auth:     authenticator{tokens: cfg.tokens},
 	}
 	s.caps = describeMachine(cfg, s.lim)
+	s.metrics.gflops.Set(s.caps.Gflops)
 	chunk := s.lim.ChunkBytes
 	gopts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(chunk + 1<<20),
@@ -270,13 +274,11 @@ func (s *Server) closeAll() {
 func (s *Server) reap() {
 	defer s.janitor.Done()
 	every := max(s.lim.IdleTimeout/4, 10*time.Millisecond)
-	tick := time.NewTicker(every)
-	defer tick.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
-		case now := <-tick.C:
+		case now := <-s.cfg.clock.After(every):
 			var idle []*serverSession
 			s.mu.Lock()
 			for _, ss := range s.sessions {
@@ -331,14 +333,14 @@ func (s *Server) acquire(ctx context.Context, id string) (*serverSession, error)
 		return nil, &AuthError{Reason: ReasonNotOwner, Identity: owner, Detail: "the session belongs to another requester"}
 	}
 	ss.inflight++
-	ss.lastUsed = time.Now()
+	ss.lastUsed = s.cfg.clock.Now()
 	return ss, nil
 }
 
 func (s *Server) release(ss *serverSession) {
 	s.mu.Lock()
 	ss.inflight--
-	ss.lastUsed = time.Now()
+	ss.lastUsed = s.cfg.clock.Now()
 	s.mu.Unlock()
 }
 
@@ -447,7 +449,7 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 	if int64(len(buf)) != size {
 		return toStatus(protocolError("graph of %d bytes, announced %d", len(buf), size))
 	}
-	s.metrics.bytesIn.Add(size)
+	s.metrics.bytesIn.Add(float64(size))
 	g, err := graph.Decode(buf, graph.Limits{MaxBytes: size, MaxNodes: s.lim.MaxNodes, MaxElements: max(s.lim.MaxTensorBytes, 1)})
 	buf = nil
 	var glim *graph.LimitError
@@ -477,7 +479,7 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 	}
 	id := newID()
 	ss := &serverSession{id: id, part: spec.Part, s: sess, owner: identityFrom(ctx), perMB: perMB, nMB: spec.MicroBatchCount(), bytes: size + work,
-		resident: map[string]int64{}, mbs: map[int]bool{}, lastUsed: time.Now()}
+		resident: map[string]int64{}, mbs: map[int]bool{}, lastUsed: s.cfg.clock.Now()}
 	s.mu.Lock()
 	if s.closed || (s.lim.MaxSessions >= 0 && len(s.sessions)+1 > s.lim.MaxSessions) {
 		n := len(s.sessions) + 1
@@ -487,7 +489,7 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 	}
 	s.sessions[id] = ss
 	kept = true
-	s.metrics.opened.Add(1)
+	s.metrics.opened.Inc()
 	s.metrics.setSessions(len(s.sessions), s.reserved)
 	s.mu.Unlock()
 	s.log.Info("session opened", "session", id, "part", spec.Part, "owner", ss.owner, "nodes", g.Len(), "bytes", size, "working_bytes", work)
@@ -547,7 +549,7 @@ func (s *Server) Put(stream rookeryv1.Provider_PutServer) (err error) {
 		s.mu.Unlock()
 		s.unreserve(ss, old)
 	}
-	s.metrics.bytesIn.Add(r.bytes)
+	s.metrics.bytesIn.Add(float64(r.bytes))
 	return stream.SendAndClose(&rookeryv1.PutResponse{})
 }
 
@@ -570,7 +572,7 @@ func (s *Server) Get(req *rookeryv1.GetRequest, stream rookeryv1.Provider_GetSer
 			return toStatus(&exec.NameError{Part: ss.part, Name: name})
 		}
 		n, err := sendTensor(stream.Send, &rookeryv1.TensorFrame{Name: name}, t, s.lim.ChunkBytes)
-		s.metrics.bytesOut.Add(n)
+		s.metrics.bytesOut.Add(float64(n))
 		if err != nil {
 			return err
 		}
@@ -633,7 +635,7 @@ func (s *Server) call(stream callStream, forward bool, run func(ctx context.Cont
 		}
 		in[h.Id] = t
 	}
-	s.metrics.bytesIn.Add(r.bytes)
+	s.metrics.bytesIn.Add(float64(r.bytes))
 	out, err := run(ctx, ss.s, int(first.MicroBatch), in)
 	if err != nil {
 		return toStatus(err)
@@ -645,7 +647,7 @@ func (s *Server) call(stream callStream, forward bool, run func(ctx context.Cont
 	slices.Sort(ids)
 	for _, id := range ids {
 		n, err := sendTensor(stream.Send, &rookeryv1.TensorFrame{Id: id}, out[id], s.lim.ChunkBytes)
-		s.metrics.bytesOut.Add(n)
+		s.metrics.bytesOut.Add(float64(n))
 		if err != nil {
 			return err
 		}

@@ -57,8 +57,7 @@ func TestChooseExecutor(t *testing.T) {
 
 func TestProviderRequiresGPU(t *testing.T) {
 	if _, err := cuda.Probe(); err == nil {
-		t.Log("this machine has a GPU: --gpu require would start serving; TestChooseExecutor covers it")
-		return
+		t.Skip("this machine has a GPU, so --gpu require starts serving; TestChooseExecutor checks that case")
 	}
 	code, _, errOut := runArgs("provider", "--listen", "127.0.0.1:0", "--bench", "0", "--gpu", "require")
 	if code == 0 || !strings.Contains(errOut, "--gpu require") || !strings.Contains(errOut, "cuda:") {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/guard"
+	"github.com/rookery-ml/rookery/internal/fakeclock"
 	"github.com/rookery-ml/rookery/transport"
 )
 
@@ -73,7 +74,10 @@ func TestSessionReapedByProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0), transport.WithLimits(transport.Limits{IdleTimeout: 50 * time.Millisecond}))
+	const timeout = 50 * time.Millisecond
+	clock := fakeclock.New(time.Unix(1_700_000_000, 0))
+	srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0), transport.WithLimits(transport.Limits{IdleTimeout: timeout}),
+		transport.WithServerClock(clock))
 	go srv.Serve(lis)
 	defer srv.Stop()
 	c, err := transport.Connect(context.Background(), lis.Addr().String())
@@ -88,9 +92,13 @@ func TestSessionReapedByProvider(t *testing.T) {
 	}
 	got, err := j.train(context.Background(), []exec.Executor{g.Executor(c)}, func(step int) {
 		if step == 2 {
-			// Idle until the provider has closed the session.
-			for srv.Sessions() > 0 {
-				time.Sleep(10 * time.Millisecond)
+			// Idle past the timeout: once the provider's reaper has
+			// made its pass and waits again, the session is closed.
+			clock.BlockUntil(1)
+			clock.Advance(2 * timeout)
+			clock.BlockUntil(1)
+			if n := srv.Sessions(); n != 0 {
+				t.Fatalf("%d sessions open after the idle timeout", n)
 			}
 		}
 	})

@@ -12,8 +12,10 @@ import (
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 )
 
-// What a provider does before a requester's call reaches a handler:
-// authenticate the caller, check its lease, and bound the call's time.
+// Admission control: what a provider checks before a requester's call
+// reaches a handler (authenticate the caller, check its lease, bound the
+// call's time) and what it reserves before a session or a micro-batch is
+// let in (the session's estimated working memory).
 
 var (
 	providerPrefix = "/" + rookeryv1.Provider_ServiceDesc.ServiceName + "/"
@@ -42,7 +44,7 @@ func (s *Server) authorize(ctx context.Context, method string) (context.Context,
 			return nil, nil, err
 		}
 		if method == openMethod {
-			if err := l.CheckTime(s.cfg.now()); err != nil {
+			if err := l.CheckTime(s.cfg.clock.Now()); err != nil {
 				return nil, nil, err
 			}
 		}
