@@ -3,7 +3,7 @@
 // on Gorgonia's tape machine, the solvers, the GPipe schedule and the
 // pipeline driver that runs a plan over any set of executors.
 //
-// A value moves through it like this. Split turns a graph.Graph and an
+// A value moves through it like this. NewLayout turns a graph.Graph and an
 // assignment of its nodes to parts (a partition.Plan's Parts) into a
 // Layout: one SessionSpec per part, in which values from other parts are
 // input nodes under their original ids, and the routes between parts.

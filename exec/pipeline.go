@@ -90,7 +90,7 @@ func NewPipeline(ctx context.Context, g *graph.Graph, loss int64, data []int64, 
 	if err != nil {
 		return nil, err
 	}
-	lay, err := Split(mg, parts, loss, data)
+	lay, err := NewLayout(mg, parts, loss, data)
 	if err != nil {
 		return nil, err
 	}

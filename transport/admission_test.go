@@ -58,7 +58,7 @@ func TestCallTimeout(t *testing.T) {
 // momentum.
 func wholeSession(t *testing.T, c exec.Executor, m *mlp) (exec.Session, error) {
 	t.Helper()
-	lay, err := exec.Split(m.ir, m.parts(1), m.loss, m.data)
+	lay, err := exec.NewLayout(m.ir, m.parts(1), m.loss, m.data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func wholeSession(t *testing.T, c exec.Executor, m *mlp) (exec.Session, error) {
 func TestWorkingMemory(t *testing.T) {
 	ctx := context.Background()
 	m := newMLP(t, tensor.Float64, 64, 64, 256, 256, 10)
-	lay, err := exec.Split(m.ir, m.parts(1), m.loss, m.data)
+	lay, err := exec.NewLayout(m.ir, m.parts(1), m.loss, m.data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestWorkingMemory(t *testing.T) {
 // it, with an error matching graph.ErrInvalid.
 func TestUnknownOpRefused(t *testing.T) {
 	m := newMLP(t, tensor.Float64, 8, 20, 16, 4)
-	lay, err := exec.Split(m.ir, m.parts(2), m.loss, m.data)
+	lay, err := exec.NewLayout(m.ir, m.parts(2), m.loss, m.data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,7 +87,7 @@ func benchGRPC(b *testing.B, size int, e exec.Executor) {
 const warmRounds = 6
 
 func firstSpec(b testing.TB, m *mlp) exec.SessionSpec {
-	lay, err := exec.Split(m.ir, m.parts(2), m.loss, m.data)
+	lay, err := exec.NewLayout(m.ir, m.parts(2), m.loss, m.data)
 	if err != nil {
 		b.Fatal(err)
 	}

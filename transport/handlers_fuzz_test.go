@@ -130,7 +130,7 @@ const (
 // holds more than its budget.
 func FuzzProviderHandlers(f *testing.F) {
 	m := newMLP(f, tensor.Float64, 2, 3, 4, 2)
-	lay, err := exec.Split(m.ir, m.parts(1), m.loss, m.data)
+	lay, err := exec.NewLayout(m.ir, m.parts(1), m.loss, m.data)
 	if err != nil {
 		f.Fatal(err)
 	}

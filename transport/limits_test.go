@@ -21,7 +21,7 @@ import (
 
 func openFirstPart(t *testing.T, c exec.Executor, m *mlp) (exec.Session, error) {
 	t.Helper()
-	lay, err := exec.Split(m.ir, m.parts(2), m.loss, m.data)
+	lay, err := exec.NewLayout(m.ir, m.parts(2), m.loss, m.data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +194,7 @@ func TestLimitsBeforeAllocating(t *testing.T) {
 // sessionID opens a session with a raw Open call and returns its id.
 func sessionID(t *testing.T, srv *transport.Server, c *transport.Client, m *mlp) string {
 	t.Helper()
-	lay, err := exec.Split(m.ir, m.parts(2), m.loss, m.data)
+	lay, err := exec.NewLayout(m.ir, m.parts(2), m.loss, m.data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +232,7 @@ func TestIdleTimeout(t *testing.T) {
 	const timeout = 50 * time.Millisecond
 	m := newMLP(t, tensor.Float32, 8, 20, 16, 4)
 	clock := fakeclock.New(time.Unix(1_700_000_000, 0))
-	srv, c := startBufconn(t, exec.NewCPU(), transport.WithLimits(transport.Limits{IdleTimeout: timeout}), transport.WithServerClock(clock))
+	srv, c := startBufconn(t, exec.NewCPU(), transport.WithLimits(transport.Limits{IdleTimeout: timeout}), transport.WithClock(clock))
 	s, err := openFirstPart(t, c, m)
 	if err != nil {
 		t.Fatal(err)

@@ -33,7 +33,7 @@ func TestProviderFreesSessions(t *testing.T) {
 	spec := exec.SessionSpec{Graph: ir, DataInputs: []int64{int64(x.ID())}, Outputs: []int64{int64(out.ID())}, Solver: exec.SGD(0.1, 0)}
 	const timeout = 100 * time.Millisecond
 	clock := fakeclock.New(time.Unix(1_700_000_000, 0))
-	srv, c := startBufconn(t, exec.NewCPU(), transport.WithLimits(transport.Limits{IdleTimeout: timeout}), transport.WithServerClock(clock))
+	srv, c := startBufconn(t, exec.NewCPU(), transport.WithLimits(transport.Limits{IdleTimeout: timeout}), transport.WithClock(clock))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	heap := func() uint64 {

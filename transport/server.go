@@ -91,9 +91,9 @@ const DefaultCallTimeout = 10 * time.Minute
 // and the requester sees context.DeadlineExceeded.
 func WithCallTimeout(d time.Duration) ServerOption { return func(c *serverConfig) { c.callTime = d } }
 
-// WithServerClock sets the clock that leases are checked against and
+// WithClock sets the clock that leases are checked against and
 // that idle sessions are reaped by (default: the system clock).
-func WithServerClock(c Clock) ServerOption { return func(cfg *serverConfig) { cfg.clock = c } }
+func WithClock(c Clock) ServerOption { return func(cfg *serverConfig) { cfg.clock = c } }
 
 // WithServerOptions adds gRPC server options (TLS credentials,
 // interceptors, keepalive).
@@ -152,7 +152,7 @@ type serverSession struct {
 // micro-benchmark) and starts the idle-session janitor; Serve then serves
 // connections and Shutdown or Stop ends everything.
 func NewServer(e exec.Executor, opts ...ServerOption) *Server {
-	cfg := serverConfig{benchTime: 200 * time.Millisecond, version: Version, name: "rookery-provider", callTime: DefaultCallTimeout, clock: systemClock{}}
+	cfg := serverConfig{benchTime: 200 * time.Millisecond, version: Version, name: "rookery-provider", callTime: DefaultCallTimeout, clock: SystemClock}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -160,7 +160,7 @@ func NewServer(e exec.Executor, opts ...ServerOption) *Server {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.clock == nil {
-		cfg.clock = systemClock{}
+		cfg.clock = SystemClock
 	}
 	s := &Server{
 		e:        e,

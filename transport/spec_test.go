@@ -20,7 +20,7 @@ import (
 func TestMicroBatchCountOverTheWire(t *testing.T) {
 	srv, c := startBufconn(t, exec.NewCPU(exec.WithMaxMicroBatches(4)))
 	m := newMLP(t, tensor.Float64, 4, 3, 5, 2)
-	lay, err := exec.Split(m.ir, m.parts(2), m.loss, m.data)
+	lay, err := exec.NewLayout(m.ir, m.parts(2), m.loss, m.data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -408,7 +408,7 @@ func onePart(t *testing.T) exec.SessionSpec {
 			all = append(all, n.ID)
 		}
 	}
-	lay, err := exec.Split(ir, [][]int64{all}, int64(loss.ID()), []int64{int64(inputs[0].ID()), int64(inputs[1].ID())})
+	lay, err := exec.NewLayout(ir, [][]int64{all}, int64(loss.ID()), []int64{int64(inputs[0].ID()), int64(inputs[1].ID())})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,7 @@ func onePart(tb testing.TB, name string, g *gorgonia.ExprGraph, loss, x, y *gorg
 			ids = append(ids, n.ID)
 		}
 	}
-	lay, err := exec.Split(ir, [][]int64{ids}, int64(loss.ID()), []int64{int64(x.ID()), int64(y.ID())})
+	lay, err := exec.NewLayout(ir, [][]int64{ids}, int64(loss.ID()), []int64{int64(x.ID()), int64(y.ID())})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -108,7 +108,7 @@ func newNet(t *testing.T) *net {
 			p1 = append(p1, node.ID)
 		}
 	}
-	lay, err := exec.Split(ir, [][]int64{p0, p1}, int64(n.loss.ID()), []int64{int64(n.x.ID()), int64(n.y.ID())})
+	lay, err := exec.NewLayout(ir, [][]int64{p0, p1}, int64(n.loss.ID()), []int64{int64(n.x.ID()), int64(n.y.ID())})
 	if err != nil {
 		t.Fatal(err)
 	}

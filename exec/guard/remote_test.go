@@ -77,7 +77,7 @@ func TestSessionReapedByProvider(t *testing.T) {
 	const timeout = 50 * time.Millisecond
 	clock := fakeclock.New(time.Unix(1_700_000_000, 0))
 	srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0), transport.WithLimits(transport.Limits{IdleTimeout: timeout}),
-		transport.WithServerClock(clock))
+		transport.WithClock(clock))
 	go srv.Serve(lis)
 	defer srv.Stop()
 	c, err := transport.Connect(context.Background(), lis.Addr().String())

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,13 +93,13 @@ func FuzzHandlers(f *testing.F) {
 		[]any{byte(2), &rookeryv1.DeregisterRequest{Id: id}},
 		[]any{byte(5), &rookeryv1.LeaseKeyRequest{}}))
 	f.Add(encodeCalls([]any{byte(0), &rookeryv1.RegisterRequest{Address: "[::1]:1"}}, []any{byte(3), &rookeryv1.FindRequest{N: -1, Gpu: true}}))
-	var now time.Time
-	seed := seednode.NewRegistry(seednode.WithLeaseSigning(key, time.Minute), seednode.WithClock(func() time.Time { return now }))
+	clock := &settableClock{}
+	seed := seednode.NewRegistry(seednode.WithLeaseSigning(key, time.Minute), seednode.WithClock(clock))
 	f.Cleanup(seed.Stop)
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		now = time.UnixMilli(1 << 40) // entries of earlier inputs expire
-		now = now.Add(time.Duration(len(data)) * time.Hour)
+		// Entries of earlier inputs expire.
+		clock.set(time.UnixMilli(1 << 40).Add(time.Duration(len(data)) * time.Hour))
 		ops, msgs := fuzzCalls(data, 24)
 		last := id
 		for i, op := range ops {
@@ -154,3 +155,16 @@ func FuzzHandlers(f *testing.F) {
 		}
 	})
 }
+
+// settableClock is a clock the fuzz target sets to a time of its own per
+// input; nothing waits on it.
+type settableClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *settableClock) set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock() }
+
+func (c *settableClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *settableClock) After(time.Duration) <-chan time.Time { return nil }

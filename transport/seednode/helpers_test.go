@@ -10,25 +10,14 @@ import (
 	"time"
 
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/internal/fakeclock"
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 	"github.com/rookery-ml/rookery/transport"
 	"github.com/rookery-ml/rookery/transport/seednode"
 )
 
-// fakeClock is a clock that tests move by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
-func newClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
+// newClock is a fake clock at a fixed start, moved by Advance.
+func newClock() *fakeclock.Clock { return fakeclock.New(time.Unix(1_700_000_000, 0)) }
 
 // startRegistry serves a registry on loopback until the test ends.
 func startRegistry(t *testing.T, opts ...seednode.Option) (*seednode.Registry, string) {

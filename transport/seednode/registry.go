@@ -33,7 +33,7 @@ type Option func(*config)
 
 type config struct {
 	ttl      time.Duration
-	now      func() time.Time
+	clock    transport.Clock
 	logger   *slog.Logger
 	grpcOpts []grpc.ServerOption
 	tokens   *transport.TokenSet
@@ -45,9 +45,10 @@ type config struct {
 // (default 30s).
 func WithTTL(d time.Duration) Option { return func(c *config) { c.ttl = d } }
 
-// WithClock sets the registry's clock (default time.Now): entries expire
-// and leases are dated by it, so that tests can move time forward.
-func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+// WithClock sets the registry's clock (default: the system clock):
+// entries expire and leases are dated by it, so that tests can move time
+// forward. It is the same Clock a provider's server takes.
+func WithClock(c transport.Clock) Option { return func(cfg *config) { cfg.clock = c } }
 
 // WithLogger sets the structured logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
@@ -95,12 +96,15 @@ type Registry struct {
 
 // NewRegistry returns a seed node's registry, ready to Serve.
 func NewRegistry(opts ...Option) *Registry {
-	cfg := config{ttl: 30 * time.Second, now: time.Now}
+	cfg := config{ttl: 30 * time.Second, clock: transport.SystemClock}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.clock == nil {
+		cfg.clock = transport.SystemClock
 	}
 	if cfg.leaseTTL <= 0 {
 		cfg.leaseTTL = DefaultLeaseTTL
@@ -201,7 +205,7 @@ func (s *Registry) Register(ctx context.Context, req *rookeryv1.RegisterRequest)
 		return nil, status.Errorf(codes.InvalidArgument, "address %.100q: %v", req.Address, err)
 	}
 	who := identityFrom(ctx)
-	now := s.cfg.now()
+	now := s.cfg.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
@@ -225,7 +229,7 @@ func (s *Registry) Register(ctx context.Context, req *rookeryv1.RegisterRequest)
 
 // Heartbeat implements the Seed service.
 func (s *Registry) Heartbeat(ctx context.Context, req *rookeryv1.HeartbeatRequest) (*rookeryv1.HeartbeatResponse, error) {
-	now := s.cfg.now()
+	now := s.cfg.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
@@ -259,7 +263,7 @@ func (s *Registry) Deregister(ctx context.Context, req *rookeryv1.DeregisterRequ
 // live returns copies of the live entries, fastest first, then by
 // address.
 func (s *Registry) live() []*rookeryv1.ProviderEntry {
-	now := s.cfg.now()
+	now := s.cfg.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
@@ -292,7 +296,7 @@ func (s *Registry) Find(ctx context.Context, req *rookeryv1.FindRequest) (*rooke
 			requester += newID()
 		}
 	}
-	now := s.cfg.now()
+	now := s.cfg.clock.Now()
 	var found []*rookeryv1.ProviderEntry
 	for _, e := range s.live() {
 		c := e.Capabilities
@@ -368,7 +372,7 @@ func (s *Registry) Handler() http.Handler {
 		fmt.Fprintln(w, transport.EncodeLeasePublicKey(pub))
 	})
 	mux.HandleFunc("GET /v1/providers", func(w http.ResponseWriter, r *http.Request) {
-		now := s.cfg.now()
+		now := s.cfg.clock.Now()
 		list := s.live()
 		out := struct {
 			Providers []ProviderJSON `json:"providers"`

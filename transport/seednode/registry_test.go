@@ -25,7 +25,7 @@ import (
 // one that keeps beating stays.
 func TestRegistry(t *testing.T) {
 	clock := newClock()
-	seed, addr := startRegistry(t, seednode.WithTTL(10*time.Second), seednode.WithClock(clock.Now))
+	seed, addr := startRegistry(t, seednode.WithTTL(10*time.Second), seednode.WithClock(clock))
 	ctx := context.Background()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -69,7 +69,7 @@ func TestRegistry(t *testing.T) {
 
 	// fast and gpu beat; slow does not.
 	for i := 0; i < 3; i++ {
-		clock.Add(4 * time.Second)
+		clock.Advance(4 * time.Second)
 		for _, id := range []string{fast, gpu} {
 			if _, err := sc.Heartbeat(ctx, &rookeryv1.HeartbeatRequest{Id: id, Sessions: 1}); err != nil {
 				t.Fatal(err)
@@ -90,7 +90,7 @@ func TestRegistry(t *testing.T) {
 	// The HTTP view shows the same providers with their machines.
 	hs := httptest.NewServer(seed.Handler())
 	defer hs.Close()
-	clock.Add(6 * time.Second) // past half the TTL: "late"
+	clock.Advance(6 * time.Second) // past half the TTL: "late"
 	resp, err := http.Get(hs.URL + "/v1/providers")
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +120,7 @@ func TestAnnounce(t *testing.T) {
 	// time; the registry's clock alone decides expiry.
 	const ttl = 30 * time.Millisecond
 	clock := newClock()
-	seed, seedAddr := startRegistry(t, seednode.WithTTL(ttl), seednode.WithClock(clock.Now))
+	seed, seedAddr := startRegistry(t, seednode.WithTTL(ttl), seednode.WithClock(clock))
 	srv, addr := serveProvider(t, nil, transport.WithName("p1"))
 	stop := announce(t, srv, seedAddr, addr)
 	ctx := context.Background()
@@ -139,7 +139,7 @@ func TestAnnounce(t *testing.T) {
 	// wait for a heartbeat stamped with the new time before the next move:
 	// only the heartbeats keep the entry over four TTLs.
 	for i := 0; i < 6; i++ {
-		clock.Add(ttl * 2 / 3)
+		clock.Advance(ttl * 2 / 3)
 		now := clock.Now().UnixMilli()
 		eventually(t, func() bool {
 			e := entry()

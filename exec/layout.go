@@ -24,7 +24,7 @@ type Layout struct {
 	LossPart int
 }
 
-// Split turns g and an assignment of its nodes to parts (parts[p] lists
+// NewLayout turns g and an assignment of its nodes to parts (parts[p] lists
 // the ids of part p, as partition.Plan's Parts do) into a Layout. Every op
 // and learnable node must be in exactly one part. Data inputs (the ids in
 // data) and constants may be listed anywhere or nowhere: each part that
@@ -32,7 +32,7 @@ type Layout struct {
 // uses becomes an output of the first and an input of the second, under
 // the same id; so does a learnable parameter that parts other than its
 // owner use, and its gradient comes back to the owner.
-func Split(g *graph.Graph, parts [][]int64, loss int64, data []int64) (*Layout, error) {
+func NewLayout(g *graph.Graph, parts [][]int64, loss int64, data []int64) (*Layout, error) {
 	k := len(parts)
 	if k == 0 {
 		return nil, fmt.Errorf("%w: no parts", ErrSpec)
