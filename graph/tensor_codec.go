@@ -2,7 +2,6 @@ package graph
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"math/bits"
@@ -296,20 +295,9 @@ func checkWireTensor(t *rookeryv1.Tensor, lim Limits) error {
 
 // wireTensorSize checks t and returns its element count.
 func wireTensorSize(t *rookeryv1.Tensor, lim Limits) (int, error) {
-	if t == nil {
-		return 0, fmt.Errorf("%w: tensor missing", ErrMalformed)
-	}
-	dt, err := dtypeFromProto(t.Dtype)
+	dt, n, err := TensorSize(t, lim)
 	if err != nil {
-		return 0, fmt.Errorf("tensor: %w", err)
-	}
-	n, err := checkWireDims(t.Shape, lim)
-	if err != nil {
-		var nonPos *wireDimError
-		if errors.As(err, &nonPos) {
-			return 0, fmt.Errorf("%w: tensor shape %v: %w", ErrMalformed, t.Shape, err)
-		}
-		return 0, fmt.Errorf("tensor: %w", err)
+		return 0, err
 	}
 	size := int64(dt.Size())
 	if hi, lo := bits.Mul64(uint64(n), uint64(size)); hi != 0 || lo != uint64(len(t.Data)) {
