@@ -131,7 +131,7 @@ func TestWithSeedNode(t *testing.T) {
 	got := run(rookery.WithSeedNode(addr, 2))
 	for i := range want {
 		if got[i] != want[i] {
-			t.Errorf("step %d: loss %v through the seed, %v in process", i, got[i], want[i])
+			t.Errorf("step %d: loss %v through the seed node, %v in process", i, got[i], want[i])
 		}
 	}
 

@@ -261,7 +261,7 @@ func TestDaemonLifecycle(t *testing.T) {
 		}
 	}
 	if !found {
-		t.Fatal("provider never registered with the seed")
+		t.Fatal("provider never registered with the seed node")
 	}
 	body := httpGet(t, "http://"+seed.extra["http"]+"/v1/providers")
 	if !strings.Contains(body, `"name": "lifecycle"`) {
@@ -298,7 +298,7 @@ func TestDaemonLifecycle(t *testing.T) {
 			t.Errorf("logs lack %s:\n%s", want, logs)
 		}
 	}
-	// Gone from the seed at once (deregistered, not expired).
+	// Gone from the seed node at once (deregistered, not expired).
 	if _, err := seednode.Find(ctx, seed.addr, seednode.Need{N: 1}); !errors.Is(err, seednode.ErrNotEnough) {
 		t.Errorf("after SIGTERM the seed still lists the provider: %v", err)
 	}

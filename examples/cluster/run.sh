@@ -70,7 +70,7 @@ echo "== training in process"
 
 remote=$(grep '^final loss' "$tmp/remote.txt")
 local=$(grep '^final loss' "$tmp/local.txt")
-echo "== through the seed: $remote; in process: $local"
+echo "== through the seed node: $remote; in process: $local"
 if [ "$remote" != "$local" ]; then
 	echo "the final losses differ" >&2
 	exit 1
