@@ -205,6 +205,8 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrProtocol):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrStalled):
+		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):

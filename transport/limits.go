@@ -37,6 +37,11 @@ type Limits struct {
 	// its Open may stay open; it is at most IdleTimeout. Sessions opened
 	// and never run are what a requester that hoards slots leaves.
 	UnusedTimeout time.Duration
+	// StreamIdleTimeout is how long a call that streams data to the
+	// provider (Open, Put, Forward, Backward) may wait on its requester
+	// without progress (a new tensor, or 64 KiB of data) before the
+	// provider cuts it and releases what its headers reserved.
+	StreamIdleTimeout time.Duration
 	// ChunkBytes is the largest data payload of one frame; larger tensors
 	// stream in several frames.
 	ChunkBytes int
@@ -56,6 +61,7 @@ var DefaultLimits = Limits{
 	MaxProviderBytes:       8 << 30,
 	IdleTimeout:            15 * time.Minute,
 	UnusedTimeout:          2 * time.Minute,
+	StreamIdleTimeout:      30 * time.Second,
 	ChunkBytes:             DefaultChunkBytes,
 }
 
@@ -90,6 +96,9 @@ func (l Limits) orDefault() Limits {
 	}
 	if l.IdleTimeout != 0 {
 		d.IdleTimeout = l.IdleTimeout
+	}
+	if l.StreamIdleTimeout != 0 {
+		d.StreamIdleTimeout = l.StreamIdleTimeout
 	}
 	if l.UnusedTimeout != 0 {
 		d.UnusedTimeout = l.UnusedTimeout

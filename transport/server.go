@@ -126,7 +126,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*serverSession
-	reserved int64 // bytes held by sessions and calls in flight
+	streams  map[*watchedStream]struct{} // calls receiving from their requesters
+	reserved int64                       // bytes held by sessions and calls in flight
 	closed   bool
 	ids      []string // provider ids the seed node gave this server, newest last
 
@@ -176,6 +177,7 @@ func NewServer(e exec.Executor, opts ...ServerOption) *Server {
 		log:      cfg.logger,
 		metrics:  newMetrics(),
 		sessions: make(map[string]*serverSession),
+		streams:  make(map[*watchedStream]struct{}),
 		stop:     make(chan struct{}),
 		auth:     authenticator{tokens: cfg.tokens},
 	}
@@ -281,7 +283,7 @@ func (s *Server) closeAll() {
 // or 0 when it has none.
 func (s *Server) reapEvery() time.Duration {
 	var d time.Duration
-	for _, t := range []time.Duration{s.lim.IdleTimeout, s.lim.UnusedTimeout} {
+	for _, t := range []time.Duration{s.lim.IdleTimeout, s.lim.UnusedTimeout, s.lim.StreamIdleTimeout} {
 		if t > 0 && (d == 0 || t < d) {
 			d = t
 		}
@@ -293,7 +295,8 @@ func (s *Server) reapEvery() time.Duration {
 }
 
 // reap closes sessions that have been idle for longer than the idle
-// timeout, and those that no call used within the unused timeout.
+// timeout, and those that no call used within the unused timeout, and
+// cuts calls whose requesters stalled (see watch).
 func (s *Server) reap() {
 	defer s.janitor.Done()
 	every := s.reapEvery()
@@ -304,6 +307,9 @@ func (s *Server) reap() {
 		case now := <-s.cfg.clock.After(every):
 			var idle, unused []*serverSession
 			s.mu.Lock()
+			if s.lim.StreamIdleTimeout > 0 {
+				s.cutStalledLocked(now)
+			}
 			for _, ss := range s.sessions {
 				switch {
 				case ss.inflight > 0:
@@ -436,10 +442,11 @@ func (s *Server) Describe(ctx context.Context, _ *rookeryv1.DescribeRequest) (*r
 // Open implements the Provider service.
 func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 	defer s.metrics.observe("open", time.Now(), &err)
-	ctx := stream.Context()
-	first, err := stream.Recv()
-	if err != nil {
-		return err
+	rs, ctx, done := s.watch(stream.Context(), "open", stream)
+	defer done()
+	first := new(rookeryv1.OpenRequest)
+	if err := rs.RecvMsg(first); err != nil {
+		return toStatus(err)
 	}
 	spec, err := specFromWire(first.Spec, s.lim.MaxNodes)
 	if err != nil {
@@ -479,12 +486,13 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 	buf := make([]byte, 0, size)
 	buf = append(buf, first.GraphChunk...)
 	for int64(len(buf)) < size {
-		f, err := stream.Recv()
+		f := new(rookeryv1.OpenRequest)
+		err := rs.RecvMsg(f)
 		if err == io.EOF {
 			return toStatus(protocolError("graph ended at %d of %d bytes", len(buf), size))
 		}
 		if err != nil {
-			return err
+			return toStatus(err)
 		}
 		if f.Spec != nil || int64(len(buf)+len(f.GraphChunk)) > size {
 			return toStatus(protocolError("graph frames do not add up to %d bytes", size))
@@ -554,8 +562,9 @@ func newID() string {
 // Put implements the Provider service.
 func (s *Server) Put(stream rookeryv1.Provider_PutServer) (err error) {
 	defer s.metrics.observe("put", time.Now(), &err)
-	ctx := stream.Context()
-	r := &frameReader{stream: stream, lim: s.lim}
+	rs, ctx, done := s.watch(stream.Context(), "put", stream)
+	defer done()
+	r := &frameReader{stream: rs, lim: s.lim}
 	first, err := r.first()
 	if err != nil {
 		return toStatus(err)
@@ -637,14 +646,19 @@ type callStream interface {
 }
 
 func (s *Server) call(stream callStream, forward bool, run func(ctx context.Context, sess exec.Session, mb int, in map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error)) error {
-	ctx := stream.Context()
+	method := "backward"
+	if forward {
+		method = "forward"
+	}
+	rs, ctx, done := s.watch(stream.Context(), method, stream)
+	defer done()
 	var held int64
 	defer func() {
 		if held > 0 {
 			s.unreserve(nil, held)
 		}
 	}()
-	r := &frameReader{stream: stream, lim: s.lim, reserve: func(n int64) error {
+	r := &frameReader{stream: rs, lim: s.lim, reserve: func(n int64) error {
 		if err := s.reserve(nil, n); err != nil {
 			return err
 		}

@@ -83,6 +83,7 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		maxPerID   = fs.Int("max-sessions-per-requester", 0, "sessions one requester (token or certificate identity; anonymous callers by host) may hold open at once; 0: a quarter of --max-sessions")
 		maxNodes   = fs.Int("max-nodes", d.MaxNodes, "IR nodes of one part")
 		idle       = fs.Duration("idle-timeout", d.IdleTimeout, "close sessions unused for this long")
+		stall      = fs.Duration("stream-idle-timeout", d.StreamIdleTimeout, "cut a call whose requester sends no new tensor and less than 64KiB of data for this long, releasing the memory its headers reserved")
 		unused     = fs.Duration("unused-timeout", d.UnusedTimeout, "close sessions that no call has used since they were opened after this long (at most --idle-timeout)")
 		gpuMode    = fs.String("gpu", gpuAuto, "GPU use: auto (GPU 0 when the CUDA driver and cuBLAS are found, else the CPU), off, or require (refuse to start without one)")
 		bench      = fs.Duration("bench", 200*time.Millisecond, "how long the start-up micro-benchmark runs (0 skips it)")
@@ -188,6 +189,7 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			MaxProviderBytes:       *maxMem,
 			IdleTimeout:            *idle,
 			UnusedTimeout:          *unused,
+			StreamIdleTimeout:      *stall,
 			ChunkBytes:             int(*chunk),
 		}),
 	}, authOpts...)
