@@ -45,8 +45,9 @@ func TestStalledStream(t *testing.T) {
 	if err := fwd.Send(&rookeryv1.TensorFrame{Session: id, Id: m.data[0], Tensor: head}); err != nil {
 		t.Fatal(err)
 	}
-	// The header reserves the tensor; wait until the provider has read it.
-	for i := 0; srv.Reserved() < base+announced; i++ {
+	// The header reserves the tensor; wait until the provider has read it
+	// and waits for the rest.
+	for i := 0; srv.Reserved() < base+announced || transport.WaitingStreams(srv) != 1; i++ {
 		if i == 10000 {
 			t.Fatalf("the provider reserves %d bytes, want the announced tensor's %d on top of %d", srv.Reserved(), announced, base)
 		}
