@@ -2,10 +2,13 @@ package transport
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"slices"
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/peer"
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/graph"
@@ -35,12 +38,16 @@ func (s *Server) authorize(ctx context.Context, method string) (context.Context,
 	if err != nil {
 		return nil, nil, err
 	}
+	caller := id
 	if s.cfg.leaseKey != nil && method != describeMethod {
 		l, err := ParseLease(creds.lease, s.cfg.leaseKey)
 		if err != nil {
 			return nil, nil, err
 		}
 		if err := s.leaseNamesMe(l); err != nil {
+			return nil, nil, err
+		}
+		if err := leaseIssuedTo(l, id); err != nil {
 			return nil, nil, err
 		}
 		if method == openMethod {
@@ -51,11 +58,74 @@ func (s *Server) authorize(ctx context.Context, method string) (context.Context,
 		id = "lease:" + l.Requester
 	}
 	ctx = withIdentity(ctx, id)
+	ctx = withQuotaKey(ctx, quotaKey(ctx, caller))
 	cancel := context.CancelFunc(func() {})
 	if s.cfg.callTime > 0 {
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.callTime)
 	}
 	return ctx, cancel, nil
+}
+
+// anonRequester starts the requester of a lease that a seed node issued
+// to a caller it did not authenticate.
+const anonRequester = "anon:"
+
+// leaseIssuedTo checks that the caller, whose identity on this provider
+// is caller ("" when anonymous), is the requester the lease names, so
+// that no one else can replay it. A lease names an authenticated
+// identity ("token:NAME", "cert:NAME") when the seed node authenticated
+// the requester: the caller must then authenticate to the provider as
+// the same identity (the seed node and its providers name requesters
+// alike: the same token names, or certificates from the same
+// authority). A lease for an anonymous requester ("anon:...") is a
+// bearer credential that only an anonymous caller may present; binding
+// it needs a seed node and providers that authenticate requesters.
+func leaseIssuedTo(l *Lease, caller string) error {
+	if strings.HasPrefix(l.Requester, anonRequester) {
+		if caller == "" {
+			return nil
+		}
+	} else if caller == l.Requester {
+		return nil
+	}
+	who := caller
+	if who == "" {
+		who = "an anonymous caller"
+	}
+	return &AuthError{Reason: ReasonOtherRequester, Identity: caller,
+		Detail: fmt.Sprintf("the lease was issued to %.80q, not to %.80q", l.Requester, who)}
+}
+
+// quotaKey returns whom a caller's sessions count against: its
+// authenticated identity, or, for an anonymous caller, the host it calls
+// from (a lease for an anonymous requester names whatever the requester
+// asked, so it counts for nothing).
+func quotaKey(ctx context.Context, caller string) string {
+	if caller != "" {
+		return caller
+	}
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return "anonymous"
+	}
+	host, _, err := net.SplitHostPort(p.Addr.String())
+	if err != nil {
+		host = p.Addr.String()
+	}
+	return "host:" + host
+}
+
+// quotaKeyCtx is the context key of a caller's quota key.
+type quotaKeyCtx struct{}
+
+func withQuotaKey(ctx context.Context, k string) context.Context {
+	return context.WithValue(ctx, quotaKeyCtx{}, k)
+}
+
+// quotaKeyFrom returns the key withQuotaKey stored, or "".
+func quotaKeyFrom(ctx context.Context) string {
+	k, _ := ctx.Value(quotaKeyCtx{}).(string)
+	return k
 }
 
 // leaseNamesMe checks that l names this provider: its address, and its
@@ -193,4 +263,55 @@ func (s *Server) Reserved() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.reserved
+}
+
+// admitLocked decides, with s.mu held, whether the requester whose quota
+// key is key may open one more session. A requester at its quota is
+// refused. When the provider is full, the oldest session that no call
+// has used since its Open, of the requester holding the most sessions,
+// makes room (it is returned, already removed, for the caller to close
+// outside s.mu) when that requester holds more than key would.
+func (s *Server) admitLocked(key string) (evicted *serverSession, err error) {
+	if s.closed {
+		return nil, s.sessionsFull(len(s.sessions) + 1)
+	}
+	held := map[string]int{}
+	for _, ss := range s.sessions {
+		held[ss.quota]++
+	}
+	// A quota of MaxSessions or more is the limit on sessions itself.
+	if q := s.lim.MaxSessionsPerIdentity; q >= 0 && (q < s.lim.MaxSessions || s.lim.MaxSessions < 0) && held[key]+1 > q {
+		return nil, &LimitError{What: "sessions per identity", Limit: int64(q), Got: int64(held[key] + 1), Capacity: true, Provider: s.providerName()}
+	}
+	if s.lim.MaxSessions < 0 || len(s.sessions)+1 <= s.lim.MaxSessions {
+		return nil, nil
+	}
+	var victim *serverSession
+	for _, ss := range s.sessions {
+		if ss.used || ss.inflight > 0 || held[ss.quota] <= held[key]+1 {
+			continue
+		}
+		if victim == nil || held[ss.quota] > held[victim.quota] ||
+			(held[ss.quota] == held[victim.quota] && (ss.opened.Before(victim.opened) || ss.opened.Equal(victim.opened) && ss.id < victim.id)) {
+			victim = ss
+		}
+	}
+	if victim == nil {
+		return nil, s.sessionsFull(len(s.sessions) + 1)
+	}
+	s.removeLocked(victim)
+	return victim, nil
+}
+
+func (s *Server) sessionsFull(n int) error {
+	return &LimitError{What: "sessions", Limit: int64(s.lim.MaxSessions), Got: int64(n), Capacity: true, Provider: s.providerName()}
+}
+
+// providerName names the server in errors: its name, and the address it
+// is dialled at when it knows it.
+func (s *Server) providerName() string {
+	if len(s.cfg.addresses) > 0 {
+		return s.caps.GetName() + " at " + s.cfg.addresses[0]
+	}
+	return s.caps.GetName()
 }

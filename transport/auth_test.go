@@ -278,14 +278,14 @@ func TestClientCertificates(t *testing.T) {
 
 // leaseServer starts a provider on loopback that requires leases signed
 // with pub and returns it with its address.
-func leaseServer(t *testing.T, pub ed25519.PublicKey) (*transport.Server, string) {
+func leaseServer(t *testing.T, pub ed25519.PublicKey, opts ...transport.ServerOption) (*transport.Server, string) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := lis.Addr().String()
-	srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0), transport.WithLeaseKey(pub, addr))
+	srv := transport.NewServer(exec.NewCPU(), append([]transport.ServerOption{transport.WithBenchmark(0), transport.WithLeaseKey(pub, addr)}, opts...)...)
 	serve(t, srv, lis)
 	return srv, addr
 }
@@ -408,7 +408,9 @@ func TestSeedLeases(t *testing.T) {
 	}()
 	var addrs []string
 	for range 2 {
-		srv, addr := leaseServer(t, pub)
+		// The providers know alice by the same token as the seed node,
+		// so that a lease issued to her opens sessions for her alone.
+		srv, addr := leaseServer(t, pub, transport.WithTokens(tokens(t, aliceToken+" alice\n")))
 		addrs = append(addrs, addr)
 		done := make(chan error, 1)
 		anns = append(anns, done)
@@ -441,7 +443,7 @@ func TestSeedLeases(t *testing.T) {
 			t.Errorf("lease %+v for entry %s at %s", l, e.id, e.addr)
 		}
 		// Its own lease opens a session; the other provider's does not.
-		c, err := transport.Connect(ctx, e.addr, transport.WithLease(e.lease))
+		c, err := transport.Connect(ctx, e.addr, transport.WithToken(aliceToken), transport.WithLease(e.lease))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -449,7 +451,7 @@ func TestSeedLeases(t *testing.T) {
 			t.Errorf("provider %d with its lease: %v", i, err)
 		}
 		c.Close()
-		c, err = transport.Connect(ctx, e.addr, transport.WithLease(entries[1-i].lease))
+		c, err = transport.Connect(ctx, e.addr, transport.WithToken(aliceToken), transport.WithLease(entries[1-i].lease))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -51,8 +51,9 @@ const (
 	ReasonExpired     AuthReason = "expired"       // a lease past its expiry
 	ReasonNotYetValid AuthReason = "not yet valid" // a lease before its issue time
 
-	ReasonOtherProvider AuthReason = "other provider" // a lease that names another provider
-	ReasonNotOwner      AuthReason = "not owner"      // a session or entry that belongs to another identity
+	ReasonOtherProvider  AuthReason = "other provider"  // a lease that names another provider
+	ReasonNotOwner       AuthReason = "not owner"       // a session or entry that belongs to another identity
+	ReasonOtherRequester AuthReason = "other requester" // a lease issued to another identity than the caller's
 )
 
 // AuthError is a refused credential or identity.
@@ -79,7 +80,7 @@ func (e *AuthError) Error() string {
 }
 
 func (e *AuthError) denied() bool {
-	return e.Reason == ReasonOtherProvider || e.Reason == ReasonNotOwner
+	return e.Reason == ReasonOtherProvider || e.Reason == ReasonNotOwner || e.Reason == ReasonOtherRequester
 }
 
 // Is makes errors.Is match ErrPermissionDenied or ErrUnauthenticated,
@@ -95,13 +96,17 @@ func (e *AuthError) Is(t error) bool {
 // (sessions, resident bytes) are retryable later; size limits (nodes, one
 // tensor, one graph) are not.
 type LimitError struct {
-	What     string // "sessions", "nodes", "tensor bytes", "session bytes", "provider bytes", "graph bytes", ...
+	What     string // "sessions", "sessions per identity", "nodes", "tensor bytes", "session bytes", "provider bytes", "graph bytes", ...
 	Limit    int64
 	Got      int64
-	Capacity bool // the limit is on what is in use, not on the request alone
+	Capacity bool   // the limit is on what is in use, not on the request alone
+	Provider string // the provider whose limit it is (its name, and address when it knows it), when it said
 }
 
 func (e *LimitError) Error() string {
+	if e.Provider != "" {
+		return fmt.Sprintf("transport: provider %s: %s: %d exceeds the limit of %d", e.Provider, e.What, e.Got, e.Limit)
+	}
 	return fmt.Sprintf("transport: %s: %d exceeds the limit of %d", e.What, e.Got, e.Limit)
 }
 
@@ -144,7 +149,8 @@ func toStatus(err error) error {
 			code = codes.PermissionDenied
 		}
 	case errors.As(err, &limErr):
-		d.Kind, d.LimitWhat, d.Limit, d.Got = rookeryv1.ErrorDetail_KIND_LIMIT, limErr.What, limErr.Limit, limErr.Got
+		// A limit's name field carries the provider.
+		d.Kind, d.LimitWhat, d.Limit, d.Got, d.Name = rookeryv1.ErrorDetail_KIND_LIMIT, limErr.What, limErr.Limit, limErr.Got, limErr.Provider
 		code = codes.InvalidArgument
 		if limErr.Capacity {
 			code = codes.ResourceExhausted
@@ -199,6 +205,8 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrProtocol):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, ErrStalled):
+		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
@@ -262,7 +270,7 @@ func fromStatus(ctx context.Context, what string, err error) error {
 		case rookeryv1.ErrorDetail_KIND_SOLVER:
 			return fmt.Errorf("%w: %s", exec.ErrSolver, d.Reason)
 		case rookeryv1.ErrorDetail_KIND_LIMIT:
-			return &LimitError{What: d.LimitWhat, Limit: d.Limit, Got: d.Got, Capacity: st.Code() == codes.ResourceExhausted}
+			return &LimitError{What: d.LimitWhat, Limit: d.Limit, Got: d.Got, Capacity: st.Code() == codes.ResourceExhausted, Provider: d.Name}
 		case rookeryv1.ErrorDetail_KIND_AUTH:
 			return &AuthError{Reason: AuthReason(d.Sentinel), Identity: d.Name, Detail: d.Reason}
 		case rookeryv1.ErrorDetail_KIND_GRAPH:

@@ -8,3 +8,17 @@ import "google.golang.org/grpc/mem"
 func DecodeMessage(b []byte, v any) error {
 	return newFrameCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, v)
 }
+
+// WaitingStreams is the number of calls that wait on their requesters'
+// next frame, for tests that move a fake clock past a stall.
+func WaitingStreams(s *Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for w := range s.streams {
+		if w.waiting {
+			n++
+		}
+	}
+	return n
+}

@@ -12,6 +12,12 @@ import (
 type Limits struct {
 	// MaxSessions is the number of sessions open at once.
 	MaxSessions int
+	// MaxSessionsPerIdentity is the number of sessions one requester may
+	// hold open at once, so that no one requester can take every slot.
+	// Zero takes a quarter of MaxSessions (at least one). A requester is
+	// its authenticated identity (bearer token or client certificate);
+	// anonymous callers count by the host they call from.
+	MaxSessionsPerIdentity int
 	// MaxNodes is the number of IR nodes of one part.
 	MaxNodes int
 	// MaxGraphBytes is the size of one encoded part, values included.
@@ -27,6 +33,15 @@ type Limits struct {
 	// IdleTimeout is how long a session may go unused before the provider
 	// closes it.
 	IdleTimeout time.Duration
+	// UnusedTimeout is how long a session that no call has used since
+	// its Open may stay open; it is at most IdleTimeout. Sessions opened
+	// and never run are what a requester that hoards slots leaves.
+	UnusedTimeout time.Duration
+	// StreamIdleTimeout is how long a call that streams data to the
+	// provider (Open, Put, Forward, Backward) may wait on its requester
+	// without progress (a new tensor, or 64 KiB of data) before the
+	// provider cuts it and releases what its headers reserved.
+	StreamIdleTimeout time.Duration
 	// ChunkBytes is the largest data payload of one frame; larger tensors
 	// stream in several frames.
 	ChunkBytes int
@@ -37,14 +52,17 @@ const DefaultChunkBytes = 4 << 20
 
 // DefaultLimits are the limits of a server given none.
 var DefaultLimits = Limits{
-	MaxSessions:      64,
-	MaxNodes:         1 << 20,
-	MaxGraphBytes:    1 << 30,
-	MaxTensorBytes:   1 << 30,
-	MaxSessionBytes:  4 << 30,
-	MaxProviderBytes: 8 << 30,
-	IdleTimeout:      15 * time.Minute,
-	ChunkBytes:       DefaultChunkBytes,
+	MaxSessions:            64,
+	MaxSessionsPerIdentity: 16,
+	MaxNodes:               1 << 20,
+	MaxGraphBytes:          1 << 30,
+	MaxTensorBytes:         1 << 30,
+	MaxSessionBytes:        4 << 30,
+	MaxProviderBytes:       8 << 30,
+	IdleTimeout:            15 * time.Minute,
+	UnusedTimeout:          2 * time.Minute,
+	StreamIdleTimeout:      30 * time.Second,
+	ChunkBytes:             DefaultChunkBytes,
 }
 
 // orDefault fills zero fields from DefaultLimits.
@@ -52,6 +70,14 @@ func (l Limits) orDefault() Limits {
 	d := DefaultLimits
 	if l.MaxSessions != 0 {
 		d.MaxSessions = l.MaxSessions
+	}
+	switch {
+	case l.MaxSessionsPerIdentity != 0:
+		d.MaxSessionsPerIdentity = l.MaxSessionsPerIdentity
+	case d.MaxSessions < 0:
+		d.MaxSessionsPerIdentity = -1
+	default:
+		d.MaxSessionsPerIdentity = max(d.MaxSessions/4, 1)
 	}
 	if l.MaxNodes != 0 {
 		d.MaxNodes = l.MaxNodes
@@ -70,6 +96,15 @@ func (l Limits) orDefault() Limits {
 	}
 	if l.IdleTimeout != 0 {
 		d.IdleTimeout = l.IdleTimeout
+	}
+	if l.StreamIdleTimeout != 0 {
+		d.StreamIdleTimeout = l.StreamIdleTimeout
+	}
+	if l.UnusedTimeout != 0 {
+		d.UnusedTimeout = l.UnusedTimeout
+	}
+	if d.IdleTimeout > 0 && (d.UnusedTimeout < 0 || d.UnusedTimeout > d.IdleTimeout) {
+		d.UnusedTimeout = d.IdleTimeout
 	}
 	if l.ChunkBytes > 0 {
 		d.ChunkBytes = l.ChunkBytes

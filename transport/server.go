@@ -77,7 +77,11 @@ func WithTokens(ts *TokenSet) ServerOption { return func(c *serverConfig) { c.to
 // must be one of addresses (the address the provider is dialled at, as it
 // registers it with the seed node) and its provider id one the seed node
 // gave this server in Announce. A server that knows neither refuses every
-// lease. Sessions belong to the requester the lease names.
+// lease. Sessions belong to the requester the lease names, and only
+// that requester may present it: a lease issued to an authenticated
+// identity wants a caller authenticated as it (WithTokens or client
+// certificates, named as the seed node names them), a lease issued to
+// an anonymous requester an anonymous caller (see leaseIssuedTo).
 func WithLeaseKey(pub ed25519.PublicKey, addresses ...string) ServerOption {
 	return func(c *serverConfig) { c.leaseKey, c.addresses = pub, addresses }
 }
@@ -122,7 +126,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*serverSession
-	reserved int64 // bytes held by sessions and calls in flight
+	streams  map[*watchedStream]struct{} // calls receiving from their requesters
+	reserved int64                       // bytes held by sessions and calls in flight
 	closed   bool
 	ids      []string // provider ids the seed node gave this server, newest last
 
@@ -132,18 +137,21 @@ type Server struct {
 }
 
 type serverSession struct {
-	id    string
-	part  int
-	s     exec.Session
-	owner string // the identity that opened it
-	perMB int64  // working bytes of one more micro-batch in flight
-	nMB   int    // micro-batches the session holds (SessionSpec.MicroBatchCount)
+	id     string
+	part   int
+	s      exec.Session
+	owner  string // the identity that opened it
+	quota  string // whom it counts against (quotaKey)
+	opened time.Time
+	perMB  int64 // working bytes of one more micro-batch in flight
+	nMB    int   // micro-batches the session holds (SessionSpec.MicroBatchCount)
 
 	// guarded by Server.mu
 	bytes    int64            // encoded part plus resident tensors
 	resident map[string]int64 // bytes of each tensor Put
 	inflight int
 	lastUsed time.Time
+	used     bool // a call has used it since Open
 	closed   bool
 	mbs      map[int]bool // micro-batches forwarded since the last Step; the first is paid at Open
 }
@@ -169,6 +177,7 @@ func NewServer(e exec.Executor, opts ...ServerOption) *Server {
 		log:      cfg.logger,
 		metrics:  newMetrics(),
 		sessions: make(map[string]*serverSession),
+		streams:  make(map[*watchedStream]struct{}),
 		stop:     make(chan struct{}),
 		auth:     authenticator{tokens: cfg.tokens},
 	}
@@ -193,7 +202,7 @@ func NewServer(e exec.Executor, opts ...ServerOption) *Server {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(rookeryv1.Provider_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	reflection.Register(s.grpc)
-	if s.lim.IdleTimeout > 0 {
+	if s.reapEvery() > 0 {
 		s.janitor.Add(1)
 		go s.reap()
 	}
@@ -270,25 +279,52 @@ func (s *Server) closeAll() {
 	}
 }
 
-// reap closes sessions that have been idle for longer than the timeout.
+// reapEvery is the janitor's period: a quarter of its shortest timeout,
+// or 0 when it has none.
+func (s *Server) reapEvery() time.Duration {
+	var d time.Duration
+	for _, t := range []time.Duration{s.lim.IdleTimeout, s.lim.UnusedTimeout, s.lim.StreamIdleTimeout} {
+		if t > 0 && (d == 0 || t < d) {
+			d = t
+		}
+	}
+	if d == 0 {
+		return 0
+	}
+	return max(d/4, 10*time.Millisecond)
+}
+
+// reap closes sessions that have been idle for longer than the idle
+// timeout, and those that no call used within the unused timeout, and
+// cuts calls whose requesters stalled (see watch).
 func (s *Server) reap() {
 	defer s.janitor.Done()
-	every := max(s.lim.IdleTimeout/4, 10*time.Millisecond)
+	every := s.reapEvery()
 	for {
 		select {
 		case <-s.stop:
 			return
 		case now := <-s.cfg.clock.After(every):
-			var idle []*serverSession
+			var idle, unused []*serverSession
 			s.mu.Lock()
+			if s.lim.StreamIdleTimeout > 0 {
+				s.cutStalledLocked(now)
+			}
 			for _, ss := range s.sessions {
-				if ss.inflight == 0 && now.Sub(ss.lastUsed) > s.lim.IdleTimeout {
+				switch {
+				case ss.inflight > 0:
+				case !ss.used && s.lim.UnusedTimeout > 0 && now.Sub(ss.lastUsed) > s.lim.UnusedTimeout:
+					unused = append(unused, ss)
+				case s.lim.IdleTimeout > 0 && now.Sub(ss.lastUsed) > s.lim.IdleTimeout:
 					idle = append(idle, ss)
 				}
 			}
 			s.mu.Unlock()
 			for _, ss := range idle {
 				s.closeSession(ss, "idle")
+			}
+			for _, ss := range unused {
+				s.closeSession(ss, "unused since open")
 			}
 		}
 	}
@@ -301,11 +337,22 @@ func (s *Server) closeSession(ss *serverSession, why string) {
 		s.mu.Unlock()
 		return
 	}
+	s.removeLocked(ss)
+	s.mu.Unlock()
+	s.closeRemoved(ss, why)
+}
+
+// removeLocked removes ss and releases its bytes, with s.mu held; its
+// session is then closed by closeRemoved.
+func (s *Server) removeLocked(ss *serverSession) {
 	ss.closed = true
 	delete(s.sessions, ss.id)
 	s.reserved -= ss.bytes
 	s.metrics.setSessions(len(s.sessions), s.reserved)
-	s.mu.Unlock()
+}
+
+// closeRemoved closes the session of ss, which removeLocked removed.
+func (s *Server) closeRemoved(ss *serverSession, why string) {
 	if err := ss.s.Close(); err != nil {
 		s.log.Warn("closing session", "session", ss.id, "part", ss.part, "err", err)
 	}
@@ -333,6 +380,7 @@ func (s *Server) acquire(ctx context.Context, id string) (*serverSession, error)
 		return nil, &AuthError{Reason: ReasonNotOwner, Identity: owner, Detail: "the session belongs to another requester"}
 	}
 	ss.inflight++
+	ss.used = true
 	ss.lastUsed = s.cfg.clock.Now()
 	return ss, nil
 }
@@ -394,10 +442,11 @@ func (s *Server) Describe(ctx context.Context, _ *rookeryv1.DescribeRequest) (*r
 // Open implements the Provider service.
 func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 	defer s.metrics.observe("open", time.Now(), &err)
-	ctx := stream.Context()
-	first, err := stream.Recv()
-	if err != nil {
-		return err
+	rs, ctx, done := s.watch(stream.Context(), "open", stream)
+	defer done()
+	first := new(rookeryv1.OpenRequest)
+	if err := rs.RecvMsg(first); err != nil {
+		return toStatus(err)
 	}
 	spec, err := specFromWire(first.Spec, s.lim.MaxNodes)
 	if err != nil {
@@ -414,13 +463,16 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 		return toStatus(&LimitError{What: "session bytes", Limit: s.lim.MaxSessionBytes, Got: size})
 	}
 	// Count the session before reading the graph, so that a provider
-	// that is full refuses at once.
+	// that is full, or a requester at its quota, is refused at once.
+	quota := quotaKeyFrom(ctx)
 	s.mu.Lock()
-	full := s.closed || (s.lim.MaxSessions >= 0 && len(s.sessions)+1 > s.lim.MaxSessions)
-	n := len(s.sessions) + 1
+	evicted, err := s.admitLocked(quota)
 	s.mu.Unlock()
-	if full {
-		return toStatus(&LimitError{What: "sessions", Limit: int64(s.lim.MaxSessions), Got: int64(n), Capacity: true})
+	if evicted != nil {
+		s.closeRemoved(evicted, "unused, to admit another requester")
+	}
+	if err != nil {
+		return toStatus(err)
 	}
 	if err := s.reserve(nil, size); err != nil {
 		return toStatus(err)
@@ -434,12 +486,13 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 	buf := make([]byte, 0, size)
 	buf = append(buf, first.GraphChunk...)
 	for int64(len(buf)) < size {
-		f, err := stream.Recv()
+		f := new(rookeryv1.OpenRequest)
+		err := rs.RecvMsg(f)
 		if err == io.EOF {
 			return toStatus(protocolError("graph ended at %d of %d bytes", len(buf), size))
 		}
 		if err != nil {
-			return err
+			return toStatus(err)
 		}
 		if f.Spec != nil || int64(len(buf)+len(f.GraphChunk)) > size {
 			return toStatus(protocolError("graph frames do not add up to %d bytes", size))
@@ -478,20 +531,24 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 		return toStatus(err)
 	}
 	id := newID()
-	ss := &serverSession{id: id, part: spec.Part, s: sess, owner: identityFrom(ctx), perMB: perMB, nMB: spec.MicroBatchCount(), bytes: size + work,
-		resident: map[string]int64{}, mbs: map[int]bool{}, lastUsed: s.cfg.clock.Now()}
+	now := s.cfg.clock.Now()
+	ss := &serverSession{id: id, part: spec.Part, s: sess, owner: identityFrom(ctx), quota: quota, opened: now, perMB: perMB, nMB: spec.MicroBatchCount(), bytes: size + work,
+		resident: map[string]int64{}, mbs: map[int]bool{}, lastUsed: now}
 	s.mu.Lock()
-	if s.closed || (s.lim.MaxSessions >= 0 && len(s.sessions)+1 > s.lim.MaxSessions) {
-		n := len(s.sessions) + 1
+	evicted, err = s.admitLocked(quota)
+	if err != nil {
 		s.mu.Unlock()
 		_ = sess.Close()
-		return toStatus(&LimitError{What: "sessions", Limit: int64(s.lim.MaxSessions), Got: int64(n), Capacity: true})
+		return toStatus(err)
 	}
 	s.sessions[id] = ss
 	kept = true
 	s.metrics.opened.Inc()
 	s.metrics.setSessions(len(s.sessions), s.reserved)
 	s.mu.Unlock()
+	if evicted != nil {
+		s.closeRemoved(evicted, "unused, to admit another requester")
+	}
 	s.log.Info("session opened", "session", id, "part", spec.Part, "owner", ss.owner, "nodes", g.Len(), "bytes", size, "working_bytes", work)
 	return stream.SendAndClose(&rookeryv1.OpenResponse{Session: id})
 }
@@ -505,8 +562,9 @@ func newID() string {
 // Put implements the Provider service.
 func (s *Server) Put(stream rookeryv1.Provider_PutServer) (err error) {
 	defer s.metrics.observe("put", time.Now(), &err)
-	ctx := stream.Context()
-	r := &frameReader{stream: stream, lim: s.lim}
+	rs, ctx, done := s.watch(stream.Context(), "put", stream)
+	defer done()
+	r := &frameReader{stream: rs, lim: s.lim}
 	first, err := r.first()
 	if err != nil {
 		return toStatus(err)
@@ -588,14 +646,19 @@ type callStream interface {
 }
 
 func (s *Server) call(stream callStream, forward bool, run func(ctx context.Context, sess exec.Session, mb int, in map[int64]*tensor.Dense) (map[int64]*tensor.Dense, error)) error {
-	ctx := stream.Context()
+	method := "backward"
+	if forward {
+		method = "forward"
+	}
+	rs, ctx, done := s.watch(stream.Context(), method, stream)
+	defer done()
 	var held int64
 	defer func() {
 		if held > 0 {
 			s.unreserve(nil, held)
 		}
 	}()
-	r := &frameReader{stream: stream, lim: s.lim, reserve: func(n int64) error {
+	r := &frameReader{stream: rs, lim: s.lim, reserve: func(n int64) error {
 		if err := s.reserve(nil, n); err != nil {
 			return err
 		}

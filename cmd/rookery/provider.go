@@ -80,8 +80,11 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		maxGraph   = sizeFlag(fs, "max-graph", d.MaxGraphBytes, "largest encoded part accepted")
 		chunk      = sizeFlag(fs, "chunk", int64(d.ChunkBytes), "largest data payload of one frame")
 		maxSess    = fs.Int("max-sessions", d.MaxSessions, "sessions open at once")
+		maxPerID   = fs.Int("max-sessions-per-requester", 0, "sessions one requester (token or certificate identity; anonymous callers by host) may hold open at once; 0: a quarter of --max-sessions")
 		maxNodes   = fs.Int("max-nodes", d.MaxNodes, "IR nodes of one part")
 		idle       = fs.Duration("idle-timeout", d.IdleTimeout, "close sessions unused for this long")
+		stall      = fs.Duration("stream-idle-timeout", d.StreamIdleTimeout, "cut a call whose requester sends no new tensor and less than 64KiB of data for this long, releasing the memory its headers reserved")
+		unused     = fs.Duration("unused-timeout", d.UnusedTimeout, "close sessions that no call has used since they were opened after this long (at most --idle-timeout)")
 		gpuMode    = fs.String("gpu", gpuAuto, "GPU use: auto (GPU 0 when the CUDA driver and cuBLAS are found, else the CPU), off, or require (refuse to start without one)")
 		bench      = fs.Duration("bench", 200*time.Millisecond, "how long the start-up micro-benchmark runs (0 skips it)")
 		grace      = fs.Duration("shutdown-timeout", 30*time.Second, "how long calls in flight may finish after SIGINT or SIGTERM before they are cancelled")
@@ -177,14 +180,17 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		transport.WithLogger(log),
 		transport.WithBenchmark(*bench),
 		transport.WithLimits(transport.Limits{
-			MaxSessions:      *maxSess,
-			MaxNodes:         *maxNodes,
-			MaxGraphBytes:    *maxGraph,
-			MaxTensorBytes:   *maxTensor,
-			MaxSessionBytes:  *maxSessMem,
-			MaxProviderBytes: *maxMem,
-			IdleTimeout:      *idle,
-			ChunkBytes:       int(*chunk),
+			MaxSessions:            *maxSess,
+			MaxSessionsPerIdentity: *maxPerID,
+			MaxNodes:               *maxNodes,
+			MaxGraphBytes:          *maxGraph,
+			MaxTensorBytes:         *maxTensor,
+			MaxSessionBytes:        *maxSessMem,
+			MaxProviderBytes:       *maxMem,
+			IdleTimeout:            *idle,
+			UnusedTimeout:          *unused,
+			StreamIdleTimeout:      *stall,
+			ChunkBytes:             int(*chunk),
 		}),
 	}, authOpts...)
 	executor, gpus, releaseGPU, err := chooseExecutor(*gpuMode, log)
