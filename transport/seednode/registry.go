@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"sort"
@@ -204,6 +205,9 @@ func (s *Registry) Register(ctx context.Context, req *rookeryv1.RegisterRequest)
 	if _, _, err := net.SplitHostPort(req.Address); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "address %.100q: %v", req.Address, err)
 	}
+	if err := CheckSpeeds(req.Capabilities); err != nil {
+		return nil, transport.ToStatus(err)
+	}
 	who := identityFrom(ctx)
 	now := s.cfg.clock.Now()
 	s.mu.Lock()
@@ -387,19 +391,38 @@ func (s *Registry) Handler() http.Handler {
 				p.Health = "late"
 			}
 			p.Machine.CPUModel, p.Machine.CPUCores, p.Machine.MemoryBytes = c.GetCpuModel(), int(c.GetCpuCores()), c.GetMemoryBytes()
-			p.Machine.OS, p.Machine.Arch, p.Machine.GFLOPS, p.Machine.MemBytesPerSec = c.GetOs(), c.GetArch(), c.GetGflops(), c.GetMemBandwidthBytesPerSec()
+			p.Machine.OS, p.Machine.Arch = c.GetOs(), c.GetArch()
+			p.Machine.GFLOPS, p.Machine.MemBytesPerSec = finite(c.GetGflops()), finite(c.GetMemBandwidthBytesPerSec())
 			p.Machine.GPUs = []GPUJSON{}
 			for _, g := range c.GetGpus() {
 				p.Machine.GPUs = append(p.Machine.GPUs, GPUJSON{Name: g.Name, MemoryBytes: g.MemoryBytes})
 			}
 			out.Providers = append(out.Providers, p)
 		}
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(out)
+		writeJSON(w, out)
 	})
 	return mux
+}
+
+// writeJSON writes v as indented JSON, or, should v not encode, a 500
+// whose body is a JSON error: never a 200 with an empty body.
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		b, _ = json.Marshal(map[string]string{"error": err.Error()})
+	}
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// finite returns f, or 0 for NaN and the infinities, which JSON cannot
+// carry.
+func finite(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return f
 }
 
 // identityKey is the context key of a caller's identity.
