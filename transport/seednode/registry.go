@@ -40,7 +40,34 @@ type config struct {
 	tokens   *transport.TokenSet
 	key      ed25519.PrivateKey
 	leaseTTL time.Duration
+
+	regBurst     int           // registrations a source may make at once
+	regEvery     time.Duration // and one more each this long
+	maxProviders int           // live entries in all
 }
+
+// The defaults of WithRegistrationLimit and WithMaxProviders.
+const (
+	DefaultRegistrationBurst = 32
+	DefaultRegistrationEvery = 2 * time.Second
+	DefaultMaxProviders      = 4096
+)
+
+// WithRegistrationLimit limits how fast one source registers: burst
+// registrations at once, then one more each every (default
+// DefaultRegistrationBurst and DefaultRegistrationEvery). A source is
+// the identity the seed node authenticated (WithTokens), or else the
+// caller's network address without its port. A registration past the
+// limit gets a *transport.LimitError (ResourceExhausted). burst <= 0
+// lifts the limit.
+func WithRegistrationLimit(burst int, every time.Duration) Option {
+	return func(c *config) { c.regBurst, c.regEvery = burst, every }
+}
+
+// WithMaxProviders caps the live entries of the registry (default
+// DefaultMaxProviders); a registration past it gets a
+// *transport.LimitError (ResourceExhausted). n <= 0 lifts the cap.
+func WithMaxProviders(n int) Option { return func(c *config) { c.maxProviders = n } }
 
 // WithTTL sets how long a provider's entry lives without a heartbeat
 // (default 30s).
@@ -93,11 +120,13 @@ type Registry struct {
 	mu      sync.Mutex
 	entries map[string]*rookeryv1.ProviderEntry
 	owners  map[string]string // the identity that registered each entry
+	buckets map[string]*bucket
 }
 
 // NewRegistry returns a seed node's registry, ready to Serve.
 func NewRegistry(opts ...Option) *Registry {
-	cfg := config{ttl: 30 * time.Second, clock: transport.SystemClock}
+	cfg := config{ttl: 30 * time.Second, clock: transport.SystemClock,
+		regBurst: DefaultRegistrationBurst, regEvery: DefaultRegistrationEvery, maxProviders: DefaultMaxProviders}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -110,7 +139,8 @@ func NewRegistry(opts ...Option) *Registry {
 	if cfg.leaseTTL <= 0 {
 		cfg.leaseTTL = DefaultLeaseTTL
 	}
-	s := &Registry{cfg: cfg, log: cfg.logger, entries: map[string]*rookeryv1.ProviderEntry{}, owners: map[string]string{}}
+	s := &Registry{cfg: cfg, log: cfg.logger, entries: map[string]*rookeryv1.ProviderEntry{}, owners: map[string]string{},
+		buckets: map[string]*bucket{}}
 	s.grpc = grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(s.unaryAuth)}, cfg.grpcOpts...)...)
 	rookeryv1.RegisterSeedServer(s.grpc, s)
 	s.health = health.NewServer()
@@ -213,6 +243,10 @@ func (s *Registry) Register(ctx context.Context, req *rookeryv1.RegisterRequest)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
+	if err := s.admit(source(ctx, who), now); err != nil {
+		s.log.Warn("registration refused", "address", req.Address, "err", err)
+		return nil, transport.ToStatus(err)
+	}
 	for id, e := range s.entries {
 		if e.Address == req.Address {
 			if s.owners[id] != who {
@@ -221,6 +255,11 @@ func (s *Registry) Register(ctx context.Context, req *rookeryv1.RegisterRequest)
 			delete(s.entries, id)
 			delete(s.owners, id)
 		}
+	}
+	if s.cfg.maxProviders > 0 && len(s.entries) >= s.cfg.maxProviders {
+		err := &transport.LimitError{What: "providers on this seed node", Limit: int64(s.cfg.maxProviders), Got: int64(len(s.entries)) + 1, Capacity: true}
+		s.log.Warn("registration refused", "address", req.Address, "err", err)
+		return nil, transport.ToStatus(err)
 	}
 	id := newID()
 	s.owners[id] = who
