@@ -53,6 +53,7 @@ const (
 	ReasonSignature   AuthReason = "bad signature" // a lease not signed by the seed node's key
 	ReasonExpired     AuthReason = "expired"       // a lease past its expiry
 	ReasonNotYetValid AuthReason = "not yet valid" // a lease before its issue time
+	ReasonUnverified  AuthReason = "unverified"    // an address that does not answer with the key that registered it
 
 	ReasonOtherProvider AuthReason = "other provider" // a lease that names another provider
 	ReasonNotOwner      AuthReason = "not owner"      // a session or entry that belongs to another identity

@@ -22,7 +22,8 @@ import (
 // is refused with a *SpeedError (InvalidArgument on the wire), so it can
 // neither head the list nor break the HTTP view.
 func TestSpeedClaims(t *testing.T) {
-	seed := seednode.NewRegistry()
+	seed := seednode.NewRegistry(seednode.WithProber(trust))
+	p := &claims{key: keyOf(1), clock: transport.SystemClock}
 	defer seed.Stop()
 	ctx := context.Background()
 	for _, c := range []struct {
@@ -34,7 +35,7 @@ func TestSpeedClaims(t *testing.T) {
 		{10, math.NaN(), false}, {10, -5, false}, {10, math.Inf(1), false},
 	} {
 		caps := &rookeryv1.Capabilities{Gflops: c.gflops, MemBandwidthBytesPerSec: c.bw}
-		_, err := seed.Register(ctx, &rookeryv1.RegisterRequest{Address: "127.0.0.1:7070", Capabilities: caps})
+		_, err := seed.Register(ctx, p.register("127.0.0.1:7070", caps))
 		if c.ok {
 			if err != nil {
 				t.Errorf("gflops %g, bandwidth %g: %v", c.gflops, c.bw, err)
@@ -55,12 +56,13 @@ func TestSpeedClaims(t *testing.T) {
 // TestProvidersViewJSON: GET /v1/providers always answers valid JSON,
 // whatever was registered.
 func TestProvidersViewJSON(t *testing.T) {
-	seed := seednode.NewRegistry()
+	seed := seednode.NewRegistry(seednode.WithProber(trust))
 	defer seed.Stop()
 	ctx := context.Background()
 	for i, g := range []float64{math.NaN(), math.Inf(1), 5} {
 		addr := fmt.Sprintf("127.0.0.1:%d", 7070+i)
-		_, _ = seed.Register(ctx, &rookeryv1.RegisterRequest{Address: addr, Capabilities: &rookeryv1.Capabilities{Gflops: g}})
+		p := &claims{key: keyOf(byte(i)), clock: transport.SystemClock}
+		_, _ = seed.Register(ctx, p.register(addr, &rookeryv1.Capabilities{Gflops: g}))
 	}
 	hs := httptest.NewServer(seed.Handler())
 	defer hs.Close()

@@ -21,22 +21,23 @@ import (
 // /v1/providers must always be a 200 with a list.
 func FuzzHTTPView(f *testing.F) {
 	caps := &rookeryv1.Capabilities{Name: "p", MemoryBytes: 1 << 30, Gflops: 10, Gpus: []*rookeryv1.GPU{{Name: "g"}}}
-	f.Add("GET", "/v1/providers", encodeCalls([]any{byte(0), &rookeryv1.RegisterRequest{Address: "127.0.0.1:7070", Capabilities: caps}}))
+	f.Add("GET", "/v1/providers", encodeCalls([]any{byte(0), &rookeryv1.ProviderClaim{Address: "127.0.0.1:7070", Capabilities: caps}}))
 	f.Add("GET", "/v1/lease-key", []byte{})
 	f.Add("POST", "/v1/providers?x=1", []byte{})
 	clock := &settableClock{}
-	seed := seednode.NewRegistry(seednode.WithClock(clock))
+	seed := seednode.NewRegistry(seednode.WithClock(clock), seednode.WithProber(trust), seednode.WithRegistrationLimit(0, 0))
 	f.Cleanup(seed.Stop)
 	h := seed.Handler()
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, method, path string, data []byte) {
 		clock.set(time.UnixMilli(1 << 40).Add(time.Duration(len(data)+len(path)) * time.Hour))
 		_, msgs := fuzzCalls(data, 8)
-		for _, ms := range msgs {
+		for i, ms := range msgs {
 			for _, b := range ms {
-				var req rookeryv1.RegisterRequest
-				if proto.Unmarshal(b, &req) == nil {
-					_, _ = seed.Register(ctx, &req)
+				var c rookeryv1.ProviderClaim
+				if proto.Unmarshal(b, &c) == nil {
+					p := &claims{key: keyOf(byte(i)), clock: clock}
+					_, _ = seed.Register(ctx, p.register(c.Address, c.Capabilities))
 				}
 			}
 		}

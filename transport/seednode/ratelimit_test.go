@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
-	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 	"github.com/rookery-ml/rookery/transport"
 	"github.com/rookery-ml/rookery/transport/seednode"
 )
@@ -29,12 +28,13 @@ func from(host string) context.Context {
 func TestRegistrationLimits(t *testing.T) {
 	clock := newClock()
 	seed := seednode.NewRegistry(seednode.WithClock(clock), seednode.WithTTL(time.Hour),
-		seednode.WithRegistrationLimit(3, 10*time.Second), seednode.WithMaxProviders(5))
+		seednode.WithRegistrationLimit(3, 10*time.Second), seednode.WithMaxProviders(5), seednode.WithProber(trust))
 	defer seed.Stop()
 	port := 7000
 	reg := func(ctx context.Context) error {
 		port++
-		_, err := seed.Register(ctx, &rookeryv1.RegisterRequest{Address: fmt.Sprintf("127.0.0.1:%d", port)})
+		p := &claims{key: keyOf(byte(port)), clock: clock}
+		_, err := seed.Register(ctx, p.register(fmt.Sprintf("127.0.0.1:%d", port), nil))
 		return err
 	}
 	limited := func(what string, err error) {
