@@ -17,7 +17,8 @@ import (
 // heartbeat, a third of the TTL apart, until ctx is done; then it
 // deregisters and returns nil. An expired entry is registered again; an
 // unreachable seed node is retried every interval without ending the
-// loop.
+// loop. Every registration, heartbeat and deregistration is a claim
+// signed by the server's identity key (WithIdentity).
 func (s *Server) Announce(ctx context.Context, seedAddr, advertise string, opts ...DialOption) error {
 	cfg := newDialConfig(opts)
 	cc, err := cfg.conn(seedAddr)
@@ -32,20 +33,34 @@ func (s *Server) Announce(ctx context.Context, seedAddr, advertise string, opts 
 	const retry = time.Second
 	id := ""
 	interval := retry
+	var lastMs int64
+	sign := func(c *rookeryv1.ProviderClaim) *rookeryv1.SignedClaim {
+		// Claims on one entry must be newer than the last, even when the
+		// clock has not moved.
+		lastMs = max(s.cfg.clock.Now().UnixMilli(), lastMs+1)
+		c.UnixMs = lastMs
+		sc, err := SignClaim(s.identity, c)
+		if err != nil {
+			s.log.Warn("signing a claim", "err", err)
+		}
+		return sc
+	}
 	for {
 		callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if id == "" {
-			resp, err := sc.Register(callCtx, &rookeryv1.RegisterRequest{Address: advertise, Capabilities: s.caps})
+			resp, err := sc.Register(callCtx, &rookeryv1.RegisterRequest{Signed: sign(&rookeryv1.ProviderClaim{
+				Kind: rookeryv1.ProviderClaim_KIND_REGISTER, Address: advertise, Capabilities: s.caps})})
 			if err == nil {
 				id = resp.Id
 				s.addID(id)
 				interval = max(time.Duration(resp.TtlMs)*time.Millisecond/3, 10*time.Millisecond)
-				s.log.Info("registered with seed", "seed", seedAddr, "id", id, "advertise", advertise)
+				s.log.Info("registered with seed", "seed", seedAddr, "id", id, "advertise", advertise, "identity", EncodeIdentityKey(s.IdentityKey()))
 			} else if ctx.Err() == nil {
 				s.log.Warn("register with seed", "seed", seedAddr, "err", err)
 			}
 		} else {
-			_, err := sc.Heartbeat(callCtx, &rookeryv1.HeartbeatRequest{Id: id, Sessions: int32(s.Sessions())})
+			_, err := sc.Heartbeat(callCtx, &rookeryv1.HeartbeatRequest{Signed: sign(&rookeryv1.ProviderClaim{
+				Kind: rookeryv1.ProviderClaim_KIND_HEARTBEAT, Id: id, Sessions: int32(s.Sessions())})})
 			if status.Code(err) == codes.NotFound {
 				s.log.Warn("seed forgot this provider; registering again", "seed", seedAddr)
 				id = ""
@@ -62,7 +77,8 @@ func (s *Server) Announce(ctx context.Context, seedAddr, advertise string, opts 
 			t.Stop()
 			if id != "" {
 				dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
-				_, _ = sc.Deregister(dctx, &rookeryv1.DeregisterRequest{Id: id})
+				_, _ = sc.Deregister(dctx, &rookeryv1.DeregisterRequest{Signed: sign(&rookeryv1.ProviderClaim{
+					Kind: rookeryv1.ProviderClaim_KIND_DEREGISTER, Id: id})})
 				dcancel()
 			}
 			return nil

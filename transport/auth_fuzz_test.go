@@ -1,9 +1,13 @@
 package transport
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"errors"
 	"strings"
 	"testing"
+
+	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 )
 
 // FuzzAuthorization feeds the values of a call's authorization metadata,
@@ -62,6 +66,31 @@ func FuzzParseTokens(f *testing.F) {
 			if _, ok := ts.Lookup(fs[0]); !ok {
 				t.Fatalf("token %q of an accepted file not found", fs[0])
 			}
+		}
+	})
+}
+
+// FuzzOpenClaim: OpenClaim never panics; what it accepts verifies under
+// the key it names, and a claim SignClaim made opens to the same claim.
+func FuzzOpenClaim(f *testing.F) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, ed25519.SeedSize))
+	sc, err := SignClaim(key, &rookeryv1.ProviderClaim{Kind: rookeryv1.ProviderClaim_KIND_REGISTER, Address: "127.0.0.1:7070", UnixMs: 1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(sc.Claim, sc.Signature)
+	f.Add([]byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, claim, sig []byte) {
+		c, err := OpenClaim(&rookeryv1.SignedClaim{Claim: claim, Signature: sig})
+		if err != nil {
+			var ae *AuthError
+			if !errors.As(err, &ae) {
+				t.Fatalf("error %v is not an *AuthError", err)
+			}
+			return
+		}
+		if !ed25519.Verify(c.IdentityKey, append([]byte(claimContext), claim...), sig) {
+			t.Fatal("accepted a claim whose signature does not verify")
 		}
 	})
 }

@@ -33,6 +33,9 @@ var (
 	// not allow it: a lease for another provider, or another requester's
 	// session. The error is an *AuthError.
 	ErrPermissionDenied = errors.New("transport: permission denied")
+	// ErrInvalidArgument marks a request with a field out of its range
+	// (a speed that is not a finite number within its cap, say).
+	ErrInvalidArgument = errors.New("transport: invalid argument")
 	// ErrInsecure marks a clear-text connection or listener beyond
 	// loopback that was not explicitly allowed.
 	ErrInsecure = errors.New("transport: clear text beyond loopback")
@@ -50,6 +53,7 @@ const (
 	ReasonSignature   AuthReason = "bad signature" // a lease not signed by the seed node's key
 	ReasonExpired     AuthReason = "expired"       // a lease past its expiry
 	ReasonNotYetValid AuthReason = "not yet valid" // a lease before its issue time
+	ReasonUnverified  AuthReason = "unverified"    // an address that does not answer with the key that registered it
 
 	ReasonOtherProvider  AuthReason = "other provider"  // a lease that names another provider
 	ReasonNotOwner       AuthReason = "not owner"       // a session or entry that belongs to another identity
@@ -203,7 +207,7 @@ func toStatus(err error) error {
 	case errors.Is(err, graph.ErrInvalid):
 		d.Kind, d.Sentinel, d.Reason = rookeryv1.ErrorDetail_KIND_GRAPH, "invalid", err.Error()
 		code = codes.InvalidArgument
-	case errors.Is(err, ErrProtocol):
+	case errors.Is(err, ErrProtocol), errors.Is(err, ErrInvalidArgument):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, ErrStalled):
 		return status.Error(codes.DeadlineExceeded, err.Error())

@@ -42,6 +42,7 @@ type serverConfig struct {
 	addresses []string
 	callTime  time.Duration
 	clock     Clock
+	identity  ed25519.PrivateKey
 }
 
 // WithLimits sets the server's limits; zero fields keep their defaults.
@@ -122,7 +123,8 @@ type Server struct {
 	health  *health.Server
 	metrics *metrics
 
-	auth authenticator
+	auth     authenticator
+	identity ed25519.PrivateKey // signs registrations and Describe challenges
 
 	mu       sync.Mutex
 	sessions map[string]*serverSession
@@ -180,8 +182,10 @@ func NewServer(e exec.Executor, opts ...ServerOption) *Server {
 		streams:  make(map[*watchedStream]struct{}),
 		stop:     make(chan struct{}),
 		auth:     authenticator{tokens: cfg.tokens},
+		identity: newIdentity(cfg.identity),
 	}
 	s.caps = describeMachine(cfg, s.lim)
+	s.caps.IdentityKey = s.IdentityKey()
 	s.metrics.gflops.Set(s.caps.Gflops)
 	chunk := s.lim.ChunkBytes
 	gopts := append([]grpc.ServerOption{
@@ -435,8 +439,9 @@ func (s *Server) unreserve(ss *serverSession, n int64) {
 }
 
 // Describe implements the Provider service.
-func (s *Server) Describe(ctx context.Context, _ *rookeryv1.DescribeRequest) (*rookeryv1.Capabilities, error) {
-	return s.caps, nil
+func (s *Server) Describe(ctx context.Context, req *rookeryv1.DescribeRequest) (*rookeryv1.Capabilities, error) {
+	caps, err := s.describe(req)
+	return caps, toStatus(err)
 }
 
 // Open implements the Provider service.

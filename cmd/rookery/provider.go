@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -52,6 +53,14 @@ requester that opened it. The key is given, never learnt from the seed
 node: copy the line "lease key KEY" that the seed prints, or fetch
 GET /v1/lease-key from its HTTP view over a channel you trust.
 
+Who it is: an ed25519 identity key, kept in --key (created on the first
+start, readable by its owner only). It signs the provider's
+registration, heartbeats and deregistration with the seed node, and
+answers the seed node's challenge at the advertised address before the
+seed node lists it; only that key can renew, replace or remove the
+entry. The public part is logged ("identity") and shown in the seed
+node's listing.
+
 Beyond loopback it serves TLS only (--tls-cert and --tls-key) unless
 --insecure is given, and reaches the seed node over TLS only (--seed-ca).
 
@@ -72,6 +81,7 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		listen     = fs.String("listen", "127.0.0.1:7070", "address to serve on (host:port; port 0 picks a free one)")
 		advertise  = fs.String("advertise", "", "address requesters dial, as told to the seed node (default: the address served on)")
 		seedNode   = fs.String("seed-node", "", "seed node to register with (host:port); none by default")
+		keyFile    = fs.String("key", defaultKeyFile(), "file of the provider's ed25519 identity key, created on the first start")
 		name       = fs.String("name", defaultName(), "name reported to requesters and the seed node")
 		metrics    = fs.String("metrics", "", "address for the Prometheus metrics endpoint (GET /metrics); none by default")
 		maxMem     = sizeFlag(fs, "max-memory", d.MaxProviderBytes, "memory budget of all sessions: encoded parts, resident tensors, tensors in flight and the executor's estimated working memory (gradients, solver state, activations per micro-batch); a session that would exceed it is refused (e.g. 8GiB)")
@@ -155,6 +165,11 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return err
 		}
 	}
+	identity, created, err := transport.LoadIdentity(*keyFile)
+	if err != nil {
+		return fmt.Errorf("provider: --key: %w", err)
+	}
+	log.Info("identity key", "identity", transport.EncodeIdentityKey(identity.Public().(ed25519.PublicKey)), "file", *keyFile, "created", created)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
@@ -177,6 +192,7 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		transport.WithServerOptions(serverOpts...),
 		transport.WithCallTimeout(*callTime),
 		transport.WithName(*name),
+		transport.WithIdentity(identity),
 		transport.WithLogger(log),
 		transport.WithBenchmark(*bench),
 		transport.WithLimits(transport.Limits{
@@ -339,6 +355,15 @@ func warnClearText(log *slog.Logger, addr net.Addr, tls bool) {
 	if tcp, ok := addr.(*net.TCPAddr); ok && !tls && !tcp.IP.IsLoopback() {
 		log.Warn("serving in clear text beyond loopback; use --tls-cert and --tls-key on untrusted networks", "addr", addr.String())
 	}
+}
+
+// defaultKeyFile is where a provider keeps its identity key unless told:
+// in the user's configuration directory, else in the working directory.
+func defaultKeyFile() string {
+	if dir, err := os.UserConfigDir(); err == nil {
+		return filepath.Join(dir, "rookery", "provider.key")
+	}
+	return "rookery-provider.key"
 }
 
 func defaultName() string {

@@ -255,7 +255,7 @@ func TestSecureCluster(t *testing.T) {
 	}
 	leaseKey := filepath.Join(p.dir, "lease.key")
 	got := startCommand(t, seedMain, []string{"--listen", "127.0.0.1:0", "--http", "", "--tls-cert", p.certFile, "--tls-key", p.keyFile,
-		"--token-file", tokenFile, "--lease-key", leaseKey, "--log-level", "warn"}, "listening on", "lease key")
+		"--token-file", tokenFile, "--lease-key", leaseKey, "--log-level", "warn", "--probe-ca", p.caFile, "--probe-token", provToken}, "listening on", "lease key")
 	seedAddr, pubText := got[0], got[1]
 	key, created, err := transport.LoadOrCreateLeaseKey(leaseKey)
 	if err != nil || created {
@@ -277,7 +277,8 @@ func TestSecureCluster(t *testing.T) {
 	for _, name := range []string{"p1", "p2"} {
 		got := startCommand(t, providerMain, []string{"--listen", "127.0.0.1:0", "--name", name, "--bench", "0",
 			"--tls-cert", p.certFile, "--tls-key", p.keyFile, "--token-file", tokenFile, "--seed-pubkey", pubText,
-			"--seed-node", seedAddr, "--seed-ca", p.caFile, "--seed-token", provToken, "--log-level", "warn"}, "listening on")
+			"--seed-node", seedAddr, "--seed-ca", p.caFile, "--seed-token", provToken, "--log-level", "warn",
+			"--key", filepath.Join(p.dir, name+".key")}, "listening on")
 		provs = append(provs, got[0])
 	}
 	aliceOpts := []transport.DialOption{p.creds(false), transport.WithToken(alice)}

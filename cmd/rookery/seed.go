@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"google.golang.org/grpc/credentials"
 	"io"
 	"net"
 	"net/http"
@@ -67,6 +68,8 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		leaseTTL  = fs.Duration("lease-ttl", seednode.DefaultLeaseTTL, "how long a lease lets its requester open sessions")
 		printKey  = fs.Bool("print-lease-key", false, "print the public key of --lease-key, as --seed-pubkey reads it, and exit")
 		insecure  = fs.Bool("insecure", false, "allow clear text beyond loopback (trusted networks only)")
+		probeCA   = fs.String("probe-ca", "", "PEM file of the CA that signed the providers' certificates: reach them over TLS when checking a registration's address")
+		probeTok  = fs.String("probe-token", "", "file holding the bearer token to present to providers (those with --token-file) when checking a registration's address")
 		logFormat = fs.String("log-format", "text", "log format: text or json")
 		logLevel  = fs.String("log-level", "info", "log level: debug, info, warn or error")
 		version   = fs.Bool("version", false, "print the version and exit")
@@ -104,6 +107,27 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		opts = append(opts, seednode.WithLeaseSigning(key, *leaseTTL))
 	}
+	// Before listing a provider, the seed node checks that its address
+	// answers with the identity key that signed the registration.
+	var probeOpts []transport.DialOption
+	if *insecure {
+		probeOpts = append(probeOpts, transport.WithInsecure())
+	}
+	if *probeCA != "" {
+		creds, err := credentials.NewClientTLSFromFile(*probeCA, "")
+		if err != nil {
+			return fmt.Errorf("--probe-ca: %w", err)
+		}
+		probeOpts = append(probeOpts, transport.WithTransportCredentials(creds))
+	}
+	if *probeTok != "" {
+		tok, err := readToken(*probeTok)
+		if err != nil {
+			return err
+		}
+		probeOpts = append(probeOpts, transport.WithToken(tok))
+	}
+	opts = append(opts, seednode.WithProber(seednode.DialProber(seednode.DefaultProbeTimeout, probeOpts...)))
 	if *tokenFile != "" {
 		ts, err := transport.LoadTokens(*tokenFile)
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -30,7 +31,14 @@ type Need struct {
 	// Requester is the id the leases name when the seed node
 	// authenticates nobody; empty: a fresh random one per call.
 	Requester string
+	// ConnectTimeout bounds Lease's connection to each provider; one that
+	// does not answer in time is skipped for the next the seed node
+	// knows. Zero: DefaultConnectTimeout.
+	ConnectTimeout time.Duration
 }
+
+// DefaultConnectTimeout is Need.ConnectTimeout's default.
+const DefaultConnectTimeout = 10 * time.Second
 
 // Find asks the seed node at addr for need.N providers and returns their
 // entries, fastest first. Fewer matches than need.N give an error
@@ -62,6 +70,9 @@ func Find(ctx context.Context, addr string, need Need, opts ...transport.DialOpt
 // every call. opts apply to the seed node and to every provider: give
 // transport.WithToken or TLS credentials there when they require them.
 //
+// A provider that does not answer within need.ConnectTimeout is skipped,
+// and the next one the seed node knows is taken instead.
+//
 // It returns one executor per provider, fastest first, and the
 // providers' measured speeds (Capabilities.Gflops), for use as partition
 // capacities; capacities is nil when any provider reports no speed.
@@ -72,26 +83,64 @@ func Find(ctx context.Context, addr string, need Need, opts ...transport.DialOpt
 // and open sessions again before it releases, and may release as soon as
 // its sessions are open. On error nothing is left open.
 func Lease(ctx context.Context, addr string, need Need, opts ...transport.DialOption) (execs []exec.Executor, capacities []float64, release func(), err error) {
-	entries, err := Find(ctx, addr, need, opts...)
-	if err != nil {
-		return nil, nil, nil, err
+	timeout := need.ConnectTimeout
+	if timeout <= 0 {
+		timeout = DefaultConnectTimeout
 	}
-	held := make([]*leased, 0, len(entries))
-	capacities = make([]float64, 0, len(entries))
-	for _, e := range entries {
-		copts := opts
-		if e.Lease != "" {
-			copts = append(slices.Clone(opts), transport.WithLease(e.Lease))
+	var held []*leased
+	capacities = make([]float64, 0, need.N)
+	closeAll := func() {
+		for _, l := range held {
+			l.c.Close()
 		}
-		c, err := transport.Connect(ctx, e.Address, copts...)
+	}
+	skipped := map[string]error{} // providers that did not answer, by id
+	taken := map[string]bool{}
+	// Each round either fills the lease or skips one more provider, and
+	// Find fails once too few are left: the loop ends.
+	for len(held) < need.N {
+		ask := need
+		ask.N = need.N + len(skipped)
+		entries, err := Find(ctx, addr, ask, opts...)
 		if err != nil {
-			for _, l := range held {
-				l.c.Close()
+			closeAll()
+			if len(skipped) > 0 {
+				return nil, nil, nil, fmt.Errorf("%w (after skipping %d providers that did not answer: %v)", err, len(skipped), firstErr(skipped))
 			}
-			return nil, nil, nil, fmt.Errorf("seednode: provider %s from %s: %w", e.Address, addr, err)
+			return nil, nil, nil, err
 		}
-		held = append(held, &leased{c: c, refs: 1})
-		capacities = append(capacities, c.Capabilities().GetGflops())
+		progress := false
+		for _, e := range entries {
+			if len(held) == need.N {
+				break
+			}
+			if _, bad := skipped[e.Id]; bad || taken[e.Id] {
+				continue
+			}
+			progress = true
+			copts := opts
+			if e.Lease != "" {
+				copts = append(slices.Clone(opts), transport.WithLease(e.Lease))
+			}
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			c, err := transport.Connect(cctx, e.Address, copts...)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					closeAll()
+					return nil, nil, nil, fmt.Errorf("seednode: provider %s from %s: %w", e.Address, addr, err)
+				}
+				skipped[e.Id] = fmt.Errorf("provider %s: %w", e.Address, err)
+				continue
+			}
+			taken[e.Id] = true
+			held = append(held, &leased{c: c, refs: 1})
+			capacities = append(capacities, c.Capabilities().GetGflops())
+		}
+		if !progress {
+			closeAll()
+			return nil, nil, nil, fmt.Errorf("seednode: %s: %w: every provider it names was skipped: %v", addr, ErrNotEnough, firstErr(skipped))
+		}
 	}
 	for _, g := range capacities {
 		if !(g > 0) {
@@ -165,3 +214,14 @@ func (s *leasedSession) Close() error {
 }
 
 var _ exec.Session = (*leasedSession)(nil)
+
+// firstErr returns one of errs, that of the smallest id, for a message.
+func firstErr(errs map[string]error) error {
+	var id string
+	for k := range errs {
+		if id == "" || k < id {
+			id = k
+		}
+	}
+	return errs[id]
+}

@@ -13,6 +13,23 @@
 // measured speeds and a release function. People read the registry as
 // JSON through Registry.Handler (GET /v1/providers).
 //
+// What it believes: nothing on a caller's word. Every registration,
+// heartbeat and deregistration is a claim signed by the provider's
+// ed25519 identity key (transport.SignClaim; unsigned ones are refused,
+// Unauthenticated), made within WithClaimWindow of the registry's time
+// and newer than the last claim on the entry; only the key that
+// registered an entry renews, replaces or removes it. Before listing an
+// entry the registry checks, with its Prober (DialProber by default),
+// that the address answers a fresh Describe challenge with that key, and
+// records how long it took. Speeds must be finite and within MaxGFLOPS
+// and MaxMemBandwidth (*SpeedError); a provider that registered a higher
+// speed than it reports at its address is marked (unverified_speed) and
+// listed as if it had none. The seed node runs no benchmark of its own:
+// a speed is the provider's own start-up measurement, vouched for only
+// by its key. Registrations are rate-limited per source and capped in
+// total (WithRegistrationLimit, WithMaxProviders: a
+// *transport.LimitError, ResourceExhausted).
+//
 // Who gets in: with WithTokens, every call but LeaseKey needs a bearer
 // token of the set or a client certificate the server's TLS configuration
 // verified (transport.Identify), and an entry belongs to the identity

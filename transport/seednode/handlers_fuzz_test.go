@@ -77,7 +77,8 @@ func checkStatus(t *testing.T, what string, err error) {
 }
 
 // FuzzHandlers sends arbitrary call sequences to a registry that
-// signs leases. No input may panic it or get an error that is not a gRPC
+// signs leases: claims the target signs with a provider's key (ops 0-2),
+// and raw requests, signed or not (ops 6, 7). No input may panic it or get an error that is not a gRPC
 // status, and every lease Find hands out must verify and name the entry
 // it comes with.
 func FuzzHandlers(f *testing.F) {
@@ -86,15 +87,20 @@ func FuzzHandlers(f *testing.F) {
 	id := string(placeholder)
 	caps := &rookeryv1.Capabilities{Name: "p", MemoryBytes: 1 << 30, Gflops: 10}
 	f.Add(encodeCalls(
-		[]any{byte(0), &rookeryv1.RegisterRequest{Address: "127.0.0.1:7070", Capabilities: caps}},
-		[]any{byte(1), &rookeryv1.HeartbeatRequest{Id: id, Sessions: 2}},
+		[]any{byte(0), &rookeryv1.ProviderClaim{Address: "127.0.0.1:7070", Capabilities: caps}},
+		[]any{byte(1), &rookeryv1.ProviderClaim{Id: id, Sessions: 2}},
 		[]any{byte(3), &rookeryv1.FindRequest{N: 1, Requester: "r"}},
 		[]any{byte(4), &rookeryv1.ListRequest{}},
-		[]any{byte(2), &rookeryv1.DeregisterRequest{Id: id}},
+		[]any{byte(2), &rookeryv1.ProviderClaim{Id: id}},
 		[]any{byte(5), &rookeryv1.LeaseKeyRequest{}}))
-	f.Add(encodeCalls([]any{byte(0), &rookeryv1.RegisterRequest{Address: "[::1]:1"}}, []any{byte(3), &rookeryv1.FindRequest{N: -1, Gpu: true}}))
+	f.Add(encodeCalls([]any{byte(0), &rookeryv1.ProviderClaim{Address: "[::1]:1"}}, []any{byte(3), &rookeryv1.FindRequest{N: -1, Gpu: true}}))
+	signed, err := transport.SignClaim(keyOf(1), &rookeryv1.ProviderClaim{Kind: rookeryv1.ProviderClaim_KIND_REGISTER, Address: "127.0.0.1:7071", UnixMs: 1 << 40})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(encodeCalls([]any{byte(6), &rookeryv1.RegisterRequest{Signed: signed}}, []any{byte(7), &rookeryv1.HeartbeatRequest{Signed: signed}}))
 	clock := &settableClock{}
-	seed := seednode.NewRegistry(seednode.WithLeaseSigning(key, time.Minute), seednode.WithClock(clock))
+	seed := seednode.NewRegistry(seednode.WithLeaseSigning(key, time.Minute), seednode.WithClock(clock), seednode.WithProber(trust))
 	f.Cleanup(seed.Stop)
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -102,30 +108,40 @@ func FuzzHandlers(f *testing.F) {
 		clock.set(time.UnixMilli(1 << 40).Add(time.Duration(len(data)) * time.Hour))
 		ops, msgs := fuzzCalls(data, 24)
 		last := id
+		p := &claims{key: keyOf(1), clock: clock}
 		for i, op := range ops {
 			if len(msgs[i]) == 0 {
 				continue
 			}
 			b := bytes.ReplaceAll(msgs[i][0], placeholder, []byte(last))
 			var err error
-			switch op % 6 {
+			var c rookeryv1.ProviderClaim
+			claimed := op%8 <= 2 && proto.Unmarshal(b, &c) == nil
+			switch op % 8 {
 			case 0:
-				var req rookeryv1.RegisterRequest
-				if proto.Unmarshal(b, &req) == nil {
+				if claimed {
 					var resp *rookeryv1.RegisterResponse
-					if resp, err = seed.Register(ctx, &req); err == nil {
+					if resp, err = seed.Register(ctx, p.register(c.Address, c.Capabilities)); err == nil {
 						last = resp.Id
 					}
 				}
 			case 1:
+				if claimed {
+					_, err = seed.Heartbeat(ctx, p.heartbeat(c.Id, c.Sessions))
+				}
+			case 2:
+				if claimed {
+					_, err = seed.Deregister(ctx, p.deregister(c.Id))
+				}
+			case 6:
+				var req rookeryv1.RegisterRequest
+				if proto.Unmarshal(b, &req) == nil {
+					_, err = seed.Register(ctx, &req)
+				}
+			case 7:
 				var req rookeryv1.HeartbeatRequest
 				if proto.Unmarshal(b, &req) == nil {
 					_, err = seed.Heartbeat(ctx, &req)
-				}
-			case 2:
-				var req rookeryv1.DeregisterRequest
-				if proto.Unmarshal(b, &req) == nil {
-					_, err = seed.Deregister(ctx, &req)
 				}
 			case 3:
 				var req rookeryv1.FindRequest

@@ -133,3 +133,46 @@ const (
 )
 
 func second[T any](_ T, err error) error { return err }
+
+// keyOf returns a deterministic identity key for provider n.
+func keyOf(n byte) ed25519.PrivateKey {
+	seed := make([]byte, ed25519.SeedSize)
+	seed[0], seed[1] = 'p', n
+	return ed25519.NewKeyFromSeed(seed)
+}
+
+// trust is a prober that believes every address, for tests of the
+// registry's rules on addresses where nothing listens.
+func trust(context.Context, string, ed25519.PublicKey) (*rookeryv1.Capabilities, time.Duration, error) {
+	return nil, 0, nil
+}
+
+// claims signs a provider's claims with key, each stamped with the
+// clock's time and newer than the last.
+type claims struct {
+	key   ed25519.PrivateKey
+	clock transport.Clock
+	last  int64
+}
+
+func (c *claims) sign(cl *rookeryv1.ProviderClaim) *rookeryv1.SignedClaim {
+	c.last = max(c.clock.Now().UnixMilli(), c.last+1)
+	cl.UnixMs = c.last
+	sc, err := transport.SignClaim(c.key, cl)
+	if err != nil {
+		panic(err)
+	}
+	return sc
+}
+
+func (c *claims) register(addr string, caps *rookeryv1.Capabilities) *rookeryv1.RegisterRequest {
+	return &rookeryv1.RegisterRequest{Signed: c.sign(&rookeryv1.ProviderClaim{Kind: rookeryv1.ProviderClaim_KIND_REGISTER, Address: addr, Capabilities: caps})}
+}
+
+func (c *claims) heartbeat(id string, sessions int32) *rookeryv1.HeartbeatRequest {
+	return &rookeryv1.HeartbeatRequest{Signed: c.sign(&rookeryv1.ProviderClaim{Kind: rookeryv1.ProviderClaim_KIND_HEARTBEAT, Id: id, Sessions: sessions})}
+}
+
+func (c *claims) deregister(id string) *rookeryv1.DeregisterRequest {
+	return &rookeryv1.DeregisterRequest{Signed: c.sign(&rookeryv1.ProviderClaim{Kind: rookeryv1.ProviderClaim_KIND_DEREGISTER, Id: id})}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/graph"
+	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 	"github.com/rookery-ml/rookery/transport"
 	"github.com/rookery-ml/rookery/transport/seednode"
 )
@@ -104,5 +105,30 @@ func TestLeaseCapacities(t *testing.T) {
 	defer release()
 	if len(execs) != 2 || len(caps) != 2 || !(caps[1] > 0) || caps[0] < caps[1] {
 		t.Fatalf("capacities %v of %d executors; want 2 positive, fastest first", caps, len(execs))
+	}
+}
+
+// TestLeaseSkipsSilentProvider: a provider listed first that does not
+// answer is skipped, and Lease takes the next one the seed node knows.
+func TestLeaseSkipsSilentProvider(t *testing.T) {
+	seed, seedAddr := startRegistry(t, seednode.WithProber(trust))
+	dead := &claims{key: keyOf(7), clock: transport.SystemClock}
+	if _, err := seed.Register(context.Background(), dead.register(serveDead(t), &rookeryv1.Capabilities{Gflops: 1000})); err != nil {
+		t.Fatal(err)
+	}
+	startProviders(t, seedAddr, 1, nil)
+	registered(t, seedAddr, 2)
+	// How long to wait for a provider; the outcome does not depend on it.
+	const wait = 200 * time.Millisecond
+	execs, _, release, err := seednode.Lease(context.Background(), seedAddr, seednode.Need{N: 1, ConnectTimeout: wait})
+	if err != nil {
+		t.Fatalf("Lease with one silent provider listed first: %v", err)
+	}
+	defer release()
+	if len(execs) != 1 {
+		t.Fatalf("got %d executors, want 1", len(execs))
+	}
+	if _, _, _, err := seednode.Lease(context.Background(), seedAddr, seednode.Need{N: 2, ConnectTimeout: wait}); !errors.Is(err, seednode.ErrNotEnough) {
+		t.Fatalf("asking for both: %v, want ErrNotEnough", err)
 	}
 }

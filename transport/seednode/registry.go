@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"sort"
@@ -39,7 +40,46 @@ type config struct {
 	tokens   *transport.TokenSet
 	key      ed25519.PrivateKey
 	leaseTTL time.Duration
+
+	regBurst     int           // registrations a source may make at once
+	regEvery     time.Duration // and one more each this long
+	maxProviders int           // live entries in all
+	claimWindow  time.Duration // how far a claim's time may be from the clock's
+	prober       Prober
 }
+
+// DefaultClaimWindow is how far from the seed node's time a provider's
+// signed claim may be made (WithClaimWindow).
+const DefaultClaimWindow = 5 * time.Minute
+
+// WithClaimWindow sets how far from the registry's clock the time of a
+// provider's signed claim may be (default DefaultClaimWindow): older
+// claims are refused as replays, and so are claims on an entry no newer
+// than the last one accepted on it.
+func WithClaimWindow(d time.Duration) Option { return func(c *config) { c.claimWindow = d } }
+
+// The defaults of WithRegistrationLimit and WithMaxProviders.
+const (
+	DefaultRegistrationBurst = 32
+	DefaultRegistrationEvery = 2 * time.Second
+	DefaultMaxProviders      = 4096
+)
+
+// WithRegistrationLimit limits how fast one source registers: burst
+// registrations at once, then one more each every (default
+// DefaultRegistrationBurst and DefaultRegistrationEvery). A source is
+// the identity the seed node authenticated (WithTokens), or else the
+// caller's network address without its port. A registration past the
+// limit gets a *transport.LimitError (ResourceExhausted). burst <= 0
+// lifts the limit.
+func WithRegistrationLimit(burst int, every time.Duration) Option {
+	return func(c *config) { c.regBurst, c.regEvery = burst, every }
+}
+
+// WithMaxProviders caps the live entries of the registry (default
+// DefaultMaxProviders); a registration past it gets a
+// *transport.LimitError (ResourceExhausted). n <= 0 lifts the cap.
+func WithMaxProviders(n int) Option { return func(c *config) { c.maxProviders = n } }
 
 // WithTTL sets how long a provider's entry lives without a heartbeat
 // (default 30s).
@@ -92,11 +132,14 @@ type Registry struct {
 	mu      sync.Mutex
 	entries map[string]*rookeryv1.ProviderEntry
 	owners  map[string]string // the identity that registered each entry
+	claimed map[string]int64  // the time of the last claim accepted on each entry
+	buckets map[string]*bucket
 }
 
 // NewRegistry returns a seed node's registry, ready to Serve.
 func NewRegistry(opts ...Option) *Registry {
-	cfg := config{ttl: 30 * time.Second, clock: transport.SystemClock}
+	cfg := config{ttl: 30 * time.Second, clock: transport.SystemClock,
+		regBurst: DefaultRegistrationBurst, regEvery: DefaultRegistrationEvery, maxProviders: DefaultMaxProviders, claimWindow: DefaultClaimWindow}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -106,10 +149,14 @@ func NewRegistry(opts ...Option) *Registry {
 	if cfg.clock == nil {
 		cfg.clock = transport.SystemClock
 	}
+	if cfg.prober == nil {
+		cfg.prober = DialProber(DefaultProbeTimeout)
+	}
 	if cfg.leaseTTL <= 0 {
 		cfg.leaseTTL = DefaultLeaseTTL
 	}
-	s := &Registry{cfg: cfg, log: cfg.logger, entries: map[string]*rookeryv1.ProviderEntry{}, owners: map[string]string{}}
+	s := &Registry{cfg: cfg, log: cfg.logger, entries: map[string]*rookeryv1.ProviderEntry{}, owners: map[string]string{},
+		claimed: map[string]int64{}, buckets: map[string]*bucket{}}
 	s.grpc = grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(s.unaryAuth)}, cfg.grpcOpts...)...)
 	rookeryv1.RegisterSeedServer(s.grpc, s)
 	s.health = health.NewServer()
@@ -185,78 +232,161 @@ func (s *Registry) Stop() {
 func (s *Registry) sweep(now time.Time) {
 	for id, e := range s.entries {
 		if now.Sub(time.UnixMilli(e.LastHeartbeatUnixMs)) > s.cfg.ttl {
-			delete(s.entries, id)
-			delete(s.owners, id)
+			s.remove(id)
 			s.log.Info("provider expired", "id", id, "address", e.Address)
 		}
 	}
 }
 
-// Register implements the Seed service. A provider that registers again
-// under the same address replaces its old entry.
+// Register implements the Seed service. The request must carry a claim
+// signed by the provider's identity key (transport.SignClaim); unsigned
+// registrations are refused (Unauthenticated). A provider that registers
+// again under the same address with the same key replaces its old
+// entry; another key cannot (PermissionDenied).
 func (s *Registry) Register(ctx context.Context, req *rookeryv1.RegisterRequest) (*rookeryv1.RegisterResponse, error) {
-	if req.Address == "" {
-		return nil, status.Error(codes.InvalidArgument, "register without an address")
-	}
-	if len(req.Address) > 512 {
-		return nil, status.Errorf(codes.InvalidArgument, "address of %d bytes", len(req.Address))
-	}
-	if _, _, err := net.SplitHostPort(req.Address); err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "address %.100q: %v", req.Address, err)
-	}
 	who := identityFrom(ctx)
 	now := s.cfg.clock.Now()
+	s.mu.Lock()
+	err := s.admit(source(ctx, who), now)
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Warn("registration refused", "err", err)
+		return nil, transport.ToStatus(err)
+	}
+	c, err := s.openClaim(req.Signed, rookeryv1.ProviderClaim_KIND_REGISTER, now)
+	if err != nil {
+		return nil, transport.ToStatus(err)
+	}
+	address := c.Address
+	if address == "" {
+		return nil, status.Error(codes.InvalidArgument, "register without an address")
+	}
+	if len(address) > 512 {
+		return nil, status.Errorf(codes.InvalidArgument, "address of %d bytes", len(address))
+	}
+	if _, _, err := net.SplitHostPort(address); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "address %.100q: %v", address, err)
+	}
+	if err := CheckSpeeds(c.Capabilities); err != nil {
+		return nil, transport.ToStatus(err)
+	}
+	rtt, unverified, err := s.checkAddress(ctx, c)
+	if err != nil {
+		s.log.Warn("registration refused", "address", address, "err", err)
+		return nil, transport.ToStatus(err)
+	}
+	key := ed25519.PublicKey(c.IdentityKey)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
 	for id, e := range s.entries {
-		if e.Address == req.Address {
-			if s.owners[id] != who {
-				return nil, transport.ToStatus(&transport.AuthError{Reason: transport.ReasonNotOwner, Identity: who, Detail: "another provider has registered " + req.Address})
+		if e.Address == address {
+			if !key.Equal(ed25519.PublicKey(e.IdentityKey)) || s.owners[id] != who {
+				return nil, transport.ToStatus(&transport.AuthError{Reason: transport.ReasonNotOwner, Identity: who,
+					Detail: "another identity key has registered " + address})
 			}
-			delete(s.entries, id)
-			delete(s.owners, id)
+			if c.UnixMs <= s.claimed[id] {
+				return nil, transport.ToStatus(&transport.AuthError{Reason: transport.ReasonExpired, Identity: who, Detail: "a claim no newer than the last on " + address})
+			}
+			s.remove(id)
 		}
+	}
+	if s.cfg.maxProviders > 0 && len(s.entries) >= s.cfg.maxProviders {
+		err := &transport.LimitError{What: "providers on this seed node", Limit: int64(s.cfg.maxProviders), Got: int64(len(s.entries)) + 1, Capacity: true}
+		s.log.Warn("registration refused", "address", address, "err", err)
+		return nil, transport.ToStatus(err)
 	}
 	id := newID()
 	s.owners[id] = who
-	s.entries[id] = &rookeryv1.ProviderEntry{Id: id, Address: req.Address, Capabilities: req.Capabilities,
-		RegisteredUnixMs: now.UnixMilli(), LastHeartbeatUnixMs: now.UnixMilli()}
-	s.log.Info("provider registered", "id", id, "address", req.Address, "name", req.Capabilities.GetName(),
-		"gflops", req.Capabilities.GetGflops())
+	s.claimed[id] = c.UnixMs
+	s.entries[id] = &rookeryv1.ProviderEntry{Id: id, Address: address, Capabilities: c.Capabilities,
+		RegisteredUnixMs: now.UnixMilli(), LastHeartbeatUnixMs: now.UnixMilli(), IdentityKey: key,
+		ProbeRttUs: rtt.Microseconds(), UnverifiedSpeed: unverified}
+	s.log.Info("provider registered", "id", id, "address", address, "name", c.Capabilities.GetName(),
+		"gflops", c.Capabilities.GetGflops(), "identity", transport.EncodeIdentityKey(key), "probe_rtt", rtt, "unverified_speed", unverified)
 	return &rookeryv1.RegisterResponse{Id: id, TtlMs: s.cfg.ttl.Milliseconds()}, nil
 }
 
-// Heartbeat implements the Seed service.
+// openClaim opens a signed claim of the kind wanted, made within the
+// claim window of now.
+func (s *Registry) openClaim(sc *rookeryv1.SignedClaim, kind rookeryv1.ProviderClaim_Kind, now time.Time) (*rookeryv1.ProviderClaim, error) {
+	c, err := transport.OpenClaim(sc)
+	if err != nil {
+		return nil, err
+	}
+	if c.Kind != kind {
+		return nil, &transport.AuthError{Reason: transport.ReasonMalformed, Detail: fmt.Sprintf("a %v claim where %v was wanted", c.Kind, kind)}
+	}
+	if d := now.Sub(time.UnixMilli(c.UnixMs)); d > s.cfg.claimWindow || d < -s.cfg.claimWindow {
+		return nil, &transport.AuthError{Reason: transport.ReasonExpired,
+			Detail: fmt.Sprintf("claim made %v from the seed node's time, more than %v: check the clocks", d.Round(time.Second), s.cfg.claimWindow)}
+	}
+	return c, nil
+}
+
+// owned returns the entry id names after checking that c, by who, may
+// act on it and is newer than the last claim on it; s.mu is held.
+func (s *Registry) owned(c *rookeryv1.ProviderClaim, who string) (*rookeryv1.ProviderEntry, error) {
+	e, ok := s.entries[c.Id]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "no provider %.40q: register again", c.Id)
+	}
+	if !ed25519.PublicKey(c.IdentityKey).Equal(ed25519.PublicKey(e.IdentityKey)) || s.owners[c.Id] != who {
+		return nil, &transport.AuthError{Reason: transport.ReasonNotOwner, Identity: who, Detail: "another identity key registered this provider"}
+	}
+	if c.UnixMs <= s.claimed[c.Id] {
+		return nil, &transport.AuthError{Reason: transport.ReasonExpired, Identity: who, Detail: "a claim no newer than the last on this provider"}
+	}
+	return e, nil
+}
+
+// remove drops an entry; s.mu is held.
+func (s *Registry) remove(id string) {
+	delete(s.entries, id)
+	delete(s.owners, id)
+	delete(s.claimed, id)
+}
+
+// Heartbeat implements the Seed service. The request must carry a claim
+// signed by the key that registered the entry.
 func (s *Registry) Heartbeat(ctx context.Context, req *rookeryv1.HeartbeatRequest) (*rookeryv1.HeartbeatResponse, error) {
 	now := s.cfg.clock.Now()
+	c, err := s.openClaim(req.Signed, rookeryv1.ProviderClaim_KIND_HEARTBEAT, now)
+	if err != nil {
+		return nil, transport.ToStatus(err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
-	e, ok := s.entries[req.Id]
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "no provider %.40q: register again", req.Id)
+	e, err := s.owned(c, identityFrom(ctx))
+	if err != nil {
+		return nil, transport.ToStatus(err)
 	}
-	if who := identityFrom(ctx); s.owners[req.Id] != who {
-		return nil, transport.ToStatus(&transport.AuthError{Reason: transport.ReasonNotOwner, Identity: who, Detail: "another identity registered this provider"})
-	}
+	s.claimed[c.Id] = c.UnixMs
 	e.LastHeartbeatUnixMs = now.UnixMilli()
-	e.Sessions = req.Sessions
+	e.Sessions = c.Sessions
 	return &rookeryv1.HeartbeatResponse{TtlMs: s.cfg.ttl.Milliseconds()}, nil
 }
 
-// Deregister implements the Seed service.
+// Deregister implements the Seed service. The request must carry a claim
+// signed by the key that registered the entry; an unknown id is no
+// error.
 func (s *Registry) Deregister(ctx context.Context, req *rookeryv1.DeregisterRequest) (*rookeryv1.DeregisterResponse, error) {
+	c, err := s.openClaim(req.Signed, rookeryv1.ProviderClaim_KIND_DEREGISTER, s.cfg.clock.Now())
+	if err != nil {
+		return nil, transport.ToStatus(err)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.entries[req.Id]; ok {
-		if who := identityFrom(ctx); s.owners[req.Id] != who {
-			return nil, transport.ToStatus(&transport.AuthError{Reason: transport.ReasonNotOwner, Identity: who, Detail: "another identity registered this provider"})
-		}
-		delete(s.entries, req.Id)
-		delete(s.owners, req.Id)
-		s.log.Info("provider deregistered", "id", req.Id, "address", e.Address)
+	if _, ok := s.entries[c.Id]; !ok {
+		return &rookeryv1.DeregisterResponse{}, nil
 	}
+	e, err := s.owned(c, identityFrom(ctx))
+	if err != nil {
+		return nil, transport.ToStatus(err)
+	}
+	s.remove(c.Id)
+	s.log.Info("provider deregistered", "id", c.Id, "address", e.Address)
 	return &rookeryv1.DeregisterResponse{}, nil
 }
 
@@ -272,13 +402,22 @@ func (s *Registry) live() []*rookeryv1.ProviderEntry {
 		out = append(out, proto.Clone(e).(*rookeryv1.ProviderEntry))
 	}
 	sort.Slice(out, func(i, j int) bool {
-		gi, gj := out[i].Capabilities.GetGflops(), out[j].Capabilities.GetGflops()
+		gi, gj := rank(out[i]), rank(out[j])
 		if gi != gj {
 			return gi > gj
 		}
 		return out[i].Address < out[j].Address
 	})
 	return out
+}
+
+// rank is the speed an entry is listed by: its claim, or nothing when
+// the provider reported a lower speed at its address than it registered.
+func rank(e *rookeryv1.ProviderEntry) float64 {
+	if e.UnverifiedSpeed {
+		return 0
+	}
+	return e.Capabilities.GetGflops()
 }
 
 // Find implements the Seed service.
@@ -348,6 +487,14 @@ type ProviderJSON struct {
 	} `json:"machine"`
 	Limits  *rookeryv1.ProviderLimits `json:"limits"`
 	OpKinds int                       `json:"op_kinds"`
+	// IdentityKey is the provider's identity key (base64), which signed
+	// its registration and answered the seed node's challenge at Address.
+	IdentityKey string `json:"identity_key"`
+	// ProbeRTTMicros is how long that challenge took to answer.
+	ProbeRTTMicros int64 `json:"probe_rtt_us"`
+	// UnverifiedSpeed marks a provider that registered a higher speed
+	// than it reports at its address; it is listed as if it had none.
+	UnverifiedSpeed bool `json:"unverified_speed"`
 }
 
 // GPUJSON is one accelerator in the HTTP/JSON view.
@@ -382,24 +529,44 @@ func (s *Registry) Handler() http.Handler {
 			c := e.Capabilities
 			p := ProviderJSON{ID: e.Id, Address: e.Address, Name: c.GetName(), Version: c.GetVersion(), Health: "ok",
 				LastHeartbeat: time.UnixMilli(e.LastHeartbeatUnixMs).UTC(), Registered: time.UnixMilli(e.RegisteredUnixMs).UTC(),
-				Sessions: int(e.Sessions), Limits: c.GetLimits(), OpKinds: len(c.GetOpKinds())}
+				Sessions: int(e.Sessions), Limits: c.GetLimits(), OpKinds: len(c.GetOpKinds()),
+				IdentityKey: transport.EncodeIdentityKey(e.IdentityKey), ProbeRTTMicros: e.ProbeRttUs, UnverifiedSpeed: e.UnverifiedSpeed}
 			if now.Sub(p.LastHeartbeat) > s.cfg.ttl/2 {
 				p.Health = "late"
 			}
 			p.Machine.CPUModel, p.Machine.CPUCores, p.Machine.MemoryBytes = c.GetCpuModel(), int(c.GetCpuCores()), c.GetMemoryBytes()
-			p.Machine.OS, p.Machine.Arch, p.Machine.GFLOPS, p.Machine.MemBytesPerSec = c.GetOs(), c.GetArch(), c.GetGflops(), c.GetMemBandwidthBytesPerSec()
+			p.Machine.OS, p.Machine.Arch = c.GetOs(), c.GetArch()
+			p.Machine.GFLOPS, p.Machine.MemBytesPerSec = finite(c.GetGflops()), finite(c.GetMemBandwidthBytesPerSec())
 			p.Machine.GPUs = []GPUJSON{}
 			for _, g := range c.GetGpus() {
 				p.Machine.GPUs = append(p.Machine.GPUs, GPUJSON{Name: g.Name, MemoryBytes: g.MemoryBytes})
 			}
 			out.Providers = append(out.Providers, p)
 		}
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(out)
+		writeJSON(w, out)
 	})
 	return mux
+}
+
+// writeJSON writes v as indented JSON, or, should v not encode, a 500
+// whose body is a JSON error: never a 200 with an empty body.
+func writeJSON(w http.ResponseWriter, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		b, _ = json.Marshal(map[string]string{"error": err.Error()})
+	}
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// finite returns f, or 0 for NaN and the infinities, which JSON cannot
+// carry.
+func finite(f float64) float64 {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0
+	}
+	return f
 }
 
 // identityKey is the context key of a caller's identity.

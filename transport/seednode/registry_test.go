@@ -25,7 +25,7 @@ import (
 // one that keeps beating stays.
 func TestRegistry(t *testing.T) {
 	clock := newClock()
-	seed, addr := startRegistry(t, seednode.WithTTL(10*time.Second), seednode.WithClock(clock))
+	seed, addr := startRegistry(t, seednode.WithTTL(10*time.Second), seednode.WithClock(clock), seednode.WithProber(trust))
 	ctx := context.Background()
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -33,15 +33,18 @@ func TestRegistry(t *testing.T) {
 	}
 	defer cc.Close()
 	sc := rookeryv1.NewSeedClient(cc)
+	signers := map[string]*claims{}
 	reg := func(address string, gflops float64, mem int64, gpus int) string {
 		caps := &rookeryv1.Capabilities{Name: address, Gflops: gflops, MemoryBytes: mem}
 		for i := 0; i < gpus; i++ {
 			caps.Gpus = append(caps.Gpus, &rookeryv1.GPU{Name: "gpu", MemoryBytes: 16 << 30})
 		}
-		resp, err := sc.Register(ctx, &rookeryv1.RegisterRequest{Address: address, Capabilities: caps})
+		c := &claims{key: keyOf(byte(len(signers))), clock: clock}
+		resp, err := sc.Register(ctx, c.register(address, caps))
 		if err != nil {
 			t.Fatal(err)
 		}
+		signers[resp.Id] = c
 		return resp.Id
 	}
 	slow := reg("127.0.0.1:7001", 10, 8<<30, 0)
@@ -71,7 +74,7 @@ func TestRegistry(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		clock.Advance(4 * time.Second)
 		for _, id := range []string{fast, gpu} {
-			if _, err := sc.Heartbeat(ctx, &rookeryv1.HeartbeatRequest{Id: id, Sessions: 1}); err != nil {
+			if _, err := sc.Heartbeat(ctx, signers[id].heartbeat(id, 1)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -83,7 +86,7 @@ func TestRegistry(t *testing.T) {
 	if len(list.Providers) != 2 || list.Providers[0].Id != fast || list.Providers[1].Id != gpu {
 		t.Fatalf("after the TTL: %v, want the two that beat", addrs(list.Providers))
 	}
-	if _, err := sc.Heartbeat(ctx, &rookeryv1.HeartbeatRequest{Id: slow}); status.Code(err) != codes.NotFound {
+	if _, err := sc.Heartbeat(ctx, signers[slow].heartbeat(slow, 0)); status.Code(err) != codes.NotFound {
 		t.Fatalf("heartbeat of an expired provider: got %v, want NotFound", err)
 	}
 
@@ -121,7 +124,7 @@ func TestAnnounce(t *testing.T) {
 	const ttl = 30 * time.Millisecond
 	clock := newClock()
 	seed, seedAddr := startRegistry(t, seednode.WithTTL(ttl), seednode.WithClock(clock))
-	srv, addr := serveProvider(t, nil, transport.WithName("p1"))
+	srv, addr := serveProvider(t, nil, transport.WithName("p1"), transport.WithClock(clock))
 	stop := announce(t, srv, seedAddr, addr)
 	ctx := context.Background()
 	entry := func() *rookeryv1.ProviderEntry {
@@ -166,7 +169,7 @@ func TestAnnounce(t *testing.T) {
 // neither renew, remove nor take over its address.
 func TestEntryOwnership(t *testing.T) {
 	ctx := context.Background()
-	_, addr := startRegistry(t, seednode.WithTokens(tokens(t, aliceToken+" alice\n"+bobToken+" bob\n")))
+	_, addr := startRegistry(t, seednode.WithTokens(tokens(t, aliceToken+" alice\n"+bobToken+" bob\n")), seednode.WithProber(trust))
 	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -176,26 +179,28 @@ func TestEntryOwnership(t *testing.T) {
 	as := func(tok string) context.Context {
 		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+tok)
 	}
-	reg, err := sc.Register(as(aliceToken), &rookeryv1.RegisterRequest{Address: "127.0.0.1:7070"})
+	// One identity key, the provider's: only the token differs.
+	p := &claims{key: keyOf(1), clock: transport.SystemClock}
+	reg, err := sc.Register(as(aliceToken), p.register("127.0.0.1:7070", nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, err := range map[string]error{
-		"heartbeat":  second(sc.Heartbeat(as(bobToken), &rookeryv1.HeartbeatRequest{Id: reg.Id})),
-		"deregister": second(sc.Deregister(as(bobToken), &rookeryv1.DeregisterRequest{Id: reg.Id})),
-		"register":   second(sc.Register(as(bobToken), &rookeryv1.RegisterRequest{Address: "127.0.0.1:7070"})),
+		"heartbeat":  second(sc.Heartbeat(as(bobToken), p.heartbeat(reg.Id, 0))),
+		"deregister": second(sc.Deregister(as(bobToken), p.deregister(reg.Id))),
+		"register":   second(sc.Register(as(bobToken), p.register("127.0.0.1:7070", nil))),
 	} {
 		if status.Code(err) != codes.PermissionDenied {
 			t.Errorf("another identity's %s: got %v, want PermissionDenied", name, err)
 		}
 	}
-	if _, err := sc.Heartbeat(ctx, &rookeryv1.HeartbeatRequest{Id: reg.Id}); status.Code(err) != codes.Unauthenticated {
+	if _, err := sc.Heartbeat(ctx, p.heartbeat(reg.Id, 0)); status.Code(err) != codes.Unauthenticated {
 		t.Errorf("heartbeat without a token: got %v, want Unauthenticated", err)
 	}
-	if _, err := sc.Heartbeat(as(aliceToken), &rookeryv1.HeartbeatRequest{Id: reg.Id}); err != nil {
+	if _, err := sc.Heartbeat(as(aliceToken), p.heartbeat(reg.Id, 0)); err != nil {
 		t.Errorf("the owner's heartbeat: %v", err)
 	}
-	if _, err := sc.Deregister(as(aliceToken), &rookeryv1.DeregisterRequest{Id: reg.Id}); err != nil {
+	if _, err := sc.Deregister(as(aliceToken), p.deregister(reg.Id)); err != nil {
 		t.Errorf("the owner's deregister: %v", err)
 	}
 	list, err := sc.List(as(bobToken), &rookeryv1.ListRequest{})

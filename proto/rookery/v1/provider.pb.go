@@ -241,7 +241,11 @@ func (ErrorDetail_Kind) EnumDescriptor() ([]byte, []int) {
 
 // DescribeRequest asks for the provider's capabilities.
 type DescribeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// challenge, when set (at most 64 bytes), asks the provider to prove
+	// its identity: the answer's challenge_signature signs it. Seed nodes
+	// send one before they list a provider.
+	Challenge     []byte `protobuf:"bytes,1,opt,name=challenge,proto3" json:"challenge,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -276,6 +280,13 @@ func (*DescribeRequest) Descriptor() ([]byte, []int) {
 	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{0}
 }
 
+func (x *DescribeRequest) GetChallenge() []byte {
+	if x != nil {
+		return x.Challenge
+	}
+	return nil
+}
+
 // Capabilities describe a provider: its machine, its measured speed, the
 // op kinds it runs and the limits it enforces.
 type Capabilities struct {
@@ -306,10 +317,17 @@ type Capabilities struct {
 	// limits are the limits the provider enforces.
 	Limits *ProviderLimits `protobuf:"bytes,10,opt,name=limits,proto3" json:"limits,omitempty"`
 	// os and arch name the provider's platform, as Go spells them.
-	Os            string `protobuf:"bytes,11,opt,name=os,proto3" json:"os,omitempty"`
-	Arch          string `protobuf:"bytes,12,opt,name=arch,proto3" json:"arch,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Os   string `protobuf:"bytes,11,opt,name=os,proto3" json:"os,omitempty"`
+	Arch string `protobuf:"bytes,12,opt,name=arch,proto3" json:"arch,omitempty"`
+	// identity_key is the provider's ed25519 identity key (32 bytes), the
+	// key that signs its registrations with a seed node.
+	IdentityKey []byte `protobuf:"bytes,13,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"`
+	// challenge_signature is the identity key's ed25519 signature of
+	// "rookery.v1.Describe\x00" followed by DescribeRequest.challenge;
+	// only in the answer to a Describe with a challenge.
+	ChallengeSignature []byte `protobuf:"bytes,14,opt,name=challenge_signature,json=challengeSignature,proto3" json:"challenge_signature,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Capabilities) Reset() {
@@ -424,6 +442,20 @@ func (x *Capabilities) GetArch() string {
 		return x.Arch
 	}
 	return ""
+}
+
+func (x *Capabilities) GetIdentityKey() []byte {
+	if x != nil {
+		return x.IdentityKey
+	}
+	return nil
+}
+
+func (x *Capabilities) GetChallengeSignature() []byte {
+	if x != nil {
+		return x.ChallengeSignature
+	}
+	return nil
 }
 
 // GPU is one accelerator.
@@ -1494,8 +1526,9 @@ var File_rookery_v1_provider_proto protoreflect.FileDescriptor
 const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\n" +
 	"\x19rookery/v1/provider.proto\x12\n" +
-	"rookery.v1\x1a\x16rookery/v1/graph.proto\"\x11\n" +
-	"\x0fDescribeRequest\"\x87\x03\n" +
+	"rookery.v1\x1a\x16rookery/v1/graph.proto\"/\n" +
+	"\x0fDescribeRequest\x12\x1c\n" +
+	"\tchallenge\x18\x01 \x01(\fR\tchallenge\"\xdb\x03\n" +
 	"\fCapabilities\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1b\n" +
@@ -1509,7 +1542,9 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\x06limits\x18\n" +
 	" \x01(\v2\x1a.rookery.v1.ProviderLimitsR\x06limits\x12\x0e\n" +
 	"\x02os\x18\v \x01(\tR\x02os\x12\x12\n" +
-	"\x04arch\x18\f \x01(\tR\x04arch\"<\n" +
+	"\x04arch\x18\f \x01(\tR\x04arch\x12!\n" +
+	"\fidentity_key\x18\r \x01(\fR\videntityKey\x12/\n" +
+	"\x13challenge_signature\x18\x0e \x01(\fR\x12challengeSignature\"<\n" +
 	"\x03GPU\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fmemory_bytes\x18\x02 \x01(\x03R\vmemoryBytes\"\xc5\x02\n" +

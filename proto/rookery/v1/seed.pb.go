@@ -29,6 +29,58 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ProviderClaim_Kind int32
+
+const (
+	ProviderClaim_KIND_UNSPECIFIED ProviderClaim_Kind = 0
+	ProviderClaim_KIND_REGISTER    ProviderClaim_Kind = 1
+	ProviderClaim_KIND_HEARTBEAT   ProviderClaim_Kind = 2
+	ProviderClaim_KIND_DEREGISTER  ProviderClaim_Kind = 3
+)
+
+// Enum value maps for ProviderClaim_Kind.
+var (
+	ProviderClaim_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "KIND_REGISTER",
+		2: "KIND_HEARTBEAT",
+		3: "KIND_DEREGISTER",
+	}
+	ProviderClaim_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED": 0,
+		"KIND_REGISTER":    1,
+		"KIND_HEARTBEAT":   2,
+		"KIND_DEREGISTER":  3,
+	}
+)
+
+func (x ProviderClaim_Kind) Enum() *ProviderClaim_Kind {
+	p := new(ProviderClaim_Kind)
+	*p = x
+	return p
+}
+
+func (x ProviderClaim_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ProviderClaim_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_rookery_v1_seed_proto_enumTypes[0].Descriptor()
+}
+
+func (ProviderClaim_Kind) Type() protoreflect.EnumType {
+	return &file_rookery_v1_seed_proto_enumTypes[0]
+}
+
+func (x ProviderClaim_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ProviderClaim_Kind.Descriptor instead.
+func (ProviderClaim_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{1, 0}
+}
+
 // ProviderEntry is a provider as the registry knows it.
 type ProviderEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -48,9 +100,18 @@ type ProviderEntry struct {
 	// lease is the lease token (lease.proto) that lets the requester open
 	// sessions on this provider; only in Find's answer from a seed node
 	// that signs leases.
-	Lease         string `protobuf:"bytes,7,opt,name=lease,proto3" json:"lease,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Lease string `protobuf:"bytes,7,opt,name=lease,proto3" json:"lease,omitempty"`
+	// identity_key is the ed25519 key that signed the provider's
+	// registration; only that key renews or removes the entry.
+	IdentityKey []byte `protobuf:"bytes,8,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"`
+	// probe_rtt_us is how long, in microseconds, the provider took to
+	// answer the seed node's identity challenge before it was listed.
+	ProbeRttUs int64 `protobuf:"varint,9,opt,name=probe_rtt_us,json=probeRttUs,proto3" json:"probe_rtt_us,omitempty"`
+	// unverified_speed is set when the seed node could not confirm the
+	// speed the provider registered (its Describe reported another).
+	UnverifiedSpeed bool `protobuf:"varint,10,opt,name=unverified_speed,json=unverifiedSpeed,proto3" json:"unverified_speed,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ProviderEntry) Reset() {
@@ -132,18 +193,207 @@ func (x *ProviderEntry) GetLease() string {
 	return ""
 }
 
+func (x *ProviderEntry) GetIdentityKey() []byte {
+	if x != nil {
+		return x.IdentityKey
+	}
+	return nil
+}
+
+func (x *ProviderEntry) GetProbeRttUs() int64 {
+	if x != nil {
+		return x.ProbeRttUs
+	}
+	return 0
+}
+
+func (x *ProviderEntry) GetUnverifiedSpeed() bool {
+	if x != nil {
+		return x.UnverifiedSpeed
+	}
+	return false
+}
+
+// ProviderClaim is what a provider signs: its registration, a heartbeat
+// or its deregistration.
+type ProviderClaim struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Kind  ProviderClaim_Kind     `protobuf:"varint,1,opt,name=kind,proto3,enum=rookery.v1.ProviderClaim_Kind" json:"kind,omitempty"`
+	// identity_key is the ed25519 public key that signs the claim.
+	IdentityKey []byte `protobuf:"bytes,2,opt,name=identity_key,json=identityKey,proto3" json:"identity_key,omitempty"`
+	// unix_ms is when the claim was made; a seed node refuses claims far
+	// from its own time, and a claim on an entry no newer than the last.
+	UnixMs int64 `protobuf:"varint,3,opt,name=unix_ms,json=unixMs,proto3" json:"unix_ms,omitempty"`
+	// nonce makes every claim's bytes unique.
+	Nonce []byte `protobuf:"bytes,4,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// address and capabilities: for KIND_REGISTER.
+	Address      string        `protobuf:"bytes,5,opt,name=address,proto3" json:"address,omitempty"`
+	Capabilities *Capabilities `protobuf:"bytes,6,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
+	// id is the entry's id: for KIND_HEARTBEAT and KIND_DEREGISTER.
+	Id string `protobuf:"bytes,7,opt,name=id,proto3" json:"id,omitempty"`
+	// sessions: for KIND_HEARTBEAT.
+	Sessions      int32 `protobuf:"varint,8,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProviderClaim) Reset() {
+	*x = ProviderClaim{}
+	mi := &file_rookery_v1_seed_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProviderClaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProviderClaim) ProtoMessage() {}
+
+func (x *ProviderClaim) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_seed_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProviderClaim.ProtoReflect.Descriptor instead.
+func (*ProviderClaim) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ProviderClaim) GetKind() ProviderClaim_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return ProviderClaim_KIND_UNSPECIFIED
+}
+
+func (x *ProviderClaim) GetIdentityKey() []byte {
+	if x != nil {
+		return x.IdentityKey
+	}
+	return nil
+}
+
+func (x *ProviderClaim) GetUnixMs() int64 {
+	if x != nil {
+		return x.UnixMs
+	}
+	return 0
+}
+
+func (x *ProviderClaim) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *ProviderClaim) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ProviderClaim) GetCapabilities() *Capabilities {
+	if x != nil {
+		return x.Capabilities
+	}
+	return nil
+}
+
+func (x *ProviderClaim) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ProviderClaim) GetSessions() int32 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
+// SignedClaim is a marshalled ProviderClaim and its signature: ed25519
+// over "rookery.v1.ProviderClaim\x00" followed by claim, by the claim's
+// identity_key. The signature covers these exact bytes, so no canonical
+// re-encoding is needed.
+type SignedClaim struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Claim         []byte                 `protobuf:"bytes,1,opt,name=claim,proto3" json:"claim,omitempty"`
+	Signature     []byte                 `protobuf:"bytes,2,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignedClaim) Reset() {
+	*x = SignedClaim{}
+	mi := &file_rookery_v1_seed_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignedClaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignedClaim) ProtoMessage() {}
+
+func (x *SignedClaim) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_seed_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignedClaim.ProtoReflect.Descriptor instead.
+func (*SignedClaim) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SignedClaim) GetClaim() []byte {
+	if x != nil {
+		return x.Claim
+	}
+	return nil
+}
+
+func (x *SignedClaim) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
 // RegisterRequest announces a provider.
 type RegisterRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
-	Capabilities  *Capabilities          `protobuf:"bytes,2,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// address and capabilities are ignored when signed is set, which
+	// carries them; a seed node refuses unsigned registrations.
+	Address       string        `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Capabilities  *Capabilities `protobuf:"bytes,2,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
+	Signed        *SignedClaim  `protobuf:"bytes,3,opt,name=signed,proto3" json:"signed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterRequest) Reset() {
 	*x = RegisterRequest{}
-	mi := &file_rookery_v1_seed_proto_msgTypes[1]
+	mi := &file_rookery_v1_seed_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -155,7 +405,7 @@ func (x *RegisterRequest) String() string {
 func (*RegisterRequest) ProtoMessage() {}
 
 func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_seed_proto_msgTypes[1]
+	mi := &file_rookery_v1_seed_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -168,7 +418,7 @@ func (x *RegisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterRequest.ProtoReflect.Descriptor instead.
 func (*RegisterRequest) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{1}
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RegisterRequest) GetAddress() string {
@@ -185,6 +435,13 @@ func (x *RegisterRequest) GetCapabilities() *Capabilities {
 	return nil
 }
 
+func (x *RegisterRequest) GetSigned() *SignedClaim {
+	if x != nil {
+		return x.Signed
+	}
+	return nil
+}
+
 // RegisterResponse carries the lease.
 type RegisterResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -197,7 +454,7 @@ type RegisterResponse struct {
 
 func (x *RegisterResponse) Reset() {
 	*x = RegisterResponse{}
-	mi := &file_rookery_v1_seed_proto_msgTypes[2]
+	mi := &file_rookery_v1_seed_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -209,7 +466,7 @@ func (x *RegisterResponse) String() string {
 func (*RegisterResponse) ProtoMessage() {}
 
 func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_seed_proto_msgTypes[2]
+	mi := &file_rookery_v1_seed_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -222,7 +479,7 @@ func (x *RegisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterResponse.ProtoReflect.Descriptor instead.
 func (*RegisterResponse) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{2}
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RegisterResponse) GetId() string {
@@ -241,16 +498,18 @@ func (x *RegisterResponse) GetTtlMs() int64 {
 
 // HeartbeatRequest renews a lease.
 type HeartbeatRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Sessions      int32                  `protobuf:"varint,2,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id and sessions are ignored when signed is set, which carries them.
+	Id            string       `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Sessions      int32        `protobuf:"varint,2,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	Signed        *SignedClaim `protobuf:"bytes,3,opt,name=signed,proto3" json:"signed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HeartbeatRequest) Reset() {
 	*x = HeartbeatRequest{}
-	mi := &file_rookery_v1_seed_proto_msgTypes[3]
+	mi := &file_rookery_v1_seed_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +521,7 @@ func (x *HeartbeatRequest) String() string {
 func (*HeartbeatRequest) ProtoMessage() {}
 
 func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_seed_proto_msgTypes[3]
+	mi := &file_rookery_v1_seed_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +534,7 @@ func (x *HeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*HeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{3}
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *HeartbeatRequest) GetId() string {
@@ -292,6 +551,13 @@ func (x *HeartbeatRequest) GetSessions() int32 {
 	return 0
 }
 
+func (x *HeartbeatRequest) GetSigned() *SignedClaim {
+	if x != nil {
+		return x.Signed
+	}
+	return nil
+}
+
 // HeartbeatResponse acknowledges a heartbeat.
 type HeartbeatResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -302,7 +568,7 @@ type HeartbeatResponse struct {
 
 func (x *HeartbeatResponse) Reset() {
 	*x = HeartbeatResponse{}
-	mi := &file_rookery_v1_seed_proto_msgTypes[4]
+	mi := &file_rookery_v1_seed_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -314,7 +580,7 @@ func (x *HeartbeatResponse) String() string {
 func (*HeartbeatResponse) ProtoMessage() {}
 
 func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_seed_proto_msgTypes[4]
+	mi := &file_rookery_v1_seed_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -327,7 +593,7 @@ func (x *HeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*HeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{4}
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *HeartbeatResponse) GetTtlMs() int64 {
@@ -339,15 +605,17 @@ func (x *HeartbeatResponse) GetTtlMs() int64 {
 
 // DeregisterRequest ends a lease.
 type DeregisterRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is ignored when signed is set, which carries it.
+	Id            string       `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Signed        *SignedClaim `protobuf:"bytes,2,opt,name=signed,proto3" json:"signed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeregisterRequest) Reset() {
 	*x = DeregisterRequest{}
-	mi := &file_rookery_v1_seed_proto_msgTypes[5]
+	mi := &file_rookery_v1_seed_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -359,7 +627,7 @@ func (x *DeregisterRequest) String() string {
 func (*DeregisterRequest) ProtoMessage() {}
 
 func (x *DeregisterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_seed_proto_msgTypes[5]
+	mi := &file_rookery_v1_seed_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -372,7 +640,7 @@ func (x *DeregisterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterRequest.ProtoReflect.Descriptor instead.
 func (*DeregisterRequest) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{5}
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeregisterRequest) GetId() string {
@@ -380,6 +648,13 @@ func (x *DeregisterRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *DeregisterRequest) GetSigned() *SignedClaim {
+	if x != nil {
+		return x.Signed
+	}
+	return nil
 }
 
 // DeregisterResponse acknowledges a Deregister.
@@ -391,7 +666,7 @@ type DeregisterResponse struct {
 
 func (x *DeregisterResponse) Reset() {
 	*x = DeregisterResponse{}
-	mi := &file_rookery_v1_seed_proto_msgTypes[6]
+	mi := &file_rookery_v1_seed_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -403,7 +678,7 @@ func (x *DeregisterResponse) String() string {
 func (*DeregisterResponse) ProtoMessage() {}
 
 func (x *DeregisterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_seed_proto_msgTypes[6]
+	mi := &file_rookery_v1_seed_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -416,7 +691,7 @@ func (x *DeregisterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeregisterResponse.ProtoReflect.Descriptor instead.
 func (*DeregisterResponse) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{6}
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{8}
 }
 
 // FindRequest says what the requester needs.
@@ -440,7 +715,7 @@ type FindRequest struct {
 
 func (x *FindRequest) Reset() {
 	*x = FindRequest{}
-	mi := &file_rookery_v1_seed_proto_msgTypes[7]
+	mi := &file_rookery_v1_seed_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +727,7 @@ func (x *FindRequest) String() string {
 func (*FindRequest) ProtoMessage() {}
 
 func (x *FindRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_seed_proto_msgTypes[7]
+	mi := &file_rookery_v1_seed_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +740,7 @@ func (x *FindRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindRequest.ProtoReflect.Descriptor instead.
 func (*FindRequest) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{7}
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *FindRequest) GetN() int32 {
@@ -513,7 +788,7 @@ type FindResponse struct {
 
 func (x *FindResponse) Reset() {
 	*x = FindResponse{}
-	mi := &file_rookery_v1_seed_proto_msgTypes[8]
+	mi := &file_rookery_v1_seed_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -525,7 +800,7 @@ func (x *FindResponse) String() string {
 func (*FindResponse) ProtoMessage() {}
 
 func (x *FindResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_seed_proto_msgTypes[8]
+	mi := &file_rookery_v1_seed_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -538,7 +813,7 @@ func (x *FindResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FindResponse.ProtoReflect.Descriptor instead.
 func (*FindResponse) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{8}
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *FindResponse) GetProviders() []*ProviderEntry {
@@ -557,7 +832,7 @@ type ListRequest struct {
 
 func (x *ListRequest) Reset() {
 	*x = ListRequest{}
-	mi := &file_rookery_v1_seed_proto_msgTypes[9]
+	mi := &file_rookery_v1_seed_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +844,7 @@ func (x *ListRequest) String() string {
 func (*ListRequest) ProtoMessage() {}
 
 func (x *ListRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_seed_proto_msgTypes[9]
+	mi := &file_rookery_v1_seed_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +857,7 @@ func (x *ListRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
 func (*ListRequest) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{9}
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{11}
 }
 
 // ListResponse lists them.
@@ -595,7 +870,7 @@ type ListResponse struct {
 
 func (x *ListResponse) Reset() {
 	*x = ListResponse{}
-	mi := &file_rookery_v1_seed_proto_msgTypes[10]
+	mi := &file_rookery_v1_seed_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +882,7 @@ func (x *ListResponse) String() string {
 func (*ListResponse) ProtoMessage() {}
 
 func (x *ListResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_seed_proto_msgTypes[10]
+	mi := &file_rookery_v1_seed_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +895,7 @@ func (x *ListResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
 func (*ListResponse) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{10}
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListResponse) GetProviders() []*ProviderEntry {
@@ -639,7 +914,7 @@ type LeaseKeyRequest struct {
 
 func (x *LeaseKeyRequest) Reset() {
 	*x = LeaseKeyRequest{}
-	mi := &file_rookery_v1_seed_proto_msgTypes[11]
+	mi := &file_rookery_v1_seed_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +926,7 @@ func (x *LeaseKeyRequest) String() string {
 func (*LeaseKeyRequest) ProtoMessage() {}
 
 func (x *LeaseKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_seed_proto_msgTypes[11]
+	mi := &file_rookery_v1_seed_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +939,7 @@ func (x *LeaseKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseKeyRequest.ProtoReflect.Descriptor instead.
 func (*LeaseKeyRequest) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{11}
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{13}
 }
 
 // LeaseKeyResponse carries it.
@@ -679,7 +954,7 @@ type LeaseKeyResponse struct {
 
 func (x *LeaseKeyResponse) Reset() {
 	*x = LeaseKeyResponse{}
-	mi := &file_rookery_v1_seed_proto_msgTypes[12]
+	mi := &file_rookery_v1_seed_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +966,7 @@ func (x *LeaseKeyResponse) String() string {
 func (*LeaseKeyResponse) ProtoMessage() {}
 
 func (x *LeaseKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_seed_proto_msgTypes[12]
+	mi := &file_rookery_v1_seed_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +979,7 @@ func (x *LeaseKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseKeyResponse.ProtoReflect.Descriptor instead.
 func (*LeaseKeyResponse) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{12}
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LeaseKeyResponse) GetEd25519PublicKey() []byte {
@@ -719,7 +994,7 @@ var File_rookery_v1_seed_proto protoreflect.FileDescriptor
 const file_rookery_v1_seed_proto_rawDesc = "" +
 	"\n" +
 	"\x15rookery/v1/seed.proto\x12\n" +
-	"rookery.v1\x1a\x19rookery/v1/provider.proto\"\x8c\x02\n" +
+	"rookery.v1\x1a\x19rookery/v1/provider.proto\"\xfc\x02\n" +
 	"\rProviderEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12<\n" +
@@ -727,20 +1002,45 @@ const file_rookery_v1_seed_proto_rawDesc = "" +
 	"\x12registered_unix_ms\x18\x04 \x01(\x03R\x10registeredUnixMs\x123\n" +
 	"\x16last_heartbeat_unix_ms\x18\x05 \x01(\x03R\x13lastHeartbeatUnixMs\x12\x1a\n" +
 	"\bsessions\x18\x06 \x01(\x05R\bsessions\x12\x14\n" +
-	"\x05lease\x18\a \x01(\tR\x05lease\"i\n" +
+	"\x05lease\x18\a \x01(\tR\x05lease\x12!\n" +
+	"\fidentity_key\x18\b \x01(\fR\videntityKey\x12 \n" +
+	"\fprobe_rtt_us\x18\t \x01(\x03R\n" +
+	"probeRttUs\x12)\n" +
+	"\x10unverified_speed\x18\n" +
+	" \x01(\bR\x0funverifiedSpeed\"\xf3\x02\n" +
+	"\rProviderClaim\x122\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1e.rookery.v1.ProviderClaim.KindR\x04kind\x12!\n" +
+	"\fidentity_key\x18\x02 \x01(\fR\videntityKey\x12\x17\n" +
+	"\aunix_ms\x18\x03 \x01(\x03R\x06unixMs\x12\x14\n" +
+	"\x05nonce\x18\x04 \x01(\fR\x05nonce\x12\x18\n" +
+	"\aaddress\x18\x05 \x01(\tR\aaddress\x12<\n" +
+	"\fcapabilities\x18\x06 \x01(\v2\x18.rookery.v1.CapabilitiesR\fcapabilities\x12\x0e\n" +
+	"\x02id\x18\a \x01(\tR\x02id\x12\x1a\n" +
+	"\bsessions\x18\b \x01(\x05R\bsessions\"X\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rKIND_REGISTER\x10\x01\x12\x12\n" +
+	"\x0eKIND_HEARTBEAT\x10\x02\x12\x13\n" +
+	"\x0fKIND_DEREGISTER\x10\x03\"A\n" +
+	"\vSignedClaim\x12\x14\n" +
+	"\x05claim\x18\x01 \x01(\fR\x05claim\x12\x1c\n" +
+	"\tsignature\x18\x02 \x01(\fR\tsignature\"\x9a\x01\n" +
 	"\x0fRegisterRequest\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12<\n" +
-	"\fcapabilities\x18\x02 \x01(\v2\x18.rookery.v1.CapabilitiesR\fcapabilities\"9\n" +
+	"\fcapabilities\x18\x02 \x01(\v2\x18.rookery.v1.CapabilitiesR\fcapabilities\x12/\n" +
+	"\x06signed\x18\x03 \x01(\v2\x17.rookery.v1.SignedClaimR\x06signed\"9\n" +
 	"\x10RegisterResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
-	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\">\n" +
+	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\"o\n" +
 	"\x10HeartbeatRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
-	"\bsessions\x18\x02 \x01(\x05R\bsessions\"*\n" +
+	"\bsessions\x18\x02 \x01(\x05R\bsessions\x12/\n" +
+	"\x06signed\x18\x03 \x01(\v2\x17.rookery.v1.SignedClaimR\x06signed\"*\n" +
 	"\x11HeartbeatResponse\x12\x15\n" +
-	"\x06ttl_ms\x18\x01 \x01(\x03R\x05ttlMs\"#\n" +
+	"\x06ttl_ms\x18\x01 \x01(\x03R\x05ttlMs\"T\n" +
 	"\x11DeregisterRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12/\n" +
+	"\x06signed\x18\x02 \x01(\v2\x17.rookery.v1.SignedClaimR\x06signed\"\x14\n" +
 	"\x12DeregisterResponse\"\x94\x01\n" +
 	"\vFindRequest\x12\f\n" +
 	"\x01n\x18\x01 \x01(\x05R\x01n\x12(\n" +
@@ -778,45 +1078,54 @@ func file_rookery_v1_seed_proto_rawDescGZIP() []byte {
 	return file_rookery_v1_seed_proto_rawDescData
 }
 
-var file_rookery_v1_seed_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_rookery_v1_seed_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_rookery_v1_seed_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_rookery_v1_seed_proto_goTypes = []any{
-	(*ProviderEntry)(nil),      // 0: rookery.v1.ProviderEntry
-	(*RegisterRequest)(nil),    // 1: rookery.v1.RegisterRequest
-	(*RegisterResponse)(nil),   // 2: rookery.v1.RegisterResponse
-	(*HeartbeatRequest)(nil),   // 3: rookery.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),  // 4: rookery.v1.HeartbeatResponse
-	(*DeregisterRequest)(nil),  // 5: rookery.v1.DeregisterRequest
-	(*DeregisterResponse)(nil), // 6: rookery.v1.DeregisterResponse
-	(*FindRequest)(nil),        // 7: rookery.v1.FindRequest
-	(*FindResponse)(nil),       // 8: rookery.v1.FindResponse
-	(*ListRequest)(nil),        // 9: rookery.v1.ListRequest
-	(*ListResponse)(nil),       // 10: rookery.v1.ListResponse
-	(*LeaseKeyRequest)(nil),    // 11: rookery.v1.LeaseKeyRequest
-	(*LeaseKeyResponse)(nil),   // 12: rookery.v1.LeaseKeyResponse
-	(*Capabilities)(nil),       // 13: rookery.v1.Capabilities
+	(ProviderClaim_Kind)(0),    // 0: rookery.v1.ProviderClaim.Kind
+	(*ProviderEntry)(nil),      // 1: rookery.v1.ProviderEntry
+	(*ProviderClaim)(nil),      // 2: rookery.v1.ProviderClaim
+	(*SignedClaim)(nil),        // 3: rookery.v1.SignedClaim
+	(*RegisterRequest)(nil),    // 4: rookery.v1.RegisterRequest
+	(*RegisterResponse)(nil),   // 5: rookery.v1.RegisterResponse
+	(*HeartbeatRequest)(nil),   // 6: rookery.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),  // 7: rookery.v1.HeartbeatResponse
+	(*DeregisterRequest)(nil),  // 8: rookery.v1.DeregisterRequest
+	(*DeregisterResponse)(nil), // 9: rookery.v1.DeregisterResponse
+	(*FindRequest)(nil),        // 10: rookery.v1.FindRequest
+	(*FindResponse)(nil),       // 11: rookery.v1.FindResponse
+	(*ListRequest)(nil),        // 12: rookery.v1.ListRequest
+	(*ListResponse)(nil),       // 13: rookery.v1.ListResponse
+	(*LeaseKeyRequest)(nil),    // 14: rookery.v1.LeaseKeyRequest
+	(*LeaseKeyResponse)(nil),   // 15: rookery.v1.LeaseKeyResponse
+	(*Capabilities)(nil),       // 16: rookery.v1.Capabilities
 }
 var file_rookery_v1_seed_proto_depIdxs = []int32{
-	13, // 0: rookery.v1.ProviderEntry.capabilities:type_name -> rookery.v1.Capabilities
-	13, // 1: rookery.v1.RegisterRequest.capabilities:type_name -> rookery.v1.Capabilities
-	0,  // 2: rookery.v1.FindResponse.providers:type_name -> rookery.v1.ProviderEntry
-	0,  // 3: rookery.v1.ListResponse.providers:type_name -> rookery.v1.ProviderEntry
-	1,  // 4: rookery.v1.Seed.Register:input_type -> rookery.v1.RegisterRequest
-	3,  // 5: rookery.v1.Seed.Heartbeat:input_type -> rookery.v1.HeartbeatRequest
-	5,  // 6: rookery.v1.Seed.Deregister:input_type -> rookery.v1.DeregisterRequest
-	7,  // 7: rookery.v1.Seed.Find:input_type -> rookery.v1.FindRequest
-	9,  // 8: rookery.v1.Seed.List:input_type -> rookery.v1.ListRequest
-	11, // 9: rookery.v1.Seed.LeaseKey:input_type -> rookery.v1.LeaseKeyRequest
-	2,  // 10: rookery.v1.Seed.Register:output_type -> rookery.v1.RegisterResponse
-	4,  // 11: rookery.v1.Seed.Heartbeat:output_type -> rookery.v1.HeartbeatResponse
-	6,  // 12: rookery.v1.Seed.Deregister:output_type -> rookery.v1.DeregisterResponse
-	8,  // 13: rookery.v1.Seed.Find:output_type -> rookery.v1.FindResponse
-	10, // 14: rookery.v1.Seed.List:output_type -> rookery.v1.ListResponse
-	12, // 15: rookery.v1.Seed.LeaseKey:output_type -> rookery.v1.LeaseKeyResponse
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	16, // 0: rookery.v1.ProviderEntry.capabilities:type_name -> rookery.v1.Capabilities
+	0,  // 1: rookery.v1.ProviderClaim.kind:type_name -> rookery.v1.ProviderClaim.Kind
+	16, // 2: rookery.v1.ProviderClaim.capabilities:type_name -> rookery.v1.Capabilities
+	16, // 3: rookery.v1.RegisterRequest.capabilities:type_name -> rookery.v1.Capabilities
+	3,  // 4: rookery.v1.RegisterRequest.signed:type_name -> rookery.v1.SignedClaim
+	3,  // 5: rookery.v1.HeartbeatRequest.signed:type_name -> rookery.v1.SignedClaim
+	3,  // 6: rookery.v1.DeregisterRequest.signed:type_name -> rookery.v1.SignedClaim
+	1,  // 7: rookery.v1.FindResponse.providers:type_name -> rookery.v1.ProviderEntry
+	1,  // 8: rookery.v1.ListResponse.providers:type_name -> rookery.v1.ProviderEntry
+	4,  // 9: rookery.v1.Seed.Register:input_type -> rookery.v1.RegisterRequest
+	6,  // 10: rookery.v1.Seed.Heartbeat:input_type -> rookery.v1.HeartbeatRequest
+	8,  // 11: rookery.v1.Seed.Deregister:input_type -> rookery.v1.DeregisterRequest
+	10, // 12: rookery.v1.Seed.Find:input_type -> rookery.v1.FindRequest
+	12, // 13: rookery.v1.Seed.List:input_type -> rookery.v1.ListRequest
+	14, // 14: rookery.v1.Seed.LeaseKey:input_type -> rookery.v1.LeaseKeyRequest
+	5,  // 15: rookery.v1.Seed.Register:output_type -> rookery.v1.RegisterResponse
+	7,  // 16: rookery.v1.Seed.Heartbeat:output_type -> rookery.v1.HeartbeatResponse
+	9,  // 17: rookery.v1.Seed.Deregister:output_type -> rookery.v1.DeregisterResponse
+	11, // 18: rookery.v1.Seed.Find:output_type -> rookery.v1.FindResponse
+	13, // 19: rookery.v1.Seed.List:output_type -> rookery.v1.ListResponse
+	15, // 20: rookery.v1.Seed.LeaseKey:output_type -> rookery.v1.LeaseKeyResponse
+	15, // [15:21] is the sub-list for method output_type
+	9,  // [9:15] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_rookery_v1_seed_proto_init() }
@@ -830,13 +1139,14 @@ func file_rookery_v1_seed_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rookery_v1_seed_proto_rawDesc), len(file_rookery_v1_seed_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   13,
+			NumEnums:      1,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_rookery_v1_seed_proto_goTypes,
 		DependencyIndexes: file_rookery_v1_seed_proto_depIdxs,
+		EnumInfos:         file_rookery_v1_seed_proto_enumTypes,
 		MessageInfos:      file_rookery_v1_seed_proto_msgTypes,
 	}.Build()
 	File_rookery_v1_seed_proto = out.File
