@@ -388,7 +388,10 @@ func TestSeedLeases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seed := seednode.NewRegistry(seednode.WithLeaseSigning(key, time.Minute), seednode.WithTokens(tokens(t, aliceToken+" alice\n")))
+	// The seed node checks each provider's address with a Describe call,
+	// which these providers answer only for a caller they know.
+	seed := seednode.NewRegistry(seednode.WithLeaseSigning(key, time.Minute), seednode.WithTokens(tokens(t, aliceToken+" alice\n")),
+		seednode.WithProber(seednode.DialProber(seednode.DefaultProbeTimeout, transport.WithToken(aliceToken))))
 	seedDone := make(chan error, 1)
 	go func() { seedDone <- seed.Serve(seedLis) }()
 	defer func() {
