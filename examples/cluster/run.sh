@@ -52,7 +52,7 @@ echo "seed node: gRPC $seed, HTTP http://$http/v1/providers, lease key $key"
 
 for i in 1 2; do
 	echo "== starting provider $i"
-	"$tmp/rookery" provider --listen 127.0.0.1:0 --seed-node "$seed" --seed-pubkey "$key" --name "provider-$i" \
+	"$tmp/rookery" provider --listen 127.0.0.1:0 --seed-node "$seed" --seed-pubkey "$key" --name "provider-$i" --key "$tmp/p$i.key" \
 		--max-memory 2GiB --metrics 127.0.0.1:0 >"$tmp/p$i.out" 2>"$tmp/p$i.log" &
 	pids+=($!)
 	echo "provider $i: $(await listening "$tmp/p$i.out"), metrics http://$(await metrics "$tmp/p$i.out")/metrics"
