@@ -16,8 +16,8 @@ import (
 
 // WithRowWeights gives the relative speed of each replica for
 // NewReplicas: replica i takes a share of every mini-batch's rows in
-// proportion to weights[i] (see SplitRows). Without it the replicas take
-// equal shares. NewPipeline ignores it.
+// proportion to weights[i] (see SplitRows). Without it, or with no
+// weights, the replicas take equal shares. NewPipeline ignores it.
 func WithRowWeights(weights ...float64) PipelineOption {
 	return func(c *pipelineConfig) { c.weights = append([]float64(nil), weights...) }
 }
@@ -82,7 +82,7 @@ func NewReplicas(ctx context.Context, g *graph.Graph, loss int64, data []int64, 
 	}
 	batch := n.Shape[0]
 	weights := cfg.weights
-	if weights == nil {
+	if len(weights) == 0 {
 		weights = make([]float64, r)
 		for i := range weights {
 			weights[i] = 1
@@ -123,6 +123,16 @@ func NewReplicas(ctx context.Context, g *graph.Graph, loss int64, data []int64, 
 		rs.learn = append(rs.learn, spec.Graph.Learnables())
 	}
 	return rs, nil
+}
+
+// Grid cuts executors into replicas of k parts for NewReplicas: executor
+// i*k+j runs part j of replica i. A remainder of fewer than k is dropped.
+func Grid(executors []Executor, k int) [][]Executor {
+	var out [][]Executor
+	for i := 0; k > 0 && (i+1)*k <= len(executors); i++ {
+		out = append(out, executors[i*k:(i+1)*k:(i+1)*k])
+	}
+	return out
 }
 
 // SplitRows cuts a mini-batch of batch rows into len(weights) shares in
@@ -499,4 +509,35 @@ func (rs *Replicas) Close() error {
 		errs[i] = p.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// ReplicaShares turns the measured speeds of r×k executors, caps[i*k+j]
+// for part j of replica i, into the capacities a partition of k parts is
+// made for (part j: the mean speed of its r executors) and each replica's
+// row weight for WithRowWeights: the speed of its slowest part relative to
+// that mean, since a replica keeps pace with its slowest stage. It fails
+// with ErrSpec when r does not divide len(caps) or a speed is not
+// positive and finite.
+func ReplicaShares(caps []float64, r int) (partCaps, rowWeights []float64, err error) {
+	if r < 1 || len(caps) == 0 || len(caps)%r != 0 {
+		return nil, nil, fmt.Errorf("%w: %d speeds for %d replicas", ErrSpec, len(caps), r)
+	}
+	for i, c := range caps {
+		if !(c > 0) || math.IsInf(c, 0) {
+			return nil, nil, fmt.Errorf("%w: speed %d is %v", ErrSpec, i, c)
+		}
+	}
+	k := len(caps) / r
+	partCaps = make([]float64, k)
+	for i, c := range caps {
+		partCaps[i%k] += c / float64(r)
+	}
+	rowWeights = make([]float64, r)
+	for i := range rowWeights {
+		rowWeights[i] = math.Inf(1)
+		for j := range k {
+			rowWeights[i] = math.Min(rowWeights[i], caps[i*k+j]/partCaps[j])
+		}
+	}
+	return partCaps, rowWeights, nil
 }

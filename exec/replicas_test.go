@@ -284,3 +284,15 @@ func BenchmarkReplicasReduce(b *testing.B) {
 		})
 	}
 }
+
+func TestReplicaShares(t *testing.T) {
+	part, rows, err := exec.ReplicaShares([]float64{2, 4, 1, 2}, 2)
+	if err != nil || !slices.Equal(part, []float64{1.5, 3}) || math.Abs(rows[0]-4.0/3) > 1e-15 || math.Abs(rows[1]-2.0/3) > 1e-15 {
+		t.Errorf("ReplicaShares = %v, %v, %v; want [1.5 3], [4/3 2/3]", part, rows, err)
+	}
+	for _, caps := range [][]float64{{1, 2, 3}, {}, {1, 0}, {1, math.Inf(1)}} {
+		if _, _, err := exec.ReplicaShares(caps, 2); !errors.Is(err, exec.ErrSpec) {
+			t.Errorf("ReplicaShares(%v, 2): got %v, want ErrSpec", caps, err)
+		}
+	}
+}
