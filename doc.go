@@ -11,7 +11,8 @@
 // each may be protected by package exec/guard). Step trains on one
 // mini-batch: exec's pipeline splits it into micro-batches, runs them
 // forward and backward through the parts on the GPipe schedule and
-// applies the solver once per part. Pull writes the trained parameters
+// applies the solver once per part (WithReplicas: r such pipelines on
+// rows of the mini-batch, gradients summed). Pull writes the trained parameters
 // back into the caller's graph, so the caller's own tape machine computes
 // with them; Save writes the graph and its parameters, and Load reads
 // them back into a Model (exec.Model) that predicts without any executor.

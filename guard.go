@@ -67,13 +67,9 @@ func (c *config) guarded() ([]exec.Executor, *guard.Guard, error) {
 	if len(c.guardOpts) == 0 {
 		return c.executors, nil, nil
 	}
-	gd, err := guard.New(c.guardOpts...)
+	execs, gd, err := guard.Wrap(c.executors, c.guardOpts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrConfig, err)
-	}
-	execs := make([]exec.Executor, len(c.executors))
-	for i, e := range c.executors {
-		execs[i] = gd.Executor(e)
 	}
 	return execs, gd, nil
 }

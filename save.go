@@ -18,20 +18,7 @@ func Load(r io.Reader) (*Model, error) { return exec.ReadModel(r) }
 // Save writes the trained model: the graph IR with the current parameter
 // values, in the rookery.v1 protobuf encoding. Load reads it back.
 func (t *Trainer) Save(ctx context.Context, w io.Writer) error {
-	params, err := t.pipe.Params(ctx)
-	if err != nil {
-		return err
-	}
-	g, err := checkpoint.WithParams(t.ir, params)
-	if err != nil {
-		return err
-	}
-	b, err := g.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(b)
-	return err
+	return checkpoint.WriteModel(ctx, t.Pipeline(), t.ir, w)
 }
 
 // ErrCheckpoint marks a checkpoint that cannot be read or does not fit
@@ -57,7 +44,7 @@ func (t *Trainer) Steps() int { return t.steps }
 // optimiser state and the number of steps. A trainer made with
 // WithCheckpoint from it continues the run as if it had not stopped.
 func (t *Trainer) Checkpoint(ctx context.Context, w io.Writer) error {
-	s, err := checkpoint.Capture(ctx, t.pipe, t.ir, t.solver, t.steps)
+	s, err := checkpoint.Capture(ctx, t.Pipeline(), t.ir, t.solver, t.steps)
 	if err != nil {
 		return err
 	}

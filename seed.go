@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/partition"
 	"github.com/rookery-ml/rookery/transport"
 	"github.com/rookery-ml/rookery/transport/seednode"
@@ -15,10 +16,11 @@ import (
 const SeedNodeTimeout = 30 * time.Second
 
 // WithSeedNode trains on n providers leased from the seed node at addr,
-// one part each, instead of on executors given with WithExecutors. The
-// providers' measured speeds (Capabilities.Gflops) become the partition
-// capacities, so a faster provider gets a larger part; when any provider
-// reports no speed, all parts get equal shares.
+// one part each (placed as WithExecutors places them), instead of on
+// executors given with WithExecutors. The providers' measured speeds
+// (Capabilities.Gflops) set the parts' sizes and the replicas' rows
+// (exec.ReplicaShares); when any provider reports no speed, all get equal
+// shares.
 //
 // NewTrainer contacts the seed node and the providers (seednode.Lease)
 // within SeedNodeTimeout. If that fails, NewTrainer returns the error
@@ -48,8 +50,11 @@ func WithSeedNodeNeed(addr string, need seednode.Need, opts ...transport.DialOpt
 				return nil, err
 			}
 			c.executors = execs
-			if caps != nil {
-				c.splitOpts = slices.Insert(c.splitOpts, capsAt, partition.WithCapacities(caps))
+			// No speeds (caps nil), or n not r×k (NewTrainer says so): no shares.
+			if part, rows, err := exec.ReplicaShares(caps, max(c.replicas, 1)); err == nil {
+				c.splitOpts = slices.Insert(c.splitOpts, capsAt, partition.WithCapacities(part))
+				// first, so that weights given with WithReplicas win
+				c.pipeOpts = slices.Insert(c.pipeOpts, 0, exec.WithRowWeights(rows...))
 			}
 			return release, nil
 		}

@@ -26,10 +26,10 @@ type Option func(*config)
 type config struct {
 	executors  []exec.Executor
 	parts      int
-	micro      int
+	replicas   int
 	solver     exec.SolverConfig
 	plan       *partition.Plan
-	evalMode   bool
+	pipeOpts   []exec.PipelineOption // micro-batches, row weights, eval mode
 	splitOpts  []partition.Option
 	guardOpts  []guard.Option
 	checkpoint io.Reader
@@ -38,18 +38,21 @@ type config struct {
 	lease func(ctx context.Context) (release func(), err error)
 }
 
-// WithExecutors trains on these executors, one part each. Without it the
-// trainer makes one in-process CPU executor per part.
+// WithExecutors trains on these executors, one part each; with
+// WithReplicas(r), executor i*k+j runs part j of replica i. Without it
+// the trainer makes one in-process CPU executor per part.
 func WithExecutors(executors ...exec.Executor) Option {
 	return func(c *config) { c.executors, c.lease = append([]exec.Executor{}, executors...), nil }
 }
 
-// WithParts cuts the model into k parts (default: one per executor, or 1).
+// WithParts cuts the model into k parts (default: executors / replicas).
 func WithParts(k int) Option { return func(c *config) { c.parts = k } }
 
 // WithMicroBatches splits every mini-batch into m micro-batches (default
 // 1); the batch size must be a multiple of m.
-func WithMicroBatches(m int) Option { return func(c *config) { c.micro = m } }
+func WithMicroBatches(m int) Option {
+	return func(c *config) { c.pipeOpts = append(c.pipeOpts, exec.WithMicroBatches(m)) }
+}
 
 // WithSolver sets the optimiser (default exec.SGD(0.01, 0.9)).
 func WithSolver(cfg exec.SolverConfig) Option { return func(c *config) { c.solver = cfg } }
@@ -64,9 +67,24 @@ func WithPartitionOptions(opts ...partition.Option) Option {
 	return func(c *config) { c.splitOpts = append(c.splitOpts, opts...) }
 }
 
+// WithReplicas trains r data-parallel replicas of the k-part pipeline
+// (exec.Replicas): every mini-batch is split by rows across them, their
+// gradients are summed before every update, and the trained model is the
+// same. Replica i takes rows in proportion to weights[i] when given, else
+// to the speeds of providers leased with WithSeedNode, else equally.
+func WithReplicas(r int, weights ...float64) Option {
+	return func(c *config) {
+		if c.replicas = r; len(weights) > 0 {
+			c.pipeOpts = append(c.pipeOpts, exec.WithRowWeights(weights...))
+		}
+	}
+}
+
 // WithEvalMode runs BatchNorm on its running statistics and Dropout as
 // the identity while training (see exec.SessionSpec.EvalMode).
-func WithEvalMode() Option { return func(c *config) { c.evalMode = true } }
+func WithEvalMode() Option {
+	return func(c *config) { c.pipeOpts = append(c.pipeOpts, exec.WithEvalMode()) }
+}
 
 // Trainer trains a Gorgonia model across executors. It reads the caller's
 // graph once, in NewTrainer; the caller's graph is written again only by
@@ -75,7 +93,7 @@ type Trainer struct {
 	learn  gorgonia.Nodes
 	ir     *graph.Graph
 	plan   *partition.Plan
-	pipe   *exec.Pipeline
+	pipe   *exec.Replicas
 	guard  *guard.Guard
 	solver exec.SolverConfig
 	steps  int
@@ -88,7 +106,7 @@ type Trainer struct {
 // made here: leasing providers (WithSeedNode), opening the sessions and
 // restoring a checkpoint.
 func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node, learnables, inputs gorgonia.Nodes, opts ...Option) (*Trainer, error) {
-	cfg := config{micro: 1, solver: exec.SGD(0.01, 0.9)}
+	cfg := config{solver: exec.SGD(0.01, 0.9), replicas: 1}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -134,17 +152,14 @@ func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node,
 	for i, n := range inputs {
 		data[i] = int64(n.ID())
 	}
-	popts := []exec.PipelineOption{exec.WithMicroBatches(cfg.micro), exec.WithSolver(cfg.solver)}
-	if cfg.evalMode {
-		popts = append(popts, exec.WithEvalMode())
-	}
-	pipe, err := exec.NewPipeline(ctx, ir, int64(loss.ID()), data, parts, execs, popts...)
+	popts := append([]exec.PipelineOption{exec.WithSolver(cfg.solver)}, cfg.pipeOpts...)
+	pipe, err := exec.NewReplicas(ctx, ir, int64(loss.ID()), data, parts, exec.Grid(execs, len(parts)), popts...)
 	if err != nil {
 		return nil, err
 	}
 	t := &Trainer{learn: append(gorgonia.Nodes{}, learnables...), ir: ir, plan: plan, pipe: pipe, guard: gd, solver: cfg.solver}
 	if ckpt != nil {
-		if err := ckpt.Restore(ctx, pipe); err != nil {
+		if err := ckpt.Restore(ctx, pipe.Pipelines()...); err != nil {
 			pipe.Close()
 			return nil, err
 		}
@@ -154,10 +169,14 @@ func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node,
 }
 
 // partition returns the plan given with WithPlan, or cuts ir into the
-// parts asked for (default: one per executor, or 1), and makes an
-// in-process CPU executor per part when none were given.
+// parts asked for (default: one per executor and replica, or 1), and
+// makes an in-process CPU executor per part and replica when none were
+// given.
 func (c *config) partition(ir *graph.Graph) (*partition.Plan, error) {
-	k := c.parts
+	k, r := c.parts, c.replicas
+	if r < 1 {
+		return nil, fmt.Errorf("%w: %d replicas", ErrConfig, r)
+	}
 	switch {
 	case c.plan != nil:
 		if k != 0 && k != len(c.plan.Parts) {
@@ -165,7 +184,7 @@ func (c *config) partition(ir *graph.Graph) (*partition.Plan, error) {
 		}
 		k = len(c.plan.Parts)
 	case k == 0 && len(c.executors) > 0:
-		k = len(c.executors)
+		k = len(c.executors) / r
 	case k == 0:
 		k = 1
 	}
@@ -173,12 +192,12 @@ func (c *config) partition(ir *graph.Graph) (*partition.Plan, error) {
 		return nil, fmt.Errorf("%w: %d parts", ErrConfig, k)
 	}
 	if len(c.executors) == 0 {
-		for range k {
+		for range k * r {
 			c.executors = append(c.executors, exec.NewCPU())
 		}
 	}
-	if len(c.executors) != k {
-		return nil, fmt.Errorf("%w: %d executors for %d parts", ErrConfig, len(c.executors), k)
+	if len(c.executors) != k*r {
+		return nil, fmt.Errorf("%w: %d executors for %d parts × %d replicas", ErrConfig, len(c.executors), k, r)
 	}
 	if c.plan != nil {
 		return c.plan, nil
@@ -189,8 +208,11 @@ func (c *config) partition(ir *graph.Graph) (*partition.Plan, error) {
 // Plan returns the partition the trainer runs.
 func (t *Trainer) Plan() *partition.Plan { return t.plan }
 
-// Pipeline returns the pipeline that drives the parts.
-func (t *Trainer) Pipeline() *exec.Pipeline { return t.pipe }
+// Pipeline returns the pipeline that drives the parts (of replica 0).
+func (t *Trainer) Pipeline() *exec.Pipeline { return t.pipe.Pipelines()[0] }
+
+// Replicas returns the replicas of the pipeline (one without WithReplicas).
+func (t *Trainer) Replicas() *exec.Replicas { return t.pipe }
 
 // Graph returns the IR the trainer read from the caller's graph.
 func (t *Trainer) Graph() *graph.Graph { return t.ir }

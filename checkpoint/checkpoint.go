@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 
 	"gorgonia.org/tensor"
@@ -61,6 +62,26 @@ func WithParams(g *graph.Graph, params map[int64]*tensor.Dense) (*graph.Graph, e
 		}
 	}
 	return out, nil
+}
+
+// WriteModel writes the trained model that p drives, the graph g it was
+// opened with holding p's current parameters, in the rookery.v1 protobuf
+// encoding (what Trainer.Save writes and exec.ReadModel reads).
+func WriteModel(ctx context.Context, p *exec.Pipeline, g *graph.Graph, w io.Writer) error {
+	params, err := p.Params(ctx)
+	if err != nil {
+		return err
+	}
+	out, err := WithParams(g, params)
+	if err != nil {
+		return err
+	}
+	b, err := out.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
 }
 
 // Capture reads the state of the run that p drives: its parameters and
@@ -129,8 +150,18 @@ func (s *State) Apply(g *graph.Graph) error {
 }
 
 // Restore puts the optimiser state and the update count into every part
-// of p, a pipeline opened on the graph the checkpoint was applied to.
-func (s *State) Restore(ctx context.Context, p *exec.Pipeline) error {
+// of each pipeline, opened on the graph the checkpoint was applied to
+// (several: the replicas of an exec.Replicas).
+func (s *State) Restore(ctx context.Context, pipes ...*exec.Pipeline) error {
+	for _, p := range pipes {
+		if err := s.restore(ctx, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *State) restore(ctx context.Context, p *exec.Pipeline) error {
 	for i, spec := range p.Layout().Specs {
 		ids := spec.Graph.Learnables()
 		if len(ids) == 0 {

@@ -764,6 +764,33 @@ func (p cpuParams) SetState(i int, slot string, t *tensor.Dense) error {
 	return nil
 }
 
+// Grad returns the accumulated gradient, with the deferred weights'
+// products folded in first.
+func (p cpuParams) Grad(i int) (*tensor.Dense, error) {
+	if _, err := p.s.deferredGrads(false, 0); err != nil {
+		return nil, err
+	}
+	if !p.s.accValid[i] {
+		return zerosLike(p.s.acc[i].Dtype(), graph.Shape(p.s.acc[i].Shape())), nil
+	}
+	return cloneDense(p.s.acc[i]), nil
+}
+
+// SetGrad replaces the accumulated gradient; the deferred products of the
+// micro-batches run so far are folded in first, so that they are replaced
+// too and not added at Step.
+func (p cpuParams) SetGrad(i int, t *tensor.Dense) error {
+	if _, err := p.s.deferredGrads(false, 0); err != nil {
+		return err
+	}
+	if !t.IsNativelyAccessible() || t.RequiresIterator() {
+		t = t.Materialize().(*tensor.Dense)
+	}
+	copyDense(p.s.acc[i], t)
+	p.s.accValid[i] = true
+	return nil
+}
+
 // Close implements Session.
 func (s *cpuSession) Close() error {
 	s.mu.Lock()

@@ -19,6 +19,15 @@
 // that cross parts; parameters stay where they live, and the result equals
 // training the same graph in one process.
 //
+// NewReplicas runs r such pipelines as data-parallel replicas: SplitRows
+// gives each a share of every mini-batch's rows (a multiple of the
+// micro-batch count, in proportion to WithRowWeights); each runs its rows
+// forward and backward; then, for every part concurrently, the requester
+// reads each replica's accumulated gradients (GradName), sums them in
+// replica order weighted by each replica's share of the rows, and Puts
+// the sum back to every replica, which then steps. The loss stays the
+// mean over the whole mini-batch and the replicas stay bit-identical.
+//
 // The CPU executor lowers a part into a fresh Gorgonia graph for each
 // micro-batch index with Lower, which builds the IR's ML kinds (those that
 // Gorgonia has no op for) as forward-only Gorgonia ops running the kernels

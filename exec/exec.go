@@ -51,11 +51,13 @@ func Keep(ctx context.Context, s Session, name string, t *tensor.Dense) error {
 type Session interface {
 	// Put stores a resident tensor under name. ParamName(id) names the
 	// value of learnable parameter id (its shape and dtype must match the
-	// node); any other name stores a tensor the caller can Get back, and
+	// node), GradName(id) replaces its gradient accumulated since the
+	// last Step; any other name stores a tensor the caller can Get back, and
 	// InputName(id) supplies input id to Forward whenever the feeds lack it.
 	Put(ctx context.Context, name string, t *tensor.Dense) error
 	// Get returns copies of resident tensors: parameters (ParamName),
-	// optimiser state (StateName) and whatever was Put.
+	// optimiser state (StateName), accumulated gradients (GradName) and
+	// whatever was Put.
 	Get(ctx context.Context, names ...string) (map[string]*tensor.Dense, error)
 	// Forward runs micro-batch microBatch forward. feeds holds a value for
 	// every input of the part (SessionSpec.Inputs, SessionSpec.DataInputs),

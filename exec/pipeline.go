@@ -18,6 +18,7 @@ type pipelineConfig struct {
 	micro    int
 	solver   SolverConfig
 	evalMode bool
+	weights  []float64 // NewReplicas: each replica's share of the rows
 }
 
 // WithMicroBatches splits every mini-batch into m micro-batches (default
@@ -150,16 +151,27 @@ func (p *Pipeline) Step(ctx context.Context, feeds map[int64]*tensor.Dense) (flo
 	if p.broken != nil {
 		return 0, fmt.Errorf("%w: %w", ErrBroken, p.broken)
 	}
+	l, err := p.accumulate(ctx, feeds)
+	if err != nil {
+		return 0, err
+	}
+	if err := p.stepAll(ctx); err != nil {
+		p.broken = err
+		return 0, err
+	}
+	return l, nil
+}
+
+// accumulate runs one mini-batch forward and backward, leaving the
+// gradients accumulated on the parts, and returns its loss. The caller
+// holds p.mu and has checked that p is open and not broken.
+func (p *Pipeline) accumulate(ctx context.Context, feeds map[int64]*tensor.Dense) (float64, error) {
 	micro, err := p.split(feeds)
 	if err != nil {
 		return 0, err
 	}
 	losses, err := p.run(ctx, micro, false)
 	if err != nil {
-		p.broken = err
-		return 0, err
-	}
-	if err := p.stepAll(ctx); err != nil {
 		p.broken = err
 		return 0, err
 	}

@@ -16,6 +16,7 @@ import (
 const (
 	paramPrefix = "param/"
 	inputPrefix = "input/"
+	gradPrefix  = "grad/"
 )
 
 // ParamName is the resident name of learnable parameter id.
@@ -31,6 +32,21 @@ func StateName(id int64, slot string) string { return ParamName(id) + "/" + slot
 // snapshot needs it, since Adam's bias correction and the learning-rate
 // schedules depend on it).
 const SolverStepName = "solver/step"
+
+// GradName is the resident name of the gradient of learnable parameter id
+// accumulated since the last Step: the sum of the gradients of the
+// micro-batches run backward since then (Step applies it divided by their
+// number). Get returns it (zeros before any Backward); Put replaces it, so
+// that a Step after it applies the value Put. Data-parallel replicas
+// (Replicas) exchange their gradients this way.
+func GradName(id int64) string { return gradPrefix + strconv.FormatInt(id, 10) }
+
+// ParseGradName reads a name made by GradName: the parameter's id. ok is
+// false for any other name.
+func ParseGradName(name string) (id int64, ok bool) {
+	id, rest, ok := parseID(name, gradPrefix)
+	return id, ok && rest == ""
+}
 
 // InputName is the resident name under which a tensor stands in for input
 // id when Forward's feeds lack it (a data shard kept on the executor).
@@ -100,11 +116,15 @@ type ParamStore interface {
 	// Only called for a slot of StateSlots and a parameter that has a
 	// value.
 	SetState(i int, slot string, t *tensor.Dense) error
+	// Grad returns a copy of parameter i's gradient accumulated since
+	// the last Step (GradName); SetGrad replaces it with a copy of t.
+	Grad(i int) (*tensor.Dense, error)
+	SetGrad(i int, t *tensor.Dense) error
 }
 
 // Store holds the resident tensors of one session and serves Put and Get
-// by name, the same way for every executor: SolverStepName, ParamName and
-// StateName reach the session's ParamStore; InputName stands in for an
+// by name, the same way for every executor: SolverStepName, ParamName,
+// StateName and GradName reach the session's ParamStore; InputName stands in for an
 // input that Forward's feeds lack; any other name holds whatever was Put.
 // Errors name the part: a *FeedError for a nil or mis-shaped tensor, a
 // *NameError for a name the part does not have, an *OrderError for solver
@@ -184,6 +204,16 @@ func (s *Store) Put(name string, t *tensor.Dense, keep bool) error {
 		}
 		return s.paramErr(name, "put", err)
 	}
+	if id, ok := ParseGradName(name); ok {
+		i, isParam := s.learnIdx[id]
+		if !isParam {
+			return &NameError{Part: s.part, Name: name}
+		}
+		if err := s.check(id, name, t); err != nil {
+			return err
+		}
+		return s.paramErr(name, "put", s.params.SetGrad(i, t))
+	}
 	if id, ok := ParseInputName(name); ok {
 		if !s.IsFeed(id) {
 			return &NameError{Part: s.part, Name: name}
@@ -231,6 +261,14 @@ func (s *Store) get(name string) (*tensor.Dense, error) {
 			return nil, &NameError{Part: s.part, Name: name}
 		}
 		t, err := s.params.State(i, slot)
+		return t, s.paramErr(name, "get", err)
+	}
+	if id, ok := ParseGradName(name); ok {
+		i, isParam := s.learnIdx[id]
+		if !isParam {
+			return nil, &NameError{Part: s.part, Name: name}
+		}
+		t, err := s.params.Grad(i)
 		return t, s.paramErr(name, "get", err)
 	}
 	t, ok := s.resident[name]

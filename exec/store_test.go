@@ -47,6 +47,11 @@ func (p *fakeParams) SetState(i int, slot string, t *tensor.Dense) error {
 	return nil
 }
 
+func (p *fakeParams) Grad(i int) (*tensor.Dense, error) {
+	return p.params[i].Clone().(*tensor.Dense), p.err
+}
+func (p *fakeParams) SetGrad(i int, t *tensor.Dense) error { return p.err }
+
 func dense(shape []int, v ...float64) *tensor.Dense {
 	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(v))
 }

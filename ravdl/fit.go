@@ -20,8 +20,9 @@ type History struct {
 	Epochs []Epoch
 	// StepLoss is the loss of every training step, in order.
 	StepLoss []float64
-	// Parts is the number of parts the model was cut into.
-	Parts int
+	// Parts is the number of parts the model was cut into, Replicas the
+	// number of data-parallel replicas of them.
+	Parts, Replicas int
 }
 
 // Epoch is the record of one epoch.
@@ -99,8 +100,13 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 	if cfg.parts > 0 {
 		topts = append(topts, rookery.WithParts(cfg.parts))
 	}
+	if cfg.replicas != 0 {
+		topts = append(topts, rookery.WithReplicas(cfg.replicas))
+	}
 	k := cfg.parts
-	if k == 0 {
+	if k == 0 && cfg.replicas > 0 {
+		k = len(cfg.executors) / cfg.replicas
+	} else if k == 0 {
 		k = len(cfg.executors)
 	}
 	if eps, err := imbalanceFor(ng, k); err != nil {
@@ -118,7 +124,7 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 	}
 	defer tr.Close()
 
-	hist := &History{Parts: len(tr.Plan().Parts)}
+	hist := &History{Parts: len(tr.Plan().Parts), Replicas: len(tr.Replicas().Pipelines())}
 	steps := n / batch
 	xb := tensor.New(tensor.Of(m.dtype), tensor.WithShape(ng.x.Shape().Clone()...))
 	yb := tensor.New(tensor.Of(m.dtype), tensor.WithShape(ng.y.Shape().Clone()...))

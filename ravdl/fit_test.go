@@ -184,6 +184,36 @@ func TestFitPartsEqualOnePart(t *testing.T) {
 	}
 }
 
+// TestFitReplicasEqualOne: Fit with replicas trains the model that Fit
+// without them does.
+func TestFitReplicasEqualOne(t *testing.T) {
+	ctx := context.Background()
+	x, y := blobs(64, 12, 3, 3)
+	layers := func() []Layer { return []Layer{Dense(32), ReLU(), Dense(16), Tanh(), Dense(3)} }
+	opts := []Option{Float64(), Seed(5), WithOptimizer(SGD(0.05, 0.9)), Epochs(2), BatchSize(16), Quiet(), Parts(2)}
+	one := Sequential(layers()...)
+	h1, err := one.Fit(ctx, x, y, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []int{2, 3} {
+		many := Sequential(layers()...)
+		hr, err := many.Fit(ctx, x, y, append(opts, Replicas(r), MicroBatches(2))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h1.Replicas != 1 || hr.Replicas != r {
+			t.Fatalf("trained with %d and %d replicas, want 1 and %d", h1.Replicas, hr.Replicas, r)
+		}
+		if name, d := maxDiff(one.Params(), many.Params()); d > 1e-9 {
+			t.Fatalf("parameter %s differs by %.3g between 1 and %d replicas", name, d, r)
+		}
+		if d := math.Abs(h1.Epochs[1].Loss - hr.Epochs[1].Loss); d > 1e-9 {
+			t.Fatalf("epoch losses differ by %.3g", d)
+		}
+	}
+}
+
 func TestSaveLoadRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	x, y := blobs(40, 2*4*4, 3, 6)

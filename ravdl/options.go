@@ -20,6 +20,7 @@ type config struct {
 	xv, yv    *tensor.Dense
 	executors []exec.Executor
 	parts     int
+	replicas  int
 	micro     int
 	opt       Optimizer
 	loss      Loss
@@ -63,6 +64,13 @@ func WithExecutors(executors ...exec.Executor) Option {
 // Parts cuts the model into k parts (default: one per executor given
 // with WithExecutors, else 1).
 func Parts(k int) Option { return func(c *config) { c.parts = k } }
+
+// Replicas trains r data-parallel replicas of the parts (rookery.WithReplicas):
+// every mini-batch is split by rows across them and their gradients are
+// summed before each update, so the trained model is the same. With
+// WithExecutors, give r × parts executors, executor i*parts+j running part
+// j of replica i.
+func Replicas(r int) Option { return func(c *config) { c.replicas = r } }
 
 // MicroBatches splits every mini-batch into m micro-batches that flow
 // through the parts as a pipeline (default 1).

@@ -452,6 +452,14 @@ func (p deviceParams) SetState(i int, slot string, t *tensor.Dense) error {
 	return p.s.dev.upload(p.s.shared[b], bytesOf(t, p.s.plan.DType))
 }
 
+// Grad downloads parameter i's accumulator.
+func (p deviceParams) Grad(i int) (*tensor.Dense, error) { return p.read(i, p.s.plan.Accums[i]) }
+
+// SetGrad uploads t into parameter i's accumulator.
+func (p deviceParams) SetGrad(i int, t *tensor.Dense) error {
+	return p.s.dev.upload(p.s.shared[p.s.plan.Accums[i]], bytesOf(t, p.s.plan.DType))
+}
+
 // read downloads buffer b, shaped as parameter i.
 func (p deviceParams) read(i, b int) (*tensor.Dense, error) {
 	n, _ := p.s.spec.Graph.Node(p.s.plan.Learn[i])

@@ -38,6 +38,7 @@ func Run(t *testing.T, newExecutor func(t *testing.T) exec.Executor) {
 		{"ForwardOnlyAddsNothing", testForwardOnly},
 		{"SameMicroBatchTwice", testSameMicroBatchTwice},
 		{"PutGet", testPutGet},
+		{"Gradients", testGradients},
 		{"ResidentInput", testResidentInput},
 		{"SolverState", testSolverState},
 		{"OpenErrors", testOpenErrors},
@@ -407,6 +408,90 @@ func testPutGet(t *testing.T, e exec.Executor) {
 	}
 	if again[exec.ParamName(id)].Float64s()[0] == 1e6 {
 		t.Fatal("Get returned the resident tensor itself")
+	}
+}
+
+// owner returns the index of the part that holds learnable i.
+func (n *net) owner(i int) int {
+	id := int64(n.learn[i].ID())
+	for p, spec := range n.lay.Specs {
+		if node, ok := spec.Graph.Node(id); ok && node.Role == graph.RoleLearnable {
+			return p
+		}
+	}
+	return -1
+}
+
+// testGradients reads the accumulated gradients (GradName), replaces them
+// and checks that Step applies the replacement.
+func testGradients(t *testing.T, e exec.Executor) {
+	n := newNet(t)
+	_, wantGrads := n.reference(t)
+	const lr = 0.1
+	ss := n.open(t, e, exec.SGD(lr, 0))
+	zero := func(i int) {
+		t.Helper()
+		name := exec.GradName(int64(n.learn[i].ID()))
+		got, err := ss[n.owner(i)].Get(ctx(t), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, v := range got[name].Float64s() {
+			if v != 0 {
+				t.Fatalf("%s[%d] = %v with nothing accumulated, want 0", name, j, v)
+			}
+		}
+	}
+	for i := range n.learn {
+		zero(i)
+	}
+	// Two micro-batches of the same data: the accumulator holds the sum.
+	n.forward(t, ss, 0, n.xb, n.yb)
+	n.forward(t, ss, 1, n.xb, n.yb)
+	n.backward(t, ss, 1)
+	n.backward(t, ss, 0)
+	rng := rand.New(rand.NewSource(9))
+	repl := make([]*tensor.Dense, len(n.learn))
+	for i, l := range n.learn {
+		name := exec.GradName(int64(l.ID()))
+		got, err := ss[n.owner(i)].Get(ctx(t), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, v := range got[name].Float64s() {
+			if want := 2 * wantGrads[i].Float64s()[j]; !close(v, want) {
+				t.Fatalf("%s[%d] = %v, want %v", name, j, v, want)
+			}
+		}
+		repl[i] = randDense(rng, 1, got[name].Shape()...)
+		if err := ss[n.owner(i)].Put(ctx(t), name, repl[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A gradient of the wrong shape, or of a node that is not a
+	// parameter of the part, is refused.
+	if err := ss[n.owner(0)].Put(ctx(t), exec.GradName(int64(n.learn[0].ID())), randDense(rng, 1, 2)); !errors.Is(err, exec.ErrFeed) {
+		t.Errorf("put of a mis-shaped gradient: got %v, want ErrFeed", err)
+	}
+	if _, err := ss[0].Get(ctx(t), exec.GradName(1<<40)); !errors.Is(err, exec.ErrUnknownName) {
+		t.Errorf("get of the gradient of no parameter: got %v, want ErrUnknownName", err)
+	}
+	for _, s := range ss {
+		if err := s.Step(ctx(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Step applied the values Put, divided by the two micro-batches.
+	half := make([]*tensor.Dense, len(repl))
+	for i, r := range repl {
+		half[i] = randDense(rng, 0, r.Shape()...)
+		for j, v := range r.Float64s() {
+			half[i].Float64s()[j] = v / 2
+		}
+	}
+	requireSGD(t, n.params(t, ss), n.initial, half, lr)
+	for i := range n.learn {
+		zero(i)
 	}
 }
 

@@ -178,6 +178,20 @@ type member struct {
 	name string
 }
 
+// Wrap returns a new guard made with opts and, for each executor, the
+// executor that runs parts on it under that guard (Guard.Executor).
+func Wrap(executors []exec.Executor, opts ...Option) ([]exec.Executor, *Guard, error) {
+	g, err := New(opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]exec.Executor, len(executors))
+	for i, e := range executors {
+		out[i] = g.Executor(e)
+	}
+	return out, g, nil
+}
+
 // New returns a guard.
 func New(opts ...Option) (*Guard, error) {
 	cfg := config{snapEvery: DefaultSnapshotEvery, maxRepl: DefaultMaxReplacements, redundancy: 1, backoff: DefaultBackoff, callTimeout: DefaultCallTimeout,

@@ -488,9 +488,12 @@ func (s *session) snapshot(ctx context.Context) error {
 	return nil
 }
 
-// inSnapshot says whether a resident name is covered by snapshots.
+// inSnapshot says whether a resident name is covered by snapshots: a
+// parameter, its optimiser state, the update count, or an accumulated
+// gradient (which the Step after it consumes).
 func inSnapshot(name string) bool {
-	return strings.HasPrefix(name, "param/") || name == exec.SolverStepName
+	_, grad := exec.ParseGradName(name)
+	return strings.HasPrefix(name, "param/") || name == exec.SolverStepName || grad
 }
 
 // Put implements exec.Session. Parameters and optimiser state Put between

@@ -1,0 +1,543 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/graph"
+)
+
+// WithRowWeights gives the relative speed of each replica for
+// NewReplicas: replica i takes a share of every mini-batch's rows in
+// proportion to weights[i] (see SplitRows). Without it, or with no
+// weights, the replicas take equal shares. NewPipeline ignores it.
+func WithRowWeights(weights ...float64) PipelineOption {
+	return func(c *pipelineConfig) { c.weights = append([]float64(nil), weights...) }
+}
+
+// Replicas trains r data-parallel replicas of a k-part pipeline. Every
+// mini-batch is split by rows across the replicas; each runs forward and
+// backward on its rows, micro-batched like a Pipeline; then the gradients
+// each part accumulated are summed across its replicas, every replica
+// weighted by its share of the rows, and every replica's part applies the
+// same update. The loss stays the mean over the whole mini-batch, and all
+// replicas hold bit-identical parameters after every step.
+//
+// The sum runs through this process: for each part, concurrently, the
+// accumulated gradients (GradName) are fetched from every replica, added
+// in replica order (so the result does not depend on timing) and Put back
+// to every replica before it steps.
+type Replicas struct {
+	mu     sync.Mutex
+	g      *graph.Graph
+	data   []int64
+	batch  int
+	rows   []int
+	pipes  []*Pipeline
+	learn  [][]int64 // the learnable parameters of each part
+	closed bool
+	broken error
+	stats  ReplicaStats
+}
+
+// ReplicaStats counts where the steps of a Replicas spent their time.
+type ReplicaStats struct {
+	// Steps is the number of training steps taken.
+	Steps int
+	// Compute is the time the replicas spent running their rows forward
+	// and backward, Reduce the time spent summing the gradients across
+	// replicas (fetching, adding, putting back), Update the time the
+	// parts spent applying the update. Each is a total over Steps.
+	Compute, Reduce, Update time.Duration
+}
+
+// NewReplicas opens len(executors) replicas of the pipeline NewPipeline
+// would open: executors[i][j] runs part j of replica i. g, loss, data and
+// parts are as for NewPipeline; WithRowWeights sets each replica's share
+// of the rows, WithMicroBatches the micro-batches each replica cuts its
+// rows into. The batch must hold at least one row per micro-batch for
+// every replica.
+func NewReplicas(ctx context.Context, g *graph.Graph, loss int64, data []int64, parts [][]int64, executors [][]Executor, opts ...PipelineOption) (*Replicas, error) {
+	cfg := pipelineConfig{micro: 1}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	r := len(executors)
+	if r == 0 {
+		return nil, fmt.Errorf("%w: no replicas", ErrSpec)
+	}
+	if len(data) == 0 {
+		return nil, fmt.Errorf("%w: no data inputs", ErrSpec)
+	}
+	n, ok := g.Node(data[0])
+	if !ok || len(n.Shape) == 0 {
+		return nil, &SpecError{Part: -1, Node: data[0], Reason: "data input must be an input node with the batch on axis 0"}
+	}
+	batch := n.Shape[0]
+	weights := cfg.weights
+	if len(weights) == 0 {
+		weights = make([]float64, r)
+		for i := range weights {
+			weights[i] = 1
+		}
+	}
+	if len(weights) != r {
+		return nil, fmt.Errorf("%w: %d row weights for %d replicas", ErrSpec, len(weights), r)
+	}
+	rows, err := SplitRows(batch, cfg.micro, weights)
+	if err != nil {
+		return nil, err
+	}
+	rs := &Replicas{g: g, data: append([]int64{}, data...), batch: batch, rows: rows, pipes: make([]*Pipeline, r)}
+	errs := make([]error, r)
+	var wg sync.WaitGroup
+	for i := range executors {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			rg, err := Rebatch(g, data, batch, rows[i])
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			rs.pipes[i], errs[i] = NewPipeline(ctx, rg, loss, data, parts, executors[i], opts...)
+		}(i)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, p := range rs.pipes {
+			if p != nil {
+				p.Close()
+			}
+		}
+		return nil, err
+	}
+	for _, spec := range rs.pipes[0].layout.Specs {
+		rs.learn = append(rs.learn, spec.Graph.Learnables())
+	}
+	return rs, nil
+}
+
+// Grid cuts executors into replicas of k parts for NewReplicas: executor
+// i*k+j runs part j of replica i. A remainder of fewer than k is dropped.
+func Grid(executors []Executor, k int) [][]Executor {
+	var out [][]Executor
+	for i := 0; k > 0 && (i+1)*k <= len(executors); i++ {
+		out = append(out, executors[i*k:(i+1)*k:(i+1)*k])
+	}
+	return out
+}
+
+// SplitRows cuts a mini-batch of batch rows into len(weights) shares in
+// proportion to the weights (positive and finite), each a multiple of
+// micro (so that every share splits into micro micro-batches) and at
+// least micro. Shares are given in units of micro rows by the largest
+// remainder: every replica gets the whole units of its exact share, and
+// the units left over go to the largest fractional parts, the lower index
+// first among equal ones; a replica whose share rounds to nothing gets
+// one unit, taken from the replica with the most. The result depends only
+// on the arguments. It fails with ErrSpec when batch is not a multiple of
+// micro or holds fewer than len(weights) units.
+func SplitRows(batch, micro int, weights []float64) ([]int, error) {
+	r := len(weights)
+	if r == 0 || micro < 1 || batch%micro != 0 || batch/micro < r {
+		return nil, fmt.Errorf("%w: a batch of %d rows does not split into %d replicas of a multiple of %d rows each", ErrSpec, batch, r, micro)
+	}
+	var sum float64
+	for i, w := range weights {
+		if !(w > 0) || math.IsInf(w, 0) {
+			return nil, fmt.Errorf("%w: row weight %d is %v; weights must be positive and finite", ErrSpec, i, w)
+		}
+		sum += w
+	}
+	units := batch / micro
+	got := make([]int, r)
+	frac := make([]float64, r)
+	left := units
+	for i, w := range weights {
+		exact := float64(units) * w / sum
+		got[i] = int(math.Floor(exact))
+		frac[i] = exact - float64(got[i])
+		left -= got[i]
+	}
+	order := make([]int, r)
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return frac[order[a]] > frac[order[b]] })
+	for j := 0; left > 0; j = (j + 1) % r {
+		got[order[j]]++
+		left--
+	}
+	for i := range got {
+		if got[i] > 0 {
+			continue
+		}
+		most := 0
+		for j := range got {
+			if got[j] > got[most] {
+				most = j
+			}
+		}
+		got[most]--
+		got[i] = 1
+	}
+	for i := range got {
+		got[i] *= micro
+	}
+	return got, nil
+}
+
+// Rows returns the number of rows of every mini-batch each replica takes.
+func (rs *Replicas) Rows() []int { return append([]int{}, rs.rows...) }
+
+// Pipelines returns the replicas' pipelines, replica 0 first. Their
+// parameters are the same; reading them is safe, stepping one alone
+// breaks the replicas' agreement.
+func (rs *Replicas) Pipelines() []*Pipeline { return append([]*Pipeline{}, rs.pipes...) }
+
+// Stats returns the time spent so far, by phase.
+func (rs *Replicas) Stats() ReplicaStats {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.stats
+}
+
+// Step trains on one mini-batch: feeds holds a full-batch value for every
+// data input. It returns the mini-batch loss, the mean over all its rows.
+func (rs *Replicas) Step(ctx context.Context, feeds map[int64]*tensor.Dense) (float64, error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.closed {
+		return 0, ErrClosed
+	}
+	if rs.broken != nil {
+		return 0, fmt.Errorf("%w: %w", ErrBroken, rs.broken)
+	}
+	t0 := time.Now()
+	if len(rs.pipes) == 1 {
+		l, err := rs.pipes[0].Step(ctx, feeds)
+		if err == nil {
+			rs.stats.Steps++
+			rs.stats.Compute += time.Since(t0)
+		}
+		return l, err
+	}
+	shares, err := rs.split(feeds)
+	if err != nil {
+		return 0, err
+	}
+	losses := make([]float64, len(rs.pipes))
+	err = rs.each(func(i int, p *Pipeline) error {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.closed {
+			return ErrClosed
+		}
+		if p.broken != nil {
+			return fmt.Errorf("%w: %w", ErrBroken, p.broken)
+		}
+		var err error
+		losses[i], err = p.accumulate(ctx, shares[i])
+		return err
+	})
+	t1 := time.Now()
+	if err == nil {
+		err = rs.reduce(ctx)
+	}
+	t2 := time.Now()
+	if err == nil {
+		err = rs.each(func(i int, p *Pipeline) error {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.stepAll(ctx)
+		})
+	}
+	if err != nil {
+		rs.broken = err
+		return 0, err
+	}
+	rs.stats.Steps++
+	rs.stats.Compute += t1.Sub(t0)
+	rs.stats.Reduce += t2.Sub(t1)
+	rs.stats.Update += time.Since(t2)
+	return rs.mean(losses), nil
+}
+
+// Evaluate runs one mini-batch forward only, each replica on its rows,
+// and returns its loss, the mean over all its rows.
+func (rs *Replicas) Evaluate(ctx context.Context, feeds map[int64]*tensor.Dense) (float64, error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.closed {
+		return 0, ErrClosed
+	}
+	if len(rs.pipes) == 1 {
+		return rs.pipes[0].Evaluate(ctx, feeds)
+	}
+	shares, err := rs.split(feeds)
+	if err != nil {
+		return 0, err
+	}
+	losses := make([]float64, len(rs.pipes))
+	err = rs.each(func(i int, p *Pipeline) error {
+		var err error
+		losses[i], err = p.Evaluate(ctx, shares[i])
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return rs.mean(losses), nil
+}
+
+// mean weights each replica's loss, a mean over its rows, by its rows.
+func (rs *Replicas) mean(losses []float64) float64 {
+	var l float64
+	for i, li := range losses {
+		l += li * float64(rs.rows[i])
+	}
+	return l / float64(rs.batch)
+}
+
+// each runs f for every replica concurrently.
+func (rs *Replicas) each(f func(i int, p *Pipeline) error) error {
+	errs := make([]error, len(rs.pipes))
+	var wg sync.WaitGroup
+	for i, p := range rs.pipes {
+		wg.Add(1)
+		go func(i int, p *Pipeline) {
+			defer wg.Done()
+			errs[i] = f(i, p)
+		}(i, p)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// split checks the feeds and cuts them by rows, one share per replica.
+func (rs *Replicas) split(feeds map[int64]*tensor.Dense) ([]map[int64]*tensor.Dense, error) {
+	for id := range feeds {
+		if !contains(rs.data, id) {
+			return nil, &FeedError{Part: -1, Node: id, MicroBatch: -1, Reason: "not a data input"}
+		}
+	}
+	out := make([]map[int64]*tensor.Dense, len(rs.pipes))
+	for i := range out {
+		out[i] = make(map[int64]*tensor.Dense, len(rs.data))
+	}
+	for _, id := range rs.data {
+		n, _ := rs.g.Node(id)
+		t, ok := feeds[id]
+		if !ok {
+			return nil, &FeedError{Part: -1, Node: id, MicroBatch: -1, Reason: fmt.Sprintf("missing feed for %q", n.Name)}
+		}
+		if err := checkTensor(-1, -1, n, t); err != nil {
+			return nil, err
+		}
+		if !t.IsNativelyAccessible() || t.RequiresIterator() {
+			t = t.Materialize().(*tensor.Dense)
+		}
+		per := int(n.Shape.Size()) / rs.batch
+		lo := 0
+		for i, rows := range rs.rows {
+			shape := append([]int{rows}, n.Shape[1:]...)
+			st, err := sliceRows(t, lo*per, (lo+rows)*per, shape)
+			if err != nil {
+				return nil, &FeedError{Part: -1, Node: id, MicroBatch: -1, Reason: err.Error()}
+			}
+			out[i][id] = st
+			lo += rows
+		}
+	}
+	return out, nil
+}
+
+// sliceRows copies elements lo to hi of t into a new tensor of shape.
+func sliceRows(t *tensor.Dense, lo, hi int, shape []int) (*tensor.Dense, error) {
+	var back any
+	switch d := t.Data().(type) {
+	case []float64:
+		back = append([]float64(nil), d[lo:hi]...)
+	case []float32:
+		back = append([]float32(nil), d[lo:hi]...)
+	case []int:
+		back = append([]int(nil), d[lo:hi]...)
+	case []int64:
+		back = append([]int64(nil), d[lo:hi]...)
+	case []int32:
+		back = append([]int32(nil), d[lo:hi]...)
+	default:
+		return nil, fmt.Errorf("data of dtype %v cannot be split across replicas", t.Dtype())
+	}
+	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(back)), nil
+}
+
+// reduce sums every part's accumulated gradients across the replicas,
+// replica i weighted by its share of the rows, and puts the sum back to
+// every replica; the parts are reduced concurrently.
+func (rs *Replicas) reduce(ctx context.Context) error {
+	errs := make([]error, len(rs.learn))
+	var wg sync.WaitGroup
+	for j, ids := range rs.learn {
+		if len(ids) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func(j int, ids []int64) {
+			defer wg.Done()
+			errs[j] = rs.reducePart(ctx, j, ids)
+		}(j, ids)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (rs *Replicas) reducePart(ctx context.Context, part int, ids []int64) error {
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = GradName(id)
+	}
+	got := make([]map[string]*tensor.Dense, len(rs.pipes))
+	err := rs.each(func(i int, p *Pipeline) error {
+		var err error
+		got[i], err = p.sessions[part].Get(ctx, names...)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	sums := make(map[string]*tensor.Dense, len(names))
+	for _, name := range names {
+		parts := make([]*tensor.Dense, len(got))
+		for i := range got {
+			if parts[i] = got[i][name]; parts[i] == nil {
+				return &FeedError{Part: part, Node: -1, Name: name, MicroBatch: -1, Reason: fmt.Sprintf("replica %d returned no gradient", i)}
+			}
+		}
+		s, err := rs.weightedSum(parts)
+		if err != nil {
+			return &FeedError{Part: part, Node: -1, Name: name, MicroBatch: -1, Reason: err.Error()}
+		}
+		sums[name] = s
+	}
+	return rs.each(func(i int, p *Pipeline) error {
+		for _, name := range names {
+			if err := p.sessions[part].Put(ctx, name, sums[name]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// weightedSum returns Σ rows_i/batch · g_i, added in replica order in
+// float64 and rounded once to the gradients' dtype.
+func (rs *Replicas) weightedSum(gs []*tensor.Dense) (*tensor.Dense, error) {
+	n := gs[0].Shape().TotalSize()
+	acc := make([]float64, n)
+	for i, g := range gs {
+		if !g.IsNativelyAccessible() || g.RequiresIterator() {
+			g = g.Materialize().(*tensor.Dense)
+		}
+		if g.Shape().TotalSize() != n || g.Dtype() != gs[0].Dtype() {
+			return nil, fmt.Errorf("replica %d's gradient is %v %v, replica 0's %v %v", i, g.Dtype(), g.Shape(), gs[0].Dtype(), gs[0].Shape())
+		}
+		w := float64(rs.rows[i]) / float64(rs.batch)
+		switch d := g.Data().(type) {
+		case []float64:
+			for j, v := range d {
+				acc[j] += w * v
+			}
+		case []float32:
+			for j, v := range d {
+				acc[j] += w * float64(v)
+			}
+		case float64:
+			acc[0] += w * d
+		case float32:
+			acc[0] += w * float64(d)
+		default:
+			return nil, fmt.Errorf("gradient of dtype %v", g.Dtype())
+		}
+	}
+	shape := append([]int{}, gs[0].Shape()...)
+	if len(shape) == 0 {
+		if gs[0].Dtype() == tensor.Float32 {
+			return tensor.New(tensor.FromScalar(float32(acc[0]))), nil
+		}
+		return tensor.New(tensor.FromScalar(acc[0])), nil
+	}
+	if gs[0].Dtype() == tensor.Float32 {
+		out := make([]float32, n)
+		for j, v := range acc {
+			out[j] = float32(v)
+		}
+		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(out)), nil
+	}
+	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(acc)), nil
+}
+
+// Params returns the current value of every learnable parameter, read
+// from replica 0 (all replicas hold the same).
+func (rs *Replicas) Params(ctx context.Context) (map[int64]*tensor.Dense, error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.closed {
+		return nil, ErrClosed
+	}
+	return rs.pipes[0].Params(ctx)
+}
+
+// Close closes every replica's sessions.
+func (rs *Replicas) Close() error {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.closed {
+		return nil
+	}
+	rs.closed = true
+	errs := make([]error, len(rs.pipes))
+	for i, p := range rs.pipes {
+		errs[i] = p.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// ReplicaShares turns the measured speeds of r×k executors, caps[i*k+j]
+// for part j of replica i, into the capacities a partition of k parts is
+// made for (part j: the mean speed of its r executors) and each replica's
+// row weight for WithRowWeights: the speed of its slowest part relative to
+// that mean, since a replica keeps pace with its slowest stage. It fails
+// with ErrSpec when r does not divide len(caps) or a speed is not
+// positive and finite.
+func ReplicaShares(caps []float64, r int) (partCaps, rowWeights []float64, err error) {
+	if r < 1 || len(caps) == 0 || len(caps)%r != 0 {
+		return nil, nil, fmt.Errorf("%w: %d speeds for %d replicas", ErrSpec, len(caps), r)
+	}
+	for i, c := range caps {
+		if !(c > 0) || math.IsInf(c, 0) {
+			return nil, nil, fmt.Errorf("%w: speed %d is %v", ErrSpec, i, c)
+		}
+	}
+	k := len(caps) / r
+	partCaps = make([]float64, k)
+	for i, c := range caps {
+		partCaps[i%k] += c / float64(r)
+	}
+	rowWeights = make([]float64, r)
+	for i := range rowWeights {
+		rowWeights[i] = math.Inf(1)
+		for j := range k {
+			rowWeights[i] = math.Min(rowWeights[i], caps[i*k+j]/partCaps[j])
+		}
+	}
+	return partCaps, rowWeights, nil
+}
