@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -33,10 +34,15 @@ type dialConfig struct {
 	token        string
 	lease        string
 	insecure     bool
+	dialTimeout  time.Duration
 }
 
+// DefaultDialTimeout is how long Dial, Connect and the seed-node clients
+// wait for a provider or seed node to answer unless given WithDialTimeout.
+const DefaultDialTimeout = 10 * time.Second
+
 func newDialConfig(opts []DialOption) dialConfig {
-	c := dialConfig{chunk: DefaultChunkBytes, closeTimeout: 10 * time.Second,
+	c := dialConfig{chunk: DefaultChunkBytes, closeTimeout: 10 * time.Second, dialTimeout: DefaultDialTimeout,
 		limits: Limits{MaxTensorBytes: 1 << 36, MaxNodes: -1, MaxSessions: -1}}
 	for _, o := range opts {
 		o(&c)
@@ -75,6 +81,14 @@ func WithDialer(f func(ctx context.Context, addr string) (net.Conn, error)) Dial
 	return func(d *dialConfig) { d.dialer = f }
 }
 
+// WithDialTimeout bounds how long Dial, Connect and the seed-node clients
+// wait for the peer to answer (default DefaultDialTimeout); past it they
+// fail with a *DialError that names the address and the last connection
+// error. d <= 0 leaves only the caller's context as a bound.
+func WithDialTimeout(d time.Duration) DialOption {
+	return func(c *dialConfig) { c.dialTimeout = d }
+}
+
 // WithChunkBytes sets the largest data payload of one frame the client
 // sends (default 4 MiB); it must not exceed the provider's.
 func WithChunkBytes(n int) DialOption { return func(d *dialConfig) { d.chunk = n } }
@@ -91,8 +105,15 @@ func WithDialOptions(opts ...grpc.DialOption) DialOption {
 }
 
 func (c *dialConfig) conn(addr string) (*grpc.ClientConn, error) {
+	cc, _, err := c.connProbe(addr)
+	return cc, err
+}
+
+// connProbe is conn, also returning the probe that records how the
+// connection's dials went, for the errors of awaitReady.
+func (c *dialConfig) connProbe(addr string) (*grpc.ClientConn, *dialProbe, error) {
 	if c.creds.Info().SecurityProtocol == "insecure" && !c.insecure && c.dialer == nil && !IsLoopback(addr) {
-		return nil, fmt.Errorf("%w: refusing to dial %s in clear text; use transport.WithTransportCredentials (TLS), or transport.WithInsecure on a trusted network", ErrInsecure, addr)
+		return nil, nil, fmt.Errorf("%w: refusing to dial %s in clear text; use transport.WithTransportCredentials (TLS), or transport.WithInsecure on a trusted network", ErrInsecure, addr)
 	}
 	var md []string
 	if c.token != "" {
@@ -120,11 +141,107 @@ func (c *dialConfig) conn(addr string) (*grpc.ClientConn, error) {
 			}))
 	}
 	target := addr
+	p := &dialProbe{dial: c.dialer}
 	if c.dialer != nil {
-		opts = append(opts, grpc.WithContextDialer(c.dialer))
 		target = "passthrough:///" + addr
+	} else {
+		var d net.Dialer
+		p.dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	}
-	return grpc.NewClient(target, opts...)
+	opts = append(opts, grpc.WithContextDialer(p.dialContext))
+	cc, err := grpc.NewClient(target, opts...)
+	return cc, p, err
+}
+
+// dialProbe dials for a connection and keeps the last outcome, so that a
+// peer that never answers can be reported with what went wrong.
+type dialProbe struct {
+	dial func(context.Context, string) (net.Conn, error)
+
+	mu        sync.Mutex
+	err       error // the last dial's error
+	connected bool  // a dial succeeded
+}
+
+func (p *dialProbe) dialContext(ctx context.Context, addr string) (net.Conn, error) {
+	conn, err := p.dial(ctx, addr)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.err = err
+	} else {
+		p.err, p.connected = nil, true
+	}
+	return conn, err
+}
+
+// cause says what the probe saw, for a *DialError.
+func (p *dialProbe) cause() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.err != nil:
+		return p.err
+	case p.connected:
+		return errNoAnswer
+	}
+	return errNoConnection
+}
+
+var (
+	errNoAnswer     = errors.New("connected, but no gRPC answer (another service on that port, or TLS on one side only?)")
+	errNoConnection = errors.New("no connection made")
+)
+
+// dial connects to addr and waits until the connection is ready and,
+// when call is not nil, until call answers, all within the dial timeout
+// and ctx. A peer that does not answer in time gives a *DialError naming
+// peer ("provider", "seed node"); a ctx cancelled meanwhile gives ctx's
+// error.
+func (c *dialConfig) dial(ctx context.Context, addr, peer string, call func(context.Context, *grpc.ClientConn) error) (*grpc.ClientConn, error) {
+	cc, p, err := c.connProbe(addr)
+	if errors.Is(err, ErrInsecure) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("transport: dial %s %s: %w: %v", peer, addr, ErrUnavailable, err)
+	}
+	dctx, cancel := ctx, context.CancelFunc(func() {})
+	if c.dialTimeout > 0 {
+		dctx, cancel = context.WithTimeout(ctx, c.dialTimeout)
+	}
+	defer cancel()
+	start := time.Now()
+	fail := func(err error) (*grpc.ClientConn, error) {
+		cc.Close()
+		if ctx.Err() == context.Canceled {
+			return nil, ctx.Err()
+		}
+		if dctx.Err() == nil {
+			return nil, err
+		}
+		waited := c.dialTimeout
+		if _, ok := ctx.Deadline(); ok && ctx.Err() != nil || c.dialTimeout <= 0 {
+			waited = time.Since(start).Round(time.Millisecond)
+		}
+		cause := p.cause()
+		if errors.Is(cause, errNoAnswer) && err != nil {
+			cause = fmt.Errorf("%w: %v", cause, err)
+		}
+		return nil, &DialError{Addr: addr, Peer: peer, Timeout: waited, Err: cause}
+	}
+	cc.Connect()
+	for s := cc.GetState(); s != connectivity.Ready; s = cc.GetState() {
+		if !cc.WaitForStateChange(dctx, s) {
+			return fail(nil)
+		}
+	}
+	if call != nil {
+		if err := call(dctx, cc); err != nil {
+			return fail(err)
+		}
+	}
+	return cc, nil
 }
 
 // Client is a provider reached over gRPC. It is an exec.Executor: Open
@@ -141,7 +258,9 @@ type Client struct {
 }
 
 // Dial connects to the provider at addr and asks it to describe itself,
-// so that an unreachable provider fails here. The executor it returns is
+// so that an unreachable provider fails here: one that does not answer
+// within the dial timeout (WithDialTimeout, default DefaultDialTimeout)
+// gives a *DialError that names addr and the last connection error. The executor it returns is
 // a *Client; close it (it is an io.Closer) when done.
 func Dial(ctx context.Context, addr string, opts ...DialOption) (exec.Executor, error) {
 	c, err := Connect(ctx, addr, opts...)
@@ -154,21 +273,19 @@ func Dial(ctx context.Context, addr string, opts ...DialOption) (exec.Executor, 
 // Connect is Dial returning the *Client.
 func Connect(ctx context.Context, addr string, opts ...DialOption) (*Client, error) {
 	cfg := newDialConfig(opts)
-	cc, err := cfg.conn(addr)
-	if errors.Is(err, ErrInsecure) {
+	var caps *rookeryv1.Capabilities
+	cc, err := cfg.dial(ctx, addr, "provider", func(ctx context.Context, cc *grpc.ClientConn) error {
+		var err error
+		caps, err = rookeryv1.NewProviderClient(cc).Describe(ctx, &rookeryv1.DescribeRequest{}, grpc.WaitForReady(true))
+		if err != nil && ctx.Err() == nil {
+			return fromStatus(ctx, "describe "+addr, err)
+		}
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("transport: dial %s: %w: %v", addr, ErrUnavailable, err)
-	}
-	c := &Client{addr: addr, cfg: cfg, cc: cc, pc: rookeryv1.NewProviderClient(cc)}
-	caps, err := c.pc.Describe(ctx, &rookeryv1.DescribeRequest{}, grpc.WaitForReady(true))
-	if err != nil {
-		cc.Close()
-		return nil, fromStatus(ctx, "describe "+addr, err)
-	}
-	c.caps = caps
-	return c, nil
+	return &Client{addr: addr, cfg: cfg, cc: cc, pc: rookeryv1.NewProviderClient(cc), caps: caps}, nil
 }
 
 // Addr is the provider's address.

@@ -92,7 +92,7 @@ func run(ctx context.Context, providers, seedNode string, parts, epochs, batch i
 		for _, addr := range strings.Split(providers, ",") {
 			e, err := transport.Dial(ctx, strings.TrimSpace(addr))
 			if err != nil {
-				return fmt.Errorf("provider %s: %w", addr, err)
+				return err // it names the address
 			}
 			execs = append(execs, e)
 		}

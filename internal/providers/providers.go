@@ -48,13 +48,19 @@ func (p *Placement) Close() {
 
 // Resolve dials the comma-separated addresses in list, or leases n
 // providers from the seed node at seedNode. It returns a Placement
-// without executors when both strings are empty.
-func Resolve(ctx context.Context, list, seedNode string, n int) (*Placement, error) {
+// without executors when both strings are empty. opts apply to the seed
+// node and to every provider; an address that does not answer within the
+// dial timeout (transport.WithDialTimeout, default
+// transport.DefaultDialTimeout) gives a *transport.DialError naming it.
+func Resolve(ctx context.Context, list, seedNode string, n int, opts ...transport.DialOption) (*Placement, error) {
 	switch {
 	case list != "" && seedNode != "":
 		return nil, ErrBothFlags
 	case seedNode != "":
-		execs, caps, release, err := seednode.Lease(ctx, seedNode, seednode.Need{N: n})
+		execs, caps, release, err := seednode.Lease(ctx, seedNode, seednode.Need{N: n}, opts...)
+		if de := (*transport.DialError)(nil); errors.As(err, &de) && de.Addr == seedNode {
+			return nil, err // it names the seed node
+		}
 		if err != nil {
 			return nil, fmt.Errorf("seed node %s: %w", seedNode, err)
 		}
@@ -68,9 +74,12 @@ func Resolve(ctx context.Context, list, seedNode string, n int) (*Placement, err
 		if a = strings.TrimSpace(a); a == "" {
 			continue
 		}
-		e, err := transport.Dial(ctx, a)
+		e, err := transport.Dial(ctx, a, opts...)
 		if err != nil {
 			closeAll(execs)
+			if de := (*transport.DialError)(nil); errors.As(err, &de) {
+				return nil, err // it names the address
+			}
 			return nil, fmt.Errorf("provider %s: %w", a, err)
 		}
 		execs = append(execs, e)
