@@ -83,7 +83,7 @@ func run(ctx context.Context, providers, seedNode string, parts, epochs, batch i
 	} else {
 		opts = append(opts, ravdl.Progress(os.Stdout))
 	}
-	where := fmt.Sprintf("%d in-process providers", parts)
+	where := count(parts, "in-process provider")
 	switch {
 	case providers != "" && seedNode != "":
 		return fmt.Errorf("give --providers or --seed-node, not both")
@@ -97,10 +97,10 @@ func run(ctx context.Context, providers, seedNode string, parts, epochs, batch i
 			execs = append(execs, e)
 		}
 		opts = append(opts, ravdl.WithExecutors(execs...))
-		where = fmt.Sprintf("%d remote providers", len(execs))
+		where = count(len(execs), "remote provider")
 	case seedNode != "":
 		opts = append(opts, ravdl.Parts(parts), ravdl.TrainerOptions(rookery.WithSeedNode(seedNode, parts)))
-		where = fmt.Sprintf("%d providers from seed node %s", parts, seedNode)
+		where = fmt.Sprintf("%s from seed node %s", count(parts, "provider"), seedNode)
 	default:
 		opts = append(opts, ravdl.Parts(parts))
 	}
@@ -113,7 +113,7 @@ func run(ctx context.Context, providers, seedNode string, parts, epochs, batch i
 		ravdl.Dense(10),
 	)
 	fmt.Printf("MNIST: %d training and %d test images\n", train.Len(), test.Len())
-	fmt.Printf("training a 784-256-10 MLP on %s: %d epochs, batch %d, SGD lr %g momentum %g\n", where, epochs, batch, lr, momentum)
+	fmt.Printf("training a 784-256-10 MLP on %s: %s, batch %d, SGD lr %g momentum %g\n", where, count(epochs, "epoch"), batch, lr, momentum)
 	start := time.Now()
 	hist, err := model.Fit(ctx, xTrain, yTrain, opts...)
 	if err != nil {
@@ -141,4 +141,12 @@ func run(ctx context.Context, providers, seedNode string, parts, epochs, batch i
 	}
 	fmt.Printf("saved %s and %s\n", path, filepath.Join(out, "mlp-loss.png"))
 	return nil
+}
+
+// count is n and noun, plural unless n is 1: "1 epoch", "2 epochs".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

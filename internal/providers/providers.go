@@ -65,7 +65,7 @@ func Resolve(ctx context.Context, list, seedNode string, n int, opts ...transpor
 			return nil, fmt.Errorf("seed node %s: %w", seedNode, err)
 		}
 		return &Placement{Executors: execs, Capacities: caps, close: release,
-			Where: fmt.Sprintf("%d remote providers from seed node %s", len(execs), seedNode)}, nil
+			Where: fmt.Sprintf("%s from seed node %s", count(len(execs), "remote provider"), seedNode)}, nil
 	case list == "":
 		return &Placement{}, nil
 	}
@@ -84,7 +84,7 @@ func Resolve(ctx context.Context, list, seedNode string, n int, opts ...transpor
 		}
 		execs = append(execs, e)
 	}
-	return &Placement{Executors: execs, Where: fmt.Sprintf("%d remote providers", len(execs)),
+	return &Placement{Executors: execs, Where: count(len(execs), "remote provider"),
 		close: func() { closeAll(execs) }}, nil
 }
 
@@ -94,4 +94,12 @@ func closeAll(execs []exec.Executor) {
 			c.Close()
 		}
 	}
+}
+
+// count is n and noun, plural unless n is 1: "1 provider", "2 providers".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -28,6 +28,14 @@ func TestResolve(t *testing.T) {
 	srv := transport.NewServer(exec.NewCPU())
 	go srv.Serve(lis)
 	defer srv.Stop()
+	one, err := Resolve(ctx, lis.Addr().String(), "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one.Close()
+	if one.Where != "1 remote provider" {
+		t.Errorf("one address: got %q, want \"1 remote provider\"", one.Where)
+	}
 	p, err := Resolve(ctx, lis.Addr().String()+", "+lis.Addr().String(), "", 0)
 	if err != nil {
 		t.Fatal(err)
