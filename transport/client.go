@@ -299,7 +299,7 @@ func (c *Client) Capabilities() *rookeryv1.Capabilities { return c.caps }
 func (c *Client) Describe(ctx context.Context) (*rookeryv1.Capabilities, error) {
 	caps, err := c.pc.Describe(ctx, &rookeryv1.DescribeRequest{})
 	if err != nil {
-		return nil, fromStatus(ctx, "describe", err)
+		return nil, fromStatus(ctx, "describe "+c.addr, err)
 	}
 	return caps, nil
 }
@@ -320,7 +320,7 @@ func (c *Client) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session,
 	}
 	stream, err := c.pc.Open(ctx)
 	if err != nil {
-		return nil, fromStatus(ctx, "open", err)
+		return nil, fromStatus(ctx, c.on("open", spec.Part), err)
 	}
 	first := &rookeryv1.OpenRequest{Spec: specToWire(&spec), GraphBytes: int64(len(b))}
 	n := min(c.cfg.chunk, len(b))
@@ -332,10 +332,10 @@ func (c *Client) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session,
 	// A send error means the stream ended; CloseAndRecv says why.
 	resp, rerr := stream.CloseAndRecv()
 	if rerr != nil {
-		return nil, fromStatus(ctx, "open", rerr)
+		return nil, fromStatus(ctx, c.on("open", spec.Part), rerr)
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, fromStatus(ctx, "open", err)
+		return nil, fromStatus(ctx, c.on("open", spec.Part), err)
 	}
 	return &remoteSession{c: c, id: resp.Session, part: spec.Part}, nil
 }
@@ -357,6 +357,14 @@ func SessionID(s exec.Session) (string, bool) {
 	}
 	return rs.id, true
 }
+
+// on names a call to the provider for errors, so that a lost provider is
+// named: "forward on provider ADDR, part N".
+func (c *Client) on(what string, part int) string {
+	return fmt.Sprintf("%s on provider %s, part %d", what, c.addr, part)
+}
+
+func (s *remoteSession) on(what string) string { return s.c.on(what, s.part) }
 
 // remoteSession is a session on a provider.
 type remoteSession struct {
@@ -389,7 +397,7 @@ func (s *remoteSession) Put(ctx context.Context, name string, t *tensor.Dense) e
 	defer cancel()
 	stream, err := s.c.pc.Put(cctx)
 	if err != nil {
-		return fromStatus(ctx, "put", err)
+		return fromStatus(ctx, s.on("put"), err)
 	}
 	_, serr := sendTensor(stream.Send, &rookeryv1.TensorFrame{Session: s.id, Name: name}, t, s.c.cfg.chunk)
 	if serr != nil && !isStatus(serr) && !errors.Is(serr, io.EOF) {
@@ -398,7 +406,7 @@ func (s *remoteSession) Put(ctx context.Context, name string, t *tensor.Dense) e
 		return &exec.FeedError{Part: s.part, Node: -1, Name: name, MicroBatch: -1, Reason: serr.Error()}
 	}
 	_, err = stream.CloseAndRecv()
-	return fromStatus(ctx, "put", err)
+	return fromStatus(ctx, s.on("put"), err)
 }
 
 // isStatus reports whether err came from gRPC rather than from encoding.
@@ -416,7 +424,7 @@ func (s *remoteSession) Get(ctx context.Context, names ...string) (map[string]*t
 	defer cancel()
 	stream, err := s.c.pc.Get(cctx, &rookeryv1.GetRequest{Session: s.id, Names: names})
 	if err != nil {
-		return nil, fromStatus(ctx, "get", err)
+		return nil, fromStatus(ctx, s.on("get"), err)
 	}
 	r := &frameReader{stream: stream, lim: s.c.cfg.limits}
 	out := make(map[string]*tensor.Dense, len(names))
@@ -426,7 +434,7 @@ func (s *remoteSession) Get(ctx context.Context, names ...string) (map[string]*t
 			break
 		}
 		if err != nil {
-			return nil, fromStatus(ctx, "get", err)
+			return nil, fromStatus(ctx, s.on("get"), err)
 		}
 		out[h.Name] = t
 	}
@@ -448,7 +456,7 @@ func (s *remoteSession) call(ctx context.Context, what string, open func(context
 	defer cancel()
 	stream, err := open(cctx)
 	if err != nil {
-		return nil, fromStatus(ctx, what, err)
+		return nil, fromStatus(ctx, s.on(what), err)
 	}
 	// Send and receive concurrently: the provider may start answering (or
 	// refuse) before everything is sent.
@@ -491,7 +499,7 @@ func (s *remoteSession) call(ctx context.Context, what string, open func(context
 		return nil, fe
 	}
 	if rerr != nil {
-		return nil, fromStatus(ctx, what, rerr)
+		return nil, fromStatus(ctx, s.on(what), rerr)
 	}
 	return out, nil
 }
@@ -516,7 +524,7 @@ func (s *remoteSession) Step(ctx context.Context) error {
 		return err
 	}
 	_, err := s.c.pc.Step(ctx, &rookeryv1.StepRequest{Session: s.id})
-	return fromStatus(ctx, "step", err)
+	return fromStatus(ctx, s.on("step"), err)
 }
 
 // Close implements exec.Session. It tells the provider to release the
@@ -532,5 +540,5 @@ func (s *remoteSession) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.c.cfg.closeTimeout)
 	defer cancel()
 	_, err := s.c.pc.Close(ctx, &rookeryv1.CloseRequest{Session: s.id})
-	return fromStatus(ctx, "close", err)
+	return fromStatus(ctx, s.on("close"), err)
 }

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/transport"
 )
 
@@ -102,5 +105,36 @@ func TestDialCancelledReturnsContextError(t *testing.T) {
 	_, err := transport.Dial(ctx, closedPort(t), transport.WithDialTimeout(time.Hour))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
+	}
+}
+
+// A provider that dies during a run is named in the error of the next
+// call, with the part it ran.
+func TestLostProviderIsNamed(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0))
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	c, err := transport.Connect(context.Background(), addr, transport.WithDialTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := openFirstPart(t, c, newMLP(t, tensor.Float32, 8, 20, 16, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	<-served
+	err = s.Step(context.Background())
+	if !errors.Is(err, transport.ErrUnavailable) {
+		t.Fatalf("got %v, want ErrUnavailable", err)
+	}
+	if want := "step on provider " + addr + ", part 0"; !strings.Contains(err.Error(), want) {
+		t.Errorf("got %q, want it to contain %q", err, want)
 	}
 }
