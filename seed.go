@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/guard"
 	"github.com/rookery-ml/rookery/partition"
 	"github.com/rookery-ml/rookery/transport"
 	"github.com/rookery-ml/rookery/transport/seednode"
@@ -37,6 +38,13 @@ func WithSeedNode(addr string, n int, opts ...transport.DialOption) Option {
 	return WithSeedNodeNeed(addr, seednode.Need{N: n}, opts...)
 }
 
+// WithSeedNodeSpares leases k providers from the seed node given with
+// WithSeedNode beyond the n it trains on, and gives them to the trainer
+// as spares (WithSpares): a part whose provider fails moves to one of
+// them. The spares are the slowest of those leased; the trainer holds
+// their connections until it closes.
+func WithSeedNodeSpares(k int) Option { return func(c *config) { c.seedSpares = k } }
+
 // WithSeedNodeNeed is WithSeedNode with further needs of each provider
 // (memory, GPU, speed).
 func WithSeedNodeNeed(addr string, need seednode.Need, opts ...transport.DialOption) Option {
@@ -45,9 +53,21 @@ func WithSeedNodeNeed(addr string, need seednode.Need, opts ...transport.DialOpt
 		c.executors, c.lease = nil, func(ctx context.Context) (func(), error) {
 			ctx, cancel := context.WithTimeout(ctx, SeedNodeTimeout)
 			defer cancel()
-			execs, caps, release, err := seednode.Lease(ctx, addr, need, opts...)
+			want := need
+			want.N += c.seedSpares
+			execs, caps, release, err := seednode.Lease(ctx, addr, want, opts...)
 			if err != nil {
 				return nil, err
+			}
+			if c.seedSpares > 0 && len(execs) > need.N {
+				// The slowest serve as spares; the trainer holds them until
+				// it closes, since no session keeps their connections.
+				c.guardOpts = append(c.guardOpts, guard.WithSpares(execs[need.N:]...))
+				execs = execs[:need.N]
+				if caps != nil {
+					caps = caps[:need.N]
+				}
+				c.holdLease = true
 			}
 			c.executors = execs
 			// No speeds (caps nil), or n not r×k (NewTrainer says so): no shares.

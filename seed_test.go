@@ -202,3 +202,29 @@ func TestWithSeedNodeLeases(t *testing.T) {
 		t.Errorf("a session without a lease: got %v, want ErrUnauthenticated", err)
 	}
 }
+
+// TestWithSeedNodeSpares leases spares beyond the parts' providers: with
+// as many providers as parts and no more, the lease fails; with one
+// more, the trainer trains under a guard that holds it as a spare.
+func TestWithSeedNodeSpares(t *testing.T) {
+	ctx := context.Background()
+	g, loss, learn, inputs, feeds := classifier(8)
+	opts := []rookery.Option{rookery.WithMicroBatches(2), rookery.WithSolver(exec.SGD(0.1, 0.9)),
+		rookery.WithPartitionOptions(partition.WithMaxImbalance(1))}
+	two := seedCluster(t, 2, nil)
+	if _, err := rookery.NewTrainer(ctx, g, loss, learn, inputs, append(opts, rookery.WithSeedNode(two, 2), rookery.WithSeedNodeSpares(1))...); !errors.Is(err, seednode.ErrNotEnough) {
+		t.Fatalf("2 providers and 1 spare of 2: got %v, want ErrNotEnough", err)
+	}
+	three := seedCluster(t, 3, nil)
+	tr, err := rookery.NewTrainer(ctx, g, loss, learn, inputs, append(opts, rookery.WithSeedNode(three, 2), rookery.WithSeedNodeSpares(1))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if tr.Guard() == nil {
+		t.Fatal("no guard: the spare was not given to the trainer")
+	}
+	if _, err := tr.Step(ctx, feeds); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -36,6 +36,11 @@ type config struct {
 	// lease leases providers from a seed node (WithSeedNode) as the
 	// executors; release gives back the caller's hold on them.
 	lease func(ctx context.Context) (release func(), err error)
+	// seedSpares is how many more providers lease takes, as spares
+	// (WithSeedNodeSpares); holdLease keeps the lease until the trainer
+	// closes, for spares that no session holds.
+	seedSpares int
+	holdLease  bool
 }
 
 // WithExecutors trains on these executors, one part each; with
@@ -97,6 +102,9 @@ type Trainer struct {
 	guard  *guard.Guard
 	solver exec.SolverConfig
 	steps  int
+	// release gives back the seed node's lease when the trainer holds it
+	// (WithSeedNodeSpares); nil otherwise.
+	release func()
 }
 
 // NewTrainer reads g (with the current values of learnables), cuts it
@@ -110,12 +118,19 @@ func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node,
 	for _, o := range opts {
 		o(&cfg)
 	}
+	var release func()
 	if cfg.lease != nil {
-		release, err := cfg.lease(ctx)
-		if err != nil {
+		var err error
+		if release, err = cfg.lease(ctx); err != nil {
 			return nil, err
 		}
-		defer release() // the sessions hold the connections they need
+		// The sessions hold the connections they need; with spares, the
+		// trainer holds the lease until it closes.
+		defer func() {
+			if release != nil {
+				release()
+			}
+		}()
 	}
 	if g == nil || loss == nil {
 		return nil, fmt.Errorf("%w: nil graph or loss", ErrConfig)
@@ -164,6 +179,9 @@ func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node,
 			return nil, err
 		}
 		t.steps = ckpt.Steps
+	}
+	if cfg.holdLease {
+		t.release, release = release, nil
 	}
 	return t, nil
 }
@@ -280,4 +298,11 @@ func (t *Trainer) Pull(ctx context.Context) error {
 }
 
 // Close closes the sessions on every executor.
-func (t *Trainer) Close() error { return t.pipe.Close() }
+func (t *Trainer) Close() error {
+	err := t.pipe.Close()
+	if t.release != nil {
+		t.release()
+		t.release = nil
+	}
+	return err
+}

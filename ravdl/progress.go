@@ -89,7 +89,7 @@ func (p *progress) endEpoch(e Epoch, acc bool) {
 		return
 	}
 	p.clear()
-	line := fmt.Sprintf("epoch %d/%d  %d steps in %.1fs (%.0f steps/s)  loss %.4f", e.Epoch, p.epochs, e.Steps, e.Seconds, float64(e.Steps)/e.Seconds, e.Loss)
+	line := fmt.Sprintf("epoch %d/%d  %s in %.1fs (%.0f steps/s)  loss %.4f", e.Epoch, p.epochs, count(e.Steps, "step"), e.Seconds, float64(e.Steps)/e.Seconds, e.Loss)
 	if e.HasVal {
 		line += fmt.Sprintf("  val_loss %.4f", e.ValLoss)
 		if acc {
@@ -97,4 +97,12 @@ func (p *progress) endEpoch(e Epoch, acc bool) {
 		}
 	}
 	fmt.Fprintln(p.w, line)
+}
+
+// count is n and noun, plural unless n is 1: "1 epoch", "2 epochs".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

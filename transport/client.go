@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -33,10 +34,15 @@ type dialConfig struct {
 	token        string
 	lease        string
 	insecure     bool
+	dialTimeout  time.Duration
 }
 
+// DefaultDialTimeout is how long Dial, Connect and the seed-node clients
+// wait for a provider or seed node to answer unless given WithDialTimeout.
+const DefaultDialTimeout = 10 * time.Second
+
 func newDialConfig(opts []DialOption) dialConfig {
-	c := dialConfig{chunk: DefaultChunkBytes, closeTimeout: 10 * time.Second,
+	c := dialConfig{chunk: DefaultChunkBytes, closeTimeout: 10 * time.Second, dialTimeout: DefaultDialTimeout,
 		limits: Limits{MaxTensorBytes: 1 << 36, MaxNodes: -1, MaxSessions: -1}}
 	for _, o := range opts {
 		o(&c)
@@ -75,6 +81,14 @@ func WithDialer(f func(ctx context.Context, addr string) (net.Conn, error)) Dial
 	return func(d *dialConfig) { d.dialer = f }
 }
 
+// WithDialTimeout bounds how long Dial, Connect and the seed-node clients
+// wait for the peer to answer (default DefaultDialTimeout); past it they
+// fail with a *DialError that names the address and the last connection
+// error. d <= 0 leaves only the caller's context as a bound.
+func WithDialTimeout(d time.Duration) DialOption {
+	return func(c *dialConfig) { c.dialTimeout = d }
+}
+
 // WithChunkBytes sets the largest data payload of one frame the client
 // sends (default 4 MiB); it must not exceed the provider's.
 func WithChunkBytes(n int) DialOption { return func(d *dialConfig) { d.chunk = n } }
@@ -91,8 +105,15 @@ func WithDialOptions(opts ...grpc.DialOption) DialOption {
 }
 
 func (c *dialConfig) conn(addr string) (*grpc.ClientConn, error) {
+	cc, _, err := c.connProbe(addr)
+	return cc, err
+}
+
+// connProbe is conn, also returning the probe that records how the
+// connection's dials went, for the errors of awaitReady.
+func (c *dialConfig) connProbe(addr string) (*grpc.ClientConn, *dialProbe, error) {
 	if c.creds.Info().SecurityProtocol == "insecure" && !c.insecure && c.dialer == nil && !IsLoopback(addr) {
-		return nil, fmt.Errorf("%w: refusing to dial %s in clear text; use transport.WithTransportCredentials (TLS), or transport.WithInsecure on a trusted network", ErrInsecure, addr)
+		return nil, nil, fmt.Errorf("%w: refusing to dial %s in clear text; use transport.WithTransportCredentials (TLS), or transport.WithInsecure on a trusted network", ErrInsecure, addr)
 	}
 	var md []string
 	if c.token != "" {
@@ -120,11 +141,107 @@ func (c *dialConfig) conn(addr string) (*grpc.ClientConn, error) {
 			}))
 	}
 	target := addr
+	p := &dialProbe{dial: c.dialer}
 	if c.dialer != nil {
-		opts = append(opts, grpc.WithContextDialer(c.dialer))
 		target = "passthrough:///" + addr
+	} else {
+		var d net.Dialer
+		p.dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	}
-	return grpc.NewClient(target, opts...)
+	opts = append(opts, grpc.WithContextDialer(p.dialContext))
+	cc, err := grpc.NewClient(target, opts...)
+	return cc, p, err
+}
+
+// dialProbe dials for a connection and keeps the last outcome, so that a
+// peer that never answers can be reported with what went wrong.
+type dialProbe struct {
+	dial func(context.Context, string) (net.Conn, error)
+
+	mu        sync.Mutex
+	err       error // the last dial's error
+	connected bool  // a dial succeeded
+}
+
+func (p *dialProbe) dialContext(ctx context.Context, addr string) (net.Conn, error) {
+	conn, err := p.dial(ctx, addr)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.err = err
+	} else {
+		p.err, p.connected = nil, true
+	}
+	return conn, err
+}
+
+// cause says what the probe saw, for a *DialError.
+func (p *dialProbe) cause() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.err != nil:
+		return p.err
+	case p.connected:
+		return errNoAnswer
+	}
+	return errNoConnection
+}
+
+var (
+	errNoAnswer     = errors.New("connected, but no gRPC answer (another service on that port, or TLS on one side only?)")
+	errNoConnection = errors.New("no connection made")
+)
+
+// dial connects to addr and waits until the connection is ready and,
+// when call is not nil, until call answers, all within the dial timeout
+// and ctx. A peer that does not answer in time gives a *DialError naming
+// peer ("provider", "seed node"); a ctx cancelled meanwhile gives ctx's
+// error.
+func (c *dialConfig) dial(ctx context.Context, addr, peer string, call func(context.Context, *grpc.ClientConn) error) (*grpc.ClientConn, error) {
+	cc, p, err := c.connProbe(addr)
+	if errors.Is(err, ErrInsecure) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("transport: dial %s %s: %w: %v", peer, addr, ErrUnavailable, err)
+	}
+	dctx, cancel := ctx, context.CancelFunc(func() {})
+	if c.dialTimeout > 0 {
+		dctx, cancel = context.WithTimeout(ctx, c.dialTimeout)
+	}
+	defer cancel()
+	start := time.Now()
+	fail := func(err error) (*grpc.ClientConn, error) {
+		cc.Close()
+		if ctx.Err() == context.Canceled {
+			return nil, ctx.Err()
+		}
+		if dctx.Err() == nil {
+			return nil, err
+		}
+		waited := c.dialTimeout
+		if _, ok := ctx.Deadline(); ok && ctx.Err() != nil || c.dialTimeout <= 0 {
+			waited = time.Since(start).Round(time.Millisecond)
+		}
+		cause := p.cause()
+		if errors.Is(cause, errNoAnswer) && err != nil {
+			cause = fmt.Errorf("%w: %v", cause, err)
+		}
+		return nil, &DialError{Addr: addr, Peer: peer, Timeout: waited, Err: cause}
+	}
+	cc.Connect()
+	for s := cc.GetState(); s != connectivity.Ready; s = cc.GetState() {
+		if !cc.WaitForStateChange(dctx, s) {
+			return fail(nil)
+		}
+	}
+	if call != nil {
+		if err := call(dctx, cc); err != nil {
+			return fail(err)
+		}
+	}
+	return cc, nil
 }
 
 // Client is a provider reached over gRPC. It is an exec.Executor: Open
@@ -141,7 +258,9 @@ type Client struct {
 }
 
 // Dial connects to the provider at addr and asks it to describe itself,
-// so that an unreachable provider fails here. The executor it returns is
+// so that an unreachable provider fails here: one that does not answer
+// within the dial timeout (WithDialTimeout, default DefaultDialTimeout)
+// gives a *DialError that names addr and the last connection error. The executor it returns is
 // a *Client; close it (it is an io.Closer) when done.
 func Dial(ctx context.Context, addr string, opts ...DialOption) (exec.Executor, error) {
 	c, err := Connect(ctx, addr, opts...)
@@ -154,21 +273,19 @@ func Dial(ctx context.Context, addr string, opts ...DialOption) (exec.Executor, 
 // Connect is Dial returning the *Client.
 func Connect(ctx context.Context, addr string, opts ...DialOption) (*Client, error) {
 	cfg := newDialConfig(opts)
-	cc, err := cfg.conn(addr)
-	if errors.Is(err, ErrInsecure) {
+	var caps *rookeryv1.Capabilities
+	cc, err := cfg.dial(ctx, addr, "provider", func(ctx context.Context, cc *grpc.ClientConn) error {
+		var err error
+		caps, err = rookeryv1.NewProviderClient(cc).Describe(ctx, &rookeryv1.DescribeRequest{}, grpc.WaitForReady(true))
+		if err != nil && ctx.Err() == nil {
+			return fromStatus(ctx, "describe "+addr, err)
+		}
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("transport: dial %s: %w: %v", addr, ErrUnavailable, err)
-	}
-	c := &Client{addr: addr, cfg: cfg, cc: cc, pc: rookeryv1.NewProviderClient(cc)}
-	caps, err := c.pc.Describe(ctx, &rookeryv1.DescribeRequest{}, grpc.WaitForReady(true))
-	if err != nil {
-		cc.Close()
-		return nil, fromStatus(ctx, "describe "+addr, err)
-	}
-	c.caps = caps
-	return c, nil
+	return &Client{addr: addr, cfg: cfg, cc: cc, pc: rookeryv1.NewProviderClient(cc), caps: caps}, nil
 }
 
 // Addr is the provider's address.
@@ -182,7 +299,7 @@ func (c *Client) Capabilities() *rookeryv1.Capabilities { return c.caps }
 func (c *Client) Describe(ctx context.Context) (*rookeryv1.Capabilities, error) {
 	caps, err := c.pc.Describe(ctx, &rookeryv1.DescribeRequest{})
 	if err != nil {
-		return nil, fromStatus(ctx, "describe", err)
+		return nil, fromStatus(ctx, "describe "+c.addr, err)
 	}
 	return caps, nil
 }
@@ -203,7 +320,7 @@ func (c *Client) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session,
 	}
 	stream, err := c.pc.Open(ctx)
 	if err != nil {
-		return nil, fromStatus(ctx, "open", err)
+		return nil, fromStatus(ctx, c.on("open", spec.Part), err)
 	}
 	first := &rookeryv1.OpenRequest{Spec: specToWire(&spec), GraphBytes: int64(len(b))}
 	n := min(c.cfg.chunk, len(b))
@@ -215,10 +332,10 @@ func (c *Client) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session,
 	// A send error means the stream ended; CloseAndRecv says why.
 	resp, rerr := stream.CloseAndRecv()
 	if rerr != nil {
-		return nil, fromStatus(ctx, "open", rerr)
+		return nil, fromStatus(ctx, c.on("open", spec.Part), rerr)
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, fromStatus(ctx, "open", err)
+		return nil, fromStatus(ctx, c.on("open", spec.Part), err)
 	}
 	return &remoteSession{c: c, id: resp.Session, part: spec.Part}, nil
 }
@@ -240,6 +357,14 @@ func SessionID(s exec.Session) (string, bool) {
 	}
 	return rs.id, true
 }
+
+// on names a call to the provider for errors, so that a lost provider is
+// named: "forward on provider ADDR, part N".
+func (c *Client) on(what string, part int) string {
+	return fmt.Sprintf("%s on provider %s, part %d", what, c.addr, part)
+}
+
+func (s *remoteSession) on(what string) string { return s.c.on(what, s.part) }
 
 // remoteSession is a session on a provider.
 type remoteSession struct {
@@ -272,7 +397,7 @@ func (s *remoteSession) Put(ctx context.Context, name string, t *tensor.Dense) e
 	defer cancel()
 	stream, err := s.c.pc.Put(cctx)
 	if err != nil {
-		return fromStatus(ctx, "put", err)
+		return fromStatus(ctx, s.on("put"), err)
 	}
 	_, serr := sendTensor(stream.Send, &rookeryv1.TensorFrame{Session: s.id, Name: name}, t, s.c.cfg.chunk)
 	if serr != nil && !isStatus(serr) && !errors.Is(serr, io.EOF) {
@@ -281,7 +406,7 @@ func (s *remoteSession) Put(ctx context.Context, name string, t *tensor.Dense) e
 		return &exec.FeedError{Part: s.part, Node: -1, Name: name, MicroBatch: -1, Reason: serr.Error()}
 	}
 	_, err = stream.CloseAndRecv()
-	return fromStatus(ctx, "put", err)
+	return fromStatus(ctx, s.on("put"), err)
 }
 
 // isStatus reports whether err came from gRPC rather than from encoding.
@@ -299,7 +424,7 @@ func (s *remoteSession) Get(ctx context.Context, names ...string) (map[string]*t
 	defer cancel()
 	stream, err := s.c.pc.Get(cctx, &rookeryv1.GetRequest{Session: s.id, Names: names})
 	if err != nil {
-		return nil, fromStatus(ctx, "get", err)
+		return nil, fromStatus(ctx, s.on("get"), err)
 	}
 	r := &frameReader{stream: stream, lim: s.c.cfg.limits}
 	out := make(map[string]*tensor.Dense, len(names))
@@ -309,7 +434,7 @@ func (s *remoteSession) Get(ctx context.Context, names ...string) (map[string]*t
 			break
 		}
 		if err != nil {
-			return nil, fromStatus(ctx, "get", err)
+			return nil, fromStatus(ctx, s.on("get"), err)
 		}
 		out[h.Name] = t
 	}
@@ -331,7 +456,7 @@ func (s *remoteSession) call(ctx context.Context, what string, open func(context
 	defer cancel()
 	stream, err := open(cctx)
 	if err != nil {
-		return nil, fromStatus(ctx, what, err)
+		return nil, fromStatus(ctx, s.on(what), err)
 	}
 	// Send and receive concurrently: the provider may start answering (or
 	// refuse) before everything is sent.
@@ -374,7 +499,7 @@ func (s *remoteSession) call(ctx context.Context, what string, open func(context
 		return nil, fe
 	}
 	if rerr != nil {
-		return nil, fromStatus(ctx, what, rerr)
+		return nil, fromStatus(ctx, s.on(what), rerr)
 	}
 	return out, nil
 }
@@ -399,7 +524,7 @@ func (s *remoteSession) Step(ctx context.Context) error {
 		return err
 	}
 	_, err := s.c.pc.Step(ctx, &rookeryv1.StepRequest{Session: s.id})
-	return fromStatus(ctx, "step", err)
+	return fromStatus(ctx, s.on("step"), err)
 }
 
 // Close implements exec.Session. It tells the provider to release the
@@ -415,5 +540,5 @@ func (s *remoteSession) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.c.cfg.closeTimeout)
 	defer cancel()
 	_, err := s.c.pc.Close(ctx, &rookeryv1.CloseRequest{Session: s.id})
-	return fromStatus(ctx, "close", err)
+	return fromStatus(ctx, s.on("close"), err)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -40,6 +41,22 @@ var (
 	// loopback that was not explicitly allowed.
 	ErrInsecure = errors.New("transport: clear text beyond loopback")
 )
+
+// DialError is a provider or seed node that did not answer within the
+// dial timeout. It matches ErrUnavailable.
+type DialError struct {
+	Addr    string        // the address dialled
+	Peer    string        // what was expected there: "provider", "seed node"
+	Timeout time.Duration // how long it was waited for
+	Err     error         // the last connection error, or what was seen instead
+}
+
+func (e *DialError) Error() string {
+	return fmt.Sprintf("transport: dial %s: no %s answered within %v: %v", e.Addr, e.Peer, e.Timeout, e.Err)
+}
+
+// Unwrap returns ErrUnavailable and the connection error.
+func (e *DialError) Unwrap() []error { return []error{ErrUnavailable, e.Err} }
 
 // AuthReason says why an *AuthError refused a call.
 type AuthReason string

@@ -35,6 +35,16 @@ func ClientConn(addr string, opts ...DialOption) (*grpc.ClientConn, error) {
 // client, which FromStatus turns back into the same error.
 func ToStatus(err error) error { return toStatus(err) }
 
+// DialConn is ClientConn that also waits, within the dial timeout
+// (WithDialTimeout) and ctx, until the connection to addr is ready. A
+// peer that does not answer in time gives a *DialError that names addr,
+// peer (what is expected there, such as "seed node") and the last
+// connection error.
+func DialConn(ctx context.Context, addr, peer string, opts ...DialOption) (*grpc.ClientConn, error) {
+	cfg := newDialConfig(opts)
+	return cfg.dial(ctx, addr, peer, nil)
+}
+
 // FromStatus turns an error of a gRPC call back into the typed error that
 // ToStatus carried. what names the call for errors without detail; a call
 // cut short by ctx returns ctx's error.

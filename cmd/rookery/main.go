@@ -147,11 +147,11 @@ func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
 // (provider, seed). done is true when the command has nothing more to do:
 // help was shown, or --version printed the version.
 func parseDaemonFlags(fs *flag.FlagSet, args []string, version *bool, stdout io.Writer) (done bool, err error) {
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return true, nil
 		}
-		return true, usagef("%v", err)
+		return true, err
 	}
 	if fs.NArg() > 0 {
 		return true, usagef("unexpected arguments %q", fs.Args())
@@ -161,4 +161,24 @@ func parseDaemonFlags(fs *flag.FlagSet, args []string, version *bool, stdout io.
 		return true, nil
 	}
 	return false, nil
+}
+
+// parseFlags parses args into fs. A mistake gives a *usageError, which
+// run prints in one line with a pointer to `rookery help COMMAND` rather
+// than the whole usage; -h prints the usage and gives flag.ErrHelp.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	usage, out := fs.Usage, fs.Output()
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.Usage = usage
+	fs.SetOutput(out)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.Usage()
+		return err
+	case err != nil:
+		return usagef("%v", err)
+	}
+	return nil
 }

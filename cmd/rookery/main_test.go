@@ -100,6 +100,22 @@ func TestUsageAndErrors(t *testing.T) {
 	}
 }
 
+// A flag mistake prints one line and where to find the usage, not the
+// whole usage.
+func TestFlagMistakeIsOneLine(t *testing.T) {
+	for _, cmd := range []string{"provider", "seed", "plan"} {
+		code, out, errOut := runArgs(cmd, "--port", "7070")
+		want := "rookery " + cmd + ": flag provided but not defined: -port\nrun 'rookery help " + cmd + "' for usage\n"
+		if code != 2 || errOut != want || out != "" {
+			t.Errorf("rookery %s --port 7070: exit %d, stdout %q, stderr %q; want exit 2, stderr %q", cmd, code, out, errOut, want)
+		}
+	}
+	code, _, errOut := runArgs("provider", "-h")
+	if code != 0 || !strings.Contains(errOut, "usage: rookery provider") {
+		t.Errorf("provider -h: exit %d, stderr %q; want the usage", code, errOut)
+	}
+}
+
 func TestHelpAndVersion(t *testing.T) {
 	code, out, _ := runArgs("help")
 	if code != 0 || !strings.Contains(out, "plan") || !strings.Contains(out, "version") {

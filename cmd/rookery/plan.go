@@ -70,11 +70,11 @@ func runPlan(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	// Flags may come before or after the file name.
 	var files []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil
 			}
-			return usagef("%v", err)
+			return err
 		}
 		if fs.NArg() == 0 {
 			break

@@ -83,7 +83,7 @@ func run(seedNode string, steps, batch int, wait time.Duration) error {
 		return err
 	}
 	defer tr.Close()
-	fmt.Printf("training 784-%d-10 on %s: %d steps of %d images\n", hidden, where, steps, batch)
+	fmt.Printf("training 784-%d-10 on %s: %s of %d images\n", hidden, where, count(steps, "step"), batch)
 
 	xs := tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(batch, mnist.Pixels))
 	ys := tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(batch, mnist.Classes))
@@ -144,4 +144,12 @@ func awaitProviders(ctx context.Context, seedNode string, n int, wait time.Durat
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// count is n and noun, plural unless n is 1: "1 epoch", "2 epochs".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -75,7 +75,7 @@ func run(ctx context.Context, parts, epochs, batch int, lr float64, ntrain int, 
 		return err
 	}
 	fmt.Print(model.Summary())
-	fmt.Printf("training a CNN on %d MNIST images in %d parts: %d epochs, batch %d, SGD lr %g momentum 0.9\n", n, parts, epochs, batch, lr)
+	fmt.Printf("training a CNN on %d MNIST images in %s: %s, batch %d, SGD lr %g momentum 0.9\n", n, count(parts, "part"), count(epochs, "epoch"), batch, lr)
 	hist, err := model.Fit(ctx, x, y, opts...)
 	if err != nil {
 		return err
@@ -99,4 +99,12 @@ func run(ctx context.Context, parts, epochs, batch int, lr float64, ntrain int, 
 	}
 	fmt.Println("saved", path)
 	return nil
+}
+
+// count is n and noun, plural unless n is 1: "1 epoch", "2 epochs".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -80,13 +80,13 @@ func run(ctx context.Context, providers, seedNode string, shards, k, nInit int, 
 			k = 3
 		}
 	}
-	fmt.Printf("%s: %d rows, KMeans(%d), %d restarts on %s\n", name, len(y), k, nInit, where)
+	fmt.Printf("%s: %d rows, KMeans(%d), %s on %s\n", name, len(y), k, count(nInit, "restart"), where)
 	m := ravml.NewKMeans(k, append(opts, ravml.NInit(nInit), ravml.Seed(1))...)
 	start := time.Now()
 	if err := m.Fit(ctx, X, nil); err != nil {
 		return err
 	}
-	fmt.Printf("fit %.2f s: inertia %.4g after %d Lloyd iterations\n", time.Since(start).Seconds(), m.Inertia, m.Iter)
+	fmt.Printf("fit %.2f s: inertia %.4g after %s\n", time.Since(start).Seconds(), m.Inertia, count(m.Iter, "Lloyd iteration"))
 	ari, err := m.Score(ctx, teX, teY)
 	if err != nil {
 		return err
@@ -105,7 +105,7 @@ func placement(ctx context.Context, list, seedNode string, shards int) (opts []r
 	if p.Executors != nil {
 		return []ravml.Option{ravml.WithExecutors(p.Executors...)}, p.Where, p.Close, nil
 	}
-	return []ravml.Option{ravml.Shards(shards)}, fmt.Sprintf("%d shards on %d in-process providers", shards, min(shards, ravml.DefaultShards)), p.Close, nil
+	return []ravml.Option{ravml.Shards(shards)}, fmt.Sprintf("%s on %s", count(shards, "shard"), count(min(shards, ravml.DefaultShards), "in-process provider")), p.Close, nil
 }
 
 func loadMNIST() (trX *tensor.Dense, trY []float64, teX *tensor.Dense, teY []float64, err error) {
@@ -116,4 +116,12 @@ func loadMNIST() (trX *tensor.Dense, trY []float64, teX *tensor.Dense, teY []flo
 	trX, trY = train.Float64()
 	teX, teY = test.Float64()
 	return trX, trY, teX, teY, nil
+}
+
+// count is n and noun, plural unless n is 1: "1 epoch", "2 epochs".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

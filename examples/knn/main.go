@@ -101,7 +101,7 @@ func placement(ctx context.Context, list, seedNode string, shards int) (opts []r
 	if p.Executors != nil {
 		return []ravml.Option{ravml.WithExecutors(p.Executors...)}, p.Where, p.Close, nil
 	}
-	return []ravml.Option{ravml.Shards(shards)}, fmt.Sprintf("%d shards on %d in-process providers", shards, min(shards, ravml.DefaultShards)), p.Close, nil
+	return []ravml.Option{ravml.Shards(shards)}, fmt.Sprintf("%s on %s", count(shards, "shard"), count(min(shards, ravml.DefaultShards), "in-process provider")), p.Close, nil
 }
 
 func loadMNIST() (trX *tensor.Dense, trY []float64, teX *tensor.Dense, teY []float64, err error) {
@@ -112,4 +112,12 @@ func loadMNIST() (trX *tensor.Dense, trY []float64, teX *tensor.Dense, teY []flo
 	trX, trY = train.Float64()
 	teX, teY = test.Float64()
 	return trX, trY, teX, teY, nil
+}
+
+// count is n and noun, plural unless n is 1: "1 epoch", "2 epochs".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -15,13 +15,19 @@
 //	--providers host:port,...  train on these remote providers (rookery provider), one part each
 //	--seed-node ADDR           lease --parts providers from the seed node at ADDR
 //	--parts k                  number of parts (default 2; with --providers, one per provider)
+//	--spare-providers host:port,...  remote providers that take over a part whose provider fails
+//	--spares n                 with --seed-node: lease n more providers as spares
+//	--resume FILE              start from the weights in FILE (an mlp.model saved by a run)
 //	--epochs n, --batch b, --lr η, --momentum μ, --float64
-//	--out DIR                  where mlp.model and mlp-loss.png go (default $TMPDIR/rookery-mlp)
+//	--out DIR                  where mlp.model and mlp-loss.png go (default $TMPDIR/rookery-mlp);
+//	                           mlp.model is rewritten after every epoch, so a run that stops
+//	                           keeps its last finished epoch for --resume
 //	--quiet                    no progress bar
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -35,6 +41,7 @@ import (
 	"github.com/rookery-ml/rookery"
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/internal/mnist"
+	internalproviders "github.com/rookery-ml/rookery/internal/providers"
 	"github.com/rookery-ml/rookery/ravdl"
 	"github.com/rookery-ml/rookery/transport"
 )
@@ -43,6 +50,9 @@ func main() {
 	providers := flag.String("providers", "", "comma-separated host:port of remote providers, one part each")
 	seedNode := flag.String("seed-node", "", "address of a seed node to lease providers from")
 	parts := flag.Int("parts", 2, "number of parts")
+	spareList := flag.String("spare-providers", "", "comma-separated host:port of remote providers that take over a part whose provider fails")
+	spares := flag.Int("spares", 0, "with --seed-node: providers to lease beyond --parts, as spares")
+	resume := flag.String("resume", "", "start from the weights in this file (an mlp.model saved by an earlier run)")
 	epochs := flag.Int("epochs", 2, "passes over the 60,000 training images")
 	batch := flag.Int("batch", 64, "mini-batch size")
 	lr := flag.Float64("lr", 0.1, "SGD learning rate")
@@ -53,13 +63,37 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *providers, *seedNode, *parts, *epochs, *batch, *lr, *momentum, *f64, *out, *quiet); err != nil {
+	f := fallback{spareList: *spareList, spares: *spares, resume: *resume}
+	if err := run(ctx, *providers, *seedNode, *parts, *epochs, *batch, *lr, *momentum, *f64, *out, *quiet, &f); err != nil {
 		fmt.Fprintln(os.Stderr, "mlp:", err)
+		if f.saved != "" {
+			fmt.Fprintf(os.Stderr, "mlp: the model after epoch %d is in %s; continue with --resume %s\n", f.epoch, f.saved, f.saved)
+		}
+		if errors.Is(err, exec.ErrUnavailable) && f.spareList == "" && f.spares == 0 {
+			fmt.Fprintln(os.Stderr, "mlp: a provider was lost; give --spare-providers ADDR,... (or --spares N with --seed-node) so that a spare takes over its part")
+		}
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, providers, seedNode string, parts, epochs, batch int, lr, momentum float64, f64 bool, out string, quiet bool) error {
+// fallback is how a run survives a lost provider: spares that take over
+// its part, and the model saved after every epoch to resume from.
+type fallback struct {
+	spareList string // --spare-providers
+	spares    int    // --spares, leased from the seed node
+	resume    string // --resume
+
+	saved string // the file holding the last finished epoch's model
+	epoch int    // that epoch
+}
+
+func run(ctx context.Context, providers, seedNode string, parts, epochs, batch int, lr, momentum float64, f64 bool, out string, quiet bool, fb *fallback) error {
+	if fb.spares < 0 {
+		return fmt.Errorf("--spares %d: must not be negative", fb.spares)
+	}
+	if fb.spares > 0 && seedNode == "" {
+		return fmt.Errorf("--spares leases from a seed node: give --seed-node, or --spare-providers")
+	}
 	train, test, err := mnist.Load()
 	if err != nil {
 		return err
@@ -83,7 +117,7 @@ func run(ctx context.Context, providers, seedNode string, parts, epochs, batch i
 	} else {
 		opts = append(opts, ravdl.Progress(os.Stdout))
 	}
-	where := fmt.Sprintf("%d in-process providers", parts)
+	where := count(parts, "in-process provider")
 	switch {
 	case providers != "" && seedNode != "":
 		return fmt.Errorf("give --providers or --seed-node, not both")
@@ -92,17 +126,29 @@ func run(ctx context.Context, providers, seedNode string, parts, epochs, batch i
 		for _, addr := range strings.Split(providers, ",") {
 			e, err := transport.Dial(ctx, strings.TrimSpace(addr))
 			if err != nil {
-				return fmt.Errorf("provider %s: %w", addr, err)
+				return err // it names the address
 			}
 			execs = append(execs, e)
 		}
 		opts = append(opts, ravdl.WithExecutors(execs...))
-		where = fmt.Sprintf("%d remote providers", len(execs))
+		where = count(len(execs), "remote provider")
 	case seedNode != "":
-		opts = append(opts, ravdl.Parts(parts), ravdl.TrainerOptions(rookery.WithSeedNode(seedNode, parts)))
-		where = fmt.Sprintf("%d providers from seed node %s", parts, seedNode)
+		opts = append(opts, ravdl.Parts(parts), ravdl.TrainerOptions(rookery.WithSeedNode(seedNode, parts), rookery.WithSeedNodeSpares(fb.spares)))
+		where = fmt.Sprintf("%s from seed node %s", count(parts, "provider"), seedNode)
+		if fb.spares > 0 {
+			where += fmt.Sprintf(" (and %s)", count(fb.spares, "spare"))
+		}
 	default:
 		opts = append(opts, ravdl.Parts(parts))
+	}
+	if fb.spareList != "" {
+		p, err := internalproviders.Resolve(ctx, fb.spareList, "", 0)
+		if err != nil {
+			return fmt.Errorf("--spare-providers: %w", err)
+		}
+		defer p.Close()
+		opts = append(opts, ravdl.TrainerOptions(rookery.WithSpares(p.Executors...)))
+		where += fmt.Sprintf(" (and %s)", count(len(p.Executors), "spare"))
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
@@ -112,8 +158,24 @@ func run(ctx context.Context, providers, seedNode string, parts, epochs, batch i
 		ravdl.Dense(256, ravdl.Init(ravdl.HeUniform())), ravdl.ReLU(),
 		ravdl.Dense(10),
 	)
+	path := filepath.Join(out, "mlp.model")
+	if fb.resume != "" {
+		if err := loadWeights(model, fb.resume); err != nil {
+			return fmt.Errorf("--resume: %w", err)
+		}
+		fmt.Printf("resuming from %s (the optimiser state starts afresh)\n", fb.resume)
+	}
+	// Keep the model of every finished epoch, so that a run cut short
+	// can resume from it.
+	opts = append(opts, ravdl.OnEpoch(func(e ravdl.Epoch) {
+		if err := saveModel(model, path); err != nil {
+			fmt.Fprintf(os.Stderr, "mlp: saving epoch %d: %v\n", e.Epoch, err)
+			return
+		}
+		fb.saved, fb.epoch = path, e.Epoch
+	}))
 	fmt.Printf("MNIST: %d training and %d test images\n", train.Len(), test.Len())
-	fmt.Printf("training a 784-256-10 MLP on %s: %d epochs, batch %d, SGD lr %g momentum %g\n", where, epochs, batch, lr, momentum)
+	fmt.Printf("training a 784-256-10 MLP on %s: %s, batch %d, SGD lr %g momentum %g\n", where, count(epochs, "epoch"), batch, lr, momentum)
 	start := time.Now()
 	hist, err := model.Fit(ctx, xTrain, yTrain, opts...)
 	if err != nil {
@@ -127,18 +189,46 @@ func run(ctx context.Context, providers, seedNode string, parts, epochs, batch i
 	fmt.Printf("parts: %d, %.1f s per epoch, %.0f s in all\n", hist.Parts, secs/float64(len(hist.Epochs)), time.Since(start).Seconds())
 	fmt.Printf("test accuracy: %.2f%% (loss %.4f)\n", 100*last.ValAccuracy, last.ValLoss)
 
-	path := filepath.Join(out, "mlp.model")
-	f, err := os.Create(path)
+	if err := saveModel(model, path); err != nil {
+		return err
+	}
+	fb.saved = ""
+	fmt.Printf("saved %s and %s\n", path, filepath.Join(out, "mlp-loss.png"))
+	return nil
+}
+
+// count is n and noun, plural unless n is 1: "1 epoch", "2 epochs".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// saveModel writes the model to path through a temporary file, so that
+// path always holds a whole model.
+func saveModel(m *ravdl.Model, path string) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
 	if err != nil {
 		return err
 	}
-	if err := model.Save(f); err != nil {
+	if err := m.Save(f); err != nil {
 		f.Close()
 		return err
 	}
 	if err := f.Close(); err != nil {
 		return err
 	}
-	fmt.Printf("saved %s and %s\n", path, filepath.Join(out, "mlp-loss.png"))
-	return nil
+	return os.Rename(tmp, path)
+}
+
+// loadWeights reads the weights saved in path into m.
+func loadWeights(m *ravdl.Model, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return m.LoadWeights(f)
 }

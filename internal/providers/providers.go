@@ -48,18 +48,24 @@ func (p *Placement) Close() {
 
 // Resolve dials the comma-separated addresses in list, or leases n
 // providers from the seed node at seedNode. It returns a Placement
-// without executors when both strings are empty.
-func Resolve(ctx context.Context, list, seedNode string, n int) (*Placement, error) {
+// without executors when both strings are empty. opts apply to the seed
+// node and to every provider; an address that does not answer within the
+// dial timeout (transport.WithDialTimeout, default
+// transport.DefaultDialTimeout) gives a *transport.DialError naming it.
+func Resolve(ctx context.Context, list, seedNode string, n int, opts ...transport.DialOption) (*Placement, error) {
 	switch {
 	case list != "" && seedNode != "":
 		return nil, ErrBothFlags
 	case seedNode != "":
-		execs, caps, release, err := seednode.Lease(ctx, seedNode, seednode.Need{N: n})
+		execs, caps, release, err := seednode.Lease(ctx, seedNode, seednode.Need{N: n}, opts...)
+		if de := (*transport.DialError)(nil); errors.As(err, &de) && de.Addr == seedNode {
+			return nil, err // it names the seed node
+		}
 		if err != nil {
 			return nil, fmt.Errorf("seed node %s: %w", seedNode, err)
 		}
 		return &Placement{Executors: execs, Capacities: caps, close: release,
-			Where: fmt.Sprintf("%d remote providers from seed node %s", len(execs), seedNode)}, nil
+			Where: fmt.Sprintf("%s from seed node %s", count(len(execs), "remote provider"), seedNode)}, nil
 	case list == "":
 		return &Placement{}, nil
 	}
@@ -68,14 +74,17 @@ func Resolve(ctx context.Context, list, seedNode string, n int) (*Placement, err
 		if a = strings.TrimSpace(a); a == "" {
 			continue
 		}
-		e, err := transport.Dial(ctx, a)
+		e, err := transport.Dial(ctx, a, opts...)
 		if err != nil {
 			closeAll(execs)
+			if de := (*transport.DialError)(nil); errors.As(err, &de) {
+				return nil, err // it names the address
+			}
 			return nil, fmt.Errorf("provider %s: %w", a, err)
 		}
 		execs = append(execs, e)
 	}
-	return &Placement{Executors: execs, Where: fmt.Sprintf("%d remote providers", len(execs)),
+	return &Placement{Executors: execs, Where: count(len(execs), "remote provider"),
 		close: func() { closeAll(execs) }}, nil
 }
 
@@ -85,4 +94,12 @@ func closeAll(execs []exec.Executor) {
 			c.Close()
 		}
 	}
+}
+
+// count is n and noun, plural unless n is 1: "1 provider", "2 providers".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

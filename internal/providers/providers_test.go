@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/transport"
@@ -26,6 +28,14 @@ func TestResolve(t *testing.T) {
 	srv := transport.NewServer(exec.NewCPU())
 	go srv.Serve(lis)
 	defer srv.Stop()
+	one, err := Resolve(ctx, lis.Addr().String(), "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	one.Close()
+	if one.Where != "1 remote provider" {
+		t.Errorf("one address: got %q, want \"1 remote provider\"", one.Where)
+	}
 	p, err := Resolve(ctx, lis.Addr().String()+", "+lis.Addr().String(), "", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -33,5 +43,29 @@ func TestResolve(t *testing.T) {
 	defer p.Close()
 	if len(p.Executors) != 2 || p.Where != "2 remote providers" {
 		t.Errorf("got %d executors, %q; want 2, \"2 remote providers\"", len(p.Executors), p.Where)
+	}
+}
+
+// An address where nothing listens fails within the dial timeout with an
+// error naming it, for --providers and --seed-node alike.
+func TestResolveUnreachable(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	for _, tc := range []struct{ list, seedNode, peer string }{
+		{addr, "", "provider"},
+		{"", addr, "seed node"},
+	} {
+		_, err := Resolve(context.Background(), tc.list, tc.seedNode, 1, transport.WithDialTimeout(200*time.Millisecond))
+		var de *transport.DialError
+		if !errors.As(err, &de) || de.Addr != addr || de.Peer != tc.peer {
+			t.Errorf("list %q seed node %q: got %v, want a *DialError for %s %s", tc.list, tc.seedNode, err, tc.peer, addr)
+		}
+		if want := "transport: dial " + addr + ": no " + tc.peer + " answered within 200ms"; err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("got %v, want it to start with %q", err, want)
+		}
 	}
 }

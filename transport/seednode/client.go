@@ -41,17 +41,16 @@ type Need struct {
 const DefaultConnectTimeout = 10 * time.Second
 
 // Find asks the seed node at addr for need.N providers and returns their
-// entries, fastest first. Fewer matches than need.N give an error
+// entries, fastest first. A seed node that does not answer within the
+// dial timeout (transport.WithDialTimeout) gives a *transport.DialError
+// naming addr and the last connection error. Fewer matches than need.N give an error
 // matching ErrNotEnough. From a seed node that signs leases, each entry
 // carries the lease (ProviderEntry.Lease) to pass to transport.Connect
 // with transport.WithLease; Lease does both.
 func Find(ctx context.Context, addr string, need Need, opts ...transport.DialOption) ([]*rookeryv1.ProviderEntry, error) {
-	cc, err := transport.ClientConn(addr, opts...)
-	if errors.Is(err, transport.ErrInsecure) {
-		return nil, err
-	}
+	cc, err := transport.DialConn(ctx, addr, "seed node", opts...)
 	if err != nil {
-		return nil, fmt.Errorf("seednode: %s: %w: %v", addr, transport.ErrUnavailable, err)
+		return nil, err
 	}
 	defer cc.Close()
 	resp, err := rookeryv1.NewSeedClient(cc).Find(ctx, &rookeryv1.FindRequest{N: int32(need.N), MinMemoryBytes: need.MinMemory, Gpu: need.GPU, MinGflops: need.MinGFLOPS,
@@ -59,6 +58,9 @@ func Find(ctx context.Context, addr string, need Need, opts ...transport.DialOpt
 	if err != nil {
 		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
 			return nil, fmt.Errorf("seednode: %s: %w: %s", addr, ErrNotEnough, st.Message())
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("seednode: %s: no answer to find: %w", addr, ctx.Err())
 		}
 		return nil, transport.FromStatus(ctx, "seed "+addr, err)
 	}
