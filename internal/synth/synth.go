@@ -25,6 +25,7 @@ func Kinds() []string {
 		"mlp:layers=50,width=1024,batch=32",
 		"resnet:blocks=16,width=256,batch=32",
 		"random-dag:nodes=1000,seed=1,width=64,batch=16",
+		"classifier:in=784,hidden=1024,layers=2,classes=10,batch=256",
 	}
 }
 
@@ -95,8 +96,14 @@ func Parse(spec string) (*graph.Graph, error) {
 			return nil, err
 		}
 		return wrap(RandomDAG(int(nodes), seed, int(width), int(batch)))
+	case "classifier":
+		in, hidden, layers, classes, batch := take("in", 784), take("hidden", 1024), take("layers", 2), take("classes", 10), take("batch", 256)
+		if err := unknown(); err != nil {
+			return nil, err
+		}
+		return wrap(Classifier(int(in), int(hidden), int(layers), int(classes), int(batch)))
 	}
-	return nil, &SpecError{Spec: spec, Reason: fmt.Sprintf("unknown kind %q (want mlp, resnet or random-dag)", kind)}
+	return nil, &SpecError{Spec: spec, Reason: fmt.Sprintf("unknown kind %q (want mlp, resnet, random-dag or classifier)", kind)}
 }
 
 // MLPNodes is the number of nodes MLP(layers, ...) has.
@@ -117,6 +124,24 @@ func MLP(layers, width, batch int) (*graph.Graph, error) {
 		h = b.dense(p, h, width)
 		h = b.unary(p+"act", graph.KindTanh, h)
 	}
+	return b.done()
+}
+
+// Classifier builds the perceptron of the MNIST examples: an input x of
+// shape (batch, in), layers hidden layers of hidden units (matmul,
+// broadcast_add of a bias, tanh) and a head of classes units (matmul and
+// bias). Classifier(784, 1024, 2, 10, 256) is the 784-1024-1024-10 MLP.
+func Classifier(in, hidden, layers, classes, batch int) (*graph.Graph, error) {
+	if err := positive("in", in, "hidden", hidden, "layers", layers, "classes", classes, "batch", batch); err != nil {
+		return nil, err
+	}
+	b := newBuilder(1+5*layers+4, batch)
+	h := b.input("x", in)
+	for l := 0; l < layers; l++ {
+		p := "l" + strconv.Itoa(l) + "."
+		h = b.unary(p+"act", graph.KindTanh, b.dense(p, h, hidden))
+	}
+	b.dense("head.", h, classes)
 	return b.done()
 }
 
