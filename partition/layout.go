@@ -52,6 +52,19 @@ func WithSpeeds(flops ...float64) LayoutOption {
 	return func(c *layoutConfig) { c.speeds = s }
 }
 
+// WithGflops is WithSpeeds in GFLOP/s, as providers report their speed;
+// with no speeds it does nothing.
+func WithGflops(gflops ...float64) LayoutOption {
+	return func(c *layoutConfig) {
+		if len(gflops) > 0 {
+			c.speeds = nil
+			for _, g := range gflops {
+				c.speeds = append(c.speeds, g*1e9)
+			}
+		}
+	}
+}
+
 // WithMemory gives each executor's memory in bytes (one per executor, 0
 // for unknown); a part whose parameters (StateFactor times their bytes)
 // and activations do not fit makes the layout infeasible.
