@@ -43,6 +43,7 @@ func main() {
 	providers := flag.String("providers", "", "comma-separated host:port of remote providers, one part each")
 	seedNode := flag.String("seed-node", "", "address of a seed node to lease providers from")
 	parts := flag.Int("parts", 2, "number of parts")
+	replicas := flag.Int("replicas", 1, "data-parallel replicas of the parts, on parts×replicas providers")
 	epochs := flag.Int("epochs", 2, "passes over the 60,000 training images")
 	batch := flag.Int("batch", 64, "mini-batch size")
 	lr := flag.Float64("lr", 0.1, "SGD learning rate")
@@ -53,13 +54,13 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *providers, *seedNode, *parts, *epochs, *batch, *lr, *momentum, *f64, *out, *quiet); err != nil {
+	if err := run(ctx, *providers, *seedNode, *parts, *replicas, *epochs, *batch, *lr, *momentum, *f64, *out, *quiet); err != nil {
 		fmt.Fprintln(os.Stderr, "mlp:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, providers, seedNode string, parts, epochs, batch int, lr, momentum float64, f64 bool, out string, quiet bool) error {
+func run(ctx context.Context, providers, seedNode string, parts, replicas, epochs, batch int, lr, momentum float64, f64 bool, out string, quiet bool) error {
 	train, test, err := mnist.Load()
 	if err != nil {
 		return err
@@ -83,7 +84,7 @@ func run(ctx context.Context, providers, seedNode string, parts, epochs, batch i
 	} else {
 		opts = append(opts, ravdl.Progress(os.Stdout))
 	}
-	where := fmt.Sprintf("%d in-process providers", parts)
+	where := fmt.Sprintf("%d in-process providers", parts*replicas)
 	switch {
 	case providers != "" && seedNode != "":
 		return fmt.Errorf("give --providers or --seed-node, not both")
@@ -99,11 +100,12 @@ func run(ctx context.Context, providers, seedNode string, parts, epochs, batch i
 		opts = append(opts, ravdl.WithExecutors(execs...))
 		where = fmt.Sprintf("%d remote providers", len(execs))
 	case seedNode != "":
-		opts = append(opts, ravdl.Parts(parts), ravdl.TrainerOptions(rookery.WithSeedNode(seedNode, parts)))
-		where = fmt.Sprintf("%d providers from seed node %s", parts, seedNode)
+		opts = append(opts, ravdl.Parts(parts), ravdl.TrainerOptions(rookery.WithSeedNode(seedNode, parts*replicas)))
+		where = fmt.Sprintf("%d providers from seed node %s", parts*replicas, seedNode)
 	default:
 		opts = append(opts, ravdl.Parts(parts))
 	}
+	opts = append(opts, ravdl.Replicas(replicas))
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
