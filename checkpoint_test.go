@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -162,6 +163,7 @@ func TestHelperRequester(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Printf("start %d\n", tr.Steps())
+	in := bufio.NewReader(os.Stdin)
 	for tr.Steps() < crashSteps {
 		trainSteps(t, tr, m, 1)
 		var b bytes.Buffer
@@ -176,6 +178,11 @@ func TestHelperRequester(t *testing.T) {
 			t.Fatal(err)
 		}
 		fmt.Printf("checkpoint %d\n", tr.Steps())
+		// Wait for the parent, which kills this process here at the
+		// step it chose, before the next checkpoint can be written.
+		if _, err := in.ReadString('\n'); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var b bytes.Buffer
 	if err := tr.Save(context.Background(), &b); err != nil {
@@ -200,6 +207,11 @@ func runHelper(t *testing.T, dir string, killAt int) int {
 	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -216,6 +228,10 @@ func runHelper(t *testing.T, dir string, killAt int) int {
 					t.Fatal(err)
 				}
 				killed = true
+				continue
+			}
+			if _, err := io.WriteString(in, "next\n"); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}

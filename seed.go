@@ -69,7 +69,7 @@ func WithSeedNodeNeed(addr string, need seednode.Need, opts ...transport.DialOpt
 				}
 				c.holdLease = true
 			}
-			c.executors = execs
+			c.executors, c.speeds = execs, caps
 			// No speeds (caps nil), or n not r×k (NewTrainer says so): no shares.
 			if part, rows, err := exec.ReplicaShares(caps, max(c.replicas, 1)); err == nil {
 				c.splitOpts = slices.Insert(c.splitOpts, capsAt, partition.WithCapacities(part))

@@ -33,6 +33,10 @@ type config struct {
 	splitOpts  []partition.Option
 	guardOpts  []guard.Option
 	checkpoint io.Reader
+	auto       []partition.LayoutOption // WithAutoLayout; nil when not asked
+	speeds     []float64                // Gflops of leased providers
+	micro      int
+	layout     *partition.Layout
 	// lease leases providers from a seed node (WithSeedNode) as the
 	// executors; release gives back the caller's hold on them.
 	lease func(ctx context.Context) (release func(), err error)
@@ -56,7 +60,15 @@ func WithParts(k int) Option { return func(c *config) { c.parts = k } }
 // WithMicroBatches splits every mini-batch into m micro-batches (default
 // 1); the batch size must be a multiple of m.
 func WithMicroBatches(m int) Option {
-	return func(c *config) { c.pipeOpts = append(c.pipeOpts, exec.WithMicroBatches(m)) }
+	return func(c *config) { c.pipeOpts, c.micro = append(c.pipeOpts, exec.WithMicroBatches(m)), m }
+}
+
+// WithAutoLayout lets the trainer choose the number of parts k and of
+// replicas r for the executors it has (partition.ChooseLayout, with the
+// speeds of providers leased with WithSeedNode and opts) when neither
+// WithParts, WithReplicas nor WithPlan says; Layout tells what it chose.
+func WithAutoLayout(opts ...partition.LayoutOption) Option {
+	return func(c *config) { c.auto = append(append(c.auto, partition.WithFixed(0, 0)), opts...) }
 }
 
 // WithSolver sets the optimiser (default exec.SGD(0.01, 0.9)).
@@ -105,6 +117,7 @@ type Trainer struct {
 	// release gives back the seed node's lease when the trainer holds it
 	// (WithSeedNodeSpares); nil otherwise.
 	release func()
+	layout  *partition.Layout
 }
 
 // NewTrainer reads g (with the current values of learnables), cuts it
@@ -114,7 +127,7 @@ type Trainer struct {
 // made here: leasing providers (WithSeedNode), opening the sessions and
 // restoring a checkpoint.
 func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node, learnables, inputs gorgonia.Nodes, opts ...Option) (*Trainer, error) {
-	cfg := config{solver: exec.SGD(0.01, 0.9), replicas: 1}
+	cfg := config{solver: exec.SGD(0.01, 0.9)}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -159,20 +172,12 @@ func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node,
 	if err != nil {
 		return nil, err
 	}
-	parts := make([][]int64, len(plan.Parts))
-	for i, p := range plan.Parts {
-		parts[i] = p.Nodes
-	}
-	data := make([]int64, len(inputs))
-	for i, n := range inputs {
-		data[i] = int64(n.ID())
-	}
 	popts := append([]exec.PipelineOption{exec.WithSolver(cfg.solver)}, cfg.pipeOpts...)
-	pipe, err := exec.NewReplicas(ctx, ir, int64(loss.ID()), data, parts, exec.Grid(execs, len(parts)), popts...)
+	pipe, err := exec.NewReplicas(ctx, ir, int64(loss.ID()), exec.NodeIDs(inputs), plan.PartNodes(), exec.Grid(execs, plan.K()), popts...)
 	if err != nil {
 		return nil, err
 	}
-	t := &Trainer{learn: append(gorgonia.Nodes{}, learnables...), ir: ir, plan: plan, pipe: pipe, guard: gd, solver: cfg.solver}
+	t := &Trainer{learn: append(gorgonia.Nodes{}, learnables...), ir: ir, plan: plan, pipe: pipe, guard: gd, solver: cfg.solver, layout: cfg.layout}
 	if ckpt != nil {
 		if err := ckpt.Restore(ctx, pipe.Pipelines()...); err != nil {
 			pipe.Close()
@@ -191,9 +196,19 @@ func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node,
 // makes an in-process CPU executor per part and replica when none were
 // given.
 func (c *config) partition(ir *graph.Graph) (*partition.Plan, error) {
-	k, r := c.parts, c.replicas
-	if r < 1 {
-		return nil, fmt.Errorf("%w: %d replicas", ErrConfig, r)
+	if c.replicas == 0 && c.parts == 0 && c.plan == nil && c.auto != nil && len(c.executors) > 1 {
+		l, err := partition.ChooseLayout(ir, len(c.executors), append(c.auto, partition.WithSplitOptions(c.splitOpts...),
+			partition.WithGflops(c.speeds...), partition.WithLayoutMicroBatches(max(c.micro, 1)))...)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		}
+		ch := l.Chosen()
+		c.layout, c.executors, c.plan, c.replicas = l, exec.Pick(c.executors, ch.Executors), ch.Plan, ch.R
+		c.pipeOpts = append(c.pipeOpts, exec.WithRowWeights(ch.RowWeights...))
+	}
+	k, r := c.parts, max(c.replicas, 1)
+	if c.replicas < 0 {
+		return nil, fmt.Errorf("%w: %d replicas", ErrConfig, c.replicas)
 	}
 	switch {
 	case c.plan != nil:
@@ -201,18 +216,14 @@ func (c *config) partition(ir *graph.Graph) (*partition.Plan, error) {
 			return nil, fmt.Errorf("%w: %d parts asked, the plan has %d", ErrConfig, k, len(c.plan.Parts))
 		}
 		k = len(c.plan.Parts)
-	case k == 0 && len(c.executors) > 0:
-		k = len(c.executors) / r
 	case k == 0:
-		k = 1
+		k = max(len(c.executors)/r, 1)
 	}
 	if k < 1 {
 		return nil, fmt.Errorf("%w: %d parts", ErrConfig, k)
 	}
-	if len(c.executors) == 0 {
-		for range k * r {
-			c.executors = append(c.executors, exec.NewCPU())
-		}
+	for i, none := 0, len(c.executors) == 0; none && i < k*r; i++ {
+		c.executors = append(c.executors, exec.NewCPU())
 	}
 	if len(c.executors) != k*r {
 		return nil, fmt.Errorf("%w: %d executors for %d parts × %d replicas", ErrConfig, len(c.executors), k, r)
@@ -222,6 +233,10 @@ func (c *config) partition(ir *graph.Graph) (*partition.Plan, error) {
 	}
 	return partition.Split(ir, k, c.splitOpts...)
 }
+
+// Layout returns the candidates WithAutoLayout weighed and its pick, or
+// nil when the trainer did not choose.
+func (t *Trainer) Layout() *partition.Layout { return t.layout }
 
 // Plan returns the partition the trainer runs.
 func (t *Trainer) Plan() *partition.Plan { return t.plan }
@@ -279,22 +294,7 @@ func (t *Trainer) Pull(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, n := range t.learn {
-		v, ok := params[int64(n.ID())]
-		if !ok {
-			return fmt.Errorf("rookery: no trained value for %q (node %d)", n.Name(), n.ID())
-		}
-		if cur, ok := n.Value().(*tensor.Dense); ok && cur.Dtype() == v.Dtype() && cur.Shape().Eq(v.Shape()) && cur.IsNativelyAccessible() {
-			if err := tensor.Copy(cur, v); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := gorgonia.Let(n, v); err != nil {
-			return fmt.Errorf("rookery: binding %q: %w", n.Name(), err)
-		}
-	}
-	return nil
+	return exec.Bind(t.learn, params)
 }
 
 // Close closes the sessions on every executor.

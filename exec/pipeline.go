@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"gorgonia.org/tensor"
 
@@ -19,6 +20,12 @@ type pipelineConfig struct {
 	solver   SolverConfig
 	evalMode bool
 	weights  []float64 // NewReplicas: each replica's share of the rows
+	// NewReplicas: re-split the rows every rebalance steps when the
+	// observed speeds differ by more than threshold; now reads the clock
+	// of a replica.
+	rebalance int
+	threshold float64
+	now       func(replica int) time.Time
 }
 
 // WithMicroBatches splits every mini-batch into m micro-batches (default

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -20,6 +21,27 @@ import (
 // weights, the replicas take equal shares. NewPipeline ignores it.
 func WithRowWeights(weights ...float64) PipelineOption {
 	return func(c *pipelineConfig) { c.weights = append([]float64(nil), weights...) }
+}
+
+// WithRebalance makes NewReplicas re-split the rows from the speeds it
+// observes: every `every` steps it compares each replica's rows per
+// second of compute (forward and backward) over those steps with its
+// share of the rows, and when a share differs from the observed speed's
+// by more than threshold (relative, e.g. 0.1), it moves rows to the
+// faster replicas (SplitRows on the observed speeds). The replicas'
+// pipelines are then opened again on the same executors for their new
+// rows, with the parameters, optimiser state and update count carried
+// over, so the model trained stays that of one process. every ≤ 0 turns
+// it off (the default).
+func WithRebalance(every int, threshold float64) PipelineOption {
+	return func(c *pipelineConfig) { c.rebalance, c.threshold = every, threshold }
+}
+
+// WithClock sets the clock the replicas' compute is timed with (for
+// WithRebalance and ReplicaStats.Took): now(i) is the time as replica i's
+// driver sees it. The default is time.Now for all.
+func WithClock(now func(replica int) time.Time) PipelineOption {
+	return func(c *pipelineConfig) { c.now = now }
 }
 
 // Replicas trains r data-parallel replicas of a k-part pipeline. Every
@@ -45,6 +67,15 @@ type Replicas struct {
 	closed bool
 	broken error
 	stats  ReplicaStats
+	// for WithRebalance: what reopening needs, and the compute time of
+	// each replica since the last check
+	cfg    pipelineConfig
+	opts   []PipelineOption
+	loss   int64
+	parts  [][]int64
+	execs  [][]Executor
+	took   []time.Duration
+	window int
 }
 
 // ReplicaStats counts where the steps of a Replicas spent their time.
@@ -56,6 +87,10 @@ type ReplicaStats struct {
 	// replicas (fetching, adding, putting back), Update the time the
 	// parts spent applying the update. Each is a total over Steps.
 	Compute, Reduce, Update time.Duration
+	// Took is each replica's own compute time, Rebalances the number of
+	// times WithRebalance re-split the rows.
+	Took       []time.Duration
+	Rebalances int
 }
 
 // NewReplicas opens len(executors) replicas of the pipeline NewPipeline
@@ -95,19 +130,36 @@ func NewReplicas(ctx context.Context, g *graph.Graph, loss int64, data []int64, 
 	if err != nil {
 		return nil, err
 	}
-	rs := &Replicas{g: g, data: append([]int64{}, data...), batch: batch, rows: rows, pipes: make([]*Pipeline, r)}
-	errs := make([]error, r)
+	if cfg.now == nil {
+		cfg.now = func(int) time.Time { return time.Now() }
+	}
+	rs := &Replicas{g: g, data: append([]int64{}, data...), batch: batch, rows: rows, cfg: cfg, opts: opts, loss: loss,
+		parts: parts, execs: executors, took: make([]time.Duration, r)}
+	rs.stats.Took = make([]time.Duration, r)
+	if err := rs.open(ctx); err != nil {
+		return nil, err
+	}
+	for _, spec := range rs.pipes[0].layout.Specs {
+		rs.learn = append(rs.learn, spec.Graph.Learnables())
+	}
+	return rs, nil
+}
+
+// open opens every replica's pipeline for its rows.
+func (rs *Replicas) open(ctx context.Context) error {
+	rs.pipes = make([]*Pipeline, len(rs.execs))
+	errs := make([]error, len(rs.execs))
 	var wg sync.WaitGroup
-	for i := range executors {
+	for i := range rs.execs {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			rg, err := Rebatch(g, data, batch, rows[i])
+			rg, err := Rebatch(rs.g, rs.data, rs.batch, rs.rows[i])
 			if err != nil {
 				errs[i] = err
 				return
 			}
-			rs.pipes[i], errs[i] = NewPipeline(ctx, rg, loss, data, parts, executors[i], opts...)
+			rs.pipes[i], errs[i] = NewPipeline(ctx, rg, rs.loss, rs.data, rs.parts, rs.execs[i], rs.opts...)
 		}(i)
 	}
 	wg.Wait()
@@ -117,12 +169,84 @@ func NewReplicas(ctx context.Context, g *graph.Graph, loss int64, data []int64, 
 				p.Close()
 			}
 		}
-		return nil, err
+		return err
 	}
-	for _, spec := range rs.pipes[0].layout.Specs {
-		rs.learn = append(rs.learn, spec.Graph.Learnables())
+	return nil
+}
+
+// rebalance re-splits the rows when the compute times observed since the
+// last check say the replicas' speeds differ from their shares by more
+// than the threshold, and reopens the replicas for their new rows with
+// the state of replica 0.
+func (rs *Replicas) rebalance(ctx context.Context) error {
+	if rs.window++; rs.cfg.rebalance <= 0 || rs.window < rs.cfg.rebalance {
+		return nil
 	}
-	return rs, nil
+	took := rs.took
+	rs.window, rs.took = 0, make([]time.Duration, len(rs.pipes))
+	speeds := make([]float64, len(took))
+	var sum float64
+	for i, d := range took {
+		if d <= 0 {
+			return nil // too fast to measure
+		}
+		speeds[i] = float64(rs.rows[i]) / d.Seconds()
+		sum += speeds[i]
+	}
+	moved := false
+	for i, s := range speeds {
+		share := float64(rs.rows[i]) / float64(rs.batch)
+		moved = moved || math.Abs(s/sum/share-1) > rs.cfg.threshold
+	}
+	if !moved {
+		return nil
+	}
+	rows, err := SplitRows(rs.batch, rs.cfg.micro, speeds)
+	if err != nil || slices.Equal(rows, rs.rows) {
+		return nil
+	}
+	// The state every replica holds: parameters, optimiser slots and
+	// the update count, read from replica 0.
+	var slots []string
+	if s, err := NewSolver(rs.cfg.solver, 0); err == nil {
+		slots = s.Slots()
+	}
+	state := make([]map[string]*tensor.Dense, len(rs.parts))
+	for j, ids := range rs.learn {
+		names := []string{SolverStepName}
+		for _, id := range ids {
+			names = append(names, ParamName(id))
+			for _, slot := range slots {
+				names = append(names, StateName(id, slot))
+			}
+		}
+		if state[j], err = rs.pipes[0].sessions[j].Get(ctx, names...); err != nil {
+			return err
+		}
+	}
+	for _, p := range rs.pipes {
+		p.Close()
+	}
+	rs.rows = rows
+	if err := rs.open(ctx); err != nil {
+		return err
+	}
+	rs.stats.Rebalances++
+	return rs.each(func(i int, p *Pipeline) error {
+		for j, st := range state {
+			names := make([]string, 0, len(st))
+			for n := range st {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				if err := p.sessions[j].Put(ctx, n, st[n]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // Grid cuts executors into replicas of k parts for NewReplicas: executor
@@ -207,7 +331,9 @@ func (rs *Replicas) Pipelines() []*Pipeline { return append([]*Pipeline{}, rs.pi
 func (rs *Replicas) Stats() ReplicaStats {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	return rs.stats
+	st := rs.stats
+	st.Took = slices.Clone(st.Took)
+	return st
 }
 
 // Step trains on one mini-batch: feeds holds a full-batch value for every
@@ -244,8 +370,12 @@ func (rs *Replicas) Step(ctx context.Context, feeds map[int64]*tensor.Dense) (fl
 		if p.broken != nil {
 			return fmt.Errorf("%w: %w", ErrBroken, p.broken)
 		}
+		start := rs.cfg.now(i)
 		var err error
 		losses[i], err = p.accumulate(ctx, shares[i])
+		d := rs.cfg.now(i).Sub(start)
+		rs.took[i] += d
+		rs.stats.Took[i] += d
 		return err
 	})
 	t1 := time.Now()
@@ -268,7 +398,12 @@ func (rs *Replicas) Step(ctx context.Context, feeds map[int64]*tensor.Dense) (fl
 	rs.stats.Compute += t1.Sub(t0)
 	rs.stats.Reduce += t2.Sub(t1)
 	rs.stats.Update += time.Since(t2)
-	return rs.mean(losses), nil
+	loss := rs.mean(losses)
+	if err := rs.rebalance(ctx); err != nil {
+		rs.broken = err
+		return 0, err
+	}
+	return loss, nil
 }
 
 // Evaluate runs one mini-batch forward only, each replica on its rows,

@@ -22,7 +22,7 @@ type replicaRun struct {
 	feed map[int64]*tensor.Dense
 }
 
-func openReplicas(t testing.TB, m model, r, k, micro int, weights []float64, cfg exec.SolverConfig, execs [][]exec.Executor) *replicaRun {
+func openReplicas(t testing.TB, m model, r, k, micro int, weights []float64, cfg exec.SolverConfig, execs [][]exec.Executor, extra ...exec.PipelineOption) *replicaRun {
 	t.Helper()
 	ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
 	if err != nil {
@@ -47,6 +47,7 @@ func openReplicas(t testing.TB, m model, r, k, micro int, weights []float64, cfg
 	if m.eval {
 		opts = append(opts, exec.WithEvalMode())
 	}
+	opts = append(opts, extra...)
 	rs, err := exec.NewReplicas(context.Background(), ir, int64(m.loss.ID()), data, chunks(ir, k), execs, opts...)
 	if err != nil {
 		t.Fatal(err)

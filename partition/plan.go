@@ -102,6 +102,16 @@ func (p *Plan) CutBytes() int64 {
 	return b
 }
 
+// PartNodes returns the nodes of every part, the parts in order: the
+// parts argument of exec.NewPipeline.
+func (p *Plan) PartNodes() [][]int64 {
+	out := make([][]int64, len(p.Parts))
+	for i, q := range p.Parts {
+		out[i] = q.Nodes
+	}
+	return out
+}
+
 // Assignment maps every node id to its part.
 func (p *Plan) Assignment() map[int64]int {
 	n := 0

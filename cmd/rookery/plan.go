@@ -35,7 +35,14 @@ synthetic graph:
   mlp:layers=50,width=1024,batch=32
   resnet:blocks=16,width=256,batch=32
   random-dag:nodes=100000,seed=1,width=64,batch=16
+  classifier:in=784,hidden=1024,layers=2,classes=10,batch=256
 (parameters left out take those defaults).
+
+With --executors N it instead chooses how to train the graph on N
+executors: for every k parts × r replicas with k·r ≤ N it predicts the
+step time (compute, GPipe bubble, values sent across cuts, the sum of the
+gradients across replicas, a fixed overhead) from the graph's costs, the
+executors' speeds and the link, and marks the fastest (partition.ChooseLayout).
 
 flags:
 `
@@ -49,6 +56,13 @@ type planFlags struct {
 	method     string
 	json       bool
 	dot        string
+	executors  int
+	speeds     string
+	gflops     float64
+	memory     string
+	link       string
+	batch      int
+	micro      int
 }
 
 func runPlan(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -67,6 +81,13 @@ func runPlan(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.method, "method", "auto", "algorithm: auto, chain, order, multilevel or baseline")
 	fs.BoolVar(&f.json, "json", false, "print the report as JSON")
 	fs.StringVar(&f.dot, "dot", "", "also write the graph in DOT to `FILE`, nodes coloured by part")
+	fs.IntVar(&f.executors, "executors", 0, "choose k parts × r replicas for `N` executors instead of splitting into -k parts")
+	fs.StringVar(&f.speeds, "speeds", "", "with --executors: relative speed of each executor, comma-separated, e.g. `1,1,0.5` (default all 1)")
+	fs.Float64Var(&f.gflops, "gflops", partition.DefaultSpeed/1e9, "with --executors: GFLOP/s of an executor of speed 1")
+	fs.StringVar(&f.memory, "memory", "", "with --executors: memory of each executor in MiB, comma-separated, or one for all (default unknown)")
+	fs.StringVar(&f.link, "link", "", "with --executors: each executor's link as `RATE:RTT`, e.g. 1gbit:1ms or 20mbit:50ms (default 10gbit:0.2ms)")
+	fs.IntVar(&f.batch, "batch", 0, "with --synthetic: the batch size (rows of a mini-batch)")
+	fs.IntVar(&f.micro, "micro", 1, "with --executors: micro-batches per replica")
 	// Flags may come before or after the file name.
 	var files []string
 	for {
@@ -106,10 +127,21 @@ func runPlan(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	case f.synthetic != "" && len(files) > 0:
 		return usagef("give a graph file or --synthetic, not both")
 	case f.synthetic != "":
+		if f.batch > 0 {
+			sep := ","
+			if !strings.Contains(f.synthetic, ":") {
+				sep = ":"
+			} else if strings.HasSuffix(f.synthetic, ":") {
+				sep = ""
+			}
+			f.synthetic += sep + "batch=" + strconv.Itoa(f.batch)
+		}
 		name = f.synthetic
 		if g, err = synth.Parse(f.synthetic); err != nil {
 			return err
 		}
+	case len(files) == 1 && f.batch > 0:
+		return usagef("--batch needs --synthetic: a graph file has its batch")
 	case len(files) == 1:
 		name = files[0]
 		b, err := os.ReadFile(files[0])
@@ -126,6 +158,9 @@ func runPlan(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		return usagef("no graph: give a graph file or --synthetic SPEC")
 	}
 	loaded := time.Since(start)
+	if f.executors > 0 {
+		return runLayout(stdout, name, g, f, opts)
+	}
 
 	start = time.Now()
 	plan, err := partition.Split(g, f.k, opts...)
@@ -151,7 +186,10 @@ func runPlan(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func parseCapacities(s string) ([]float64, error) {
+func parseCapacities(s string) ([]float64, error) { return parseNumbers("--capacities", s) }
+
+// parseNumbers reads the comma-separated numbers of flag name.
+func parseNumbers(name, s string) ([]float64, error) {
 	if s == "" {
 		return nil, nil
 	}
@@ -159,7 +197,7 @@ func parseCapacities(s string) ([]float64, error) {
 	for _, field := range strings.Split(s, ",") {
 		c, err := strconv.ParseFloat(strings.TrimSpace(field), 64)
 		if err != nil {
-			return nil, usagef("--capacities: %q is not a number", field)
+			return nil, usagef("%s: %q is not a number", name, field)
 		}
 		caps = append(caps, c)
 	}

@@ -53,6 +53,7 @@ func main() {
 	spareList := flag.String("spare-providers", "", "comma-separated host:port of remote providers that take over a part whose provider fails")
 	spares := flag.Int("spares", 0, "with --seed-node: providers to lease beyond --parts, as spares")
 	resume := flag.String("resume", "", "start from the weights in this file (an mlp.model saved by an earlier run)")
+	replicas := flag.Int("replicas", 1, "data-parallel replicas of the parts, on parts×replicas providers")
 	epochs := flag.Int("epochs", 2, "passes over the 60,000 training images")
 	batch := flag.Int("batch", 64, "mini-batch size")
 	lr := flag.Float64("lr", 0.1, "SGD learning rate")
@@ -64,7 +65,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	f := fallback{spareList: *spareList, spares: *spares, resume: *resume}
-	if err := run(ctx, *providers, *seedNode, *parts, *epochs, *batch, *lr, *momentum, *f64, *out, *quiet, &f); err != nil {
+	if err := run(ctx, *providers, *seedNode, *parts, *replicas, *epochs, *batch, *lr, *momentum, *f64, *out, *quiet, &f); err != nil {
 		fmt.Fprintln(os.Stderr, "mlp:", err)
 		if f.saved != "" {
 			fmt.Fprintf(os.Stderr, "mlp: the model after epoch %d is in %s; continue with --resume %s\n", f.epoch, f.saved, f.saved)
@@ -87,7 +88,7 @@ type fallback struct {
 	epoch int    // that epoch
 }
 
-func run(ctx context.Context, providers, seedNode string, parts, epochs, batch int, lr, momentum float64, f64 bool, out string, quiet bool, fb *fallback) error {
+func run(ctx context.Context, providers, seedNode string, parts, replicas, epochs, batch int, lr, momentum float64, f64 bool, out string, quiet bool, fb *fallback) error {
 	if fb.spares < 0 {
 		return fmt.Errorf("--spares %d: must not be negative", fb.spares)
 	}
@@ -117,7 +118,7 @@ func run(ctx context.Context, providers, seedNode string, parts, epochs, batch i
 	} else {
 		opts = append(opts, ravdl.Progress(os.Stdout))
 	}
-	where := count(parts, "in-process provider")
+	where := count(parts*replicas, "in-process provider")
 	switch {
 	case providers != "" && seedNode != "":
 		return fmt.Errorf("give --providers or --seed-node, not both")
@@ -133,8 +134,8 @@ func run(ctx context.Context, providers, seedNode string, parts, epochs, batch i
 		opts = append(opts, ravdl.WithExecutors(execs...))
 		where = count(len(execs), "remote provider")
 	case seedNode != "":
-		opts = append(opts, ravdl.Parts(parts), ravdl.TrainerOptions(rookery.WithSeedNode(seedNode, parts), rookery.WithSeedNodeSpares(fb.spares)))
-		where = fmt.Sprintf("%s from seed node %s", count(parts, "provider"), seedNode)
+		opts = append(opts, ravdl.Parts(parts), ravdl.TrainerOptions(rookery.WithSeedNode(seedNode, parts*replicas), rookery.WithSeedNodeSpares(fb.spares)))
+		where = fmt.Sprintf("%s from seed node %s", count(parts*replicas, "provider"), seedNode)
 		if fb.spares > 0 {
 			where += fmt.Sprintf(" (and %s)", count(fb.spares, "spare"))
 		}
@@ -150,6 +151,7 @@ func run(ctx context.Context, providers, seedNode string, parts, epochs, batch i
 		opts = append(opts, ravdl.TrainerOptions(rookery.WithSpares(p.Executors...)))
 		where += fmt.Sprintf(" (and %s)", count(len(p.Executors), "spare"))
 	}
+	opts = append(opts, ravdl.Replicas(replicas))
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ func Kinds() []string {
 		"mlp:layers=50,width=1024,batch=32",
 		"resnet:blocks=16,width=256,batch=32",
 		"random-dag:nodes=1000,seed=1,width=64,batch=16",
+		"classifier:in=784,hidden=1024,layers=2,classes=10,batch=256,bits=32",
 	}
 }
 
@@ -95,8 +96,18 @@ func Parse(spec string) (*graph.Graph, error) {
 			return nil, err
 		}
 		return wrap(RandomDAG(int(nodes), seed, int(width), int(batch)))
+	case "classifier":
+		in, hidden, layers, classes, batch := take("in", 784), take("hidden", 1024), take("layers", 2), take("classes", 10), take("batch", 256)
+		bits := take("bits", 32)
+		if err := unknown(); err != nil {
+			return nil, err
+		}
+		if bits != 32 && bits != 64 {
+			return nil, &SpecError{Spec: spec, Reason: fmt.Sprintf("bits=%d: want 32 or 64", bits)}
+		}
+		return wrap(Classifier(int(in), int(hidden), int(layers), int(classes), int(batch), int(bits)))
 	}
-	return nil, &SpecError{Spec: spec, Reason: fmt.Sprintf("unknown kind %q (want mlp, resnet or random-dag)", kind)}
+	return nil, &SpecError{Spec: spec, Reason: fmt.Sprintf("unknown kind %q (want mlp, resnet, random-dag or classifier)", kind)}
 }
 
 // MLPNodes is the number of nodes MLP(layers, ...) has.
@@ -117,6 +128,28 @@ func MLP(layers, width, batch int) (*graph.Graph, error) {
 		h = b.dense(p, h, width)
 		h = b.unary(p+"act", graph.KindTanh, h)
 	}
+	return b.done()
+}
+
+// Classifier builds the perceptron of the MNIST examples: an input x of
+// shape (batch, in), layers hidden layers of hidden units (matmul,
+// broadcast_add of a bias, tanh) and a head of classes units (matmul and
+// bias), in float32 (bits 32) or float64 (bits 64).
+// Classifier(784, 1024, 2, 10, 256, 32) is the 784-1024-1024-10 MLP.
+func Classifier(in, hidden, layers, classes, batch, bits int) (*graph.Graph, error) {
+	if err := positive("in", in, "hidden", hidden, "layers", layers, "classes", classes, "batch", batch); err != nil {
+		return nil, err
+	}
+	b := newBuilder(1+5*layers+4, batch)
+	if bits == 32 {
+		b.dtype = graph.Float32
+	}
+	h := b.input("x", in)
+	for l := 0; l < layers; l++ {
+		p := "l" + strconv.Itoa(l) + "."
+		h = b.unary(p+"act", graph.KindTanh, b.dense(p, h, hidden))
+	}
+	b.dense("head.", h, classes)
 	return b.done()
 }
 
@@ -344,6 +377,7 @@ var (
 type builder struct {
 	g      *graph.Graph
 	batch  int
+	dtype  graph.DType
 	count  int
 	shapes map[[2]int]graph.Shape
 	ops    map[graph.OpKind]graph.Op
@@ -355,6 +389,7 @@ func newBuilder(hint, batch int) *builder {
 	return &builder{
 		g:      graph.New(),
 		batch:  batch,
+		dtype:  graph.Float64,
 		shapes: map[[2]int]graph.Shape{},
 		ops:    map[graph.OpKind]graph.Op{},
 		slab:   make([]int64, 0, min(2*hint, 1<<20)),
@@ -394,7 +429,7 @@ func (b *builder) inputs(ids ...int64) []int64 {
 
 func (b *builder) add(n graph.Node, d int) ref {
 	n.ID = int64(b.count)
-	n.DType = graph.Float64
+	n.DType = b.dtype
 	if b.err == nil {
 		if err := b.g.Add(n); err != nil {
 			b.err = fmt.Errorf("synth: node %d (%s): %w", n.ID, n.Name, err)
