@@ -191,47 +191,29 @@ func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node,
 	return t, nil
 }
 
-// partition returns the plan given with WithPlan, or cuts ir into the
-// parts asked for (default: one per executor and replica, or 1), and
-// makes an in-process CPU executor per part and replica when none were
-// given.
+// partition resolves the parts and replicas asked for into a plan
+// (partition.Arrange), and makes an in-process CPU executor per part and
+// replica when none were given.
 func (c *config) partition(ir *graph.Graph) (*partition.Plan, error) {
-	if c.replicas == 0 && c.parts == 0 && c.plan == nil && c.auto != nil && len(c.executors) > 1 {
-		l, err := partition.ChooseLayout(ir, len(c.executors), append(c.auto, partition.WithSplitOptions(c.splitOpts...),
-			partition.WithGflops(c.speeds...), partition.WithLayoutMicroBatches(max(c.micro, 1)))...)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
-		}
-		ch := l.Chosen()
-		c.layout, c.executors, c.plan, c.replicas = l, exec.Pick(c.executors, ch.Executors), ch.Plan, ch.R
-		c.pipeOpts = append(c.pipeOpts, exec.WithRowWeights(ch.RowWeights...))
+	var auto []partition.LayoutOption
+	if c.auto != nil {
+		auto = append(c.auto, partition.WithGflops(c.speeds...), partition.WithLayoutMicroBatches(max(c.micro, 1)))
 	}
-	k, r := c.parts, max(c.replicas, 1)
-	if c.replicas < 0 {
-		return nil, fmt.Errorf("%w: %d replicas", ErrConfig, c.replicas)
+	a, err := partition.Arrange(ir, partition.Request{Parts: c.parts, Replicas: c.replicas, Plan: c.plan, Auto: auto,
+		Executors: len(c.executors), Split: c.splitOpts})
+	if errors.Is(err, partition.ErrRequest) {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	} else if err != nil {
+		return nil, err
 	}
-	switch {
-	case c.plan != nil:
-		if k != 0 && k != len(c.plan.Parts) {
-			return nil, fmt.Errorf("%w: %d parts asked, the plan has %d", ErrConfig, k, len(c.plan.Parts))
-		}
-		k = len(c.plan.Parts)
-	case k == 0:
-		k = max(len(c.executors)/r, 1)
+	if a.Layout != nil {
+		c.layout, c.executors = a.Layout, exec.Pick(c.executors, a.Pick)
+		c.pipeOpts = append(c.pipeOpts, exec.WithRowWeights(a.RowWeights...))
 	}
-	if k < 1 {
-		return nil, fmt.Errorf("%w: %d parts", ErrConfig, k)
-	}
-	for i, none := 0, len(c.executors) == 0; none && i < k*r; i++ {
+	for i, none := 0, len(c.executors) == 0; none && i < a.K*a.R; i++ {
 		c.executors = append(c.executors, exec.NewCPU())
 	}
-	if len(c.executors) != k*r {
-		return nil, fmt.Errorf("%w: %d executors for %d parts × %d replicas", ErrConfig, len(c.executors), k, r)
-	}
-	if c.plan != nil {
-		return c.plan, nil
-	}
-	return partition.Split(ir, k, c.splitOpts...)
+	return a.Plan, nil
 }
 
 // Layout returns the candidates WithAutoLayout weighed and its pick, or
