@@ -16,24 +16,15 @@ import (
 // given with WithSeedNode and for the providers it names.
 const SeedNodeTimeout = 30 * time.Second
 
-// WithSeedNode trains on n providers leased from the seed node at addr,
-// one part each (placed as WithExecutors places them), instead of on
-// executors given with WithExecutors. The providers' measured speeds
-// (Capabilities.Gflops) set the parts' sizes and the replicas' rows
-// (exec.ReplicaShares); when any provider reports no speed, all get equal
-// shares.
-//
-// NewTrainer contacts the seed node and the providers (seednode.Lease)
-// within SeedNodeTimeout. If that fails, NewTrainer returns the error
-// (matching seednode.ErrNotEnough when the seed node knows fewer than n
-// matching providers, transport.ErrUnavailable when something cannot be
-// reached). Each provider's connection is closed when the trainer closes
-// the session it opened there.
-//
-// A seed node that signs leases hands one out with each provider; the
-// trainer presents it on every call to that provider. opts apply to the
-// seed node and to every provider: give transport.WithToken or TLS
-// credentials there when they require them.
+// WithSeedNode trains on n providers leased from the seed node at addr
+// (seednode.Lease), placed as WithExecutors places executors. Their
+// measured speeds set the parts' sizes and the replicas' rows
+// (exec.ReplicaShares); equal shares when any reports none. NewTrainer
+// leases within SeedNodeTimeout and returns the lease's error (matching
+// seednode.ErrNotEnough or transport.ErrUnavailable), presents each
+// provider's lease on every call, and closes a provider's connection
+// with the session it opened there. opts apply to the seed node and to
+// every provider (transport.WithToken, TLS credentials).
 func WithSeedNode(addr string, n int, opts ...transport.DialOption) Option {
 	return WithSeedNodeNeed(addr, seednode.Need{N: n}, opts...)
 }

@@ -37,12 +37,10 @@ type config struct {
 	speeds     []float64                // Gflops of leased providers
 	micro      int
 	layout     *partition.Layout
-	// lease leases providers from a seed node (WithSeedNode) as the
-	// executors; release gives back the caller's hold on them.
-	lease func(ctx context.Context) (release func(), err error)
-	// seedSpares is how many more providers lease takes, as spares
-	// (WithSeedNodeSpares); holdLease keeps the lease until the trainer
-	// closes, for spares that no session holds.
+	// lease leases the executors from a seed node (WithSeedNode), and
+	// seedSpares more as spares; holdLease keeps the lease until the
+	// trainer closes, for spares that no session holds.
+	lease      func(ctx context.Context) (release func(), err error)
 	seedSpares int
 	holdLease  bool
 }
@@ -115,7 +113,7 @@ type Trainer struct {
 	solver exec.SolverConfig
 	steps  int
 	// release gives back the seed node's lease when the trainer holds it
-	// (WithSeedNodeSpares); nil otherwise.
+	// (WithSeedNodeSpares); nil otherwise. Close calls it once.
 	release func()
 	layout  *partition.Layout
 }
@@ -131,20 +129,16 @@ func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node,
 	for _, o := range opts {
 		o(&cfg)
 	}
-	var release func()
+	release := func() {}
 	if cfg.lease != nil {
 		var err error
 		if release, err = cfg.lease(ctx); err != nil {
 			return nil, err
 		}
-		// The sessions hold the connections they need; with spares, the
-		// trainer holds the lease until it closes.
-		defer func() {
-			if release != nil {
-				release()
-			}
-		}()
 	}
+	// The sessions hold the connections they need; with spares, the
+	// trainer holds the lease until it closes.
+	defer func() { release() }()
 	if g == nil || loss == nil {
 		return nil, fmt.Errorf("%w: nil graph or loss", ErrConfig)
 	}
@@ -186,7 +180,7 @@ func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node,
 		t.steps = ckpt.Steps
 	}
 	if cfg.holdLease {
-		t.release, release = release, nil
+		t.release, release = release, func() {}
 	}
 	return t, nil
 }
@@ -232,21 +226,10 @@ func (t *Trainer) Replicas() *exec.Replicas { return t.pipe }
 // Graph returns the IR the trainer read from the caller's graph.
 func (t *Trainer) Graph() *graph.Graph { return t.ir }
 
-func (t *Trainer) feeds(feeds map[*gorgonia.Node]*tensor.Dense) (map[int64]*tensor.Dense, error) {
-	out := make(map[int64]*tensor.Dense, len(feeds))
-	for n, v := range feeds {
-		if n == nil {
-			return nil, fmt.Errorf("%w: nil feed node", ErrConfig)
-		}
-		out[int64(n.ID())] = v
-	}
-	return out, nil
-}
-
 // Step trains on one mini-batch: feeds holds a value for every input
 // given to NewTrainer. It returns the mini-batch loss before the update.
 func (t *Trainer) Step(ctx context.Context, feeds map[*gorgonia.Node]*tensor.Dense) (float64, error) {
-	f, err := t.feeds(feeds)
+	f, err := exec.FeedsByID(feeds)
 	if err != nil {
 		return 0, err
 	}
@@ -260,7 +243,7 @@ func (t *Trainer) Step(ctx context.Context, feeds map[*gorgonia.Node]*tensor.Den
 // Evaluate returns the loss of one mini-batch under the current
 // parameters, without training.
 func (t *Trainer) Evaluate(ctx context.Context, feeds map[*gorgonia.Node]*tensor.Dense) (float64, error) {
-	f, err := t.feeds(feeds)
+	f, err := exec.FeedsByID(feeds)
 	if err != nil {
 		return 0, err
 	}
@@ -282,9 +265,53 @@ func (t *Trainer) Pull(ctx context.Context) error {
 // Close closes the sessions on every executor.
 func (t *Trainer) Close() error {
 	err := t.pipe.Close()
-	if t.release != nil {
-		t.release()
+	if r := t.release; r != nil {
 		t.release = nil
+		r()
 	}
+	return err
+}
+
+// Model is a trained model read by Load (exec.Model): a graph with its
+// parameter values, which predicts in this process without any executor.
+type Model = exec.Model
+
+// Load reads a model written by Trainer.Save.
+func Load(r io.Reader) (*Model, error) { return exec.ReadModel(r) }
+
+// Save writes the trained model: the graph IR with the current parameter
+// values, in the rookery.v1 protobuf encoding. Load reads it back.
+func (t *Trainer) Save(ctx context.Context, w io.Writer) error {
+	return checkpoint.WriteModel(ctx, t.Pipeline(), t.ir, w)
+}
+
+// ErrCheckpoint marks a checkpoint that cannot be read or does not fit
+// the graph given to NewTrainer (checkpoint.ErrInvalid).
+var ErrCheckpoint = checkpoint.ErrInvalid
+
+// CheckpointError says what is wrong with a checkpoint.
+type CheckpointError = checkpoint.Error
+
+// WithCheckpoint resumes the training run that Trainer.Checkpoint wrote
+// to r: the parameters, the optimiser state and the step count replace
+// the graph's initial values. The graph given to NewTrainer must be the
+// one the checkpoint was written from (the same nodes, in the same order);
+// the number of parts and the executors may differ.
+func WithCheckpoint(r io.Reader) Option { return func(c *config) { c.checkpoint = r } }
+
+// Steps returns the number of Steps taken, counting those before the
+// checkpoint the trainer resumed from.
+func (t *Trainer) Steps() int { return t.steps }
+
+// Checkpoint writes the whole state of the training run (package
+// checkpoint): the graph with the current parameters, every part's
+// optimiser state and the number of steps. A trainer made with
+// WithCheckpoint from it continues the run as if it had not stopped.
+func (t *Trainer) Checkpoint(ctx context.Context, w io.Writer) error {
+	s, err := checkpoint.Capture(ctx, t.Pipeline(), t.ir, t.solver, t.steps)
+	if err != nil {
+		return err
+	}
+	_, err = s.WriteTo(w)
 	return err
 }

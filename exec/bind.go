@@ -48,3 +48,16 @@ func Pick[T any](xs []T, idx []int) []T {
 	}
 	return out
 }
+
+// FeedsByID keys feeds by node id, as Pipeline.Step and Replicas.Step
+// take them. A nil node is an error matching ErrSpec.
+func FeedsByID(feeds map[*gorgonia.Node]*tensor.Dense) (map[int64]*tensor.Dense, error) {
+	out := make(map[int64]*tensor.Dense, len(feeds))
+	for n, v := range feeds {
+		if n == nil {
+			return nil, fmt.Errorf("%w: nil feed node", ErrSpec)
+		}
+		out[int64(n.ID())] = v
+	}
+	return out, nil
+}
