@@ -214,6 +214,8 @@ type result struct {
 	ReduceMSPerStep         float64   `json:"reduce_ms_per_step"`
 	UpdateMSPerStep         float64   `json:"update_ms_per_step"`
 	BytesPerStepPerProvider float64   `json:"bytes_per_step_per_provider"`
+	RequesterCPUMSPerStep   float64   `json:"requester_cpu_ms_per_step"`
+	ThrottledMSPerStep      float64   `json:"provider_throttled_ms_per_step"`
 	SecondsToTarget         *float64  `json:"seconds_to_target,omitempty"`
 	BaselineSecondsToTarget *float64  `json:"baseline_seconds_to_target,omitempty"`
 	TestAccuracy            *float64  `json:"test_accuracy,omitempty"`
@@ -270,7 +272,7 @@ func run(ctx context.Context, o options) (err error) {
 	res := result{Providers: o.providers, CPU: o.cpu, CPULimit: limiter.kind, Mode: o.mode, Model: o.model,
 		Layout: fmt.Sprintf("%dx%d", k, r), Batch: o.batch, Load1: load}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "run\tproviders\tlayout\tlink\tsamples/s\tms/step\tcompute ms\treduce ms\tupdate ms\tbytes/step/provider\ts to target\ttest acc\t")
+	fmt.Fprintln(tw, "run\tproviders\tlayout\tlink\tsamples/s\tms/step\tcompute ms\treduce ms\tupdate ms\tbytes/step/provider\trequester cpu ms\tthrottled ms\ts to target\ttest acc\t")
 	row := func(name string, n int, layout, link string, m *measure) {
 		tt, acc := "-", "-"
 		if m.toTarget != nil {
@@ -279,8 +281,8 @@ func run(ctx context.Context, o options) (err error) {
 		if m.acc != nil {
 			acc = fmt.Sprintf("%.4f", *m.acc)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%s\t%s\t\n", name, n, layout, link,
-			m.samplesPerS, m.stepMS, m.computeMS, m.reduceMS, m.updateMS, m.bytesPerStep, tt, acc)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%.1f\t%s\t%s\t\n", name, n, layout, link,
+			m.samplesPerS, m.stepMS, m.computeMS, m.reduceMS, m.updateMS, m.bytesPerStep, m.cpuMS, m.throttledMS, tt, acc)
 	}
 
 	base, err := train(ctx, o, ps[:1], nil, 1, 1, nil, data)
@@ -322,6 +324,8 @@ func run(ctx context.Context, o options) (err error) {
 	res.Efficiency = res.Speedup / (total / o.cpu[0])
 	res.StepMS, res.ComputeMSPerStep, res.ReduceMSPerStep, res.UpdateMSPerStep = main.stepMS, main.computeMS, main.reduceMS, main.updateMS
 	res.BytesPerStepPerProvider = main.bytesPerStep
+	res.RequesterCPUMSPerStep = main.cpuMS
+	res.ThrottledMSPerStep = main.throttledMS
 	res.SecondsToTarget, res.BaselineSecondsToTarget = main.toTarget, base.toTarget
 	res.TestAccuracy, res.BaselineTestAccuracy = main.acc, base.acc
 	fmt.Printf("speedup %.2f× over one provider of %.2f core (ideal %.2f×, efficiency %.0f%%); reduce %.1f ms of a %.1f ms step\n",
@@ -370,6 +374,15 @@ func build(ctx context.Context, out string) error {
 		return fmt.Errorf("building rookery: %w", err)
 	}
 	return nil
+}
+
+// cpuTime is the CPU time this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func load1() float64 {
@@ -428,6 +441,8 @@ type measure struct {
 	samplesPerS, stepMS           float64
 	computeMS, reduceMS, updateMS float64
 	bytesPerStep                  float64
+	cpuMS                         float64 // CPU time of this process (the requester)
+	throttledMS                   float64 // time a provider was held back by its quota, mean over providers
 	toTarget, acc                 *float64
 }
 
@@ -518,7 +533,13 @@ func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k,
 		}
 		return t
 	}
-	st0, b0 := rs.Stats(), total()
+	throttled := func() (t time.Duration) {
+		for _, p := range ps {
+			t += p.throttled()
+		}
+		return t
+	}
+	st0, b0, c0, th0 := rs.Stats(), total(), cpuTime(), throttled()
 	var elapsed time.Duration
 	res := &measure{rows: rs.Rows()}
 	for s := 0; s < o.steps; s++ {
@@ -542,13 +563,15 @@ func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k,
 			}
 		}
 	}
-	st1, b1 := rs.Stats(), total()
+	st1, b1, c1, th1 := rs.Stats(), total(), cpuTime(), throttled()
 	n := float64(res.steps)
 	res.samplesPerS = n * float64(o.batch) / elapsed.Seconds()
 	res.stepMS = float64(elapsed.Microseconds()) / 1e3 / n
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 / n }
 	res.computeMS, res.reduceMS, res.updateMS = ms(st1.Compute-st0.Compute), ms(st1.Reduce-st0.Reduce), ms(st1.Update-st0.Update)
 	res.bytesPerStep = float64(b1-b0) / n / float64(len(ps))
+	res.cpuMS = ms(c1 - c0) // includes evaluations with -target-acc
+	res.throttledMS = ms(th1-th0) / float64(len(ps))
 	return res, nil
 }
 

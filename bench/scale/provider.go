@@ -191,3 +191,29 @@ func (p *provider) stop() error {
 	}
 	return fmt.Errorf("removing cgroup %s: %w", p.cgroup, err)
 }
+
+// throttled returns how long the kernel has held the provider back for
+// having used its quota (cgroups only; 0 otherwise).
+func (p *provider) throttled() time.Duration {
+	if p.cgroup == "" {
+		return 0
+	}
+	b, err := os.ReadFile(filepath.Join(p.cgroup, "cpu.stat"))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "throttled_time": // v1, ns
+			return time.Duration(v)
+		case "throttled_usec": // v2
+			return time.Duration(v) * time.Microsecond
+		}
+	}
+	return 0
+}
