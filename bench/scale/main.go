@@ -40,6 +40,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -81,6 +82,7 @@ type options struct {
 	weights   string
 	rookery   string
 	json      bool
+	profile   string
 }
 
 func main() {
@@ -102,6 +104,7 @@ func main() {
 	flag.Float64Var(&o.lr, "lr", 0.05, "SGD learning rate (momentum 0.9)")
 	flag.StringVar(&o.weights, "weights", "measured", "replicas' row weights: measured (the providers' start-up benchmark), cpu (the -cpu shares) or equal")
 	flag.StringVar(&o.rookery, "rookery", "", "the rookery binary to start (default: build ./cmd/rookery of this module)")
+	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of this process (the requester) during the timed steps of the scaled run to `FILE`")
 	flag.BoolVar(&o.json, "json", false, "print the figures as one JSON object on the last line")
 	flag.Parse()
 	var err error
@@ -285,12 +288,12 @@ func run(ctx context.Context, o options) (err error) {
 			m.samplesPerS, m.stepMS, m.computeMS, m.reduceMS, m.updateMS, m.bytesPerStep, m.cpuMS, m.throttledMS, tt, acc)
 	}
 
-	base, err := train(ctx, o, ps[:1], nil, 1, 1, nil, data)
+	base, err := train(ctx, o, ps[:1], nil, 1, 1, nil, data, "")
 	if err != nil {
 		return fmt.Errorf("baseline: %w", err)
 	}
 	row("baseline", 1, "1x1", "-", base)
-	main, err := train(ctx, o, ps, o.link, k, r, weights, data)
+	main, err := train(ctx, o, ps, o.link, k, r, weights, data, o.profile)
 	if err != nil {
 		return fmt.Errorf("%d providers: %w", o.providers, err)
 	}
@@ -301,7 +304,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	row("scaled", o.providers, res.Layout, linkName, main)
 	if o.link != nil {
-		un, err := train(ctx, o, ps, nil, k, r, weights, data)
+		un, err := train(ctx, o, ps, nil, k, r, weights, data, "")
 		if err != nil {
 			return fmt.Errorf("%d providers unshaped: %w", o.providers, err)
 		}
@@ -447,8 +450,9 @@ type measure struct {
 }
 
 // train builds the model, trains it on the providers ps (through link
-// when not nil) as k parts × r replicas and measures it.
-func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k, r int, weights []float64, data *dataset) (*measure, error) {
+// when not nil) as k parts × r replicas and measures it; with profile it
+// writes a CPU profile of the timed steps there.
+func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k, r int, weights []float64, data *dataset, profile string) (*measure, error) {
 	counts := make([]*atomic.Int64, len(ps))
 	execs := make([]exec.Executor, len(ps))
 	defer func() {
@@ -540,6 +544,17 @@ func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k,
 		return t
 	}
 	st0, b0, c0, th0 := rs.Stats(), total(), cpuTime(), throttled()
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var elapsed time.Duration
 	res := &measure{rows: rs.Rows()}
 	for s := 0; s < o.steps; s++ {
