@@ -264,8 +264,8 @@ func TestDaemonLifecycle(t *testing.T) {
 		t.Fatal("provider never registered with the seed node")
 	}
 	body := httpGet(t, "http://"+seed.extra["http"]+"/v1/providers")
-	if !strings.Contains(body, `"name": "lifecycle"`) {
-		t.Errorf("seed HTTP view lacks the provider:\n%s", body)
+	if !strings.Contains(body, `"name": "lifecycle"`) || strings.Contains(body, `"measured_gflops": 0,`) {
+		t.Errorf("seed HTTP view lacks the provider or its measured speed:\n%s", body)
 	}
 
 	// A session with some work done, left open.
@@ -282,8 +282,10 @@ func TestDaemonLifecycle(t *testing.T) {
 	if v, ok := metrics.value("rookery_provider_sessions"); !ok || v != 1 {
 		t.Errorf("metrics: rookery_provider_sessions %v (present %v), want 1:\n%s", v, ok, text)
 	}
-	if v, ok := metrics.value("rookery_provider_calls_total", "method", "put", "code", "OK"); !ok || v != 1 {
-		t.Errorf(`metrics: rookery_provider_calls_total{method="put",code="OK"} %v (present %v), want 1:\n%s`, v, ok, text)
+	// One put here, and the two matrices of the seed node's speed
+	// benchmark.
+	if v, ok := metrics.value("rookery_provider_calls_total", "method", "put", "code", "OK"); !ok || v != 3 {
+		t.Errorf(`metrics: rookery_provider_calls_total{method="put",code="OK"} %v (present %v), want 3:\n%s`, v, ok, text)
 	}
 	if _, ok := metrics.value("rookery_provider_received_bytes_total"); !ok {
 		t.Errorf("metrics lack rookery_provider_received_bytes_total:\n%s", text)

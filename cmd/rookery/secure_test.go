@@ -255,7 +255,8 @@ func TestSecureCluster(t *testing.T) {
 	}
 	leaseKey := filepath.Join(p.dir, "lease.key")
 	got := startCommand(t, seedMain, []string{"--listen", "127.0.0.1:0", "--http", "", "--tls-cert", p.certFile, "--tls-key", p.keyFile,
-		"--token-file", tokenFile, "--lease-key", leaseKey, "--log-level", "warn", "--probe-ca", p.caFile, "--probe-token", provToken}, "listening on", "lease key")
+		"--token-file", tokenFile, "--lease-key", leaseKey, "--log-level", "warn", "--probe-ca", p.caFile, "--probe-token", provToken,
+		"--probe-identity", "token:providers"}, "listening on", "lease key")
 	seedAddr, pubText := got[0], got[1]
 	key, created, err := transport.LoadOrCreateLeaseKey(leaseKey)
 	if err != nil || created {
@@ -287,6 +288,13 @@ func TestSecureCluster(t *testing.T) {
 		es, err := seednode.Find(ctx, seedAddr, seednode.Need{N: 2}, aliceOpts...)
 		if err == nil {
 			entries = map[string]string{es[0].Address: es[0].Id, es[1].Address: es[1].Id}
+			// The seed node measured both itself, over TLS with its
+			// token and a lease it signed for that identity.
+			for _, e := range es {
+				if e.MeasuredGflops <= 0 || e.UnverifiedSpeed {
+					t.Fatalf("%s: measured %v GFLOP/s, unverified_speed %v; want a measurement", e.Address, e.MeasuredGflops, e.UnverifiedSpeed)
+				}
+			}
 			break
 		}
 		if i == 500 {

@@ -70,6 +70,7 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		insecure  = fs.Bool("insecure", false, "allow clear text beyond loopback (trusted networks only)")
 		probeCA   = fs.String("probe-ca", "", "PEM file of the CA that signed the providers' certificates: reach them over TLS when checking a registration's address")
 		probeTok  = fs.String("probe-token", "", "file holding the bearer token to present to providers (those with --token-file) when checking a registration's address")
+		probeID   = fs.String("probe-identity", "", "the identity providers know --probe-token by (token:NAME), which the leases for the seed node's own speed measurements name; default: an anonymous requester")
 		logFormat = fs.String("log-format", "text", "log format: text or json")
 		logLevel  = fs.String("log-level", "info", "log level: debug, info, warn or error")
 		version   = fs.Bool("version", false, "print the version and exit")
@@ -127,7 +128,13 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		probeOpts = append(probeOpts, transport.WithToken(tok))
 	}
-	opts = append(opts, seednode.WithProber(seednode.DialProber(seednode.DefaultProbeTimeout, probeOpts...)))
+	// It also measures each provider's speed itself, in a session it
+	// opens there, and ranks providers by that measurement.
+	opts = append(opts, seednode.WithProber(seednode.DialProber(seednode.DefaultProbeTimeout, probeOpts...)),
+		seednode.WithSpeedProbe(seednode.DialSpeedProbe(seednode.DefaultProbeTimeout, nil, probeOpts...)))
+	if *probeID != "" {
+		opts = append(opts, seednode.WithProbeRequester(*probeID))
+	}
 	if *tokenFile != "" {
 		ts, err := transport.LoadTokens(*tokenFile)
 		if err != nil {

@@ -38,7 +38,7 @@ var allowed = map[string][]string{
 	"exec/guard/...":     {"exec", "exec/guard"},
 	"checkpoint":         {"exec", "graph", "proto/rookery/v1"},
 	"transport":          {"exec", "graph", "proto/rookery/v1"},
-	"transport/seednode": {"exec", "proto/rookery/v1", "transport"},
+	"transport/seednode": {"exec", "graph", "proto/rookery/v1", "transport"},
 	"internal/providers": {"exec", "transport", "transport/seednode"},
 	".":                  {"checkpoint", "exec", "exec/guard", "graph", "partition", "transport", "transport/seednode"},
 	"ravml":              {"exec", "graph"},

@@ -76,8 +76,9 @@ func Find(ctx context.Context, addr string, need Need, opts ...transport.DialOpt
 // and the next one the seed node knows is taken instead.
 //
 // It returns one executor per provider, fastest first, and the
-// providers' measured speeds (Capabilities.Gflops), for use as partition
-// capacities; capacities is nil when any provider reports no speed.
+// providers' speeds as the seed node measured them (Speed: not the
+// providers' own claims), for use as partition capacities; capacities is
+// nil when any provider has no speed to trust.
 //
 // The caller holds every connection until it calls release (once; later
 // calls do nothing). A connection closes when it is released and the
@@ -137,7 +138,7 @@ func Lease(ctx context.Context, addr string, need Need, opts ...transport.DialOp
 			}
 			taken[e.Id] = true
 			held = append(held, &leased{c: c, refs: 1})
-			capacities = append(capacities, c.Capabilities().GetGflops())
+			capacities = append(capacities, Speed(e))
 		}
 		if !progress {
 			closeAll()

@@ -9,8 +9,8 @@
 // asks for providers with Find, which returns their entries fastest
 // first, each with a lease signed for that provider and requester when
 // the registry was given WithLeaseSigning; Lease does the same and
-// connects to each provider with its lease, returning executors, their
-// measured speeds and a release function. People read the registry as
+// connects to each provider with its lease, returning executors, the
+// speeds the seed node measured and a release function. People read the registry as
 // JSON through Registry.Handler (GET /v1/providers).
 //
 // What it believes: nothing on a caller's word. Every registration,
@@ -22,11 +22,19 @@
 // entry the registry checks, with its Prober (DialProber by default),
 // that the address answers a fresh Describe challenge with that key, and
 // records how long it took. Speeds must be finite and within MaxGFLOPS
-// and MaxMemBandwidth (*SpeedError); a provider that registered a higher
-// speed than it reports at its address is marked (unverified_speed) and
-// listed as if it had none. The seed node runs no benchmark of its own:
-// a speed is the provider's own start-up measurement, vouched for only
-// by its key. Registrations are rate-limited per source and capped in
+// and MaxMemBandwidth (*SpeedError). A claimed speed is not believed
+// either: the seed node measures each provider itself (its SpeedProbe,
+// DialSpeedProbe by default), opening a session there as a requester
+// would, with a lease it signs for itself, and timing a fixed matrix
+// product (MeasureGFLOPS, some 100 MFLOP). It lists providers fastest
+// first by that measurement (measured_gflops, beside the claimed
+// gflops), marks an entry (unverified_speed) whose claim exceeds it by
+// more than SpeedClaimSlack or that it could not measure (measured
+// again at a heartbeat after SpeedRetry), and requesters weigh
+// providers by it (Speed, Lease's capacities). A seed node given its
+// own Prober and no SpeedProbe measures nothing: it ranks by the claim,
+// and marks and ranks last a provider that registered a higher speed
+// than it reports at its address. Registrations are rate-limited per source and capped in
 // total (WithRegistrationLimit, WithMaxProviders: a
 // *transport.LimitError, ResourceExhausted).
 //

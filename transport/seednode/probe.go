@@ -57,8 +57,9 @@ func DialProber(timeout time.Duration, opts ...transport.DialOption) Prober {
 }
 
 // speedSlack is how far the speed a provider registered may be above
-// the one it reports at its address before the registry marks the entry
-// (ProviderEntry.unverified_speed) and ranks it by the lower figure.
+// the one it reports at its address before a registry that measures no
+// speeds marks the entry (ProviderEntry.unverified_speed) and ranks it
+// last; a registry that measures decides by its measurement instead.
 const speedSlack = 1.1
 
 // checkAddress runs the prober on a registration and returns the entry's

@@ -46,6 +46,10 @@ type config struct {
 	maxProviders int           // live entries in all
 	claimWindow  time.Duration // how far a claim's time may be from the clock's
 	prober       Prober
+
+	speedProbe     SpeedProbe
+	speedProbeSet  bool
+	probeRequester string
 }
 
 // DefaultClaimWindow is how far from the seed node's time a provider's
@@ -134,6 +138,10 @@ type Registry struct {
 	owners  map[string]string // the identity that registered each entry
 	claimed map[string]int64  // the time of the last claim accepted on each entry
 	buckets map[string]*bucket
+	// measuring holds the entries whose speed is being measured again,
+	// and tried when each entry's measurement last failed.
+	measuring map[string]bool
+	tried     map[string]time.Time
 }
 
 // NewRegistry returns a seed node's registry, ready to Serve.
@@ -151,12 +159,18 @@ func NewRegistry(opts ...Option) *Registry {
 	}
 	if cfg.prober == nil {
 		cfg.prober = DialProber(DefaultProbeTimeout)
+		if !cfg.speedProbeSet {
+			cfg.speedProbe = DialSpeedProbe(DefaultProbeTimeout, nil)
+		}
+	}
+	if cfg.probeRequester == "" {
+		cfg.probeRequester = DefaultProbeRequester
 	}
 	if cfg.leaseTTL <= 0 {
 		cfg.leaseTTL = DefaultLeaseTTL
 	}
 	s := &Registry{cfg: cfg, log: cfg.logger, entries: map[string]*rookeryv1.ProviderEntry{}, owners: map[string]string{},
-		claimed: map[string]int64{}, buckets: map[string]*bucket{}}
+		claimed: map[string]int64{}, buckets: map[string]*bucket{}, measuring: map[string]bool{}, tried: map[string]time.Time{}}
 	s.grpc = grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(s.unaryAuth)}, cfg.grpcOpts...)...)
 	rookeryv1.RegisterSeedServer(s.grpc, s)
 	s.health = health.NewServer()
@@ -275,6 +289,11 @@ func (s *Registry) Register(ctx context.Context, req *rookeryv1.RegisterRequest)
 		s.log.Warn("registration refused", "address", address, "err", err)
 		return nil, transport.ToStatus(err)
 	}
+	// The provider learns its id only from the answer, so a provider
+	// that already holds ids from an earlier registration refuses this
+	// lease; it is measured again at a heartbeat (SpeedRetry).
+	id := newID()
+	measured, merr := s.measure(ctx, id, address)
 	key := ed25519.PublicKey(c.IdentityKey)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -296,14 +315,16 @@ func (s *Registry) Register(ctx context.Context, req *rookeryv1.RegisterRequest)
 		s.log.Warn("registration refused", "address", address, "err", err)
 		return nil, transport.ToStatus(err)
 	}
-	id := newID()
 	s.owners[id] = who
 	s.claimed[id] = c.UnixMs
-	s.entries[id] = &rookeryv1.ProviderEntry{Id: id, Address: address, Capabilities: c.Capabilities,
+	e := &rookeryv1.ProviderEntry{Id: id, Address: address, Capabilities: c.Capabilities,
 		RegisteredUnixMs: now.UnixMilli(), LastHeartbeatUnixMs: now.UnixMilli(), IdentityKey: key,
 		ProbeRttUs: rtt.Microseconds(), UnverifiedSpeed: unverified}
+	s.entries[id] = e
+	s.setMeasured(e, measured, merr, now)
 	s.log.Info("provider registered", "id", id, "address", address, "name", c.Capabilities.GetName(),
-		"gflops", c.Capabilities.GetGflops(), "identity", transport.EncodeIdentityKey(key), "probe_rtt", rtt, "unverified_speed", unverified)
+		"gflops", c.Capabilities.GetGflops(), "measured_gflops", e.MeasuredGflops, "identity", transport.EncodeIdentityKey(key),
+		"probe_rtt", rtt, "unverified_speed", e.UnverifiedSpeed)
 	return &rookeryv1.RegisterResponse{Id: id, TtlMs: s.cfg.ttl.Milliseconds()}, nil
 }
 
@@ -345,6 +366,7 @@ func (s *Registry) remove(id string) {
 	delete(s.entries, id)
 	delete(s.owners, id)
 	delete(s.claimed, id)
+	delete(s.tried, id)
 }
 
 // Heartbeat implements the Seed service. The request must carry a claim
@@ -365,7 +387,70 @@ func (s *Registry) Heartbeat(ctx context.Context, req *rookeryv1.HeartbeatReques
 	s.claimed[c.Id] = c.UnixMs
 	e.LastHeartbeatUnixMs = now.UnixMilli()
 	e.Sessions = c.Sessions
-	return &rookeryv1.HeartbeatResponse{TtlMs: s.cfg.ttl.Milliseconds()}, nil
+	resp := &rookeryv1.HeartbeatResponse{TtlMs: s.cfg.ttl.Milliseconds()}
+	tried, failed := s.tried[c.Id]
+	if !failed || s.measuring[c.Id] || now.Sub(tried) < SpeedRetry {
+		return resp, nil
+	}
+	// Measure again an entry whose measurement failed, at most once per
+	// SpeedRetry and once at a time, without holding the lock.
+	s.measuring[c.Id] = true
+	id, address := c.Id, e.Address
+	s.mu.Unlock()
+	measured, merr := s.measure(ctx, id, address)
+	s.mu.Lock()
+	delete(s.measuring, id)
+	if e, ok := s.entries[id]; ok {
+		s.setMeasured(e, measured, merr, s.cfg.clock.Now())
+		s.log.Info("provider measured", "id", id, "address", address, "measured_gflops", e.MeasuredGflops, "unverified_speed", e.UnverifiedSpeed)
+	}
+	return resp, nil
+}
+
+// measure runs the speed probe on the provider at address, which will
+// be listed as id, with a lease the registry signs for itself when it
+// signs leases. Without a speed probe it measures nothing.
+func (s *Registry) measure(ctx context.Context, id, address string) (float64, error) {
+	if s.cfg.speedProbe == nil {
+		return 0, nil
+	}
+	lease := ""
+	if s.cfg.key != nil {
+		now := s.cfg.clock.Now()
+		var err error
+		lease, err = transport.SignLease(s.cfg.key, transport.Lease{ProviderID: id, ProviderAddress: address, Requester: s.cfg.probeRequester,
+			IssuedAt: now, Expires: now.Add(DefaultProbeTimeout)})
+		if err != nil {
+			return 0, err
+		}
+	}
+	g, err := s.cfg.speedProbe(ctx, address, lease)
+	if err == nil && (math.IsNaN(g) || math.IsInf(g, 0) || g <= 0) {
+		err = fmt.Errorf("measured %g GFLOP/s", g)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("seednode: measuring %.100s: %w", address, err)
+	}
+	return min(g, MaxGFLOPS), nil
+}
+
+// setMeasured records on e what measure returned; s.mu is held. A claim
+// above SpeedClaimSlack times the measurement, or a failed measurement,
+// marks the entry: where the registry measures, the measurement decides,
+// not what the provider reported in Describe.
+func (s *Registry) setMeasured(e *rookeryv1.ProviderEntry, measured float64, err error, now time.Time) {
+	if s.cfg.speedProbe == nil {
+		return
+	}
+	if err != nil {
+		s.tried[e.Id] = now
+		e.UnverifiedSpeed = true
+		s.log.Warn("speed not measured", "id", e.Id, "address", e.Address, "err", err, "retry_after", SpeedRetry)
+		return
+	}
+	delete(s.tried, e.Id)
+	e.MeasuredGflops = measured
+	e.UnverifiedSpeed = e.Capabilities.GetGflops() > measured*SpeedClaimSlack
 }
 
 // Deregister implements the Seed service. The request must carry a claim
@@ -402,7 +487,7 @@ func (s *Registry) live() []*rookeryv1.ProviderEntry {
 		out = append(out, proto.Clone(e).(*rookeryv1.ProviderEntry))
 	}
 	sort.Slice(out, func(i, j int) bool {
-		gi, gj := rank(out[i]), rank(out[j])
+		gi, gj := s.rank(out[i]), s.rank(out[j])
 		if gi != gj {
 			return gi > gj
 		}
@@ -411,13 +496,29 @@ func (s *Registry) live() []*rookeryv1.ProviderEntry {
 	return out
 }
 
-// rank is the speed an entry is listed by: its claim, or nothing when
-// the provider reported a lower speed at its address than it registered.
-func rank(e *rookeryv1.ProviderEntry) float64 {
-	if e.UnverifiedSpeed {
+// rank is the speed an entry is listed by: what the registry measured
+// when it measures speeds (nothing until it has), else the claim, or
+// nothing when the provider reported a lower speed at its address than
+// it registered.
+func (s *Registry) rank(e *rookeryv1.ProviderEntry) float64 {
+	if s.cfg.speedProbe != nil {
+		return e.MeasuredGflops
+	}
+	return Speed(e)
+}
+
+// Speed is the speed in GFLOP/s that a requester should count on from
+// an entry of Find or List: what the seed node measured, or, from a
+// seed node that measures nothing, the registered speed unless the
+// entry is marked unverified_speed; 0 when there is none to trust.
+func Speed(e *rookeryv1.ProviderEntry) float64 {
+	if e.GetMeasuredGflops() > 0 {
+		return e.GetMeasuredGflops()
+	}
+	if e.GetUnverifiedSpeed() {
 		return 0
 	}
-	return e.Capabilities.GetGflops()
+	return e.GetCapabilities().GetGflops()
 }
 
 // Find implements the Seed service.
@@ -439,7 +540,7 @@ func (s *Registry) Find(ctx context.Context, req *rookeryv1.FindRequest) (*rooke
 	var found []*rookeryv1.ProviderEntry
 	for _, e := range s.live() {
 		c := e.Capabilities
-		if c.GetMemoryBytes() < req.MinMemoryBytes || c.GetGflops() < req.MinGflops || (req.Gpu && len(c.GetGpus()) == 0) {
+		if c.GetMemoryBytes() < req.MinMemoryBytes || s.rank(e) < req.MinGflops || (req.Gpu && len(c.GetGpus()) == 0) {
 			continue
 		}
 		e = proto.Clone(e).(*rookeryv1.ProviderEntry)
@@ -492,8 +593,13 @@ type ProviderJSON struct {
 	IdentityKey string `json:"identity_key"`
 	// ProbeRTTMicros is how long that challenge took to answer.
 	ProbeRTTMicros int64 `json:"probe_rtt_us"`
-	// UnverifiedSpeed marks a provider that registered a higher speed
-	// than it reports at its address; it is listed as if it had none.
+	// MeasuredGFLOPS is the speed the seed node measured itself (0: none
+	// yet); providers are listed fastest first by it, while Machine.GFLOPS
+	// is what the provider claimed.
+	MeasuredGFLOPS float64 `json:"measured_gflops"`
+	// UnverifiedSpeed marks a provider whose claimed speed the seed node
+	// could not confirm: above SpeedClaimSlack times its measurement, not
+	// measured, or higher than the provider reports at its address.
 	UnverifiedSpeed bool `json:"unverified_speed"`
 }
 
@@ -530,7 +636,8 @@ func (s *Registry) Handler() http.Handler {
 			p := ProviderJSON{ID: e.Id, Address: e.Address, Name: c.GetName(), Version: c.GetVersion(), Health: "ok",
 				LastHeartbeat: time.UnixMilli(e.LastHeartbeatUnixMs).UTC(), Registered: time.UnixMilli(e.RegisteredUnixMs).UTC(),
 				Sessions: int(e.Sessions), Limits: c.GetLimits(), OpKinds: len(c.GetOpKinds()),
-				IdentityKey: transport.EncodeIdentityKey(e.IdentityKey), ProbeRTTMicros: e.ProbeRttUs, UnverifiedSpeed: e.UnverifiedSpeed}
+				IdentityKey: transport.EncodeIdentityKey(e.IdentityKey), ProbeRTTMicros: e.ProbeRttUs,
+				MeasuredGFLOPS: finite(e.MeasuredGflops), UnverifiedSpeed: e.UnverifiedSpeed}
 			if now.Sub(p.LastHeartbeat) > s.cfg.ttl/2 {
 				p.Health = "late"
 			}

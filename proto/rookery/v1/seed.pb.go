@@ -108,10 +108,16 @@ type ProviderEntry struct {
 	// answer the seed node's identity challenge before it was listed.
 	ProbeRttUs int64 `protobuf:"varint,9,opt,name=probe_rtt_us,json=probeRttUs,proto3" json:"probe_rtt_us,omitempty"`
 	// unverified_speed is set when the seed node could not confirm the
-	// speed the provider registered (its Describe reported another).
+	// speed the provider registered: its Describe reported a lower one, or
+	// the claim exceeds measured_gflops by more than the seed node's
+	// tolerance, or the seed node measures speeds and could not.
 	UnverifiedSpeed bool `protobuf:"varint,10,opt,name=unverified_speed,json=unverifiedSpeed,proto3" json:"unverified_speed,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// measured_gflops is the speed in GFLOP/s that the seed node measured
+	// itself, with a small benchmark run in a session on the provider; 0
+	// when it measured none. The seed node ranks by it.
+	MeasuredGflops float64 `protobuf:"fixed64,11,opt,name=measured_gflops,json=measuredGflops,proto3" json:"measured_gflops,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ProviderEntry) Reset() {
@@ -212,6 +218,13 @@ func (x *ProviderEntry) GetUnverifiedSpeed() bool {
 		return x.UnverifiedSpeed
 	}
 	return false
+}
+
+func (x *ProviderEntry) GetMeasuredGflops() float64 {
+	if x != nil {
+		return x.MeasuredGflops
+	}
+	return 0
 }
 
 // ProviderClaim is what a provider signs: its registration, a heartbeat
@@ -994,7 +1007,7 @@ var File_rookery_v1_seed_proto protoreflect.FileDescriptor
 const file_rookery_v1_seed_proto_rawDesc = "" +
 	"\n" +
 	"\x15rookery/v1/seed.proto\x12\n" +
-	"rookery.v1\x1a\x19rookery/v1/provider.proto\"\xfc\x02\n" +
+	"rookery.v1\x1a\x19rookery/v1/provider.proto\"\xa5\x03\n" +
 	"\rProviderEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12<\n" +
@@ -1007,7 +1020,8 @@ const file_rookery_v1_seed_proto_rawDesc = "" +
 	"\fprobe_rtt_us\x18\t \x01(\x03R\n" +
 	"probeRttUs\x12)\n" +
 	"\x10unverified_speed\x18\n" +
-	" \x01(\bR\x0funverifiedSpeed\"\xf3\x02\n" +
+	" \x01(\bR\x0funverifiedSpeed\x12'\n" +
+	"\x0fmeasured_gflops\x18\v \x01(\x01R\x0emeasuredGflops\"\xf3\x02\n" +
 	"\rProviderClaim\x122\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1e.rookery.v1.ProviderClaim.KindR\x04kind\x12!\n" +
 	"\fidentity_key\x18\x02 \x01(\fR\videntityKey\x12\x17\n" +
