@@ -24,7 +24,8 @@ const SeedNodeTimeout = 30 * time.Second
 // seednode.ErrNotEnough or transport.ErrUnavailable), presents each
 // provider's lease on every call, and closes a provider's connection
 // with the session it opened there. opts apply to the seed node and to
-// every provider (transport.WithToken, TLS credentials).
+// every provider (transport.WithToken, TLS credentials,
+// transport.WithRequesterKey for the key the leases are bound to).
 func WithSeedNode(addr string, n int, opts ...transport.DialOption) Option {
 	return WithSeedNodeNeed(addr, seednode.Need{N: n}, opts...)
 }

@@ -50,12 +50,16 @@ func (s *Server) authorize(ctx context.Context, method string) (context.Context,
 		if err := leaseIssuedTo(l, id); err != nil {
 			return nil, nil, err
 		}
+		now := s.cfg.clock.Now()
 		if method == openMethod {
-			if err := l.CheckTime(s.cfg.clock.Now()); err != nil {
+			if err := l.CheckTime(now); err != nil {
 				return nil, nil, err
 			}
 		}
-		id = "lease:" + l.Requester
+		if err := CheckLeaseProof(creds.proof, l, creds.lease, method, now, s.cfg.proofWindow); err != nil {
+			return nil, nil, err
+		}
+		id = l.owner()
 	}
 	ctx = withIdentity(ctx, id)
 	ctx = withQuotaKey(ctx, quotaKey(ctx, caller))
@@ -77,11 +81,12 @@ const anonRequester = "anon:"
 // the requester: the caller must then authenticate to the provider as
 // the same identity (the seed node and its providers name requesters
 // alike: the same token names, or certificates from the same
-// authority). A lease for an anonymous requester ("anon:...") is a
-// bearer credential that only an anonymous caller may present; binding
-// it needs a seed node and providers that authenticate requesters.
+// authority). A lease for an unauthenticated requester names its
+// requester key ("key:...", checked by CheckLeaseProof on every call),
+// or, from a seed node given no key, is "anon:..."; only an anonymous
+// caller may present either.
 func leaseIssuedTo(l *Lease, caller string) error {
-	if strings.HasPrefix(l.Requester, anonRequester) {
+	if strings.HasPrefix(l.Requester, anonRequester) || strings.HasPrefix(l.Requester, keyRequester) {
 		if caller == "" {
 			return nil
 		}

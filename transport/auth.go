@@ -106,6 +106,7 @@ func (ts *TokenSet) Lookup(token string) (name string, ok bool) {
 type credentialsMD struct {
 	bearer string
 	lease  string
+	proof  string // the value of LeaseProofHeader
 }
 
 // parseAuthorization reads the values of a call's "authorization"
@@ -185,6 +186,13 @@ func (a *authenticator) identify(ctx context.Context) (string, credentialsMD, er
 	c, err := parseAuthorization(md.Get("authorization"))
 	if err != nil {
 		return "", c, err
+	}
+	switch proofs := md.Get(LeaseProofHeader); len(proofs) {
+	case 0:
+	case 1:
+		c.proof = proofs[0]
+	default:
+		return "", c, &AuthError{Reason: ReasonMalformed, Detail: fmt.Sprintf("%d %s values", len(proofs), LeaseProofHeader)}
 	}
 	cert := certIdentity(ctx)
 	if a.tokens == nil {

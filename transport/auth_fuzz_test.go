@@ -3,9 +3,12 @@ package transport
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 )
@@ -91,6 +94,42 @@ func FuzzOpenClaim(f *testing.F) {
 		}
 		if !ed25519.Verify(c.IdentityKey, append([]byte(claimContext), claim...), sig) {
 			t.Fatal("accepted a claim whose signature does not verify")
+		}
+	})
+}
+
+// FuzzLeaseProof feeds a call's proof of the requester key, and the lease
+// token it comes with, to the provider's check, and the token to the
+// client's reading of it. Neither may panic; a refusal is a key-proof
+// *AuthError; a proof is accepted only with the signature the requester
+// key makes for that token, time and call.
+func FuzzLeaseProof(f *testing.F) {
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{5}, ed25519.SeedSize))
+	const addr, method = "127.0.0.1:7070", "/rookery.v1.Provider/Put"
+	now := time.UnixMilli(1_700_000_000_000)
+	l := &Lease{ProviderAddress: addr, Requester: KeyRequester(key.Public().(ed25519.PublicKey)), RequesterKey: key.Public().(ed25519.PublicKey)}
+	f.Add(SignLeaseProof(key, "v1.abc", addr, method, now), "v1.abc")
+	f.Add(SignLeaseProof(key, "v1.abc", addr, method, now.Add(-time.Hour)), "v1.abc")
+	f.Add("1700000000000.", "")
+	f.Add("-9223372036854775808.AAAA", "v1.")
+	f.Fuzz(func(t *testing.T, proof, token string) {
+		_, _ = leaseBinding(token)
+		err := CheckLeaseProof(proof, l, token, method, now, DefaultProofWindow)
+		if err != nil {
+			var ae *AuthError
+			if !errors.As(err, &ae) || ae.Reason != ReasonKeyProof || !errors.Is(err, ErrUnauthenticated) {
+				t.Fatalf("refusal %v is not a key-proof AuthError", err)
+			}
+			return
+		}
+		msText, sigText, _ := strings.Cut(proof, ".")
+		ms, perr := strconv.ParseInt(msText, 10, 64)
+		sig, serr := base64.RawURLEncoding.DecodeString(sigText)
+		if perr != nil || serr != nil || now.Sub(time.UnixMilli(ms)).Abs() > DefaultProofWindow {
+			t.Fatalf("accepted %q", proof)
+		}
+		if want := ed25519.Sign(key, proofMessage(token, addr, method, ms)); !bytes.Equal(sig, want) {
+			t.Fatalf("accepted %q, whose signature is not the key's", proof)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +34,7 @@ type dialConfig struct {
 	grpcOpts     []grpc.DialOption
 	token        string
 	lease        string
+	requesterKey ed25519.PrivateKey
 	insecure     bool
 	dialTimeout  time.Duration
 }
@@ -131,13 +133,28 @@ func (c *dialConfig) connProbe(addr string) (*grpc.ClientConn, *dialProbe, error
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.chunk+1<<20+DefaultChunkBytes), grpc.MaxCallSendMsgSize(c.chunk+1<<20),
 			grpc.ForceCodecV2(newFrameCodec())),
 	}, c.grpcOpts...)
+	// A key-bound lease wants a proof of the requester key on every call.
+	var sign func(method string) string
+	if leaseAddr, bound := leaseBinding(c.lease); bound {
+		key, lease := c.requesterKey, c.lease
+		if len(key) != ed25519.PrivateKeySize {
+			key = DefaultRequesterKey()
+		}
+		sign = func(method string) string { return SignLeaseProof(key, lease, leaseAddr, method, time.Now()) }
+	}
+	withMD := func(ctx context.Context, method string) context.Context {
+		if sign != nil {
+			return metadata.AppendToOutgoingContext(ctx, append(md[:len(md):len(md)], LeaseProofHeader, sign(method))...)
+		}
+		return metadata.AppendToOutgoingContext(ctx, md...)
+	}
 	if len(md) > 0 {
 		opts = append(opts,
 			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-				return invoker(metadata.AppendToOutgoingContext(ctx, md...), method, req, reply, cc, opts...)
+				return invoker(withMD(ctx, method), method, req, reply, cc, opts...)
 			}),
 			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-				return streamer(metadata.AppendToOutgoingContext(ctx, md...), desc, cc, method, opts...)
+				return streamer(withMD(ctx, method), desc, cc, method, opts...)
 			}))
 	}
 	target := addr

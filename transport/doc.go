@@ -31,7 +31,18 @@
 // only for calls that carry a valid lease naming it, and a session
 // belongs to the requester the lease names (without leases, to the
 // caller's token or certificate identity), so that no one else can use
-// or close it. Bearer tokens (WithTokens, seednode.WithTokens; WithToken
+// or close it. A lease is bound to whoever asked for it: the seed node
+// names an authenticated requester by its token or certificate, and
+// every requester by the ed25519 requester key it sends with Find
+// (WithRequesterKey; by default a key made once per process), "key:"
+// and its base64 when it is not authenticated. On every call with a
+// key-bound lease the client signs the lease's hash, the provider's
+// address, the time in milliseconds and the method with that key
+// (requester.go); the provider refuses a call whose proof is missing,
+// signed by another key, or more than two minutes (WithProofWindow) from
+// its clock, so that a lease seen by someone else cannot be replayed,
+// and a session opened with it answers only that key. A seed node that
+// signs leases refuses an unauthenticated Find without a key. Bearer tokens (WithTokens, seednode.WithTokens; WithToken
 // on the client) and client certificates verified by the server's TLS
 // configuration identify callers (auth.go; Identify for the seed node).
 // The client refuses to dial beyond loopback in clear text unless given

@@ -71,6 +71,7 @@ const (
 	ReasonExpired     AuthReason = "expired"       // a lease past its expiry
 	ReasonNotYetValid AuthReason = "not yet valid" // a lease before its issue time
 	ReasonUnverified  AuthReason = "unverified"    // an address that does not answer with the key that registered it
+	ReasonKeyProof    AuthReason = "key proof"     // a call with a key-bound lease and no fresh proof by that key
 
 	ReasonOtherProvider  AuthReason = "other provider"  // a lease that names another provider
 	ReasonNotOwner       AuthReason = "not owner"       // a session or entry that belongs to another identity

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -275,6 +276,12 @@ func FuzzParseLease(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(good)
+	bound, err := transport.SignLease(key, transport.Lease{ProviderID: "p1", ProviderAddress: "127.0.0.1:7070", Requester: "key:AAAA",
+		RequesterKey: pub, IssuedAt: time.UnixMilli(1_700_000_000_000), Expires: time.UnixMilli(1_700_003_600_000)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(bound)
 	f.Add("v1.")
 	f.Add("v1." + strings.Repeat("A", 100))
 	f.Add(good[:len(good)-3] + "AAA")
@@ -295,7 +302,7 @@ func FuzzParseLease(f *testing.F) {
 			t.Fatal(err)
 		}
 		back, err := transport.ParseLease(again, pub)
-		if err != nil || *back != *l {
+		if err != nil || !reflect.DeepEqual(back, l) {
 			t.Fatalf("re-signed lease reads %+v, %v; want %+v", back, err, l)
 		}
 		_ = l.CheckTime(time.UnixMilli(1_700_000_000_000))

@@ -44,11 +44,15 @@ const LeaseSkew = 30 * time.Second
 
 // Lease is what a lease token attests.
 type Lease struct {
-	ProviderID      string    // the id the seed node gave the provider
-	ProviderAddress string    // the address the provider registered
-	Requester       string    // the identity of the requester
-	IssuedAt        time.Time // start of validity
-	Expires         time.Time // end of validity
+	ProviderID      string // the id the seed node gave the provider
+	ProviderAddress string // the address the provider registered
+	Requester       string // the identity of the requester
+	// RequesterKey is the requester's public key when the lease is bound
+	// to one: every call presenting the lease must prove it (see
+	// Requester keys in requester.go).
+	RequesterKey ed25519.PublicKey
+	IssuedAt     time.Time // start of validity
+	Expires      time.Time // end of validity
 }
 
 // SignLease signs l with key and returns its token.
@@ -63,6 +67,7 @@ func SignLease(key ed25519.PrivateKey, l Lease) (string, error) {
 		Requester:       l.Requester,
 		IssuedUnixMs:    l.IssuedAt.UnixMilli(),
 		ExpiresUnixMs:   l.Expires.UnixMilli(),
+		RequesterKey:    l.RequesterKey,
 	})
 	if err != nil {
 		return "", err
@@ -116,13 +121,38 @@ func ParseLease(token string, pub ed25519.PublicKey) (*Lease, error) {
 	if c.Requester == "" || c.ExpiresUnixMs < c.IssuedUnixMs {
 		return nil, &AuthError{Reason: ReasonMalformed, Detail: "lease without a requester or with its expiry before its issue"}
 	}
+	if n := len(c.RequesterKey); n != 0 && n != ed25519.PublicKeySize {
+		return nil, &AuthError{Reason: ReasonMalformed, Detail: fmt.Sprintf("lease requester key of %d bytes, want %d", n, ed25519.PublicKeySize)}
+	}
 	return &Lease{
 		ProviderID:      c.ProviderId,
 		ProviderAddress: c.ProviderAddress,
 		Requester:       c.Requester,
 		IssuedAt:        time.UnixMilli(c.IssuedUnixMs),
 		Expires:         time.UnixMilli(c.ExpiresUnixMs),
+		RequesterKey:    c.RequesterKey,
 	}, nil
+}
+
+// leaseBinding reads, without checking its signature, what a client
+// needs to prove its requester key for a lease token: the provider
+// address it names and whether it is bound to a key. A token that does
+// not decode is bound to nothing; the provider says what is wrong.
+func leaseBinding(token string) (address string, bound bool) {
+	rest, ok := strings.CutPrefix(token, leasePrefix)
+	if !ok || len(token) > MaxLeaseBytes {
+		return "", false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(rest)
+	if err != nil {
+		return "", false
+	}
+	var sl rookeryv1.SignedLease
+	var c rookeryv1.LeaseClaims
+	if proto.Unmarshal(b, &sl) != nil || proto.Unmarshal(sl.Claims, &c) != nil {
+		return "", false
+	}
+	return c.ProviderAddress, len(c.RequesterKey) > 0
 }
 
 // CheckTime says whether the lease is valid at now, within LeaseSkew.

@@ -43,6 +43,8 @@ type serverConfig struct {
 	callTime  time.Duration
 	clock     Clock
 	identity  ed25519.PrivateKey
+
+	proofWindow time.Duration
 }
 
 // WithLimits sets the server's limits; zero fields keep their defaults.
@@ -82,7 +84,13 @@ func WithTokens(ts *TokenSet) ServerOption { return func(c *serverConfig) { c.to
 // that requester may present it: a lease issued to an authenticated
 // identity wants a caller authenticated as it (WithTokens or client
 // certificates, named as the seed node names them), a lease issued to
-// an anonymous requester an anonymous caller (see leaseIssuedTo).
+// an unauthenticated requester an unauthenticated caller (see
+// leaseIssuedTo). A lease bound to a requester key (the seed node binds
+// every lease to the key the requester sent, and names an
+// unauthenticated requester by it) wants, on every call, a proof signed
+// by that key within WithProofWindow of the server's clock, so that no
+// one who merely saw the lease can replay it; a session opened with such
+// a lease belongs to that key (see Requester keys in requester.go).
 func WithLeaseKey(pub ed25519.PublicKey, addresses ...string) ServerOption {
 	return func(c *serverConfig) { c.leaseKey, c.addresses = pub, addresses }
 }
@@ -162,7 +170,8 @@ type serverSession struct {
 // micro-benchmark) and starts the idle-session janitor; Serve then serves
 // connections and Shutdown or Stop ends everything.
 func NewServer(e exec.Executor, opts ...ServerOption) *Server {
-	cfg := serverConfig{benchTime: 200 * time.Millisecond, version: Version, name: "rookery-provider", callTime: DefaultCallTimeout, clock: SystemClock}
+	cfg := serverConfig{benchTime: 200 * time.Millisecond, version: Version, name: "rookery-provider", callTime: DefaultCallTimeout, clock: SystemClock,
+		proofWindow: DefaultProofWindow}
 	for _, o := range opts {
 		o(&cfg)
 	}

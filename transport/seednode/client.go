@@ -2,6 +2,7 @@ package seednode
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"slices"
@@ -28,9 +29,6 @@ type Need struct {
 	MinMemory int64   // bytes each must offer
 	GPU       bool    // each must have a GPU
 	MinGFLOPS float64 // measured speed each must have
-	// Requester is the id the leases name when the seed node
-	// authenticates nobody; empty: a fresh random one per call.
-	Requester string
 	// ConnectTimeout bounds Lease's connection to each provider; one that
 	// does not answer in time is skipped for the next the seed node
 	// knows. Zero: DefaultConnectTimeout.
@@ -46,15 +44,18 @@ const DefaultConnectTimeout = 10 * time.Second
 // naming addr and the last connection error. Fewer matches than need.N give an error
 // matching ErrNotEnough. From a seed node that signs leases, each entry
 // carries the lease (ProviderEntry.Lease) to pass to transport.Connect
-// with transport.WithLease; Lease does both.
+// with transport.WithLease; Lease does both. Find sends the requester
+// key (transport.WithRequesterKey, else transport.DefaultRequesterKey),
+// which binds the leases: only a client with the same key can use them.
 func Find(ctx context.Context, addr string, need Need, opts ...transport.DialOption) ([]*rookeryv1.ProviderEntry, error) {
 	cc, err := transport.DialConn(ctx, addr, "seed node", opts...)
 	if err != nil {
 		return nil, err
 	}
 	defer cc.Close()
+	key := transport.RequesterKey(opts...).Public().(ed25519.PublicKey)
 	resp, err := rookeryv1.NewSeedClient(cc).Find(ctx, &rookeryv1.FindRequest{N: int32(need.N), MinMemoryBytes: need.MinMemory, Gpu: need.GPU, MinGflops: need.MinGFLOPS,
-		Requester: need.Requester}, grpc.WaitForReady(true))
+		RequesterKey: key}, grpc.WaitForReady(true))
 	if err != nil {
 		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
 			return nil, fmt.Errorf("seednode: %s: %w: %s", addr, ErrNotEnough, st.Message())

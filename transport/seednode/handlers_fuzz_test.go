@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -89,7 +88,7 @@ func FuzzHandlers(f *testing.F) {
 	f.Add(encodeCalls(
 		[]any{byte(0), &rookeryv1.ProviderClaim{Address: "127.0.0.1:7070", Capabilities: caps}},
 		[]any{byte(1), &rookeryv1.ProviderClaim{Id: id, Sessions: 2}},
-		[]any{byte(3), &rookeryv1.FindRequest{N: 1, Requester: "r"}},
+		[]any{byte(3), &rookeryv1.FindRequest{N: 1, Requester: "r", RequesterKey: keyOf(2).Public().(ed25519.PublicKey)}},
 		[]any{byte(4), &rookeryv1.ListRequest{}},
 		[]any{byte(2), &rookeryv1.ProviderClaim{Id: id}},
 		[]any{byte(5), &rookeryv1.LeaseKeyRequest{}}))
@@ -153,7 +152,8 @@ func FuzzHandlers(f *testing.F) {
 						}
 						for _, e := range resp.Providers {
 							l, lerr := transport.ParseLease(e.Lease, pub)
-							if lerr != nil || l.ProviderID != e.Id || l.ProviderAddress != e.Address || !strings.HasPrefix(l.Requester, "anon:") {
+							if lerr != nil || l.ProviderID != e.Id || l.ProviderAddress != e.Address ||
+								l.Requester != transport.KeyRequester(req.RequesterKey) || !bytes.Equal(l.RequesterKey, req.RequesterKey) {
 								t.Fatalf("lease for %s at %s: %+v, %v", e.Id, e.Address, l, lerr)
 							}
 						}

@@ -2,10 +2,13 @@ package seednode_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
@@ -131,5 +134,39 @@ func TestLeaseSkipsSilentProvider(t *testing.T) {
 	}
 	if _, _, _, err := seednode.Lease(context.Background(), seedAddr, seednode.Need{N: 2, ConnectTimeout: wait}); !errors.Is(err, seednode.ErrNotEnough) {
 		t.Fatalf("asking for both: %v, want ErrNotEnough", err)
+	}
+}
+
+// TestFindWantsRequesterKey: a seed node that signs leases binds each to
+// the requester key Find sends and names an unauthenticated requester by
+// it; it refuses an unauthenticated Find without a key, whose lease
+// anyone who saw it could replay, and a key of the wrong size.
+func TestFindWantsRequesterKey(t *testing.T) {
+	key, err := transport.GenerateLeaseKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, addr := startRegistry(t, seednode.WithLeaseSigning(key, time.Minute))
+	startProviders(t, addr, 1, key)
+	ctx := context.Background()
+	alice := keyOf(9).Public().(ed25519.PublicKey)
+	resp, err := reg.Find(ctx, &rookeryv1.FindRequest{N: 1, RequesterKey: alice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := transport.ParseLease(resp.Providers[0].Lease, key.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Requester != transport.KeyRequester(alice) || !alice.Equal(l.RequesterKey) {
+		t.Fatalf("lease names %q with key %x, want %q", l.Requester, l.RequesterKey, transport.KeyRequester(alice))
+	}
+	_, err = reg.Find(ctx, &rookeryv1.FindRequest{N: 1, Requester: "r1"})
+	var ae *transport.AuthError
+	if err = transport.FromStatus(ctx, "find", err); !errors.As(err, &ae) || ae.Reason != transport.ReasonMissing {
+		t.Fatalf("Find without a key: got %v, want an unauthenticated *AuthError (missing)", err)
+	}
+	if _, err := reg.Find(ctx, &rookeryv1.FindRequest{N: 1, RequesterKey: alice[:31]}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("a 31-byte key: got %v, want InvalidArgument", err)
 	}
 }

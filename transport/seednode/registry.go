@@ -110,8 +110,11 @@ const DefaultLeaseTTL = time.Hour
 // WithLeaseSigning makes the seed node sign a lease for each provider it
 // names in Find, valid for ttl (DefaultLeaseTTL when ttl <= 0). The lease
 // names the requester the seed node authenticated ("token:NAME" or
-// "cert:NAME"), or, when it authenticates nobody, "anon:" and the id the
-// requester chose (FindRequest.requester, random when empty).
+// "cert:NAME"), or, for a requester it did not authenticate, the
+// requester key it sent ("key:<base64>", transport.KeyRequester); it is
+// bound to the requester key when one was sent, so that a provider
+// serves only calls signed by that key. An unauthenticated requester
+// that sends no key is refused: its lease could be replayed by anyone.
 func WithLeaseSigning(key ed25519.PrivateKey, ttl time.Duration) Option {
 	return func(c *config) { c.key, c.leaseTTL = key, ttl }
 }
@@ -529,8 +532,20 @@ func (s *Registry) Find(ctx context.Context, req *rookeryv1.FindRequest) (*rooke
 	if len(req.Requester) > 256 {
 		return nil, status.Errorf(codes.InvalidArgument, "requester id of %d bytes", len(req.Requester))
 	}
+	if n := len(req.RequesterKey); n != 0 && n != ed25519.PublicKeySize {
+		return nil, status.Errorf(codes.InvalidArgument, "requester key of %d bytes, want %d", n, ed25519.PublicKeySize)
+	}
 	requester := identityFrom(ctx)
-	if requester == "" {
+	switch {
+	case requester != "":
+	case len(req.RequesterKey) > 0:
+		requester = transport.KeyRequester(req.RequesterKey)
+	case s.cfg.key != nil:
+		// A lease for a requester known by nothing would be a bearer
+		// credential that anyone who saw it could replay.
+		return nil, transport.ToStatus(&transport.AuthError{Reason: transport.ReasonMissing,
+			Detail: "an unauthenticated requester must send its requester key (seednode.Find sends one) to be leased providers"})
+	default:
 		requester = "anon:" + req.Requester
 		if req.Requester == "" {
 			requester += newID()
@@ -546,7 +561,7 @@ func (s *Registry) Find(ctx context.Context, req *rookeryv1.FindRequest) (*rooke
 		e = proto.Clone(e).(*rookeryv1.ProviderEntry)
 		if s.cfg.key != nil {
 			tok, err := transport.SignLease(s.cfg.key, transport.Lease{ProviderID: e.Id, ProviderAddress: e.Address, Requester: requester,
-				IssuedAt: now, Expires: now.Add(s.cfg.leaseTTL)})
+				RequesterKey: req.RequesterKey, IssuedAt: now, Expires: now.Add(s.cfg.leaseTTL)})
 			if err != nil {
 				return nil, status.Errorf(codes.Internal, "signing a lease: %v", err)
 			}

@@ -40,13 +40,18 @@ type LeaseClaims struct {
 	// provider_address is the provider's address as it registered it.
 	ProviderAddress string `protobuf:"bytes,3,opt,name=provider_address,json=providerAddress,proto3" json:"provider_address,omitempty"`
 	// requester is the identity of the requester: from its bearer token or
-	// client certificate, or chosen by the requester when the seed node
-	// authenticates nobody.
+	// client certificate ("token:NAME", "cert:NAME"), or, for a requester
+	// the seed node did not authenticate, its requester key ("key:" and the
+	// standard base64 of requester_key).
 	Requester string `protobuf:"bytes,4,opt,name=requester,proto3" json:"requester,omitempty"`
 	// issued_unix_ms and expires_unix_ms bound the lease's validity, in
 	// milliseconds since the Unix epoch.
 	IssuedUnixMs  int64 `protobuf:"varint,5,opt,name=issued_unix_ms,json=issuedUnixMs,proto3" json:"issued_unix_ms,omitempty"`
 	ExpiresUnixMs int64 `protobuf:"varint,6,opt,name=expires_unix_ms,json=expiresUnixMs,proto3" json:"expires_unix_ms,omitempty"`
+	// requester_key is the requester's ed25519 public key, when it sent
+	// one: every call that presents the lease must then carry a proof
+	// signed by that key (the rookery-lease-proof metadata entry).
+	RequesterKey  []byte `protobuf:"bytes,7,opt,name=requester_key,json=requesterKey,proto3" json:"requester_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -123,6 +128,13 @@ func (x *LeaseClaims) GetExpiresUnixMs() int64 {
 	return 0
 }
 
+func (x *LeaseClaims) GetRequesterKey() []byte {
+	if x != nil {
+		return x.RequesterKey
+	}
+	return nil
+}
+
 // SignedLease is a lease token before its base64url encoding.
 type SignedLease struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -183,7 +195,7 @@ var File_rookery_v1_lease_proto protoreflect.FileDescriptor
 const file_rookery_v1_lease_proto_rawDesc = "" +
 	"\n" +
 	"\x16rookery/v1/lease.proto\x12\n" +
-	"rookery.v1\"\xdf\x01\n" +
+	"rookery.v1\"\x84\x02\n" +
 	"\vLeaseClaims\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1f\n" +
 	"\vprovider_id\x18\x02 \x01(\tR\n" +
@@ -191,7 +203,8 @@ const file_rookery_v1_lease_proto_rawDesc = "" +
 	"\x10provider_address\x18\x03 \x01(\tR\x0fproviderAddress\x12\x1c\n" +
 	"\trequester\x18\x04 \x01(\tR\trequester\x12$\n" +
 	"\x0eissued_unix_ms\x18\x05 \x01(\x03R\fissuedUnixMs\x12&\n" +
-	"\x0fexpires_unix_ms\x18\x06 \x01(\x03R\rexpiresUnixMs\"C\n" +
+	"\x0fexpires_unix_ms\x18\x06 \x01(\x03R\rexpiresUnixMs\x12#\n" +
+	"\rrequester_key\x18\a \x01(\fR\frequesterKey\"C\n" +
 	"\vSignedLease\x12\x16\n" +
 	"\x06claims\x18\x01 \x01(\fR\x06claims\x12\x1c\n" +
 	"\tsignature\x18\x02 \x01(\fR\tsignatureB:Z8github.com/rookery-ml/rookery/proto/rookery/v1;rookeryv1b\x06proto3"

@@ -718,10 +718,15 @@ type FindRequest struct {
 	Gpu bool `protobuf:"varint,3,opt,name=gpu,proto3" json:"gpu,omitempty"`
 	// min_gflops is the least measured speed each must have.
 	MinGflops float64 `protobuf:"fixed64,4,opt,name=min_gflops,json=minGflops,proto3" json:"min_gflops,omitempty"`
-	// requester is the identity the requester asks to be named in its
-	// leases; used only by a seed node that authenticates nobody (one that
-	// does names the identity it authenticated). Empty: a random one.
-	Requester     string `protobuf:"bytes,5,opt,name=requester,proto3" json:"requester,omitempty"`
+	// requester is a name for the logs of a seed node that authenticates
+	// nobody and signs no leases; leases name the requester by its
+	// authenticated identity or by requester_key.
+	Requester string `protobuf:"bytes,5,opt,name=requester,proto3" json:"requester,omitempty"`
+	// requester_key is the requester's ed25519 public key (32 bytes). A
+	// seed node that signs leases binds each lease to it, and names an
+	// unauthenticated requester by it; such a seed node refuses an
+	// unauthenticated requester that sends none.
+	RequesterKey  []byte `protobuf:"bytes,6,opt,name=requester_key,json=requesterKey,proto3" json:"requester_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -789,6 +794,13 @@ func (x *FindRequest) GetRequester() string {
 		return x.Requester
 	}
 	return ""
+}
+
+func (x *FindRequest) GetRequesterKey() []byte {
+	if x != nil {
+		return x.RequesterKey
+	}
+	return nil
 }
 
 // FindResponse lists the providers found.
@@ -1055,14 +1067,15 @@ const file_rookery_v1_seed_proto_rawDesc = "" +
 	"\x11DeregisterRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12/\n" +
 	"\x06signed\x18\x02 \x01(\v2\x17.rookery.v1.SignedClaimR\x06signed\"\x14\n" +
-	"\x12DeregisterResponse\"\x94\x01\n" +
+	"\x12DeregisterResponse\"\xb9\x01\n" +
 	"\vFindRequest\x12\f\n" +
 	"\x01n\x18\x01 \x01(\x05R\x01n\x12(\n" +
 	"\x10min_memory_bytes\x18\x02 \x01(\x03R\x0eminMemoryBytes\x12\x10\n" +
 	"\x03gpu\x18\x03 \x01(\bR\x03gpu\x12\x1d\n" +
 	"\n" +
 	"min_gflops\x18\x04 \x01(\x01R\tminGflops\x12\x1c\n" +
-	"\trequester\x18\x05 \x01(\tR\trequester\"G\n" +
+	"\trequester\x18\x05 \x01(\tR\trequester\x12#\n" +
+	"\rrequester_key\x18\x06 \x01(\fR\frequesterKey\"G\n" +
 	"\fFindResponse\x127\n" +
 	"\tproviders\x18\x01 \x03(\v2\x19.rookery.v1.ProviderEntryR\tproviders\"\r\n" +
 	"\vListRequest\"G\n" +
