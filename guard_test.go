@@ -87,7 +87,8 @@ func rookeryBin(t testing.TB) string {
 // process and address. The test kills it at the end if it still runs.
 func providerProcess(t testing.TB) (*osexec.Cmd, string) {
 	t.Helper()
-	cmd := osexec.Command(rookeryBin(t), "provider", "--listen", "127.0.0.1:0", "--bench", "0", "--log-level", "error")
+	cmd := osexec.Command(rookeryBin(t), "provider", "--listen", "127.0.0.1:0", "--bench", "0", "--log-level", "error",
+		"--key", filepath.Join(t.TempDir(), "provider.key"))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

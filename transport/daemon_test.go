@@ -103,6 +103,10 @@ func (l *lockedBuffer) String() string {
 func startDaemon(t testing.TB, args ...string) *daemon {
 	t.Helper()
 	cmd := osexec.Command(rookeryBin(t), args...)
+	// A provider keeps its identity key under the home directory: give
+	// each daemon its own, so that tests write nothing outside their own.
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(), "HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"))
 	d := &daemon{cmd: cmd, extra: map[string]string{}, stderr: &lockedBuffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = d.stderr
 	out, err := cmd.StdoutPipe()
