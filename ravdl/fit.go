@@ -1,10 +1,12 @@
 package ravdl
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
 	"math/rand"
+	"os"
 	"time"
 
 	"gorgonia.org/gorgonia"
@@ -117,15 +119,27 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 		// with TrainerOptions come after, and win.
 		topts = append(topts, rookery.WithPartitionOptions(partition.WithMaxImbalance(eps)))
 	}
+	if cfg.resume != nil {
+		topts = append(topts, rookery.WithCheckpoint(cfg.resume))
+	}
 	topts = append(topts, cfg.trainer...)
 	tr, err := rookery.NewTrainer(ctx, ng.g, ng.loss, ng.learn, gorgonia.Nodes{ng.x, ng.y}, topts...)
 	if err != nil {
 		return nil, err
 	}
 	defer tr.Close()
+	steps := n / batch
+	done := tr.Steps() / steps // epochs the checkpoint records
+	if tr.Steps()%steps != 0 || done > cfg.epochs {
+		return nil, fmt.Errorf("%w: the checkpoint is at step %d, not the end of one of %d epochs of %d steps", ErrConfig, tr.Steps(), cfg.epochs, steps)
+	}
+	if done > 0 {
+		if err := m.pull(ctx, tr, ng); err != nil {
+			return nil, err
+		}
+	}
 
 	hist := &History{Parts: len(tr.Plan().Parts), Replicas: len(tr.Replicas().Pipelines())}
-	steps := n / batch
 	xb := tensor.New(tensor.Of(m.dtype), tensor.WithShape(ng.x.Shape().Clone()...))
 	yb := tensor.New(tensor.Of(m.dtype), tensor.WithShape(ng.y.Shape().Clone()...))
 	feeds := map[*gorgonia.Node]*tensor.Dense{ng.x: xb, ng.y: yb}
@@ -145,6 +159,9 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 	}()
 	for e := 1; e <= cfg.epochs; e++ {
 		rng.Shuffle(n, func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
+		if e <= done {
+			continue // trained before the checkpoint; its order is drawn all the same
+		}
 		pr.startEpoch(e, cfg.epochs, steps)
 		start, cpu0 := time.Now(), cpuSeconds()
 		var sum float64
@@ -187,6 +204,11 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 		}
 		hist.Epochs = append(hist.Epochs, ep)
 		pr.endEpoch(ep, cfg.loss.hasAccuracy())
+		if cfg.ckpt != "" {
+			if err := writeCheckpoint(ctx, tr, cfg.ckpt); err != nil {
+				return hist, err
+			}
+		}
 		if cfg.onEpoch != nil {
 			cfg.onEpoch(ep)
 		}
@@ -457,6 +479,23 @@ func (m *Model) calibrate(x *tensor.Dense, wx int, perm []int, max int) error {
 	for i, s := range ng.stats {
 		s.layer.mean = appendFloats(nil, vals[2*i])
 		s.layer.variance = appendFloats(nil, vals[2*i+1])
+	}
+	return nil
+}
+
+// writeCheckpoint writes tr's checkpoint to path through a temporary
+// file in the same directory.
+func writeCheckpoint(ctx context.Context, tr *rookery.Trainer, path string) error {
+	var b bytes.Buffer
+	if err := tr.Checkpoint(ctx, &b); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("ravdl: checkpoint: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("ravdl: checkpoint: %w", err)
 	}
 	return nil
 }

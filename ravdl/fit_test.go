@@ -6,6 +6,8 @@ import (
 	"errors"
 	"math"
 	"math/rand"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -346,5 +348,50 @@ func TestFitRegressionAndBinary(t *testing.T) {
 	}
 	if !(acc >= 0.95) || !(loss < h.Epochs[0].Loss/3) {
 		t.Fatalf("binary cross-entropy: accuracy %v, loss %v (first epoch %v)", acc, loss, h.Epochs[0].Loss)
+	}
+}
+
+// TestFitResumes: a run stopped after its first epoch and resumed from
+// its checkpoint trains the model that the uninterrupted run does,
+// momentum and sample order included.
+func TestFitResumes(t *testing.T) {
+	ctx := context.Background()
+	x, y := blobs(64, 12, 3, 3)
+	layers := func() []Layer { return []Layer{Dense(32), ReLU(), Dense(16), Tanh(), Dense(3)} }
+	opts := []Option{Float64(), Seed(5), WithOptimizer(SGD(0.05, 0.9)), BatchSize(16), Quiet(), Parts(2)}
+	whole := Sequential(layers()...)
+	if _, err := whole.Fit(ctx, x, y, append(opts, Epochs(3))...); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "run.ckpt")
+	first := Sequential(layers()...)
+	if _, err := first.Fit(ctx, x, y, append(opts, Epochs(1), CheckpointTo(path))...); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resumed := Sequential(layers()...)
+	h, err := resumed.Fit(ctx, x, y, append(opts, Epochs(3), ResumeFrom(bytes.NewReader(b)))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Epochs) != 2 || h.Epochs[0].Epoch != 2 {
+		t.Fatalf("resumed run trained epochs %+v, want 2 and 3", h.Epochs)
+	}
+	if name, d := maxDiff(whole.Params(), resumed.Params()); d != 0 {
+		t.Fatalf("parameter %s differs by %.3g from the uninterrupted run", name, d)
+	}
+	// A checkpoint of another batch size does not fit the graph; one of
+	// other data does not end an epoch.
+	_, err = Sequential(layers()...).Fit(ctx, x, y, append(opts, Epochs(1), BatchSize(8), ResumeFrom(bytes.NewReader(b)))...)
+	if !errors.Is(err, rookery.ErrCheckpoint) {
+		t.Fatalf("a checkpoint of another batch size: got %v, want ErrCheckpoint", err)
+	}
+	x48, y48 := blobs(48, 12, 3, 3)
+	_, err = Sequential(layers()...).Fit(ctx, x48, y48, append(opts, Epochs(3), ResumeFrom(bytes.NewReader(b)))...)
+	if !errors.Is(err, ErrConfig) {
+		t.Fatalf("a checkpoint of other data: got %v, want ErrConfig", err)
 	}
 }

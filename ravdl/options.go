@@ -32,6 +32,8 @@ type config struct {
 	calib     int
 	trainer   []rookery.Option
 	onEpoch   func(Epoch)
+	ckpt      string    // CheckpointTo
+	resume    io.Reader // ResumeFrom
 }
 
 func newConfig(opts []Option) *config {
@@ -116,3 +118,15 @@ func TrainerOptions(opts ...rookery.Option) Option {
 
 // OnEpoch calls f after every epoch with that epoch's record.
 func OnEpoch(f func(Epoch)) Option { return func(c *config) { c.onEpoch = f } }
+
+// CheckpointTo writes the trainer's checkpoint (parameters, optimiser
+// state and step count, rookery.Trainer.Checkpoint) to path after every
+// epoch, through a temporary file, so that path always holds a whole
+// one: a run that stops can go on with ResumeFrom.
+func CheckpointTo(path string) Option { return func(c *config) { c.ckpt = path } }
+
+// ResumeFrom continues the run whose checkpoint r holds (written by
+// CheckpointTo, with the same model, data, batch size and Seed): Fit
+// starts from its parameters and optimiser state, skips the epochs it
+// records, and trains the others as the uninterrupted run would have.
+func ResumeFrom(r io.Reader) Option { return func(c *config) { c.resume = r } }

@@ -17,15 +17,17 @@
 //	--parts k                  number of parts (default 2; with --providers, one per provider)
 //	--spare-providers host:port,...  remote providers that take over a part whose provider fails
 //	--spares n                 with --seed-node: lease n more providers as spares
-//	--resume FILE              start from the weights in FILE (an mlp.model saved by a run)
+//	--resume FILE              go on from the checkpoint in FILE (an mlp.ckpt written by a run
+//	                           with the same flags): weights, momentum and sample order
 //	--epochs n, --batch b, --lr η, --momentum μ, --float64
-//	--out DIR                  where mlp.model and mlp-loss.png go (default $TMPDIR/rookery-mlp);
-//	                           mlp.model is rewritten after every epoch, so a run that stops
-//	                           keeps its last finished epoch for --resume
+//	--out DIR                  where mlp.model, mlp.ckpt and mlp-loss.png go (default
+//	                           $TMPDIR/rookery-mlp); mlp.ckpt is rewritten after every epoch,
+//	                           so a run that stops keeps its last finished epoch for --resume
 //	--quiet                    no progress bar
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -52,7 +54,7 @@ func main() {
 	parts := flag.Int("parts", 2, "number of parts")
 	spareList := flag.String("spare-providers", "", "comma-separated host:port of remote providers that take over a part whose provider fails")
 	spares := flag.Int("spares", 0, "with --seed-node: providers to lease beyond --parts, as spares")
-	resume := flag.String("resume", "", "start from the weights in this file (an mlp.model saved by an earlier run)")
+	resume := flag.String("resume", "", "go on from this checkpoint (an mlp.ckpt written by an earlier run with the same flags)")
 	replicas := flag.Int("replicas", 1, "data-parallel replicas of the parts, on parts×replicas providers")
 	epochs := flag.Int("epochs", 2, "passes over the 60,000 training images")
 	batch := flag.Int("batch", 64, "mini-batch size")
@@ -68,7 +70,7 @@ func main() {
 	if err := run(ctx, *providers, *seedNode, *parts, *replicas, *epochs, *batch, *lr, *momentum, *f64, *out, *quiet, &f); err != nil {
 		fmt.Fprintln(os.Stderr, "mlp:", err)
 		if f.saved != "" {
-			fmt.Fprintf(os.Stderr, "mlp: the model after epoch %d is in %s; continue with --resume %s\n", f.epoch, f.saved, f.saved)
+			fmt.Fprintf(os.Stderr, "mlp: the checkpoint after epoch %d is in %s; continue with --resume %s\n", f.epoch, f.saved, f.saved)
 		}
 		if errors.Is(err, exec.ErrUnavailable) && f.spareList == "" && f.spares == 0 {
 			fmt.Fprintln(os.Stderr, "mlp: a provider was lost; give --spare-providers ADDR,... (or --spares N with --seed-node) so that a spare takes over its part")
@@ -78,13 +80,13 @@ func main() {
 }
 
 // fallback is how a run survives a lost provider: spares that take over
-// its part, and the model saved after every epoch to resume from.
+// its part, and the checkpoint written after every epoch to resume from.
 type fallback struct {
 	spareList string // --spare-providers
 	spares    int    // --spares, leased from the seed node
 	resume    string // --resume
 
-	saved string // the file holding the last finished epoch's model
+	saved string // the file holding the last finished epoch's checkpoint
 	epoch int    // that epoch
 }
 
@@ -161,20 +163,24 @@ func run(ctx context.Context, providers, seedNode string, parts, replicas, epoch
 		ravdl.Dense(10),
 	)
 	path := filepath.Join(out, "mlp.model")
+	ckpt := filepath.Join(out, "mlp.ckpt")
 	if fb.resume != "" {
-		if err := loadWeights(model, fb.resume); err != nil {
+		b, err := os.ReadFile(fb.resume)
+		if err != nil {
 			return fmt.Errorf("--resume: %w", err)
 		}
-		fmt.Printf("resuming from %s (the optimiser state starts afresh)\n", fb.resume)
+		opts = append(opts, ravdl.ResumeFrom(bytes.NewReader(b)))
+		fmt.Printf("resuming from %s\n", fb.resume)
 	}
-	// Keep the model of every finished epoch, so that a run cut short
-	// can resume from it.
+	opts = append(opts, ravdl.CheckpointTo(ckpt))
+	// Fit writes the checkpoint of every finished epoch; keep its model
+	// too, and say where both are if the run stops.
 	opts = append(opts, ravdl.OnEpoch(func(e ravdl.Epoch) {
 		if err := saveModel(model, path); err != nil {
 			fmt.Fprintf(os.Stderr, "mlp: saving epoch %d: %v\n", e.Epoch, err)
 			return
 		}
-		fb.saved, fb.epoch = path, e.Epoch
+		fb.saved, fb.epoch = ckpt, e.Epoch
 	}))
 	fmt.Printf("MNIST: %d training and %d test images\n", train.Len(), test.Len())
 	fmt.Printf("training a 784-256-10 MLP on %s: %s, batch %d, SGD lr %g momentum %g\n", where, count(epochs, "epoch"), batch, lr, momentum)
@@ -182,6 +188,10 @@ func run(ctx context.Context, providers, seedNode string, parts, replicas, epoch
 	hist, err := model.Fit(ctx, xTrain, yTrain, opts...)
 	if err != nil {
 		return err
+	}
+	if len(hist.Epochs) == 0 {
+		fmt.Printf("the checkpoint has all %s already\n", count(epochs, "epoch"))
+		return saveModel(model, path)
 	}
 	var secs float64
 	for _, e := range hist.Epochs {
@@ -223,14 +233,4 @@ func saveModel(m *ravdl.Model, path string) error {
 		return err
 	}
 	return os.Rename(tmp, path)
-}
-
-// loadWeights reads the weights saved in path into m.
-func loadWeights(m *ravdl.Model, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return m.LoadWeights(f)
 }
