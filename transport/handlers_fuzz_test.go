@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/binary"
 	"errors"
 	"io"
 	"reflect"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/graph"
+	"github.com/rookery-ml/rookery/internal/fuzzcalls"
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 	"github.com/rookery-ml/rookery/transport"
 )
@@ -64,53 +64,6 @@ func (s *fakeStream) RecvMsg(m any) error {
 		return status.Errorf(codes.Internal, "grpc: failed to unmarshal the received message: %v", err)
 	}
 	return nil
-}
-
-// fuzzCalls reads a sequence of calls: an op byte, a message count byte,
-// then each message as a little-endian uint16 length and its bytes.
-func fuzzCalls(data []byte, maxCalls int) (ops []byte, msgs [][][]byte) {
-	for len(data) >= 2 && len(ops) < maxCalls {
-		op, k := data[0], int(data[1]%8)
-		data = data[2:]
-		var ms [][]byte
-		for i := 0; i < k && len(data) >= 2; i++ {
-			n := min(int(binary.LittleEndian.Uint16(data)), len(data)-2)
-			ms = append(ms, data[2:2+n])
-			data = data[2+n:]
-		}
-		ops, msgs = append(ops, op), append(msgs, ms)
-	}
-	return ops, msgs
-}
-
-// encodeCalls is the inverse of fuzzCalls, for the seed corpus.
-func encodeCalls(calls ...[]any) []byte {
-	var out []byte
-	for _, c := range calls {
-		out = append(out, c[0].(byte), byte(len(c)-1))
-		for _, m := range c[1:] {
-			b, err := proto.Marshal(m.(proto.Message))
-			if err != nil {
-				panic(err)
-			}
-			out = binary.LittleEndian.AppendUint16(out, uint16(len(b)))
-			out = append(out, b...)
-		}
-	}
-	return out
-}
-
-// checkStatus fails unless err is nil or a gRPC status with a code the
-// provider means (never Unknown, which a raw error would give).
-func checkStatus(t *testing.T, what string, err error) {
-	t.Helper()
-	if err == nil || errors.Is(err, io.EOF) {
-		return
-	}
-	st, ok := status.FromError(err)
-	if !ok || st.Code() == codes.Unknown || st.Code() == codes.OK {
-		t.Fatalf("%s returned %v (%T), not a gRPC status", what, err, err)
-	}
 }
 
 const (
@@ -161,32 +114,32 @@ func FuzzProviderHandlers(f *testing.F) {
 	wv := tensor.New(tensor.Of(tensor.Float64), tensor.WithShape(wn.Shape...))
 	open := []any{byte(opOpen), &rookeryv1.OpenRequest{Spec: spec, GraphBytes: int64(len(gb)), GraphChunk: gb[:len(gb)/2]},
 		&rookeryv1.OpenRequest{GraphChunk: gb[len(gb)/2:]}}
-	f.Add(encodeCalls(open,
+	f.Add(fuzzcalls.Encode(open,
 		[]any{byte(opPut), &rookeryv1.TensorFrame{Session: sid}, frame(0, wname, wv)},
 		feeds,
 		[]any{byte(opBackward), &rookeryv1.TensorFrame{Session: sid}},
 		[]any{byte(opStep), &rookeryv1.StepRequest{Session: sid}},
 		[]any{byte(opGet), &rookeryv1.GetRequest{Session: sid, Names: []string{wname}}},
 		[]any{byte(opClose), &rookeryv1.CloseRequest{Session: sid}}))
-	f.Add(encodeCalls(open, feeds, feeds, []any{byte(opStep), &rookeryv1.StepRequest{Session: sid}}))
-	f.Add(encodeCalls(open, []any{byte(opPut), &rookeryv1.TensorFrame{Session: sid, Tensor: &rookeryv1.Tensor{Dtype: rookeryv1.DType_DTYPE_FLOAT32, Shape: []int64{1 << 20}}},
+	f.Add(fuzzcalls.Encode(open, feeds, feeds, []any{byte(opStep), &rookeryv1.StepRequest{Session: sid}}))
+	f.Add(fuzzcalls.Encode(open, []any{byte(opPut), &rookeryv1.TensorFrame{Session: sid, Tensor: &rookeryv1.Tensor{Dtype: rookeryv1.DType_DTYPE_FLOAT32, Shape: []int64{1 << 20}}},
 		&rookeryv1.TensorFrame{Data: []byte{1, 2, 3}}}))
-	f.Add(encodeCalls([]any{byte(opOpen), &rookeryv1.OpenRequest{Spec: spec, GraphBytes: 1 << 40}}))
+	f.Add(fuzzcalls.Encode([]any{byte(opOpen), &rookeryv1.OpenRequest{Spec: spec, GraphBytes: 1 << 40}}))
 	// A tensor in a header and continuation frames; a wrong dtype; an
 	// evaluation session; micro-batches far apart.
 	whead := frame(0, wname, wv)
 	wdata := whead.Tensor.Data
 	whead.Tensor.Data = wdata[:5]
-	f.Add(encodeCalls(open, []any{byte(opPut), &rookeryv1.TensorFrame{Session: sid}, whead,
+	f.Add(fuzzcalls.Encode(open, []any{byte(opPut), &rookeryv1.TensorFrame{Session: sid}, whead,
 		&rookeryv1.TensorFrame{Data: wdata[5:9]}, &rookeryv1.TensorFrame{Data: wdata[9:]}},
 		[]any{byte(opGet), &rookeryv1.GetRequest{Session: sid, Names: []string{wname, "nope"}}}))
 	wrong := frame(m.data[0], "", tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(m.feeds[m.data[0]].Shape()...)))
-	f.Add(encodeCalls(open, []any{byte(opForward), &rookeryv1.TensorFrame{Session: sid, MicroBatch: 1}, wrong}))
+	f.Add(fuzzcalls.Encode(open, []any{byte(opForward), &rookeryv1.TensorFrame{Session: sid, MicroBatch: 1}, wrong}))
 	eval := proto.Clone(spec).(*rookeryv1.SessionSpec)
 	eval.EvalMode = true
 	far := append([]any{}, feeds...)
 	far[1] = &rookeryv1.TensorFrame{Session: sid, MicroBatch: 1 << 20}
-	f.Add(encodeCalls([]any{byte(opOpen), &rookeryv1.OpenRequest{Spec: eval, GraphBytes: int64(len(gb)), GraphChunk: gb}}, feeds, far,
+	f.Add(fuzzcalls.Encode([]any{byte(opOpen), &rookeryv1.OpenRequest{Spec: eval, GraphBytes: int64(len(gb)), GraphChunk: gb}}, feeds, far,
 		[]any{byte(opBackward), &rookeryv1.TensorFrame{Session: sid, MicroBatch: 1 << 20}}))
 
 	const budget = 1 << 22
@@ -196,7 +149,7 @@ func FuzzProviderHandlers(f *testing.F) {
 	f.Cleanup(srv.Stop)
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ops, msgs := fuzzCalls(data, 24)
+		ops, msgs := fuzzcalls.Decode(data, 24)
 		var ids []string
 		last := sid
 		fill := func(ms [][]byte) [][]byte {
@@ -247,7 +200,7 @@ func FuzzProviderHandlers(f *testing.F) {
 					_, err = srv.Close(ctx, &req)
 				}
 			}
-			checkStatus(t, "call", err)
+			fuzzcalls.CheckStatus(t, "call", err)
 			if r := srv.Reserved(); r < 0 || r > budget {
 				t.Fatalf("reserved %d bytes, budget %d", r, budget)
 			}

@@ -27,6 +27,7 @@ var allowed = map[string][]string{
 	"internal/mnist":     nil,
 	"internal/layering":  nil,
 	"internal/fakeclock": nil,
+	"internal/fuzzcalls": nil,
 	"internal/shaper":    nil,
 	"graph":              {"proto/rookery/v1"},
 	"partition":          {"graph"},

@@ -4,17 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/binary"
-	"errors"
-	"io"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rookery-ml/rookery/internal/fuzzcalls"
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 	"github.com/rookery-ml/rookery/transport"
 	"github.com/rookery-ml/rookery/transport/seednode"
@@ -28,53 +24,6 @@ import (
 // real id, so the bytes around it stay valid protobuf.
 var placeholder = []byte("SESSIONIDSESSIONIDSESSIONIDSESSI")
 
-// fuzzCalls reads a sequence of calls: an op byte, a message count byte,
-// then each message as a little-endian uint16 length and its bytes.
-func fuzzCalls(data []byte, maxCalls int) (ops []byte, msgs [][][]byte) {
-	for len(data) >= 2 && len(ops) < maxCalls {
-		op, k := data[0], int(data[1]%8)
-		data = data[2:]
-		var ms [][]byte
-		for i := 0; i < k && len(data) >= 2; i++ {
-			n := min(int(binary.LittleEndian.Uint16(data)), len(data)-2)
-			ms = append(ms, data[2:2+n])
-			data = data[2+n:]
-		}
-		ops, msgs = append(ops, op), append(msgs, ms)
-	}
-	return ops, msgs
-}
-
-// encodeCalls is the inverse of fuzzCalls, for the seed corpus.
-func encodeCalls(calls ...[]any) []byte {
-	var out []byte
-	for _, c := range calls {
-		out = append(out, c[0].(byte), byte(len(c)-1))
-		for _, m := range c[1:] {
-			b, err := proto.Marshal(m.(proto.Message))
-			if err != nil {
-				panic(err)
-			}
-			out = binary.LittleEndian.AppendUint16(out, uint16(len(b)))
-			out = append(out, b...)
-		}
-	}
-	return out
-}
-
-// checkStatus fails unless err is nil or a gRPC status with a code the
-// registry means (never Unknown, which a raw error would give).
-func checkStatus(t *testing.T, what string, err error) {
-	t.Helper()
-	if err == nil || errors.Is(err, io.EOF) {
-		return
-	}
-	st, ok := status.FromError(err)
-	if !ok || st.Code() == codes.Unknown || st.Code() == codes.OK {
-		t.Fatalf("%s returned %v (%T), not a gRPC status", what, err, err)
-	}
-}
-
 // FuzzHandlers sends arbitrary call sequences to a registry that
 // signs leases: claims the target signs with a provider's key (ops 0-2),
 // and raw requests, signed or not (ops 6, 7). No input may panic it or get an error that is not a gRPC
@@ -85,19 +34,19 @@ func FuzzHandlers(f *testing.F) {
 	pub := key.Public().(ed25519.PublicKey)
 	id := string(placeholder)
 	caps := &rookeryv1.Capabilities{Name: "p", MemoryBytes: 1 << 30, Gflops: 10}
-	f.Add(encodeCalls(
+	f.Add(fuzzcalls.Encode(
 		[]any{byte(0), &rookeryv1.ProviderClaim{Address: "127.0.0.1:7070", Capabilities: caps}},
 		[]any{byte(1), &rookeryv1.ProviderClaim{Id: id, Sessions: 2}},
 		[]any{byte(3), &rookeryv1.FindRequest{N: 1, Requester: "r", RequesterKey: keyOf(2).Public().(ed25519.PublicKey)}},
 		[]any{byte(4), &rookeryv1.ListRequest{}},
 		[]any{byte(2), &rookeryv1.ProviderClaim{Id: id}},
 		[]any{byte(5), &rookeryv1.LeaseKeyRequest{}}))
-	f.Add(encodeCalls([]any{byte(0), &rookeryv1.ProviderClaim{Address: "[::1]:1"}}, []any{byte(3), &rookeryv1.FindRequest{N: -1, Gpu: true}}))
+	f.Add(fuzzcalls.Encode([]any{byte(0), &rookeryv1.ProviderClaim{Address: "[::1]:1"}}, []any{byte(3), &rookeryv1.FindRequest{N: -1, Gpu: true}}))
 	signed, err := transport.SignClaim(keyOf(1), &rookeryv1.ProviderClaim{Kind: rookeryv1.ProviderClaim_KIND_REGISTER, Address: "127.0.0.1:7071", UnixMs: 1 << 40})
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(encodeCalls([]any{byte(6), &rookeryv1.RegisterRequest{Signed: signed}}, []any{byte(7), &rookeryv1.HeartbeatRequest{Signed: signed}}))
+	f.Add(fuzzcalls.Encode([]any{byte(6), &rookeryv1.RegisterRequest{Signed: signed}}, []any{byte(7), &rookeryv1.HeartbeatRequest{Signed: signed}}))
 	clock := &settableClock{}
 	seed := seednode.NewRegistry(seednode.WithLeaseSigning(key, time.Minute), seednode.WithClock(clock), seednode.WithProber(trust))
 	f.Cleanup(seed.Stop)
@@ -105,7 +54,7 @@ func FuzzHandlers(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Entries of earlier inputs expire.
 		clock.set(time.UnixMilli(1 << 40).Add(time.Duration(len(data)) * time.Hour))
-		ops, msgs := fuzzCalls(data, 24)
+		ops, msgs := fuzzcalls.Decode(data, 24)
 		last := id
 		p := &claims{key: keyOf(1), clock: clock}
 		for i, op := range ops {
@@ -167,7 +116,7 @@ func FuzzHandlers(f *testing.F) {
 					t.Fatal("LeaseKey returned another key")
 				}
 			}
-			checkStatus(t, "seed call", err)
+			fuzzcalls.CheckStatus(t, "seed call", err)
 		}
 	})
 }

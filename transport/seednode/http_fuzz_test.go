@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rookery-ml/rookery/internal/fuzzcalls"
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 	"github.com/rookery-ml/rookery/transport/seednode"
 )
@@ -21,7 +22,7 @@ import (
 // /v1/providers must always be a 200 with a list.
 func FuzzHTTPView(f *testing.F) {
 	caps := &rookeryv1.Capabilities{Name: "p", MemoryBytes: 1 << 30, Gflops: 10, Gpus: []*rookeryv1.GPU{{Name: "g"}}}
-	f.Add("GET", "/v1/providers", encodeCalls([]any{byte(0), &rookeryv1.ProviderClaim{Address: "127.0.0.1:7070", Capabilities: caps}}))
+	f.Add("GET", "/v1/providers", fuzzcalls.Encode([]any{byte(0), &rookeryv1.ProviderClaim{Address: "127.0.0.1:7070", Capabilities: caps}}))
 	f.Add("GET", "/v1/lease-key", []byte{})
 	f.Add("POST", "/v1/providers?x=1", []byte{})
 	clock := &settableClock{}
@@ -31,7 +32,7 @@ func FuzzHTTPView(f *testing.F) {
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, method, path string, data []byte) {
 		clock.set(time.UnixMilli(1 << 40).Add(time.Duration(len(data)+len(path)) * time.Hour))
-		_, msgs := fuzzCalls(data, 8)
+		_, msgs := fuzzcalls.Decode(data, 8)
 		for i, ms := range msgs {
 			for _, b := range ms {
 				var c rookeryv1.ProviderClaim
