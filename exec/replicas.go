@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gorgonia.org/tensor"
@@ -576,48 +578,129 @@ func (rs *Replicas) reducePart(ctx context.Context, part int, ids []int64) error
 // weightedSum returns Σ rows_i/batch · g_i, added in replica order in
 // float64 and rounded once to the gradients' dtype.
 func (rs *Replicas) weightedSum(gs []*tensor.Dense) (*tensor.Dense, error) {
+	w := make([]float64, len(gs))
+	for i := range gs {
+		w[i] = float64(rs.rows[i]) / float64(rs.batch)
+	}
+	return weightedSum(gs, w)
+}
+
+// weightedSum returns Σ w_i · g_i: every element is added in float64,
+// g_0's term first, and rounded once to the gradients' dtype. The
+// elements are summed in ranges on several goroutines; as each element's
+// sum is the same sequence of additions whatever the ranges, the result
+// does not depend on them.
+func weightedSum(gs []*tensor.Dense, w []float64) (*tensor.Dense, error) {
+	dt := gs[0].Dtype()
 	n := gs[0].Shape().TotalSize()
-	acc := make([]float64, n)
+	var f32 [][]float32
+	var f64 [][]float64
 	for i, g := range gs {
 		if !g.IsNativelyAccessible() || g.RequiresIterator() {
 			g = g.Materialize().(*tensor.Dense)
 		}
-		if g.Shape().TotalSize() != n || g.Dtype() != gs[0].Dtype() {
-			return nil, fmt.Errorf("replica %d's gradient is %v %v, replica 0's %v %v", i, g.Dtype(), g.Shape(), gs[0].Dtype(), gs[0].Shape())
+		if g.Shape().TotalSize() != n || g.Dtype() != dt {
+			return nil, fmt.Errorf("replica %d's gradient is %v %v, replica 0's %v %v", i, g.Dtype(), g.Shape(), dt, gs[0].Shape())
 		}
-		w := float64(rs.rows[i]) / float64(rs.batch)
 		switch d := g.Data().(type) {
 		case []float64:
-			for j, v := range d {
-				acc[j] += w * v
-			}
+			f64 = append(f64, d)
 		case []float32:
-			for j, v := range d {
-				acc[j] += w * float64(v)
-			}
+			f32 = append(f32, d)
 		case float64:
-			acc[0] += w * d
+			f64 = append(f64, []float64{d})
 		case float32:
-			acc[0] += w * float64(d)
+			f32 = append(f32, []float32{d})
 		default:
 			return nil, fmt.Errorf("gradient of dtype %v", g.Dtype())
 		}
 	}
 	shape := append([]int{}, gs[0].Shape()...)
-	if len(shape) == 0 {
-		if gs[0].Dtype() == tensor.Float32 {
-			return tensor.New(tensor.FromScalar(float32(acc[0]))), nil
-		}
-		return tensor.New(tensor.FromScalar(acc[0])), nil
-	}
-	if gs[0].Dtype() == tensor.Float32 {
+	if f32 != nil {
 		out := make([]float32, n)
-		for j, v := range acc {
-			out[j] = float32(v)
+		sumRanges(n, func(lo, hi int, acc []float64) { sum32(out[lo:hi], f32, w, lo, acc) })
+		if len(shape) == 0 {
+			return tensor.New(tensor.FromScalar(out[0])), nil
 		}
 		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(out)), nil
 	}
-	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(acc)), nil
+	out := make([]float64, n)
+	sumRanges(n, func(lo, hi int, _ []float64) { sum64(out[lo:hi], f64, w, lo) })
+	if len(shape) == 0 {
+		return tensor.New(tensor.FromScalar(out[0])), nil
+	}
+	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(out)), nil
+}
+
+// sumBlock is the number of elements one goroutine of weightedSum sums at
+// a time: its float64 sums (32 KiB) stay in the first-level cache while
+// every replica's terms are added to them.
+const sumBlock = 4096
+
+// sumRanges calls f for consecutive ranges [lo, hi) of at most sumBlock
+// elements covering [0, n), on up to GOMAXPROCS goroutines, each with a
+// scratch slice of sumBlock float64s.
+func sumRanges(n int, f func(lo, hi int, acc []float64)) {
+	blocks := (n + sumBlock - 1) / sumBlock
+	workers := min(runtime.GOMAXPROCS(0), blocks)
+	var next atomic.Int64
+	work := func() {
+		acc := make([]float64, sumBlock)
+		for {
+			b := int(next.Add(1) - 1)
+			if b >= blocks {
+				return
+			}
+			lo := b * sumBlock
+			f(lo, min(lo+sumBlock, n), acc)
+		}
+	}
+	if workers <= 1 {
+		work()
+		return
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	wg.Wait()
+}
+
+// sum32 sets out to Σ w_i · gs_i[lo:lo+len(out)] in float64, replica order,
+// rounded once to float32; acc is scratch of at least len(out).
+func sum32(out []float32, gs [][]float32, w []float64, lo int, acc []float64) {
+	acc = acc[:len(out)]
+	for j := range acc {
+		acc[j] = 0
+	}
+	for i, g := range gs {
+		wi := w[i]
+		g = g[lo : lo+len(acc)]
+		for j, v := range g {
+			acc[j] += float64(wi * float64(v))
+		}
+	}
+	for j, v := range acc {
+		out[j] = float32(v)
+	}
+}
+
+// sum64 sets out to Σ w_i · gs_i[lo:lo+len(out)], in replica order.
+func sum64(out []float64, gs [][]float64, w []float64, lo int) {
+	for j := range out {
+		out[j] = 0
+	}
+	for i, g := range gs {
+		wi := w[i]
+		g = g[lo : lo+len(out)]
+		for j, v := range g {
+			out[j] += float64(wi * v)
+		}
+	}
 }
 
 // Params returns the current value of every learnable parameter, read
