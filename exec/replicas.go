@@ -85,7 +85,7 @@ type ReplicaStats struct {
 	// Steps is the number of training steps taken.
 	Steps int
 	// Compute is the time the replicas spent running their rows forward
-	// and backward, Reduce the time spent summing the gradients across
+	// and backward (their gradients included), Reduce the time spent summing the gradients across
 	// replicas (fetching, adding, putting back), Update the time the
 	// parts spent applying the update. Each is a total over Steps.
 	Compute, Reduce, Update time.Duration
@@ -161,7 +161,12 @@ func (rs *Replicas) open(ctx context.Context) error {
 				errs[i] = err
 				return
 			}
-			rs.pipes[i], errs[i] = NewPipeline(ctx, rg, rs.loss, rs.data, rs.parts, rs.execs[i], rs.opts...)
+			opts := rs.opts
+			if len(rs.execs) > 1 {
+				// The gradients are read after every step's backward.
+				opts = append(slices.Clone(opts), func(c *pipelineConfig) { c.exportGrads = true })
+			}
+			rs.pipes[i], errs[i] = NewPipeline(ctx, rg, rs.loss, rs.data, rs.parts, rs.execs[i], opts...)
 		}(i)
 	}
 	wg.Wait()
