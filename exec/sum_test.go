@@ -60,21 +60,50 @@ func TestWeightedSumBitIdentical(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					for j, v := range want {
-						var g float64
-						switch d := got.Data().(type) {
-						case []float32:
-							g, v = float64(d[j]), float64(float32(v))
-						case []float64:
-							g = d[j]
+					check(t, got, want)
+					// Added as the replicas arrive: one, then one
+					// more, then the rest; into reused sums too.
+					for _, scratch := range [][]float64{nil, make([]float64, n+5)} {
+						p := partialSum{scratch: scratch}
+						for lo := 0; lo < r; {
+							hi := min(lo+max(lo, 1), r)
+							if err := p.add(gs[lo:hi], w[lo:hi], hi == r); err != nil {
+								t.Fatal(err)
+							}
+							lo = hi
 						}
-						if math.Float64bits(g) != math.Float64bits(v) {
-							t.Fatalf("element %d: got %v, want %v", j, g, v)
-						}
+						check(t, p.result(), want)
 					}
 				})
 			}
 		}
+	}
+}
+
+func check(t *testing.T, got *tensor.Dense, want []float64) {
+	t.Helper()
+	for j, v := range want {
+		var g float64
+		switch d := got.Data().(type) {
+		case []float32:
+			g, v = float64(d[j]), float64(float32(v))
+		case []float64:
+			g = d[j]
+		}
+		if math.Float64bits(g) != math.Float64bits(v) {
+			t.Fatalf("element %d: got %v, want %v", j, g, v)
+		}
+	}
+}
+
+// TestWeightedSumNegativeZero: a sum of negative zeros starts from +0,
+// as the sequential sum does, so it is +0.
+func TestWeightedSumNegativeZero(t *testing.T) {
+	nz := math.Copysign(0, -1)
+	g := tensor.New(tensor.WithShape(1), tensor.WithBacking([]float64{nz}))
+	got, err := weightedSum([]*tensor.Dense{g, g}, []float64{1, 1})
+	if err != nil || math.Signbit(got.Data().([]float64)[0]) {
+		t.Errorf("-0 + -0 = %v, %v; want +0", got, err)
 	}
 }
 
