@@ -569,6 +569,12 @@ func (s *cpuSession) Backward(ctx context.Context, mb int, gradOutputs map[int64
 	s.nacc++
 	if len(s.a.deferred) > 0 && sl.gated {
 		s.defMB = append(s.defMB, mb)
+		if s.spec.ExportGrads && s.nacc >= s.spec.MicroBatchCount() {
+			// The requester reads the gradients next: finish them now.
+			if _, err := s.deferredGrads(false, 0); err != nil {
+				return nil, &RunError{Part: s.part(), MicroBatch: mb, Phase: "backward", Err: err}
+			}
+		}
 	}
 	out := make(map[int64]*tensor.Dense, len(s.spec.Inputs))
 	for _, id := range s.spec.Inputs {

@@ -121,6 +121,13 @@ type SessionSpec struct {
 	// spec at Open with a *MicroBatchLimitError. 0 means
 	// DefaultMicroBatches.
 	MicroBatches int
+	// ExportGrads says the requester reads the accumulated gradients
+	// (GradName) after the last Backward of every step, as Replicas does
+	// to sum them across replicas. An executor that defers gradient work
+	// to Step then finishes it in the Backward that completes the step's
+	// MicroBatchCount micro-batches, so that the work counts as the
+	// step's compute and the read costs only the copy.
+	ExportGrads bool
 }
 
 // MicroBatchCount returns the number of micro-batches the session holds:

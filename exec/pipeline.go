@@ -26,6 +26,8 @@ type pipelineConfig struct {
 	rebalance int
 	threshold float64
 	now       func(replica int) time.Time
+	// exportGrads sets SessionSpec.ExportGrads (NewReplicas, r > 1)
+	exportGrads bool
 }
 
 // WithMicroBatches splits every mini-batch into m micro-batches (default
@@ -120,6 +122,7 @@ func NewPipeline(ctx context.Context, g *graph.Graph, loss int64, data []int64, 
 			spec.Solver = cfg.solver
 			spec.EvalMode = cfg.evalMode
 			spec.MicroBatches = cfg.micro
+			spec.ExportGrads = cfg.exportGrads
 			p.sessions[i], errs[i] = executors[i].Open(ctx, spec)
 		}(i)
 	}

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gorgonia.org/tensor"
@@ -53,9 +55,10 @@ func WithClock(now func(replica int) time.Time) PipelineOption {
 // replicas hold bit-identical parameters after every step.
 //
 // The sum runs through this process: for each part, concurrently, the
-// accumulated gradients (GradName) are fetched from every replica, added
-// in replica order (so the result does not depend on timing) and Put back
-// to every replica before it steps.
+// accumulated gradients (GradName) are fetched from every replica as soon
+// as its backward ends, added in replica order as they arrive (so the
+// result does not depend on timing) and Put back to every replica before
+// it steps.
 type Replicas struct {
 	mu     sync.Mutex
 	g      *graph.Graph
@@ -76,6 +79,10 @@ type Replicas struct {
 	execs  [][]Executor
 	took   []time.Duration
 	window int
+	// scratch keeps, by gradient name, the float64 sums reducePart adds
+	// float32 gradients into when they arrive in several groups
+	scratchMu sync.Mutex
+	scratch   map[string][]float64
 }
 
 // ReplicaStats counts where the steps of a Replicas spent their time.
@@ -83,9 +90,13 @@ type ReplicaStats struct {
 	// Steps is the number of training steps taken.
 	Steps int
 	// Compute is the time the replicas spent running their rows forward
-	// and backward, Reduce the time spent summing the gradients across
-	// replicas (fetching, adding, putting back), Update the time the
-	// parts spent applying the update. Each is a total over Steps.
+	// and backward (until the slowest replica's backward ended, the
+	// gradients included), Reduce the time from then until the gradients
+	// summed across replicas were put back to every replica (fetching a
+	// replica's gradients starts when its backward ends, so the part of
+	// the exchange that overlaps slower replicas' compute is not in it),
+	// Update the time the parts spent applying the update. Each is a
+	// total over Steps.
 	Compute, Reduce, Update time.Duration
 	// Took is each replica's own compute time, Rebalances the number of
 	// times WithRebalance re-split the rows.
@@ -159,7 +170,12 @@ func (rs *Replicas) open(ctx context.Context) error {
 				errs[i] = err
 				return
 			}
-			rs.pipes[i], errs[i] = NewPipeline(ctx, rg, rs.loss, rs.data, rs.parts, rs.execs[i], rs.opts...)
+			opts := rs.opts
+			if len(rs.execs) > 1 {
+				// The gradients are read after every step's backward.
+				opts = append(slices.Clone(opts), func(c *pipelineConfig) { c.exportGrads = true })
+			}
+			rs.pipes[i], errs[i] = NewPipeline(ctx, rg, rs.loss, rs.data, rs.parts, rs.execs[i], opts...)
 		}(i)
 	}
 	wg.Wait()
@@ -360,6 +376,16 @@ func (rs *Replicas) Step(ctx context.Context, feeds map[int64]*tensor.Dense) (fl
 	if err != nil {
 		return 0, err
 	}
+	// The reduction waits for each replica's backward to end (ready) and
+	// fetches its gradients while the others still compute.
+	ready := make([]chan struct{}, len(rs.pipes))
+	for i := range ready {
+		ready[i] = make(chan struct{})
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reduced := make(chan error, 1)
+	go func() { reduced <- rs.reduce(rctx, ready) }()
 	losses := make([]float64, len(rs.pipes))
 	err = rs.each(func(i int, p *Pipeline) error {
 		p.mu.Lock()
@@ -376,11 +402,17 @@ func (rs *Replicas) Step(ctx context.Context, feeds map[int64]*tensor.Dense) (fl
 		d := rs.cfg.now(i).Sub(start)
 		rs.took[i] += d
 		rs.stats.Took[i] += d
+		if err == nil {
+			close(ready[i])
+		}
 		return err
 	})
 	t1 := time.Now()
-	if err == nil {
-		err = rs.reduce(ctx)
+	if err != nil {
+		cancel()
+	}
+	if rerr := <-reduced; err == nil {
+		err = rerr
 	}
 	t2 := time.Now()
 	if err == nil {
@@ -517,8 +549,9 @@ func sliceRows(t *tensor.Dense, lo, hi int, shape []int) (*tensor.Dense, error) 
 
 // reduce sums every part's accumulated gradients across the replicas,
 // replica i weighted by its share of the rows, and puts the sum back to
-// every replica; the parts are reduced concurrently.
-func (rs *Replicas) reduce(ctx context.Context) error {
+// every replica; the parts are reduced concurrently. Replica i's
+// gradients are fetched once ready[i] is closed.
+func (rs *Replicas) reduce(ctx context.Context, ready []chan struct{}) error {
 	errs := make([]error, len(rs.learn))
 	var wg sync.WaitGroup
 	for j, ids := range rs.learn {
@@ -528,44 +561,99 @@ func (rs *Replicas) reduce(ctx context.Context) error {
 		wg.Add(1)
 		go func(j int, ids []int64) {
 			defer wg.Done()
-			errs[j] = rs.reducePart(ctx, j, ids)
+			errs[j] = rs.reducePart(ctx, j, ids, ready)
 		}(j, ids)
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-func (rs *Replicas) reducePart(ctx context.Context, part int, ids []int64) error {
+// reducePart fetches part's gradients from every replica as it becomes
+// ready, adds each replica's as soon as those of all replicas before it
+// are in, and puts the sums back to every replica.
+func (rs *Replicas) reducePart(ctx context.Context, part int, ids []int64, ready []chan struct{}) error {
+	r := len(rs.pipes)
 	names := make([]string, len(ids))
 	for i, id := range ids {
 		names[i] = GradName(id)
 	}
-	got := make([]map[string]*tensor.Dense, len(rs.pipes))
-	err := rs.each(func(i int, p *Pipeline) error {
-		var err error
-		got[i], err = p.sessions[part].Get(ctx, names...)
-		return err
-	})
-	if err != nil {
-		return err
+	w := make([]float64, r)
+	for i := range w {
+		w[i] = float64(rs.rows[i]) / float64(rs.batch)
 	}
-	sums := make(map[string]*tensor.Dense, len(names))
-	for _, name := range names {
-		parts := make([]*tensor.Dense, len(got))
-		for i := range got {
-			if parts[i] = got[i][name]; parts[i] == nil {
-				return &FeedError{Part: part, Node: -1, Name: name, MicroBatch: -1, Reason: fmt.Sprintf("replica %d returned no gradient", i)}
+	got := make([]map[string]*tensor.Dense, r)
+	errs := make([]error, r)
+	arrived := make(chan int, r)
+	for i, p := range rs.pipes {
+		go func(i int, p *Pipeline) {
+			select {
+			case <-ready[i]:
+				got[i], errs[i] = p.sessions[part].Get(ctx, names...)
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+			}
+			arrived <- i
+		}(i, p)
+	}
+	sums := make([]partialSum, len(names))
+	defer func() {
+		for k, name := range names {
+			if sums[k].acc != nil && sums[k].dt == tensor.Float32 {
+				rs.keepScratch(name, sums[k].acc)
 			}
 		}
-		s, err := rs.weightedSum(parts)
-		if err != nil {
-			return &FeedError{Part: part, Node: -1, Name: name, MicroBatch: -1, Reason: err.Error()}
+	}()
+	have := make([]bool, r)
+	next := 0 // replicas before next are added
+	var failed error
+	for range r {
+		i := <-arrived
+		have[i] = true
+		if errs[i] != nil || failed != nil {
+			continue
 		}
-		sums[name] = s
+		end := next
+		for end < r && have[end] && errs[end] == nil {
+			end++
+		}
+		// Add two replicas or more per pass over the sums (each pass
+		// reads and writes all of them), or the last.
+		if end == next || (end-next < 2 && end < r) {
+			continue
+		}
+		for k, name := range names {
+			gs := make([]*tensor.Dense, end-next)
+			for i := range gs {
+				if gs[i] = got[next+i][name]; gs[i] == nil {
+					failed = &FeedError{Part: part, Node: -1, Name: name, MicroBatch: -1, Reason: fmt.Sprintf("replica %d returned no gradient", next+i)}
+					break
+				}
+			}
+			if failed != nil {
+				break
+			}
+			if next == 0 {
+				sums[k].scratch = rs.scratchFor(name)
+			}
+			if err := sums[k].add(gs, w[next:end], end == r); err != nil {
+				failed = &FeedError{Part: part, Node: -1, Name: name, MicroBatch: -1, Reason: err.Error()}
+				break
+			}
+		}
+		next = end
+	}
+	if err := errors.Join(append(errs, failed)...); err != nil {
+		return err
+	}
+	out := make([]*tensor.Dense, len(names))
+	for k := range sums {
+		if out[k] = sums[k].result(); out[k] == nil {
+			return &FeedError{Part: part, Node: -1, Name: names[k], MicroBatch: -1, Reason: "no sum"}
+		}
 	}
 	return rs.each(func(i int, p *Pipeline) error {
-		for _, name := range names {
-			if err := p.sessions[part].Put(ctx, name, sums[name]); err != nil {
+		for k, name := range names {
+			if err := p.sessions[part].Put(ctx, name, out[k]); err != nil {
 				return err
 			}
 		}
@@ -573,51 +661,205 @@ func (rs *Replicas) reducePart(ctx context.Context, part int, ids []int64) error
 	})
 }
 
-// weightedSum returns Σ rows_i/batch · g_i, added in replica order in
-// float64 and rounded once to the gradients' dtype.
-func (rs *Replicas) weightedSum(gs []*tensor.Dense) (*tensor.Dense, error) {
-	n := gs[0].Shape().TotalSize()
-	acc := make([]float64, n)
+// scratchFor returns the float64 sums kept for gradient name, or nil.
+func (rs *Replicas) scratchFor(name string) []float64 {
+	rs.scratchMu.Lock()
+	defer rs.scratchMu.Unlock()
+	return rs.scratch[name]
+}
+
+// keepScratch keeps the float64 sums of gradient name for the next step.
+func (rs *Replicas) keepScratch(name string, acc []float64) {
+	rs.scratchMu.Lock()
+	defer rs.scratchMu.Unlock()
+	if rs.scratch == nil {
+		rs.scratch = make(map[string][]float64)
+	}
+	rs.scratch[name] = acc
+}
+
+// weightedSum returns Σ w_i · g_i: every element is added in float64,
+// g_0's term first, and rounded once to the gradients' dtype.
+func weightedSum(gs []*tensor.Dense, w []float64) (*tensor.Dense, error) {
+	var p partialSum
+	if err := p.add(gs, w, true); err != nil {
+		return nil, err
+	}
+	return p.result(), nil
+}
+
+// partialSum is a weighted sum of gradients added a few replicas at a
+// time, in replica order: every element is added in float64, the first
+// replica's term first, and rounded once to the gradients' dtype by the
+// last add. The elements are summed in ranges on several goroutines; as
+// each element's sum is the same sequence of additions whatever the
+// ranges and however the replicas are grouped, the result depends on
+// neither.
+type partialSum struct {
+	n     int
+	dt    tensor.Dtype
+	shape tensor.Shape
+	// acc holds the float64 sums between adds (the output's backing for
+	// float64 gradients); scratch, if set before the first add, is
+	// reused for it for float32 gradients.
+	acc, scratch []float64
+	started      bool
+	out          *tensor.Dense
+}
+
+// add adds Σ w_i · gs_i to the sum; with final set, these are the last
+// replicas, and the sum is rounded for result.
+func (p *partialSum) add(gs []*tensor.Dense, w []float64, final bool) error {
+	if len(gs) == 0 {
+		return nil
+	}
+	first := !p.started
+	if first {
+		p.dt, p.n, p.shape = gs[0].Dtype(), gs[0].Shape().TotalSize(), slices.Clone(gs[0].Shape())
+	}
+	var f32 [][]float32
+	var f64 [][]float64
 	for i, g := range gs {
 		if !g.IsNativelyAccessible() || g.RequiresIterator() {
 			g = g.Materialize().(*tensor.Dense)
 		}
-		if g.Shape().TotalSize() != n || g.Dtype() != gs[0].Dtype() {
-			return nil, fmt.Errorf("replica %d's gradient is %v %v, replica 0's %v %v", i, g.Dtype(), g.Shape(), gs[0].Dtype(), gs[0].Shape())
+		if g.Shape().TotalSize() != p.n || g.Dtype() != p.dt {
+			return fmt.Errorf("gradient %d is %v %v, the first %v %v", i, g.Dtype(), g.Shape(), p.dt, p.shape)
 		}
-		w := float64(rs.rows[i]) / float64(rs.batch)
 		switch d := g.Data().(type) {
 		case []float64:
-			for j, v := range d {
-				acc[j] += w * v
-			}
+			f64 = append(f64, d)
 		case []float32:
-			for j, v := range d {
-				acc[j] += w * float64(v)
-			}
+			f32 = append(f32, d)
 		case float64:
-			acc[0] += w * d
+			f64 = append(f64, []float64{d})
 		case float32:
-			acc[0] += w * float64(d)
+			f32 = append(f32, []float32{d})
 		default:
-			return nil, fmt.Errorf("gradient of dtype %v", g.Dtype())
+			return fmt.Errorf("gradient of dtype %v", g.Dtype())
 		}
 	}
-	shape := append([]int{}, gs[0].Shape()...)
-	if len(shape) == 0 {
-		if gs[0].Dtype() == tensor.Float32 {
-			return tensor.New(tensor.FromScalar(float32(acc[0]))), nil
+	p.started = true
+	var out32 []float32
+	switch {
+	case f64 != nil && first:
+		p.acc = make([]float64, p.n)
+	case f32 != nil && final:
+		out32 = make([]float32, p.n)
+		fallthrough
+	case f32 != nil && first:
+		// All at once: the sums need only a block's scratch.
+		if first && !final {
+			if cap(p.scratch) >= p.n {
+				p.acc = p.scratch[:p.n]
+			} else {
+				p.acc = make([]float64, p.n)
+			}
 		}
-		return tensor.New(tensor.FromScalar(acc[0])), nil
 	}
-	if gs[0].Dtype() == tensor.Float32 {
-		out := make([]float32, n)
-		for j, v := range acc {
-			out[j] = float32(v)
+	sumRanges(p.n, func(lo, hi int, block []float64) {
+		if f64 != nil {
+			acc := p.acc[lo:hi]
+			if first {
+				clear(acc)
+			}
+			add64(acc, f64, w, lo)
+			return
 		}
-		return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(out)), nil
+		acc := block[:hi-lo]
+		if p.acc != nil {
+			acc = p.acc[lo:hi]
+		}
+		if first {
+			clear(acc)
+		}
+		add32(acc, f32, w, lo)
+		if final {
+			for j, v := range acc {
+				out32[lo+j] = float32(v)
+			}
+		}
+	})
+	if !final {
+		return nil
 	}
-	return tensor.New(tensor.WithShape(shape...), tensor.WithBacking(acc)), nil
+	var back any = p.acc
+	if f32 != nil {
+		back = out32
+	}
+	if len(p.shape) == 0 {
+		if f32 != nil {
+			p.out = tensor.New(tensor.FromScalar(out32[0]))
+		} else {
+			p.out = tensor.New(tensor.FromScalar(p.acc[0]))
+		}
+		return nil
+	}
+	p.out = tensor.New(tensor.WithShape(p.shape...), tensor.WithBacking(back))
+	return nil
+}
+
+// result returns the sum, once the final add is done.
+func (p *partialSum) result() *tensor.Dense { return p.out }
+
+// sumBlock is the number of elements one goroutine of partialSum adds at
+// a time: its float64 sums (32 KiB) stay in the first-level cache while
+// every replica's terms are added to them.
+const sumBlock = 4096
+
+// sumRanges calls f for consecutive ranges [lo, hi) of at most sumBlock
+// elements covering [0, n), on up to GOMAXPROCS goroutines, each with a
+// scratch block of sumBlock float64s.
+func sumRanges(n int, f func(lo, hi int, block []float64)) {
+	blocks := (n + sumBlock - 1) / sumBlock
+	workers := min(runtime.GOMAXPROCS(0), blocks)
+	var next atomic.Int64
+	work := func() {
+		block := make([]float64, sumBlock)
+		for {
+			b := int(next.Add(1) - 1)
+			if b >= blocks {
+				return
+			}
+			lo := b * sumBlock
+			f(lo, min(lo+sumBlock, n), block)
+		}
+	}
+	if workers <= 1 {
+		work()
+		return
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	wg.Wait()
+}
+
+// add32 adds Σ w_i · gs_i[lo:lo+len(acc)] to acc, in replica order.
+func add32(acc []float64, gs [][]float32, w []float64, lo int) {
+	for i, g := range gs {
+		wi := w[i]
+		g = g[lo : lo+len(acc)]
+		for j, v := range g {
+			acc[j] += float64(wi * float64(v))
+		}
+	}
+}
+
+// add64 adds Σ w_i · gs_i[lo:lo+len(acc)] to acc, in replica order.
+func add64(acc []float64, gs [][]float64, w []float64, lo int) {
+	for i, g := range gs {
+		wi := w[i]
+		g = g[lo : lo+len(acc)]
+		for j, v := range g {
+			acc[j] += float64(wi * v)
+		}
+	}
 }
 
 // Params returns the current value of every learnable parameter, read

@@ -79,6 +79,7 @@ func specToWire(s *exec.SessionSpec) *rookeryv1.SessionSpec {
 		EvalMode:   s.EvalMode,
 
 		MicroBatches: int64(s.MicroBatches),
+		ExportGrads:  s.ExportGrads,
 	}
 }
 
@@ -106,5 +107,6 @@ func specFromWire(w *rookeryv1.SessionSpec, maxNodes int) (exec.SessionSpec, err
 		EvalMode:   w.EvalMode,
 
 		MicroBatches: int(clampInt(w.MicroBatches)),
+		ExportGrads:  w.ExportGrads,
 	}, nil
 }

@@ -71,3 +71,41 @@ func TestMicroBatchCountOverTheWire(t *testing.T) {
 		t.Errorf("forward of micro-batch 2 on a session of 3: %v", err)
 	}
 }
+
+// specRecorder is an executor that keeps the last spec it opened.
+type specRecorder struct {
+	exec.Executor
+	last exec.SessionSpec
+}
+
+func (r *specRecorder) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session, error) {
+	r.last = spec
+	return r.Executor.Open(ctx, spec)
+}
+
+// TestExportGradsOverTheWire checks that SessionSpec.ExportGrads reaches
+// the provider's executor.
+func TestExportGradsOverTheWire(t *testing.T) {
+	rec := &specRecorder{Executor: exec.NewCPU()}
+	_, c := startBufconn(t, rec)
+	m := newMLP(t, tensor.Float64, 4, 3, 5, 2)
+	lay, err := exec.NewLayout(m.ir, m.parts(1), m.loss, m.data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, export := range []bool{true, false} {
+		spec := lay.Specs[0]
+		spec.Solver = exec.SGD(0.1, 0)
+		spec.ExportGrads = export
+		s, err := c.Open(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		if rec.last.ExportGrads != export {
+			t.Errorf("sent ExportGrads %v, the provider's executor got %v", export, rec.last.ExportGrads)
+		}
+	}
+}

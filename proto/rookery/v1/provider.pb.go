@@ -799,7 +799,10 @@ type SessionSpec struct {
 	// between two Steps (exec.SessionSpec.MicroBatches); 0 means
 	// exec.DefaultMicroBatches. A provider whose executor holds fewer
 	// refuses the Open.
-	MicroBatches  int64 `protobuf:"varint,9,opt,name=micro_batches,json=microBatches,proto3" json:"micro_batches,omitempty"`
+	MicroBatches int64 `protobuf:"varint,9,opt,name=micro_batches,json=microBatches,proto3" json:"micro_batches,omitempty"`
+	// export_grads is exec.SessionSpec.ExportGrads: the requester reads
+	// the accumulated gradients after the last backward of every step.
+	ExportGrads   bool `protobuf:"varint,10,opt,name=export_grads,json=exportGrads,proto3" json:"export_grads,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -895,6 +898,13 @@ func (x *SessionSpec) GetMicroBatches() int64 {
 		return x.MicroBatches
 	}
 	return 0
+}
+
+func (x *SessionSpec) GetExportGrads() bool {
+	if x != nil {
+		return x.ExportGrads
+	}
+	return false
 }
 
 // OpenRequest is one frame of an Open call: the first carries spec and
@@ -1590,7 +1600,7 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\bSchedule\x12\x15\n" +
 	"\x11SCHEDULE_CONSTANT\x10\x00\x12\x11\n" +
 	"\rSCHEDULE_STEP\x10\x01\x12\x13\n" +
-	"\x0fSCHEDULE_COSINE\x10\x02\"\x91\x02\n" +
+	"\x0fSCHEDULE_COSINE\x10\x02\"\xb4\x02\n" +
 	"\vSessionSpec\x12\x12\n" +
 	"\x04part\x18\x01 \x01(\x05R\x04part\x12\x16\n" +
 	"\x06inputs\x18\x02 \x03(\x03R\x06inputs\x12\x1f\n" +
@@ -1601,7 +1611,9 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\bhas_loss\x18\x06 \x01(\bR\ahasLoss\x12*\n" +
 	"\x06solver\x18\a \x01(\v2\x12.rookery.v1.SolverR\x06solver\x12\x1b\n" +
 	"\teval_mode\x18\b \x01(\bR\bevalMode\x12#\n" +
-	"\rmicro_batches\x18\t \x01(\x03R\fmicroBatches\"|\n" +
+	"\rmicro_batches\x18\t \x01(\x03R\fmicroBatches\x12!\n" +
+	"\fexport_grads\x18\n" +
+	" \x01(\bR\vexportGrads\"|\n" +
 	"\vOpenRequest\x12+\n" +
 	"\x04spec\x18\x01 \x01(\v2\x17.rookery.v1.SessionSpecR\x04spec\x12\x1f\n" +
 	"\vgraph_bytes\x18\x02 \x01(\x03R\n" +
