@@ -95,6 +95,12 @@ func WithReplicas(r int, weights ...float64) Option {
 	}
 }
 
+// WithRebalance moves rows between replicas every n steps when their
+// observed speeds call for it (exec.WithRebalance); the model is the same.
+func WithRebalance(n int, threshold float64) Option {
+	return func(c *config) { c.pipeOpts = append(c.pipeOpts, exec.WithRebalance(n, threshold)) }
+}
+
 // WithEvalMode runs BatchNorm on its running statistics and Dropout as
 // the identity while training (see exec.SessionSpec.EvalMode).
 func WithEvalMode() Option {
