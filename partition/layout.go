@@ -23,10 +23,11 @@ const (
 	// per second, all its connections together: every gradient fetched
 	// for the sum and every sum put back, every activation sent across a
 	// cut, passes through it. Calibrated with bench/scale on loopback on
-	// a 2-core machine (the 784-1024-1024-10 MLP, 7.4 MB of gradients per
-	// replica, 1×r layouts: 2·r·7.4 MB over the measured reduce time per
-	// step; see bench/scale/RESULTS.md).
-	DefaultRequesterBandwidth = 1.2e9
+	// a 2-core machine, providers at 0.4 core (the 784-1024-1024-10 MLP,
+	// 7.4 MB of gradients per replica; layouts 1×2, 1×3 and 1×4, two runs
+	// each: 266 MB moved in 263 ms of measured reduce; see
+	// bench/scale/RESULTS.md, 2026-12-06).
+	DefaultRequesterBandwidth = 1e9
 	// DefaultStepOverhead is the fixed cost of a step: the calls that
 	// start and end it.
 	DefaultStepOverhead = time.Millisecond

@@ -45,10 +45,10 @@ func TestChooseLayout(t *testing.T) {
 		// rows save: one executor.
 		{name: "small batch", spec: "mlp:layers=4,width=256,batch=32", n: 4, k: 1, r: 1},
 		// With a requester that is no limit, every executor of eight is a
-		// replica; at the default requester's throughput the 2·r copies
-		// of the gradients it carries stop paying at five.
+		// replica; through a requester of 1 GB/s the 2·r copies of the
+		// gradients it carries stop paying at four.
 		{name: "small 8", spec: "classifier:batch=256", n: 8, opts: []partition.LayoutOption{partition.WithLayoutMicroBatches(4), fastRequester}, k: 1, r: 8},
-		{name: "small 8 requester", spec: "classifier:batch=256", n: 8, opts: []partition.LayoutOption{partition.WithLayoutMicroBatches(4)}, k: 1, r: 5},
+		{name: "small 8 requester", spec: "classifier:batch=256", n: 8, opts: []partition.LayoutOption{partition.WithLayoutMicroBatches(4), partition.WithRequester(1e9)}, k: 1, r: 4},
 		// Parameters at four times their bytes (16.8 MB) do not fit one
 		// executor's 16 MB: the model needs two parts, and the other two
 		// executors replicate them.

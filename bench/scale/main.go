@@ -89,6 +89,7 @@ type options struct {
 	evalEvery int
 	lr        float64
 	weights   string
+	speeds    string
 	rookery   string
 	json      bool
 	profile   string
@@ -102,7 +103,7 @@ func main() {
 	flag.StringVar(&link, "link", "", "put every provider behind an emulated link `RATE:RTT` (e.g. 20mbit:50ms, 1gbit:1ms)")
 	flag.StringVar(&o.mode, "mode", "sync", "training mode: sync (exact data-parallel replicas)")
 	flag.StringVar(&o.model, "model", "mlp1024", "model: mlp1024 (784-1024-1024-10, random data, throughput), mlp256 (784-256-10, random data) or mnist (784-256-10 on MNIST, time to accuracy)")
-	flag.StringVar(&o.layout, "layout", "auto", "layout `kxr`: k parts × r replicas, k·r = N; or auto (chosen by partition.ChooseLayout)")
+	flag.StringVar(&o.layout, "layout", "auto", "layout `kxr`: k parts × r replicas on the k·r ≤ N fastest providers; or auto (chosen by partition.ChooseLayout)")
 	flag.IntVar(&o.batch, "batch", 256, "mini-batch size")
 	flag.IntVar(&o.micro, "micro", 1, "micro-batches per replica")
 	flag.IntVar(&o.steps, "steps", 20, "timed steps (with -target-acc: the most steps)")
@@ -112,6 +113,7 @@ func main() {
 	flag.IntVar(&o.evalEvery, "eval-every", 25, "with -target-acc: steps between evaluations (not timed)")
 	flag.Float64Var(&o.lr, "lr", 0.05, "SGD learning rate (momentum 0.9)")
 	flag.StringVar(&o.weights, "weights", "measured", "replicas' row weights: measured (the providers' start-up benchmark), cpu (the -cpu shares) or equal")
+	flag.StringVar(&o.speeds, "speeds", "trained", "providers' speeds for -layout auto and the predictions: trained (the start-up benchmark scaled by the baseline's observed compute) or benchmark")
 	flag.StringVar(&o.rookery, "rookery", "", "the rookery binary to start (default: build ./cmd/rookery of this module)")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of this process (the requester) during the timed steps of the scaled run to `FILE`")
 	flag.BoolVar(&o.json, "json", false, "print the figures as one JSON object on the last line")
@@ -175,6 +177,8 @@ func (o *options) check() error {
 		return fmt.Errorf("%w: -steps, -batch, -micro and -eval-every must be at least 1, -warmup at least 0", errUsage)
 	case o.weights != "measured" && o.weights != "cpu" && o.weights != "equal":
 		return fmt.Errorf("%w: -weights %q: want measured, cpu or equal", errUsage, o.weights)
+	case o.speeds != "trained" && o.speeds != "benchmark":
+		return fmt.Errorf("%w: -speeds %q: want trained or benchmark", errUsage, o.speeds)
 	case o.timeout <= 0:
 		return fmt.Errorf("%w: -timeout %v", errUsage, o.timeout)
 	}
@@ -191,8 +195,8 @@ func layoutFor(spec string, n int) (k, r int, err error) {
 	ks, rs, ok := strings.Cut(spec, "x")
 	k, err1 := strconv.Atoi(ks)
 	r, err2 := strconv.Atoi(rs)
-	if !ok || err1 != nil || err2 != nil || k < 1 || r < 1 || k*r != n {
-		return 0, 0, fmt.Errorf("%w: -layout %q: want kxr with k·r = %d providers", errUsage, spec, n)
+	if !ok || err1 != nil || err2 != nil || k < 1 || r < 1 || k*r > n {
+		return 0, 0, fmt.Errorf("%w: -layout %q: want auto, or kxr with k·r ≤ %d providers", errUsage, spec, n)
 	}
 	return k, r, nil
 }
@@ -200,7 +204,7 @@ func layoutFor(spec string, n int) (k, r int, err error) {
 // predict runs partition.ChooseLayout for the model on the providers
 // (their start-up benchmark as speeds, the link when given): over every
 // layout when k is 0, else over k×r alone.
-func predict(o options, ps []*provider, k, r int) (*partition.Layout, error) {
+func predict(o options, ps []*provider, scale float64, k, r int) (*partition.Layout, error) {
 	hidden := []int{1024, 1024}
 	if o.model != "mlp1024" {
 		hidden = []int{256}
@@ -215,6 +219,7 @@ func predict(o options, ps []*provider, k, r int) (*partition.Layout, error) {
 		if gflops[i] = p.gflops; !(gflops[i] > 0) {
 			gflops[i] = p.share * partition.DefaultSpeed / 1e9
 		}
+		gflops[i] *= scale
 	}
 	opts := []partition.LayoutOption{partition.WithGflops(gflops...), partition.WithLayoutMicroBatches(o.micro),
 		partition.WithSplitOptions(partition.WithMaxImbalance(1)), partition.WithFixed(k, r)}
@@ -258,6 +263,7 @@ type result struct {
 	Model                   string    `json:"model"`
 	Layout                  string    `json:"layout"`
 	LayoutChoice            string    `json:"layout_choice"`
+	SpeedScale              float64   `json:"speed_scale"`
 	PredictedSamplesPerS    float64   `json:"predicted_samples_per_s"`
 	PredictedStepMS         float64   `json:"predicted_step_ms"`
 	PredictedComputeMS      float64   `json:"predicted_compute_ms"`
@@ -326,7 +332,28 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 	}
-	lay, err := predict(o, ps, k, r)
+	// The baseline first: its compute time calibrates the speeds. The
+	// start-up benchmark times one matrix product; training runs more
+	// kernels, on micro-batches, so a provider trains at a fraction of
+	// it. That fraction, observed on provider 0, scales every provider's
+	// benchmark (with -speeds benchmark, the benchmark as it is).
+	base, err := train(ctx, o, ps[:1], nil, 1, 1, nil, data, "")
+	if err != nil {
+		return fmt.Errorf("baseline: %w", err)
+	}
+	scale := 1.0
+	if o.speeds == "trained" {
+		one, err := predict(o, ps[:1], 1, 1, 1)
+		if err != nil {
+			return fmt.Errorf("layout: %w", err)
+		}
+		if c := one.Chosen().Compute; c > 0 && base.computeMS > 0 {
+			scale = 1e3 * c / base.computeMS
+		}
+		fmt.Printf("speeds: the start-up benchmark times %.3f, from the baseline's compute (%.1f ms a step, %.1f predicted)\n",
+			scale, base.computeMS, 1e3*one.Chosen().Compute)
+	}
+	lay, err := predict(o, ps, scale, k, r)
 	if err != nil {
 		if lay != nil {
 			printLayout(lay)
@@ -346,7 +373,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 
 	res := result{Providers: o.providers, CPU: o.cpu, CPULimit: limiter.kind, Mode: o.mode, Model: o.model,
-		Layout: fmt.Sprintf("%dx%d", k, r), LayoutChoice: "hand", Batch: o.batch, Load1: load,
+		Layout: fmt.Sprintf("%dx%d", k, r), LayoutChoice: "hand", SpeedScale: scale, Batch: o.batch, Load1: load,
 		PredictedSamplesPerS: pick.SamplesPerSecond, PredictedStepMS: 1e3 * pick.Step,
 		PredictedComputeMS: 1e3 * (pick.Compute + pick.Bubble), PredictedReduceMS: 1e3 * pick.Reduce}
 	if o.layout == "auto" {
@@ -366,10 +393,6 @@ func run(ctx context.Context, o options) (err error) {
 			m.samplesPerS, m.stepMS, m.computeMS, m.reduceMS, m.updateMS, m.bytesPerStep, m.cpuMS, m.throttledMS, tt, acc)
 	}
 
-	base, err := train(ctx, o, ps[:1], nil, 1, 1, nil, data, "")
-	if err != nil {
-		return fmt.Errorf("baseline: %w", err)
-	}
 	row("baseline", 1, "1x1", "-", base)
 	main, err := train(ctx, o, used, o.link, k, r, weights, data, o.profile)
 	if err != nil {
