@@ -25,9 +25,12 @@ const (
 	// cut, passes through it. Calibrated with bench/scale on loopback on
 	// a 2-core machine, providers at 0.4 core (the 784-1024-1024-10 MLP,
 	// 7.4 MB of gradients per replica; layouts 1×2, 1×3 and 1×4, two runs
-	// each: 266 MB moved in 263 ms of measured reduce; see
-	// bench/scale/RESULTS.md, 2026-12-06).
-	DefaultRequesterBandwidth = 1e9
+	// each): 266 MB of gradients in and sums out took 471 ms beyond the
+	// one-provider step over r, against 263 ms of measured reduce, as
+	// fetching each replica's gradients on arrival moves part of the
+	// exchange into the compute phase; see bench/scale/RESULTS.md,
+	// 2026-12-06.
+	DefaultRequesterBandwidth = 5.7e8
 	// DefaultStepOverhead is the fixed cost of a step: the calls that
 	// start and end it.
 	DefaultStepOverhead = time.Millisecond
@@ -152,8 +155,11 @@ type Candidate struct {
 	// requester's time for 2·r·P bytes (P the parameter bytes of all the
 	// parts, which are reduced at once) and the slowest link's time for
 	// its 2·P_j (P_j of its part), plus a round trip per tensor fetched
-	// and per part; Transfer likewise for the activations of every
-	// replica, 4·(cut bytes) per step, plus a round trip per slot.
+	// and per part. Transfer is a round trip and each link's time for
+	// one micro-batch's values per slot of the schedule, plus the time
+	// by which the requester's for the activations of every replica,
+	// 4·(cut bytes) per step, exceeds Compute + Bubble (it forwards them
+	// while the stages compute).
 	Compute, Bubble, Transfer, Reduce, Overhead float64
 	Step, SamplesPerSecond                      float64
 	// Err says why the layout cannot run; the figures are then zero.
@@ -326,11 +332,11 @@ func (c *layoutConfig) candidate(g *graph.Graph, batch, k, r int, execs []int) C
 		if k > 1 {
 			// Each of the M+k−1 slots of the schedule, forward and back,
 			// sends one boundary's micro-batch in and out of the requester:
-			// a round trip each, and the bytes at the slower of the link
-			// and the requester (which carries every replica's).
+			// a round trip each over the link; the requester carries every
+			// replica's while the stages compute.
 			slot := float64(plan.CutBytes()) / float64(k-1) * share / m
 			slots := 2 * (m + float64(k) - 1)
-			transfer = slots*2*lat + math.Max(slots*2*slot/bw, reqTransfer)
+			transfer = slots*2*(lat+slot/bw) + math.Max(0, reqTransfer-stage*(1+float64(k-1)/m))
 		}
 		bubble := stage * float64(k-1) / m
 		if t := stage + bubble + transfer; t > slowest {
