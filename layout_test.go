@@ -23,14 +23,14 @@ func TestTrainerAutoLayout(t *testing.T) {
 		}
 		return out
 	}
-	free := rookery.WithAutoLayout(partition.WithLink(1e18, 0), partition.WithStepOverhead(0))
+	free := rookery.WithAutoLayout(partition.WithLink(1e18, 0), partition.WithRequester(1e18), partition.WithStepOverhead(0))
 	for _, tc := range []struct {
 		name string
 		opts []rookery.Option
 		k, r int
 		rows []int
 	}{
-		// Links that cost nothing: every executor a replica.
+		// Links and a requester that cost nothing: every executor a replica.
 		{"free links", []rookery.Option{free}, 1, 4, []int{2, 2, 2, 2}},
 		// A tiny model over default links: the sum of the gradients costs
 		// more than the rows it saves, so one executor of the four.

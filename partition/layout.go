@@ -19,6 +19,18 @@ const (
 	// of a link that is not given: a local network.
 	DefaultBandwidth = 1.25e9 // 10 Gbit/s
 	DefaultLatency   = 100 * time.Microsecond
+	// DefaultRequesterBandwidth (bytes/s) is what the requester moves
+	// per second, all its connections together: every gradient fetched
+	// for the sum and every sum put back, every activation sent across a
+	// cut, passes through it. Calibrated with bench/scale on loopback on
+	// a 2-core machine, providers at 0.4 core (the 784-1024-1024-10 MLP,
+	// 7.4 MB of gradients per replica; layouts 1×2, 1×3 and 1×4, two runs
+	// each): 266 MB of gradients in and sums out took 471 ms beyond the
+	// one-provider step over r, against 263 ms of measured reduce, as
+	// fetching each replica's gradients on arrival moves part of the
+	// exchange into the compute phase; see bench/scale/RESULTS.md,
+	// 2026-12-06.
+	DefaultRequesterBandwidth = 5.7e8
 	// DefaultStepOverhead is the fixed cost of a step: the calls that
 	// start and end it.
 	DefaultStepOverhead = time.Millisecond
@@ -38,6 +50,7 @@ type layoutConfig struct {
 	memory    []int64
 	bandwidth float64
 	latency   time.Duration
+	requester float64
 	micro     int
 	overhead  time.Duration
 	split     []Option
@@ -78,6 +91,14 @@ func WithMemory(bytes ...int64) LayoutOption {
 // DefaultLatency.
 func WithLink(bandwidth float64, latency time.Duration) LayoutOption {
 	return func(c *layoutConfig) { c.bandwidth, c.latency = bandwidth, latency }
+}
+
+// WithRequester gives the requester's throughput (bytes/s, all its
+// links together); without it DefaultRequesterBandwidth. The time to move
+// bytes is the larger of the requester's time for all of them and each
+// link's time for its own.
+func WithRequester(bandwidth float64) LayoutOption {
+	return func(c *layoutConfig) { c.requester = bandwidth }
 }
 
 // WithLayoutMicroBatches is the number of micro-batches every replica
@@ -127,9 +148,18 @@ type Candidate struct {
 	// wait for it in the GPipe schedule (Compute·(k−1)/M), Transfer the
 	// values sent across cuts (forward and backward, every micro-batch,
 	// through the requester), Reduce the gradients fetched from every
-	// replica and the sum put back (2·parameter bytes per link), and
-	// Overhead the fixed cost. Step is their sum and SamplesPerSecond
-	// the batch over Step.
+	// replica and the sum put back, and Overhead the fixed cost. Step is
+	// their sum and SamplesPerSecond the batch over Step.
+	//
+	// Bytes move through the requester: Reduce is the larger of the
+	// requester's time for 2·r·P bytes (P the parameter bytes of all the
+	// parts, which are reduced at once) and the slowest link's time for
+	// its 2·P_j (P_j of its part), plus a round trip per tensor fetched
+	// and per part. Transfer is a round trip and each link's time for
+	// one micro-batch's values per slot of the schedule, plus the time
+	// by which the requester's for the activations of every replica,
+	// 4·(cut bytes) per step, exceeds Compute + Bubble (it forwards them
+	// while the stages compute).
 	Compute, Bubble, Transfer, Reduce, Overhead float64
 	Step, SamplesPerSecond                      float64
 	// Err says why the layout cannot run; the figures are then zero.
@@ -152,7 +182,7 @@ var ErrLayout = errors.New("partition: no layout")
 // a part that does not fit in memory) are listed with their reason.
 // The result depends only on its arguments.
 func ChooseLayout(g *graph.Graph, n int, opts ...LayoutOption) (*Layout, error) {
-	c := layoutConfig{micro: 1, bandwidth: DefaultBandwidth, latency: DefaultLatency, overhead: DefaultStepOverhead}
+	c := layoutConfig{micro: 1, bandwidth: DefaultBandwidth, latency: DefaultLatency, requester: DefaultRequesterBandwidth, overhead: DefaultStepOverhead}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -173,8 +203,8 @@ func ChooseLayout(g *graph.Graph, n int, opts ...LayoutOption) (*Layout, error) 
 			return nil, fmt.Errorf("%w: executor %d's speed is %v", ErrLayout, i, s)
 		}
 	}
-	if !(c.bandwidth > 0) || c.latency < 0 || c.micro < 1 || c.overhead < 0 {
-		return nil, fmt.Errorf("%w: bandwidth %v, latency %v, %d micro-batches, overhead %v", ErrLayout, c.bandwidth, c.latency, c.micro, c.overhead)
+	if !(c.bandwidth > 0) || !(c.requester > 0) || c.latency < 0 || c.micro < 1 || c.overhead < 0 {
+		return nil, fmt.Errorf("%w: bandwidth %v, requester %v, latency %v, %d micro-batches, overhead %v", ErrLayout, c.bandwidth, c.requester, c.latency, c.micro, c.overhead)
 	}
 	batch := 0
 	if in := g.Inputs(); len(in) > 0 {
@@ -280,8 +310,11 @@ func (c *layoutConfig) candidate(g *graph.Graph, batch, k, r int, execs []int) C
 			}
 		}
 	}
-	bw, lat := c.bandwidth, c.latency.Seconds()
+	bw, lat, req := c.bandwidth, c.latency.Seconds(), c.requester
 	m := float64(c.micro)
+	// Every replica's activations, in and out of the requester, forward
+	// and back: 4·(cut bytes) per step over the requester's throughput.
+	reqTransfer := 4 * float64(plan.CutBytes()) / req
 	var slowest float64
 	for i := range r {
 		share := weights[i] / wsum // of the rows
@@ -298,9 +331,12 @@ func (c *layoutConfig) candidate(g *graph.Graph, batch, k, r int, execs []int) C
 		var transfer float64
 		if k > 1 {
 			// Each of the M+k−1 slots of the schedule, forward and back,
-			// sends one boundary's micro-batch in and out of the requester.
+			// sends one boundary's micro-batch in and out of the requester:
+			// a round trip each over the link; the requester carries every
+			// replica's while the stages compute.
 			slot := float64(plan.CutBytes()) / float64(k-1) * share / m
-			transfer = 2 * (m + float64(k) - 1) * 2 * (lat + slot/bw)
+			slots := 2 * (m + float64(k) - 1)
+			transfer = slots*2*(lat+slot/bw) + math.Max(0, reqTransfer-stage*(1+float64(k-1)/m))
 		}
 		bubble := stage * float64(k-1) / m
 		if t := stage + bubble + transfer; t > slowest {
@@ -310,11 +346,15 @@ func (c *layoutConfig) candidate(g *graph.Graph, batch, k, r int, execs []int) C
 	}
 	if r > 1 {
 		// Every part is reduced at once, each replica over its own link:
-		// the gradients come in, the sum goes out, one call per tensor out.
+		// the gradients come in, the sum goes out, one call per tensor.
+		// All of it passes through the requester: 2·r·P bytes.
+		var total, link, calls float64
 		for j, p := range plan.Parts {
-			t := 2*float64(p.ParamBytes)/bw + 2*lat*float64(1+tensors[j])
-			cand.Reduce = math.Max(cand.Reduce, t)
+			total += 2 * float64(r) * float64(p.ParamBytes)
+			link = math.Max(link, 2*float64(p.ParamBytes)/bw)
+			calls = math.Max(calls, 2*lat*float64(1+tensors[j]))
 		}
+		cand.Reduce = math.Max(link, total/req) + calls
 	}
 	cand.Overhead = c.overhead.Seconds()
 	cand.Step = cand.Compute + cand.Bubble + cand.Transfer + cand.Reduce + cand.Overhead

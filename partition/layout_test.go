@@ -22,6 +22,7 @@ func mustSynth(t *testing.T, spec string) *graph.Graph {
 
 func TestChooseLayout(t *testing.T) {
 	const mbit = 1e6 / 8
+	fastRequester := partition.WithRequester(1e12)
 	mem := func(n int, b int64) []int64 {
 		out := make([]int64, n)
 		for i := range out {
@@ -43,14 +44,22 @@ func TestChooseLayout(t *testing.T) {
 		// At a batch of 32 the sum of the gradients costs more than the
 		// rows save: one executor.
 		{name: "small batch", spec: "mlp:layers=4,width=256,batch=32", n: 4, k: 1, r: 1},
-		{name: "small 8", spec: "classifier:batch=256", n: 8, opts: []partition.LayoutOption{partition.WithLayoutMicroBatches(4)}, k: 1, r: 8},
+		// With a requester that is no limit, every executor of eight is a
+		// replica; through a requester of 1 GB/s the 2·r copies of the
+		// gradients it carries stop paying at four.
+		{name: "small 8", spec: "classifier:batch=256", n: 8, opts: []partition.LayoutOption{partition.WithLayoutMicroBatches(4), fastRequester}, k: 1, r: 8},
+		{name: "small 8 requester", spec: "classifier:batch=256", n: 8, opts: []partition.LayoutOption{partition.WithLayoutMicroBatches(4), partition.WithRequester(1e9)}, k: 1, r: 4},
 		// Parameters at four times their bytes (16.8 MB) do not fit one
 		// executor's 16 MB: the model needs two parts, and the other two
 		// executors replicate them.
 		{name: "memory", spec: "mlp:layers=8,width=256,batch=256", n: 4,
-			opts: []partition.LayoutOption{partition.WithMemory(mem(4, 16e6)...), partition.WithLayoutMicroBatches(4)}, k: 2, r: 2},
+			opts: []partition.LayoutOption{partition.WithMemory(mem(4, 16e6)...), partition.WithLayoutMicroBatches(4), fastRequester}, k: 2, r: 2},
 		{name: "memory known", spec: "mlp:layers=8,width=256,batch=256", n: 4,
-			opts: []partition.LayoutOption{partition.WithMemory(mem(4, 64e6)...), partition.WithLayoutMicroBatches(4)}, k: 1, r: 4},
+			opts: []partition.LayoutOption{partition.WithMemory(mem(4, 64e6)...), partition.WithLayoutMicroBatches(4), fastRequester}, k: 1, r: 4},
+		// Through the default requester, four replicas' gradients cost more
+		// than four pipeline stages' bubble and activations.
+		{name: "requester", spec: "mlp:layers=8,width=256,batch=256", n: 4,
+			opts: []partition.LayoutOption{partition.WithMemory(mem(4, 64e6)...), partition.WithLayoutMicroBatches(4)}, k: 4, r: 1},
 		// Behind 20 Mbit/s links the gradient sum costs more than the
 		// rows it saves: one executor alone.
 		{name: "slow link", spec: "mlp:layers=4,width=256,batch=1024", n: 4,
@@ -107,6 +116,7 @@ func TestChooseLayoutReasons(t *testing.T) {
 		{partition.WithSpeeds(1, 2)},
 		{partition.WithSpeeds(1, 0, 1, 1)},
 		{partition.WithLink(0, 0)},
+		{partition.WithRequester(0)},
 		{partition.WithLayoutMicroBatches(0)},
 	} {
 		if _, err := partition.ChooseLayout(g, 4, opts...); !errors.Is(err, partition.ErrLayout) {

@@ -8,6 +8,14 @@
 //	go run ./bench/scale -providers 4 -cpu 0.4 [-link 1gbit:1ms] [-json]
 //	go run ./bench/scale -providers 2 -cpu 0.8,0.4          # mixed providers
 //	go run ./bench/scale -model mnist -target-acc 0.97 -providers 2 -cpu 0.8
+//	go run ./bench/scale -providers 4 -cpu 0.4 -micro 4 -layout 2x2 # a layout by hand
+//
+// Layout: by default (-layout auto) partition.ChooseLayout picks the
+// parts k and replicas r from the model's costs, the providers' start-up
+// benchmark (GFLOPS) and the -link figures, and may leave providers out;
+// with -layout kxr the run uses that layout. Either way the predicted
+// step of every candidate is printed, and the prediction of the layout
+// that runs is printed next to what was measured.
 //
 // CPU shares: as root with cgroups mounted, every provider gets a cgroup
 // of its own (v2 cpu.max, or v1 cpu.cfs_quota_us) named
@@ -55,6 +63,7 @@ import (
 
 	"github.com/rookery-ml/rookery"
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/graph"
 	"github.com/rookery-ml/rookery/internal/mnist"
 	"github.com/rookery-ml/rookery/internal/shaper"
 	"github.com/rookery-ml/rookery/partition"
@@ -80,6 +89,7 @@ type options struct {
 	evalEvery int
 	lr        float64
 	weights   string
+	speeds    string
 	rookery   string
 	json      bool
 	profile   string
@@ -93,7 +103,7 @@ func main() {
 	flag.StringVar(&link, "link", "", "put every provider behind an emulated link `RATE:RTT` (e.g. 20mbit:50ms, 1gbit:1ms)")
 	flag.StringVar(&o.mode, "mode", "sync", "training mode: sync (exact data-parallel replicas)")
 	flag.StringVar(&o.model, "model", "mlp1024", "model: mlp1024 (784-1024-1024-10, random data, throughput), mlp256 (784-256-10, random data) or mnist (784-256-10 on MNIST, time to accuracy)")
-	flag.StringVar(&o.layout, "layout", "", "layout `kxr`: k parts × r replicas, k·r = N (default: chosen by pickLayout)")
+	flag.StringVar(&o.layout, "layout", "auto", "layout `kxr`: k parts × r replicas on the k·r ≤ N fastest providers; or auto (chosen by partition.ChooseLayout)")
 	flag.IntVar(&o.batch, "batch", 256, "mini-batch size")
 	flag.IntVar(&o.micro, "micro", 1, "micro-batches per replica")
 	flag.IntVar(&o.steps, "steps", 20, "timed steps (with -target-acc: the most steps)")
@@ -103,6 +113,7 @@ func main() {
 	flag.IntVar(&o.evalEvery, "eval-every", 25, "with -target-acc: steps between evaluations (not timed)")
 	flag.Float64Var(&o.lr, "lr", 0.05, "SGD learning rate (momentum 0.9)")
 	flag.StringVar(&o.weights, "weights", "measured", "replicas' row weights: measured (the providers' start-up benchmark), cpu (the -cpu shares) or equal")
+	flag.StringVar(&o.speeds, "speeds", "trained", "providers' speeds for -layout auto and the predictions: trained (the start-up benchmark scaled by the baseline's observed compute) or benchmark")
 	flag.StringVar(&o.rookery, "rookery", "", "the rookery binary to start (default: build ./cmd/rookery of this module)")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of this process (the requester) during the timed steps of the scaled run to `FILE`")
 	flag.BoolVar(&o.json, "json", false, "print the figures as one JSON object on the last line")
@@ -166,6 +177,8 @@ func (o *options) check() error {
 		return fmt.Errorf("%w: -steps, -batch, -micro and -eval-every must be at least 1, -warmup at least 0", errUsage)
 	case o.weights != "measured" && o.weights != "cpu" && o.weights != "equal":
 		return fmt.Errorf("%w: -weights %q: want measured, cpu or equal", errUsage, o.weights)
+	case o.speeds != "trained" && o.speeds != "benchmark":
+		return fmt.Errorf("%w: -speeds %q: want trained or benchmark", errUsage, o.speeds)
 	case o.timeout <= 0:
 		return fmt.Errorf("%w: -timeout %v", errUsage, o.timeout)
 	}
@@ -173,26 +186,72 @@ func (o *options) check() error {
 	return err
 }
 
-// layoutFor returns the parts k and replicas r to train on n providers:
-// those of spec ("kxr") when given, else pickLayout's.
+// layoutFor returns the parts k and replicas r of spec ("kxr"), or 0, 0
+// for auto.
 func layoutFor(spec string, n int) (k, r int, err error) {
-	if spec == "" {
-		k, r = pickLayout(n)
-		return k, r, nil
+	if spec == "auto" {
+		return 0, 0, nil
 	}
 	ks, rs, ok := strings.Cut(spec, "x")
 	k, err1 := strconv.Atoi(ks)
 	r, err2 := strconv.Atoi(rs)
-	if !ok || err1 != nil || err2 != nil || k < 1 || r < 1 || k*r != n {
-		return 0, 0, fmt.Errorf("%w: -layout %q: want kxr with k·r = %d providers", errUsage, spec, n)
+	if !ok || err1 != nil || err2 != nil || k < 1 || r < 1 || k*r > n {
+		return 0, 0, fmt.Errorf("%w: -layout %q: want auto, or kxr with k·r ≤ %d providers", errUsage, spec, n)
 	}
 	return k, r, nil
 }
 
-// pickLayout chooses the layout for n providers when none is given: for
-// now every provider holds a whole replica (k = 1, r = n), which is the
-// best layout whenever the model fits one provider.
-func pickLayout(n int) (k, r int) { return 1, n }
+// predict runs partition.ChooseLayout for the model on the providers
+// (their start-up benchmark as speeds, the link when given): over every
+// layout when k is 0, else over k×r alone.
+func predict(o options, ps []*provider, scale float64, k, r int) (*partition.Layout, error) {
+	hidden := []int{1024, 1024}
+	if o.model != "mlp1024" {
+		hidden = []int{256}
+	}
+	m := newMLP(o.batch, hidden)
+	ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...))
+	if err != nil {
+		return nil, err
+	}
+	gflops := make([]float64, len(ps))
+	for i, p := range ps {
+		if gflops[i] = p.gflops; !(gflops[i] > 0) {
+			gflops[i] = p.share * partition.DefaultSpeed / 1e9
+		}
+		gflops[i] *= scale
+	}
+	opts := []partition.LayoutOption{partition.WithGflops(gflops...), partition.WithLayoutMicroBatches(o.micro),
+		partition.WithSplitOptions(partition.WithMaxImbalance(1)), partition.WithFixed(k, r)}
+	if o.link != nil {
+		bw := o.link.Rate
+		if bw == 0 {
+			bw = partition.DefaultBandwidth
+		}
+		opts = append(opts, partition.WithLink(bw, o.link.Delay))
+	}
+	return partition.ChooseLayout(ir, len(ps), opts...)
+}
+
+// printLayout prints the predicted step of every candidate of l.
+func printLayout(l *partition.Layout) {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "predicted\tlayout\tsamples/s\tms/step\tcompute ms\tbubble ms\ttransfer ms\treduce ms\toverhead ms\t")
+	ms := func(s float64) float64 { return 1e3 * s }
+	for i, c := range l.Candidates {
+		mark := ""
+		if i == l.Pick {
+			mark = "*"
+		}
+		if c.Err != nil {
+			fmt.Fprintf(tw, "%s\t%dx%d\tcannot run\t\t\t\t\t\t\t\n", mark, c.K, c.R)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%dx%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", mark, c.K, c.R, c.SamplesPerSecond, ms(c.Step),
+			ms(c.Compute), ms(c.Bubble), ms(c.Transfer), ms(c.Reduce), ms(c.Overhead))
+	}
+	tw.Flush()
+}
 
 // result is the JSON object printed last with -json.
 type result struct {
@@ -203,6 +262,12 @@ type result struct {
 	Mode                    string    `json:"mode"`
 	Model                   string    `json:"model"`
 	Layout                  string    `json:"layout"`
+	LayoutChoice            string    `json:"layout_choice"`
+	SpeedScale              float64   `json:"speed_scale"`
+	PredictedSamplesPerS    float64   `json:"predicted_samples_per_s"`
+	PredictedStepMS         float64   `json:"predicted_step_ms"`
+	PredictedComputeMS      float64   `json:"predicted_compute_ms"`
+	PredictedReduceMS       float64   `json:"predicted_reduce_ms"`
 	Batch                   int       `json:"batch"`
 	Rows                    []int     `json:"rows_per_replica"`
 	Steps                   int       `json:"steps"`
@@ -267,13 +332,53 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 	}
-	weights, err := rowWeights(o, ps, k, r)
+	// The baseline first: its compute time calibrates the speeds. The
+	// start-up benchmark times one matrix product; training runs more
+	// kernels, on micro-batches, so a provider trains at a fraction of
+	// it. That fraction, observed on provider 0, scales every provider's
+	// benchmark (with -speeds benchmark, the benchmark as it is).
+	base, err := train(ctx, o, ps[:1], nil, 1, 1, nil, data, "")
+	if err != nil {
+		return fmt.Errorf("baseline: %w", err)
+	}
+	scale := 1.0
+	if o.speeds == "trained" {
+		one, err := predict(o, ps[:1], 1, 1, 1)
+		if err != nil {
+			return fmt.Errorf("layout: %w", err)
+		}
+		if c := one.Chosen().Compute; c > 0 && base.computeMS > 0 {
+			scale = 1e3 * c / base.computeMS
+		}
+		fmt.Printf("speeds: the start-up benchmark times %.3f, from the baseline's compute (%.1f ms a step, %.1f predicted)\n",
+			scale, base.computeMS, 1e3*one.Chosen().Compute)
+	}
+	lay, err := predict(o, ps, scale, k, r)
+	if err != nil {
+		if lay != nil {
+			printLayout(lay)
+		}
+		return fmt.Errorf("layout: %w", err)
+	}
+	printLayout(lay)
+	pick := lay.Chosen()
+	k, r = pick.K, pick.R
+	used := make([]*provider, len(pick.Executors))
+	for i, e := range pick.Executors {
+		used[i] = ps[e]
+	}
+	weights, err := rowWeights(o, used, k, r)
 	if err != nil {
 		return err
 	}
 
 	res := result{Providers: o.providers, CPU: o.cpu, CPULimit: limiter.kind, Mode: o.mode, Model: o.model,
-		Layout: fmt.Sprintf("%dx%d", k, r), Batch: o.batch, Load1: load}
+		Layout: fmt.Sprintf("%dx%d", k, r), LayoutChoice: "hand", SpeedScale: scale, Batch: o.batch, Load1: load,
+		PredictedSamplesPerS: pick.SamplesPerSecond, PredictedStepMS: 1e3 * pick.Step,
+		PredictedComputeMS: 1e3 * (pick.Compute + pick.Bubble), PredictedReduceMS: 1e3 * pick.Reduce}
+	if o.layout == "auto" {
+		res.LayoutChoice = "auto"
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "run\tproviders\tlayout\tlink\tsamples/s\tms/step\tcompute ms\treduce ms\tupdate ms\tbytes/step/provider\trequester cpu ms\tthrottled ms\ts to target\ttest acc\t")
 	row := func(name string, n int, layout, link string, m *measure) {
@@ -288,12 +393,8 @@ func run(ctx context.Context, o options) (err error) {
 			m.samplesPerS, m.stepMS, m.computeMS, m.reduceMS, m.updateMS, m.bytesPerStep, m.cpuMS, m.throttledMS, tt, acc)
 	}
 
-	base, err := train(ctx, o, ps[:1], nil, 1, 1, nil, data, "")
-	if err != nil {
-		return fmt.Errorf("baseline: %w", err)
-	}
 	row("baseline", 1, "1x1", "-", base)
-	main, err := train(ctx, o, ps, o.link, k, r, weights, data, o.profile)
+	main, err := train(ctx, o, used, o.link, k, r, weights, data, o.profile)
 	if err != nil {
 		return fmt.Errorf("%d providers: %w", o.providers, err)
 	}
@@ -302,13 +403,13 @@ func run(ctx context.Context, o options) (err error) {
 		linkName = o.link.String()
 		res.Link = linkName
 	}
-	row("scaled", o.providers, res.Layout, linkName, main)
+	row("scaled", len(used), res.Layout, linkName, main)
 	if o.link != nil {
-		un, err := train(ctx, o, ps, nil, k, r, weights, data, "")
+		un, err := train(ctx, o, used, nil, k, r, weights, data, "")
 		if err != nil {
 			return fmt.Errorf("%d providers unshaped: %w", o.providers, err)
 		}
-		row("unshaped", o.providers, res.Layout, "-", un)
+		row("unshaped", len(used), res.Layout, "-", un)
 		res.UnshapedSamplesPerS = un.samplesPerS
 		res.LinkRatio = main.samplesPerS / un.samplesPerS
 	}
@@ -331,6 +432,9 @@ func run(ctx context.Context, o options) (err error) {
 	res.ThrottledMSPerStep = main.throttledMS
 	res.SecondsToTarget, res.BaselineSecondsToTarget = main.toTarget, base.toTarget
 	res.TestAccuracy, res.BaselineTestAccuracy = main.acc, base.acc
+	fmt.Printf("layout %s (%s): predicted %.0f samples/s, %.1f ms a step (compute and bubble %.1f, reduce %.1f); measured %.0f samples/s, %.1f ms (compute %.1f, reduce %.1f)\n",
+		res.Layout, res.LayoutChoice, res.PredictedSamplesPerS, res.PredictedStepMS, res.PredictedComputeMS, res.PredictedReduceMS,
+		main.samplesPerS, main.stepMS, main.computeMS, main.reduceMS)
 	fmt.Printf("speedup %.2f× over one provider of %.2f core (ideal %.2f×, efficiency %.0f%%); reduce %.1f ms of a %.1f ms step\n",
 		res.Speedup, o.cpu[0], total/o.cpu[0], 100*res.Efficiency, res.ReduceMSPerStep, res.StepMS)
 	if o.link != nil {

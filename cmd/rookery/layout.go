@@ -21,6 +21,7 @@ type layoutReport struct {
 	Speeds       []float64         `json:"speeds_flops"`
 	Bandwidth    float64           `json:"link_bytes_per_s"`
 	LatencyS     float64           `json:"link_latency_s"`
+	Requester    float64           `json:"requester_bytes_per_s"`
 	MicroBatches int               `json:"micro_batches"`
 	Candidates   []candidateReport `json:"candidates"`
 	Pick         candidateReport   `json:"pick"`
@@ -87,7 +88,7 @@ func runLayout(w io.Writer, name string, g *graph.Graph, f planFlags, split []pa
 	if err != nil && (l == nil || len(l.Candidates) == 0) {
 		return err
 	}
-	rep := layoutReport{Graph: name, Batch: l.Batch, Executors: n, Speeds: speeds, Bandwidth: bw, LatencyS: lat.Seconds(), MicroBatches: f.micro}
+	rep := layoutReport{Graph: name, Batch: l.Batch, Executors: n, Speeds: speeds, Bandwidth: bw, LatencyS: lat.Seconds(), Requester: partition.DefaultRequesterBandwidth, MicroBatches: f.micro}
 	for i, c := range l.Candidates {
 		cr := candidateReport{K: c.K, R: c.R, Chosen: i == l.Pick}
 		if c.Err != nil {
@@ -115,8 +116,8 @@ func runLayout(w io.Writer, name string, g *graph.Graph, f planFlags, split []pa
 
 func (r *layoutReport) writeText(w io.Writer) {
 	fmt.Fprintf(w, "graph      %s, batch %d\n", r.Graph, r.Batch)
-	fmt.Fprintf(w, "executors  %d, link %s/s, latency %v, %d micro-batches per replica\n\n", r.Executors,
-		bytesText(int64(r.Bandwidth)), time.Duration(r.LatencyS*float64(time.Second)), r.MicroBatches)
+	fmt.Fprintf(w, "executors  %d, link %s/s, latency %v, requester %s/s, %d micro-batches per replica\n\n", r.Executors,
+		bytesText(int64(r.Bandwidth)), time.Duration(r.LatencyS*float64(time.Second)), bytesText(int64(r.Requester)), r.MicroBatches)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\tk\tr\tstep ms\tcompute\tbubble\ttransfer\treduce\toverhead\tsamples/s\t")
 	var infeasible []candidateReport

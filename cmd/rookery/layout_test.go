@@ -13,7 +13,10 @@ func TestPlanLayout(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	for _, want := range []string{"classifier:batch=256, batch 256", "executors  8", "latency 500µs", "step ms", "reduce",
-		"*  1  8", "k=2 r=1 cannot run: partition: k = 2: node 7 costs", "pick       k=1 parts × r=8 replicas"} {
+		"requester 543.6 MiB/s",
+		// Through the requester, 2·r copies of the gradients: five replicas
+		// are the most that pay.
+		"*  1  5", "k=2 r=1 cannot run: partition: k = 2: node 7 costs", "pick       k=1 parts × r=5 replicas"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -33,8 +36,9 @@ func TestPlanLayout(t *testing.T) {
 	if rep.Bandwidth != 20e6/8 || rep.LatencyS != 0.025 {
 		t.Errorf("link %g B/s, %gs; want 2.5e6 B/s, 0.025s", rep.Bandwidth, rep.LatencyS)
 	}
-	// A slower executor takes fewer rows.
-	code, out, errOut = runArgs("plan", "--synthetic", "classifier", "--executors", "3", "--speeds", "1,2,1", "--json")
+	// A slower executor takes fewer rows (at a batch large enough for
+	// three replicas to pay for their gradients' trips).
+	code, out, errOut = runArgs("plan", "--synthetic", "classifier", "--batch", "2048", "--executors", "3", "--speeds", "1,2,1", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
