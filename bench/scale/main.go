@@ -616,7 +616,7 @@ func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k,
 		if next+o.batch > data.train.Len() {
 			next = 0
 		}
-		fillBatch(data.train, next, m.xs, m.ys)
+		data.train.Batch(next, m.xs, m.ys)
 		next += o.batch
 	}
 	if data == nil {
@@ -737,17 +737,6 @@ func param(rng *rand.Rand, g *gorgonia.ExprGraph, name string, shape ...int) *go
 		v.Float32s()[i] = float32(rng.NormFloat64() * scale)
 	}
 	return gorgonia.NewTensor(g, tensor.Float32, len(shape), gorgonia.WithShape(shape...), gorgonia.WithName(name), gorgonia.WithValue(v))
-}
-
-// fillBatch copies images [from, from+batch) and their one-hot labels.
-func fillBatch(s *mnist.Set, from int, xs, ys *tensor.Dense) {
-	b := xs.Shape()[0]
-	copy(xs.Float32s(), s.Pixels[from*mnist.Pixels:(from+b)*mnist.Pixels])
-	y := ys.Float32s()
-	clear(y)
-	for i := 0; i < b; i++ {
-		y[i*mnist.Classes+int(s.Labels[from+i])] = 1
-	}
 }
 
 // accuracy pulls the parameters and classifies the test set here (the

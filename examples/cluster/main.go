@@ -91,7 +91,7 @@ func run(seedNode string, steps, batch int, wait time.Duration) error {
 	start := time.Now()
 	var l float64
 	for s := 0; s < steps; s++ {
-		fill(train, (s*batch)%(train.Len()-batch+1), xs, ys)
+		train.Batch((s*batch)%(train.Len()-batch+1), xs, ys)
 		if l, err = tr.Step(ctx, feeds); err != nil {
 			return fmt.Errorf("step %d: %w", s, err)
 		}
@@ -115,17 +115,6 @@ func param(rng *rand.Rand, g *gorgonia.ExprGraph, name string, shape ...int) *go
 		v.Float32s()[i] = float32(rng.NormFloat64() * scale)
 	}
 	return gorgonia.NewTensor(g, tensor.Float32, len(shape), gorgonia.WithShape(shape...), gorgonia.WithName(name), gorgonia.WithValue(v))
-}
-
-// fill copies images [from, from+batch) and their one-hot labels.
-func fill(s *mnist.Set, from int, xs, ys *tensor.Dense) {
-	b := xs.Shape()[0]
-	copy(xs.Float32s(), s.Pixels[from*mnist.Pixels:(from+b)*mnist.Pixels])
-	y := ys.Float32s()
-	clear(y)
-	for i := 0; i < b; i++ {
-		y[i*mnist.Classes+int(s.Labels[from+i])] = 1
-	}
 }
 
 // awaitProviders polls the seed node until it knows n providers or wait

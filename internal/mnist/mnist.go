@@ -49,6 +49,19 @@ func (s *Set) Len() int { return len(s.Labels) }
 // Image returns the pixels of image i.
 func (s *Set) Image(i int) []float32 { return s.Pixels[i*Pixels : (i+1)*Pixels] }
 
+// Batch copies images [from, from+b) into xs (b×Pixels float32) and their
+// labels, one-hot, into ys (b×Classes float32), where b is xs's first
+// dimension.
+func (s *Set) Batch(from int, xs, ys *tensor.Dense) {
+	b := xs.Shape()[0]
+	copy(xs.Float32s(), s.Pixels[from*Pixels:(from+b)*Pixels])
+	y := ys.Float32s()
+	clear(y)
+	for i := 0; i < b; i++ {
+		y[i*Classes+int(s.Labels[from+i])] = 1
+	}
+}
+
 // ErrNotFound says that the data directory could not be located.
 var ErrNotFound = errors.New("mnist: data not found")
 
