@@ -818,3 +818,21 @@ func (s *cpuSession) Close() error {
 	s.store.Clear()
 	return nil
 }
+
+// LocalSteps implements LocalStepper, reading the data shards the
+// session holds without copying them.
+func (s *cpuSession) LocalSteps(ctx context.Context, req LocalRequest) (LocalResult, error) {
+	s.mu.Lock()
+	if err := s.checkOpen(); err != nil {
+		s.mu.Unlock()
+		return LocalResult{}, err
+	}
+	shards := make(map[int64]*tensor.Dense, len(s.spec.DataInputs))
+	for _, id := range s.spec.DataInputs {
+		if t, ok := s.store.Shard(id); ok {
+			shards[id] = t
+		}
+	}
+	s.mu.Unlock()
+	return RunLocalSteps(ctx, s, &s.spec, func(id int64) (*tensor.Dense, error) { return shards[id], nil }, req)
+}

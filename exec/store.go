@@ -325,6 +325,13 @@ func (s *Store) Feeds(mb int, feeds map[int64]*tensor.Dense) (vals []*tensor.Den
 // Clear drops every tensor the store holds itself.
 func (s *Store) Clear() { s.resident = nil }
 
+// Shard returns the resident data shard of input id (ShardName), if one
+// was Put. The caller must not change it.
+func (s *Store) Shard(id int64) (*tensor.Dense, bool) {
+	t, ok := s.resident[ShardName(id)]
+	return t, ok
+}
+
 // check checks t, Put under name, against node id.
 func (s *Store) check(id int64, name string, t *tensor.Dense) error {
 	n, _ := s.g.Node(id)
