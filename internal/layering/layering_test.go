@@ -34,6 +34,7 @@ var allowed = map[string][]string{
 	"internal/synth":     {"graph"},
 	"exec":               {"graph", "exec/kernels", "internal/gemm"},
 	"exec/kernels":       nil,
+	"exec/compress":      nil,
 	"exec/cuda":          {"exec", "graph"},
 	"exec/exectest":      {"exec", "graph"},
 	"exec/guard/...":     {"exec", "exec/guard"},
