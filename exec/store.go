@@ -139,6 +139,7 @@ type Store struct {
 	learnIdx map[int64]int // id → index in learn
 	params   ParamStore
 	resident map[string]*tensor.Dense
+	rounds   roundState
 }
 
 // NewStore returns the store of the session that spec (valid) describes,
@@ -214,6 +215,19 @@ func (s *Store) Put(name string, t *tensor.Dense, keep bool) error {
 		}
 		return s.paramErr(name, "put", s.params.SetGrad(i, t))
 	}
+	if kind, id, _, ok := roundName(name); ok {
+		switch kind {
+		case anchorPrefix:
+			i, isParam := s.learnIdx[id]
+			if !isParam {
+				return &NameError{Part: s.part, Name: name}
+			}
+			return s.putAnchor(i, id, name, t)
+		case UpdateName:
+			return s.putUpdate(t)
+		}
+		return &NameError{Part: s.part, Name: name}
+	}
 	if id, ok := ParseInputName(name); ok {
 		if !s.IsFeed(id) {
 			return &NameError{Part: s.part, Name: name}
@@ -271,6 +285,19 @@ func (s *Store) get(name string) (*tensor.Dense, error) {
 		t, err := s.params.Grad(i)
 		return t, s.paramErr(name, "get", err)
 	}
+	if kind, id, codec, ok := roundName(name); ok {
+		switch kind {
+		case anchorPrefix:
+			if i, isParam := s.learnIdx[id]; isParam {
+				if a, ok := s.rounds.anchor[i]; ok {
+					return cloneDense(a), nil
+				}
+			}
+		case deltaPrefix:
+			return s.getDelta(name, codec)
+		}
+		return nil, &NameError{Part: s.part, Name: name}
+	}
 	t, ok := s.resident[name]
 	if !ok {
 		return nil, &NameError{Part: s.part, Name: name}
@@ -323,7 +350,7 @@ func (s *Store) Feeds(mb int, feeds map[int64]*tensor.Dense) (vals []*tensor.Den
 }
 
 // Clear drops every tensor the store holds itself.
-func (s *Store) Clear() { s.resident = nil }
+func (s *Store) Clear() { s.resident, s.rounds = nil, roundState{} }
 
 // Shard returns the resident data shard of input id (ShardName), if one
 // was Put. The caller must not change it.
