@@ -23,8 +23,13 @@ func WithRedundancy(r int) Option {
 
 // WithSpares gives executors that take over a part whose executor fails
 // or lies, and serve as arbiters and spot checkers.
+// With NewLocalTrainer, a spare replaces a replica whose executor fails.
 func WithSpares(execs ...exec.Executor) Option {
-	return WithGuardOptions(guard.WithSpares(execs...))
+	return func(c *config) {
+		c.guardOpts = append(c.guardOpts, guard.WithSpares(execs...))
+		c.spares = append(c.spares, execs...)
+		c.spareOpts++
+	}
 }
 
 // WithSnapshotEvery copies each part's parameters and optimiser state to

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/rookery-ml/rookery/exec"
-	"github.com/rookery-ml/rookery/exec/guard"
 	"github.com/rookery-ml/rookery/partition"
 	"github.com/rookery-ml/rookery/transport"
 	"github.com/rookery-ml/rookery/transport/seednode"
@@ -54,7 +53,7 @@ func WithSeedNodeNeed(addr string, need seednode.Need, opts ...transport.DialOpt
 			if c.seedSpares > 0 && len(execs) > need.N {
 				// The slowest serve as spares; the trainer holds them until
 				// it closes, since no session keeps their connections.
-				c.guardOpts = append(c.guardOpts, guard.WithSpares(execs[need.N:]...))
+				WithSpares(execs[need.N:]...)(c)
 				execs = execs[:need.N]
 				if caps != nil {
 					caps = caps[:need.N]

@@ -43,6 +43,11 @@ type config struct {
 	lease      func(ctx context.Context) (release func(), err error)
 	seedSpares int
 	holdLease  bool
+	// spares are those of WithSpares and WithSeedNodeSpares, which put
+	// spareOpts of the guardOpts; roundOpts configure NewLocalTrainer.
+	spares    []exec.Executor
+	spareOpts int
+	roundOpts []exec.RoundsOption
 }
 
 // WithExecutors trains on these executors, one part each; with
