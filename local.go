@@ -119,7 +119,9 @@ func NewLocalTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.
 }
 
 // Round runs one round (exec.Rounds.Round).
-func (t *LocalTrainer) Round(ctx context.Context) (exec.RoundStats, error) { return t.rounds.Round(ctx) }
+func (t *LocalTrainer) Round(ctx context.Context) (exec.RoundStats, error) {
+	return t.rounds.Round(ctx)
+}
 
 // Rounds returns the driver of the rounds.
 func (t *LocalTrainer) Rounds() *exec.Rounds { return t.rounds }

@@ -92,11 +92,15 @@ func TestLocalTrainerSpare(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	var last exec.RoundStats
-	for k := 0; k < 10 && tr.Rounds().Active() < 2 || k < 2; k++ {
-		if last, err = tr.Round(ctx); err != nil {
-			t.Fatal(err)
-		}
+	last, err := tr.Round(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last.Replicas != 1 || last.Left != 1 {
+		t.Fatalf("first round: %d replicas, %d left", last.Replicas, last.Left)
+	}
+	if err := tr.Rounds().AwaitReplacements(ctx); err != nil {
+		t.Fatal(err)
 	}
 	if last, err = tr.Round(ctx); err != nil {
 		t.Fatal(err)

@@ -666,6 +666,22 @@ func (rs *Rounds) emit(e RoundEvent) {
 	}
 }
 
+// AwaitReplacements waits until every replacement sought so far is ready
+// to join at the next round (or has failed to), or until ctx is done.
+func (rs *Rounds) AwaitReplacements(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		rs.joinsWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Active returns how many replicas have an executor.
 func (rs *Rounds) Active() int {
 	rs.mu.Lock()

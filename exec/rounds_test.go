@@ -237,35 +237,24 @@ func TestRoundsLeaveAndJoin(t *testing.T) {
 		}))
 	ctx := context.Background()
 	var seen []int
-	for k := 1; k <= 8; k++ {
+	for k := 1; k <= 5; k++ {
 		if k == 5 {
 			ready <- exec.NewCPU()
+			if err := rs.AwaitReplacements(ctx); err != nil {
+				t.Fatal(err)
+			}
 		}
 		st, err := rs.Round(ctx)
 		if err != nil {
 			t.Fatalf("round %d: %v", k, err)
 		}
 		seen = append(seen, st.Replicas)
-		if st.Joined > 0 {
-			break
+		if (k == 3) != (st.Left == 1) || (k == 5) != (st.Joined == 1) {
+			t.Fatalf("round %d: %d left, %d joined", k, st.Left, st.Joined)
 		}
 	}
-	// the replacement joins at the first boundary after it is ready: it
-	// may take a round or two to open
-	for k := 0; k < 4 && rs.Active() < 3; k++ {
-		if _, err := rs.Round(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	st, err := rs.Round(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Replicas != 3 {
-		t.Fatalf("after the join, %d replicas in the round; rounds had %v", st.Replicas, seen)
-	}
-	if seen[0] != 3 || seen[1] != 3 || seen[2] != 2 {
-		t.Fatalf("replicas per round %v, want 3, 3, then 2 after the failure", seen)
+	if !slices.Equal(seen, []int{3, 3, 2, 2, 3}) {
+		t.Fatalf("replicas per round %v, want 3, 3, 2 after the failure, 2, 3 after the join", seen)
 	}
 	mu.Lock()
 	defer mu.Unlock()
