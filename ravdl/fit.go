@@ -25,6 +25,9 @@ type History struct {
 	// Parts is the number of parts the model was cut into, Replicas the
 	// number of data-parallel replicas of them.
 	Parts, Replicas int
+	// LocalSteps is h of LocalSteps (0 without it); then StepLoss and
+	// Epoch.Steps count rounds.
+	LocalSteps int
 }
 
 // Epoch is the record of one epoch.
@@ -94,6 +97,9 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 	ng, err := m.graph(batch, modeTrain, &cfg.loss)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.local > 0 {
+		return m.fitLocal(ctx, x, tg, xv, vt, ng, cfg)
 	}
 	topts := []rookery.Option{rookery.WithSolver(cfg.opt.cfg), rookery.WithMicroBatches(cfg.micro)}
 	if len(cfg.executors) > 0 {
@@ -237,8 +243,11 @@ func imbalanceFor(ng *netGraph, k int) (float64, error) {
 	return float64(heaviest)/(float64(total)/float64(k))*1.01 - 1, nil
 }
 
+// puller is a trainer that writes its parameters into the graph.
+type puller interface{ Pull(ctx context.Context) error }
+
 // pull copies the trained parameters into the model.
-func (m *Model) pull(ctx context.Context, tr *rookery.Trainer, ng *netGraph) error {
+func (m *Model) pull(ctx context.Context, tr puller, ng *netGraph) error {
 	if err := tr.Pull(ctx); err != nil {
 		return err
 	}

@@ -395,3 +395,30 @@ func TestFitResumes(t *testing.T) {
 		t.Fatalf("a checkpoint of other data: got %v, want ErrConfig", err)
 	}
 }
+
+// TestFitLocalSteps: local SGD rounds on two replicas learn the blobs,
+// and options that do not apply are refused.
+func TestFitLocalSteps(t *testing.T) {
+	x, y := blobs(256, 4, 2, 3)
+	m := Sequential(Dense(16), Tanh(), Dense(2))
+	h, err := m.Fit(context.Background(), x, y, Float64(), Seed(2), WithOptimizer(SGD(0.05, 0.9)), Epochs(6), BatchSize(16),
+		Replicas(2), LocalSteps(4), Quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Replicas != 2 || h.LocalSteps != 4 || h.Epochs[0].Steps != 2 {
+		t.Fatalf("history: %d replicas, h = %d, %d rounds per epoch; want 2, 4, 2", h.Replicas, h.LocalSteps, h.Epochs[0].Steps)
+	}
+	_, acc, err := m.Evaluate(context.Background(), x, y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc < 0.9 {
+		t.Fatalf("accuracy %v after local rounds, want ≥ 0.9 (losses %v)", acc, h.StepLoss)
+	}
+	for _, bad := range []Option{Parts(2), MicroBatches(2)} {
+		if _, err := Sequential(Dense(2)).Fit(context.Background(), x, y, Replicas(2), LocalSteps(4), bad, Quiet()); !errors.Is(err, ErrConfig) {
+			t.Errorf("got %v, want ErrConfig", err)
+		}
+	}
+}

@@ -21,6 +21,7 @@ type config struct {
 	executors []exec.Executor
 	parts     int
 	replicas  int
+	local     int // LocalSteps
 	micro     int
 	opt       Optimizer
 	loss      Loss
@@ -73,6 +74,18 @@ func Parts(k int) Option { return func(c *config) { c.parts = k } }
 // WithExecutors, give r × parts executors, executor i*parts+j running part
 // j of replica i.
 func Replicas(r int) Option { return func(c *config) { c.replicas = r } }
+
+// LocalSteps trains the Replicas by local SGD rounds instead
+// (rookery.NewLocalTrainer, as DiLoCo): each replica takes h steps of the
+// optimiser on its own shard of the data, then the replicas' parameter
+// changes are averaged and an outer Nesterov step (learning rate 0.7,
+// momentum 0.9) moves the model. Fit shards the data itself; an epoch is
+// as many rounds as make one pass over it. A round exchanges the model
+// once each way, compressed to 8 bits per value, where Replicas alone
+// exchanges every gradient on every step: the way to train over slow
+// links. The trained model is not the one a single process trains, and
+// parts, micro-batches and checkpoints do not apply.
+func LocalSteps(h int) Option { return func(c *config) { c.local = h } }
 
 // MicroBatches splits every mini-batch into m micro-batches that flow
 // through the parts as a pipeline (default 1).

@@ -19,6 +19,14 @@ type progress struct {
 	start  time.Time
 	last   time.Time
 	drawn  bool
+	rounds bool // the steps are rounds of local SGD
+}
+
+func (p *progress) unit() string {
+	if p.rounds {
+		return "rounds"
+	}
+	return "steps"
 }
 
 // isTerminal reports whether w is a character device (a terminal).
@@ -67,7 +75,7 @@ func (p *progress) step(s int, running float64) {
 	if fill < barWidth {
 		bar += ">" + strings.Repeat(" ", barWidth-fill-1)
 	}
-	fmt.Fprintf(p.w, "\r\033[Kepoch %d/%d [%s] %d/%d  %.0f steps/s  ETA %v  loss %.4f", p.epoch, p.epochs, bar, s, p.steps, rate, eta, running)
+	fmt.Fprintf(p.w, "\r\033[Kepoch %d/%d [%s] %d/%d  %.0f %s/s  ETA %v  loss %.4f", p.epoch, p.epochs, bar, s, p.steps, rate, p.unit(), eta, running)
 	p.drawn = true
 }
 
@@ -89,7 +97,8 @@ func (p *progress) endEpoch(e Epoch, acc bool) {
 		return
 	}
 	p.clear()
-	line := fmt.Sprintf("epoch %d/%d  %s in %.1fs (%.0f steps/s)  loss %.4f", e.Epoch, p.epochs, count(e.Steps, "step"), e.Seconds, float64(e.Steps)/e.Seconds, e.Loss)
+	unit := strings.TrimSuffix(p.unit(), "s")
+	line := fmt.Sprintf("epoch %d/%d  %s in %.1fs (%.0f %ss/s)  loss %.4f", e.Epoch, p.epochs, count(e.Steps, unit), e.Seconds, float64(e.Steps)/e.Seconds, unit, e.Loss)
 	if e.HasVal {
 		line += fmt.Sprintf("  val_loss %.4f", e.ValLoss)
 		if acc {

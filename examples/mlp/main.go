@@ -56,6 +56,7 @@ func main() {
 	spares := flag.Int("spares", 0, "with --seed-node: providers to lease beyond --parts, as spares")
 	resume := flag.String("resume", "", "go on from this checkpoint (an mlp.ckpt written by an earlier run with the same flags)")
 	replicas := flag.Int("replicas", 1, "data-parallel replicas of the parts, on parts×replicas providers")
+	localSteps := flag.Int("local-steps", 0, "train the replicas by local SGD rounds of this many steps each (one part per replica; not one-process training)")
 	epochs := flag.Int("epochs", 2, "passes over the 60,000 training images")
 	batch := flag.Int("batch", 64, "mini-batch size")
 	lr := flag.Float64("lr", 0.1, "SGD learning rate")
@@ -66,7 +67,7 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	f := fallback{spareList: *spareList, spares: *spares, resume: *resume}
+	f := fallback{spareList: *spareList, spares: *spares, resume: *resume, localSteps: *localSteps}
 	if err := run(ctx, *providers, *seedNode, *parts, *replicas, *epochs, *batch, *lr, *momentum, *f64, *out, *quiet, &f); err != nil {
 		fmt.Fprintln(os.Stderr, "mlp:", err)
 		if f.saved != "" {
@@ -86,6 +87,10 @@ type fallback struct {
 	spares    int    // --spares, leased from the seed node
 	resume    string // --resume
 
+	// localSteps is --local-steps: local SGD rounds, which keep no
+	// checkpoint (fallback by spares only).
+	localSteps int
+
 	saved string // the file holding the last finished epoch's checkpoint
 	epoch int    // that epoch
 }
@@ -96,6 +101,15 @@ func run(ctx context.Context, providers, seedNode string, parts, replicas, epoch
 	}
 	if fb.spares > 0 && seedNode == "" {
 		return fmt.Errorf("--spares leases from a seed node: give --seed-node, or --spare-providers")
+	}
+	if fb.localSteps < 0 {
+		return fmt.Errorf("--local-steps %d: must not be negative", fb.localSteps)
+	}
+	if fb.localSteps > 0 {
+		if fb.resume != "" {
+			return fmt.Errorf("--resume: local SGD rounds keep no checkpoint")
+		}
+		parts = 1 // a whole model per replica
 	}
 	train, test, err := mnist.Load()
 	if err != nil {
@@ -154,6 +168,10 @@ func run(ctx context.Context, providers, seedNode string, parts, replicas, epoch
 		where += fmt.Sprintf(" (and %s)", count(len(p.Executors), "spare"))
 	}
 	opts = append(opts, ravdl.Replicas(replicas))
+	if fb.localSteps > 0 {
+		opts = append(opts, ravdl.LocalSteps(fb.localSteps))
+		where += fmt.Sprintf(", local SGD rounds of %s", count(fb.localSteps, "step"))
+	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
@@ -172,7 +190,9 @@ func run(ctx context.Context, providers, seedNode string, parts, replicas, epoch
 		opts = append(opts, ravdl.ResumeFrom(bytes.NewReader(b)))
 		fmt.Printf("resuming from %s\n", fb.resume)
 	}
-	opts = append(opts, ravdl.CheckpointTo(ckpt))
+	if fb.localSteps == 0 {
+		opts = append(opts, ravdl.CheckpointTo(ckpt))
+	}
 	// Fit writes the checkpoint of every finished epoch; keep its model
 	// too, and say where both are if the run stops.
 	opts = append(opts, ravdl.OnEpoch(func(e ravdl.Epoch) {
@@ -180,7 +200,9 @@ func run(ctx context.Context, providers, seedNode string, parts, replicas, epoch
 			fmt.Fprintf(os.Stderr, "mlp: saving epoch %d: %v\n", e.Epoch, err)
 			return
 		}
-		fb.saved, fb.epoch = ckpt, e.Epoch
+		if fb.localSteps == 0 {
+			fb.saved, fb.epoch = ckpt, e.Epoch
+		}
 	}))
 	fmt.Printf("MNIST: %d training and %d test images\n", train.Len(), test.Len())
 	fmt.Printf("training a 784-256-10 MLP on %s: %s, batch %d, SGD lr %g momentum %g\n", where, count(epochs, "epoch"), batch, lr, momentum)
