@@ -244,7 +244,9 @@ func imbalanceFor(ng *netGraph, k int) (float64, error) {
 }
 
 // puller is a trainer that writes its parameters into the graph.
-type puller interface{ Pull(ctx context.Context) error }
+type puller interface {
+	Pull(ctx context.Context) error
+}
 
 // pull copies the trained parameters into the model.
 func (m *Model) pull(ctx context.Context, tr puller, ng *netGraph) error {
