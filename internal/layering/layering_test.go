@@ -32,7 +32,7 @@ var allowed = map[string][]string{
 	"graph":              {"proto/rookery/v1"},
 	"partition":          {"graph"},
 	"internal/synth":     {"graph"},
-	"exec":               {"graph", "exec/kernels", "internal/gemm"},
+	"exec":               {"graph", "exec/compress", "exec/kernels", "internal/gemm"},
 	"exec/kernels":       nil,
 	"exec/compress":      nil,
 	"exec/cuda":          {"exec", "graph"},
