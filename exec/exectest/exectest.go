@@ -48,6 +48,7 @@ func Run(t *testing.T, newExecutor func(t *testing.T) exec.Executor) {
 		{"NameErrors", testNameErrors},
 		{"Closed", testClosed},
 		{"ConcurrentSessions", testConcurrent},
+		{"LocalRounds", testLocalRounds},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newExecutor(t)) })
