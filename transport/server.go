@@ -151,8 +151,8 @@ type serverSession struct {
 	part   int
 	s      exec.Session
 	spec   exec.SessionSpec // as opened, for LocalSteps
-	owner  string // the identity that opened it
-	quota  string // whom it counts against (quotaKey)
+	owner  string           // the identity that opened it
+	quota  string           // whom it counts against (quotaKey)
 	opened time.Time
 	perMB  int64 // working bytes of one more micro-batch in flight
 	nMB    int   // micro-batches the session holds (SessionSpec.MicroBatchCount)
