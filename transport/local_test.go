@@ -11,6 +11,8 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/internal/fakeclock"
+	"github.com/rookery-ml/rookery/transport"
 )
 
 // wholeSpec is the spec of m as one part, the whole model with its loss,
@@ -216,5 +218,76 @@ func TestLocalStepsCancel(t *testing.T) {
 	}
 	if n := srv.Sessions(); n != 1 {
 		t.Errorf("%d sessions after the cancelled call, want 1", n)
+	}
+}
+
+// gatedExecutor's sessions hide the CPU session's LocalStepper; each Step
+// reports on entered and waits for release (or the end of its call).
+type gatedExecutor struct {
+	e       exec.Executor
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (x gatedExecutor) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session, error) {
+	s, err := x.e.Open(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	return &gatedSession{Session: s, x: x}, nil
+}
+
+type gatedSession struct {
+	exec.Session
+	x gatedExecutor
+}
+
+func (s *gatedSession) Step(ctx context.Context) error {
+	s.x.entered <- struct{}{}
+	select {
+	case <-s.x.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return s.Session.Step(ctx)
+}
+
+// TestLocalStepsNotIdle: a session busy with local steps for longer than
+// the idle timeout is not reaped; once the call ends, the idle timeout
+// counts from its end.
+func TestLocalStepsNotIdle(t *testing.T) {
+	const timeout = 50 * time.Millisecond
+	clock := fakeclock.New(time.Unix(1_700_000_000, 0))
+	x := gatedExecutor{e: exec.NewCPU(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	srv, c := startBufconn(t, x, transport.WithLimits(transport.Limits{IdleTimeout: timeout}), transport.WithClock(clock))
+	m := newMLP(t, tensor.Float64, 8, 12, 10, 4)
+	s := openWithShards(t, c, wholeSpec(t, m), shardsOf(m, 16)).(exec.LocalStepper)
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.LocalSteps(context.Background(), exec.LocalRequest{Steps: 2, Seed: 1})
+		done <- err
+	}()
+	for step := 0; step < 2; step++ {
+		select {
+		case <-x.entered:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("step %d never reached the executor", step)
+		}
+		idle(clock, 2*timeout)
+		if n := srv.Sessions(); n != 1 {
+			t.Fatalf("step %d: %d sessions open while local steps run, want 1", step, n)
+		}
+		x.release <- struct{}{}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	idle(clock, timeout/2)
+	if n := srv.Sessions(); n != 1 {
+		t.Fatalf("%d sessions open just after local steps, want 1", n)
+	}
+	idle(clock, timeout)
+	if n := srv.Sessions(); n != 0 {
+		t.Fatalf("%d sessions open past the idle timeout after local steps, want 0", n)
 	}
 }
