@@ -291,3 +291,38 @@ func TestLocalStepsNotIdle(t *testing.T) {
 		t.Fatalf("%d sessions open past the idle timeout after local steps, want 0", n)
 	}
 }
+
+// TestLocalStepsBigShard: a float32 shard of 15000 MNIST images (47 MB)
+// goes through a remote session under the default limits.
+func TestLocalStepsBigShard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves 47 MB")
+	}
+	_, c := startBufconn(t, exec.NewCPU())
+	m := newMLP(t, tensor.Float32, 8, 784, 10)
+	spec := wholeSpec(t, m)
+	ctx := context.Background()
+	s, err := c.Open(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	x := tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(15000, 784))
+	y := tensor.New(tensor.Of(tensor.Float32), tensor.WithShape(15000, 10))
+	ys := y.Float32s()
+	for i := 0; i < 15000; i++ {
+		ys[i*10+i%10] = 1
+	}
+	for i, sh := range []*tensor.Dense{x, y} {
+		if err := s.Put(ctx, exec.ShardName(m.data[i]), sh); err != nil {
+			t.Fatalf("put shard of shape %v: %v", sh.Shape(), err)
+		}
+	}
+	res, err := s.(exec.LocalStepper).LocalSteps(ctx, exec.LocalRequest{Steps: 3, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Steps != 3 || res.Rows != 24 {
+		t.Errorf("result %+v, want 3 steps of 8 rows", res)
+	}
+}
