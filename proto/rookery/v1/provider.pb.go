@@ -236,7 +236,7 @@ func (x ErrorDetail_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorDetail_Kind.Descriptor instead.
 func (ErrorDetail_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{17, 0}
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{19, 0}
 }
 
 // DescribeRequest asks for the provider's capabilities.
@@ -1464,6 +1464,112 @@ func (x *CloseRequest) GetSession() string {
 	return ""
 }
 
+type ReceiptRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// job names the training run in the receipt.
+	Job           string `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	Final         bool   `protobuf:"varint,3,opt,name=final,proto3" json:"final,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiptRequest) Reset() {
+	*x = ReceiptRequest{}
+	mi := &file_rookery_v1_provider_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiptRequest) ProtoMessage() {}
+
+func (x *ReceiptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_provider_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiptRequest.ProtoReflect.Descriptor instead.
+func (*ReceiptRequest) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ReceiptRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *ReceiptRequest) GetJob() string {
+	if x != nil {
+		return x.Job
+	}
+	return ""
+}
+
+func (x *ReceiptRequest) GetFinal() bool {
+	if x != nil {
+		return x.Final
+	}
+	return false
+}
+
+type ReceiptResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// receipt is signed by the provider only; the requester countersigns.
+	Receipt       *SignedReceipt `protobuf:"bytes,1,opt,name=receipt,proto3" json:"receipt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReceiptResponse) Reset() {
+	*x = ReceiptResponse{}
+	mi := &file_rookery_v1_provider_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReceiptResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReceiptResponse) ProtoMessage() {}
+
+func (x *ReceiptResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_provider_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReceiptResponse.ProtoReflect.Descriptor instead.
+func (*ReceiptResponse) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ReceiptResponse) GetReceipt() *SignedReceipt {
+	if x != nil {
+		return x.Receipt
+	}
+	return nil
+}
+
 // CloseResponse acknowledges a Close.
 type CloseResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1473,7 +1579,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_rookery_v1_provider_proto_msgTypes[16]
+	mi := &file_rookery_v1_provider_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +1591,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_provider_proto_msgTypes[16]
+	mi := &file_rookery_v1_provider_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1604,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{16}
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{18}
 }
 
 // ErrorDetail travels in a gRPC status's details and carries the fields of
@@ -1531,7 +1637,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_rookery_v1_provider_proto_msgTypes[17]
+	mi := &file_rookery_v1_provider_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1649,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_provider_proto_msgTypes[17]
+	mi := &file_rookery_v1_provider_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1662,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{17}
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ErrorDetail) GetKind() ErrorDetail_Kind {
@@ -1669,7 +1775,7 @@ var File_rookery_v1_provider_proto protoreflect.FileDescriptor
 const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\n" +
 	"\x19rookery/v1/provider.proto\x12\n" +
-	"rookery.v1\x1a\x16rookery/v1/graph.proto\"/\n" +
+	"rookery.v1\x1a\x17rookery/v1/ledger.proto\x1a\x16rookery/v1/graph.proto\"/\n" +
 	"\x0fDescribeRequest\x12\x1c\n" +
 	"\tchallenge\x18\x01 \x01(\fR\tchallenge\"\xdb\x03\n" +
 	"\fCapabilities\x12\x12\n" +
@@ -1781,7 +1887,13 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\x04rows\x18\x02 \x01(\x03R\x04rows\x12\x12\n" +
 	"\x04loss\x18\x03 \x01(\x01R\x04loss\"(\n" +
 	"\fCloseRequest\x12\x18\n" +
-	"\asession\x18\x01 \x01(\tR\asession\"\x0f\n" +
+	"\asession\x18\x01 \x01(\tR\asession\"R\n" +
+	"\x0eReceiptRequest\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x10\n" +
+	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
+	"\x05final\x18\x03 \x01(\bR\x05final\"F\n" +
+	"\x0fReceiptResponse\x123\n" +
+	"\areceipt\x18\x01 \x01(\v2\x19.rookery.v1.SignedReceiptR\areceipt\"\x0f\n" +
 	"\rCloseResponse\"\xf8\x04\n" +
 	"\vErrorDetail\x120\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1c.rookery.v1.ErrorDetail.KindR\x04kind\x12\x12\n" +
@@ -1820,7 +1932,7 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"KIND_GRAPH\x10\t\x12\r\n" +
 	"\tKIND_AUTH\x10\n" +
 	"\x12\x16\n" +
-	"\x12KIND_MICRO_BATCHES\x10\v2\xc8\x04\n" +
+	"\x12KIND_MICRO_BATCHES\x10\v2\x8c\x05\n" +
 	"\bProvider\x12A\n" +
 	"\bDescribe\x12\x1b.rookery.v1.DescribeRequest\x1a\x18.rookery.v1.Capabilities\x12;\n" +
 	"\x04Open\x12\x17.rookery.v1.OpenRequest\x1a\x18.rookery.v1.OpenResponse(\x01\x129\n" +
@@ -1831,7 +1943,8 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\x04Step\x12\x17.rookery.v1.StepRequest\x1a\x18.rookery.v1.StepResponse\x12K\n" +
 	"\n" +
 	"LocalSteps\x12\x1d.rookery.v1.LocalStepsRequest\x1a\x1e.rookery.v1.LocalStepsResponse\x12<\n" +
-	"\x05Close\x12\x18.rookery.v1.CloseRequest\x1a\x19.rookery.v1.CloseResponseB:Z8github.com/rookery-ml/rookery/proto/rookery/v1;rookeryv1b\x06proto3"
+	"\x05Close\x12\x18.rookery.v1.CloseRequest\x1a\x19.rookery.v1.CloseResponse\x12B\n" +
+	"\aReceipt\x12\x1a.rookery.v1.ReceiptRequest\x1a\x1b.rookery.v1.ReceiptResponseB:Z8github.com/rookery-ml/rookery/proto/rookery/v1;rookeryv1b\x06proto3"
 
 var (
 	file_rookery_v1_provider_proto_rawDescOnce sync.Once
@@ -1846,7 +1959,7 @@ func file_rookery_v1_provider_proto_rawDescGZIP() []byte {
 }
 
 var file_rookery_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_rookery_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_rookery_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_rookery_v1_provider_proto_goTypes = []any{
 	(Solver_Kind)(0),           // 0: rookery.v1.Solver.Kind
 	(Solver_Schedule)(0),       // 1: rookery.v1.Solver.Schedule
@@ -1867,9 +1980,12 @@ var file_rookery_v1_provider_proto_goTypes = []any{
 	(*LocalStepsRequest)(nil),  // 16: rookery.v1.LocalStepsRequest
 	(*LocalStepsResponse)(nil), // 17: rookery.v1.LocalStepsResponse
 	(*CloseRequest)(nil),       // 18: rookery.v1.CloseRequest
-	(*CloseResponse)(nil),      // 19: rookery.v1.CloseResponse
-	(*ErrorDetail)(nil),        // 20: rookery.v1.ErrorDetail
-	(*Tensor)(nil),             // 21: rookery.v1.Tensor
+	(*ReceiptRequest)(nil),     // 19: rookery.v1.ReceiptRequest
+	(*ReceiptResponse)(nil),    // 20: rookery.v1.ReceiptResponse
+	(*CloseResponse)(nil),      // 21: rookery.v1.CloseResponse
+	(*ErrorDetail)(nil),        // 22: rookery.v1.ErrorDetail
+	(*Tensor)(nil),             // 23: rookery.v1.Tensor
+	(*SignedReceipt)(nil),      // 24: rookery.v1.SignedReceipt
 }
 var file_rookery_v1_provider_proto_depIdxs = []int32{
 	5,  // 0: rookery.v1.Capabilities.gpus:type_name -> rookery.v1.GPU
@@ -1878,31 +1994,34 @@ var file_rookery_v1_provider_proto_depIdxs = []int32{
 	1,  // 3: rookery.v1.Solver.schedule:type_name -> rookery.v1.Solver.Schedule
 	7,  // 4: rookery.v1.SessionSpec.solver:type_name -> rookery.v1.Solver
 	8,  // 5: rookery.v1.OpenRequest.spec:type_name -> rookery.v1.SessionSpec
-	21, // 6: rookery.v1.TensorFrame.tensor:type_name -> rookery.v1.Tensor
-	2,  // 7: rookery.v1.ErrorDetail.kind:type_name -> rookery.v1.ErrorDetail.Kind
-	3,  // 8: rookery.v1.Provider.Describe:input_type -> rookery.v1.DescribeRequest
-	9,  // 9: rookery.v1.Provider.Open:input_type -> rookery.v1.OpenRequest
-	11, // 10: rookery.v1.Provider.Put:input_type -> rookery.v1.TensorFrame
-	13, // 11: rookery.v1.Provider.Get:input_type -> rookery.v1.GetRequest
-	11, // 12: rookery.v1.Provider.Forward:input_type -> rookery.v1.TensorFrame
-	11, // 13: rookery.v1.Provider.Backward:input_type -> rookery.v1.TensorFrame
-	14, // 14: rookery.v1.Provider.Step:input_type -> rookery.v1.StepRequest
-	16, // 15: rookery.v1.Provider.LocalSteps:input_type -> rookery.v1.LocalStepsRequest
-	18, // 16: rookery.v1.Provider.Close:input_type -> rookery.v1.CloseRequest
-	4,  // 17: rookery.v1.Provider.Describe:output_type -> rookery.v1.Capabilities
-	10, // 18: rookery.v1.Provider.Open:output_type -> rookery.v1.OpenResponse
-	12, // 19: rookery.v1.Provider.Put:output_type -> rookery.v1.PutResponse
-	11, // 20: rookery.v1.Provider.Get:output_type -> rookery.v1.TensorFrame
-	11, // 21: rookery.v1.Provider.Forward:output_type -> rookery.v1.TensorFrame
-	11, // 22: rookery.v1.Provider.Backward:output_type -> rookery.v1.TensorFrame
-	15, // 23: rookery.v1.Provider.Step:output_type -> rookery.v1.StepResponse
-	17, // 24: rookery.v1.Provider.LocalSteps:output_type -> rookery.v1.LocalStepsResponse
-	19, // 25: rookery.v1.Provider.Close:output_type -> rookery.v1.CloseResponse
-	17, // [17:26] is the sub-list for method output_type
-	8,  // [8:17] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	23, // 6: rookery.v1.TensorFrame.tensor:type_name -> rookery.v1.Tensor
+	24, // 7: rookery.v1.ReceiptResponse.receipt:type_name -> rookery.v1.SignedReceipt
+	2,  // 8: rookery.v1.ErrorDetail.kind:type_name -> rookery.v1.ErrorDetail.Kind
+	3,  // 9: rookery.v1.Provider.Describe:input_type -> rookery.v1.DescribeRequest
+	9,  // 10: rookery.v1.Provider.Open:input_type -> rookery.v1.OpenRequest
+	11, // 11: rookery.v1.Provider.Put:input_type -> rookery.v1.TensorFrame
+	13, // 12: rookery.v1.Provider.Get:input_type -> rookery.v1.GetRequest
+	11, // 13: rookery.v1.Provider.Forward:input_type -> rookery.v1.TensorFrame
+	11, // 14: rookery.v1.Provider.Backward:input_type -> rookery.v1.TensorFrame
+	14, // 15: rookery.v1.Provider.Step:input_type -> rookery.v1.StepRequest
+	16, // 16: rookery.v1.Provider.LocalSteps:input_type -> rookery.v1.LocalStepsRequest
+	18, // 17: rookery.v1.Provider.Close:input_type -> rookery.v1.CloseRequest
+	19, // 18: rookery.v1.Provider.Receipt:input_type -> rookery.v1.ReceiptRequest
+	4,  // 19: rookery.v1.Provider.Describe:output_type -> rookery.v1.Capabilities
+	10, // 20: rookery.v1.Provider.Open:output_type -> rookery.v1.OpenResponse
+	12, // 21: rookery.v1.Provider.Put:output_type -> rookery.v1.PutResponse
+	11, // 22: rookery.v1.Provider.Get:output_type -> rookery.v1.TensorFrame
+	11, // 23: rookery.v1.Provider.Forward:output_type -> rookery.v1.TensorFrame
+	11, // 24: rookery.v1.Provider.Backward:output_type -> rookery.v1.TensorFrame
+	15, // 25: rookery.v1.Provider.Step:output_type -> rookery.v1.StepResponse
+	17, // 26: rookery.v1.Provider.LocalSteps:output_type -> rookery.v1.LocalStepsResponse
+	21, // 27: rookery.v1.Provider.Close:output_type -> rookery.v1.CloseResponse
+	20, // 28: rookery.v1.Provider.Receipt:output_type -> rookery.v1.ReceiptResponse
+	19, // [19:29] is the sub-list for method output_type
+	9,  // [9:19] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_rookery_v1_provider_proto_init() }
@@ -1910,6 +2029,7 @@ func file_rookery_v1_provider_proto_init() {
 	if File_rookery_v1_provider_proto != nil {
 		return
 	}
+	file_rookery_v1_ledger_proto_init()
 	file_rookery_v1_graph_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1917,7 +2037,7 @@ func file_rookery_v1_provider_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rookery_v1_provider_proto_rawDesc), len(file_rookery_v1_provider_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -38,6 +38,7 @@ const (
 	Provider_Step_FullMethodName       = "/rookery.v1.Provider/Step"
 	Provider_LocalSteps_FullMethodName = "/rookery.v1.Provider/LocalSteps"
 	Provider_Close_FullMethodName      = "/rookery.v1.Provider/Close"
+	Provider_Receipt_FullMethodName    = "/rookery.v1.Provider/Receipt"
 )
 
 // ProviderClient is the client API for Provider service.
@@ -71,6 +72,9 @@ type ProviderClient interface {
 	LocalSteps(ctx context.Context, in *LocalStepsRequest, opts ...grpc.CallOption) (*LocalStepsResponse, error)
 	// Close releases a session.
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
+	// Receipt signs a receipt (ledger.proto) of the session's work since
+	// its last receipt; final says the session is about to close.
+	Receipt(ctx context.Context, in *ReceiptRequest, opts ...grpc.CallOption) (*ReceiptResponse, error)
 }
 
 type providerClient struct {
@@ -192,6 +196,16 @@ func (c *providerClient) Close(ctx context.Context, in *CloseRequest, opts ...gr
 	return out, nil
 }
 
+func (c *providerClient) Receipt(ctx context.Context, in *ReceiptRequest, opts ...grpc.CallOption) (*ReceiptResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReceiptResponse)
+	err := c.cc.Invoke(ctx, Provider_Receipt_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProviderServer is the server API for Provider service.
 // All implementations must embed UnimplementedProviderServer
 // for forward compatibility.
@@ -223,6 +237,9 @@ type ProviderServer interface {
 	LocalSteps(context.Context, *LocalStepsRequest) (*LocalStepsResponse, error)
 	// Close releases a session.
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
+	// Receipt signs a receipt (ledger.proto) of the session's work since
+	// its last receipt; final says the session is about to close.
+	Receipt(context.Context, *ReceiptRequest) (*ReceiptResponse, error)
 	mustEmbedUnimplementedProviderServer()
 }
 
@@ -259,6 +276,9 @@ func (UnimplementedProviderServer) LocalSteps(context.Context, *LocalStepsReques
 }
 func (UnimplementedProviderServer) Close(context.Context, *CloseRequest) (*CloseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Close not implemented")
+}
+func (UnimplementedProviderServer) Receipt(context.Context, *ReceiptRequest) (*ReceiptResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Receipt not implemented")
 }
 func (UnimplementedProviderServer) mustEmbedUnimplementedProviderServer() {}
 func (UnimplementedProviderServer) testEmbeddedByValue()                  {}
@@ -392,6 +412,24 @@ func _Provider_Close_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Provider_Receipt_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReceiptRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).Receipt(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_Receipt_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).Receipt(ctx, req.(*ReceiptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Provider_ServiceDesc is the grpc.ServiceDesc for Provider service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -414,6 +452,10 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Close",
 			Handler:    _Provider_Close_Handler,
+		},
+		{
+			MethodName: "Receipt",
+			Handler:    _Provider_Receipt_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

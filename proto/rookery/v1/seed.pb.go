@@ -1014,12 +1014,118 @@ func (x *LeaseKeyResponse) GetEd25519PublicKey() []byte {
 	return nil
 }
 
+type SubmitRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Receipts      []*SignedReceipt       `protobuf:"bytes,1,rep,name=receipts,proto3" json:"receipts,omitempty"`
+	Faults        []*SignedFault         `protobuf:"bytes,2,rep,name=faults,proto3" json:"faults,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitRequest) Reset() {
+	*x = SubmitRequest{}
+	mi := &file_rookery_v1_seed_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitRequest) ProtoMessage() {}
+
+func (x *SubmitRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_seed_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitRequest.ProtoReflect.Descriptor instead.
+func (*SubmitRequest) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SubmitRequest) GetReceipts() []*SignedReceipt {
+	if x != nil {
+		return x.Receipts
+	}
+	return nil
+}
+
+func (x *SubmitRequest) GetFaults() []*SignedFault {
+	if x != nil {
+		return x.Faults
+	}
+	return nil
+}
+
+type SubmitResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seqs are the ledger positions of the receipts, then the faults.
+	Seqs []uint64 `protobuf:"varint,1,rep,packed,name=seqs,proto3" json:"seqs,omitempty"`
+	// head is the SHA-256 of the ledger's last entry.
+	Head          []byte `protobuf:"bytes,2,opt,name=head,proto3" json:"head,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitResponse) Reset() {
+	*x = SubmitResponse{}
+	mi := &file_rookery_v1_seed_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitResponse) ProtoMessage() {}
+
+func (x *SubmitResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_seed_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitResponse.ProtoReflect.Descriptor instead.
+func (*SubmitResponse) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_seed_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SubmitResponse) GetSeqs() []uint64 {
+	if x != nil {
+		return x.Seqs
+	}
+	return nil
+}
+
+func (x *SubmitResponse) GetHead() []byte {
+	if x != nil {
+		return x.Head
+	}
+	return nil
+}
+
 var File_rookery_v1_seed_proto protoreflect.FileDescriptor
 
 const file_rookery_v1_seed_proto_rawDesc = "" +
 	"\n" +
 	"\x15rookery/v1/seed.proto\x12\n" +
-	"rookery.v1\x1a\x19rookery/v1/provider.proto\"\xa5\x03\n" +
+	"rookery.v1\x1a\x17rookery/v1/ledger.proto\x1a\x19rookery/v1/provider.proto\"\xa5\x03\n" +
 	"\rProviderEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12<\n" +
@@ -1083,7 +1189,13 @@ const file_rookery_v1_seed_proto_rawDesc = "" +
 	"\tproviders\x18\x01 \x03(\v2\x19.rookery.v1.ProviderEntryR\tproviders\"\x11\n" +
 	"\x0fLeaseKeyRequest\"@\n" +
 	"\x10LeaseKeyResponse\x12,\n" +
-	"\x12ed25519_public_key\x18\x01 \x01(\fR\x10ed25519PublicKey2\xa1\x03\n" +
+	"\x12ed25519_public_key\x18\x01 \x01(\fR\x10ed25519PublicKey\"w\n" +
+	"\rSubmitRequest\x125\n" +
+	"\breceipts\x18\x01 \x03(\v2\x19.rookery.v1.SignedReceiptR\breceipts\x12/\n" +
+	"\x06faults\x18\x02 \x03(\v2\x17.rookery.v1.SignedFaultR\x06faults\"8\n" +
+	"\x0eSubmitResponse\x12\x12\n" +
+	"\x04seqs\x18\x01 \x03(\x04R\x04seqs\x12\x12\n" +
+	"\x04head\x18\x02 \x01(\fR\x04head2\xe2\x03\n" +
 	"\x04Seed\x12E\n" +
 	"\bRegister\x12\x1b.rookery.v1.RegisterRequest\x1a\x1c.rookery.v1.RegisterResponse\x12H\n" +
 	"\tHeartbeat\x12\x1c.rookery.v1.HeartbeatRequest\x1a\x1d.rookery.v1.HeartbeatResponse\x12K\n" +
@@ -1091,7 +1203,8 @@ const file_rookery_v1_seed_proto_rawDesc = "" +
 	"Deregister\x12\x1d.rookery.v1.DeregisterRequest\x1a\x1e.rookery.v1.DeregisterResponse\x129\n" +
 	"\x04Find\x12\x17.rookery.v1.FindRequest\x1a\x18.rookery.v1.FindResponse\x129\n" +
 	"\x04List\x12\x17.rookery.v1.ListRequest\x1a\x18.rookery.v1.ListResponse\x12E\n" +
-	"\bLeaseKey\x12\x1b.rookery.v1.LeaseKeyRequest\x1a\x1c.rookery.v1.LeaseKeyResponseB:Z8github.com/rookery-ml/rookery/proto/rookery/v1;rookeryv1b\x06proto3"
+	"\bLeaseKey\x12\x1b.rookery.v1.LeaseKeyRequest\x1a\x1c.rookery.v1.LeaseKeyResponse\x12?\n" +
+	"\x06Submit\x12\x19.rookery.v1.SubmitRequest\x1a\x1a.rookery.v1.SubmitResponseB:Z8github.com/rookery-ml/rookery/proto/rookery/v1;rookeryv1b\x06proto3"
 
 var (
 	file_rookery_v1_seed_proto_rawDescOnce sync.Once
@@ -1106,7 +1219,7 @@ func file_rookery_v1_seed_proto_rawDescGZIP() []byte {
 }
 
 var file_rookery_v1_seed_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rookery_v1_seed_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_rookery_v1_seed_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_rookery_v1_seed_proto_goTypes = []any{
 	(ProviderClaim_Kind)(0),    // 0: rookery.v1.ProviderClaim.Kind
 	(*ProviderEntry)(nil),      // 1: rookery.v1.ProviderEntry
@@ -1124,35 +1237,43 @@ var file_rookery_v1_seed_proto_goTypes = []any{
 	(*ListResponse)(nil),       // 13: rookery.v1.ListResponse
 	(*LeaseKeyRequest)(nil),    // 14: rookery.v1.LeaseKeyRequest
 	(*LeaseKeyResponse)(nil),   // 15: rookery.v1.LeaseKeyResponse
-	(*Capabilities)(nil),       // 16: rookery.v1.Capabilities
+	(*SubmitRequest)(nil),      // 16: rookery.v1.SubmitRequest
+	(*SubmitResponse)(nil),     // 17: rookery.v1.SubmitResponse
+	(*Capabilities)(nil),       // 18: rookery.v1.Capabilities
+	(*SignedReceipt)(nil),      // 19: rookery.v1.SignedReceipt
+	(*SignedFault)(nil),        // 20: rookery.v1.SignedFault
 }
 var file_rookery_v1_seed_proto_depIdxs = []int32{
-	16, // 0: rookery.v1.ProviderEntry.capabilities:type_name -> rookery.v1.Capabilities
+	18, // 0: rookery.v1.ProviderEntry.capabilities:type_name -> rookery.v1.Capabilities
 	0,  // 1: rookery.v1.ProviderClaim.kind:type_name -> rookery.v1.ProviderClaim.Kind
-	16, // 2: rookery.v1.ProviderClaim.capabilities:type_name -> rookery.v1.Capabilities
-	16, // 3: rookery.v1.RegisterRequest.capabilities:type_name -> rookery.v1.Capabilities
+	18, // 2: rookery.v1.ProviderClaim.capabilities:type_name -> rookery.v1.Capabilities
+	18, // 3: rookery.v1.RegisterRequest.capabilities:type_name -> rookery.v1.Capabilities
 	3,  // 4: rookery.v1.RegisterRequest.signed:type_name -> rookery.v1.SignedClaim
 	3,  // 5: rookery.v1.HeartbeatRequest.signed:type_name -> rookery.v1.SignedClaim
 	3,  // 6: rookery.v1.DeregisterRequest.signed:type_name -> rookery.v1.SignedClaim
 	1,  // 7: rookery.v1.FindResponse.providers:type_name -> rookery.v1.ProviderEntry
 	1,  // 8: rookery.v1.ListResponse.providers:type_name -> rookery.v1.ProviderEntry
-	4,  // 9: rookery.v1.Seed.Register:input_type -> rookery.v1.RegisterRequest
-	6,  // 10: rookery.v1.Seed.Heartbeat:input_type -> rookery.v1.HeartbeatRequest
-	8,  // 11: rookery.v1.Seed.Deregister:input_type -> rookery.v1.DeregisterRequest
-	10, // 12: rookery.v1.Seed.Find:input_type -> rookery.v1.FindRequest
-	12, // 13: rookery.v1.Seed.List:input_type -> rookery.v1.ListRequest
-	14, // 14: rookery.v1.Seed.LeaseKey:input_type -> rookery.v1.LeaseKeyRequest
-	5,  // 15: rookery.v1.Seed.Register:output_type -> rookery.v1.RegisterResponse
-	7,  // 16: rookery.v1.Seed.Heartbeat:output_type -> rookery.v1.HeartbeatResponse
-	9,  // 17: rookery.v1.Seed.Deregister:output_type -> rookery.v1.DeregisterResponse
-	11, // 18: rookery.v1.Seed.Find:output_type -> rookery.v1.FindResponse
-	13, // 19: rookery.v1.Seed.List:output_type -> rookery.v1.ListResponse
-	15, // 20: rookery.v1.Seed.LeaseKey:output_type -> rookery.v1.LeaseKeyResponse
-	15, // [15:21] is the sub-list for method output_type
-	9,  // [9:15] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	19, // 9: rookery.v1.SubmitRequest.receipts:type_name -> rookery.v1.SignedReceipt
+	20, // 10: rookery.v1.SubmitRequest.faults:type_name -> rookery.v1.SignedFault
+	4,  // 11: rookery.v1.Seed.Register:input_type -> rookery.v1.RegisterRequest
+	6,  // 12: rookery.v1.Seed.Heartbeat:input_type -> rookery.v1.HeartbeatRequest
+	8,  // 13: rookery.v1.Seed.Deregister:input_type -> rookery.v1.DeregisterRequest
+	10, // 14: rookery.v1.Seed.Find:input_type -> rookery.v1.FindRequest
+	12, // 15: rookery.v1.Seed.List:input_type -> rookery.v1.ListRequest
+	14, // 16: rookery.v1.Seed.LeaseKey:input_type -> rookery.v1.LeaseKeyRequest
+	16, // 17: rookery.v1.Seed.Submit:input_type -> rookery.v1.SubmitRequest
+	5,  // 18: rookery.v1.Seed.Register:output_type -> rookery.v1.RegisterResponse
+	7,  // 19: rookery.v1.Seed.Heartbeat:output_type -> rookery.v1.HeartbeatResponse
+	9,  // 20: rookery.v1.Seed.Deregister:output_type -> rookery.v1.DeregisterResponse
+	11, // 21: rookery.v1.Seed.Find:output_type -> rookery.v1.FindResponse
+	13, // 22: rookery.v1.Seed.List:output_type -> rookery.v1.ListResponse
+	15, // 23: rookery.v1.Seed.LeaseKey:output_type -> rookery.v1.LeaseKeyResponse
+	17, // 24: rookery.v1.Seed.Submit:output_type -> rookery.v1.SubmitResponse
+	18, // [18:25] is the sub-list for method output_type
+	11, // [11:18] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_rookery_v1_seed_proto_init() }
@@ -1160,6 +1281,7 @@ func file_rookery_v1_seed_proto_init() {
 	if File_rookery_v1_seed_proto != nil {
 		return
 	}
+	file_rookery_v1_ledger_proto_init()
 	file_rookery_v1_provider_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1167,7 +1289,7 @@ func file_rookery_v1_seed_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rookery_v1_seed_proto_rawDesc), len(file_rookery_v1_seed_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

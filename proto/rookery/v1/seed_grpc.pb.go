@@ -33,6 +33,7 @@ const (
 	Seed_Find_FullMethodName       = "/rookery.v1.Seed/Find"
 	Seed_List_FullMethodName       = "/rookery.v1.Seed/List"
 	Seed_LeaseKey_FullMethodName   = "/rookery.v1.Seed/LeaseKey"
+	Seed_Submit_FullMethodName     = "/rookery.v1.Seed/Submit"
 )
 
 // SeedClient is the client API for Seed service.
@@ -55,6 +56,9 @@ type SeedClient interface {
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// LeaseKey returns the public key that the seed node signs leases with.
 	LeaseKey(ctx context.Context, in *LeaseKeyRequest, opts ...grpc.CallOption) (*LeaseKeyResponse, error)
+	// Submit appends signed receipts and faults to the seed node's ledger;
+	// INVALID_ARGUMENT names the first whose signatures do not check.
+	Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*SubmitResponse, error)
 }
 
 type seedClient struct {
@@ -125,6 +129,16 @@ func (c *seedClient) LeaseKey(ctx context.Context, in *LeaseKeyRequest, opts ...
 	return out, nil
 }
 
+func (c *seedClient) Submit(ctx context.Context, in *SubmitRequest, opts ...grpc.CallOption) (*SubmitResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubmitResponse)
+	err := c.cc.Invoke(ctx, Seed_Submit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SeedServer is the server API for Seed service.
 // All implementations must embed UnimplementedSeedServer
 // for forward compatibility.
@@ -145,6 +159,9 @@ type SeedServer interface {
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	// LeaseKey returns the public key that the seed node signs leases with.
 	LeaseKey(context.Context, *LeaseKeyRequest) (*LeaseKeyResponse, error)
+	// Submit appends signed receipts and faults to the seed node's ledger;
+	// INVALID_ARGUMENT names the first whose signatures do not check.
+	Submit(context.Context, *SubmitRequest) (*SubmitResponse, error)
 	mustEmbedUnimplementedSeedServer()
 }
 
@@ -172,6 +189,9 @@ func (UnimplementedSeedServer) List(context.Context, *ListRequest) (*ListRespons
 }
 func (UnimplementedSeedServer) LeaseKey(context.Context, *LeaseKeyRequest) (*LeaseKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LeaseKey not implemented")
+}
+func (UnimplementedSeedServer) Submit(context.Context, *SubmitRequest) (*SubmitResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Submit not implemented")
 }
 func (UnimplementedSeedServer) mustEmbedUnimplementedSeedServer() {}
 func (UnimplementedSeedServer) testEmbeddedByValue()              {}
@@ -302,6 +322,24 @@ func _Seed_LeaseKey_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Seed_Submit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SeedServer).Submit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Seed_Submit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SeedServer).Submit(ctx, req.(*SubmitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Seed_ServiceDesc is the grpc.ServiceDesc for Seed service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -332,6 +370,10 @@ var Seed_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "LeaseKey",
 			Handler:    _Seed_LeaseKey_Handler,
+		},
+		{
+			MethodName: "Submit",
+			Handler:    _Seed_Submit_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
