@@ -621,6 +621,12 @@ func (rs *Rounds) leave(st *RoundStats, res roundResult) {
 	sl.sess, sl.pending, sl.sync, sl.steps = nil, nil, true, rs.cfg.steps
 	st.Left++
 	rs.emit(RoundEvent{Round: st.Round, Replica: res.slot, Kind: ReplicaLeft, Err: res.err})
+	rs.seek(sl)
+}
+
+// seek looks for a replacement of sl's replica in the background, where
+// WithReplacements gave where to look and no search is under way.
+func (rs *Rounds) seek(sl *roundSlot) {
 	if rs.cfg.spare == nil || sl.joining {
 		return
 	}
@@ -642,7 +648,8 @@ func (rs *Rounds) leave(st *RoundStats, res roundResult) {
 	}()
 }
 
-// admit lets the replacements that are ready join.
+// admit lets the replacements that are ready join, and seeks again for
+// replicas whose last search failed.
 func (rs *Rounds) admit(st *RoundStats) {
 	rs.joinMu.Lock()
 	js := rs.joined
@@ -657,6 +664,12 @@ func (rs *Rounds) admit(st *RoundStats) {
 		sl.sess, sl.sync, sl.pending, sl.steps = j.sess, true, nil, rs.cfg.steps
 		st.Joined++
 		rs.emit(RoundEvent{Round: st.Round, Replica: j.slot, Kind: ReplicaJoined})
+	}
+	// A search that found nothing starts again, once per round.
+	for _, sl := range rs.slots {
+		if sl.sess == nil {
+			rs.seek(sl)
+		}
 	}
 }
 
