@@ -393,6 +393,8 @@ type remoteSession struct {
 	closed bool
 }
 
+var _ exec.LocalStepper = (*remoteSession)(nil)
+
 func (s *remoteSession) check() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -542,6 +544,20 @@ func (s *remoteSession) Step(ctx context.Context) error {
 	}
 	_, err := s.c.pc.Step(ctx, &rookeryv1.StepRequest{Session: s.id})
 	return fromStatus(ctx, s.on("step"), err)
+}
+
+// LocalSteps implements exec.LocalStepper: the provider takes the steps
+// next to the session's shards, in one call. The provider checks req: a
+// bad one comes back as an error matching exec.ErrSpec.
+func (s *remoteSession) LocalSteps(ctx context.Context, req exec.LocalRequest) (exec.LocalResult, error) {
+	if err := s.check(); err != nil {
+		return exec.LocalResult{}, err
+	}
+	res, err := s.c.pc.LocalSteps(ctx, &rookeryv1.LocalStepsRequest{Session: s.id, Steps: int64(req.Steps), Seed: req.Seed, Start: req.Start})
+	if err != nil {
+		return exec.LocalResult{}, fromStatus(ctx, s.on("local steps"), err)
+	}
+	return exec.LocalResult{Steps: int(res.Steps), Rows: res.Rows, Loss: res.Loss}, nil
 }
 
 // Close implements exec.Session. It tells the provider to release the

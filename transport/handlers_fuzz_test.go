@@ -74,11 +74,12 @@ const (
 	opBackward
 	opStep
 	opClose
+	opLocalSteps
 	numOps
 )
 
 // FuzzProviderHandlers sends arbitrary call sequences to a provider's
-// Open, Put, Get, Forward, Backward, Step and Close handlers. No input may
+// Open, Put, Get, Forward, Backward, Step, Close and LocalSteps handlers. No input may
 // panic the provider or get an error that is not a gRPC status; every
 // byte it reserves is released once the sessions are closed; it never
 // holds more than its budget.
@@ -141,6 +142,18 @@ func FuzzProviderHandlers(f *testing.F) {
 	far[1] = &rookeryv1.TensorFrame{Session: sid, MicroBatch: 1 << 20}
 	f.Add(fuzzcalls.Encode([]any{byte(opOpen), &rookeryv1.OpenRequest{Spec: eval, GraphBytes: int64(len(gb)), GraphChunk: gb}}, feeds, far,
 		[]any{byte(opBackward), &rookeryv1.TensorFrame{Session: sid, MicroBatch: 1 << 20}}))
+	// A whole-model session of one micro-batch with its shards, trained
+	// by local steps.
+	whole := proto.Clone(spec).(*rookeryv1.SessionSpec)
+	whole.MicroBatches = 1
+	shards := []any{byte(opPut), &rookeryv1.TensorFrame{Session: sid}}
+	for _, id := range m.data {
+		shards = append(shards, frame(0, exec.ShardName(id), m.feeds[id]))
+	}
+	f.Add(fuzzcalls.Encode([]any{byte(opOpen), &rookeryv1.OpenRequest{Spec: whole, GraphBytes: int64(len(gb)), GraphChunk: gb}}, shards,
+		[]any{byte(opLocalSteps), &rookeryv1.LocalStepsRequest{Session: sid, Steps: 3, Seed: 5, Start: 1}},
+		[]any{byte(opLocalSteps), &rookeryv1.LocalStepsRequest{Session: sid, Steps: -1, Start: -1}}))
+	f.Add(fuzzcalls.Encode(open, []any{byte(opLocalSteps), &rookeryv1.LocalStepsRequest{Session: sid, Steps: 1}}))
 
 	const budget = 1 << 22
 	srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0), transport.WithLimits(transport.Limits{
@@ -198,6 +211,16 @@ func FuzzProviderHandlers(f *testing.F) {
 				var req rookeryv1.CloseRequest
 				if unary(msgs[i], &req) {
 					_, err = srv.Close(ctx, &req)
+				}
+			case opLocalSteps:
+				var req rookeryv1.LocalStepsRequest
+				if unary(msgs[i], &req) {
+					// A valid count runs at most a few steps, so that
+					// one input stays quick.
+					if req.Steps > 4 && req.Steps <= exec.MaxLocalSteps {
+						req.Steps = 4
+					}
+					_, err = srv.LocalSteps(ctx, &req)
 				}
 			}
 			fuzzcalls.CheckStatus(t, "call", err)

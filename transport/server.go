@@ -150,8 +150,9 @@ type serverSession struct {
 	id     string
 	part   int
 	s      exec.Session
-	owner  string // the identity that opened it
-	quota  string // whom it counts against (quotaKey)
+	spec   exec.SessionSpec // as opened, for LocalSteps
+	owner  string           // the identity that opened it
+	quota  string           // whom it counts against (quotaKey)
 	opened time.Time
 	perMB  int64 // working bytes of one more micro-batch in flight
 	nMB    int   // micro-batches the session holds (SessionSpec.MicroBatchCount)
@@ -546,7 +547,7 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 	}
 	id := newID()
 	now := s.cfg.clock.Now()
-	ss := &serverSession{id: id, part: spec.Part, s: sess, owner: identityFrom(ctx), quota: quota, opened: now, perMB: perMB, nMB: spec.MicroBatchCount(), bytes: size + work,
+	ss := &serverSession{id: id, part: spec.Part, s: sess, spec: spec, owner: identityFrom(ctx), quota: quota, opened: now, perMB: perMB, nMB: spec.MicroBatchCount(), bytes: size + work,
 		resident: map[string]int64{}, mbs: map[int]bool{}, lastUsed: now}
 	s.mu.Lock()
 	evicted, err = s.admitLocked(quota)
@@ -761,6 +762,39 @@ func (s *Server) Step(ctx context.Context, req *rookeryv1.StepRequest) (_ *rooke
 	}
 	s.releaseMicroBatches(ss)
 	return &rookeryv1.StepResponse{}, nil
+}
+
+// LocalSteps implements the Provider service. The call counts as one in
+// flight on the session for as long as it runs, so the janitor never
+// reaps a session busy with local steps; it is a unary call, with no
+// stream to stall, and only the call timeout (WithCallTimeout) bounds
+// it. Cancelling the call stops the steps between two of them.
+func (s *Server) LocalSteps(ctx context.Context, req *rookeryv1.LocalStepsRequest) (_ *rookeryv1.LocalStepsResponse, err error) {
+	defer s.metrics.observe("local_steps", time.Now(), &err)
+	ss, err := s.acquire(ctx, req.Session)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	defer s.release(ss)
+	lr, err := localRequestFromWire(req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	res, err := exec.LocalSteps(ctx, ss.s, &ss.spec, lr)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &rookeryv1.LocalStepsResponse{Steps: int64(res.Steps), Rows: res.Rows, Loss: res.Loss}, nil
+}
+
+// localRequestFromWire checks the figures of a LocalSteps request before
+// any of them becomes an int.
+func localRequestFromWire(req *rookeryv1.LocalStepsRequest) (exec.LocalRequest, error) {
+	if req.Steps < 1 || req.Steps > exec.MaxLocalSteps {
+		return exec.LocalRequest{}, fmt.Errorf("%w: %d local steps, want 1 to %d", exec.ErrSpec, req.Steps, exec.MaxLocalSteps)
+	}
+	lr := exec.LocalRequest{Steps: int(req.Steps), Seed: req.Seed, Start: req.Start}
+	return lr, lr.Validate()
 }
 
 // Close implements the Provider service. Closing a session that is not

@@ -236,7 +236,7 @@ func (x ErrorDetail_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorDetail_Kind.Descriptor instead.
 func (ErrorDetail_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{15, 0}
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{17, 0}
 }
 
 // DescribeRequest asks for the provider's capabilities.
@@ -1286,6 +1286,139 @@ func (*StepResponse) Descriptor() ([]byte, []int) {
 	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{12}
 }
 
+// LocalStepsRequest asks a session to take steps mini-batches from its
+// shards, drawn in the order that seed gives from row start of the
+// stream on (exec.LocalRequest).
+type LocalStepsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Steps         int64                  `protobuf:"varint,2,opt,name=steps,proto3" json:"steps,omitempty"`
+	Seed          uint64                 `protobuf:"varint,3,opt,name=seed,proto3" json:"seed,omitempty"`
+	Start         int64                  `protobuf:"varint,4,opt,name=start,proto3" json:"start,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocalStepsRequest) Reset() {
+	*x = LocalStepsRequest{}
+	mi := &file_rookery_v1_provider_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocalStepsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocalStepsRequest) ProtoMessage() {}
+
+func (x *LocalStepsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_provider_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocalStepsRequest.ProtoReflect.Descriptor instead.
+func (*LocalStepsRequest) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LocalStepsRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *LocalStepsRequest) GetSteps() int64 {
+	if x != nil {
+		return x.Steps
+	}
+	return 0
+}
+
+func (x *LocalStepsRequest) GetSeed() uint64 {
+	if x != nil {
+		return x.Seed
+	}
+	return 0
+}
+
+func (x *LocalStepsRequest) GetStart() int64 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+// LocalStepsResponse says what LocalSteps did: the steps taken, the rows
+// they used and the mean of their losses (exec.LocalResult).
+type LocalStepsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Steps         int64                  `protobuf:"varint,1,opt,name=steps,proto3" json:"steps,omitempty"`
+	Rows          int64                  `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
+	Loss          float64                `protobuf:"fixed64,3,opt,name=loss,proto3" json:"loss,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocalStepsResponse) Reset() {
+	*x = LocalStepsResponse{}
+	mi := &file_rookery_v1_provider_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocalStepsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocalStepsResponse) ProtoMessage() {}
+
+func (x *LocalStepsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_provider_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocalStepsResponse.ProtoReflect.Descriptor instead.
+func (*LocalStepsResponse) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *LocalStepsResponse) GetSteps() int64 {
+	if x != nil {
+		return x.Steps
+	}
+	return 0
+}
+
+func (x *LocalStepsResponse) GetRows() int64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *LocalStepsResponse) GetLoss() float64 {
+	if x != nil {
+		return x.Loss
+	}
+	return 0
+}
+
 // CloseRequest names the session to close.
 type CloseRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1296,7 +1429,7 @@ type CloseRequest struct {
 
 func (x *CloseRequest) Reset() {
 	*x = CloseRequest{}
-	mi := &file_rookery_v1_provider_proto_msgTypes[13]
+	mi := &file_rookery_v1_provider_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1441,7 @@ func (x *CloseRequest) String() string {
 func (*CloseRequest) ProtoMessage() {}
 
 func (x *CloseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_provider_proto_msgTypes[13]
+	mi := &file_rookery_v1_provider_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1454,7 @@ func (x *CloseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseRequest.ProtoReflect.Descriptor instead.
 func (*CloseRequest) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{13}
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CloseRequest) GetSession() string {
@@ -1340,7 +1473,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_rookery_v1_provider_proto_msgTypes[14]
+	mi := &file_rookery_v1_provider_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1485,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_provider_proto_msgTypes[14]
+	mi := &file_rookery_v1_provider_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1498,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{14}
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{16}
 }
 
 // ErrorDetail travels in a gRPC status's details and carries the fields of
@@ -1398,7 +1531,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_rookery_v1_provider_proto_msgTypes[15]
+	mi := &file_rookery_v1_provider_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1410,7 +1543,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_provider_proto_msgTypes[15]
+	mi := &file_rookery_v1_provider_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1423,7 +1556,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{15}
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ErrorDetail) GetKind() ErrorDetail_Kind {
@@ -1637,7 +1770,16 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\x05names\x18\x02 \x03(\tR\x05names\"'\n" +
 	"\vStepRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"\x0e\n" +
-	"\fStepResponse\"(\n" +
+	"\fStepResponse\"m\n" +
+	"\x11LocalStepsRequest\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x14\n" +
+	"\x05steps\x18\x02 \x01(\x03R\x05steps\x12\x12\n" +
+	"\x04seed\x18\x03 \x01(\x04R\x04seed\x12\x14\n" +
+	"\x05start\x18\x04 \x01(\x03R\x05start\"R\n" +
+	"\x12LocalStepsResponse\x12\x14\n" +
+	"\x05steps\x18\x01 \x01(\x03R\x05steps\x12\x12\n" +
+	"\x04rows\x18\x02 \x01(\x03R\x04rows\x12\x12\n" +
+	"\x04loss\x18\x03 \x01(\x01R\x04loss\"(\n" +
 	"\fCloseRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"\x0f\n" +
 	"\rCloseResponse\"\xf8\x04\n" +
@@ -1678,7 +1820,7 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"KIND_GRAPH\x10\t\x12\r\n" +
 	"\tKIND_AUTH\x10\n" +
 	"\x12\x16\n" +
-	"\x12KIND_MICRO_BATCHES\x10\v2\xfb\x03\n" +
+	"\x12KIND_MICRO_BATCHES\x10\v2\xc8\x04\n" +
 	"\bProvider\x12A\n" +
 	"\bDescribe\x12\x1b.rookery.v1.DescribeRequest\x1a\x18.rookery.v1.Capabilities\x12;\n" +
 	"\x04Open\x12\x17.rookery.v1.OpenRequest\x1a\x18.rookery.v1.OpenResponse(\x01\x129\n" +
@@ -1686,7 +1828,9 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\x03Get\x12\x16.rookery.v1.GetRequest\x1a\x17.rookery.v1.TensorFrame0\x01\x12?\n" +
 	"\aForward\x12\x17.rookery.v1.TensorFrame\x1a\x17.rookery.v1.TensorFrame(\x010\x01\x12@\n" +
 	"\bBackward\x12\x17.rookery.v1.TensorFrame\x1a\x17.rookery.v1.TensorFrame(\x010\x01\x129\n" +
-	"\x04Step\x12\x17.rookery.v1.StepRequest\x1a\x18.rookery.v1.StepResponse\x12<\n" +
+	"\x04Step\x12\x17.rookery.v1.StepRequest\x1a\x18.rookery.v1.StepResponse\x12K\n" +
+	"\n" +
+	"LocalSteps\x12\x1d.rookery.v1.LocalStepsRequest\x1a\x1e.rookery.v1.LocalStepsResponse\x12<\n" +
 	"\x05Close\x12\x18.rookery.v1.CloseRequest\x1a\x19.rookery.v1.CloseResponseB:Z8github.com/rookery-ml/rookery/proto/rookery/v1;rookeryv1b\x06proto3"
 
 var (
@@ -1702,28 +1846,30 @@ func file_rookery_v1_provider_proto_rawDescGZIP() []byte {
 }
 
 var file_rookery_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_rookery_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_rookery_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_rookery_v1_provider_proto_goTypes = []any{
-	(Solver_Kind)(0),        // 0: rookery.v1.Solver.Kind
-	(Solver_Schedule)(0),    // 1: rookery.v1.Solver.Schedule
-	(ErrorDetail_Kind)(0),   // 2: rookery.v1.ErrorDetail.Kind
-	(*DescribeRequest)(nil), // 3: rookery.v1.DescribeRequest
-	(*Capabilities)(nil),    // 4: rookery.v1.Capabilities
-	(*GPU)(nil),             // 5: rookery.v1.GPU
-	(*ProviderLimits)(nil),  // 6: rookery.v1.ProviderLimits
-	(*Solver)(nil),          // 7: rookery.v1.Solver
-	(*SessionSpec)(nil),     // 8: rookery.v1.SessionSpec
-	(*OpenRequest)(nil),     // 9: rookery.v1.OpenRequest
-	(*OpenResponse)(nil),    // 10: rookery.v1.OpenResponse
-	(*TensorFrame)(nil),     // 11: rookery.v1.TensorFrame
-	(*PutResponse)(nil),     // 12: rookery.v1.PutResponse
-	(*GetRequest)(nil),      // 13: rookery.v1.GetRequest
-	(*StepRequest)(nil),     // 14: rookery.v1.StepRequest
-	(*StepResponse)(nil),    // 15: rookery.v1.StepResponse
-	(*CloseRequest)(nil),    // 16: rookery.v1.CloseRequest
-	(*CloseResponse)(nil),   // 17: rookery.v1.CloseResponse
-	(*ErrorDetail)(nil),     // 18: rookery.v1.ErrorDetail
-	(*Tensor)(nil),          // 19: rookery.v1.Tensor
+	(Solver_Kind)(0),           // 0: rookery.v1.Solver.Kind
+	(Solver_Schedule)(0),       // 1: rookery.v1.Solver.Schedule
+	(ErrorDetail_Kind)(0),      // 2: rookery.v1.ErrorDetail.Kind
+	(*DescribeRequest)(nil),    // 3: rookery.v1.DescribeRequest
+	(*Capabilities)(nil),       // 4: rookery.v1.Capabilities
+	(*GPU)(nil),                // 5: rookery.v1.GPU
+	(*ProviderLimits)(nil),     // 6: rookery.v1.ProviderLimits
+	(*Solver)(nil),             // 7: rookery.v1.Solver
+	(*SessionSpec)(nil),        // 8: rookery.v1.SessionSpec
+	(*OpenRequest)(nil),        // 9: rookery.v1.OpenRequest
+	(*OpenResponse)(nil),       // 10: rookery.v1.OpenResponse
+	(*TensorFrame)(nil),        // 11: rookery.v1.TensorFrame
+	(*PutResponse)(nil),        // 12: rookery.v1.PutResponse
+	(*GetRequest)(nil),         // 13: rookery.v1.GetRequest
+	(*StepRequest)(nil),        // 14: rookery.v1.StepRequest
+	(*StepResponse)(nil),       // 15: rookery.v1.StepResponse
+	(*LocalStepsRequest)(nil),  // 16: rookery.v1.LocalStepsRequest
+	(*LocalStepsResponse)(nil), // 17: rookery.v1.LocalStepsResponse
+	(*CloseRequest)(nil),       // 18: rookery.v1.CloseRequest
+	(*CloseResponse)(nil),      // 19: rookery.v1.CloseResponse
+	(*ErrorDetail)(nil),        // 20: rookery.v1.ErrorDetail
+	(*Tensor)(nil),             // 21: rookery.v1.Tensor
 }
 var file_rookery_v1_provider_proto_depIdxs = []int32{
 	5,  // 0: rookery.v1.Capabilities.gpus:type_name -> rookery.v1.GPU
@@ -1732,7 +1878,7 @@ var file_rookery_v1_provider_proto_depIdxs = []int32{
 	1,  // 3: rookery.v1.Solver.schedule:type_name -> rookery.v1.Solver.Schedule
 	7,  // 4: rookery.v1.SessionSpec.solver:type_name -> rookery.v1.Solver
 	8,  // 5: rookery.v1.OpenRequest.spec:type_name -> rookery.v1.SessionSpec
-	19, // 6: rookery.v1.TensorFrame.tensor:type_name -> rookery.v1.Tensor
+	21, // 6: rookery.v1.TensorFrame.tensor:type_name -> rookery.v1.Tensor
 	2,  // 7: rookery.v1.ErrorDetail.kind:type_name -> rookery.v1.ErrorDetail.Kind
 	3,  // 8: rookery.v1.Provider.Describe:input_type -> rookery.v1.DescribeRequest
 	9,  // 9: rookery.v1.Provider.Open:input_type -> rookery.v1.OpenRequest
@@ -1741,17 +1887,19 @@ var file_rookery_v1_provider_proto_depIdxs = []int32{
 	11, // 12: rookery.v1.Provider.Forward:input_type -> rookery.v1.TensorFrame
 	11, // 13: rookery.v1.Provider.Backward:input_type -> rookery.v1.TensorFrame
 	14, // 14: rookery.v1.Provider.Step:input_type -> rookery.v1.StepRequest
-	16, // 15: rookery.v1.Provider.Close:input_type -> rookery.v1.CloseRequest
-	4,  // 16: rookery.v1.Provider.Describe:output_type -> rookery.v1.Capabilities
-	10, // 17: rookery.v1.Provider.Open:output_type -> rookery.v1.OpenResponse
-	12, // 18: rookery.v1.Provider.Put:output_type -> rookery.v1.PutResponse
-	11, // 19: rookery.v1.Provider.Get:output_type -> rookery.v1.TensorFrame
-	11, // 20: rookery.v1.Provider.Forward:output_type -> rookery.v1.TensorFrame
-	11, // 21: rookery.v1.Provider.Backward:output_type -> rookery.v1.TensorFrame
-	15, // 22: rookery.v1.Provider.Step:output_type -> rookery.v1.StepResponse
-	17, // 23: rookery.v1.Provider.Close:output_type -> rookery.v1.CloseResponse
-	16, // [16:24] is the sub-list for method output_type
-	8,  // [8:16] is the sub-list for method input_type
+	16, // 15: rookery.v1.Provider.LocalSteps:input_type -> rookery.v1.LocalStepsRequest
+	18, // 16: rookery.v1.Provider.Close:input_type -> rookery.v1.CloseRequest
+	4,  // 17: rookery.v1.Provider.Describe:output_type -> rookery.v1.Capabilities
+	10, // 18: rookery.v1.Provider.Open:output_type -> rookery.v1.OpenResponse
+	12, // 19: rookery.v1.Provider.Put:output_type -> rookery.v1.PutResponse
+	11, // 20: rookery.v1.Provider.Get:output_type -> rookery.v1.TensorFrame
+	11, // 21: rookery.v1.Provider.Forward:output_type -> rookery.v1.TensorFrame
+	11, // 22: rookery.v1.Provider.Backward:output_type -> rookery.v1.TensorFrame
+	15, // 23: rookery.v1.Provider.Step:output_type -> rookery.v1.StepResponse
+	17, // 24: rookery.v1.Provider.LocalSteps:output_type -> rookery.v1.LocalStepsResponse
+	19, // 25: rookery.v1.Provider.Close:output_type -> rookery.v1.CloseResponse
+	17, // [17:26] is the sub-list for method output_type
+	8,  // [8:17] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
 	8,  // [8:8] is the sub-list for extension extendee
 	0,  // [0:8] is the sub-list for field type_name
@@ -1769,7 +1917,7 @@ func file_rookery_v1_provider_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rookery_v1_provider_proto_rawDesc), len(file_rookery_v1_provider_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,14 +29,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Provider_Describe_FullMethodName = "/rookery.v1.Provider/Describe"
-	Provider_Open_FullMethodName     = "/rookery.v1.Provider/Open"
-	Provider_Put_FullMethodName      = "/rookery.v1.Provider/Put"
-	Provider_Get_FullMethodName      = "/rookery.v1.Provider/Get"
-	Provider_Forward_FullMethodName  = "/rookery.v1.Provider/Forward"
-	Provider_Backward_FullMethodName = "/rookery.v1.Provider/Backward"
-	Provider_Step_FullMethodName     = "/rookery.v1.Provider/Step"
-	Provider_Close_FullMethodName    = "/rookery.v1.Provider/Close"
+	Provider_Describe_FullMethodName   = "/rookery.v1.Provider/Describe"
+	Provider_Open_FullMethodName       = "/rookery.v1.Provider/Open"
+	Provider_Put_FullMethodName        = "/rookery.v1.Provider/Put"
+	Provider_Get_FullMethodName        = "/rookery.v1.Provider/Get"
+	Provider_Forward_FullMethodName    = "/rookery.v1.Provider/Forward"
+	Provider_Backward_FullMethodName   = "/rookery.v1.Provider/Backward"
+	Provider_Step_FullMethodName       = "/rookery.v1.Provider/Step"
+	Provider_LocalSteps_FullMethodName = "/rookery.v1.Provider/LocalSteps"
+	Provider_Close_FullMethodName      = "/rookery.v1.Provider/Close"
 )
 
 // ProviderClient is the client API for Provider service.
@@ -64,6 +65,10 @@ type ProviderClient interface {
 	Backward(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TensorFrame, TensorFrame], error)
 	// Step applies the solver to the session's parameters.
 	Step(ctx context.Context, in *StepRequest, opts ...grpc.CallOption) (*StepResponse, error)
+	// LocalSteps trains a session that holds a whole model and a data shard
+	// per data input (resident tensors "shard/ID") for several steps on its
+	// own, so that a round of local training costs one call.
+	LocalSteps(ctx context.Context, in *LocalStepsRequest, opts ...grpc.CallOption) (*LocalStepsResponse, error)
 	// Close releases a session.
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
 }
@@ -167,6 +172,16 @@ func (c *providerClient) Step(ctx context.Context, in *StepRequest, opts ...grpc
 	return out, nil
 }
 
+func (c *providerClient) LocalSteps(ctx context.Context, in *LocalStepsRequest, opts ...grpc.CallOption) (*LocalStepsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LocalStepsResponse)
+	err := c.cc.Invoke(ctx, Provider_LocalSteps_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *providerClient) Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CloseResponse)
@@ -202,6 +217,10 @@ type ProviderServer interface {
 	Backward(grpc.BidiStreamingServer[TensorFrame, TensorFrame]) error
 	// Step applies the solver to the session's parameters.
 	Step(context.Context, *StepRequest) (*StepResponse, error)
+	// LocalSteps trains a session that holds a whole model and a data shard
+	// per data input (resident tensors "shard/ID") for several steps on its
+	// own, so that a round of local training costs one call.
+	LocalSteps(context.Context, *LocalStepsRequest) (*LocalStepsResponse, error)
 	// Close releases a session.
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
 	mustEmbedUnimplementedProviderServer()
@@ -234,6 +253,9 @@ func (UnimplementedProviderServer) Backward(grpc.BidiStreamingServer[TensorFrame
 }
 func (UnimplementedProviderServer) Step(context.Context, *StepRequest) (*StepResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Step not implemented")
+}
+func (UnimplementedProviderServer) LocalSteps(context.Context, *LocalStepsRequest) (*LocalStepsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LocalSteps not implemented")
 }
 func (UnimplementedProviderServer) Close(context.Context, *CloseRequest) (*CloseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Close not implemented")
@@ -334,6 +356,24 @@ func _Provider_Step_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Provider_LocalSteps_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LocalStepsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).LocalSteps(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_LocalSteps_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).LocalSteps(ctx, req.(*LocalStepsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Provider_Close_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CloseRequest)
 	if err := dec(in); err != nil {
@@ -366,6 +406,10 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Step",
 			Handler:    _Provider_Step_Handler,
+		},
+		{
+			MethodName: "LocalSteps",
+			Handler:    _Provider_LocalSteps_Handler,
 		},
 		{
 			MethodName: "Close",
