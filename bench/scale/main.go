@@ -63,6 +63,7 @@ import (
 
 	"github.com/rookery-ml/rookery"
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/compress"
 	"github.com/rookery-ml/rookery/graph"
 	"github.com/rookery-ml/rookery/internal/mnist"
 	"github.com/rookery-ml/rookery/internal/shaper"
@@ -93,15 +94,27 @@ type options struct {
 	rookery   string
 	json      bool
 	profile   string
+
+	maxSeconds float64 // bound on each run's training clock; 0: none
+
+	// local mode
+	rounds        int
+	localSteps    int
+	codec         compress.Codec
+	outerLR       float64
+	outerMomentum float64
+	deadline      float64
+	killAt        float64
+	joinAt        float64
 }
 
 func main() {
 	var o options
-	var cpu, link string
+	var cpu, link, codec string
 	flag.IntVar(&o.providers, "providers", 2, "number of providers N")
 	flag.StringVar(&cpu, "cpu", "0.5", "CPU share of each provider in cores: one value for all, or one per provider (`0.8,0.4`)")
 	flag.StringVar(&link, "link", "", "put every provider behind an emulated link `RATE:RTT` (e.g. 20mbit:50ms, 1gbit:1ms)")
-	flag.StringVar(&o.mode, "mode", "sync", "training mode: sync (exact data-parallel replicas)")
+	flag.StringVar(&o.mode, "mode", "sync", "training mode: sync (exact data-parallel replicas) or local (local-SGD rounds, one whole model per provider)")
 	flag.StringVar(&o.model, "model", "mlp1024", "model: mlp1024 (784-1024-1024-10, random data, throughput), mlp256 (784-256-10, random data) or mnist (784-256-10 on MNIST, time to accuracy)")
 	flag.StringVar(&o.layout, "layout", "auto", "layout `kxr`: k parts × r replicas on the k·r ≤ N fastest providers; or auto (chosen by partition.ChooseLayout)")
 	flag.IntVar(&o.batch, "batch", 256, "mini-batch size")
@@ -117,9 +130,22 @@ func main() {
 	flag.StringVar(&o.rookery, "rookery", "", "the rookery binary to start (default: build ./cmd/rookery of this module)")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of this process (the requester) during the timed steps of the scaled run to `FILE`")
 	flag.BoolVar(&o.json, "json", false, "print the figures as one JSON object on the last line")
+	flag.Float64Var(&o.maxSeconds, "max-seconds", 0, "stop each run's training clock after this many `seconds` and report how far it got (0: no bound)")
+	flag.IntVar(&o.rounds, "rounds", 10, "-mode local: rounds to run (with -target-acc: the most rounds)")
+	flag.IntVar(&o.localSteps, "local-steps", 50, "-mode local: local steps h per round")
+	flag.StringVar(&codec, "codec", "int8", "-mode local: codec of the deltas and updates: int8, float16 or float32")
+	flag.Float64Var(&o.outerLR, "outer-lr", 0.7, "-mode local: learning rate of the outer Nesterov step")
+	flag.Float64Var(&o.outerMomentum, "outer-momentum", 0.9, "-mode local: momentum of the outer Nesterov step")
+	flag.Float64Var(&o.deadline, "deadline", 3, "-mode local: a round's deadline, as a multiple of the median replica's round time (0: wait for all)")
+	flag.Float64Var(&o.killAt, "kill-at", 0, "-mode local: after the undisturbed run, run again and kill one provider at this `fraction` of the undisturbed run's seconds")
+	flag.Float64Var(&o.joinAt, "join-at", 0, "-mode local, with -kill-at: start a fresh provider at this `fraction` of the undisturbed run's seconds; it replaces the killed one")
 	flag.Parse()
 	var err error
-	if o.cpu, err = parseCPU(cpu, o.providers); err == nil && link != "" {
+	o.codec, err = compress.ParseCodec(codec)
+	if err == nil {
+		o.cpu, err = parseCPU(cpu, o.providers)
+	}
+	if err == nil && link != "" {
 		var l shaper.Link
 		if l, err = shaper.ParseLink(link); err == nil {
 			o.link = &l
@@ -165,10 +191,8 @@ func (o *options) check() error {
 	switch {
 	case o.providers < 1:
 		return fmt.Errorf("%w: -providers %d", errUsage, o.providers)
-	case o.mode == "local":
-		return fmt.Errorf("%w: -mode local (local SGD) is not implemented yet; use -mode sync", errUsage)
-	case o.mode != "sync":
-		return fmt.Errorf("%w: -mode %q: want sync", errUsage, o.mode)
+	case o.mode != "sync" && o.mode != "local":
+		return fmt.Errorf("%w: -mode %q: want sync or local", errUsage, o.mode)
 	case o.model != "mlp1024" && o.model != "mlp256" && o.model != "mnist":
 		return fmt.Errorf("%w: -model %q: want mlp1024, mlp256 or mnist", errUsage, o.model)
 	case o.targetAcc != 0 && (o.model != "mnist" || o.targetAcc <= 0 || o.targetAcc >= 1):
@@ -181,6 +205,21 @@ func (o *options) check() error {
 		return fmt.Errorf("%w: -speeds %q: want trained or benchmark", errUsage, o.speeds)
 	case o.timeout <= 0:
 		return fmt.Errorf("%w: -timeout %v", errUsage, o.timeout)
+	case o.maxSeconds < 0 || math.IsNaN(o.maxSeconds):
+		return fmt.Errorf("%w: -max-seconds %v", errUsage, o.maxSeconds)
+	case o.mode == "sync" && (o.killAt != 0 || o.joinAt != 0):
+		return fmt.Errorf("%w: -kill-at and -join-at need -mode local", errUsage)
+	case o.mode == "local" && (o.rounds < 1 || o.localSteps < 1 || o.localSteps > exec.MaxLocalSteps):
+		return fmt.Errorf("%w: -rounds and -local-steps must be at least 1, -local-steps at most %d", errUsage, exec.MaxLocalSteps)
+	case o.mode == "local" && (!(o.outerLR > 0) || o.outerMomentum < 0 || o.outerMomentum >= 1 || o.deadline < 0 || (o.deadline > 0 && o.deadline < 1)):
+		return fmt.Errorf("%w: -outer-lr must be positive, -outer-momentum in [0, 1), -deadline 0 or at least 1", errUsage)
+	case o.killAt < 0 || o.joinAt < 0 || (o.joinAt > 0 && o.killAt == 0) || (o.killAt > 0 && o.joinAt > 0 && o.joinAt <= o.killAt):
+		return fmt.Errorf("%w: -kill-at and -join-at are fractions, -join-at needs -kill-at and comes after it", errUsage)
+	case o.killAt > 0 && o.providers < 2:
+		return fmt.Errorf("%w: -kill-at needs at least 2 providers", errUsage)
+	}
+	if o.mode == "local" {
+		return nil // k = 1, r = N
 	}
 	_, _, err := layoutFor(o.layout, o.providers)
 	return err
@@ -288,7 +327,16 @@ type result struct {
 	BaselineSecondsToTarget *float64  `json:"baseline_seconds_to_target,omitempty"`
 	TestAccuracy            *float64  `json:"test_accuracy,omitempty"`
 	BaselineTestAccuracy    *float64  `json:"baseline_test_accuracy,omitempty"`
-	Load1                   float64   `json:"load1_at_start"`
+	Reached                 *bool     `json:"reached,omitempty"`
+	BaselineReached         *bool     `json:"baseline_reached,omitempty"`
+	MaxSeconds              float64   `json:"max_seconds,omitempty"`
+	// BytesPerSamplePerProvider is the bytes on the requester's
+	// connections to the providers during the timed steps or rounds (not
+	// the staging, not the evaluations) over the training samples
+	// processed: each provider's bytes over its share of the samples.
+	BytesPerSamplePerProvider float64 `json:"bytes_per_sample_per_provider"`
+	Load1                     float64 `json:"load1_at_start"`
+	*localResult
 }
 
 func run(ctx context.Context, o options) (err error) {
@@ -331,6 +379,9 @@ func run(ctx context.Context, o options) (err error) {
 		if data, err = loadMNIST(); err != nil {
 			return err
 		}
+	}
+	if o.mode == "local" {
+		return runLocal(ctx, o, &env{bin: bin, tmp: tmp, limiter: limiter, ps: &ps, load: load, data: data})
 	}
 	// The baseline first: its compute time calibrates the speeds. The
 	// start-up benchmark times one matrix product; training runs more
@@ -432,6 +483,9 @@ func run(ctx context.Context, o options) (err error) {
 	res.ThrottledMSPerStep = main.throttledMS
 	res.SecondsToTarget, res.BaselineSecondsToTarget = main.toTarget, base.toTarget
 	res.TestAccuracy, res.BaselineTestAccuracy = main.acc, base.acc
+	res.Reached, res.BaselineReached = main.reached(o), base.reached(o)
+	res.MaxSeconds = o.maxSeconds
+	res.BytesPerSamplePerProvider = main.bytesPerSample
 	fmt.Printf("layout %s (%s): predicted %.0f samples/s, %.1f ms a step (compute and bubble %.1f, reduce %.1f); measured %.0f samples/s, %.1f ms (compute %.1f, reduce %.1f)\n",
 		res.Layout, res.LayoutChoice, res.PredictedSamplesPerS, res.PredictedStepMS, res.PredictedComputeMS, res.PredictedReduceMS,
 		main.samplesPerS, main.stepMS, main.computeMS, main.reduceMS)
@@ -440,6 +494,21 @@ func run(ctx context.Context, o options) (err error) {
 	if o.link != nil {
 		fmt.Printf("behind %s: %.0f%% of the unshaped samples per second\n", linkName, 100*res.LinkRatio)
 	}
+	fmt.Printf("%.0f bytes per training sample per provider\n", res.BytesPerSamplePerProvider)
+	if main.toTarget == nil && o.targetAcc > 0 {
+		fmt.Printf("the scaled run did not reach %.4f: %.4f after %d steps, %.1f s of training\n", o.targetAcc, deref(main.acc), main.steps, main.seconds)
+	}
+	return printJSON(o, res)
+}
+
+func deref(f *float64) float64 {
+	if f == nil {
+		return math.NaN()
+	}
+	return *f
+}
+
+func printJSON(o options, res result) error {
 	if o.json {
 		b, err := json.Marshal(res)
 		if err != nil {
@@ -551,6 +620,61 @@ type measure struct {
 	cpuMS                         float64 // CPU time of this process (the requester)
 	throttledMS                   float64 // time a provider was held back by its quota, mean over providers
 	toTarget, acc                 *float64
+	seconds                       float64 // on the training clock
+	bytesPerSample                float64 // per provider, over its share of the samples
+}
+
+// reached says, with -target-acc, whether the run reached it.
+func (m *measure) reached(o options) *bool {
+	if o.targetAcc == 0 {
+		return nil
+	}
+	ok := m.toTarget != nil
+	return &ok
+}
+
+// providerConn is a connection to a provider, through a link shaper when one is
+// given, with its bytes counted.
+type providerConn struct {
+	ex    exec.Executor
+	bytes *atomic.Int64
+	px    *shaper.Proxy
+}
+
+// connect dials p through a new shaper for l when l is not nil.
+func connect(ctx context.Context, p *provider, l *shaper.Link) (*providerConn, error) {
+	out := &providerConn{bytes: new(atomic.Int64)}
+	addr := p.addr
+	if l != nil {
+		px, err := shaper.Listen("127.0.0.1:0", p.addr, *l)
+		if err != nil {
+			return nil, err
+		}
+		out.px = px
+		addr = px.Addr()
+	}
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return countingConn{Conn: c, n: out.bytes}, nil
+	}
+	var err error
+	if out.ex, err = transport.Dial(ctx, addr, transport.WithDialer(dial)); err != nil {
+		out.close()
+		return nil, err
+	}
+	return out, nil
+}
+
+func (l *providerConn) close() {
+	if c, ok := l.ex.(io.Closer); ok {
+		c.Close()
+	}
+	if l.px != nil {
+		l.px.Close()
+	}
 }
 
 // train builds the model, trains it on the providers ps (through link
@@ -559,36 +683,13 @@ type measure struct {
 func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k, r int, weights []float64, data *dataset, profile string) (*measure, error) {
 	counts := make([]*atomic.Int64, len(ps))
 	execs := make([]exec.Executor, len(ps))
-	defer func() {
-		for _, e := range execs {
-			if c, ok := e.(io.Closer); ok {
-				c.Close()
-			}
-		}
-	}()
 	for i, p := range ps {
-		addr := p.addr
-		if link != nil {
-			px, err := shaper.Listen("127.0.0.1:0", p.addr, *link)
-			if err != nil {
-				return nil, err
-			}
-			defer px.Close()
-			addr = px.Addr()
-		}
-		n := new(atomic.Int64)
-		counts[i] = n
-		dial := func(ctx context.Context, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
-			if err != nil {
-				return nil, err
-			}
-			return countingConn{Conn: c, n: n}, nil
-		}
-		var err error
-		if execs[i], err = transport.Dial(ctx, addr, transport.WithDialer(dial)); err != nil {
+		c, err := connect(ctx, p, link)
+		if err != nil {
 			return nil, err
 		}
+		defer c.close()
+		execs[i], counts[i] = c.ex, c.bytes
 	}
 	hidden := []int{1024, 1024}
 	if o.model != "mlp1024" {
@@ -660,7 +761,9 @@ func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k,
 		defer pprof.StopCPUProfile()
 	}
 	var elapsed time.Duration
+	var evalBytes int64 // the evaluations' pulls, not counted as training
 	res := &measure{rows: rs.Rows()}
+	bound := time.Duration(o.maxSeconds * float64(time.Second))
 	for s := 0; s < o.steps; s++ {
 		fill()
 		t := time.Now()
@@ -669,11 +772,14 @@ func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k,
 		}
 		elapsed += time.Since(t)
 		res.steps++
-		if o.targetAcc > 0 && (res.steps%o.evalEvery == 0 || s == o.steps-1) {
+		over := bound > 0 && elapsed >= bound
+		if o.targetAcc > 0 && (res.steps%o.evalEvery == 0 || s == o.steps-1 || over) {
+			e0 := total()
 			acc, err := accuracy(ctx, tr, m, data.test)
 			if err != nil {
 				return nil, err
 			}
+			evalBytes += total() - e0
 			res.acc = &acc
 			if acc >= o.targetAcc {
 				secs := elapsed.Seconds()
@@ -681,14 +787,19 @@ func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k,
 				break
 			}
 		}
+		if over {
+			break
+		}
 	}
 	st1, b1, c1, th1 := rs.Stats(), total(), cpuTime(), throttled()
 	n := float64(res.steps)
+	res.seconds = elapsed.Seconds()
+	res.bytesPerSample = float64(b1-b0-evalBytes) / (n * float64(o.batch))
 	res.samplesPerS = n * float64(o.batch) / elapsed.Seconds()
 	res.stepMS = float64(elapsed.Microseconds()) / 1e3 / n
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 / n }
 	res.computeMS, res.reduceMS, res.updateMS = ms(st1.Compute-st0.Compute), ms(st1.Reduce-st0.Reduce), ms(st1.Update-st0.Update)
-	res.bytesPerStep = float64(b1-b0) / n / float64(len(ps))
+	res.bytesPerStep = float64(b1-b0-evalBytes) / n / float64(len(ps))
 	res.cpuMS = ms(c1 - c0) // includes evaluations with -target-acc
 	res.throttledMS = ms(th1-th0) / float64(len(ps))
 	return res, nil
@@ -745,18 +856,27 @@ func accuracy(ctx context.Context, tr *rookery.Trainer, m *mlp, test *mnist.Set)
 	if err := tr.Pull(ctx); err != nil {
 		return 0, err
 	}
+	ws := make([][]float32, len(m.learn))
+	for i, l := range m.learn {
+		ws[i] = l.Value().Data().([]float32)
+	}
+	return classify(ws, test), nil
+}
+
+// classify returns the share of test that the MLP with parameters ws
+// (w0, b0, w1, b1, ...) classifies right.
+func classify(ws [][]float32, test *mnist.Set) float64 {
 	n := test.Len()
 	act := blas32.General{Rows: n, Cols: 784, Stride: 784, Data: test.Pixels}
-	for i := 0; i < len(m.learn); i += 2 {
-		w := m.learn[i].Value().Data().([]float32)
-		b := m.learn[i+1].Value().Data().([]float32)
+	for i := 0; i < len(ws); i += 2 {
+		w, b := ws[i], ws[i+1]
 		cols := len(b)
 		out := blas32.General{Rows: n, Cols: cols, Stride: cols, Data: make([]float32, n*cols)}
 		for r := 0; r < n; r++ {
 			copy(out.Data[r*cols:(r+1)*cols], b)
 		}
 		blas32.Gemm(blas.NoTrans, blas.NoTrans, 1, act, blas32.General{Rows: act.Cols, Cols: cols, Stride: cols, Data: w}, 1, out)
-		if i+2 < len(m.learn) {
+		if i+2 < len(ws) {
 			for j, v := range out.Data {
 				out.Data[j] = max(v, 0)
 			}
@@ -776,5 +896,5 @@ func accuracy(ctx context.Context, tr *rookery.Trainer, m *mlp, test *mnist.Set)
 			right++
 		}
 	}
-	return float64(right) / float64(n), nil
+	return float64(right) / float64(n)
 }
