@@ -834,5 +834,7 @@ func (s *cpuSession) LocalSteps(ctx context.Context, req LocalRequest) (LocalRes
 		}
 	}
 	s.mu.Unlock()
-	return RunLocalSteps(ctx, s, &s.spec, func(id int64) (*tensor.Dense, error) { return shards[id], nil }, req)
+	return RoundIO(ctx, s, req, func(req LocalRequest) (LocalResult, error) {
+		return RunLocalSteps(ctx, s, &s.spec, func(id int64) (*tensor.Dense, error) { return shards[id], nil }, req)
+	})
 }

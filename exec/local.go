@@ -8,6 +8,7 @@ import (
 
 	"gorgonia.org/tensor"
 
+	"github.com/rookery-ml/rookery/exec/compress"
 	"github.com/rookery-ml/rookery/graph"
 )
 
@@ -26,10 +27,18 @@ func ShardName(id int64) string { return shardPrefix + strconv.FormatInt(id, 10)
 // the shard, drawn in the order StreamRows gives for Seed from position
 // Start on. Each step is a Forward, a Backward and a Step of micro-batch
 // 0.
+//
+// A round of Rounds costs one call: Update, when set, is applied before
+// the steps as a Put of UpdateName would apply it (the encoded update,
+// package compress, without PackDelta's packing), and Delta, when set,
+// asks for the parameters' change since their anchors after the steps,
+// encoded with that codec, as a Get of DeltaName would return it.
 type LocalRequest struct {
-	Steps int
-	Seed  uint64
-	Start int64
+	Steps  int
+	Seed   uint64
+	Start  int64
+	Update []byte
+	Delta  compress.Codec
 }
 
 // LocalResult is what LocalSteps did: the steps taken, the rows they
@@ -38,6 +47,8 @@ type LocalResult struct {
 	Steps int
 	Rows  int64
 	Loss  float64
+	// Delta is the encoded delta asked for with LocalRequest.Delta.
+	Delta []byte
 }
 
 // LocalStepper is a Session that trains local steps itself, so that a
@@ -58,6 +69,9 @@ func (r LocalRequest) Validate() error {
 	if r.Start < 0 {
 		return fmt.Errorf("%w: local steps start at row %d of the stream", ErrSpec, r.Start)
 	}
+	if r.Delta != 0 && compress.Size(r.Delta, 0) < 0 {
+		return fmt.Errorf("%w: delta codec %v", ErrSpec, r.Delta)
+	}
 	return nil
 }
 
@@ -68,13 +82,41 @@ func LocalSteps(ctx context.Context, s Session, spec *SessionSpec, req LocalRequ
 	if ls, ok := s.(LocalStepper); ok {
 		return ls.LocalSteps(ctx, req)
 	}
-	return RunLocalSteps(ctx, s, spec, func(id int64) (*tensor.Dense, error) {
-		got, err := s.Get(ctx, ShardName(id))
-		if err != nil {
-			return nil, err
+	return RoundIO(ctx, s, req, func(req LocalRequest) (LocalResult, error) {
+		return RunLocalSteps(ctx, s, spec, func(id int64) (*tensor.Dense, error) {
+			got, err := s.Get(ctx, ShardName(id))
+			if err != nil {
+				return nil, err
+			}
+			return got[ShardName(id)], nil
+		}, req)
+	})
+}
+
+// RoundIO carries out req on s with steps, which takes the steps: it
+// applies req.Update first, with a Put of UpdateName, and reads the delta
+// req.Delta asks for afterwards, with a Get of DeltaName. A LocalStepper
+// that has no shorter way calls it.
+func RoundIO(ctx context.Context, s Session, req LocalRequest, steps func(LocalRequest) (LocalResult, error)) (LocalResult, error) {
+	if err := req.Validate(); err != nil {
+		return LocalResult{}, err
+	}
+	if len(req.Update) > 0 {
+		if err := s.Put(ctx, UpdateName, PackDelta(req.Update)); err != nil {
+			return LocalResult{}, err
 		}
-		return got[ShardName(id)], nil
-	}, req)
+	}
+	res, err := steps(req)
+	if err != nil || req.Delta == 0 {
+		return res, err
+	}
+	name := DeltaName(req.Delta)
+	got, err := s.Get(ctx, name)
+	if err != nil {
+		return res, err
+	}
+	res.Delta, err = UnpackDelta(got[name])
+	return res, err
 }
 
 // RunLocalSteps carries out req on s (of spec), taking the shard of each

@@ -198,8 +198,8 @@ type roundSlot struct {
 	shard   map[int64]*tensor.Dense
 	sess    Session
 	pos     int64
-	sync    bool          // send full anchors before the next round
-	pending *tensor.Dense // the update to put before the next round
+	sync    bool   // send full anchors before the next round
+	pending []byte // the encoded update to apply before the next round
 	steps   int
 	joining bool
 }
@@ -475,41 +475,27 @@ func (rs *Rounds) run(ctx context.Context, sl *roundSlot, start time.Time) (out 
 		}
 	}()
 	s := sl.sess
-	switch {
-	case sl.sync:
+	if sl.sync {
 		for i, id := range rs.learn {
 			if out.err = s.Put(ctx, AnchorName(id), rs.shared[i]); out.err != nil {
 				return out
 			}
 			out.down += int64(tensorBytes(rs.shared[i]))
 		}
-		sl.sync = false
-	case sl.pending != nil:
-		if out.err = s.Put(ctx, UpdateName, sl.pending); out.err != nil {
-			sl.sync = true
-			return out
-		}
-		out.down += int64(4 * sl.pending.Shape().TotalSize())
+		sl.sync, sl.pending = false, nil
 	}
+	req := LocalRequest{Steps: sl.steps, Seed: rs.cfg.seed + 1 + uint64(sl.index), Start: sl.pos, Update: sl.pending, Delta: rs.cfg.codec}
+	out.down += int64(len(sl.pending))
 	sl.pending = nil
-	out.res, out.err = LocalSteps(ctx, s, &rs.spec, LocalRequest{Steps: sl.steps, Seed: rs.cfg.seed + 1 + uint64(sl.index), Start: sl.pos})
+	out.res, out.err = LocalSteps(ctx, s, &rs.spec, req)
 	sl.pos += out.res.Rows
 	if out.err != nil {
+		sl.sync = true
 		return out
 	}
-	name := DeltaName(rs.cfg.codec)
-	got, err := s.Get(ctx, name)
-	if err != nil {
-		out.err = err
-		return out
-	}
-	p, err := UnpackDelta(got[name])
-	if err != nil {
-		out.err = &RunError{Part: sl.index, MicroBatch: -1, Phase: "delta", Err: err}
-		return out
-	}
-	out.up = int64(4 * got[name].Shape().TotalSize())
-	if out.delta, err = compress.Decode(p, rs.total); err != nil {
+	out.up = int64(len(out.res.Delta))
+	var err error
+	if out.delta, err = compress.Decode(out.res.Delta, rs.total); err != nil {
 		out.err = &RunError{Part: sl.index, MicroBatch: -1, Phase: "delta", Err: err}
 	}
 	// A late replica's delta is dropped; its parameters are reset before
@@ -578,10 +564,9 @@ func (rs *Rounds) outerStep(ok []roundResult, st *RoundStats) error {
 		}
 		off += rs.sizes[i]
 	}
-	packed := PackDelta(p)
 	for _, r := range ok {
 		if sl := rs.slots[r.slot]; !sl.sync {
-			sl.pending = packed
+			sl.pending = p
 		}
 	}
 	return nil

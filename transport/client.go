@@ -19,6 +19,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/compress"
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 )
 
@@ -354,7 +355,12 @@ func (c *Client) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session,
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, fromStatus(ctx, c.on("open", spec.Part), err)
 	}
-	return &remoteSession{c: c, id: resp.Session, part: spec.Part}, nil
+	values := 0
+	for _, id := range spec.Graph.Learnables() {
+		n, _ := spec.Graph.Node(id)
+		values += int(n.Shape.Size())
+	}
+	return &remoteSession{c: c, id: resp.Session, part: spec.Part, values: values}, nil
 }
 
 // Attach returns a handle on the session id that the same requester
@@ -362,7 +368,7 @@ func (c *Client) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session,
 // connection); part is the part index its errors name. The provider
 // refuses every call on it from another requester.
 func (c *Client) Attach(id string, part int) exec.Session {
-	return &remoteSession{c: c, id: id, part: part}
+	return &remoteSession{c: c, id: id, part: part, values: -1}
 }
 
 // SessionID returns the provider's id of a session that a *Client opened
@@ -388,6 +394,9 @@ type remoteSession struct {
 	c    *Client
 	id   string
 	part int
+	// values counts the part's parameters' values (-1: unknown), for
+	// the size of a round's delta.
+	values int
 
 	mu     sync.Mutex
 	closed bool
@@ -547,17 +556,46 @@ func (s *remoteSession) Step(ctx context.Context) error {
 }
 
 // LocalSteps implements exec.LocalStepper: the provider takes the steps
-// next to the session's shards, in one call. The provider checks req: a
-// bad one comes back as an error matching exec.ErrSpec.
+// next to the session's shards, in one call that also carries the
+// round's update and delta when they fit in a message (else they go by
+// Put and Get, in chunks, before and after it). The provider checks req:
+// a bad one comes back as an error matching exec.ErrSpec.
 func (s *remoteSession) LocalSteps(ctx context.Context, req exec.LocalRequest) (exec.LocalResult, error) {
 	if err := s.check(); err != nil {
 		return exec.LocalResult{}, err
 	}
-	res, err := s.c.pc.LocalSteps(ctx, &rookeryv1.LocalStepsRequest{Session: s.id, Steps: int64(req.Steps), Seed: req.Seed, Start: req.Start})
+	if err := req.Validate(); err != nil {
+		return exec.LocalResult{}, err
+	}
+	// what fits in a message either way (the provider's default chunk
+	// bounds what it receives)
+	limit := min(s.c.cfg.chunk, DefaultChunkBytes)
+	if len(req.Update) > limit {
+		if err := s.Put(ctx, exec.UpdateName, exec.PackDelta(req.Update)); err != nil {
+			return exec.LocalResult{}, err
+		}
+		req.Update = nil
+	}
+	inline := req.Delta != 0 && s.values >= 0 && compress.Size(req.Delta, s.values) <= limit
+	wire := &rookeryv1.LocalStepsRequest{Session: s.id, Steps: int64(req.Steps), Seed: req.Seed, Start: req.Start, Update: req.Update}
+	if inline {
+		wire.DeltaCodec = uint32(req.Delta)
+	}
+	res, err := s.c.pc.LocalSteps(ctx, wire)
 	if err != nil {
 		return exec.LocalResult{}, fromStatus(ctx, s.on("local steps"), err)
 	}
-	return exec.LocalResult{Steps: int(res.Steps), Rows: res.Rows, Loss: res.Loss}, nil
+	out := exec.LocalResult{Steps: int(res.Steps), Rows: res.Rows, Loss: res.Loss, Delta: res.Delta}
+	if req.Delta != 0 && !inline {
+		name := exec.DeltaName(req.Delta)
+		got, err := s.Get(ctx, name)
+		if err != nil {
+			return out, err
+		}
+		out.Delta, err = exec.UnpackDelta(got[name])
+		return out, err
+	}
+	return out, nil
 }
 
 // Close implements exec.Session. It tells the provider to release the

@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"math/rand"
+	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/test/bufconn"
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/compress"
 	"github.com/rookery-ml/rookery/internal/fakeclock"
 	"github.com/rookery-ml/rookery/transport"
 )
@@ -89,7 +93,7 @@ func TestLocalStepsRemote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("remote result %+v, want %+v", got, want)
 	}
 	if got.Steps != 5 || got.Rows != 40 || !(got.Loss > 0) {
@@ -325,4 +329,73 @@ func TestLocalStepsBigShard(t *testing.T) {
 	if res.Steps != 3 || res.Rows != 24 {
 		t.Errorf("result %+v, want 3 steps of 8 rows", res)
 	}
+}
+
+// TestLocalRoundRemote: one LocalSteps call applies the round's update
+// and returns the delta, inline or, when they exceed a message, through
+// Put and Get, as an in-process session does.
+func TestLocalRoundRemote(t *testing.T) {
+	for _, chunk := range []int{transport.DefaultChunkBytes, 64} {
+		c := bufconnChunked(t, chunk)
+		m := newMLP(t, tensor.Float64, 8, 12, 10, 4)
+		spec := wholeSpec(t, m)
+		shards := shardsOf(m, 29)
+		ctx := context.Background()
+		var results []exec.LocalResult
+		for _, e := range []exec.Executor{c, exec.NewCPU()} {
+			s := openWithShards(t, e, spec, shards)
+			values := 0
+			for _, id := range spec.Graph.Learnables() {
+				n, _ := spec.Graph.Node(id)
+				if err := s.Put(ctx, exec.AnchorName(id), n.Value); err != nil {
+					t.Fatal(err)
+				}
+				values += int(n.Shape.Size())
+			}
+			u := make([]float64, values)
+			for i := range u {
+				u[i] = 0.001 * float64(i%7-3)
+			}
+			update, err := compress.Encode(compress.Int8, u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := exec.LocalSteps(ctx, s, &spec, exec.LocalRequest{Steps: 3, Seed: 1, Update: update, Delta: compress.Float16})
+			if err != nil {
+				t.Fatalf("chunk %d: %v", chunk, err)
+			}
+			if _, err := compress.Decode(res.Delta, values); err != nil {
+				t.Fatalf("chunk %d: delta: %v", chunk, err)
+			}
+			results = append(results, res)
+		}
+		if !reflect.DeepEqual(results[0], results[1]) {
+			t.Errorf("chunk %d: remote %+v, in process %+v", chunk, results[0], results[1])
+		}
+	}
+}
+
+// bufconnChunked serves a CPU executor over bufconn to a client that
+// sends tensors in chunks of chunk bytes.
+func bufconnChunked(t *testing.T, chunk int) *transport.Client {
+	t.Helper()
+	lis := bufconn.Listen(4 << 20)
+	srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0))
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(lis) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := transport.Connect(ctx, "bufnet", transport.WithChunkBytes(chunk), transport.WithDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+		return lis.DialContext(ctx)
+	}))
+	if err != nil {
+		srv.Stop()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Close()
+		srv.Stop()
+		<-done
+	})
+	return c
 }

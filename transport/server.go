@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"slices"
 	"sort"
@@ -22,6 +23,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/compress"
 	"github.com/rookery-ml/rookery/graph"
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 )
@@ -784,7 +786,7 @@ func (s *Server) LocalSteps(ctx context.Context, req *rookeryv1.LocalStepsReques
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &rookeryv1.LocalStepsResponse{Steps: int64(res.Steps), Rows: res.Rows, Loss: res.Loss}, nil
+	return &rookeryv1.LocalStepsResponse{Steps: int64(res.Steps), Rows: res.Rows, Loss: res.Loss, Delta: res.Delta}, nil
 }
 
 // localRequestFromWire checks the figures of a LocalSteps request before
@@ -793,7 +795,10 @@ func localRequestFromWire(req *rookeryv1.LocalStepsRequest) (exec.LocalRequest, 
 	if req.Steps < 1 || req.Steps > exec.MaxLocalSteps {
 		return exec.LocalRequest{}, fmt.Errorf("%w: %d local steps, want 1 to %d", exec.ErrSpec, req.Steps, exec.MaxLocalSteps)
 	}
-	lr := exec.LocalRequest{Steps: int(req.Steps), Seed: req.Seed, Start: req.Start}
+	if req.DeltaCodec > math.MaxUint8 {
+		return exec.LocalRequest{}, fmt.Errorf("%w: delta codec %d", exec.ErrSpec, req.DeltaCodec)
+	}
+	lr := exec.LocalRequest{Steps: int(req.Steps), Seed: req.Seed, Start: req.Start, Update: req.Update, Delta: compress.Codec(req.DeltaCodec)}
 	return lr, lr.Validate()
 }
 

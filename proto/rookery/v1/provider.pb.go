@@ -1290,11 +1290,19 @@ func (*StepResponse) Descriptor() ([]byte, []int) {
 // shards, drawn in the order that seed gives from row start of the
 // stream on (exec.LocalRequest).
 type LocalStepsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
-	Steps         int64                  `protobuf:"varint,2,opt,name=steps,proto3" json:"steps,omitempty"`
-	Seed          uint64                 `protobuf:"varint,3,opt,name=seed,proto3" json:"seed,omitempty"`
-	Start         int64                  `protobuf:"varint,4,opt,name=start,proto3" json:"start,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Steps   int64                  `protobuf:"varint,2,opt,name=steps,proto3" json:"steps,omitempty"`
+	Seed    uint64                 `protobuf:"varint,3,opt,name=seed,proto3" json:"seed,omitempty"`
+	Start   int64                  `protobuf:"varint,4,opt,name=start,proto3" json:"start,omitempty"`
+	// update, when set, is an encoded update (exec/compress) the provider
+	// applies to the session's anchors before the steps, as a Put of
+	// exec.UpdateName does.
+	Update []byte `protobuf:"bytes,5,opt,name=update,proto3" json:"update,omitempty"`
+	// delta_codec, when set, asks for the parameters' change since their
+	// anchors after the steps, encoded with this codec (exec/compress's
+	// Codec), as a Get of exec.DeltaName returns it.
+	DeltaCodec    uint32 `protobuf:"varint,6,opt,name=delta_codec,json=deltaCodec,proto3" json:"delta_codec,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1357,13 +1365,29 @@ func (x *LocalStepsRequest) GetStart() int64 {
 	return 0
 }
 
+func (x *LocalStepsRequest) GetUpdate() []byte {
+	if x != nil {
+		return x.Update
+	}
+	return nil
+}
+
+func (x *LocalStepsRequest) GetDeltaCodec() uint32 {
+	if x != nil {
+		return x.DeltaCodec
+	}
+	return 0
+}
+
 // LocalStepsResponse says what LocalSteps did: the steps taken, the rows
 // they used and the mean of their losses (exec.LocalResult).
 type LocalStepsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Steps         int64                  `protobuf:"varint,1,opt,name=steps,proto3" json:"steps,omitempty"`
-	Rows          int64                  `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
-	Loss          float64                `protobuf:"fixed64,3,opt,name=loss,proto3" json:"loss,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Steps int64                  `protobuf:"varint,1,opt,name=steps,proto3" json:"steps,omitempty"`
+	Rows  int64                  `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
+	Loss  float64                `protobuf:"fixed64,3,opt,name=loss,proto3" json:"loss,omitempty"`
+	// delta is the encoded delta asked for with delta_codec.
+	Delta         []byte `protobuf:"bytes,4,opt,name=delta,proto3" json:"delta,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1417,6 +1441,13 @@ func (x *LocalStepsResponse) GetLoss() float64 {
 		return x.Loss
 	}
 	return 0
+}
+
+func (x *LocalStepsResponse) GetDelta() []byte {
+	if x != nil {
+		return x.Delta
+	}
+	return nil
 }
 
 // CloseRequest names the session to close.
@@ -1876,16 +1907,20 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\x05names\x18\x02 \x03(\tR\x05names\"'\n" +
 	"\vStepRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"\x0e\n" +
-	"\fStepResponse\"m\n" +
+	"\fStepResponse\"\xa6\x01\n" +
 	"\x11LocalStepsRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x14\n" +
 	"\x05steps\x18\x02 \x01(\x03R\x05steps\x12\x12\n" +
 	"\x04seed\x18\x03 \x01(\x04R\x04seed\x12\x14\n" +
-	"\x05start\x18\x04 \x01(\x03R\x05start\"R\n" +
+	"\x05start\x18\x04 \x01(\x03R\x05start\x12\x16\n" +
+	"\x06update\x18\x05 \x01(\fR\x06update\x12\x1f\n" +
+	"\vdelta_codec\x18\x06 \x01(\rR\n" +
+	"deltaCodec\"h\n" +
 	"\x12LocalStepsResponse\x12\x14\n" +
 	"\x05steps\x18\x01 \x01(\x03R\x05steps\x12\x12\n" +
 	"\x04rows\x18\x02 \x01(\x03R\x04rows\x12\x12\n" +
-	"\x04loss\x18\x03 \x01(\x01R\x04loss\"(\n" +
+	"\x04loss\x18\x03 \x01(\x01R\x04loss\x12\x14\n" +
+	"\x05delta\x18\x04 \x01(\fR\x05delta\"(\n" +
 	"\fCloseRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\"R\n" +
 	"\x0eReceiptRequest\x12\x18\n" +
