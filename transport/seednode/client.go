@@ -68,6 +68,51 @@ func Find(ctx context.Context, addr string, need Need, opts ...transport.DialOpt
 	return resp.Providers, nil
 }
 
+// ErrRefused marks a receipt or fault that a seed node refused to add to
+// its ledger: one that does not decode, or whose signatures do not check.
+var ErrRefused = errors.New("seednode: record refused")
+
+// Submit hands signed receipts and faults to the ledger of the seed node
+// at addr (the Seed service's Submit), receipts first, in calls of at
+// most MaxSubmitRecords records, and returns the ledger positions of
+// every record in that order and the ledger's head (the SHA-256 of its
+// last entry) after the last call. A record the seed node refuses gives
+// an error matching ErrRefused whose message names it and why; the
+// records before it were kept, and seqs holds the positions of those
+// sent in earlier calls. A seed node without a ledger gives an error
+// matching ErrNoLedger. opts are those of Find.
+func Submit(ctx context.Context, addr string, receipts []*rookeryv1.SignedReceipt, faults []*rookeryv1.SignedFault, opts ...transport.DialOption) (seqs []uint64, head []byte, err error) {
+	cc, err := transport.DialConn(ctx, addr, "seed node", opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer cc.Close()
+	client := rookeryv1.NewSeedClient(cc)
+	// Each round sends at least one record or ends the loop.
+	for first := true; first || len(receipts)+len(faults) > 0; first = false {
+		req := &rookeryv1.SubmitRequest{Receipts: receipts[:min(len(receipts), MaxSubmitRecords)]}
+		req.Faults = faults[:min(len(faults), MaxSubmitRecords-len(req.Receipts))]
+		receipts, faults = receipts[len(req.Receipts):], faults[len(req.Faults):]
+		resp, err := client.Submit(ctx, req, grpc.WaitForReady(true))
+		if err != nil {
+			if st, ok := status.FromError(err); ok && ctx.Err() == nil {
+				switch st.Code() {
+				case codes.InvalidArgument:
+					return seqs, nil, fmt.Errorf("seednode: %s: %w: %s", addr, ErrRefused, st.Message())
+				case codes.FailedPrecondition:
+					return seqs, nil, fmt.Errorf("seednode: %s: %w", addr, ErrNoLedger)
+				}
+			}
+			if ctx.Err() != nil {
+				return seqs, nil, fmt.Errorf("seednode: %s: no answer to submit: %w", addr, ctx.Err())
+			}
+			return seqs, nil, transport.FromStatus(ctx, "seed "+addr, err)
+		}
+		seqs, head = append(seqs, resp.Seqs...), resp.Head
+	}
+	return seqs, head, nil
+}
+
 // Lease asks the seed node at addr for need.N providers (Find) and
 // connects to each, presenting the lease the seed node signed for it on
 // every call. opts apply to the seed node and to every provider: give
