@@ -39,8 +39,9 @@ type Need struct {
 const DefaultConnectTimeout = 10 * time.Second
 
 // Find asks the seed node at addr for need.N providers and returns their
-// entries, fastest first. A seed node that does not answer within the
-// dial timeout (transport.WithDialTimeout) gives a *transport.DialError
+// entries in the seed node's order: by standing in its ledger, then
+// fastest first (see the package doc). A seed node that does not answer
+// within the dial timeout (transport.WithDialTimeout) gives a *transport.DialError
 // naming addr and the last connection error. Fewer matches than need.N give an error
 // matching ErrNotEnough. From a seed node that signs leases, each entry
 // carries the lease (ProviderEntry.Lease) to pass to transport.Connect
@@ -121,7 +122,7 @@ func Submit(ctx context.Context, addr string, receipts []*rookeryv1.SignedReceip
 // A provider that does not answer within need.ConnectTimeout is skipped,
 // and the next one the seed node knows is taken instead.
 //
-// It returns one executor per provider, fastest first, and the
+// It returns one executor per provider, in Find's order, and the
 // providers' speeds as the seed node measured them (Speed: not the
 // providers' own claims), for use as partition capacities; capacities is
 // nil when any provider has no speed to trust.

@@ -533,7 +533,10 @@ func Speed(e *rookeryv1.ProviderEntry) float64 {
 	return e.GetCapabilities().GetGflops()
 }
 
-// Find implements the Seed service.
+// Find implements the Seed service. It offers the live providers that
+// meet the request in the order of ranked: a provider with a fault
+// within the fault cooldown is left out; the rest go by standing, then
+// speed, then score, then address.
 func (s *Registry) Find(ctx context.Context, req *rookeryv1.FindRequest) (*rookeryv1.FindResponse, error) {
 	if req.N <= 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "asked for %d providers", req.N)
