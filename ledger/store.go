@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -273,8 +274,10 @@ func VerifyEntries(raw [][]byte, head [32]byte) (n uint64, err error) {
 // reports a database without the ledger's buckets (a new file).
 func scan(tx *bolt.Tx) (c *chain, fresh bool, err error) {
 	c = newChain()
+	// bbolt panics on some damaged pages, and reading past the end of
+	// its memory map faults: both become a *CorruptError.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
-		// bbolt panics on some damaged pages.
 		if p := recover(); p != nil {
 			err = &CorruptError{Seq: c.n + 1, Reason: fmt.Sprintf("the database file is damaged: %v", p)}
 		}
@@ -290,9 +293,6 @@ func scan(tx *bolt.Tx) (c *chain, fresh bool, err error) {
 		return c, false, &CorruptError{Reason: "no entries bucket"}
 	case meta == nil:
 		return c, false, &CorruptError{Reason: "no meta bucket"}
-	}
-	for err := range tx.Check() {
-		return c, false, &CorruptError{Reason: "the database file is damaged: " + err.Error()}
 	}
 	cur := entries.Cursor()
 	for k, v := cur.First(); k != nil; k, v = cur.Next() {
@@ -321,8 +321,27 @@ func scan(tx *bolt.Tx) (c *chain, fresh bool, err error) {
 }
 
 // openBolt opens path with bbolt, trying its lock once.
-func openBolt(path string, readOnly bool) (*bolt.DB, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: readOnly})
+func openBolt(path string, readOnly bool) (db *bolt.DB, err error) {
+	// bbolt.Open reads the free list, and panics when it is damaged.
+	// The file it opened is closed then, but its memory map, which bbolt
+	// gives no way to undo, keeps the file locked until the process ends:
+	// a seed node refusing its ledger exits anyway.
+	var file *os.File
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			if file != nil {
+				file.Close()
+			}
+			db, err = nil, &CorruptError{Reason: fmt.Sprintf("%s: the database file is damaged: %v", path, p)}
+		}
+	}()
+	openFile := func(name string, flag int, perm os.FileMode) (*os.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		file = f
+		return f, err
+	}
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: readOnly, PreLoadFreelist: true, OpenFile: openFile})
 	switch {
 	case err == nil:
 		return db, nil
@@ -352,7 +371,7 @@ func VerifyHead(path string) (n uint64, head [32]byte, err error) {
 		return 0, head, err
 	}
 	defer db.Close()
-	var c *chain
+	c := newChain()
 	err = db.View(func(tx *bolt.Tx) error {
 		var fresh bool
 		c, fresh, err = scan(tx)

@@ -545,3 +545,55 @@ func TestConcurrentAppends(t *testing.T) {
 		t.Errorf("Verify: %d, %v; want %d entries", n, err, writers*each)
 	}
 }
+
+// Bytes overwritten in the file behind bbolt's back are refused by Open
+// and Verify alike (or, in a page the ledger does not use, ignored),
+// never a crash.
+func TestDamagedFileIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ledger.db")
+	s := fill(t, path, fakeclock.New(t0))
+	s.Close()
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := os.Getpagesize()
+	refused, tried := 0, 0
+	for off := 2 * page; off < len(orig); off += page / 2 {
+		for _, fillByte := range []byte{0x00, 0xff} {
+			b := append([]byte(nil), orig...)
+			for i := off; i < off+64 && i < len(b); i++ {
+				b[i] = fillByte
+			}
+			// A copy each for Verify and Open: a file whose free list
+			// made bbolt panic stays mapped, and locked, in this process.
+			var paths [2]string
+			for i := range paths {
+				paths[i] = filepath.Join(dir, fmt.Sprintf("damaged-%d-%#x-%d.db", off, fillByte, i))
+				if err := os.WriteFile(paths[i], b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tried++
+			_, verr := Verify(paths[0])
+			s, oerr := Open(paths[1])
+			if oerr == nil {
+				s.Close()
+			}
+			if (verr == nil) != (oerr == nil) {
+				t.Errorf("64 bytes of %#x at %d: Verify says %v, Open %v", fillByte, off, verr, oerr)
+			}
+			if oerr != nil {
+				refused++
+				if !errors.Is(oerr, ErrCorrupt) || !errors.Is(verr, ErrCorrupt) {
+					t.Errorf("64 bytes of %#x at %d: Verify says %v, Open %v; want ErrCorrupt", fillByte, off, verr, oerr)
+				}
+			}
+		}
+	}
+	t.Logf("%d of %d damaged files refused", refused, tried)
+	if refused == 0 {
+		t.Error("no damage was refused")
+	}
+}
