@@ -60,6 +60,9 @@ func TestSeedLedger(t *testing.T) {
 		if err != nil || page.Head.Seq != 2 || len(page.Entries) != 2 || len(page.Totals.Providers) != 2 {
 			t.Fatalf("GET /v1/ledger: %+v, %v", page, err)
 		}
+		if code, stdout, stderr := runArgs("ledger", "verify", "--seed", "http://"+addrs[1]); code != 0 {
+			t.Fatalf("ledger verify --seed: exit %d %q %q", code, stdout, stderr)
+		}
 	})
 	if t.Failed() {
 		return
