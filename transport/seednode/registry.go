@@ -667,6 +667,7 @@ func (s *Registry) Handler() http.Handler {
 		}
 		writeJSON(w, out)
 	})
+	registerPage(mux)
 	return mux
 }
 
