@@ -47,6 +47,7 @@
   }
 
   const shortKey = (k) => (k ? k.slice(0, 10) + "…" : "—");
+  const plural = (n, one, many) => fmtInt(n) + " " + (n === 1 ? one : many);
 
   // --- DOM helpers: text only ------------------------------------------
 
@@ -189,7 +190,7 @@
 
   // --- drawing ----------------------------------------------------------
 
-  function drawHead(ledger, list, reg) {
+  function drawHead(ledger, list) {
     const dl = document.getElementById("head");
     dl.replaceChildren();
     const add = (k, v, cls) => dl.append(el("dt", {}, k), el("dd", cls ? { class: cls } : {}, v));
@@ -197,13 +198,12 @@
       add("Ledger", "not available: " + ledger.error.message, "error");
       return;
     }
-    add("Sequence", fmtInt(ledger.head.seq));
+    add("Sequence", fmtInt(ledger.head.seq) + (ledger.more ? " (the newest " + fmtInt(ledger.entries.length) + " read)" : ""));
     add("Hash", ledger.head.hash || "— (empty ledger)", "mono head-hash");
     const total = list.reduce((a, p) => a + p.work.flops, 0);
     const requesters = Object.keys((ledger.totals && ledger.totals.requesters) || {}).length;
-    add("Verified work", fmtFlops(total) + " by " + list.filter((p) => p.work.receipts > 0).length + " providers for " + requesters + " requesters");
-    add("Read", fmtInt(ledger.entries.length) + " newest entries" + (ledger.more ? " (more remain)" : ""));
-    add("Heartbeat TTL", reg.ttl_ms ? fmtDuration(reg.ttl_ms) : "—");
+    add("Verified work", fmtFlops(total) + " by " + plural(list.filter((p) => p.work.receipts > 0).length, "provider", "providers") +
+      " for " + plural(requesters, "requester", "requesters"));
   }
 
   function drawProviders(list) {
@@ -223,7 +223,7 @@
       const excludedNow = excluded && Date.parse(excluded) > Date.now();
       return el("tr", { "data-key": p.key, class: p.online ? "online" : "offline" },
         el("td", {}, el("span", { class: "name" }, nameOf(p)),
-          el("span", { class: "sub mono", title: p.key }, shortKey(p.key) + (r ? " · " + r.address : ""))),
+          r ? el("span", { class: "sub mono", title: p.key }, shortKey(p.key) + " · " + r.address) : el("span", { class: "sub", title: p.key }, "not registered now")),
         el("td", {}, status, r && r.sessions ? el("span", { class: "sub" }, r.sessions + " sessions") : null),
         measuredCell,
         el("td", { class: "num" }, r ? fmtSpeed(claimed) : "—"),
@@ -231,7 +231,8 @@
         el("td", { class: "num" }, fmtInt(p.work.receipts)),
         el("td", { class: "num" }, p.work.faults ? el("span", { class: "badge fault" }, fmtInt(p.work.faults)) : "0"),
         el("td", { class: "num", title: rep.title }, rep.text, rep.sub ? el("span", { class: "sub" }, rep.sub) : null),
-        el("td", {}, excluded ? el("span", { class: excludedNow ? "badge excluded" : "" }, fmtTime(excluded)) : "—"));
+        el("td", {}, excluded ? el("span", { class: excludedNow ? "badge excluded" : "" }, fmtTime(excluded)) : "—",
+          excluded && !excludedNow ? el("span", { class: "sub" }, "over") : null));
     }), 9, "No providers are registered and the ledger names none.");
   }
 
@@ -245,7 +246,7 @@
       return;
     }
     const rows = [...list].sort((a, b) => b.work.flops - a.work.flops || a.key.localeCompare(b.key));
-    const W = 960, labelW = 210, valueW = 130, rowH = 30, barH = 20, top = 8, legendH = 26;
+    const W = 960, labelW = 210, valueW = 130, rowH = 26, barH = 18, top = 6, legendH = 22;
     const barW = W - labelW - valueW;
     const max = Math.max(1, ...rows.map((p) => p.work.flops));
     const H = top + rows.length * rowH + legendH;
@@ -309,14 +310,15 @@
       const list = providers(reg, led);
       await Promise.all(list.slice(0, STANDING_MAX).map(async (p) => { p.standing = await loadStanding(p.key); }));
       const names = new Map(list.map((p) => [p.key, nameOf(p)]));
-      drawHead(ledger, list, reg);
+      drawHead(ledger, list);
       drawProviders(list);
       drawChart(list);
       drawJobs(led.entries, names);
       drawFaults(led.entries, names);
       const online = list.filter((p) => p.online).length;
-      status.textContent = list.length + " providers (" + online + " online) · ledger at " + fmtInt(led.head ? led.head.seq : 0) +
-        " entries · read " + fmtTime(new Date().toISOString());
+      status.textContent = plural(list.length, "provider", "providers") + " (" + online + " online, heartbeat TTL " +
+        fmtDuration(reg.ttl_ms) + ") · " + plural(led.head ? led.head.seq : 0, "ledger entry", "ledger entries") +
+        " · read " + fmtTime(new Date().toISOString());
       document.body.dataset.state = "ready";
     } catch (e) {
       status.textContent = "Could not read the seed node: " + e.message;
