@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rookery-ml/rookery/transport/seednode"
 )
 
 // browserBound bounds each run of the browser; its virtual-time budget
@@ -155,4 +157,24 @@ func TestPageInBrowser(t *testing.T) {
 		t.Errorf("screenshot of %dx%d, want 1280x900", b.Dx(), b.Dy())
 	}
 	t.Logf("screenshot of the seed node's page: %s", shot)
+}
+
+// TestPageInBrowserBareSeed renders the page of a registry with no
+// providers and no ledger view: it must still finish, saying so, rather
+// than fail on the missing figures.
+func TestPageInBrowserBareSeed(t *testing.T) {
+	bin := chromium(t)
+	seed := seednode.NewRegistry(seednode.WithProber(trust))
+	defer seed.Stop()
+	srv := httptest.NewServer(seed.Handler())
+	defer srv.Close()
+	dom := string(runChromium(t, bin, srv.URL+"/", "--dump-dom"))
+	for _, want := range []string{`data-state="ready"`, "No providers are registered", "not available", "No jobs in the ledger yet", "No work recorded yet"} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("DOM:\n%s", dom)
+	}
 }
