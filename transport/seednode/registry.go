@@ -737,6 +737,7 @@ func (s *Registry) Handler() http.Handler {
 		}
 		writeJSON(w, out)
 	})
+	registerPage(mux)
 	return mux
 }
 
