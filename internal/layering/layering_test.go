@@ -40,7 +40,7 @@ var allowed = map[string][]string{
 	"exec/guard/...":     {"exec", "exec/guard"},
 	"checkpoint":         {"exec", "graph", "proto/rookery/v1"},
 	"ledger":             {"proto/rookery/v1"},
-	"transport":          {"exec", "graph", "proto/rookery/v1"},
+	"transport":          {"exec", "graph", "ledger", "proto/rookery/v1"},
 	"transport/seednode": {"exec", "graph", "proto/rookery/v1", "transport"},
 	"internal/providers": {"exec", "transport", "transport/seednode"},
 	".":                  {"checkpoint", "exec", "exec/guard", "graph", "partition", "transport", "transport/seednode"},
