@@ -161,6 +161,11 @@ func (s *Server) Receipt(ctx context.Context, req *rookeryv1.ReceiptRequest) (_ 
 		return nil, toStatus(err)
 	}
 	defer s.release(ss)
+	if s.receiptHook != nil {
+		if err := s.receiptHook(ctx); err != nil {
+			return nil, toStatus(err)
+		}
+	}
 	now := s.cfg.clock.Now()
 	s.mu.Lock()
 	m := &ss.meter

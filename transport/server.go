@@ -141,7 +141,10 @@ type Server struct {
 	closed   bool
 	ids      []string // provider ids the seed node gave this server, newest last
 
-	overclaim func(*work) // a test's hook that inflates the work a receipt claims
+	// tests' hooks: overclaim inflates the work a receipt claims,
+	// receiptHook runs before a receipt is signed
+	overclaim   func(*work)
+	receiptHook func(context.Context) error
 
 	stop     chan struct{}
 	janitor  sync.WaitGroup
