@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -41,10 +42,7 @@ type dialConfig struct {
 	dialTimeout  time.Duration
 
 	// receipts (receipts.go)
-	receipts        func(*rookeryv1.SignedReceipt)
-	faults          func(*rookeryv1.SignedFault)
-	receiptErrs     func(error)
-	job             string
+	sinks           Sinks
 	receiptInterval time.Duration
 	receiptTimeout  time.Duration
 	clock           Clock
@@ -286,6 +284,9 @@ type Client struct {
 	caps *rookeryv1.Capabilities
 	// identity is the provider's identity key, verified at Connect.
 	identity ed25519.PublicKey
+	// sinks are where the sessions opened from now on hand their
+	// receipts (receipts.go).
+	sinks atomic.Pointer[Sinks]
 }
 
 // Dial connects to the provider at addr and asks it to describe itself,
@@ -322,6 +323,7 @@ func Connect(ctx context.Context, addr string, opts ...DialOption) (*Client, err
 	if key, ok := VerifyChallenge(caps, challenge); ok {
 		c.identity = key
 	}
+	c.sinks.Store(&cfg.sinks)
 	return c, nil
 }
 
@@ -364,7 +366,8 @@ func (c *Client) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session,
 	// provider's receipts name unless the lease names one.
 	var key ed25519.PrivateKey
 	octx := ctx
-	if c.cfg.receipts != nil || c.cfg.faults != nil {
+	sinks := c.sinks.Load()
+	if sinks.wanted() {
 		key = RequesterKey(func(d *dialConfig) { d.requesterKey = c.cfg.requesterKey })
 		octx = metadata.AppendToOutgoingContext(ctx, RequesterKeyHeader, base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)))
 	}
@@ -388,7 +391,7 @@ func (c *Client) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session,
 		return nil, fromStatus(ctx, c.on("open", spec.Part), err)
 	}
 	rs := &remoteSession{c: c, id: resp.Session, part: spec.Part}
-	rs.startMeter(spec.Graph.TotalCost().FLOPs, key)
+	rs.startMeter(spec.Graph.TotalCost().FLOPs, key, sinks)
 	return rs, nil
 }
 

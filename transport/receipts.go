@@ -217,25 +217,43 @@ const FaultOverclaimed = "overclaimed"
 // countersigned with the requester key (WithRequesterKey), to sink.
 // Without it or WithFaults, no receipt is asked for.
 func WithReceipts(sink func(*rookeryv1.SignedReceipt)) DialOption {
-	return func(d *dialConfig) { d.receipts = sink }
+	return func(d *dialConfig) { d.sinks.Receipts = sink }
 }
 
 // WithFaults hands sink the fault a session signs, with the requester
 // key, for a receipt that claims more work than the session metered
 // (kind FaultOverclaimed). It also makes the sessions take receipts.
 func WithFaults(sink func(*rookeryv1.SignedFault)) DialOption {
-	return func(d *dialConfig) { d.faults = sink }
+	return func(d *dialConfig) { d.sinks.Faults = sink }
 }
 
 // WithReceiptErrors calls f with the error of every receipt that could
 // not be had (a Receipt call that failed, a receipt that does not check);
 // the work it would have covered goes into the next receipt.
 func WithReceiptErrors(f func(error)) DialOption {
-	return func(d *dialConfig) { d.receiptErrs = f }
+	return func(d *dialConfig) { d.sinks.Errors = f }
 }
 
 // WithJob names the training run in the receipts the sessions take.
-func WithJob(job string) DialOption { return func(d *dialConfig) { d.job = job } }
+func WithJob(job string) DialOption { return func(d *dialConfig) { d.sinks.Job = job } }
+
+// Sinks says where a client's sessions hand what their receipts give
+// (WithReceipts, WithFaults, WithReceiptErrors) and the job they name
+// (WithJob).
+type Sinks struct {
+	Receipts func(*rookeryv1.SignedReceipt)
+	Faults   func(*rookeryv1.SignedFault)
+	Errors   func(error)
+	Job      string
+}
+
+func (k *Sinks) wanted() bool { return k.Receipts != nil || k.Faults != nil }
+
+// SetSinks makes the sessions that c opens from now on take receipts
+// and hand them to k, as if c had been dialled with WithReceipts,
+// WithFaults, WithReceiptErrors and WithJob; sessions already open keep
+// theirs.
+func (c *Client) SetSinks(k Sinks) { c.sinks.Store(&k) }
 
 // WithReceiptInterval sets how often a long session takes a receipt
 // (default DefaultReceiptInterval): on its first Step or LocalSteps call
@@ -259,6 +277,7 @@ func WithDialClock(c Clock) DialOption { return func(d *dialConfig) { d.clock = 
 type requesterMeter struct {
 	forward   int64 // FLOPs of one forward evaluation of the part
 	key       ed25519.PrivateKey
+	sinks     *Sinks
 	metered   work      // everything since Open
 	receipted work      // the sum of the receipts countersigned
 	last      time.Time // when the last receipt was asked for
@@ -266,12 +285,11 @@ type requesterMeter struct {
 
 // startMeter starts metering the session when the client takes
 // receipts.
-func (s *remoteSession) startMeter(forward int64, key ed25519.PrivateKey) {
-	cfg := &s.c.cfg
-	if cfg.receipts == nil && cfg.faults == nil {
+func (s *remoteSession) startMeter(forward int64, key ed25519.PrivateKey, sinks *Sinks) {
+	if !sinks.wanted() {
 		return
 	}
-	s.rm = &requesterMeter{forward: forward, key: key, last: cfg.clock.Now()}
+	s.rm = &requesterMeter{forward: forward, key: key, sinks: sinks, last: s.c.cfg.clock.Now()}
 }
 
 // count adds to the session's metered work.
@@ -318,8 +336,8 @@ func (s *remoteSession) receipt(ctx context.Context, final bool) {
 		ctx, cancel = context.WithTimeout(ctx, cfg.receiptTimeout)
 		defer cancel()
 	}
-	if err := s.takeReceipt(ctx, final); err != nil && cfg.receiptErrs != nil {
-		cfg.receiptErrs(err)
+	if err := s.takeReceipt(ctx, final); err != nil && s.rm.sinks.Errors != nil {
+		s.rm.sinks.Errors(err)
 	}
 }
 
@@ -328,10 +346,11 @@ func (s *remoteSession) receipt(ctx context.Context, final bool) {
 // claims too much.
 func (s *remoteSession) takeReceipt(ctx context.Context, final bool) error {
 	cfg, rm := &s.c.cfg, s.rm
+	sinks := rm.sinks
 	s.mu.Lock()
 	rm.last = cfg.clock.Now()
 	s.mu.Unlock()
-	resp, err := s.c.pc.Receipt(ctx, &rookeryv1.ReceiptRequest{Session: s.id, Job: cfg.job, Final: final})
+	resp, err := s.c.pc.Receipt(ctx, &rookeryv1.ReceiptRequest{Session: s.id, Job: sinks.Job, Final: final})
 	if err != nil {
 		return fromStatus(ctx, s.on("receipt"), err)
 	}
@@ -365,16 +384,16 @@ func (s *remoteSession) takeReceipt(ctx context.Context, final bool) error {
 		if err != nil {
 			return err
 		}
-		if cfg.faults != nil {
-			cfg.faults(sf)
+		if sinks.Faults != nil {
+			sinks.Faults(sf)
 		}
 		return fmt.Errorf("transport: %s: %w: %s", s.on("receipt"), ErrOverclaimed, why)
 	}
 	if err := ledger.Countersign(rm.key, sr); err != nil {
 		return err
 	}
-	if cfg.receipts != nil {
-		cfg.receipts(sr)
+	if sinks.Receipts != nil {
+		sinks.Receipts(sr)
 	}
 	return nil
 }
