@@ -43,7 +43,7 @@ var allowed = map[string][]string{
 	"transport":          {"exec", "graph", "ledger", "proto/rookery/v1"},
 	"transport/seednode": {"exec", "graph", "proto/rookery/v1", "transport"},
 	"internal/providers": {"exec", "transport", "transport/seednode"},
-	".":                  {"checkpoint", "exec", "exec/guard", "graph", "partition", "transport", "transport/seednode"},
+	".":                  {"checkpoint", "exec", "exec/guard", "graph", "ledger", "partition", "proto/rookery/v1", "transport", "transport/seednode"},
 	"ravml":              {"exec", "graph"},
 	"ravdl":              {".", "exec", "graph", "partition"},
 	// Programs: they may import any library package, never each other.
