@@ -10,11 +10,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/rookery-ml/rookery/ledger"
 	"github.com/rookery-ml/rookery/transport"
 	"github.com/rookery-ml/rookery/transport/seednode"
 )
@@ -41,6 +44,15 @@ alone by --print-lease-key. With --token-file or --client-ca, providers
 and requesters must authenticate, and leases name the requester's token
 name or certificate name.
 
+It keeps a ledger (--ledger; none with --no-ledger): receipts of work
+co-signed by providers and requesters, and faults requesters caught,
+in a hash-chained, append-only bbolt database. Requesters add to it
+(Seed.Submit, seednode.Submit); the HTTP view serves it (GET /v1/ledger,
+GET /v1/standing?key=KEY), and Find prefers providers in good standing
+and leaves out, for --fault-cooldown, one with a fresh fault. At start
+the whole ledger is verified: a ledger that was edited or corrupted
+stops the seed node with an error naming the first bad entry.
+
 Beyond loopback it serves TLS only (--tls-cert and --tls-key) unless
 --insecure is given.
 
@@ -57,7 +69,7 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var (
 		listen    = fs.String("listen", "127.0.0.1:7000", "gRPC address to serve on (port 0 picks a free one)")
-		httpAddr  = fs.String("http", "127.0.0.1:7080", "HTTP address of the JSON view (GET /v1/providers, GET /v1/lease-key), over TLS with --tls-cert; empty for none")
+		httpAddr  = fs.String("http", "127.0.0.1:7080", "HTTP address of the JSON view (GET /v1/providers, /v1/lease-key, /v1/ledger, /v1/standing), over TLS with --tls-cert; empty for none")
 		ttl       = fs.Duration("ttl", 30*time.Second, "drop a provider that sends no heartbeat for this long")
 		grace     = fs.Duration("shutdown-timeout", 10*time.Second, "how long calls in flight may finish after SIGINT or SIGTERM")
 		tlsCert   = fs.String("tls-cert", "", "PEM certificate file: serve gRPC over TLS (with --tls-key)")
@@ -71,6 +83,9 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		probeCA   = fs.String("probe-ca", "", "PEM file of the CA that signed the providers' certificates: reach them over TLS when checking a registration's address")
 		probeTok  = fs.String("probe-token", "", "file holding the bearer token to present to providers (those with --token-file) when checking a registration's address")
 		probeID   = fs.String("probe-identity", "", "the identity providers know --probe-token by (token:NAME), which the leases for the seed node's own speed measurements name; default: an anonymous requester")
+		ledgerArg = fs.String("ledger", "", "ledger database file (created if absent; default ledger.db in $XDG_DATA_HOME/rookery, else ~/.local/share/rookery)")
+		noLedger  = fs.Bool("no-ledger", false, "keep no ledger: refuse Seed.Submit and rank providers by speed alone")
+		cooldown  = fs.Duration("fault-cooldown", seednode.DefaultFaultCooldown, "leave a provider out of Find's answers for this long after a fault in the ledger (0: never)")
 		logFormat = fs.String("log-format", "text", "log format: text or json")
 		logLevel  = fs.String("log-level", "info", "log level: debug, info, warn or error")
 		version   = fs.Bool("version", false, "print the version and exit")
@@ -154,6 +169,33 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("--http: %w", err)
 		}
 	}
+	if *noLedger && *ledgerArg != "" {
+		return usagef("--no-ledger and --ledger %s", *ledgerArg)
+	}
+	if *cooldown < 0 {
+		return usagef("--fault-cooldown %v must not be negative", *cooldown)
+	}
+	if !*noLedger {
+		path := *ledgerArg
+		if path == "" {
+			if path, err = defaultLedgerFile(); err != nil {
+				return err
+			}
+		}
+		// Open verifies every entry and signature: a corrupt ledger is
+		// refused here, before anything is served.
+		store, err := ledger.Open(path)
+		if errors.Is(err, ledger.ErrCorrupt) {
+			return fmt.Errorf("seed: refusing to serve a corrupt ledger %s: %w", path, err)
+		}
+		if err != nil {
+			return fmt.Errorf("seed: ledger %s: %w", path, err)
+		}
+		defer store.Close()
+		seq, head := store.Head()
+		log.Info("ledger verified", "file", path, "entries", seq, "head", fmt.Sprintf("%x", head))
+		opts = append(opts, seednode.WithLedger(store), seednode.WithFaultCooldown(*cooldown))
+	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	lis, err := net.Listen("tcp", *listen)
@@ -217,4 +259,17 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	wg.Wait()
 	log.Info("seed stopped")
 	return runErr
+}
+
+// defaultLedgerFile is where a seed node keeps its ledger unless told:
+// ledger.db in $XDG_DATA_HOME/rookery, else in ~/.local/share/rookery.
+func defaultLedgerFile() (string, error) {
+	if dir := os.Getenv("XDG_DATA_HOME"); filepath.IsAbs(dir) {
+		return filepath.Join(dir, "rookery", "ledger.db"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("seed: no place for the ledger (%w): give --ledger or --no-ledger", err)
+	}
+	return filepath.Join(home, ".local", "share", "rookery", "ledger.db"), nil
 }

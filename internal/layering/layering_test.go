@@ -41,7 +41,7 @@ var allowed = map[string][]string{
 	"checkpoint":         {"exec", "graph", "proto/rookery/v1"},
 	"ledger":             {"proto/rookery/v1"},
 	"transport":          {"exec", "graph", "ledger", "proto/rookery/v1"},
-	"transport/seednode": {"exec", "graph", "proto/rookery/v1", "transport"},
+	"transport/seednode": {"exec", "graph", "ledger", "proto/rookery/v1", "transport"},
 	"internal/providers": {"exec", "transport", "transport/seednode"},
 	".":                  {"checkpoint", "exec", "exec/guard", "graph", "ledger", "partition", "proto/rookery/v1", "transport", "transport/seednode"},
 	"ravml":              {"exec", "graph"},

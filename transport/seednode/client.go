@@ -39,8 +39,9 @@ type Need struct {
 const DefaultConnectTimeout = 10 * time.Second
 
 // Find asks the seed node at addr for need.N providers and returns their
-// entries, fastest first. A seed node that does not answer within the
-// dial timeout (transport.WithDialTimeout) gives a *transport.DialError
+// entries in the seed node's order: by standing in its ledger, then
+// fastest first (see the package doc). A seed node that does not answer
+// within the dial timeout (transport.WithDialTimeout) gives a *transport.DialError
 // naming addr and the last connection error. Fewer matches than need.N give an error
 // matching ErrNotEnough. From a seed node that signs leases, each entry
 // carries the lease (ProviderEntry.Lease) to pass to transport.Connect
@@ -68,6 +69,51 @@ func Find(ctx context.Context, addr string, need Need, opts ...transport.DialOpt
 	return resp.Providers, nil
 }
 
+// ErrRefused marks a receipt or fault that a seed node refused to add to
+// its ledger: one that does not decode, or whose signatures do not check.
+var ErrRefused = errors.New("seednode: record refused")
+
+// Submit hands signed receipts and faults to the ledger of the seed node
+// at addr (the Seed service's Submit), receipts first, in calls of at
+// most MaxSubmitRecords records, and returns the ledger positions of
+// every record in that order and the ledger's head (the SHA-256 of its
+// last entry) after the last call. A record the seed node refuses gives
+// an error matching ErrRefused whose message names it and why; the
+// records before it were kept, and seqs holds the positions of those
+// sent in earlier calls. A seed node without a ledger gives an error
+// matching ErrNoLedger. opts are those of Find.
+func Submit(ctx context.Context, addr string, receipts []*rookeryv1.SignedReceipt, faults []*rookeryv1.SignedFault, opts ...transport.DialOption) (seqs []uint64, head []byte, err error) {
+	cc, err := transport.DialConn(ctx, addr, "seed node", opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer cc.Close()
+	client := rookeryv1.NewSeedClient(cc)
+	// Each round sends at least one record or ends the loop.
+	for first := true; first || len(receipts)+len(faults) > 0; first = false {
+		req := &rookeryv1.SubmitRequest{Receipts: receipts[:min(len(receipts), MaxSubmitRecords)]}
+		req.Faults = faults[:min(len(faults), MaxSubmitRecords-len(req.Receipts))]
+		receipts, faults = receipts[len(req.Receipts):], faults[len(req.Faults):]
+		resp, err := client.Submit(ctx, req, grpc.WaitForReady(true))
+		if err != nil {
+			if st, ok := status.FromError(err); ok && ctx.Err() == nil {
+				switch st.Code() {
+				case codes.InvalidArgument:
+					return seqs, nil, fmt.Errorf("seednode: %s: %w: %s", addr, ErrRefused, st.Message())
+				case codes.FailedPrecondition:
+					return seqs, nil, fmt.Errorf("seednode: %s: %w", addr, ErrNoLedger)
+				}
+			}
+			if ctx.Err() != nil {
+				return seqs, nil, fmt.Errorf("seednode: %s: no answer to submit: %w", addr, ctx.Err())
+			}
+			return seqs, nil, transport.FromStatus(ctx, "seed "+addr, err)
+		}
+		seqs, head = append(seqs, resp.Seqs...), resp.Head
+	}
+	return seqs, head, nil
+}
+
 // Lease asks the seed node at addr for need.N providers (Find) and
 // connects to each, presenting the lease the seed node signed for it on
 // every call. opts apply to the seed node and to every provider: give
@@ -76,7 +122,7 @@ func Find(ctx context.Context, addr string, need Need, opts ...transport.DialOpt
 // A provider that does not answer within need.ConnectTimeout is skipped,
 // and the next one the seed node knows is taken instead.
 //
-// It returns one executor per provider, fastest first, and the
+// It returns one executor per provider, in Find's order, and the
 // providers' speeds as the seed node measured them (Speed: not the
 // providers' own claims), for use as partition capacities; capacities is
 // nil when any provider has no speed to trust.

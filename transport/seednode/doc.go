@@ -6,8 +6,8 @@
 // renews its entry by heartbeat; the registry drops an entry whose
 // heartbeats stop for the TTL, checked on every read against the
 // registry's clock (WithClock), so no goroutine runs for it. A requester
-// asks for providers with Find, which returns their entries fastest
-// first, each with a lease signed for that provider and requester when
+// asks for providers with Find, which returns their entries best first
+// (see the ledger below), each with a lease signed for that provider and requester when
 // the registry was given WithLeaseSigning; Lease does the same and
 // connects to each provider with its lease, returning executors, the
 // speeds the seed node measured and a release function. People read the registry as
@@ -37,6 +37,21 @@
 // than it reports at its address. Registrations are rate-limited per source and capped in
 // total (WithRegistrationLimit, WithMaxProviders: a
 // *transport.LimitError, ResourceExhausted).
+//
+// The ledger (WithLedger, a ledger.Store): requesters hand the seed node
+// receipts of work co-signed by both sides and faults they signed
+// (Submit), which it appends to a hash-chained, append-only log after
+// checking every signature; GET /v1/ledger pages through it with the
+// totals per key, GET /v1/standing gives one key's. A provider's Score
+// is log10(1 + the GFLOP of its receipts) − FaultPenalty per fault.
+// Find leaves out a provider whose last fault is within
+// WithFaultCooldown on the registry's clock, and orders the rest by
+// standing first (good standing, a score of 0 or more, before a provider
+// whose faults outweigh its work, worst last), then fastest first, then
+// by score, then by address: speed decides among providers in good
+// standing, so that newcomers get work, and verified work lets a
+// provider outgrow a fault. Without a ledger every provider stands as a
+// newcomer and the order is by speed alone, as List's is.
 //
 // Who gets in: with WithTokens, every call but LeaseKey needs a bearer
 // token of the set or a client certificate the server's TLS configuration

@@ -16,7 +16,7 @@ import (
 // sources wait.
 const maxSources = 1 << 16
 
-// bucket is a token bucket of one source's registrations.
+// bucket is a token bucket of one source's calls of one kind.
 type bucket struct {
 	tokens float64
 	at     time.Time // when tokens was last brought up to date
@@ -41,7 +41,13 @@ func source(ctx context.Context, identity string) string {
 // admit takes one registration from src's bucket, or returns a
 // *transport.LimitError; s.mu is held.
 func (s *Registry) admit(src string, now time.Time) error {
-	burst, every := s.cfg.regBurst, s.cfg.regEvery
+	return take(s.buckets, "registrations", src, s.cfg.regBurst, s.cfg.regEvery, now)
+}
+
+// take takes one call from src's bucket in buckets, which holds burst
+// calls and gains one each every, or returns a *transport.LimitError
+// naming the calls (what); s.mu is held.
+func take(buckets map[string]*bucket, what, src string, burst int, every time.Duration, now time.Time) error {
 	if burst <= 0 {
 		return nil
 	}
@@ -51,24 +57,24 @@ func (s *Registry) admit(src string, now time.Time) error {
 		}
 		b.at = now
 	}
-	b, ok := s.buckets[src]
+	b, ok := buckets[src]
 	if !ok {
-		if len(s.buckets) >= maxSources {
-			for k, o := range s.buckets {
+		if len(buckets) >= maxSources {
+			for k, o := range buckets {
 				if refill(o); o.tokens >= float64(burst) {
-					delete(s.buckets, k)
+					delete(buckets, k)
 				}
 			}
 		}
-		if len(s.buckets) >= maxSources {
-			return &transport.LimitError{What: "sources registering at once", Limit: maxSources, Got: int64(len(s.buckets)) + 1, Capacity: true}
+		if len(buckets) >= maxSources {
+			return &transport.LimitError{What: "sources of " + what + " at once", Limit: maxSources, Got: int64(len(buckets)) + 1, Capacity: true}
 		}
 		b = &bucket{tokens: float64(burst), at: now}
-		s.buckets[src] = b
+		buckets[src] = b
 	}
 	refill(b)
 	if b.tokens < 1 {
-		return &transport.LimitError{What: fmt.Sprintf("registrations from %.100s at once (one more every %v)", src, every),
+		return &transport.LimitError{What: fmt.Sprintf("%s from %.100s at once (one more every %v)", what, src, every),
 			Limit: int64(burst), Got: int64(burst) + 1, Capacity: true}
 	}
 	b.tokens--

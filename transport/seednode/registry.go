@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/rookery-ml/rookery/ledger"
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 	"github.com/rookery-ml/rookery/transport"
 )
@@ -50,6 +51,11 @@ type config struct {
 	speedProbe     SpeedProbe
 	speedProbeSet  bool
 	probeRequester string
+
+	ledger        *ledger.Store
+	faultCooldown time.Duration
+	subBurst      int           // submissions a source may make at once
+	subEvery      time.Duration // and one more each this long
 }
 
 // DefaultClaimWindow is how far from the seed node's time a provider's
@@ -141,6 +147,8 @@ type Registry struct {
 	owners  map[string]string // the identity that registered each entry
 	claimed map[string]int64  // the time of the last claim accepted on each entry
 	buckets map[string]*bucket
+	// subBuckets limit Submit calls per source, as buckets registrations.
+	subBuckets map[string]*bucket
 	// measuring holds the entries whose speed is being measured again,
 	// and tried when each entry's measurement last failed.
 	measuring map[string]bool
@@ -150,7 +158,8 @@ type Registry struct {
 // NewRegistry returns a seed node's registry, ready to Serve.
 func NewRegistry(opts ...Option) *Registry {
 	cfg := config{ttl: 30 * time.Second, clock: transport.SystemClock,
-		regBurst: DefaultRegistrationBurst, regEvery: DefaultRegistrationEvery, maxProviders: DefaultMaxProviders, claimWindow: DefaultClaimWindow}
+		regBurst: DefaultRegistrationBurst, regEvery: DefaultRegistrationEvery, maxProviders: DefaultMaxProviders, claimWindow: DefaultClaimWindow,
+		faultCooldown: DefaultFaultCooldown, subBurst: DefaultSubmitBurst, subEvery: DefaultSubmitEvery}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -173,7 +182,7 @@ func NewRegistry(opts ...Option) *Registry {
 		cfg.leaseTTL = DefaultLeaseTTL
 	}
 	s := &Registry{cfg: cfg, log: cfg.logger, entries: map[string]*rookeryv1.ProviderEntry{}, owners: map[string]string{},
-		claimed: map[string]int64{}, buckets: map[string]*bucket{}, measuring: map[string]bool{}, tried: map[string]time.Time{}}
+		claimed: map[string]int64{}, buckets: map[string]*bucket{}, subBuckets: map[string]*bucket{}, measuring: map[string]bool{}, tried: map[string]time.Time{}}
 	s.grpc = grpc.NewServer(append([]grpc.ServerOption{grpc.ChainUnaryInterceptor(s.unaryAuth)}, cfg.grpcOpts...)...)
 	rookeryv1.RegisterSeedServer(s.grpc, s)
 	s.health = health.NewServer()
@@ -524,7 +533,10 @@ func Speed(e *rookeryv1.ProviderEntry) float64 {
 	return e.GetCapabilities().GetGflops()
 }
 
-// Find implements the Seed service.
+// Find implements the Seed service. It offers the live providers that
+// meet the request in the order of ranked: a provider with a fault
+// within the fault cooldown is left out; the rest go by standing, then
+// speed, then score, then address.
 func (s *Registry) Find(ctx context.Context, req *rookeryv1.FindRequest) (*rookeryv1.FindResponse, error) {
 	if req.N <= 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "asked for %d providers", req.N)
@@ -553,12 +565,12 @@ func (s *Registry) Find(ctx context.Context, req *rookeryv1.FindRequest) (*rooke
 	}
 	now := s.cfg.clock.Now()
 	var found []*rookeryv1.ProviderEntry
-	for _, e := range s.live() {
+	excluded := 0
+	for _, e := range s.ranked(now, &excluded) {
 		c := e.Capabilities
 		if c.GetMemoryBytes() < req.MinMemoryBytes || s.rank(e) < req.MinGflops || (req.Gpu && len(c.GetGpus()) == 0) {
 			continue
 		}
-		e = proto.Clone(e).(*rookeryv1.ProviderEntry)
 		if s.cfg.key != nil {
 			tok, err := transport.SignLease(s.cfg.key, transport.Lease{ProviderID: e.Id, ProviderAddress: e.Address, Requester: requester,
 				RequesterKey: req.RequesterKey, IssuedAt: now, Expires: now.Add(s.cfg.leaseTTL)})
@@ -573,7 +585,49 @@ func (s *Registry) Find(ctx context.Context, req *rookeryv1.FindRequest) (*rooke
 			return &rookeryv1.FindResponse{Providers: found}, nil
 		}
 	}
+	if excluded > 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "%d of %d providers match (%d more left out for a recent fault)", len(found), req.N, excluded)
+	}
 	return nil, status.Errorf(codes.FailedPrecondition, "%d of %d providers match", len(found), req.N)
+}
+
+// ranked returns copies of the live entries in the order Find offers
+// them, leaving out those with a fault within the cooldown (counted in
+// *excluded): first by standing (tier: providers in good standing, then
+// those whose faults outweigh their work, worst last), then fastest
+// first (rank), then by score, then by address.
+func (s *Registry) ranked(now time.Time, excluded *int) []*rookeryv1.ProviderEntry {
+	st := s.standings()
+	type candidate struct {
+		e     *rookeryv1.ProviderEntry
+		tier  int
+		speed float64
+		score float64
+	}
+	var cs []candidate
+	for _, e := range s.live() {
+		w, score := st.provider(transport.EncodeIdentityKey(e.IdentityKey))
+		if !s.excludedUntil(w, now).IsZero() {
+			*excluded++
+			continue
+		}
+		cs = append(cs, candidate{e: e, tier: tier(score), speed: s.rank(e), score: score})
+	}
+	sort.SliceStable(cs, func(i, j int) bool {
+		a, b := cs[i], cs[j]
+		if a.tier != b.tier {
+			return a.tier > b.tier
+		}
+		if a.speed != b.speed {
+			return a.speed > b.speed
+		}
+		return a.score > b.score
+	})
+	out := make([]*rookeryv1.ProviderEntry, len(cs))
+	for i, c := range cs {
+		out[i] = c.e
+	}
+	return out
 }
 
 // List implements the Seed service.
@@ -616,6 +670,11 @@ type ProviderJSON struct {
 	// could not confirm: above SpeedClaimSlack times its measurement, not
 	// measured, or higher than the provider reports at its address.
 	UnverifiedSpeed bool `json:"unverified_speed"`
+	// Score is the provider key's standing in the ledger (Score; 0
+	// without a ledger), and ExcludedUntil, while a recent fault keeps it
+	// out of Find's answers, until when (RFC 3339; empty otherwise).
+	Score         float64 `json:"score"`
+	ExcludedUntil string  `json:"excluded_until"`
 }
 
 // GPUJSON is one accelerator in the HTTP/JSON view.
@@ -625,11 +684,19 @@ type GPUJSON struct {
 }
 
 // Handler serves the registry as JSON: GET /v1/providers lists every live
-// provider with its machine configuration, health and last heartbeat. GET
-// /v1/lease-key returns the public key the seed node signs leases with,
-// as --seed-pubkey reads it. The view shows no leases and needs no token.
+// provider with its machine configuration, health, last heartbeat and
+// standing. GET /v1/lease-key returns the public key the seed node signs
+// leases with, as --seed-pubkey reads it. With a ledger (WithLedger), GET
+// /v1/ledger?from=SEQ&limit=N pages through it (LedgerJSON; from 1 and
+// DefaultLedgerPage entries unless asked, at most MaxLedgerPage) with
+// the totals per provider and per requester, and GET /v1/standing?key=KEY
+// gives a key's standing (StandingJSON); a parameter out of its range
+// gets a 400, and both paths a 404 without a ledger. The view shows no
+// leases and needs no token.
 func (s *Registry) Handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/ledger", s.handleLedger)
+	mux.HandleFunc("GET /v1/standing", s.handleStanding)
 	mux.HandleFunc("GET /v1/lease-key", func(w http.ResponseWriter, r *http.Request) {
 		pub := s.LeasePublicKey()
 		if pub == nil {
@@ -642,6 +709,7 @@ func (s *Registry) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/providers", func(w http.ResponseWriter, r *http.Request) {
 		now := s.cfg.clock.Now()
 		list := s.live()
+		st := s.standings()
 		out := struct {
 			Providers []ProviderJSON `json:"providers"`
 			TTLMs     int64          `json:"ttl_ms"`
@@ -653,6 +721,8 @@ func (s *Registry) Handler() http.Handler {
 				Sessions: int(e.Sessions), Limits: c.GetLimits(), OpKinds: len(c.GetOpKinds()),
 				IdentityKey: transport.EncodeIdentityKey(e.IdentityKey), ProbeRTTMicros: e.ProbeRttUs,
 				MeasuredGFLOPS: finite(e.MeasuredGflops), UnverifiedSpeed: e.UnverifiedSpeed}
+			w, score := st.provider(p.IdentityKey)
+			p.Score, p.ExcludedUntil = finite(score), jsonTime(s.excludedUntil(w, now))
 			if now.Sub(p.LastHeartbeat) > s.cfg.ttl/2 {
 				p.Health = "late"
 			}
