@@ -2,6 +2,7 @@ package rookery
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/rookery-ml/rookery/exec"
@@ -54,7 +55,10 @@ func WithCallTimeout(d time.Duration) Option {
 // WithEvents calls f for every snapshot, failure, replacement, check and
 // exclusion (see guard.WithEvents).
 func WithEvents(f func(guard.Event)) Option {
-	return WithGuardOptions(guard.WithEvents(f))
+	return func(c *config) {
+		c.events = f
+		WithGuardOptions(guard.WithEvents(f))(c)
+	}
 }
 
 // WithGuardOptions passes options to guard.New.
@@ -72,7 +76,12 @@ func (c *config) guarded() ([]exec.Executor, *guard.Guard, error) {
 	if len(c.guardOpts) == 0 {
 		return c.executors, nil, nil
 	}
-	execs, gd, err := guard.Wrap(c.executors, c.guardOpts...)
+	opts := c.guardOpts
+	if c.ledger != nil {
+		// Last, so that it wins; it passes the events on to WithEvents'.
+		opts = append(slices.Clone(opts), guard.WithEvents(c.ledger.guardFaults(append(slices.Clone(c.executors), c.spares...), c.events)))
+	}
+	execs, gd, err := guard.Wrap(c.executors, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}

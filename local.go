@@ -3,6 +3,7 @@ package rookery
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"gorgonia.org/gorgonia"
@@ -40,6 +41,7 @@ type LocalTrainer struct {
 	ir      *graph.Graph
 	rounds  *exec.Rounds
 	release func()
+	ledger  *ledgerQueue
 }
 
 // NewLocalTrainer reads g like NewTrainer, shards data (for every input,
@@ -65,10 +67,12 @@ func NewLocalTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.
 	case len(cfg.guardOpts) != cfg.spareOpts:
 		return nil, fmt.Errorf("%w: of the guard's options, local rounds take spares only", ErrConfig)
 	}
+	cfg.ledger = cfg.newLedger()
 	release := func() {}
 	if cfg.lease != nil {
 		var err error
 		if release, err = cfg.lease(ctx); err != nil {
+			cfg.ledger.Close()
 			return nil, err
 		}
 	}
@@ -76,8 +80,12 @@ func NewLocalTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.
 	defer func() {
 		if !ok {
 			release()
+			cfg.ledger.Close()
 		}
 	}()
+	if cfg.ledger != nil {
+		cfg.ledger.attach(append(slices.Clone(cfg.executors), cfg.spares...))
+	}
 	execs := cfg.executors
 	for len(cfg.executors) == 0 && len(execs) < max(cfg.replicas, 1) {
 		execs = append(execs, exec.NewCPU())
@@ -115,7 +123,7 @@ func NewLocalTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.
 		return nil, err
 	}
 	ok = true
-	return &LocalTrainer{learn: append(gorgonia.Nodes{}, learnables...), ir: ir, rounds: rs, release: release}, nil
+	return &LocalTrainer{learn: append(gorgonia.Nodes{}, learnables...), ir: ir, rounds: rs, release: release, ledger: cfg.ledger}, nil
 }
 
 // Round runs one round (exec.Rounds.Round).
@@ -136,12 +144,15 @@ func (t *LocalTrainer) Pull(ctx context.Context) error {
 	return exec.Bind(t.learn, params)
 }
 
-// Close closes the replicas' sessions and gives back a seed node's lease.
+// Close closes the replicas' sessions, gives back a seed node's lease
+// and sends the sessions' receipts to the ledger within
+// LedgerFlushTimeout.
 func (t *LocalTrainer) Close() error {
 	err := t.rounds.Close()
 	if r := t.release; r != nil {
 		t.release = nil
 		r()
 	}
+	t.ledger.Close()
 	return err
 }

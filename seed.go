@@ -24,7 +24,9 @@ const SeedNodeTimeout = 30 * time.Second
 // provider's lease on every call, and closes a provider's connection
 // with the session it opened there. opts apply to the seed node and to
 // every provider (transport.WithToken, TLS credentials,
-// transport.WithRequesterKey for the key the leases are bound to).
+// transport.WithRequesterKey for the key the leases are bound to, which
+// also signs the receipts and faults the trainer sends to the seed
+// node's ledger: see WithLedger).
 func WithSeedNode(addr string, n int, opts ...transport.DialOption) Option {
 	return WithSeedNodeNeed(addr, seednode.Need{N: n}, opts...)
 }
@@ -40,13 +42,20 @@ func WithSeedNodeSpares(k int) Option { return func(c *config) { c.seedSpares = 
 // (memory, GPU, speed).
 func WithSeedNodeNeed(addr string, need seednode.Need, opts ...transport.DialOption) Option {
 	return func(c *config) {
+		if !c.ledgerSet {
+			c.ledgerAddr, c.ledgerOpts = addr, opts
+		}
 		capsAt := len(c.splitOpts) // where the capacities go among the partition options
 		c.executors, c.lease = nil, func(ctx context.Context) (func(), error) {
 			ctx, cancel := context.WithTimeout(ctx, SeedNodeTimeout)
 			defer cancel()
 			want := need
 			want.N += c.seedSpares
-			execs, caps, release, err := seednode.Lease(ctx, addr, want, opts...)
+			lopts := opts
+			if c.ledger != nil {
+				lopts = append(slices.Clone(opts), c.ledger.dialOptions()...)
+			}
+			execs, caps, release, err := seednode.Lease(ctx, addr, want, lopts...)
 			if err != nil {
 				return nil, err
 			}

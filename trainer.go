@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -14,6 +15,7 @@ import (
 	"github.com/rookery-ml/rookery/exec/guard"
 	"github.com/rookery-ml/rookery/graph"
 	"github.com/rookery-ml/rookery/partition"
+	"github.com/rookery-ml/rookery/transport"
 )
 
 // ErrConfig marks options or arguments to NewTrainer that cannot work
@@ -48,6 +50,17 @@ type config struct {
 	spares    []exec.Executor
 	spareOpts int
 	roundOpts []exec.RoundsOption
+	// the ledger (ledger.go): where receipts and faults go, set by
+	// WithLedger (ledgerSet) or WithSeedNode; events are those of
+	// WithEvents, which the ledger's handler passes on
+	ledgerAddr string
+	ledgerOpts []transport.DialOption
+	ledgerSet  bool
+	ledgerErrs func(error)
+	job        string
+	submit     submitFunc
+	events     func(guard.Event)
+	ledger     *ledgerQueue
 }
 
 // WithExecutors trains on these executors, one part each; with
@@ -127,6 +140,7 @@ type Trainer struct {
 	// (WithSeedNodeSpares); nil otherwise. Close calls it once.
 	release func()
 	layout  *partition.Layout
+	ledger  *ledgerQueue // nil without WithLedger or WithSeedNode
 }
 
 // NewTrainer reads g (with the current values of learnables), cuts it
@@ -140,6 +154,13 @@ func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node,
 	for _, o := range opts {
 		o(&cfg)
 	}
+	cfg.ledger = cfg.newLedger()
+	kept := false
+	defer func() {
+		if !kept {
+			cfg.ledger.Close()
+		}
+	}()
 	release := func() {}
 	if cfg.lease != nil {
 		var err error
@@ -150,6 +171,9 @@ func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node,
 	// The sessions hold the connections they need; with spares, the
 	// trainer holds the lease until it closes.
 	defer func() { release() }()
+	if cfg.ledger != nil {
+		cfg.ledger.attach(append(slices.Clone(cfg.executors), cfg.spares...))
+	}
 	if g == nil || loss == nil {
 		return nil, fmt.Errorf("%w: nil graph or loss", ErrConfig)
 	}
@@ -182,9 +206,11 @@ func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node,
 	if err != nil {
 		return nil, err
 	}
-	t := &Trainer{learn: append(gorgonia.Nodes{}, learnables...), ir: ir, plan: plan, pipe: pipe, guard: gd, solver: cfg.solver, layout: cfg.layout}
+	t := &Trainer{learn: append(gorgonia.Nodes{}, learnables...), ir: ir, plan: plan, pipe: pipe, guard: gd, solver: cfg.solver, layout: cfg.layout, ledger: cfg.ledger}
+	kept = true
 	if ckpt != nil {
 		if err := ckpt.Restore(ctx, pipe.Pipelines()...); err != nil {
+			kept = false
 			pipe.Close()
 			return nil, err
 		}
@@ -273,13 +299,15 @@ func (t *Trainer) Pull(ctx context.Context) error {
 	return exec.Bind(t.learn, params)
 }
 
-// Close closes the sessions on every executor.
+// Close closes the sessions on every executor and sends their receipts
+// to the ledger (WithLedger, WithSeedNode) within LedgerFlushTimeout.
 func (t *Trainer) Close() error {
 	err := t.pipe.Close()
 	if r := t.release; r != nil {
 		t.release = nil
 		r()
 	}
+	t.ledger.Close()
 	return err
 }
 

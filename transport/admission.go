@@ -60,6 +60,9 @@ func (s *Server) authorize(ctx context.Context, method string) (context.Context,
 			return nil, nil, err
 		}
 		id = l.owner()
+		if len(l.RequesterKey) > 0 {
+			ctx = withRequesterKey(ctx, l.RequesterKey)
+		}
 	}
 	ctx = withIdentity(ctx, id)
 	ctx = withQuotaKey(ctx, quotaKey(ctx, caller))

@@ -3,11 +3,14 @@ package transport
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -38,6 +41,12 @@ type dialConfig struct {
 	requesterKey ed25519.PrivateKey
 	insecure     bool
 	dialTimeout  time.Duration
+
+	// receipts (receipts.go)
+	sinks           Sinks
+	receiptInterval time.Duration
+	receiptTimeout  time.Duration
+	clock           Clock
 }
 
 // DefaultDialTimeout is how long Dial, Connect and the seed-node clients
@@ -46,7 +55,8 @@ const DefaultDialTimeout = 10 * time.Second
 
 func newDialConfig(opts []DialOption) dialConfig {
 	c := dialConfig{chunk: DefaultChunkBytes, closeTimeout: 10 * time.Second, dialTimeout: DefaultDialTimeout,
-		limits: Limits{MaxTensorBytes: 1 << 36, MaxNodes: -1, MaxSessions: -1}}
+		limits:          Limits{MaxTensorBytes: 1 << 36, MaxNodes: -1, MaxSessions: -1},
+		receiptInterval: DefaultReceiptInterval, receiptTimeout: DefaultReceiptTimeout, clock: SystemClock}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -273,6 +283,11 @@ type Client struct {
 	cc   *grpc.ClientConn
 	pc   rookeryv1.ProviderClient
 	caps *rookeryv1.Capabilities
+	// identity is the provider's identity key, verified at Connect.
+	identity ed25519.PublicKey
+	// sinks are where the sessions opened from now on hand their
+	// receipts (receipts.go).
+	sinks atomic.Pointer[Sinks]
 }
 
 // Dial connects to the provider at addr and asks it to describe itself,
@@ -292,9 +307,11 @@ func Dial(ctx context.Context, addr string, opts ...DialOption) (exec.Executor, 
 func Connect(ctx context.Context, addr string, opts ...DialOption) (*Client, error) {
 	cfg := newDialConfig(opts)
 	var caps *rookeryv1.Capabilities
+	challenge := make([]byte, 32)
+	_, _ = rand.Read(challenge)
 	cc, err := cfg.dial(ctx, addr, "provider", func(ctx context.Context, cc *grpc.ClientConn) error {
 		var err error
-		caps, err = rookeryv1.NewProviderClient(cc).Describe(ctx, &rookeryv1.DescribeRequest{}, grpc.WaitForReady(true))
+		caps, err = rookeryv1.NewProviderClient(cc).Describe(ctx, &rookeryv1.DescribeRequest{Challenge: challenge}, grpc.WaitForReady(true))
 		if err != nil && ctx.Err() == nil {
 			return fromStatus(ctx, "describe "+addr, err)
 		}
@@ -303,8 +320,18 @@ func Connect(ctx context.Context, addr string, opts ...DialOption) (*Client, err
 	if err != nil {
 		return nil, err
 	}
-	return &Client{addr: addr, cfg: cfg, cc: cc, pc: rookeryv1.NewProviderClient(cc), caps: caps}, nil
+	c := &Client{addr: addr, cfg: cfg, cc: cc, pc: rookeryv1.NewProviderClient(cc), caps: caps}
+	if key, ok := VerifyChallenge(caps, challenge); ok {
+		c.identity = key
+	}
+	c.sinks.Store(&cfg.sinks)
+	return c, nil
 }
+
+// IdentityKey returns the provider's identity key, which it proved it
+// holds by signing a challenge when the client connected; nil when it
+// did not.
+func (c *Client) IdentityKey() ed25519.PublicKey { return c.identity }
 
 // Addr is the provider's address.
 func (c *Client) Addr() string { return c.addr }
@@ -336,7 +363,16 @@ func (c *Client) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session,
 	if err != nil {
 		return nil, &exec.SpecError{Part: spec.Part, Node: -1, Reason: err.Error()}
 	}
-	stream, err := c.pc.Open(ctx)
+	// A client that takes receipts names its requester key, which the
+	// provider's receipts name unless the lease names one.
+	var key ed25519.PrivateKey
+	octx := ctx
+	sinks := c.sinks.Load()
+	if sinks.wanted() {
+		key = RequesterKey(func(d *dialConfig) { d.requesterKey = c.cfg.requesterKey })
+		octx = metadata.AppendToOutgoingContext(ctx, RequesterKeyHeader, base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)))
+	}
+	stream, err := c.pc.Open(octx)
 	if err != nil {
 		return nil, fromStatus(ctx, c.on("open", spec.Part), err)
 	}
@@ -360,7 +396,9 @@ func (c *Client) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session,
 		n, _ := spec.Graph.Node(id)
 		values += int(n.Shape.Size())
 	}
-	return &remoteSession{c: c, id: resp.Session, part: spec.Part, values: values}, nil
+	rs := &remoteSession{c: c, id: resp.Session, part: spec.Part, values: values}
+	rs.startMeter(spec.Graph.TotalCost().FLOPs, key, sinks)
+	return rs, nil
 }
 
 // Attach returns a handle on the session id that the same requester
@@ -400,6 +438,7 @@ type remoteSession struct {
 
 	mu     sync.Mutex
 	closed bool
+	rm     *requesterMeter // nil when the client takes no receipts
 }
 
 var _ exec.LocalStepper = (*remoteSession)(nil)
@@ -427,13 +466,16 @@ func (s *remoteSession) Put(ctx context.Context, name string, t *tensor.Dense) e
 	if err != nil {
 		return fromStatus(ctx, s.on("put"), err)
 	}
-	_, serr := sendTensor(stream.Send, &rookeryv1.TensorFrame{Session: s.id, Name: name}, t, s.c.cfg.chunk)
+	n, serr := sendTensor(stream.Send, &rookeryv1.TensorFrame{Session: s.id, Name: name}, t, s.c.cfg.chunk)
 	if serr != nil && !isStatus(serr) && !errors.Is(serr, io.EOF) {
 		// The tensor could not be encoded; drop the call.
 		cancel()
 		return &exec.FeedError{Part: s.part, Node: -1, Name: name, MicroBatch: -1, Reason: serr.Error()}
 	}
 	_, err = stream.CloseAndRecv()
+	if err == nil && serr == nil {
+		s.count(func(w *work) { w.bytesIn += n })
+	}
 	return fromStatus(ctx, s.on("put"), err)
 }
 
@@ -466,6 +508,7 @@ func (s *remoteSession) Get(ctx context.Context, names ...string) (map[string]*t
 		}
 		out[h.Name] = t
 	}
+	s.count(func(w *work) { w.bytesOut += r.bytes })
 	return out, nil
 }
 
@@ -489,13 +532,16 @@ func (s *remoteSession) call(ctx context.Context, what string, open func(context
 	// Send and receive concurrently: the provider may start answering (or
 	// refuse) before everything is sent.
 	sendErr := make(chan error, 1)
+	var sent int64 // read once sendErr has its value
 	go func() {
 		err := stream.Send(&rookeryv1.TensorFrame{Session: s.id, MicroBatch: int64(mb)})
 		for id, t := range ins {
 			if err != nil {
 				break
 			}
-			_, err = sendTensor(stream.Send, &rookeryv1.TensorFrame{Id: id}, t, s.c.cfg.chunk)
+			var n int64
+			n, err = sendTensor(stream.Send, &rookeryv1.TensorFrame{Id: id}, t, s.c.cfg.chunk)
+			sent += n
 			if err != nil && !isStatus(err) && !errors.Is(err, io.EOF) {
 				err = &exec.FeedError{Part: s.part, Node: id, MicroBatch: mb, Reason: err.Error()}
 				cancel()
@@ -529,6 +575,16 @@ func (s *remoteSession) call(ctx context.Context, what string, open func(context
 	if rerr != nil {
 		return nil, fromStatus(ctx, s.on(what), rerr)
 	}
+	s.count(func(w *work) {
+		w.bytesIn += sent
+		w.bytesOut += r.bytes
+		if what == "forward" {
+			w.flops = addSat(w.flops, s.rm.forward)
+			w.microBatches++
+		} else {
+			w.flops = addSat(w.flops, mulSat(s.rm.forward, 2))
+		}
+	})
 	return out, nil
 }
 
@@ -551,7 +607,11 @@ func (s *remoteSession) Step(ctx context.Context) error {
 	if err := s.check(); err != nil {
 		return err
 	}
+	s.periodicReceipt(ctx)
 	_, err := s.c.pc.Step(ctx, &rookeryv1.StepRequest{Session: s.id})
+	if err == nil {
+		s.count(func(w *work) { w.steps++ })
+	}
 	return fromStatus(ctx, s.on("step"), err)
 }
 
@@ -567,6 +627,7 @@ func (s *remoteSession) LocalSteps(ctx context.Context, req exec.LocalRequest) (
 	if err := req.Validate(); err != nil {
 		return exec.LocalResult{}, err
 	}
+	s.periodicReceipt(ctx)
 	// what fits in a message either way (the provider's default chunk
 	// bounds what it receives)
 	limit := min(s.c.cfg.chunk, DefaultChunkBytes)
@@ -585,6 +646,12 @@ func (s *remoteSession) LocalSteps(ctx context.Context, req exec.LocalRequest) (
 	if err != nil {
 		return exec.LocalResult{}, fromStatus(ctx, s.on("local steps"), err)
 	}
+	s.count(func(w *work) {
+		w.steps += res.Steps
+		w.flops = addSat(w.flops, mulSat(mulSat(s.rm.forward, 3), res.Steps))
+		w.bytesIn += int64(len(wire.Update))
+		w.bytesOut += int64(len(res.Delta))
+	})
 	out := exec.LocalResult{Steps: int(res.Steps), Rows: res.Rows, Loss: res.Loss, Delta: res.Delta}
 	if req.Delta != 0 && !inline {
 		name := exec.DeltaName(req.Delta)
@@ -608,6 +675,7 @@ func (s *remoteSession) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	s.finalReceipt()
 	ctx, cancel := context.WithTimeout(context.Background(), s.c.cfg.closeTimeout)
 	defer cancel()
 	_, err := s.c.pc.Close(ctx, &rookeryv1.CloseRequest{Session: s.id})

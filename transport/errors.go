@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -229,6 +230,8 @@ func toStatus(err error) error {
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, ErrStalled):
 		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, ErrNoRequesterKey):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
@@ -319,6 +322,10 @@ func fromStatus(ctx context.Context, what string, err error) error {
 		return fmt.Errorf("transport: %s: %w", what, &AuthError{Reason: ReasonMissing, Detail: st.Message()})
 	case codes.PermissionDenied:
 		return fmt.Errorf("transport: %s: %w", what, &AuthError{Reason: ReasonNotOwner, Detail: st.Message()})
+	case codes.FailedPrecondition:
+		if msg := st.Message(); strings.HasPrefix(msg, ErrNoRequesterKey.Error()) {
+			return fmt.Errorf("transport: %s: %w%s", what, ErrNoRequesterKey, strings.TrimPrefix(msg, ErrNoRequesterKey.Error()))
+		}
 	case codes.InvalidArgument:
 		if msg := st.Message(); len(msg) > 0 {
 			return fmt.Errorf("transport: %s: %w", what, errors.New(msg))

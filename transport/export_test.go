@@ -1,6 +1,12 @@
 package transport
 
-import "google.golang.org/grpc/mem"
+import (
+	"context"
+
+	"google.golang.org/grpc/mem"
+
+	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
+)
 
 // DecodeMessage decodes b into v as the provider's gRPC codec does,
 // including the frame reader's zero-copy frames, for the handler fuzz
@@ -22,3 +28,18 @@ func WaitingStreams(s *Server) int {
 	}
 	return n
 }
+
+// Overclaim makes s's receipts claim flops more FLOPs than its sessions
+// metered.
+func Overclaim(s *Server, flops int64) { s.overclaim = func(w *work) { w.flops += flops } }
+
+// HangReceipts makes s's Receipt calls wait until they are cancelled.
+func HangReceipts(s *Server) {
+	s.receiptHook = func(ctx context.Context) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+}
+
+// ProviderClient returns c's gRPC client, for tests that make raw calls.
+func ProviderClient(c *Client) rookeryv1.ProviderClient { return c.pc }

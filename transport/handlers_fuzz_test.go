@@ -22,6 +22,7 @@ import (
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/graph"
 	"github.com/rookery-ml/rookery/internal/fuzzcalls"
+	"github.com/rookery-ml/rookery/ledger"
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 	"github.com/rookery-ml/rookery/transport"
 )
@@ -75,12 +76,14 @@ const (
 	opStep
 	opClose
 	opLocalSteps
+	opReceipt
 	numOps
 )
 
 // FuzzProviderHandlers sends arbitrary call sequences to a provider's
-// Open, Put, Get, Forward, Backward, Step, Close and LocalSteps handlers. No input may
-// panic the provider or get an error that is not a gRPC status; every
+// Open, Put, Get, Forward, Backward, Step, Close, LocalSteps and Receipt handlers. No input may
+// panic the provider or get an error that is not a gRPC status; a receipt
+// it signs checks, with figures none of which is negative; every
 // byte it reserves is released once the sessions are closed; it never
 // holds more than its budget.
 func FuzzProviderHandlers(f *testing.F) {
@@ -154,13 +157,19 @@ func FuzzProviderHandlers(f *testing.F) {
 		[]any{byte(opLocalSteps), &rookeryv1.LocalStepsRequest{Session: sid, Steps: 3, Seed: 5, Start: 1}},
 		[]any{byte(opLocalSteps), &rookeryv1.LocalStepsRequest{Session: sid, Steps: -1, Start: -1}}))
 	f.Add(fuzzcalls.Encode(open, []any{byte(opLocalSteps), &rookeryv1.LocalStepsRequest{Session: sid, Steps: 1}}))
+	f.Add(fuzzcalls.Encode(open, feeds, []any{byte(opBackward), &rookeryv1.TensorFrame{Session: sid}},
+		[]any{byte(opStep), &rookeryv1.StepRequest{Session: sid}},
+		[]any{byte(opReceipt), &rookeryv1.ReceiptRequest{Session: sid, Job: "job"}},
+		[]any{byte(opReceipt), &rookeryv1.ReceiptRequest{Session: sid, Job: strings.Repeat("j", 300), Final: true}}))
 
 	const budget = 1 << 22
 	srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0), transport.WithLimits(transport.Limits{
 		MaxSessions: 3, MaxNodes: 64, MaxGraphBytes: 1 << 16, MaxTensorBytes: 1 << 16, MaxSessionBytes: 1 << 20,
 		MaxProviderBytes: budget, IdleTimeout: -1, ChunkBytes: 1 << 12}))
 	f.Cleanup(srv.Stop)
-	ctx := context.Background()
+	// Sessions name a requester key, so that Receipt signs receipts.
+	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(transport.RequesterKeyHeader,
+		transport.EncodeIdentityKey(transport.DefaultRequesterKey().Public().(ed25519.PublicKey))))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ops, msgs := fuzzcalls.Decode(data, 24)
 		var ids []string
@@ -221,6 +230,20 @@ func FuzzProviderHandlers(f *testing.F) {
 						req.Steps = 4
 					}
 					_, err = srv.LocalSteps(ctx, &req)
+				}
+			case opReceipt:
+				var req rookeryv1.ReceiptRequest
+				if unary(msgs[i], &req) {
+					var resp *rookeryv1.ReceiptResponse
+					if resp, err = srv.Receipt(ctx, &req); err == nil {
+						r, oerr := ledger.OpenProviderReceipt(resp.Receipt)
+						if oerr != nil {
+							t.Fatalf("the provider's receipt does not open: %v", oerr)
+						}
+						if w := r.Work; w.Flops < 0 || w.BytesIn < 0 || w.BytesOut < 0 || w.Steps < 0 || w.MicroBatches < 0 {
+							t.Fatalf("receipt with negative figures: %v", w)
+						}
+					}
 				}
 			}
 			fuzzcalls.CheckStatus(t, "call", err)

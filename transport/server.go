@@ -143,6 +143,11 @@ type Server struct {
 	closed   bool
 	ids      []string // provider ids the seed node gave this server, newest last
 
+	// tests' hooks: overclaim inflates the work a receipt claims,
+	// receiptHook runs before a receipt is signed
+	overclaim   func(*work)
+	receiptHook func(context.Context) error
+
 	stop     chan struct{}
 	janitor  sync.WaitGroup
 	stopOnce sync.Once
@@ -167,6 +172,8 @@ type serverSession struct {
 	used     bool // a call has used it since Open
 	closed   bool
 	mbs      map[int]bool // micro-batches forwarded since the last Step; the first is paid at Open
+
+	meter meter // the work since the last receipt (receipts.go)
 }
 
 // NewServer returns a server for e. It measures the machine (the start-up
@@ -550,7 +557,8 @@ func (s *Server) Open(stream rookeryv1.Provider_OpenServer) (err error) {
 	id := newID()
 	now := s.cfg.clock.Now()
 	ss := &serverSession{id: id, part: spec.Part, s: sess, spec: spec, owner: identityFrom(ctx), quota: quota, opened: now, perMB: perMB, nMB: spec.MicroBatchCount(), bytes: size + work,
-		resident: map[string]int64{}, mbs: map[int]bool{}, lastUsed: now}
+		resident: map[string]int64{}, mbs: map[int]bool{}, lastUsed: now,
+		meter: meter{forward: g.TotalCost().FLOPs, requester: requesterKeyOf(ctx), since: now}}
 	s.mu.Lock()
 	evicted, err = s.admitLocked(quota)
 	if err != nil {
@@ -625,6 +633,7 @@ func (s *Server) Put(stream rookeryv1.Provider_PutServer) (err error) {
 		s.unreserve(ss, old)
 	}
 	s.metrics.bytesIn.Add(float64(r.bytes))
+	s.count(ss, func(w *work) { w.bytesIn += r.bytes })
 	return stream.SendAndClose(&rookeryv1.PutResponse{})
 }
 
@@ -641,6 +650,7 @@ func (s *Server) Get(req *rookeryv1.GetRequest, stream rookeryv1.Provider_GetSer
 	if err != nil {
 		return toStatus(err)
 	}
+	var sent int64
 	for _, name := range req.Names {
 		t, ok := got[name]
 		if !ok {
@@ -651,7 +661,9 @@ func (s *Server) Get(req *rookeryv1.GetRequest, stream rookeryv1.Provider_GetSer
 		if err != nil {
 			return err
 		}
+		sent += n
 	}
+	s.count(ss, func(w *work) { w.bytesOut += sent })
 	return nil
 }
 
@@ -725,13 +737,25 @@ func (s *Server) call(stream callStream, forward bool, run func(ctx context.Cont
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
+	var sent int64
 	for _, id := range ids {
 		n, err := sendTensor(stream.Send, &rookeryv1.TensorFrame{Id: id}, out[id], s.lim.ChunkBytes)
 		s.metrics.bytesOut.Add(float64(n))
 		if err != nil {
 			return err
 		}
+		sent += n
 	}
+	s.count(ss, func(w *work) {
+		w.bytesIn += r.bytes
+		w.bytesOut += sent
+		if forward {
+			w.flops = addSat(w.flops, ss.meter.forward)
+			w.microBatches++
+		} else {
+			w.flops = addSat(w.flops, mulSat(ss.meter.forward, 2))
+		}
+	})
 	return nil
 }
 
@@ -762,6 +786,7 @@ func (s *Server) Step(ctx context.Context, req *rookeryv1.StepRequest) (_ *rooke
 	if err := ss.s.Step(ctx); err != nil {
 		return nil, toStatus(err)
 	}
+	s.count(ss, func(w *work) { w.steps++ })
 	s.releaseMicroBatches(ss)
 	return &rookeryv1.StepResponse{}, nil
 }
@@ -786,6 +811,12 @@ func (s *Server) LocalSteps(ctx context.Context, req *rookeryv1.LocalStepsReques
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	s.count(ss, func(w *work) {
+		w.steps += int64(res.Steps)
+		w.flops = addSat(w.flops, mulSat(mulSat(ss.meter.forward, 3), int64(res.Steps)))
+		w.bytesIn += int64(len(lr.Update))
+		w.bytesOut += int64(len(res.Delta))
+	})
 	return &rookeryv1.LocalStepsResponse{Steps: int64(res.Steps), Rows: res.Rows, Loss: res.Loss, Delta: res.Delta}, nil
 }
 

@@ -9,7 +9,10 @@
 // the in-process executors do, and only the tensors travel. run.sh beside
 // this file starts a seed node and two providers on loopback and runs
 // both. Flags: --seed-node ADDR, --steps n (default 300), --batch b (default
-// 128), --wait d (how long to wait for the seed to know 2 providers).
+// 128), --wait d (how long to wait for the seed to know 2 providers),
+// --check-ledger URL (after a run through a seed node: read the seed
+// node's GET /v1/ledger at URL and check that it holds a receipt of each
+// part's session whose FLOPs are the part's cost × steps, within 1%).
 package main
 
 import (
@@ -37,14 +40,15 @@ func main() {
 	steps := flag.Int("steps", 300, "training steps")
 	batch := flag.Int("batch", 128, "mini-batch size")
 	wait := flag.Duration("wait", 10*time.Second, "how long to wait for the seed node to know 2 providers")
+	checkLedger := flag.String("check-ledger", "", "after training, check the seed node's ledger at this HTTP `URL` (http://host:port)")
 	flag.Parse()
-	if err := run(*seedNode, *steps, *batch, *wait); err != nil {
+	if err := run(*seedNode, *steps, *batch, *wait, *checkLedger); err != nil {
 		fmt.Fprintln(os.Stderr, "cluster:", err)
 		os.Exit(1)
 	}
 }
 
-func run(seedNode string, steps, batch int, wait time.Duration) error {
+func run(seedNode string, steps, batch int, wait time.Duration, checkLedger string) error {
 	ctx := context.Background()
 	train, _, err := mnist.Load()
 	if err != nil {
@@ -66,7 +70,8 @@ func run(seedNode string, steps, batch int, wait time.Duration) error {
 
 	// The first layer holds most of the work and cannot be split, so allow
 	// the parts to be unequal.
-	opts := []rookery.Option{rookery.WithSolver(exec.SGD(0.1, 0.9)), rookery.WithMicroBatches(2),
+	const micro = 2
+	opts := []rookery.Option{rookery.WithSolver(exec.SGD(0.1, 0.9)), rookery.WithMicroBatches(micro),
 		rookery.WithPartitionOptions(partition.WithMaxImbalance(1))}
 	where := "2 in-process executors"
 	if seedNode != "" {
@@ -102,7 +107,28 @@ func run(seedNode string, steps, batch int, wait time.Duration) error {
 	el := time.Since(start)
 	fmt.Printf("%.1f ms per step\n", float64(el.Microseconds())/1e3/float64(steps))
 	fmt.Printf("final loss %.6f\n", l)
-	return nil
+	if checkLedger == "" {
+		return nil
+	}
+	// The work the ledger should hold: each part's forward cost on one
+	// micro-batch × (1 forward + 2 backward) × micro-batches × steps.
+	mg, err := exec.Rebatch(tr.Graph(), exec.NodeIDs(gorgonia.Nodes{x, y}), batch, batch/micro)
+	if err != nil {
+		return err
+	}
+	lay, err := exec.NewLayout(mg, tr.Plan().PartNodes(), int64(loss.ID()), exec.NodeIDs(gorgonia.Nodes{x, y}))
+	if err != nil {
+		return err
+	}
+	want := make([]int64, len(lay.Specs))
+	for i, sp := range lay.Specs {
+		want[i] = sp.Graph.TotalCost().FLOPs * 3 * micro * int64(steps)
+	}
+	// Close sends the sessions' receipts to the seed node's ledger.
+	if err := tr.Close(); err != nil {
+		return err
+	}
+	return checkReceipts(ctx, checkLedger, want, int64(steps))
 }
 
 func param(rng *rand.Rand, g *gorgonia.ExprGraph, name string, shape ...int) *gorgonia.Node {

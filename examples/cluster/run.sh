@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Start a seed node and two providers on loopback, train the MNIST-sized
 # MLP across the providers through the seed node, train it again on
-# in-process executors, and check that both print the same final loss.
+# in-process executors, and check that both print the same final loss,
+# and that the seed node's ledger holds a countersigned receipt of each
+# provider session whose FLOPs are the part's cost × steps (within 1%).
 # Everything it starts is stopped on exit; every wait is bounded.
 #
 # Run from anywhere:  bash examples/cluster/run.sh [--steps n]
@@ -41,7 +43,7 @@ go build -o "$tmp/rookery" ./cmd/rookery
 go build -o "$tmp/cluster" ./examples/cluster
 
 echo "== starting a seed node"
-"$tmp/rookery" seed --listen 127.0.0.1:0 --http 127.0.0.1:0 --ttl 10s --lease-key "$tmp/lease.key" >"$tmp/seed.out" 2>"$tmp/seed.log" &
+"$tmp/rookery" seed --listen 127.0.0.1:0 --http 127.0.0.1:0 --ttl 10s --lease-key "$tmp/lease.key" --ledger "$tmp/ledger.db" >"$tmp/seed.out" 2>"$tmp/seed.log" &
 pids+=($!)
 seed=$(await listening "$tmp/seed.out")
 http=$(await http "$tmp/seed.out")
@@ -63,8 +65,8 @@ if command -v curl >/dev/null; then
 	curl -s "http://$http/v1/providers" | grep -E '"(address|name|gflops|health)"' || true
 fi
 
-echo "== training through the seed node"
-"$tmp/cluster" --seed-node "$seed" "$@" | tee "$tmp/remote.txt"
+echo "== training through the seed node (its ledger gets each provider session's receipts)"
+"$tmp/cluster" --seed-node "$seed" --check-ledger "http://$http" "$@" | tee "$tmp/remote.txt"
 echo "== training in process"
 "$tmp/cluster" "$@" | tee "$tmp/local.txt"
 
@@ -76,3 +78,9 @@ if [ "$remote" != "$local" ]; then
 	exit 1
 fi
 echo "same final loss"
+if ! grep -q '^ledger: every provider session has its receipts' "$tmp/remote.txt"; then
+	echo "the ledger does not hold the receipts" >&2
+	exit 1
+fi
+echo "== the seed node's ledger, checked again: rookery ledger verify --seed http://$http"
+"$tmp/rookery" ledger verify --seed "http://$http"

@@ -40,10 +40,10 @@ var allowed = map[string][]string{
 	"exec/guard/...":     {"exec", "exec/guard"},
 	"checkpoint":         {"exec", "graph", "proto/rookery/v1"},
 	"ledger":             {"proto/rookery/v1"},
-	"transport":          {"exec", "exec/compress", "graph", "proto/rookery/v1"},
+	"transport":          {"exec", "exec/compress", "graph", "ledger", "proto/rookery/v1"},
 	"transport/seednode": {"exec", "graph", "ledger", "proto/rookery/v1", "transport"},
 	"internal/providers": {"exec", "transport", "transport/seednode"},
-	".":                  {"checkpoint", "exec", "exec/guard", "graph", "partition", "transport", "transport/seednode"},
+	".":                  {"checkpoint", "exec", "exec/guard", "graph", "ledger", "partition", "proto/rookery/v1", "transport", "transport/seednode"},
 	"ravml":              {"exec", "graph"},
 	"ravdl":              {".", "exec", "graph", "partition"},
 	// Programs: they may import any library package, never each other.

@@ -275,3 +275,9 @@ func firstErr(errs map[string]error) error {
 	}
 	return errs[id]
 }
+
+// Addr is the provider's address, by which guard events name it.
+func (l *leased) Addr() string { return l.c.Addr() }
+
+// IdentityKey is the provider's identity key (transport.Client.IdentityKey).
+func (l *leased) IdentityKey() ed25519.PublicKey { return l.c.IdentityKey() }
