@@ -11,6 +11,8 @@ import (
 
 	"github.com/rookery-ml/rookery"
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/guard"
+	"github.com/rookery-ml/rookery/exec/guard/guardtest"
 	"github.com/rookery-ml/rookery/ledger"
 	"github.com/rookery-ml/rookery/partition"
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
@@ -116,5 +118,63 @@ func TestWithLedger(t *testing.T) {
 			t.Errorf("part %d: provider %x requester %x", r.Part, r.ProviderKey, r.RequesterKey)
 		}
 		delete(keys, string(r.ProviderKey))
+	}
+}
+
+// TestLedgerFaultOfLiar: a provider that lies under redundancy is
+// excluded, and the trainer signs a "disagreed" fault naming its identity
+// key for the seed node.
+func TestLedgerFaultOfLiar(t *testing.T) {
+	seed, seedAddr := startFakeSeed(t)
+	ctx := context.Background()
+	serve := func(e exec.Executor) (*transport.Server, *transport.Client) {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := transport.NewServer(e, transport.WithBenchmark(0))
+		go srv.Serve(lis)
+		t.Cleanup(srv.Stop)
+		c, err := transport.Connect(ctx, lis.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return srv, c
+	}
+	_, honest := serve(exec.NewCPU())
+	liarSrv, liar := serve(guardtest.Liar("liar", exec.NewCPU(), guardtest.FlipSign, 9, 3))
+	m := newMLP(8, 6, 10, 3)
+	var excluded []guard.Event
+	tr, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, inputsOf(m), append(guardOpts(),
+		rookery.WithExecutors(honest, liar), rookery.WithRedundancy(2),
+		rookery.WithSpares(exec.NewCPU(), exec.NewCPU(), exec.NewCPU()),
+		rookery.WithEvents(func(e guard.Event) {
+			if e.Kind == guard.EventExcluded {
+				excluded = append(excluded, e)
+			}
+		}),
+		rookery.WithLedger(seedAddr), rookery.WithJob("run-liar"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trainSteps(t, tr, m, 6)
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(excluded) != 1 {
+		t.Fatalf("exclusions %v, want the liar", excluded)
+	}
+	seed.mu.Lock()
+	defer seed.mu.Unlock()
+	if len(seed.faults) != 1 {
+		t.Fatalf("seed got %d faults, want 1", len(seed.faults))
+	}
+	f, err := ledger.OpenFault(seed.faults[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Kind != "disagreed" || f.Job != "run-liar" || !ed25519.PublicKey(f.ProviderKey).Equal(liarSrv.IdentityKey()) {
+		t.Fatalf("fault %q of job %q names key %x, want disagreed, run-liar, the liar's key", f.Kind, f.Job, f.ProviderKey)
 	}
 }
