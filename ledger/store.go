@@ -88,13 +88,17 @@ type Entry struct {
 }
 
 // Work sums a key's receipts and faults. WallMS sums the receipts' spans
-// (end − start). For a provider, Faults counts the faults that name it;
-// for a requester, the faults it signed. LastFault is the Time of the
-// latest such entry on the seed node's clock (not the fault's own
-// timestamp, which its signer chose), zero when there is none.
+// (end − start). For a provider, Faults counts the faults that name it
+// signed by a requester that had a session with it (a receipt of both in
+// the ledger before the fault), and UnbackedFaults the others, which
+// anyone could sign and which therefore count for nothing else; for a
+// requester, Faults counts the faults it signed. LastFault is the Time of
+// the latest fault counted in Faults, on the seed node's clock (not the
+// fault's own timestamp, which its signer chose), zero when there is
+// none.
 type Work struct {
 	FLOPs, BytesIn, BytesOut, Steps, MicroBatches, WallMS int64
-	Receipts, Faults                                      int
+	Receipts, Faults, UnbackedFaults                      int
 	LastFault                                             time.Time
 }
 
@@ -137,18 +141,69 @@ func (t Totals) addReceipt(r *rookeryv1.Receipt) {
 	add(t.Requesters, r.GetRequesterKey())
 }
 
-func (t Totals) addFault(f *rookeryv1.Fault, at time.Time) {
-	add := func(m map[string]Work, key []byte) {
+func (t Totals) addFault(f *rookeryv1.Fault, at time.Time, backed bool) {
+	add := func(m map[string]Work, key []byte, counts bool) {
 		k := base64.StdEncoding.EncodeToString(key)
 		w := m[k]
+		if !counts {
+			w.UnbackedFaults++
+			m[k] = w
+			return
+		}
 		w.Faults++
 		if at.After(w.LastFault) {
 			w.LastFault = at
 		}
 		m[k] = w
 	}
-	add(t.Providers, f.GetProviderKey())
-	add(t.Requesters, f.GetRequesterKey())
+	add(t.Providers, f.GetProviderKey(), backed)
+	add(t.Requesters, f.GetRequesterKey(), true)
+}
+
+// tally is the ledger's totals and what it takes to keep them honest:
+// the receipts and faults already counted (a record submitted twice is
+// stored and counted once) and the pairs of provider and requester that
+// have a receipt together.
+type tally struct {
+	totals   Totals
+	receipts map[string]uint64   // receiptKey → seq
+	faults   map[[32]byte]uint64 // SHA-256 of the fault's bytes → seq
+	pairs    map[string]bool     // provider key + requester key
+}
+
+func newTally() tally {
+	return tally{totals: newTotals(), receipts: map[string]uint64{}, faults: map[[32]byte]uint64{}, pairs: map[string]bool{}}
+}
+
+// receiptKey names a receipt by its provider, session and index: a
+// provider signs one receipt per index of a session.
+func receiptKey(r *rookeryv1.Receipt) string {
+	return fmt.Sprintf("%x/%q/%d", r.GetProviderKey(), r.GetSession(), r.GetIndex())
+}
+
+// receipt counts r, entry seq, unless a receipt of the same key was
+// counted: then it returns that one's seq.
+func (t *tally) receipt(r *rookeryv1.Receipt, seq uint64) (dup uint64) {
+	k := receiptKey(r)
+	if d, ok := t.receipts[k]; ok {
+		return d
+	}
+	t.receipts[k] = seq
+	t.pairs[string(r.GetProviderKey())+string(r.GetRequesterKey())] = true
+	t.totals.addReceipt(r)
+	return 0
+}
+
+// fault counts f (whose signed bytes are b), entry seq at at, unless the
+// same fault was counted: then it returns that one's seq.
+func (t *tally) fault(f *rookeryv1.Fault, b []byte, at time.Time, seq uint64) (dup uint64) {
+	k := sha256.Sum256(b)
+	if d, ok := t.faults[k]; ok {
+		return d
+	}
+	t.faults[k] = seq
+	t.totals.addFault(f, at, t.pairs[string(f.GetProviderKey())+string(f.GetRequesterKey())])
+	return 0
 }
 
 // DecodeEntry decodes an entry's stored bytes. It accepts only the
@@ -184,12 +239,12 @@ func DecodeEntry(raw []byte) (*rookeryv1.LedgerEntry, error) {
 
 // chain checks entries in seq order and sums them.
 type chain struct {
-	n      uint64
-	head   [32]byte
-	totals Totals
+	n     uint64
+	head  [32]byte
+	tally tally
 }
 
-func newChain() *chain { return &chain{totals: newTotals()} }
+func newChain() *chain { return &chain{tally: newTally()} }
 
 // add checks raw as entry n+1: it decodes, says it is entry n+1, carries
 // the hash of entry n, and its record's signatures check.
@@ -215,13 +270,13 @@ func (c *chain) add(raw []byte) error {
 		if err != nil {
 			return &CorruptError{Seq: seq, Reason: reason(err), Err: err}
 		}
-		c.totals.addReceipt(r)
+		c.tally.receipt(r, seq)
 	case *rookeryv1.LedgerEntry_Fault:
 		f, err := OpenFault(rec.Fault)
 		if err != nil {
 			return &CorruptError{Seq: seq, Reason: reason(err), Err: err}
 		}
-		c.totals.addFault(f, at)
+		c.tally.fault(f, rec.Fault.GetFault(), at, seq)
 	}
 	c.n, c.head = seq, sha256.Sum256(raw)
 	return nil
@@ -406,7 +461,7 @@ type Store struct {
 	closed bool
 	n      uint64
 	head   [32]byte
-	totals Totals
+	tally  tally
 }
 
 // Open opens the ledger database at path, creating it (and its
@@ -453,12 +508,14 @@ func Open(path string, opts ...StoreOption) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s.db, s.n, s.head, s.totals = db, c.n, c.head, c.totals
+	s.db, s.n, s.head, s.tally = db, c.n, c.head, c.tally
 	return s, nil
 }
 
 // AppendReceipt checks both signatures of sr (refusing a bad receipt
-// with its *RecordError) and appends it.
+// with its *RecordError) and appends it. A receipt of the same provider,
+// session and index as one in the ledger is not appended again: the
+// entry already there is returned, so that a submission can be retried.
 func (s *Store) AppendReceipt(sr *rookeryv1.SignedReceipt) (Entry, error) {
 	r, err := OpenReceipt(sr)
 	if err != nil {
@@ -470,14 +527,12 @@ func (s *Store) AppendReceipt(sr *rookeryv1.SignedReceipt) (Entry, error) {
 		ProviderSignature:  sr.GetProviderSignature(),
 		RequesterSignature: sr.GetRequesterSignature(),
 	}}}
-	return s.append(le, func(e *Entry) {
-		e.Receipt = r
-		s.totals.addReceipt(r)
-	})
+	return s.append(le, func() uint64 { return s.tally.receipts[receiptKey(r)] }, func(seq uint64) { s.tally.receipt(r, seq) })
 }
 
 // AppendFault checks sf's signature (refusing a bad fault with its
-// *RecordError) and appends it.
+// *RecordError) and appends it; the same signed fault again returns the
+// entry already there.
 func (s *Store) AppendFault(sf *rookeryv1.SignedFault) (Entry, error) {
 	f, err := OpenFault(sf)
 	if err != nil {
@@ -487,16 +542,16 @@ func (s *Store) AppendFault(sf *rookeryv1.SignedFault) (Entry, error) {
 		Fault:              sf.GetFault(),
 		RequesterSignature: sf.GetRequesterSignature(),
 	}}}
-	return s.append(le, func(e *Entry) {
-		e.Fault = f
-		s.totals.addFault(f, e.Time)
+	return s.append(le, func() uint64 { return s.tally.faults[sha256.Sum256(sf.GetFault())] }, func(seq uint64) {
+		s.tally.fault(f, sf.GetFault(), time.UnixMilli(le.GetUnixMs()).UTC(), seq)
 	})
 }
 
 // append writes le, whose record is set, as the next entry and its new
-// head in one transaction; done fills in the entry's record and counts
-// it.
-func (s *Store) append(le *rookeryv1.LedgerEntry, done func(*Entry)) (Entry, error) {
+// head in one transaction, and then counts it with count. dup returns
+// the seq of the same record in the ledger, or 0: then nothing is written
+// and that entry is returned.
+func (s *Store) append(le *rookeryv1.LedgerEntry, dup func() uint64, count func(seq uint64)) (Entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -507,6 +562,15 @@ func (s *Store) append(le *rookeryv1.LedgerEntry, done func(*Entry)) (Entry, err
 	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(le)
 	if err != nil {
 		return Entry{}, fmt.Errorf("ledger: %w", err)
+	}
+	if d := dup(); d != 0 {
+		var e Entry
+		err := s.db.View(func(tx *bolt.Tx) error {
+			var err error
+			e, err = readEntry(tx.Bucket(entriesBucket).Get(binary.BigEndian.AppendUint64(nil, d)))
+			return err
+		})
+		return e, err
 	}
 	e := Entry{Seq: le.Seq, PrevHash: s.head, Hash: sha256.Sum256(raw), Time: at, Raw: raw}
 	head := binary.BigEndian.AppendUint64(nil, e.Seq)
@@ -521,8 +585,8 @@ func (s *Store) append(le *rookeryv1.LedgerEntry, done func(*Entry)) (Entry, err
 		return Entry{}, fmt.Errorf("ledger: appending entry %d: %w", e.Seq, err)
 	}
 	s.n, s.head = e.Seq, e.Hash
-	done(&e)
-	return e, nil
+	count(e.Seq)
+	return readEntry(raw)
 }
 
 // Entries returns up to limit entries from seq from on (from 0 reads
@@ -596,7 +660,7 @@ func (s *Store) Head() (seq uint64, hash [32]byte) {
 func (s *Store) Totals() Totals {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.totals.clone()
+	return s.tally.totals.clone()
 }
 
 // Close closes the database; later calls give ErrClosed.

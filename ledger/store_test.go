@@ -597,3 +597,72 @@ func TestDamagedFileIsRefused(t *testing.T) {
 		t.Error("no damage was refused")
 	}
 }
+
+// TestFaultsNeedASession: a fault counts against a provider only when
+// its requester has a receipt with that provider in the ledger before
+// it; anyone else's fault is kept but counted apart. The same fault or
+// receipt submitted twice is stored and counted once, also after a
+// restart.
+func TestFaultsNeedASession(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prov, req, stranger := key("p"), key("r"), key("x")
+	for _, sf := range []*rookeryv1.SignedFault{fault(t, prov, stranger), fault(t, prov, req)} {
+		if _, err := s.AppendFault(sf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w := s.Totals().Providers[b64(prov)]; w.Faults != 0 || w.UnbackedFaults != 2 || !w.LastFault.IsZero() {
+		t.Fatalf("before any receipt: %+v, want 0 faults and 2 unbacked", w)
+	}
+	r := receipt(t, prov, req, 0)
+	first, err := s.AppendReceipt(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.AppendReceipt(r)
+	if err != nil || again.Seq != first.Seq {
+		t.Fatalf("the receipt again: entry %d, %v; want entry %d", again.Seq, err, first.Seq)
+	}
+	sf := fault(t, prov, req)
+	sf2 := fault(t, prov, stranger)
+	// The same faults as before: kept where they are.
+	for _, f := range []*rookeryv1.SignedFault{sf, sf2} {
+		e, err := s.AppendFault(f)
+		if err != nil || e.Seq > 2 {
+			t.Fatalf("a fault again: entry %d, %v", e.Seq, err)
+		}
+	}
+	// A new fault of the requester, after its receipt: it counts.
+	f := &rookeryv1.Fault{Job: "j", Session: "s2", ProviderKey: pub(prov), RequesterKey: pub(req), Kind: "disagreed", Evidence: "e"}
+	newer, err := SignFault(req, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendFault(newer); err != nil {
+		t.Fatal(err)
+	}
+	want := Work{}
+	check := func(s *Store) {
+		t.Helper()
+		w := s.Totals().Providers[b64(prov)]
+		if n, _ := s.Head(); n != 4 || w.Faults != 1 || w.UnbackedFaults != 2 || w.Receipts != 1 || w.LastFault.IsZero() {
+			t.Fatalf("%d entries, provider %+v; want 4 entries, 1 fault, 2 unbacked, 1 receipt", n, w)
+		}
+		if want.Receipts == 0 {
+			want = w
+		} else if w != want {
+			t.Fatalf("after a restart %+v, before %+v", w, want)
+		}
+	}
+	check(s)
+	s.Close()
+	if s, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check(s)
+}

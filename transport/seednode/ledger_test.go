@@ -130,9 +130,22 @@ func TestSubmit(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("%d records at once: got %v, want InvalidArgument", len(many), err)
 	}
+	// The fault is the one of the first call: submitted again, it keeps
+	// its place (entry 3) and is not counted twice.
 	seqs, _, err = seednode.Submit(ctx, addr, many, []*rookeryv1.SignedFault{fault(t, pubOf(prov), req)})
-	if err != nil || len(seqs) != len(many)+1 || seqs[0] != 5 || seqs[len(seqs)-1] != uint64(5+len(many)) {
-		t.Fatalf("split submission: got %d seqs (%v), %v", len(seqs), err, err)
+	if err != nil || len(seqs) != len(many)+1 || seqs[0] != 5 || seqs[len(many)-1] != uint64(4+len(many)) || seqs[len(many)] != 3 {
+		t.Fatalf("split submission: got %d seqs %v, %v", len(seqs), seqs, err)
+	}
+	if n, _ := store.Head(); n != uint64(4+len(many)) {
+		t.Fatalf("the ledger has %d entries, want %d: a record submitted again is not appended", n, 4+len(many))
+	}
+	// Receipts submitted again (a retried batch) keep their places.
+	again, _, err := seednode.Submit(ctx, addr, many[:2], nil)
+	if err != nil || fmt.Sprint(again) != "[5 6]" {
+		t.Fatalf("receipts submitted again: got %v, %v; want [5 6]", again, err)
+	}
+	if w := store.Totals().Providers[transport.EncodeIdentityKey(pubOf(prov))]; w.Faults != 1 || w.Receipts != 3+len(many) {
+		t.Fatalf("totals count %d faults and %d receipts, want 1 and %d", w.Faults, w.Receipts, 3+len(many))
 	}
 
 	// No ledger.

@@ -31,12 +31,16 @@ type WorkJSON struct {
 	MicroBatches int64 `json:"micro_batches"`
 	WallMS       int64 `json:"wall_ms"`
 	Receipts     int   `json:"receipts"`
-	Faults       int   `json:"faults"`
+	// Faults counts the faults that count (ledger.Work.Faults),
+	// UnbackedFaults those from requesters with no session with the
+	// provider in the ledger.
+	Faults         int `json:"faults"`
+	UnbackedFaults int `json:"unbacked_faults"`
 }
 
 func workJSON(w ledger.Work) WorkJSON {
 	return WorkJSON{FLOPs: w.FLOPs, BytesIn: w.BytesIn, BytesOut: w.BytesOut, Steps: w.Steps, MicroBatches: w.MicroBatches,
-		WallMS: w.WallMS, Receipts: w.Receipts, Faults: w.Faults}
+		WallMS: w.WallMS, Receipts: w.Receipts, Faults: w.Faults, UnbackedFaults: w.UnbackedFaults}
 }
 
 // TotalsJSON is the ledger's work per provider key and per requester key.
