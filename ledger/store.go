@@ -169,10 +169,14 @@ type tally struct {
 	receipts map[string]uint64   // receiptKey → seq
 	faults   map[[32]byte]uint64 // SHA-256 of the fault's bytes → seq
 	pairs    map[string]bool     // provider key + requester key
+	// unbacked holds, by pair, the times of faults counted as unbacked,
+	// until a receipt of the pair backs them.
+	unbacked map[string][]time.Time
 }
 
 func newTally() tally {
-	return tally{totals: newTotals(), receipts: map[string]uint64{}, faults: map[[32]byte]uint64{}, pairs: map[string]bool{}}
+	return tally{totals: newTotals(), receipts: map[string]uint64{}, faults: map[[32]byte]uint64{}, pairs: map[string]bool{},
+		unbacked: map[string][]time.Time{}}
 }
 
 // receiptKey names a receipt by its provider, session and index: a
@@ -189,8 +193,23 @@ func (t *tally) receipt(r *rookeryv1.Receipt, seq uint64) (dup uint64) {
 		return d
 	}
 	t.receipts[k] = seq
-	t.pairs[string(r.GetProviderKey())+string(r.GetRequesterKey())] = true
+	pair := string(r.GetProviderKey()) + string(r.GetRequesterKey())
+	t.pairs[pair] = true
 	t.totals.addReceipt(r)
+	// The pair's faults that came before its first receipt count now.
+	if ats := t.unbacked[pair]; len(ats) > 0 {
+		pk := base64.StdEncoding.EncodeToString(r.GetProviderKey())
+		w := t.totals.Providers[pk]
+		for _, at := range ats {
+			w.UnbackedFaults--
+			w.Faults++
+			if at.After(w.LastFault) {
+				w.LastFault = at
+			}
+		}
+		t.totals.Providers[pk] = w
+		delete(t.unbacked, pair)
+	}
 	return 0
 }
 
@@ -202,7 +221,12 @@ func (t *tally) fault(f *rookeryv1.Fault, b []byte, at time.Time, seq uint64) (d
 		return d
 	}
 	t.faults[k] = seq
-	t.totals.addFault(f, at, t.pairs[string(f.GetProviderKey())+string(f.GetRequesterKey())])
+	pair := string(f.GetProviderKey()) + string(f.GetRequesterKey())
+	backed := t.pairs[pair]
+	if !backed {
+		t.unbacked[pair] = append(t.unbacked[pair], at)
+	}
+	t.totals.addFault(f, at, backed)
 	return 0
 }
 

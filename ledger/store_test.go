@@ -599,8 +599,8 @@ func TestDamagedFileIsRefused(t *testing.T) {
 }
 
 // TestFaultsNeedASession: a fault counts against a provider only when
-// its requester has a receipt with that provider in the ledger before
-// it; anyone else's fault is kept but counted apart. The same fault or
+// its requester has a receipt with that provider in the ledger (before
+// or after it); anyone else's fault is kept but counted apart. The same fault or
 // receipt submitted twice is stored and counted once, also after a
 // restart.
 func TestFaultsNeedASession(t *testing.T) {
@@ -618,6 +618,8 @@ func TestFaultsNeedASession(t *testing.T) {
 	if w := s.Totals().Providers[b64(prov)]; w.Faults != 0 || w.UnbackedFaults != 2 || !w.LastFault.IsZero() {
 		t.Fatalf("before any receipt: %+v, want 0 faults and 2 unbacked", w)
 	}
+	// The requester's receipt, after its fault, backs the fault; the
+	// stranger's stays unbacked.
 	r := receipt(t, prov, req, 0)
 	first, err := s.AppendReceipt(r)
 	if err != nil {
@@ -636,6 +638,9 @@ func TestFaultsNeedASession(t *testing.T) {
 			t.Fatalf("a fault again: entry %d, %v", e.Seq, err)
 		}
 	}
+	if w := s.Totals().Providers[b64(prov)]; w.Faults != 1 || w.UnbackedFaults != 1 || w.LastFault.IsZero() {
+		t.Fatalf("after the receipt: %+v, want 1 fault and 1 unbacked", w)
+	}
 	// A new fault of the requester, after its receipt: it counts.
 	f := &rookeryv1.Fault{Job: "j", Session: "s2", ProviderKey: pub(prov), RequesterKey: pub(req), Kind: "disagreed", Evidence: "e"}
 	newer, err := SignFault(req, f)
@@ -649,8 +654,8 @@ func TestFaultsNeedASession(t *testing.T) {
 	check := func(s *Store) {
 		t.Helper()
 		w := s.Totals().Providers[b64(prov)]
-		if n, _ := s.Head(); n != 4 || w.Faults != 1 || w.UnbackedFaults != 2 || w.Receipts != 1 || w.LastFault.IsZero() {
-			t.Fatalf("%d entries, provider %+v; want 4 entries, 1 fault, 2 unbacked, 1 receipt", n, w)
+		if n, _ := s.Head(); n != 4 || w.Faults != 2 || w.UnbackedFaults != 1 || w.Receipts != 1 || w.LastFault.IsZero() {
+			t.Fatalf("%d entries, provider %+v; want 4 entries, 2 faults, 1 unbacked, 1 receipt", n, w)
 		}
 		if want.Receipts == 0 {
 			want = w
