@@ -84,3 +84,14 @@ if ! grep -q '^ledger: every provider session has its receipts' "$tmp/remote.txt
 fi
 echo "== the seed node's ledger, checked again: rookery ledger verify --seed http://$http"
 "$tmp/rookery" ledger verify --seed "http://$http"
+echo "== the seed node's page: http://$http/"
+if [ -n "${ROOKERY_SCREENSHOT:-}" ]; then
+	if command -v chromium >/dev/null; then
+		# its own profile, bounded in time; the page reads the ledger first
+		timeout 60 chromium --headless --no-sandbox --disable-gpu --user-data-dir="$tmp/chromium" \
+			--window-size=1280,1000 --virtual-time-budget=5000 --screenshot="$ROOKERY_SCREENSHOT" "http://$http/" >/dev/null 2>&1 || true
+		[ -s "$ROOKERY_SCREENSHOT" ] && echo "screenshot of the page: $ROOKERY_SCREENSHOT"
+	else
+		echo "no chromium here: no screenshot (apt-get install chromium)"
+	fi
+fi
