@@ -191,25 +191,10 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 			pr.step(s+1, sum/float64(s+1))
 		}
 		ep := Epoch{Epoch: e, Steps: steps, Seconds: time.Since(start).Seconds(), CPUSeconds: cpuSeconds() - cpu0, Loss: sum / float64(steps)}
-		if err := m.pull(ctx, tr, ng); err != nil {
-			pr.abort()
+		if err := m.endEpoch(ctx, tr, ng, &ep, x, wx, perm, xv, vt, cfg, pr); err != nil {
 			return hist, err
 		}
-		if m.hasBN {
-			if err := m.calibrate(x, wx, perm, cfg.calib); err != nil {
-				pr.abort()
-				return hist, err
-			}
-		}
-		if vt != nil {
-			ep.HasVal = true
-			if ep.ValLoss, ep.ValAccuracy, err = m.evaluate(ctx, xv, vt, &cfg.loss); err != nil {
-				pr.abort()
-				return hist, err
-			}
-		}
 		hist.Epochs = append(hist.Epochs, ep)
-		pr.endEpoch(ep, cfg.loss.hasAccuracy())
 		if cfg.ckpt != "" {
 			if err := writeCheckpoint(ctx, tr, cfg.ckpt); err != nil {
 				return hist, err
@@ -241,6 +226,33 @@ func imbalanceFor(ng *netGraph, k int) (float64, error) {
 		return 0, nil
 	}
 	return float64(heaviest)/(float64(total)/float64(k))*1.01 - 1, nil
+}
+
+// endEpoch finishes epoch ep: the parameters back into the model,
+// BatchNorm's statistics calibrated on the rows perm of x, the
+// validation figures, and the epoch's progress line.
+func (m *Model) endEpoch(ctx context.Context, tr puller, ng *netGraph, ep *Epoch, x *tensor.Dense, wx int, perm []int, xv *tensor.Dense, vt *targets, cfg *config, pr *progress) error {
+	fail := func(err error) error {
+		pr.abort()
+		return err
+	}
+	if err := m.pull(ctx, tr, ng); err != nil {
+		return fail(err)
+	}
+	if m.hasBN {
+		if err := m.calibrate(x, wx, perm, cfg.calib); err != nil {
+			return fail(err)
+		}
+	}
+	if vt != nil {
+		ep.HasVal = true
+		var err error
+		if ep.ValLoss, ep.ValAccuracy, err = m.evaluate(ctx, xv, vt, &cfg.loss); err != nil {
+			return fail(err)
+		}
+	}
+	pr.endEpoch(*ep, cfg.loss.hasAccuracy())
+	return nil
 }
 
 // puller is a trainer that writes its parameters into the graph.

@@ -73,25 +73,10 @@ func (m *Model) fitLocal(ctx context.Context, x *tensor.Dense, tg *targets, xv *
 			pr.step(s+1, sum/float64(s+1))
 		}
 		ep := Epoch{Epoch: e, Steps: rounds, Seconds: time.Since(start).Seconds(), CPUSeconds: cpuSeconds() - cpu0, Loss: sum / float64(rounds)}
-		if err := m.pull(ctx, tr, ng); err != nil {
-			pr.abort()
+		if err := m.endEpoch(ctx, tr, ng, &ep, x, wx, all, xv, vt, cfg, pr); err != nil {
 			return hist, err
 		}
-		if m.hasBN {
-			if err := m.calibrate(x, wx, all, cfg.calib); err != nil {
-				pr.abort()
-				return hist, err
-			}
-		}
-		if vt != nil {
-			ep.HasVal = true
-			if ep.ValLoss, ep.ValAccuracy, err = m.evaluate(ctx, xv, vt, &cfg.loss); err != nil {
-				pr.abort()
-				return hist, err
-			}
-		}
 		hist.Epochs = append(hist.Epochs, ep)
-		pr.endEpoch(ep, cfg.loss.hasAccuracy())
 		if cfg.onEpoch != nil {
 			cfg.onEpoch(ep)
 		}
