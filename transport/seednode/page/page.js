@@ -224,7 +224,7 @@
       return el("tr", { "data-key": p.key, class: p.online ? "online" : "offline" },
         el("td", {}, el("span", { class: "name" }, nameOf(p)),
           r ? el("span", { class: "sub mono", title: p.key }, shortKey(p.key) + " · " + r.address) : el("span", { class: "sub", title: p.key }, "not registered now")),
-        el("td", {}, status, r && r.sessions ? el("span", { class: "sub" }, r.sessions + " sessions") : null),
+        el("td", {}, status, r && r.sessions ? el("span", { class: "sub" }, r.sessions + (r.sessions === 1 ? " session" : " sessions")) : null),
         measuredCell,
         el("td", { class: "num" }, r ? fmtSpeed(claimed) : "—"),
         el("td", { class: "num" }, fmtFlops(p.work.flops), el("span", { class: "sub" }, fmtInt(p.work.steps) + " steps")),
