@@ -190,6 +190,8 @@ type Rounds struct {
 	cancel  context.CancelFunc
 	joinMu  sync.Mutex
 	joined  []joiner
+	seeking int           // searches under way, guarded by joinMu
+	found   chan struct{} // closed and replaced when a search ends
 	joinsWG sync.WaitGroup
 }
 
@@ -315,6 +317,7 @@ func NewRounds(ctx context.Context, g *graph.Graph, loss int64, dataIDs []int64,
 		return nil, err
 	}
 	rs.bg, rs.cancel = context.WithCancel(context.Background())
+	rs.found = make(chan struct{})
 	return rs, nil
 }
 
@@ -617,6 +620,9 @@ func (rs *Rounds) seek(sl *roundSlot) {
 	}
 	sl.joining = true
 	rs.joinsWG.Add(1)
+	rs.joinMu.Lock()
+	rs.seeking++
+	rs.joinMu.Unlock()
 	go func() {
 		defer rs.joinsWG.Done()
 		ex, err := rs.cfg.spare(rs.bg)
@@ -630,6 +636,9 @@ func (rs *Rounds) seek(sl *roundSlot) {
 			s = nil
 		}
 		rs.joined = append(rs.joined, joiner{slot: sl.index, sess: s})
+		rs.seeking--
+		close(rs.found)
+		rs.found = make(chan struct{})
 	}()
 }
 
@@ -667,16 +676,18 @@ func (rs *Rounds) emit(e RoundEvent) {
 // AwaitReplacements waits until every replacement sought so far is ready
 // to join at the next round (or has failed to), or until ctx is done.
 func (rs *Rounds) AwaitReplacements(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		rs.joinsWG.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		rs.joinMu.Lock()
+		n, found := rs.seeking, rs.found
+		rs.joinMu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-found:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
