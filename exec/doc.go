@@ -28,6 +28,16 @@
 // the sum back to every replica, which then steps. The loss stays the
 // mean over the whole mini-batch and the replicas stay bit-identical.
 //
+// NewRounds trains replicas of a whole model by local SGD instead (as
+// DiLoCo): each replica holds its own shard of the data (ShardName) and
+// takes h steps on it in one LocalSteps call, which also applies the last
+// round's update and returns the replica's delta since its anchor
+// (AnchorName, UpdateName, DeltaName), compressed by exec/compress with
+// error feedback on both sides; the requester averages the deltas by rows
+// and moves the global parameters with an outer optimiser. This is not
+// one-process training; it exchanges the model once per round instead of
+// every gradient on every step.
+//
 // The CPU executor lowers a part into a fresh Gorgonia graph for each
 // micro-batch index with Lower, which builds the IR's ML kinds (those that
 // Gorgonia has no op for) as forward-only Gorgonia ops running the kernels

@@ -42,8 +42,10 @@
 // receipts of work co-signed by both sides and faults they signed
 // (Submit), which it appends to a hash-chained, append-only log after
 // checking every signature; GET /v1/ledger pages through it with the
-// totals per key, GET /v1/standing gives one key's. A provider's Score
-// is log10(1 + the GFLOP of its receipts) − FaultPenalty per fault.
+// totals per key, GET /v1/standing gives one key's, and GET / is a page
+// that shows them. A provider's Score is log10(1 + the GFLOP of its
+// receipts) − FaultPenalty per fault that counts: one signed by a
+// requester with a receipt of a session with it (ledger.Work.Faults).
 // Find leaves out a provider whose last fault is within
 // WithFaultCooldown on the registry's clock, and orders the rest by
 // standing first (good standing, a score of 0 or more, before a provider
