@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -97,6 +98,8 @@ type ledgerQueue struct {
 	receipts []*rookeryv1.SignedReceipt
 	faults   []*rookeryv1.SignedFault
 	closed   bool
+
+	noLedger bool // the seed node said it keeps no ledger; only drain uses it
 
 	wake chan struct{}
 	stop chan struct{}
@@ -234,16 +237,19 @@ func (q *ledgerQueue) drain(ctx context.Context) {
 			cctx, cancel := context.WithTimeout(ctx, LedgerFlushTimeout)
 			err = q.submit(cctx, q.addr, rs, fs, q.opts...)
 			cancel()
-			if err == nil {
-				break
+			if err == nil || errors.Is(err, seednode.ErrNoLedger) || errors.Is(err, seednode.ErrRefused) {
+				break // sent, or trying again cannot help
 			}
 		}
 		if err == nil && ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		if err != nil {
+		if err != nil && !q.noLedger {
 			q.errs(fmt.Errorf("rookery: ledger: %d receipts and %d faults not sent to %s: %w", len(rs), len(fs), q.addr, err))
 		}
+		// A seed node without a ledger keeps none later either: what
+		// follows is dropped without a word more.
+		q.noLedger = q.noLedger || errors.Is(err, seednode.ErrNoLedger)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/graph"
+	"github.com/rookery-ml/rookery/transport/seednode"
 )
 
 // WithLocalSteps sets, for NewLocalTrainer, the h local steps each
@@ -37,11 +38,17 @@ func WithRoundOptions(opts ...exec.RoundsOption) Option {
 // one-process training: the trained model depends on h, the outer
 // optimiser and the codec.
 type LocalTrainer struct {
-	learn   gorgonia.Nodes
-	ir      *graph.Graph
-	rounds  *exec.Rounds
-	release func()
-	ledger  *ledgerQueue
+	mu       sync.Mutex // guards what replacement uses
+	spares   []exec.Executor
+	more     func(ctx context.Context, n int) ([]exec.Executor, func(), error)
+	handed   []string // the addresses of the providers the run has had
+	left     int      // replicas that left
+	releases []func()
+
+	learn  gorgonia.Nodes
+	ir     *graph.Graph
+	rounds *exec.Rounds
+	ledger *ledgerQueue
 }
 
 // NewLocalTrainer reads g like NewTrainer, shards data (for every input,
@@ -49,8 +56,10 @@ type LocalTrainer struct {
 // first axis is the batch of one local step) over the replicas and opens
 // one session of the whole model per replica: on the executors of
 // WithExecutors or WithSeedNode, or on WithReplicas(r) in-process CPU
-// executors. A replica whose executor fails is replaced by a spare
-// (WithSpares, WithSeedNodeSpares) at the next round boundary. Options
+// executors. A replica whose executor fails is replaced at the next
+// round boundary by a spare (WithSpares, WithSeedNodeSpares) or, when
+// none is left, by a provider leased then from the seed node of
+// WithSeedNode that the run has not used before. Options
 // of pipelines, parts and guards do not apply and give ErrConfig.
 func NewLocalTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node, learnables gorgonia.Nodes, data map[*gorgonia.Node]*tensor.Dense, opts ...Option) (*LocalTrainer, error) {
 	cfg := config{solver: exec.SGD(0.01, 0.9)}
@@ -103,27 +112,79 @@ func NewLocalTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.
 		byID[int64(n.ID())] = t
 		ids = append(ids, int64(n.ID()))
 	}
-	var mu sync.Mutex
-	spares := cfg.spares
+	t := &LocalTrainer{learn: append(gorgonia.Nodes{}, learnables...), ir: ir, ledger: cfg.ledger,
+		spares: cfg.spares, more: cfg.more, handed: addrs(execs)}
 	ropts := append([]exec.RoundsOption{exec.WithInnerSolver(cfg.solver)}, cfg.roundOpts...)
-	if len(spares) > 0 {
-		ropts = append(ropts, exec.WithReplacements(func(ctx context.Context) (exec.Executor, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			if len(spares) == 0 {
-				return nil, fmt.Errorf("%w: no spare left", ErrConfig)
-			}
-			ex := spares[0]
-			spares = spares[1:]
-			return ex, nil
-		}))
+	if len(cfg.spares) > 0 || cfg.more != nil {
+		ropts = append(ropts, exec.WithReplacements(t.replacement))
 	}
 	rs, err := exec.NewRounds(ctx, ir, int64(loss.ID()), ids, byID, execs, ropts...)
 	if err != nil {
 		return nil, err
 	}
 	ok = true
-	return &LocalTrainer{learn: append(gorgonia.Nodes{}, learnables...), ir: ir, rounds: rs, release: release, ledger: cfg.ledger}, nil
+	t.rounds, t.releases = rs, []func(){release}
+	return t, nil
+}
+
+// replacement gives the executor that replaces a replica that left: the
+// next spare, else a provider leased from the seed node of WithSeedNode
+// that the trainer has not had before. exec.Rounds calls it again at
+// the next round when it fails.
+func (t *LocalTrainer) replacement(ctx context.Context) (exec.Executor, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.left++
+	if len(t.spares) > 0 {
+		ex := t.spares[0]
+		t.spares = t.spares[1:]
+		if a := addrOf(ex); a != "" {
+			t.handed = append(t.handed, a)
+		}
+		return ex, nil
+	}
+	if t.more == nil {
+		return nil, fmt.Errorf("%w: no spare left", ErrConfig)
+	}
+	// The providers in use and one more; Lease skips those that do not
+	// answer, as the one that left may not.
+	execs, release, err := t.more(ctx, max(len(t.handed)-t.left, 0)+1)
+	if err != nil {
+		return nil, err
+	}
+	// The connections stay open until Close: the replacement's session
+	// is opened on one after this returns.
+	t.releases = append(t.releases, release)
+	for _, ex := range execs {
+		a := addrOf(ex)
+		if a == "" || slices.Contains(t.handed, a) {
+			continue
+		}
+		t.handed = append(t.handed, a)
+		if t.ledger != nil {
+			t.ledger.attach([]exec.Executor{ex})
+		}
+		return ex, nil
+	}
+	return nil, fmt.Errorf("%w: the seed node has no provider this run has not used", seednode.ErrNotEnough)
+}
+
+// addrOf is a remote executor's address, "" for another executor.
+func addrOf(e exec.Executor) string {
+	if a, ok := e.(interface{ Addr() string }); ok {
+		return a.Addr()
+	}
+	return ""
+}
+
+func addrs(execs []exec.Executor) []string {
+	var out []string
+	for _, e := range execs {
+		if a := addrOf(e); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // Round runs one round (exec.Rounds.Round).
@@ -149,8 +210,11 @@ func (t *LocalTrainer) Pull(ctx context.Context) error {
 // LedgerFlushTimeout.
 func (t *LocalTrainer) Close() error {
 	err := t.rounds.Close()
-	if r := t.release; r != nil {
-		t.release = nil
+	t.mu.Lock()
+	rs := t.releases
+	t.releases = nil
+	t.mu.Unlock()
+	for _, r := range rs {
 		r()
 	}
 	t.ledger.Close()

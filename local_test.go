@@ -13,6 +13,7 @@ import (
 	"github.com/rookery-ml/rookery"
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/compress"
+	"github.com/rookery-ml/rookery/transport"
 )
 
 // regression is y = x·w with w = (2, −1, 0.5), 64 examples, batch 4.
@@ -128,5 +129,58 @@ func TestLocalTrainerRefuses(t *testing.T) {
 	}
 	if _, err := rookery.NewLocalTrainer(ctx, g, loss, gorgonia.Nodes{w}, nil); !errors.Is(err, rookery.ErrConfig) {
 		t.Errorf("no data: got %v, want ErrConfig", err)
+	}
+}
+
+// TestLocalTrainerLeasesReplacement: with WithSeedNode and no spare, a
+// replica whose provider stops is replaced by a provider leased then from
+// the seed node, one the run has not used.
+func TestLocalTrainerLeasesReplacement(t *testing.T) {
+	addr, servers := seedClusterServers(t, 3, nil)
+	g, loss, w, data := regression()
+	ctx := context.Background()
+	var events []exec.RoundEvent
+	tr, err := rookery.NewLocalTrainer(ctx, g, loss, gorgonia.Nodes{w}, data, rookery.WithSeedNode(addr, 2),
+		rookery.WithRoundOptions(exec.WithRoundSteps(3), exec.WithRoundDeadline(0),
+			exec.WithRoundEvents(func(e exec.RoundEvent) { events = append(events, e) })))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	if _, err := tr.Round(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var idle *transport.Server
+	stopped := false
+	for _, s := range servers {
+		switch {
+		case s.Sessions() == 0:
+			idle = s
+		case !stopped:
+			s.Stop()
+			stopped = true
+		}
+	}
+	if idle == nil || !stopped {
+		t.Fatal("want two providers in use and one idle")
+	}
+	st, err := tr.Round(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Left != 1 || st.Replicas != 1 {
+		t.Fatalf("round after the stop: %d left, %d replicas", st.Left, st.Replicas)
+	}
+	if err := tr.Rounds().AwaitReplacements(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = tr.Round(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st.Joined != 1 || st.Replicas != 2 {
+		t.Fatalf("round after the replacement: %d joined, %d replicas (events %v)", st.Joined, st.Replicas, events)
+	}
+	if idle.Sessions() != 1 {
+		t.Fatalf("the idle provider holds %d sessions, want the replacement's", idle.Sessions())
 	}
 }

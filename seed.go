@@ -46,6 +46,18 @@ func WithSeedNodeNeed(addr string, need seednode.Need, opts ...transport.DialOpt
 			c.ledgerAddr, c.ledgerOpts = addr, opts
 		}
 		capsAt := len(c.splitOpts) // where the capacities go among the partition options
+		c.more = func(ctx context.Context, n int) ([]exec.Executor, func(), error) {
+			ctx, cancel := context.WithTimeout(ctx, SeedNodeTimeout)
+			defer cancel()
+			want := need
+			want.N = n
+			lopts := opts
+			if c.ledger != nil {
+				lopts = append(slices.Clone(opts), c.ledger.dialOptions()...)
+			}
+			execs, _, release, err := seednode.Lease(ctx, addr, want, lopts...)
+			return execs, release, err
+		}
 		c.executors, c.lease = nil, func(ctx context.Context) (func(), error) {
 			ctx, cancel := context.WithTimeout(ctx, SeedNodeTimeout)
 			defer cancel()

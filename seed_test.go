@@ -25,6 +25,15 @@ import (
 // signs leases with it and the providers require them.
 func seedCluster(t *testing.T, n int, key ed25519.PrivateKey) string {
 	t.Helper()
+	addr, _ := seedClusterServers(t, n, key)
+	return addr
+}
+
+// seedClusterServers is seedCluster, and also returns the providers'
+// servers.
+func seedClusterServers(t *testing.T, n int, key ed25519.PrivateKey) (string, []*transport.Server) {
+	t.Helper()
+	var servers []*transport.Server
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +58,7 @@ func seedCluster(t *testing.T, n int, key ed25519.PrivateKey) string {
 			srvOpts = append(srvOpts, transport.WithLeaseKey(key.Public().(ed25519.PublicKey), plis.Addr().String()))
 		}
 		srv := transport.NewServer(exec.NewCPU(), srvOpts...)
+		servers = append(servers, srv)
 		go srv.Serve(plis)
 		done := make(chan error, 1)
 		go func() { done <- srv.Announce(ctx, addr, plis.Addr().String()) }()
@@ -64,7 +74,7 @@ func seedCluster(t *testing.T, n int, key ed25519.PrivateKey) string {
 		_, err := seednode.Find(fctx, addr, seednode.Need{N: n})
 		fcancel()
 		if err == nil {
-			return addr
+			return addr, servers
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("providers did not register: %v", err)
