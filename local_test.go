@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"testing"
+	"time"
 
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -14,6 +15,7 @@ import (
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/compress"
 	"github.com/rookery-ml/rookery/transport"
+	"github.com/rookery-ml/rookery/transport/seednode"
 )
 
 // regression is y = x·w with w = (2, −1, 0.5), 64 examples, batch 4.
@@ -140,7 +142,10 @@ func TestLocalTrainerLeasesReplacement(t *testing.T) {
 	g, loss, w, data := regression()
 	ctx := context.Background()
 	var events []exec.RoundEvent
-	tr, err := rookery.NewLocalTrainer(ctx, g, loss, gorgonia.Nodes{w}, data, rookery.WithSeedNode(addr, 2),
+	tr, err := rookery.NewLocalTrainer(ctx, g, loss, gorgonia.Nodes{w}, data,
+		// the stopped provider stays listed until its entry expires: Lease
+		// skips it after the connect timeout
+		rookery.WithSeedNodeNeed(addr, seednode.Need{N: 2, ConnectTimeout: time.Second}),
 		rookery.WithRoundOptions(exec.WithRoundSteps(3), exec.WithRoundDeadline(0),
 			exec.WithRoundEvents(func(e exec.RoundEvent) { events = append(events, e) })))
 	if err != nil {

@@ -193,6 +193,7 @@ type Rounds struct {
 	seeking int           // searches under way, guarded by joinMu
 	found   chan struct{} // closed and replaced when a search ends
 	joinsWG sync.WaitGroup
+	closing sync.WaitGroup // sessions of replicas that left, closing
 }
 
 type roundSlot struct {
@@ -603,8 +604,14 @@ func (rs *Rounds) adaptSteps(ok []roundResult) {
 // replacement.
 func (rs *Rounds) leave(st *RoundStats, res roundResult) {
 	sl := rs.slots[res.slot]
-	if sl.sess != nil {
-		sl.sess.Close()
+	if s := sl.sess; s != nil {
+		// A provider that vanished may take its close timeout to answer:
+		// the round does not wait for it.
+		rs.closing.Add(1)
+		go func() {
+			defer rs.closing.Done()
+			s.Close()
+		}()
 	}
 	sl.sess, sl.pending, sl.sync, sl.steps = nil, nil, true, rs.cfg.steps
 	st.Left++
@@ -767,6 +774,7 @@ func (rs *Rounds) Close() error {
 	rs.mu.Unlock()
 	rs.cancel()
 	rs.joinsWG.Wait()
+	rs.closing.Wait()
 	for _, j := range rs.joined {
 		if j.sess != nil {
 			j.sess.Close()
