@@ -42,7 +42,7 @@ type config struct {
 	// lease leases the executors from a seed node (WithSeedNode), and
 	// seedSpares more as spares; holdLease keeps the lease until the
 	// trainer closes, for spares that no session holds.
-	lease      func(ctx context.Context) (release func(), err error)
+	lease func(ctx context.Context) (release func(), err error)
 	// more leases n more providers from the same seed node, for a local
 	// trainer's replacements; nil without WithSeedNode.
 	more       func(ctx context.Context, n int) ([]exec.Executor, func(), error)
