@@ -646,6 +646,12 @@ func (s *remoteSession) LocalSteps(ctx context.Context, req exec.LocalRequest) (
 	if err != nil {
 		return exec.LocalResult{}, fromStatus(ctx, s.on("local steps"), err)
 	}
+	// The provider's figures are checked before they are metered: it
+	// cannot have taken more steps than were asked for.
+	if res.Steps < 0 || res.Steps > int64(req.Steps) || res.Rows < 0 {
+		return exec.LocalResult{}, &exec.RunError{Part: s.part, MicroBatch: -1, Phase: "local steps",
+			Err: fmt.Errorf("the provider answered %d steps and %d rows for %d steps asked for", res.Steps, res.Rows, req.Steps)}
+	}
 	s.count(func(w *work) {
 		w.steps += res.Steps
 		w.flops = addSat(w.flops, mulSat(mulSat(s.rm.forward, 3), res.Steps))
