@@ -492,6 +492,13 @@ func (rs *Rounds) run(ctx context.Context, sl *roundSlot, start time.Time) (out 
 	out.down += int64(len(sl.pending))
 	sl.pending = nil
 	out.res, out.err = LocalSteps(ctx, s, &rs.spec, req)
+	if out.err == nil && (out.res.Steps != req.Steps || out.res.Rows != int64(req.Steps)*int64(rs.batch)) {
+		// The replica's figures weigh its delta in the average: figures
+		// other than those asked for take it out of the run.
+		out.err = &RunError{Part: sl.index, MicroBatch: -1, Phase: "local steps",
+			Err: fmt.Errorf("%d steps of %d rows asked for, %d steps and %d rows answered", req.Steps, rs.batch, out.res.Steps, out.res.Rows)}
+		out.res = LocalResult{}
+	}
 	sl.pos += out.res.Rows
 	if out.err != nil {
 		sl.sync = true
