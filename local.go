@@ -131,10 +131,18 @@ func NewLocalTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.
 // next spare, else a provider leased from the seed node of WithSeedNode
 // that the trainer has not had before. exec.Rounds calls it again at
 // the next round when it fails.
-func (t *LocalTrainer) replacement(ctx context.Context) (exec.Executor, error) {
+func (t *LocalTrainer) replacement(ctx context.Context) (_ exec.Executor, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// Each call follows a replica leaving or a replacement that failed to
+	// open; a search that hands nothing out leaves no one more out of the
+	// run, and the next one counts the same replica again.
 	t.left++
+	defer func() {
+		if err != nil {
+			t.left--
+		}
+	}()
 	if len(t.spares) > 0 {
 		ex := t.spares[0]
 		t.spares = t.spares[1:]
