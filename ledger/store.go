@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -128,17 +129,35 @@ func (t Totals) addReceipt(r *rookeryv1.Receipt) {
 	add := func(m map[string]Work, key []byte) {
 		k := base64.StdEncoding.EncodeToString(key)
 		w, rw := m[k], r.GetWork()
-		w.FLOPs += rw.GetFlops()
-		w.BytesIn += rw.GetBytesIn()
-		w.BytesOut += rw.GetBytesOut()
-		w.Steps += rw.GetSteps()
-		w.MicroBatches += rw.GetMicroBatches()
-		w.WallMS += r.GetEndUnixMs() - r.GetStartUnixMs()
+		w.FLOPs = addSat(w.FLOPs, rw.GetFlops())
+		w.BytesIn = addSat(w.BytesIn, rw.GetBytesIn())
+		w.BytesOut = addSat(w.BytesOut, rw.GetBytesOut())
+		w.Steps = addSat(w.Steps, rw.GetSteps())
+		w.MicroBatches = addSat(w.MicroBatches, rw.GetMicroBatches())
+		w.WallMS = addSat(w.WallMS, SpanMS(r))
 		w.Receipts++
 		m[k] = w
 	}
 	add(t.Providers, r.GetProviderKey())
 	add(t.Requesters, r.GetRequesterKey())
+}
+
+// addSat adds two figures that are not negative (checkReceipt sees to
+// it), stopping at the largest int64.
+func addSat(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+// SpanMS is a receipt's span, end − start (not negative: checkReceipt),
+// at most the largest int64.
+func SpanMS(r *rookeryv1.Receipt) int64 {
+	if d := uint64(r.GetEndUnixMs()) - uint64(r.GetStartUnixMs()); d <= math.MaxInt64 {
+		return int64(d)
+	}
+	return math.MaxInt64
 }
 
 func (t Totals) addFault(f *rookeryv1.Fault, at time.Time, backed bool) {

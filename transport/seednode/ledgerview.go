@@ -130,7 +130,7 @@ func entryJSON(e ledger.Entry) LedgerEntryJSON {
 		j.Kind, j.Job, j.Session, j.Part, j.Final = "receipt", r.Job, r.Session, r.Part, r.Final
 		j.Provider, j.Requester = transport.EncodeIdentityKey(r.ProviderKey), transport.EncodeIdentityKey(r.RequesterKey)
 		j.FLOPs, j.BytesIn, j.BytesOut, j.Steps, j.MicroBatches = w.GetFlops(), w.GetBytesIn(), w.GetBytesOut(), w.GetSteps(), w.GetMicroBatches()
-		j.WallMS = r.EndUnixMs - r.StartUnixMs
+		j.WallMS = ledger.SpanMS(r)
 		j.Start, j.End = jsonTime(time.UnixMilli(r.StartUnixMs)), jsonTime(time.UnixMilli(r.EndUnixMs))
 	case e.Fault != nil:
 		f := e.Fault
