@@ -473,8 +473,11 @@ func (s *remoteSession) Put(ctx context.Context, name string, t *tensor.Dense) e
 		return &exec.FeedError{Part: s.part, Node: -1, Name: name, MicroBatch: -1, Reason: serr.Error()}
 	}
 	_, err = stream.CloseAndRecv()
-	if err == nil && serr == nil {
+	switch {
+	case err == nil && serr == nil:
 		s.count(func(w *work) { w.bytesIn += n })
+	case err != nil:
+		s.mayHave(func(w *work) { w.bytesIn += n })
 	}
 	return fromStatus(ctx, s.on("put"), err)
 }
@@ -572,10 +575,7 @@ func (s *remoteSession) call(ctx context.Context, what string, open func(context
 	if errors.As(serr, &fe) {
 		return nil, fe
 	}
-	if rerr != nil {
-		return nil, fromStatus(ctx, s.on(what), rerr)
-	}
-	s.count(func(w *work) {
+	meter := func(w *work) {
 		w.bytesIn += sent
 		w.bytesOut += r.bytes
 		if what == "forward" {
@@ -584,7 +584,12 @@ func (s *remoteSession) call(ctx context.Context, what string, open func(context
 		} else {
 			w.flops = addSat(w.flops, mulSat(s.rm.forward, 2))
 		}
-	})
+	}
+	if rerr != nil {
+		s.mayHave(meter)
+		return nil, fromStatus(ctx, s.on(what), rerr)
+	}
+	s.count(meter)
 	return out, nil
 }
 
@@ -611,6 +616,8 @@ func (s *remoteSession) Step(ctx context.Context) error {
 	_, err := s.c.pc.Step(ctx, &rookeryv1.StepRequest{Session: s.id})
 	if err == nil {
 		s.count(func(w *work) { w.steps++ })
+	} else {
+		s.mayHave(func(w *work) { w.steps++ })
 	}
 	return fromStatus(ctx, s.on("step"), err)
 }
@@ -644,6 +651,14 @@ func (s *remoteSession) LocalSteps(ctx context.Context, req exec.LocalRequest) (
 	}
 	res, err := s.c.pc.LocalSteps(ctx, wire)
 	if err != nil {
+		s.mayHave(func(w *work) {
+			w.steps += int64(req.Steps)
+			w.flops = addSat(w.flops, mulSat(mulSat(s.rm.forward, 3), int64(req.Steps)))
+			w.bytesIn += int64(len(wire.Update))
+			if inline {
+				w.bytesOut += int64(compress.Size(req.Delta, s.values))
+			}
+		})
 		return exec.LocalResult{}, fromStatus(ctx, s.on("local steps"), err)
 	}
 	// The provider's figures are checked before they are metered: it

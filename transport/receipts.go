@@ -279,6 +279,7 @@ type requesterMeter struct {
 	key       ed25519.PrivateKey
 	sinks     *Sinks
 	metered   work      // everything since Open
+	uncertain work      // what failed calls may have done on the provider
 	receipted work      // the sum of the receipts countersigned
 	last      time.Time // when the last receipt was asked for
 }
@@ -298,6 +299,18 @@ func (s *remoteSession) count(f func(*work)) {
 	defer s.mu.Unlock()
 	if s.rm != nil {
 		f(&s.rm.metered)
+	}
+}
+
+// mayHave adds the most a call that failed may still have done on the
+// provider (its answer lost to a cancellation or a broken connection) to
+// what a receipt may claim beyond the metered work, so that an honest
+// provider is not taken for one that overclaims.
+func (s *remoteSession) mayHave(f func(*work)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.rm != nil {
+		f(&s.rm.uncertain)
 	}
 }
 
@@ -371,7 +384,7 @@ func (s *remoteSession) takeReceipt(ctx context.Context, final bool) error {
 	}
 	s.mu.Lock()
 	claimed := rm.receipted.add(workOf(r.Work))
-	why := claimed.exceeds(rm.metered)
+	why := claimed.exceeds(rm.metered.add(rm.uncertain))
 	if why == "" {
 		rm.receipted = claimed
 	}

@@ -300,3 +300,82 @@ func TestReceiptWithoutRequesterKey(t *testing.T) {
 		t.Fatalf("receipt of a session without a requester key: %v, want ErrNoRequesterKey", err)
 	}
 }
+
+// lostAnswer is an executor whose sessions' Step, once armed, cancels
+// the client's call and finishes only after the provider's call context
+// is done too: the step is taken on the provider, and its answer is lost.
+type lostAnswer struct {
+	exec.Executor
+	cancel func()
+	armed  bool
+}
+
+type lostAnswerSession struct {
+	exec.Session
+	e *lostAnswer
+}
+
+func (e *lostAnswer) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session, error) {
+	s, err := e.Executor.Open(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	return &lostAnswerSession{Session: s, e: e}, nil
+}
+
+func (s *lostAnswerSession) Step(ctx context.Context) error {
+	err := s.Session.Step(ctx)
+	if s.e.armed {
+		s.e.armed = false
+		s.e.cancel()
+		<-ctx.Done()
+	}
+	return err
+}
+
+// TestReceiptAfterLostAnswer: a step the provider took but whose answer
+// the client never got (its call cancelled) is no overclaim: the receipt
+// that counts it is countersigned.
+func TestReceiptAfterLostAnswer(t *testing.T) {
+	m := newMLP(t, tensor.Float64, 8, 12, 4)
+	spec := wholeSpec(t, m)
+	var k sinks
+	ex := &lostAnswer{Executor: exec.NewCPU()}
+	_, c := startBufconnWith(t, ex, nil, k.options(newKey(t))...)
+	s, err := c.Open(context.Background(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trainSession(t, s, m, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	ex.cancel, ex.armed = cancel, true
+	if _, err := s.Forward(ctx, 0, m.feeds); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Backward(ctx, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Step(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the step whose answer is lost: got %v, want context.Canceled", err)
+	}
+	// The provider carries out a session's calls one at a time: this one
+	// runs once the lost step is counted there.
+	if _, err := s.Forward(context.Background(), 0, m.feeds); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.receipts) != 1 || len(k.faults) != 0 {
+		t.Fatalf("got %d receipts and %d faults (errors %v), want 1 and 0", len(k.receipts), len(k.faults), k.errs)
+	}
+	r, err := ledger.OpenReceipt(k.receipts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Work.Steps != 2 {
+		t.Fatalf("the receipt counts %d steps, want 2: the provider took the second", r.Work.Steps)
+	}
+}
