@@ -790,13 +790,21 @@ func (rs *Rounds) Close() error {
 	return rs.closeSessions()
 }
 
+// closeSessions closes every replica's session; the slots are emptied
+// under rs.mu, for Active and Sessions.
 func (rs *Rounds) closeSessions() error {
-	var errs []error
+	rs.mu.Lock()
+	var ss []Session
 	for _, sl := range rs.slots {
 		if sl.sess != nil {
-			errs = append(errs, sl.sess.Close())
+			ss = append(ss, sl.sess)
 			sl.sess = nil
 		}
+	}
+	rs.mu.Unlock()
+	var errs []error
+	for _, s := range ss {
+		errs = append(errs, s.Close())
 	}
 	return errors.Join(errs...)
 }
