@@ -91,8 +91,9 @@ type Entry struct {
 // Work sums a key's receipts and faults. WallMS sums the receipts' spans
 // (end − start). For a provider, Faults counts the faults that name it
 // signed by a requester that had a session with it (a receipt of both in
-// the ledger before the fault), and UnbackedFaults the others, which
-// anyone could sign and which therefore count for nothing else; for a
+// the ledger, before the fault or after it), one per session, and
+// UnbackedFaults the others: those anyone could sign, and a session's
+// faults after its first, which count for nothing else. For a
 // requester, Faults counts the faults it signed. LastFault is the Time of
 // the latest fault counted in Faults, on the seed node's clock (not the
 // fault's own timestamp, which its signer chose), zero when there is
@@ -191,11 +192,14 @@ type tally struct {
 	// unbacked holds, by pair, the times of faults counted as unbacked,
 	// until a receipt of the pair backs them.
 	unbacked map[string][]time.Time
+	// faulted holds the pair and session of every fault that counts or
+	// may: a requester faults a provider once per session.
+	faulted map[string]bool
 }
 
 func newTally() tally {
 	return tally{totals: newTotals(), receipts: map[string]uint64{}, faults: map[[32]byte]uint64{}, pairs: map[string]bool{},
-		unbacked: map[string][]time.Time{}}
+		unbacked: map[string][]time.Time{}, faulted: map[string]bool{}}
 }
 
 // receiptKey names a receipt by its provider, session and index: a
@@ -241,6 +245,13 @@ func (t *tally) fault(f *rookeryv1.Fault, b []byte, at time.Time, seq uint64) (d
 	}
 	t.faults[k] = seq
 	pair := string(f.GetProviderKey()) + string(f.GetRequesterKey())
+	once := pair + "\x00" + f.GetSession()
+	if t.faulted[once] {
+		// another fault of the same session: kept, counted apart
+		t.totals.addFault(f, at, false)
+		return 0
+	}
+	t.faulted[once] = true
 	backed := t.pairs[pair]
 	if !backed {
 		t.unbacked[pair] = append(t.unbacked[pair], at)

@@ -671,3 +671,29 @@ func TestFaultsNeedASession(t *testing.T) {
 	defer s.Close()
 	check(s)
 }
+
+// TestFaultOncePerSession: a requester's faults of one session against a
+// provider count once; more are kept and counted apart.
+func TestFaultOncePerSession(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "ledger.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	prov, req := key("p"), key("r")
+	if _, err := s.AppendReceipt(receipt(t, prov, req, 1)); err != nil {
+		t.Fatal(err)
+	}
+	for i, sess := range []string{"s1", "s1", "s1", "s2"} {
+		sf, err := SignFault(req, &rookeryv1.Fault{Job: "j", Session: sess, ProviderKey: pub(prov), RequesterKey: pub(req), Kind: "disagreed", Evidence: fmt.Sprint("fault ", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AppendFault(sf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w := s.Totals().Providers[b64(prov)]; w.Faults != 2 || w.UnbackedFaults != 2 {
+		t.Fatalf("provider %+v, want 2 faults (one per session) and 2 counted apart", w)
+	}
+}
