@@ -49,6 +49,24 @@ func startFakeSeed(t *testing.T) (*fakeSeed, string) {
 	return f, lis.Addr().String()
 }
 
+// serveLoopback serves e on a loopback port and connects a client to it.
+func serveLoopback(t *testing.T, e exec.Executor) (*transport.Server, *transport.Client) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := transport.NewServer(e, transport.WithBenchmark(0))
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	c, err := transport.Connect(context.Background(), lis.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return srv, c
+}
+
 // TestWithLedger: a run on two directly dialled providers sends the
 // ledger one countersigned receipt per provider session when it closes,
 // each with the FLOPs of its part's forward cost × 3 × micro-batches.
@@ -59,18 +77,7 @@ func TestWithLedger(t *testing.T) {
 	var execs []exec.Executor
 	keys := map[string]bool{}
 	for i := 0; i < 2; i++ {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0))
-		go srv.Serve(lis)
-		t.Cleanup(srv.Stop)
-		c, err := transport.Connect(ctx, lis.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
+		srv, c := serveLoopback(t, exec.NewCPU())
 		execs = append(execs, c)
 		keys[string(srv.IdentityKey())] = true
 	}
@@ -127,23 +134,8 @@ func TestWithLedger(t *testing.T) {
 func TestLedgerFaultOfLiar(t *testing.T) {
 	seed, seedAddr := startFakeSeed(t)
 	ctx := context.Background()
-	serve := func(e exec.Executor) (*transport.Server, *transport.Client) {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := transport.NewServer(e, transport.WithBenchmark(0))
-		go srv.Serve(lis)
-		t.Cleanup(srv.Stop)
-		c, err := transport.Connect(ctx, lis.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return srv, c
-	}
-	_, honest := serve(exec.NewCPU())
-	liarSrv, liar := serve(guardtest.Liar("liar", exec.NewCPU(), guardtest.FlipSign, 9, 3))
+	_, honest := serveLoopback(t, exec.NewCPU())
+	liarSrv, liar := serveLoopback(t, guardtest.Liar("liar", exec.NewCPU(), guardtest.FlipSign, 9, 3))
 	m := newMLP(8, 6, 10, 3)
 	var excluded []guard.Event
 	tr, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, inputsOf(m), append(guardOpts(),

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"math/rand"
-	"net"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc/test/bufconn"
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
@@ -336,7 +334,7 @@ func TestLocalStepsBigShard(t *testing.T) {
 // Put and Get, as an in-process session does.
 func TestLocalRoundRemote(t *testing.T) {
 	for _, chunk := range []int{transport.DefaultChunkBytes, 64} {
-		c := bufconnChunked(t, chunk)
+		_, c := startBufconnWith(t, exec.NewCPU(), nil, transport.WithChunkBytes(chunk))
 		m := newMLP(t, tensor.Float64, 8, 12, 10, 4)
 		spec := wholeSpec(t, m)
 		shards := shardsOf(m, 29)
@@ -373,29 +371,4 @@ func TestLocalRoundRemote(t *testing.T) {
 			t.Errorf("chunk %d: remote %+v, in process %+v", chunk, results[0], results[1])
 		}
 	}
-}
-
-// bufconnChunked serves a CPU executor over bufconn to a client that
-// sends tensors in chunks of chunk bytes.
-func bufconnChunked(t *testing.T, chunk int) *transport.Client {
-	t.Helper()
-	lis := bufconn.Listen(4 << 20)
-	srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0))
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(lis) }()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := transport.Connect(ctx, "bufnet", transport.WithChunkBytes(chunk), transport.WithDialer(func(ctx context.Context, _ string) (net.Conn, error) {
-		return lis.DialContext(ctx)
-	}))
-	if err != nil {
-		srv.Stop()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Close()
-		srv.Stop()
-		<-done
-	})
-	return c
 }

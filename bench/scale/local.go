@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
-	"os"
-	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -369,17 +367,11 @@ func trainLocal(ctx context.Context, o options, ps []*provider, l *shaper.Link, 
 	res := &localMeasure{stagingS: time.Since(t0).Seconds(), stagingBytes: float64(total()-b0) / float64(len(ps))}
 	fmt.Printf("staged %.1f MB per provider in %.1f s\n", res.stagingBytes/1e6, res.stagingS)
 
-	if profile != "" {
-		f, err := os.Create(profile)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return nil, err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := startProfile(profile)
+	if err != nil {
+		return nil, err
 	}
+	defer stop()
 	b1, c0, th0 := total(), cpuTime(), throttled()
 	bound := time.Duration(o.maxSeconds * float64(time.Second))
 	var elapsed time.Duration

@@ -749,17 +749,11 @@ func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k,
 		return t
 	}
 	st0, b0, c0, th0 := rs.Stats(), total(), cpuTime(), throttled()
-	if profile != "" {
-		f, err := os.Create(profile)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return nil, err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := startProfile(profile)
+	if err != nil {
+		return nil, err
 	}
+	defer stop()
 	var elapsed time.Duration
 	var evalBytes int64 // the evaluations' pulls, not counted as training
 	res := &measure{rows: rs.Rows()}
@@ -897,4 +891,24 @@ func classify(ws [][]float32, test *mnist.Set) float64 {
 		}
 	}
 	return float64(right) / float64(n)
+}
+
+// startProfile starts a CPU profile of this process into path, when
+// path is not empty; stop ends it.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
