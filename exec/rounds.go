@@ -359,9 +359,6 @@ func (rs *Rounds) open(ctx context.Context, ex Executor, sl *roundSlot) (Session
 	return s, nil
 }
 
-// Spec returns the spec of the replicas' sessions.
-func (rs *Rounds) Spec() SessionSpec { return rs.spec }
-
 type roundResult struct {
 	slot      int
 	res       LocalResult
@@ -428,12 +425,11 @@ func (rs *Rounds) Round(ctx context.Context) (RoundStats, error) {
 				expired = timer.C
 			}
 		case <-expired:
-			expired = nil
-			for i, c := range cancels {
-				if !slices.ContainsFunc(ok, func(r roundResult) bool { return r.slot == i }) {
-					c()
-				}
+			// Those that finished are cancelled already: this stops the rest.
+			for _, c := range cancels {
+				c()
 			}
+			expired = nil
 		case <-done:
 			for _, c := range cancels {
 				c()
@@ -474,9 +470,10 @@ func (rs *Rounds) run(ctx context.Context, sl *roundSlot, start time.Time) (out 
 	out.slot = sl.index
 	defer func() {
 		out.took = rs.cfg.now().Sub(start)
-		if out.err != nil && ctx.Err() != nil {
-			out.cancelled = true
-		}
+		// Cancelled at the deadline: late, whatever it answered. A late
+		// replica's delta is dropped; its parameters are reset before its
+		// next round.
+		out.cancelled = ctx.Err() != nil
 	}()
 	s := sl.sess
 	if sl.sync {
@@ -508,11 +505,6 @@ func (rs *Rounds) run(ctx context.Context, sl *roundSlot, start time.Time) (out 
 	var err error
 	if out.delta, err = compress.Decode(out.res.Delta, rs.total); err != nil {
 		out.err = &RunError{Part: sl.index, MicroBatch: -1, Phase: "delta", Err: err}
-	}
-	// A late replica's delta is dropped; its parameters are reset before
-	// its next round.
-	if ctx.Err() != nil {
-		out.cancelled = true
 	}
 	return out
 }
