@@ -46,7 +46,9 @@ func WithSeedNodeNeed(addr string, need seednode.Need, opts ...transport.DialOpt
 			c.ledgerAddr, c.ledgerOpts = addr, opts
 		}
 		capsAt := len(c.splitOpts) // where the capacities go among the partition options
-		c.more = func(ctx context.Context, n int) ([]exec.Executor, func(), error) {
+		// leaseN leases n providers that meet the need, with the ledger's
+		// receipt options when there is one.
+		leaseN := func(ctx context.Context, n int) ([]exec.Executor, []float64, func(), error) {
 			ctx, cancel := context.WithTimeout(ctx, SeedNodeTimeout)
 			defer cancel()
 			want := need
@@ -55,19 +57,14 @@ func WithSeedNodeNeed(addr string, need seednode.Need, opts ...transport.DialOpt
 			if c.ledger != nil {
 				lopts = append(slices.Clone(opts), c.ledger.dialOptions()...)
 			}
-			execs, _, release, err := seednode.Lease(ctx, addr, want, lopts...)
+			return seednode.Lease(ctx, addr, want, lopts...)
+		}
+		c.more = func(ctx context.Context, n int) ([]exec.Executor, func(), error) {
+			execs, _, release, err := leaseN(ctx, n)
 			return execs, release, err
 		}
 		c.executors, c.lease = nil, func(ctx context.Context) (func(), error) {
-			ctx, cancel := context.WithTimeout(ctx, SeedNodeTimeout)
-			defer cancel()
-			want := need
-			want.N += c.seedSpares
-			lopts := opts
-			if c.ledger != nil {
-				lopts = append(slices.Clone(opts), c.ledger.dialOptions()...)
-			}
-			execs, caps, release, err := seednode.Lease(ctx, addr, want, lopts...)
+			execs, caps, release, err := leaseN(ctx, need.N+c.seedSpares)
 			if err != nil {
 				return nil, err
 			}
