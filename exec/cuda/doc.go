@@ -4,8 +4,8 @@
 //
 // # How a part runs
 //
-// Open lowers the part's IR (a graph.Graph) into a Plan without touching a
-// GPU: one device buffer per parameter, accumulator, solver state and
+// Open lowers the part's IR (a graph.Graph) into a plan (package
+// exec/plan, which the native CPU executor shares) without touching a GPU: one device buffer per parameter, accumulator, solver state and
 // constant; per micro-batch index, one per input and activation; a forward
 // list of launches (kernels from kernels/*.cu, and cuBLAS gemms for the
 // matrix products); and a backward list that the lowering derives op by
@@ -17,8 +17,8 @@
 // their accumulators; Step runs the solver's update kernel on every
 // parameter with the mean of what was accumulated (exec.Solver's
 // arithmetic, schedules, clipping and weight decay) and clears them.
-// Lower is exported, and Plan prints, so a plan can be read and tested on
-// any machine.
+// plan.Lower is exported, and a plan prints, so it can be read and tested
+// on any machine.
 //
 // The plan runs on a device. The GPU device drives the CUDA driver API
 // and cuBLAS; a reference device, used by the tests, interprets every

@@ -13,6 +13,7 @@ import (
 	"github.com/ebitengine/purego"
 
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/plan"
 	"github.com/rookery-ml/rookery/graph"
 )
 
@@ -368,7 +369,7 @@ func newGPU(ordinal int) (*gpu, error) {
 		}
 		g.mods = append(g.mods, m)
 	}
-	for _, k := range KernelNames() {
+	for _, k := range plan.KernelNames() {
 		for _, sfx := range []string{"_f32", "_f64"} {
 			name := append([]byte(k+sfx), 0)
 			var f uintptr
@@ -416,7 +417,7 @@ func (g *gpu) enter() (func(), error) {
 	return leave, nil
 }
 
-func (g *gpu) alloc(bytes int64) (uint64, error) {
+func (g *gpu) Alloc(bytes int64) (uint64, error) {
 	leave, err := g.enter()
 	if err != nil {
 		return 0, err
@@ -426,7 +427,7 @@ func (g *gpu) alloc(bytes int64) (uint64, error) {
 	return p, g.a.check("cuMemAlloc_v2", g.a.cuMemAlloc(&p, uint64(max(bytes, 1))))
 }
 
-func (g *gpu) free(p uint64) error {
+func (g *gpu) Free(p uint64) error {
 	leave, err := g.enter()
 	if err != nil {
 		return err
@@ -435,7 +436,7 @@ func (g *gpu) free(p uint64) error {
 	return g.a.check("cuMemFree_v2", g.a.cuMemFree(p))
 }
 
-func (g *gpu) upload(dst uint64, src []byte) error {
+func (g *gpu) Upload(dst uint64, src []byte) error {
 	if len(src) == 0 {
 		return nil
 	}
@@ -447,7 +448,7 @@ func (g *gpu) upload(dst uint64, src []byte) error {
 	return g.a.check("cuMemcpyHtoD_v2", g.a.cuMemcpyHtoD(dst, unsafe.Pointer(&src[0]), uint64(len(src))))
 }
 
-func (g *gpu) download(dst []byte, src uint64) error {
+func (g *gpu) Download(dst []byte, src uint64) error {
 	if len(dst) == 0 {
 		return nil
 	}
@@ -460,7 +461,7 @@ func (g *gpu) download(dst []byte, src uint64) error {
 }
 
 // run launches the plan's steps on the default stream and waits for them.
-func (g *gpu) run(dt graph.DType, ls []Launch, bufs []uint64) error {
+func (g *gpu) Run(dt graph.DType, ls []plan.Launch, bufs []uint64) error {
 	leave, err := g.enter()
 	if err != nil {
 		return err
@@ -474,7 +475,7 @@ func (g *gpu) run(dt graph.DType, ls []Launch, bufs []uint64) error {
 	return g.a.check("cuCtxSynchronize", g.a.cuCtxSynchronize())
 }
 
-func (g *gpu) launch(dt graph.DType, l *Launch, bufs []uint64) error {
+func (g *gpu) launch(dt graph.DType, l *plan.Launch, bufs []uint64) error {
 	if gm := l.Gemm; gm != nil {
 		op := func(t bool) int32 {
 			if t {
@@ -520,21 +521,21 @@ func (g *gpu) launch(dt graph.DType, l *Launch, bufs []uint64) error {
 // packArgs lays out kernel arguments as cuLaunchKernel reads them: each
 // in its own 8-byte slot, in its C type's representation (a device
 // pointer plus the element offset, a 32-bit int, a float or a double).
-func packArgs(dt graph.DType, args []Arg, bufs []uint64) ([]uint64, error) {
+func packArgs(dt graph.DType, args []plan.Arg, bufs []uint64) ([]uint64, error) {
 	vals := make([]uint64, len(args))
 	for i, a := range args {
 		switch a.Type {
-		case ArgPtr:
+		case plan.ArgPtr:
 			if a.Buf < 0 || a.Buf >= len(bufs) || a.Off < 0 {
 				return nil, fmt.Errorf("%w: argument %d: buffer %d+%d of %d", ErrCUDA, i, a.Buf, a.Off, len(bufs))
 			}
 			vals[i] = bufs[a.Buf] + uint64(a.Off*dt.Size())
-		case ArgInt:
+		case plan.ArgInt:
 			if a.Int > math.MaxInt32 || a.Int < math.MinInt32 {
 				return nil, fmt.Errorf("%w: argument %d = %d overflows a C int", ErrCUDA, i, a.Int)
 			}
 			vals[i] = uint64(uint32(int32(a.Int)))
-		case ArgScalar:
+		case plan.ArgScalar:
 			if dt == graph.Float64 {
 				vals[i] = math.Float64bits(a.Scalar)
 			} else {
@@ -547,7 +548,7 @@ func packArgs(dt graph.DType, args []Arg, bufs []uint64) ([]uint64, error) {
 	return vals, nil
 }
 
-func (g *gpu) close() error {
+func (g *gpu) Close() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
@@ -584,12 +585,13 @@ func New(opts ...Option) (exec.Executor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Executor{executor: executor{cfg: cfg, dev: g}, gpu: g}, nil
+	return &Executor{Executor: plan.Executor{Dev: g, MaxMicroBatches: cfg.maxMicroBatches}, gpu: g}, nil
 }
 
-// Executor is the executor New returns: sessions on one GPU.
+// Executor is the executor New returns: sessions on one GPU, running
+// the plans that plan.Lower makes.
 type Executor struct {
-	executor
+	plan.Executor
 	gpu *gpu
 }
 
@@ -598,4 +600,4 @@ func (e *Executor) Info() Info { return e.gpu.info }
 
 // Close releases the GPU: its kernels, its cuBLAS handle and the hold on
 // its context. Sessions still open fail afterwards.
-func (e *Executor) Close() error { return e.gpu.close() }
+func (e *Executor) Close() error { return e.gpu.Close() }

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/rookery-ml/rookery/graph"
+	"github.com/rookery-ml/rookery/exec/plan"
 )
 
 // Sentinel errors to branch on with errors.Is.
@@ -18,28 +18,17 @@ var (
 	ErrDriverTooOld = errors.New("cuda: CUDA driver too old")
 	// ErrNoCUBLAS marks a host without a loadable cuBLAS library.
 	ErrNoCUBLAS = errors.New("cuda: no cuBLAS library")
-	// ErrUnsupported marks a part that holds an op, dtype or mode the CUDA
-	// executor does not lower; the part can run on the CPU instead.
-	ErrUnsupported = errors.New("cuda: unsupported")
+	// ErrUnsupported marks a part that holds an op, dtype or mode that
+	// plan.Lower does not lower; the part can run on the CPU instead. It
+	// is plan.ErrUnsupported.
+	ErrUnsupported = plan.ErrUnsupported
 	// ErrCUDA marks a failed call into the driver or cuBLAS.
 	ErrCUDA = errors.New("cuda: call failed")
 )
 
 // UnsupportedOpError names the node of a part that the CUDA executor
-// cannot lower.
-type UnsupportedOpError struct {
-	Part   int
-	Node   int64
-	Kind   graph.OpKind
-	Reason string
-}
-
-func (e *UnsupportedOpError) Error() string {
-	return fmt.Sprintf("cuda: part %d: node %d: op %s: %s", e.Part, e.Node, e.Kind, e.Reason)
-}
-
-// Is makes errors.Is(err, ErrUnsupported) true.
-func (e *UnsupportedOpError) Is(t error) bool { return t == ErrUnsupported }
+// cannot lower; it is plan.UnsupportedOpError.
+type UnsupportedOpError = plan.UnsupportedOpError
 
 // CallError is a failed driver or cuBLAS call, with its status code.
 type CallError struct {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/exectest"
+	"github.com/rookery-ml/rookery/exec/plan"
 	"github.com/rookery-ml/rookery/graph"
 )
 
@@ -121,27 +122,27 @@ func BenchmarkSgemm(b *testing.B) {
 			bytes := int64(n) * int64(n) * 4
 			var bufs []uint64
 			for i := 0; i < 3; i++ {
-				p, err := g.alloc(bytes)
+				p, err := g.Alloc(bytes)
 				if err != nil {
 					b.Fatal(err)
 				}
-				defer g.free(p)
+				defer g.Free(p)
 				bufs = append(bufs, p)
 			}
-			l := &lowerer{dt: float32DT}
-			l.rowGemm(-1, 2, 0, 1, false, false, n, n, n, 0)
+			// C = A·B on n×n matrices, in cuBLAS's column-major terms.
+			gm := Launch{Node: -1, Kernel: "sgemm", Gemm: &plan.Gemm{M: n, N: n, K: n, Alpha: 1, A: 1, Lda: n, B: 0, Ldb: n, C: 2, Ldc: n}}
 			const reps = 10
 			ls := make([]Launch, reps)
 			for i := range ls {
-				ls[i] = l.cur[0]
+				ls[i] = gm
 			}
-			if err := g.run(float32DT, ls[:1], bufs); err != nil { // warm-up
+			if err := g.Run(float32DT, ls[:1], bufs); err != nil { // warm-up
 				b.Fatal(err)
 			}
 			b.ResetTimer()
 			start := time.Now()
 			for i := 0; i < b.N; i++ {
-				if err := g.run(float32DT, ls, bufs); err != nil {
+				if err := g.Run(float32DT, ls, bufs); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/rookery-ml/rookery/exec/plan"
 )
 
 // TestPTXSignatures checks the committed PTX against the parameter lists
@@ -37,7 +39,7 @@ func TestPTXSignatures(t *testing.T) {
 		}
 	}
 	for _, k := range KernelNames() {
-		sig := kernelSigs[k]
+		sig, _ := plan.KernelSig(k)
 		if sig == nil {
 			t.Fatalf("kernel %s has no signature", k)
 		}
@@ -81,7 +83,7 @@ func TestOpCodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	def := regexp.MustCompile(`(?m)^#define ([USRB])_(\w+) (\d+)$`)
-	tables := map[string][]string{"U": unaryNames[:], "B": binaryNames[:], "R": reduceNames[:], "S": solverNames[:]}
+	tables := map[string][]string{"U": plan.OpNames("unary"), "B": plan.OpNames("binary"), "R": plan.OpNames("reduce"), "S": plan.OpNames("update")}
 	seen := map[string]int{}
 	for _, m := range def.FindAllStringSubmatch(string(src), -1) {
 		names := tables[m[1]]

@@ -8,19 +8,9 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/plan"
 	"github.com/rookery-ml/rookery/graph"
 )
-
-func TestGrid1D(t *testing.T) {
-	for _, tc := range []struct{ n, grid int }{
-		{0, 1}, {1, 1}, {256, 1}, {257, 2}, {262144, 1024}, {maxGrid * 256, maxGrid}, {maxGrid*256 + 1, maxGrid},
-	} {
-		g, b := grid1D(tc.n)
-		if g != (Dim3{tc.grid, 1, 1}) || b != (Dim3{blockSize, 1, 1}) {
-			t.Errorf("grid1D(%d) = %v, %v; want grid %d, block %d", tc.n, g, b, tc.grid, blockSize)
-		}
-	}
-}
 
 // lowerCase lowers one op case (see ops_test.go) and returns the plan.
 func lowerCase(t *testing.T, c opCase) *Plan {
@@ -83,7 +73,7 @@ func TestLowerLaunches(t *testing.T) {
 				t.Errorf("forward launches of the op:\n got %q\nwant %q", got, tc.want)
 			}
 			for _, l := range append(append([]Launch{}, p.Forward...), p.Backward...) {
-				if l.Gemm == nil && (l.Block.X != blockSize || l.Grid.X < 1) {
+				if l.Gemm == nil && (l.Block.X != plan.BlockSize || l.Grid.X < 1) {
 					t.Errorf("%v: launch configuration", l)
 				}
 			}

@@ -9,6 +9,7 @@ import (
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
 
+	"github.com/rookery-ml/rookery/exec/plan"
 	"github.com/rookery-ml/rookery/graph"
 )
 
@@ -23,7 +24,7 @@ type refDevice struct {
 
 func newRefDevice() *refDevice { return &refDevice{next: 1, mem: map[uint64][]byte{}} }
 
-func (d *refDevice) alloc(bytes int64) (uint64, error) {
+func (d *refDevice) Alloc(bytes int64) (uint64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	p := d.next
@@ -42,7 +43,7 @@ func (d *refDevice) get(p uint64) ([]byte, error) {
 	return b, nil
 }
 
-func (d *refDevice) free(p uint64) error {
+func (d *refDevice) Free(p uint64) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, ok := d.mem[p]; !ok {
@@ -52,7 +53,7 @@ func (d *refDevice) free(p uint64) error {
 	return nil
 }
 
-func (d *refDevice) upload(dst uint64, src []byte) error {
+func (d *refDevice) Upload(dst uint64, src []byte) error {
 	b, err := d.get(dst)
 	if err != nil {
 		return err
@@ -64,7 +65,7 @@ func (d *refDevice) upload(dst uint64, src []byte) error {
 	return nil
 }
 
-func (d *refDevice) download(dst []byte, src uint64) error {
+func (d *refDevice) Download(dst []byte, src uint64) error {
 	b, err := d.get(src)
 	if err != nil {
 		return err
@@ -76,9 +77,9 @@ func (d *refDevice) download(dst []byte, src uint64) error {
 	return nil
 }
 
-func (d *refDevice) close() error { return nil }
+func (d *refDevice) Close() error { return nil }
 
-func (d *refDevice) run(dt graph.DType, ls []Launch, bufs []uint64) error {
+func (d *refDevice) Run(dt graph.DType, ls []Launch, bufs []uint64) error {
 	for i := range ls {
 		var err error
 		if dt == graph.Float64 {
@@ -117,14 +118,14 @@ func refLaunch[T float](d *refDevice, l *Launch, bufs []uint64) error {
 	if l.Gemm != nil {
 		return refGemm[T](d, l.Gemm, bufs)
 	}
-	sig, ok := kernelSigs[base(l.Kernel)]
+	sig, ok := plan.KernelSig(base(l.Kernel))
 	if !ok {
 		return fmt.Errorf("no kernel %q", l.Kernel)
 	}
 	if len(sig) != len(l.Args) {
 		return fmt.Errorf("%d arguments for %d parameters", len(l.Args), len(sig))
 	}
-	if l.Block.X < 1 || l.Block.X > 1024 || l.Grid.X < 1 || l.Grid.X > maxGrid || l.Block.Y != 1 || l.Grid.Y != 1 {
+	if l.Block.X < 1 || l.Block.X > 1024 || l.Grid.X < 1 || l.Grid.X > plan.MaxGrid || l.Block.Y != 1 || l.Grid.Y != 1 {
 		return fmt.Errorf("launch configuration grid %v block %v", l.Grid, l.Block)
 	}
 	in := make([]int, len(l.Args))

@@ -7,11 +7,13 @@ import (
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/exectest"
+	"github.com/rookery-ml/rookery/exec/plan"
 	"github.com/rookery-ml/rookery/graph"
 )
 
 func newReference(opts ...Option) exec.Executor {
-	return &executor{cfg: newConfig(opts), dev: newRefDevice()}
+	cfg := newConfig(opts)
+	return &plan.Executor{Dev: newRefDevice(), MaxMicroBatches: cfg.maxMicroBatches}
 }
 
 // TestConformanceReference runs the executor conformance suite on the

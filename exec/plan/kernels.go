@@ -1,4 +1,4 @@
-package cuda
+package plan
 
 import (
 	"fmt"
@@ -11,78 +11,78 @@ import (
 // it and checks that they agree.
 const (
 	// unary: y = f(x)
-	uCopy = iota
-	uNeg
-	uAbs
-	uSign
-	uCeil
-	uFloor
-	uSin
-	uCos
-	uExp
-	uLog
-	uLog2
-	uSquare
-	uSqrt
-	uInverse
-	uInverseSqrt
-	uCube
-	uTanh
-	uSigmoid
-	uLog1p
-	uExpm1
-	uSoftplus
+	UCopy = iota
+	UNeg
+	UAbs
+	USign
+	UCeil
+	UFloor
+	USin
+	UCos
+	UExp
+	ULog
+	ULog2
+	USquare
+	USqrt
+	UInverse
+	UInverseSqrt
+	UCube
+	UTanh
+	USigmoid
+	ULog1p
+	UExpm1
+	USoftplus
 )
 
 const (
 	// binary: z = f(a, b)
-	bAdd = iota
-	bSub
-	bMul
-	bDiv
-	bPow
-	bLt
-	bGt
-	bLte
-	bGte
-	bEq
-	bNe
-	bPowGradA // b·a^(b−1)
-	bPowGradB // a^b·ln a
+	BAdd = iota
+	BSub
+	BMul
+	BDiv
+	BPow
+	BLt
+	BGt
+	BLte
+	BGte
+	BEq
+	BNe
+	BPowGradA // b·a^(b−1)
+	BPowGradB // a^b·ln a
 )
 
 // Reduction op codes.
 const (
-	rSum = iota
-	rMax
-	rSumSquares
+	RSum = iota
+	RMax
+	RSumSquares
 )
 
 // Solver op codes for the update kernel.
 const (
-	sSGD = iota
-	sMomentum
-	sNesterov
-	sAdam
-	sRMSProp
+	SSGD = iota
+	SMomentum
+	SNesterov
+	SAdam
+	SRMSProp
 )
 
 var unaryCodes = map[graph.OpKind]int{
-	graph.KindNeg: uNeg, graph.KindAbs: uAbs, graph.KindSign: uSign, graph.KindCeil: uCeil,
-	graph.KindFloor: uFloor, graph.KindSin: uSin, graph.KindCos: uCos, graph.KindExp: uExp,
-	graph.KindLog: uLog, graph.KindLog2: uLog2, graph.KindSquare: uSquare, graph.KindSqrt: uSqrt,
-	graph.KindInverse: uInverse, graph.KindInverseSqrt: uInverseSqrt, graph.KindCube: uCube,
-	graph.KindTanh: uTanh, graph.KindSigmoid: uSigmoid, graph.KindLog1p: uLog1p,
-	graph.KindExpm1: uExpm1, graph.KindSoftplus: uSoftplus,
+	graph.KindNeg: UNeg, graph.KindAbs: UAbs, graph.KindSign: USign, graph.KindCeil: UCeil,
+	graph.KindFloor: UFloor, graph.KindSin: USin, graph.KindCos: UCos, graph.KindExp: UExp,
+	graph.KindLog: ULog, graph.KindLog2: ULog2, graph.KindSquare: USquare, graph.KindSqrt: USqrt,
+	graph.KindInverse: UInverse, graph.KindInverseSqrt: UInverseSqrt, graph.KindCube: UCube,
+	graph.KindTanh: UTanh, graph.KindSigmoid: USigmoid, graph.KindLog1p: ULog1p,
+	graph.KindExpm1: UExpm1, graph.KindSoftplus: USoftplus,
 }
 
 var binaryCodes = map[graph.OpKind]int{
-	graph.KindAdd: bAdd, graph.KindSub: bSub, graph.KindMul: bMul, graph.KindDiv: bDiv, graph.KindPow: bPow,
-	graph.KindLt: bLt, graph.KindGt: bGt, graph.KindLte: bLte, graph.KindGte: bGte, graph.KindEq: bEq, graph.KindNe: bNe,
-	graph.KindBroadcastAdd: bAdd, graph.KindBroadcastSub: bSub, graph.KindBroadcastMul: bMul,
-	graph.KindBroadcastDiv: bDiv, graph.KindBroadcastPow: bPow,
-	graph.KindBroadcastLt: bLt, graph.KindBroadcastGt: bGt, graph.KindBroadcastLte: bLte,
-	graph.KindBroadcastGte: bGte, graph.KindBroadcastEq: bEq, graph.KindBroadcastNe: bNe,
+	graph.KindAdd: BAdd, graph.KindSub: BSub, graph.KindMul: BMul, graph.KindDiv: BDiv, graph.KindPow: BPow,
+	graph.KindLt: BLt, graph.KindGt: BGt, graph.KindLte: BLte, graph.KindGte: BGte, graph.KindEq: BEq, graph.KindNe: BNe,
+	graph.KindBroadcastAdd: BAdd, graph.KindBroadcastSub: BSub, graph.KindBroadcastMul: BMul,
+	graph.KindBroadcastDiv: BDiv, graph.KindBroadcastPow: BPow,
+	graph.KindBroadcastLt: BLt, graph.KindBroadcastGt: BGt, graph.KindBroadcastLte: BLte,
+	graph.KindBroadcastGte: BGte, graph.KindBroadcastEq: BEq, graph.KindBroadcastNe: BNe,
 }
 
 var unaryNames = [...]string{"copy", "neg", "abs", "sign", "ceil", "floor", "sin", "cos", "exp", "log", "log2",
@@ -157,4 +157,26 @@ func suffix(dt graph.DType) string {
 		return "_f64"
 	}
 	return "_f32"
+}
+
+// KernelSig returns the parameter list of the kernel with base name k.
+func KernelSig(k string) ([]ArgType, bool) {
+	sig, ok := kernelSigs[k]
+	return sig, ok
+}
+
+// OpNames lists, by code, the names of the op codes of a kernel family:
+// "unary" (also unary_grad), "binary", "reduce" or "update".
+func OpNames(family string) []string {
+	switch family {
+	case "unary":
+		return unaryNames[:]
+	case "binary":
+		return binaryNames[:]
+	case "reduce":
+		return reduceNames[:]
+	case "update":
+		return solverNames[:]
+	}
+	return nil
 }

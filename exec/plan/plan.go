@@ -1,4 +1,4 @@
-package cuda
+package plan
 
 import (
 	"fmt"
@@ -127,7 +127,7 @@ func (l Launch) opName() (string, bool) {
 	}
 	code := l.Args[0].Int
 	var names []string
-	switch base(l.Kernel) {
+	switch KernelBase(l.Kernel) {
 	case "unary", "unary_grad":
 		names = unaryNames[:]
 	case "binary":
@@ -146,12 +146,12 @@ func (l Launch) opName() (string, bool) {
 }
 
 // base strips the dtype suffix from a kernel name.
-func base(kernel string) string {
+func KernelBase(kernel string) string {
 	return strings.TrimSuffix(strings.TrimSuffix(kernel, "_f32"), "_f64")
 }
 
 // Plan is the lowering of one part: the buffers it needs and the launches
-// of its forward and backward passes. It is computed without a GPU and
+// of its forward and backward passes. It is computed without a device and
 // executed by a device, real or the reference one.
 type Plan struct {
 	DType   graph.DType

@@ -1,4 +1,4 @@
-package cuda
+package plan
 
 import (
 	"fmt"
@@ -11,18 +11,18 @@ import (
 )
 
 // Launch configuration of the elementwise kernels: 256 threads a block,
-// at most maxGrid blocks; the kernels loop with the grid's stride over
+// at most MaxGrid blocks; the kernels loop with the grid's stride over
 // what the grid does not cover.
 const (
-	blockSize = 256
-	maxGrid   = 65535
+	BlockSize = 256
+	MaxGrid   = 65535
 	maxRank   = 4
 )
 
 // Lower lowers a part onto a launch plan: buffers, the forward launches of
 // one micro-batch, the backward launches that derive the gradients of its
-// inputs and parameters op by op, without a GPU. The spec must be valid
-// (exec.SessionSpec.Validate). A node the CUDA executor cannot run gives
+// inputs and parameters op by op, without touching a device. The spec must be valid
+// (exec.SessionSpec.Validate). A node that has no lowering gives
 // an *UnsupportedOpError.
 func Lower(spec *exec.SessionSpec) (*Plan, error) {
 	l := &lowerer{spec: spec, g: spec.Graph, grad: map[int64]int{}, written: map[int64]bool{}}
@@ -117,25 +117,25 @@ func cat(as ...[]Arg) []Arg {
 
 // grid1D is the launch configuration for n threads.
 func grid1D(n int) (Dim3, Dim3) {
-	g := (n + blockSize - 1) / blockSize
+	g := (n + BlockSize - 1) / BlockSize
 	if g < 1 {
 		g = 1
 	}
-	if g > maxGrid {
-		g = maxGrid
+	if g > MaxGrid {
+		g = MaxGrid
 	}
-	return Dim3{g, 1, 1}, Dim3{blockSize, 1, 1}
+	return Dim3{g, 1, 1}, Dim3{BlockSize, 1, 1}
 }
 
 // emit appends a kernel launch over n threads.
 func (l *lowerer) emit(node int64, kernel string, n int, args ...Arg) {
 	sig := kernelSigs[kernel]
 	if len(sig) != len(args) {
-		panic(fmt.Sprintf("cuda: kernel %s takes %d arguments, lowering passed %d", kernel, len(sig), len(args)))
+		panic(fmt.Sprintf("plan: kernel %s takes %d arguments, lowering passed %d", kernel, len(sig), len(args)))
 	}
 	for i, t := range sig {
 		if args[i].Type != t {
-			panic(fmt.Sprintf("cuda: kernel %s argument %d is %v, lowering passed %v", kernel, i, t, args[i].Type))
+			panic(fmt.Sprintf("plan: kernel %s argument %d is %v, lowering passed %v", kernel, i, t, args[i].Type))
 		}
 	}
 	grid, block := grid1D(n)
@@ -239,7 +239,7 @@ func (l *lowerer) forward() error {
 		p.Params = append(p.Params, b)
 		p.Accums = append(p.Accums, l.buf(BufAccum, id, int(n.Shape.Size()), ""))
 		var st []int
-		for _, s := range solverSlots(l.spec.Solver) {
+		for _, s := range SolverSlots(l.spec.Solver) {
 			st = append(st, l.buf(BufState, id, int(n.Shape.Size()), s))
 		}
 		p.States = append(p.States, st)
@@ -292,7 +292,7 @@ func (l *lowerer) forwardOp(n *graph.Node) error {
 		return nil
 	case k == graph.KindDropout:
 		if !l.spec.EvalMode && n.Op.Float("probability") != 0 {
-			return l.unsupported(n, "dropout in training mode (its random mask is the CPU executor's)")
+			return l.unsupported(n, "dropout in training mode (its random mask is the tape machine's)")
 		}
 		p.Value[n.ID] = p.Value[n.Inputs[0]]
 		return nil
@@ -342,9 +342,9 @@ func (l *lowerer) forwardOp(n *graph.Node) error {
 		if err != nil {
 			return err
 		}
-		op := rSum
+		op := RSum
 		if k == graph.KindMax {
-			op = rMax
+			op = RMax
 		}
 		y := out()
 		l.reduce(n.ID, op, false, 1, ro, rr, strides4(shape4(x.Shape)), p.Value[x.ID], y)
@@ -360,7 +360,7 @@ func (l *lowerer) forwardOp(n *graph.Node) error {
 			ps[j] = xs[perm[j]]
 		}
 		y := out()
-		l.unary(n.ID, uCopy, false, o, ps, p.Value[x.ID], y)
+		l.unary(n.ID, UCopy, false, o, ps, p.Value[x.ID], y)
 	case graph.KindConcat:
 		y := out()
 		ys := strides4(o)
@@ -373,7 +373,7 @@ func (l *lowerer) forwardOp(n *graph.Node) error {
 		x := l.in(n, 0)
 		v4, xs, off := l.sliceView(n, x)
 		y := out()
-		l.unaryAt(n.ID, uCopy, false, v4, xs, ptrAt(p.Value[x.ID], off), y)
+		l.unaryAt(n.ID, UCopy, false, v4, xs, ptrAt(p.Value[x.ID], off), y)
 	case graph.KindSoftmax:
 		rows, cols, err := l.softmaxDims(n)
 		if err != nil {
@@ -393,7 +393,7 @@ func (l *lowerer) forwardOp(n *graph.Node) error {
 		y := out()
 		l.emit(n.ID, "maxpool", int(n.Shape.Size()), cat(ints(int(n.Shape.Size())), ints(c[:]...), []Arg{ptr(p.Value[n.Inputs[0]]), ptr(y)})...)
 	default:
-		return l.unsupported(n, "no CUDA lowering for this op kind")
+		return l.unsupported(n, "no lowering for this op kind")
 	}
 	return nil
 }
@@ -609,8 +609,8 @@ func (l *lowerer) pool(n *graph.Node) [11]int {
 	return [11]int{x[1], x[2], x[3], n.Shape[2], n.Shape[3], kr[0], kr[1], ph, pw, st[0], st[1]}
 }
 
-// solverSlots are the solver state slots of a configuration.
-func solverSlots(c exec.SolverConfig) []string {
+// SolverSlots are the solver state slots of a configuration.
+func SolverSlots(c exec.SolverConfig) []string {
 	switch c.Kind {
 	case exec.SolverSGD, exec.SolverNesterov:
 		if c.Momentum == 0 {

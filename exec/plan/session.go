@@ -1,4 +1,4 @@
-package cuda
+package plan
 
 import (
 	"context"
@@ -14,68 +14,63 @@ import (
 	"github.com/rookery-ml/rookery/graph"
 )
 
-// Option configures the CUDA executor.
-type Option func(*config)
-
-type config struct {
-	maxMicroBatches int
-	ordinal         int
+// Device runs plans: a GPU through the CUDA driver (exec/cuda), this
+// process's CPU on Rookery's kernels (exec/native), or, in the tests, a
+// reference device that interprets every kernel in Go index for index.
+// Pointers are the device's own handles; Alloc's buffers hold
+// little-endian elements of the plan's dtype.
+type Device interface {
+	Alloc(bytes int64) (uint64, error)
+	Free(p uint64) error
+	Upload(dst uint64, src []byte) error
+	Download(dst []byte, src uint64) error
+	// Run executes launches of dtype dt; Arg.Buf indexes bufs.
+	Run(dt graph.DType, ls []Launch, bufs []uint64) error
+	Close() error
 }
 
-// WithMaxMicroBatches bounds the micro-batch count a spec may ask for
-// (default exec.DefaultMicroBatches); Open refuses a larger one with an
-// *exec.MicroBatchLimitError. Each index a session has seen keeps its own
-// activations on the device.
-func WithMaxMicroBatches(n int) Option { return func(c *config) { c.maxMicroBatches = n } }
-
-// WithDevice picks the GPU by its ordinal (default 0).
-func WithDevice(ordinal int) Option { return func(c *config) { c.ordinal = ordinal } }
-
-func newConfig(opts []Option) config {
-	c := config{maxMicroBatches: exec.DefaultMicroBatches}
-	for _, o := range opts {
-		o(&c)
-	}
-	return c
+// HostDevice is a Device whose buffers live in this process's memory.
+// Sessions copy tensors into and out of its buffers directly, without
+// the little-endian bytes that Upload and Download carry.
+type HostDevice interface {
+	Device
+	// Host returns buffer p's elements: a []float32 or a []float64.
+	Host(p uint64) (any, error)
 }
 
-// device runs plans: the GPU through the CUDA driver, or, in the tests,
-// the reference device, which interprets every kernel in Go exactly as
-// the CUDA C source computes it. Pointers are the device's own handles.
-type device interface {
-	alloc(bytes int64) (uint64, error)
-	free(p uint64) error
-	upload(dst uint64, src []byte) error
-	download(dst []byte, src uint64) error
-	// run executes launches of dtype dt; Arg.Buf indexes bufs.
-	run(dt graph.DType, ls []Launch, bufs []uint64) error
-	close() error
-}
-
-// executor opens sessions whose plans run on one device.
-type executor struct {
-	cfg config
-	dev device
+// Executor opens sessions whose plans run on one device.
+type Executor struct {
+	Dev Device
+	// MaxMicroBatches bounds the micro-batch count a spec may ask for;
+	// 0 means exec.DefaultMicroBatches. Open refuses a larger one with an
+	// *exec.MicroBatchLimitError. Each index a session has seen keeps its
+	// own activations on the device.
+	MaxMicroBatches int
 }
 
 // Open lowers the part and allocates its session's shared buffers. A part
-// with an op the executor cannot lower fails here with an
+// with an op the plan cannot lower fails here with an
 // *UnsupportedOpError.
-func (e *executor) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session, error) {
+func (e *Executor) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	if err := exec.CheckMicroBatches(&spec, e.cfg.maxMicroBatches); err != nil {
+	limit := e.MaxMicroBatches
+	if limit == 0 {
+		limit = exec.DefaultMicroBatches
+	}
+	if err := exec.CheckMicroBatches(&spec, limit); err != nil {
 		return nil, err
 	}
 	plan, err := Lower(&spec)
 	if err != nil {
 		return nil, err
 	}
-	s := &session{dev: e.dev, spec: spec, plan: plan, slots: exec.NewSlots[mbSlot](spec.Part, spec.MicroBatchCount())}
+	s := &session{dev: e.Dev, spec: spec, plan: plan, slots: exec.NewSlots[mbSlot](spec.Part, spec.MicroBatchCount())}
+	s.host, _ = e.Dev.(HostDevice)
 	s.store = exec.NewStore(&s.spec, deviceParams{s})
 	s.shared = make([]uint64, len(plan.Buffers))
 	s.paramSet = make([]bool, len(plan.Learn))
@@ -87,7 +82,7 @@ func (e *executor) Open(ctx context.Context, spec exec.SessionSpec) (exec.Sessio
 		if b.Class.PerMicroBatch() {
 			continue
 		}
-		p, err := e.dev.alloc(int64(b.Elems) * int64(plan.DType.Size()))
+		p, err := e.Dev.Alloc(int64(b.Elems) * int64(plan.DType.Size()))
 		if err != nil {
 			return fail(err)
 		}
@@ -97,7 +92,7 @@ func (e *executor) Open(ctx context.Context, spec exec.SessionSpec) (exec.Sessio
 		}
 	}
 	for b, v := range plan.Consts {
-		if err := s.dev.upload(s.shared[b], bytesOf(v, plan.DType)); err != nil {
+		if err := s.upload(s.shared[b], v); err != nil {
 			return fail(err)
 		}
 	}
@@ -109,7 +104,7 @@ func (e *executor) Open(ctx context.Context, spec exec.SessionSpec) (exec.Sessio
 		if err := exec.CheckTensor(spec.Part, -1, n, n.Value); err != nil {
 			return fail(err)
 		}
-		if err := s.dev.upload(s.shared[plan.Params[i]], bytesOf(n.Value, plan.DType)); err != nil {
+		if err := s.upload(s.shared[plan.Params[i]], n.Value); err != nil {
 			return fail(err)
 		}
 		s.paramSet[i] = true
@@ -119,7 +114,8 @@ func (e *executor) Open(ctx context.Context, spec exec.SessionSpec) (exec.Sessio
 
 type session struct {
 	mu       sync.Mutex
-	dev      device
+	dev      Device
+	host     HostDevice // dev, where its buffers are in this process
 	spec     exec.SessionSpec
 	plan     *Plan
 	shared   []uint64 // device pointers of the shared buffers (0 for per micro-batch ones)
@@ -139,20 +135,68 @@ type mbSlot struct {
 func (s *session) part() int { return s.spec.Part }
 
 func (s *session) zero(b int) error {
-	return s.dev.upload(s.shared[b], make([]byte, s.plan.Buffers[b].Elems*s.plan.DType.Size()))
+	if s.host != nil {
+		h, err := s.host.Host(s.shared[b])
+		if err != nil {
+			return err
+		}
+		switch d := h.(type) {
+		case []float32:
+			clear(d)
+		case []float64:
+			clear(d)
+		}
+		return nil
+	}
+	return s.dev.Upload(s.shared[b], make([]byte, s.plan.Buffers[b].Elems*s.plan.DType.Size()))
+}
+
+// upload copies t, of the plan's dtype, into buffer p.
+func (s *session) upload(p uint64, t *tensor.Dense) error {
+	if s.host == nil {
+		return s.dev.Upload(p, bytesOf(t, s.plan.DType))
+	}
+	h, err := s.host.Host(p)
+	if err != nil {
+		return err
+	}
+	if !t.IsNativelyAccessible() || t.RequiresIterator() {
+		t = t.Materialize().(*tensor.Dense)
+	}
+	var n int
+	switch d := h.(type) {
+	case []float32:
+		switch v := t.Data().(type) {
+		case []float32:
+			n = copy(d, v)
+		case float32:
+			d[0], n = v, 1
+		}
+	case []float64:
+		switch v := t.Data().(type) {
+		case []float64:
+			n = copy(d, v)
+		case float64:
+			d[0], n = v, 1
+		}
+	}
+	if n != t.Shape().TotalSize() {
+		return fmt.Errorf("plan: upload of %d %v elements into a buffer of %T", t.Shape().TotalSize(), t.Dtype(), h)
+	}
+	return nil
 }
 
 func (s *session) release() {
 	for _, sl := range s.slots.All() {
 		for i, b := range s.plan.Buffers {
 			if b.Class.PerMicroBatch() && sl.bufs[i] != 0 {
-				_ = s.dev.free(sl.bufs[i])
+				_ = s.dev.Free(sl.bufs[i])
 			}
 		}
 	}
 	for _, p := range s.shared {
 		if p != 0 {
-			_ = s.dev.free(p)
+			_ = s.dev.Free(p)
 		}
 	}
 	s.slots.Reset()
@@ -173,11 +217,11 @@ func (s *session) newSlot(mb int) (*mbSlot, error) {
 		if !b.Class.PerMicroBatch() {
 			continue
 		}
-		p, err := s.dev.alloc(int64(b.Elems) * int64(s.plan.DType.Size()))
+		p, err := s.dev.Alloc(int64(b.Elems) * int64(s.plan.DType.Size()))
 		if err != nil {
 			for j := range i {
 				if s.plan.Buffers[j].Class.PerMicroBatch() {
-					_ = s.dev.free(sl.bufs[j])
+					_ = s.dev.Free(sl.bufs[j])
 				}
 			}
 			return nil, &exec.RunError{Part: s.part(), MicroBatch: mb, Phase: "forward", Err: err}
@@ -211,11 +255,11 @@ func (s *session) Forward(ctx context.Context, mb int, feeds map[int64]*tensor.D
 	}
 	s.slots.SetPending(mb, false)
 	for i, id := range s.store.FeedIDs() {
-		if err := s.dev.upload(sl.bufs[s.plan.Value[id]], bytesOf(vals[i], s.plan.DType)); err != nil {
+		if err := s.upload(sl.bufs[s.plan.Value[id]], vals[i]); err != nil {
 			return nil, runErr(err)
 		}
 	}
-	if err := s.dev.run(s.plan.DType, s.plan.Forward, sl.bufs); err != nil {
+	if err := s.dev.Run(s.plan.DType, s.plan.Forward, sl.bufs); err != nil {
 		return nil, runErr(err)
 	}
 	s.slots.SetPending(mb, true)
@@ -257,11 +301,11 @@ func (s *session) Backward(ctx context.Context, mb int, gradOutputs map[int64]*t
 		return &exec.RunError{Part: s.part(), MicroBatch: mb, Phase: "backward", Err: err}
 	}
 	for _, id := range s.spec.Outputs {
-		if err := s.dev.upload(sl.bufs[s.plan.GradIn[id]], bytesOf(gradOutputs[id], s.plan.DType)); err != nil {
+		if err := s.upload(sl.bufs[s.plan.GradIn[id]], gradOutputs[id]); err != nil {
 			return nil, runErr(err)
 		}
 	}
-	if err := s.dev.run(s.plan.DType, s.plan.Backward, sl.bufs); err != nil {
+	if err := s.dev.Run(s.plan.DType, s.plan.Backward, sl.bufs); err != nil {
 		return nil, runErr(err)
 	}
 	s.slots.SetPending(mb, false)
@@ -321,7 +365,7 @@ func (s *session) Step(ctx context.Context) error {
 		l.emit(s.plan.Learn[i], "fill", n, ival(n), sval(0), ptr(b))
 		ls = append(ls, l.cur...)
 	}
-	if err := s.dev.run(s.plan.DType, ls, s.shared); err != nil {
+	if err := s.dev.Run(s.plan.DType, ls, s.shared); err != nil {
 		return runErr(err)
 	}
 	s.nacc = 0
@@ -331,15 +375,15 @@ func (s *session) Step(ctx context.Context) error {
 // sumSquares returns Σ g² over buffer b, computed on the device.
 func (s *session) sumSquares(b int) (float64, error) {
 	n := s.plan.Buffers[b].Elems
-	tmp, err := s.dev.alloc(int64(s.plan.DType.Size()))
+	tmp, err := s.dev.Alloc(int64(s.plan.DType.Size()))
 	if err != nil {
 		return 0, err
 	}
-	defer s.dev.free(tmp)
+	defer s.dev.Free(tmp)
 	bufs := append(append([]uint64{}, s.shared...), tmp)
 	l := &lowerer{dt: s.plan.DType}
-	l.reduce(-1, rSumSquares, false, 1, [4]int{1, 1, 1, 1}, [4]int{1, 1, 1, n}, [4]int{0, 0, 0, 1}, b, len(bufs)-1)
-	if err := s.dev.run(s.plan.DType, l.cur, bufs); err != nil {
+	l.reduce(-1, RSumSquares, false, 1, [4]int{1, 1, 1, 1}, [4]int{1, 1, 1, n}, [4]int{0, 0, 0, 1}, b, len(bufs)-1)
+	if err := s.dev.Run(s.plan.DType, l.cur, bufs); err != nil {
 		return 0, err
 	}
 	t, err := s.read(tmp, nil)
@@ -358,17 +402,17 @@ func UpdateLaunch(p *Plan, cfg exec.SolverConfig, t, i int, scale float64) Launc
 	}
 	wd, decay, mu := cfg.WeightDecay, 1.0, cfg.Momentum
 	var c1, c2 float64 = 1, 1
-	op := sSGD
+	op := SSGD
 	switch cfg.Kind {
 	case exec.SolverSGD, exec.SolverNesterov:
 		if cfg.Momentum != 0 {
-			op = sMomentum
+			op = SMomentum
 			if cfg.Kind == exec.SolverNesterov {
-				op = sNesterov
+				op = SNesterov
 			}
 		}
 	case exec.SolverAdam, exec.SolverAdamW:
-		op = sAdam
+		op = SAdam
 		c1 = 1 - math.Pow(cfg.Beta1, float64(t))
 		c2 = 1 - math.Pow(cfg.Beta2, float64(t))
 		if cfg.Kind == exec.SolverAdamW {
@@ -378,7 +422,7 @@ func UpdateLaunch(p *Plan, cfg exec.SolverConfig, t, i int, scale float64) Launc
 			}
 		}
 	case exec.SolverRMSProp:
-		op, mu = sRMSProp, cfg.Rho
+		op, mu = SRMSProp, cfg.Rho
 	}
 	pb, gb := p.Params[i], p.Accums[i]
 	s0, s1 := gb, gb
@@ -431,12 +475,12 @@ type deviceParams struct{ s *session }
 func (p deviceParams) Steps() int           { return p.s.steps }
 func (p deviceParams) SetSteps(n int)       { p.s.steps = n }
 func (p deviceParams) HasParam(i int) bool  { return p.s.paramSet[i] }
-func (p deviceParams) StateSlots() []string { return solverSlots(p.s.spec.Solver) }
+func (p deviceParams) StateSlots() []string { return SolverSlots(p.s.spec.Solver) }
 
 func (p deviceParams) Param(i int) (*tensor.Dense, error) { return p.read(i, p.s.plan.Params[i]) }
 
 func (p deviceParams) SetParam(i int, t *tensor.Dense) error {
-	if err := p.s.dev.upload(p.s.shared[p.s.plan.Params[i]], bytesOf(t, p.s.plan.DType)); err != nil {
+	if err := p.s.upload(p.s.shared[p.s.plan.Params[i]], t); err != nil {
 		return err
 	}
 	p.s.paramSet[i] = true
@@ -449,7 +493,7 @@ func (p deviceParams) State(i int, slot string) (*tensor.Dense, error) {
 
 func (p deviceParams) SetState(i int, slot string, t *tensor.Dense) error {
 	b := p.s.plan.States[i][slices.Index(p.StateSlots(), slot)]
-	return p.s.dev.upload(p.s.shared[b], bytesOf(t, p.s.plan.DType))
+	return p.s.upload(p.s.shared[b], t)
 }
 
 // Grad downloads parameter i's accumulator.
@@ -457,7 +501,7 @@ func (p deviceParams) Grad(i int) (*tensor.Dense, error) { return p.read(i, p.s.
 
 // SetGrad uploads t into parameter i's accumulator.
 func (p deviceParams) SetGrad(i int, t *tensor.Dense) error {
-	return p.s.dev.upload(p.s.shared[p.s.plan.Accums[i]], bytesOf(t, p.s.plan.DType))
+	return p.s.upload(p.s.shared[p.s.plan.Accums[i]], t)
 }
 
 // read downloads buffer b, shaped as parameter i.
@@ -482,16 +526,37 @@ func (s *session) Close() error {
 // read downloads a tensor of the plan's dtype and the given shape.
 func (s *session) read(p uint64, shape graph.Shape) (*tensor.Dense, error) {
 	n := int(shape.Size())
-	buf := make([]byte, n*s.plan.DType.Size())
-	if err := s.dev.download(buf, p); err != nil {
-		return nil, err
-	}
 	dt, _ := s.plan.DType.Tensor()
 	var t *tensor.Dense
 	if len(shape) == 0 {
 		t = zeros(dt, nil)
 	} else {
 		t = tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
+	}
+	if s.host != nil {
+		h, err := s.host.Host(p)
+		if err != nil {
+			return nil, err
+		}
+		switch d := h.(type) {
+		case []float32:
+			if len(shape) == 0 {
+				t.Set(0, d[0])
+			} else {
+				copy(t.Float32s(), d[:n])
+			}
+		case []float64:
+			if len(shape) == 0 {
+				t.Set(0, d[0])
+			} else {
+				copy(t.Float64s(), d[:n])
+			}
+		}
+		return t, nil
+	}
+	buf := make([]byte, n*s.plan.DType.Size())
+	if err := s.dev.Download(buf, p); err != nil {
+		return nil, err
 	}
 	switch d := t.Data().(type) {
 	case []float32:

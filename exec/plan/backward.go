@@ -1,4 +1,4 @@
-package cuda
+package plan
 
 import (
 	"github.com/rookery-ml/rookery/graph"
@@ -55,7 +55,7 @@ func (l *lowerer) backward() error {
 		b := l.buf(BufGradIn, id, int(n.Shape.Size()), "")
 		p.GradIn[id] = b
 		if i, ok := l.learn[id]; ok {
-			l.unary(id, uCopy, true, shape4(n.Shape), strides4(shape4(n.Shape)), b, p.Accums[i])
+			l.unary(id, UCopy, true, shape4(n.Shape), strides4(shape4(n.Shape)), b, p.Accums[i])
 			continue
 		}
 		l.grad[id], l.written[id] = b, true
@@ -155,15 +155,15 @@ func (l *lowerer) backwardOp(n *graph.Node, j int) error {
 	switch k {
 	case graph.KindReshape, graph.KindDropout:
 		dx, acc := l.target(x.ID)
-		l.unary(n.ID, uCopy, acc, x4, strides4(x4), dy, dx)
+		l.unary(n.ID, UCopy, acc, x4, strides4(x4), dy, dx)
 		return nil
 	}
 	if code, ok := unaryCodes[k]; ok {
-		if code == uLog2 || code == uInverseSqrt {
+		if code == ULog2 || code == UInverseSqrt {
 			// Gorgonia differentiates log2 as ln2/x and inverse_sqrt as
-			// −1/(2y³); a GPU part must agree with the CPU parts it trains
-			// beside, so these gradients stay on the CPU.
-			return l.unsupported(n, "gradient differs from the CPU executor's (Gorgonia's rule), so it is left to the CPU")
+			// −1/(2y³); a lowered part must agree with the tape-machine parts it trains
+			// beside, so these gradients stay on the tape machine.
+			return l.unsupported(n, "gradient differs from the tape machine's (Gorgonia's rule), so the part is left to the tape machine")
 		}
 		dx, acc := l.target(x.ID)
 		nel := int(n.Shape.Size())
@@ -195,13 +195,13 @@ func (l *lowerer) backwardOp(n *graph.Node, j int) error {
 	case graph.KindSum:
 		ro, _, _ := l.reduction(n, x)
 		dx, acc := l.target(x.ID)
-		l.unary(n.ID, uCopy, acc, x4, bstrides(ro, x4), dy, dx)
+		l.unary(n.ID, UCopy, acc, x4, bstrides(ro, x4), dy, dx)
 	case graph.KindMax:
 		ro, _, _ := l.reduction(n, x)
 		mask := l.alloc(size4(x4))
-		l.binary(n.ID, bEq, false, x4, strides4(x4), bstrides(ro, x4), p.Value[x.ID], p.Value[n.ID], mask)
+		l.binary(n.ID, BEq, false, x4, strides4(x4), bstrides(ro, x4), p.Value[x.ID], p.Value[n.ID], mask)
 		dx, acc := l.target(x.ID)
-		l.binary(n.ID, bMul, acc, x4, strides4(x4), bstrides(ro, x4), mask, dy, dx)
+		l.binary(n.ID, BMul, acc, x4, strides4(x4), bstrides(ro, x4), mask, dy, dx)
 		l.put(mask)
 	case graph.KindTranspose:
 		perm, _ := perm4(n.Op.Ints("perm"), len(x.Shape))
@@ -211,12 +211,12 @@ func (l *lowerer) backwardOp(n *graph.Node, j int) error {
 			inv[perm[jj]] = ds[jj]
 		}
 		dx, acc := l.target(x.ID)
-		l.unary(n.ID, uCopy, acc, x4, inv, dy, dx)
+		l.unary(n.ID, UCopy, acc, x4, inv, dy, dx)
 	case graph.KindConcat:
 		ys := strides4(o)
 		ax := n.Op.Int("axis") + 4 - len(n.Shape)
 		dx, acc := l.target(x.ID)
-		l.unaryAt(n.ID, uCopy, acc, x4, ys, ptrAt(dy, l.concatOffset(n, j)*ys[ax]), dx)
+		l.unaryAt(n.ID, UCopy, acc, x4, ys, ptrAt(dy, l.concatOffset(n, j)*ys[ax]), dx)
 	case graph.KindSlice:
 		v4, xs, off := l.sliceView(n, x)
 		dx, acc := l.target(x.ID)
@@ -268,7 +268,7 @@ func (l *lowerer) binaryGrad(n *graph.Node, j int, dy int) error {
 	into := func(src int, scale float64) {
 		dx, acc := l.target(x.ID)
 		if direct && scale == 1 {
-			l.unary(n.ID, uCopy, acc, o, full, src, dx)
+			l.unary(n.ID, UCopy, acc, o, full, src, dx)
 			return
 		}
 		var r [4]int
@@ -278,7 +278,7 @@ func (l *lowerer) binaryGrad(n *graph.Node, j int, dy int) error {
 				r[i] = o[i]
 			}
 		}
-		l.reduce(n.ID, rSum, acc, scale, s4, r, full, src, dx)
+		l.reduce(n.ID, RSum, acc, scale, s4, r, full, src, dx)
 	}
 	// prod computes f(u, v) over the output's shape, into the gradient
 	// directly when the operand is not broadcast, or via a temporary.
@@ -294,38 +294,38 @@ func (l *lowerer) binaryGrad(n *graph.Node, j int, dy int) error {
 		l.put(t)
 	}
 	switch binaryCodes[n.Op.Kind] {
-	case bAdd:
+	case BAdd:
 		into(dy, 1)
-	case bSub:
+	case BSub:
 		if j == 0 {
 			into(dy, 1)
 		} else {
 			into(dy, -1)
 		}
-	case bMul:
+	case BMul:
 		if j == 0 {
-			prod(bMul, dy, full, b, bs, 1)
+			prod(BMul, dy, full, b, bs, 1)
 		} else {
-			prod(bMul, dy, full, a, as, 1)
+			prod(BMul, dy, full, a, as, 1)
 		}
-	case bDiv:
+	case BDiv:
 		if j == 0 {
-			prod(bDiv, dy, full, b, bs, 1)
+			prod(BDiv, dy, full, b, bs, 1)
 			break
 		}
 		// d(a/b)/db = −(dy/b)·(a/b)
 		t := l.alloc(size4(o))
-		l.binary(n.ID, bDiv, false, o, full, bs, dy, b, t)
-		prod(bMul, t, full, p.Value[n.ID], full, -1)
+		l.binary(n.ID, BDiv, false, o, full, bs, dy, b, t)
+		prod(BMul, t, full, p.Value[n.ID], full, -1)
 		l.put(t)
-	case bPow:
-		code := bPowGradA
+	case BPow:
+		code := BPowGradA
 		if j == 1 {
-			code = bPowGradB
+			code = BPowGradB
 		}
 		t := l.alloc(size4(o))
 		l.binary(n.ID, code, false, o, as, bs, a, b, t)
-		prod(bMul, t, full, dy, full, 1)
+		prod(BMul, t, full, dy, full, 1)
 		l.put(t)
 	default:
 		return l.unsupported(n, "no gradient lowering for this op kind")

@@ -1,14 +1,14 @@
-package cuda_test
+package plan_test
 
 import (
 	"fmt"
 
 	"github.com/rookery-ml/rookery/exec"
-	"github.com/rookery-ml/rookery/exec/cuda"
+	"github.com/rookery-ml/rookery/exec/plan"
 	"github.com/rookery-ml/rookery/graph"
 )
 
-// Lower needs no GPU: it prints the launches that a GPU would run for
+// Lower needs no device: it prints the launches that a device runs for
 // loss = Σ tanh(x·w), forward and backward.
 func ExampleLower() {
 	g := graph.New()
@@ -23,7 +23,7 @@ func ExampleLower() {
 	must(g.Add(graph.Node{ID: 4, Role: graph.RoleOp, Op: graph.NewOp(graph.KindTanh), Inputs: []int64{3}, Shape: graph.Shape{2, 4}, DType: graph.Float32}))
 	must(g.Add(graph.Node{ID: 5, Role: graph.RoleOp, Op: graph.NewOp(graph.KindSum, graph.AxesAttr("axes", 0, 1)), Inputs: []int64{4}, Shape: graph.Shape{}, DType: graph.Float32}))
 	spec := exec.SessionSpec{Graph: g, DataInputs: []int64{1}, Loss: 5, HasLoss: true, Solver: exec.SGD(0.1, 0)}
-	p, err := cuda.Lower(&spec)
+	p, err := plan.Lower(&spec)
 	if err != nil {
 		panic(err)
 	}
