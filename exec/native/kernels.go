@@ -504,7 +504,11 @@ func kIm2Col[T float](x *launch[T], p, parts int) {
 					line := plane[iy*d.w:]
 					ix := ox*d.sw - d.pw
 					if d.dw == 1 && ix >= 0 && ix+d.kw <= d.w {
-						copy(out[k:k+d.kw], line[ix:ix+d.kw])
+						// A loop: copy would call memmove for a few elements.
+						o, l := out[k:k+d.kw], line[ix:ix+d.kw]
+						for j := range o {
+							o[j] = l[j]
+						}
 						k += d.kw
 						continue
 					}
