@@ -31,9 +31,9 @@
 // an epoch's end (ravdl pulls the parameters back into the model). --quick
 // is a smoke run: a few hundred images, a few steps.
 //
-// Executors: "tape" is exec.NewCPU, the tape-machine executor; "native"
-// is the executor that runs the IR on Rookery's own kernels, not yet
-// built (naming it is an error until it is).
+// Executors: "native" is exec/native's, which runs the plans of
+// exec/plan on Rookery's own kernels; "tape" is exec.NewCPU, the
+// tape-machine executor.
 package main
 
 import (
@@ -55,13 +55,13 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/native"
 	"github.com/rookery-ml/rookery/internal/mnist"
 	"github.com/rookery-ml/rookery/ravdl"
 )
 
 var (
 	errUnknownExecutor = errors.New("cnn: unknown executor")
-	errNoNative        = errors.New(`cnn: executor "native" (exec/native) is not built yet; use --executors tape`)
 )
 
 // executorFor returns what makes a fresh executor of the named kind.
@@ -70,7 +70,7 @@ func executorFor(name string) (func() exec.Executor, error) {
 	case "tape":
 		return func() exec.Executor { return exec.NewCPU() }, nil
 	case "native":
-		return nil, errNoNative
+		return func() exec.Executor { return native.New() }, nil
 	}
 	return nil, fmt.Errorf("%w %q (want native or tape)", errUnknownExecutor, name)
 }
