@@ -34,6 +34,8 @@ func kernelFor[T float](name string) (kernelFunc[T], bool) {
 		return kSoftmaxGrad[T], true
 	case "im2col":
 		return kIm2Col[T], true
+	case "im2col_rows":
+		return kIm2ColRows[T], true
 	case "col2im":
 		return kCol2Im[T], true
 	case "maxpool":
@@ -75,6 +77,8 @@ func workOf[T float](x *launch[T]) (work int64, units int) {
 		return int64(x.int(0)) * int64(x.int(1)), x.int(0)
 	case "col2im":
 		return int64(x.int(0)), x.int(0) / max(x.int(3)*x.int(4), 1)
+	case "im2col_rows":
+		return int64(x.int(0)), x.int(1) * x.int(6) * x.int(7)
 	case "maxpool":
 		return int64(x.int(0)) * int64(x.int(6)*x.int(7)), x.int(0) / max(x.int(4)*x.int(5), 1)
 	case "maxpool_grad":
@@ -621,6 +625,52 @@ func kCol2Im[T float](x *launch[T], p, parts int) {
 	}
 }
 
+// kIm2ColRows: im2col_rows(n, c, h, w, oh, ow, kh, kw, ph, pw, sh, sw,
+// dh, dw, x, col): col is (c, kh, kw) rows of (b, oh, ow) columns, each
+// row a run of contiguous reads of the image where the stride and
+// dilation are 1. Split by rows.
+func kIm2ColRows[T float](x *launch[T], p, parts int) {
+	d := x.conv(1)
+	src, col := x.ptrs[0], x.ptrs[1]
+	rows := d.c * d.kh * d.kw
+	n := x.int(0) / max(rows, 1) // b·oh·ow
+	b := n / max(d.oh*d.ow, 1)
+	lo, hi := span(rows, p, parts)
+	for row := lo; row < hi; row++ {
+		kj := row % d.kw
+		ki := (row / d.kw) % d.kh
+		ch := row / (d.kw * d.kh)
+		out := col[row*n : (row+1)*n]
+		for bi := 0; bi < b; bi++ {
+			plane := src[(bi*d.c+ch)*d.h*d.w : (bi*d.c+ch+1)*d.h*d.w]
+			for oy := 0; oy < d.oh; oy++ {
+				o := out[(bi*d.oh+oy)*d.ow : (bi*d.oh+oy+1)*d.ow]
+				iy := oy*d.sh - d.ph + ki*d.dh
+				if iy < 0 || iy >= d.h {
+					clear(o)
+					continue
+				}
+				line := plane[iy*d.w : (iy+1)*d.w]
+				ix0 := kj*d.dw - d.pw
+				if d.sw == 1 && ix0 >= 0 && ix0+d.ow <= d.w {
+					in := line[ix0 : ix0+d.ow]
+					for j := range o {
+						o[j] = in[j]
+					}
+					continue
+				}
+				for ox := range o {
+					if ix := ox*d.sw + ix0; ix >= 0 && ix < d.w {
+						o[ox] = line[ix]
+					} else {
+						o[ox] = 0
+					}
+				}
+			}
+		}
+	}
+}
+
 // poolDims are the dims of maxpool and maxpool_grad.
 type poolDims struct{ c, h, w, oh, ow, kh, kw, ph, pw, sh, sw int }
 
@@ -739,12 +789,21 @@ func kUpdate[T float](x *launch[T], part, parts int) {
 	b1, b2, c1, c2, eps, clip := x.scalar(7), x.scalar(8), x.scalar(9), x.scalar(10), x.scalar(11), x.scalar(12)
 	lo, hi := span(x.int(1), part, parts)
 	p, g, s0, s1 := x.ptrs[0][lo:hi], x.ptrs[1][lo:hi], x.ptrs[2][lo:hi], x.ptrs[3][lo:hi]
-	if op == plan.SMomentum && clip <= 0 && wd == 0 {
-		for i := range p {
-			s0[i] = mu*s0[i] + g[i]*scale
-			p[i] -= lr * s0[i]
+	if clip <= 0 && wd == 0 {
+		// The common cases, one tight loop each.
+		switch op {
+		case plan.SSGD:
+			for i := range p {
+				p[i] -= lr * (g[i] * scale)
+			}
+			return
+		case plan.SMomentum:
+			for i := range p {
+				s0[i] = mu*s0[i] + g[i]*scale
+				p[i] -= lr * s0[i]
+			}
+			return
 		}
-		return
 	}
 	for i := range p {
 		gi := g[i] * scale

@@ -76,7 +76,8 @@ func New(opts ...Option) exec.Executor {
 	if c.log == nil {
 		c.log = slog.Default()
 	}
-	return &executor{cfg: c, plans: &plan.Executor{Dev: newDevice(c.threads), MaxMicroBatches: c.maxMicroBatches}}
+	return &executor{cfg: c, plans: &plan.Executor{Dev: newDevice(c.threads), MaxMicroBatches: c.maxMicroBatches,
+		Lower: []plan.LowerOption{plan.WithHostKernels()}}}
 }
 
 type executor struct {

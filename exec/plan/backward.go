@@ -86,6 +86,11 @@ func (l *lowerer) backward() error {
 		if n.Role != graph.RoleOp || !need(n.ID) || !l.written[n.ID] {
 			continue
 		}
+		if c := l.convs[n.ID]; c != nil {
+			l.backwardConv(c, l.grad[n.ID], need)
+			l.release(n.ID)
+			continue
+		}
 		for j, in := range n.Inputs {
 			if n.Op.Kind.NoGrad(j) || !need(in) {
 				continue

@@ -138,6 +138,9 @@ var kernelSigs = map[string][]ArgType{
 	"im2col": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr},
 	// col2im(n, acc, c, h, w, oh, ow, kh, kw, ph, pw, sh, sw, dh, dw, col, dx): n = b·c·h·w
 	"col2im": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr},
+	// im2col_rows(n, c, h, w, oh, ow, kh, kw, ph, pw, sh, sw, dh, dw, x, col):
+	// im2col with the patches as rows (c·kh·kw, b·oh·ow); host devices only
+	"im2col_rows": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr},
 	// maxpool(n, c, h, w, oh, ow, kh, kw, pn, pw, sh, sw, x, y): n = b·c·oh·ow
 	"maxpool": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr},
 	// maxpool_grad(n, acc, c, h, w, oh, ow, kh, kw, pn, pw, sh, sw, x, y, dy, dx): n = b·c·h·w

@@ -24,12 +24,19 @@ const (
 // inputs and parameters op by op, without touching a device. The spec must be valid
 // (exec.SessionSpec.Validate). A node that has no lowering gives
 // an *UnsupportedOpError.
-func Lower(spec *exec.SessionSpec) (*Plan, error) {
+func Lower(spec *exec.SessionSpec, opts ...LowerOption) (*Plan, error) {
+	var cfg lowerConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	l := &lowerer{spec: spec, g: spec.Graph, grad: map[int64]int{}, written: map[int64]bool{}, lent: map[int64]bool{}}
 	if err := l.dtype(); err != nil {
 		return nil, err
 	}
 	l.p = &Plan{DType: l.dt, Value: map[int64]int{}, Consts: map[int]*tensor.Dense{}, GradIn: map[int64]int{}, GradOut: map[int64]int{}}
+	if cfg.hostKernels {
+		l.findConvs()
+	}
 	if err := l.forward(); err != nil {
 		return nil, err
 	}
@@ -45,11 +52,13 @@ type lowerer struct {
 	p       *Plan
 	dt      graph.DType
 	learn   map[int64]int
-	grad    map[int64]int  // node → buffer of its gradient
-	written map[int64]bool // the gradient buffer holds a contribution
-	lent    map[int64]bool // the node's gradient buffer was handed to an input
-	free    []int          // pooled gradient buffers not in use
-	cur     []Launch       // launches being emitted
+	grad    map[int64]int   // node → buffer of its gradient
+	written map[int64]bool  // the gradient buffer holds a contribution
+	lent    map[int64]bool  // the node's gradient buffer was handed to an input
+	convs   map[int64]*conv // convolutions lowered whole, by their last node
+	inConv  map[int64]bool  // the other nodes of those convolutions
+	free    []int           // pooled gradient buffers not in use
+	cur     []Launch        // launches being emitted
 }
 
 func (l *lowerer) unsupported(n *graph.Node, f string, a ...any) error {
@@ -262,6 +271,13 @@ func (l *lowerer) forward() error {
 			b := l.buf(BufConst, n.ID, int(n.Shape.Size()), "")
 			p.Consts[b] = n.Value
 			p.Value[n.ID] = b
+			continue
+		}
+		if l.inConv[n.ID] {
+			continue
+		}
+		if c := l.convs[n.ID]; c != nil {
+			l.forwardConv(c)
 			continue
 		}
 		if err := l.forwardOp(n); err != nil {

@@ -47,6 +47,9 @@ type Executor struct {
 	// *exec.MicroBatchLimitError. Each index a session has seen keeps its
 	// own activations on the device.
 	MaxMicroBatches int
+	// Lower configures the lowering of each part (WithHostKernels for a
+	// device that runs the host-only kernels).
+	Lower []LowerOption
 }
 
 // Open lowers the part and allocates its session's shared buffers. A part
@@ -66,7 +69,7 @@ func (e *Executor) Open(ctx context.Context, spec exec.SessionSpec) (exec.Sessio
 	if err := exec.CheckMicroBatches(&spec, limit); err != nil {
 		return nil, err
 	}
-	plan, err := Lower(&spec)
+	plan, err := Lower(&spec, e.Lower...)
 	if err != nil {
 		return nil, err
 	}
