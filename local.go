@@ -97,7 +97,7 @@ func NewLocalTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.
 	}
 	execs := cfg.executors
 	for len(cfg.executors) == 0 && len(execs) < max(cfg.replicas, 1) {
-		execs = append(execs, exec.NewCPU())
+		execs = append(execs, inProcess(max(cfg.replicas, 1)))
 	}
 	if cfg.replicas > 0 && cfg.replicas != len(execs) {
 		return nil, fmt.Errorf("%w: %d replicas on %d executors", ErrConfig, cfg.replicas, len(execs))

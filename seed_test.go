@@ -114,7 +114,8 @@ func classifier(batch int) (*gorgonia.ExprGraph, *gorgonia.Node, gorgonia.Nodes,
 }
 
 // TestWithSeedNode trains through a seed node and two providers and gets
-// the losses of the same training on two in-process executors.
+// the losses of the same training on two in-process executors of the
+// providers' kind (the tape machine), bit for bit.
 func TestWithSeedNode(t *testing.T) {
 	addr := seedCluster(t, 2, nil)
 	ctx := context.Background()
@@ -137,7 +138,7 @@ func TestWithSeedNode(t *testing.T) {
 		}
 		return losses
 	}
-	want := run(rookery.WithParts(2))
+	want := run(rookery.WithExecutors(exec.NewCPU(), exec.NewCPU()))
 	got := run(rookery.WithSeedNode(addr, 2))
 	for i := range want {
 		if got[i] != want[i] {
@@ -186,7 +187,7 @@ func TestWithSeedNodeLeases(t *testing.T) {
 		}
 		return losses
 	}
-	want := run(rookery.WithParts(2))
+	want := run(rookery.WithExecutors(exec.NewCPU(), exec.NewCPU()))
 	got := run(rookery.WithSeedNode(addr, 2))
 	for i := range want {
 		if got[i] != want[i] {

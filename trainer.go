@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 
 	"gorgonia.org/gorgonia"
@@ -13,6 +14,7 @@ import (
 	"github.com/rookery-ml/rookery/checkpoint"
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/guard"
+	"github.com/rookery-ml/rookery/exec/native"
 	"github.com/rookery-ml/rookery/graph"
 	"github.com/rookery-ml/rookery/partition"
 	"github.com/rookery-ml/rookery/transport"
@@ -68,7 +70,9 @@ type config struct {
 
 // WithExecutors trains on these executors, one part each; with
 // WithReplicas(r), executor i*k+j runs part j of replica i. Without it
-// the trainer makes one in-process CPU executor per part.
+// the trainer makes one in-process executor per part: the native CPU
+// executor (exec/native), which runs parts it cannot lower on the tape
+// machine and logs so.
 func WithExecutors(executors ...exec.Executor) Option {
 	return func(c *config) { c.executors, c.lease = append([]exec.Executor{}, executors...), nil }
 }
@@ -245,7 +249,7 @@ func (c *config) partition(ir *graph.Graph) (*partition.Plan, error) {
 		c.pipeOpts = append(c.pipeOpts, exec.WithRowWeights(a.RowWeights...))
 	}
 	for i, none := 0, len(c.executors) == 0; none && i < a.K*a.R; i++ {
-		c.executors = append(c.executors, exec.NewCPU())
+		c.executors = append(c.executors, inProcess(a.K*a.R))
 	}
 	return a.Plan, nil
 }
@@ -356,4 +360,12 @@ func (t *Trainer) Checkpoint(ctx context.Context, w io.Writer) error {
 	}
 	_, err = s.WriteTo(w)
 	return err
+}
+
+// inProcess returns the executor the trainer makes for a part when it is
+// given none: the native CPU executor (exec/native, Rookery's own
+// kernels, with the tape machine for parts it cannot lower, logged), its
+// threads a share of GOMAXPROCS among the n executors that run at once.
+func inProcess(n int) exec.Executor {
+	return native.New(native.WithThreads(max(1, runtime.GOMAXPROCS(0)/max(n, 1))))
 }

@@ -14,7 +14,9 @@ import (
 func TestConformance(t *testing.T) {
 	for _, threads := range []int{1, 3} {
 		t.Run(fmt.Sprintf("threads=%d", threads), func(t *testing.T) {
-			exectest.Run(t, func(t *testing.T) exec.Executor { return native.New(native.WithThreads(threads), native.WithoutFallback()) })
+			exectest.Run(t, func(t *testing.T) exec.Executor {
+				return native.New(native.WithThreads(threads), native.WithoutFallback())
+			})
 		})
 	}
 }

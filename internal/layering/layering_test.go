@@ -37,6 +37,7 @@ var allowed = map[string][]string{
 	"exec/compress":      nil,
 	"exec/plan":          {"exec", "graph"},
 	"exec/cuda":          {"exec", "exec/plan", "graph"},
+	"exec/native":        {"exec", "exec/plan", "graph", "internal/gemm"},
 	"exec/exectest":      {"exec", "exec/compress", "graph"},
 	"exec/guard/...":     {"exec", "exec/guard"},
 	"checkpoint":         {"exec", "graph", "proto/rookery/v1"},
@@ -44,7 +45,7 @@ var allowed = map[string][]string{
 	"transport":          {"exec", "exec/compress", "graph", "ledger", "proto/rookery/v1"},
 	"transport/seednode": {"exec", "graph", "ledger", "proto/rookery/v1", "transport"},
 	"internal/providers": {"exec", "transport", "transport/seednode"},
-	".":                  {"checkpoint", "exec", "exec/guard", "graph", "ledger", "partition", "proto/rookery/v1", "transport", "transport/seednode"},
+	".":                  {"checkpoint", "exec", "exec/guard", "exec/native", "graph", "ledger", "partition", "proto/rookery/v1", "transport", "transport/seednode"},
 	"ravml":              {"exec", "graph"},
 	"ravdl":              {".", "exec", "graph", "partition"},
 	// Programs: they may import any library package, never each other.
