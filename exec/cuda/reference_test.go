@@ -61,3 +61,10 @@ func TestMicroBatchLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestEqualsOneProcessReference trains the MLP, the CNN and the residual
+// DAG across parts on the reference device against one-process Gorgonia
+// training: exec/plan's lowering, derived gradients and solver kernels.
+func TestEqualsOneProcessReference(t *testing.T) {
+	exectest.EqualsOneProcess(t, func(*testing.T) exec.Executor { return newReference() })
+}
