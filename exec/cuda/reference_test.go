@@ -30,9 +30,9 @@ func TestConformanceReference(t *testing.T) {
 func TestMicroBatchLimit(t *testing.T) {
 	ctx := context.Background()
 	e := newReference(WithMaxMicroBatches(4))
-	c := opCase{op: graph.NewOp(graph.KindNeg), in: []graph.Shape{{3, 4}}, out: graph.Shape{3, 4}}
+	c := opCase{Op: graph.NewOp(graph.KindNeg), In: []graph.Shape{{3, 4}}, Out: graph.Shape{3, 4}}
 	for _, micro := range []int{5, 0} {
-		spec := c.spec(t, newRand())
+		spec := c.Spec(t, newRand())
 		spec.Part, spec.MicroBatches = 3, micro
 		s, err := e.Open(ctx, spec)
 		var me *exec.MicroBatchLimitError
@@ -43,7 +43,7 @@ func TestMicroBatchLimit(t *testing.T) {
 			s.Close()
 		}
 	}
-	spec := c.spec(t, newRand())
+	spec := c.Spec(t, newRand())
 	spec.Part, spec.MicroBatches = 3, 3
 	s, err := e.Open(ctx, spec)
 	if err != nil {
