@@ -119,11 +119,25 @@ func (l *lowerer) alloc(elems int) int {
 
 func (l *lowerer) put(b int) { l.free = append(l.free, b) }
 
+// pass adds dy, node n's gradient, to x's gradient: where this is x's
+// first contribution and x is an op node, by handing x the buffer of dy
+// instead of copying it (once per node n: two inputs must not share a
+// buffer), otherwise by a copy.
+func (l *lowerer) pass(n, x *graph.Node, dy int, shape [4]int) {
+	if _, has := l.grad[x.ID]; !has && x.Role == graph.RoleOp && !l.lent[n.ID] {
+		l.grad[x.ID], l.written[x.ID] = dy, true
+		l.lent[n.ID] = true
+		return
+	}
+	dx, acc := l.target(x.ID)
+	l.unary(n.ID, UCopy, acc, shape, strides4(shape), dy, dx)
+}
+
 // release gives node id's gradient buffer back to the pool when it is a
-// pooled one.
+// pooled one that was not handed on to an input (pass).
 func (l *lowerer) release(id int64) {
 	b, ok := l.grad[id]
-	if !ok || l.p.Buffers[b].Node >= 0 {
+	if !ok || l.p.Buffers[b].Node >= 0 || l.lent[id] {
 		return
 	}
 	l.put(b)
@@ -154,8 +168,7 @@ func (l *lowerer) backwardOp(n *graph.Node, j int) error {
 	k := n.Op.Kind
 	switch k {
 	case graph.KindReshape, graph.KindDropout:
-		dx, acc := l.target(x.ID)
-		l.unary(n.ID, UCopy, acc, x4, strides4(x4), dy, dx)
+		l.pass(n, x, dy, x4)
 		return nil
 	}
 	if code, ok := unaryCodes[k]; ok {
@@ -266,11 +279,11 @@ func (l *lowerer) binaryGrad(n *graph.Node, j int, dy int) error {
 	direct := size4(s4) == size4(o) // the operand is not broadcast
 	// into adds scale·src (of the output's shape) to the operand's gradient.
 	into := func(src int, scale float64) {
-		dx, acc := l.target(x.ID)
 		if direct && scale == 1 {
-			l.unary(n.ID, UCopy, acc, o, full, src, dx)
+			l.pass(n, x, src, o)
 			return
 		}
+		dx, acc := l.target(x.ID)
 		var r [4]int
 		for i := range r {
 			r[i] = 1

@@ -25,7 +25,7 @@ const (
 // (exec.SessionSpec.Validate). A node that has no lowering gives
 // an *UnsupportedOpError.
 func Lower(spec *exec.SessionSpec) (*Plan, error) {
-	l := &lowerer{spec: spec, g: spec.Graph, grad: map[int64]int{}, written: map[int64]bool{}}
+	l := &lowerer{spec: spec, g: spec.Graph, grad: map[int64]int{}, written: map[int64]bool{}, lent: map[int64]bool{}}
 	if err := l.dtype(); err != nil {
 		return nil, err
 	}
@@ -47,6 +47,7 @@ type lowerer struct {
 	learn   map[int64]int
 	grad    map[int64]int  // node → buffer of its gradient
 	written map[int64]bool // the gradient buffer holds a contribution
+	lent    map[int64]bool // the node's gradient buffer was handed to an input
 	free    []int          // pooled gradient buffers not in use
 	cur     []Launch       // launches being emitted
 }

@@ -34,8 +34,9 @@ type Device interface {
 // the little-endian bytes that Upload and Download carry.
 type HostDevice interface {
 	Device
-	// Host returns buffer p's elements: a []float32 or a []float64.
-	Host(p uint64) (any, error)
+	// Host returns buffer p's elements as dt's slice type: a []float32
+	// or a []float64.
+	Host(p uint64, dt graph.DType) (any, error)
 }
 
 // Executor opens sessions whose plans run on one device.
@@ -136,7 +137,7 @@ func (s *session) part() int { return s.spec.Part }
 
 func (s *session) zero(b int) error {
 	if s.host != nil {
-		h, err := s.host.Host(s.shared[b])
+		h, err := s.host.Host(s.shared[b], s.plan.DType)
 		if err != nil {
 			return err
 		}
@@ -156,7 +157,7 @@ func (s *session) upload(p uint64, t *tensor.Dense) error {
 	if s.host == nil {
 		return s.dev.Upload(p, bytesOf(t, s.plan.DType))
 	}
-	h, err := s.host.Host(p)
+	h, err := s.host.Host(p, s.plan.DType)
 	if err != nil {
 		return err
 	}
@@ -534,7 +535,7 @@ func (s *session) read(p uint64, shape graph.Shape) (*tensor.Dense, error) {
 		t = tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
 	}
 	if s.host != nil {
-		h, err := s.host.Host(p)
+		h, err := s.host.Host(p, s.plan.DType)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,311 @@
+package native
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"unsafe"
+
+	"github.com/rookery-ml/rookery/exec/plan"
+	"github.com/rookery-ml/rookery/graph"
+)
+
+// ErrDevice marks a call that names a buffer the device does not hold, or
+// a launch whose arguments do not fit its buffers: a plan that is not
+// Lower's, or a session used after Close.
+var ErrDevice = errors.New("native: bad device call")
+
+// device keeps a plan's buffers in Go memory and runs its launches on
+// the kernels of this package, threads goroutines at a time.
+type device struct {
+	threads int
+
+	mu   sync.RWMutex
+	mem  []slab   // by handle-1
+	free []uint64 // handles to reuse
+}
+
+// slab is one buffer: 8-byte aligned memory, bytes long.
+type slab struct {
+	words []float64
+	bytes int64
+}
+
+func newDevice(threads int) *device { return &device{threads: max(threads, 1)} }
+
+// Alloc implements plan.Device.
+func (d *device) Alloc(bytes int64) (uint64, error) {
+	if bytes < 0 {
+		return 0, fmt.Errorf("%w: allocation of %d bytes", ErrDevice, bytes)
+	}
+	s := slab{words: make([]float64, (bytes+7)/8+1), bytes: bytes}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if n := len(d.free); n > 0 {
+		h := d.free[n-1]
+		d.free = d.free[:n-1]
+		d.mem[h-1] = s
+		return h, nil
+	}
+	d.mem = append(d.mem, s)
+	return uint64(len(d.mem)), nil
+}
+
+// slabOf returns buffer h; d.mu is held.
+func (d *device) slabOf(h uint64) (*slab, error) {
+	if h == 0 || h > uint64(len(d.mem)) || d.mem[h-1].words == nil {
+		return nil, fmt.Errorf("%w: no buffer %d", ErrDevice, h)
+	}
+	return &d.mem[h-1], nil
+}
+
+// Free implements plan.Device.
+func (d *device) Free(h uint64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := d.slabOf(h); err != nil {
+		return err
+	}
+	d.mem[h-1] = slab{}
+	d.free = append(d.free, h)
+	return nil
+}
+
+// Upload implements plan.Device.
+func (d *device) Upload(dst uint64, src []byte) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	s, err := d.slabOf(dst)
+	if err != nil {
+		return err
+	}
+	if int64(len(src)) > s.bytes {
+		return fmt.Errorf("%w: upload of %d bytes into %d", ErrDevice, len(src), s.bytes)
+	}
+	copy(s.raw(), src)
+	return nil
+}
+
+// Download implements plan.Device.
+func (d *device) Download(dst []byte, src uint64) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	s, err := d.slabOf(src)
+	if err != nil {
+		return err
+	}
+	if int64(len(dst)) > s.bytes {
+		return fmt.Errorf("%w: download of %d bytes from %d", ErrDevice, len(dst), s.bytes)
+	}
+	copy(dst, s.raw())
+	return nil
+}
+
+func (s *slab) raw() []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(&s.words[0])), s.bytes)
+}
+
+// Host implements plan.HostDevice.
+func (d *device) Host(h uint64, dt graph.DType) (any, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	s, err := d.slabOf(h)
+	if err != nil {
+		return nil, err
+	}
+	if dt == graph.Float64 {
+		return viewOf[float64](s), nil
+	}
+	return viewOf[float32](s), nil
+}
+
+func viewOf[T float](s *slab) []T {
+	var z T
+	return unsafe.Slice((*T)(unsafe.Pointer(&s.words[0])), s.bytes/int64(unsafe.Sizeof(z)))
+}
+
+// Close implements plan.Device.
+func (d *device) Close() error { return nil }
+
+// Run implements plan.Device: it runs the launches in order, each split
+// across the device's threads where it is large enough to pay for it.
+func (d *device) Run(dt graph.DType, ls []plan.Launch, bufs []uint64) error {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	if dt == graph.Float64 {
+		return run[float64](d, ls, bufs)
+	}
+	return run[float32](d, ls, bufs)
+}
+
+type float interface{ ~float32 | ~float64 }
+
+// maxPtrs is the most buffer arguments a kernel takes.
+const maxPtrs = 4
+
+// launch is one launch ready to run: its kernel, ints, scalars and the
+// elements of its buffer arguments from their offsets on.
+type launch[T float] struct {
+	l     *plan.Launch
+	k     kernelFunc[T]
+	ptrs  [maxPtrs][]T
+	parts int // how many threads share it
+}
+
+// kernelFunc runs part of parts of a launch.
+type kernelFunc[T float] func(x *launch[T], part, parts int)
+
+// team is the threads of one Run: the caller runs part 0 of each launch,
+// each worker one other part; work carries the launch to the workers and
+// done tells the caller they have finished it, and how.
+type team[T float] struct {
+	cur  *launch[T]
+	work []chan int
+	done chan error
+}
+
+func run[T float](d *device, ls []plan.Launch, bufs []uint64) error {
+	var tm *team[T]
+	defer func() {
+		if tm != nil {
+			for _, c := range tm.work {
+				close(c)
+			}
+		}
+	}()
+	var x launch[T]
+	for i := range ls {
+		if err := prepare(d, &ls[i], bufs, &x); err != nil {
+			return fmt.Errorf("launch %d (%s, node %d): %w", i, ls[i].Kernel, ls[i].Node, err)
+		}
+		fail := func(err error) error {
+			return fmt.Errorf("launch %d (%s, node %d): %w", i, ls[i].Kernel, ls[i].Node, err)
+		}
+		x.parts = 1
+		if x.l.Gemm == nil {
+			x.parts = min(d.threads, splits(&x))
+		}
+		if x.parts <= 1 {
+			if err := call(&x, 0); err != nil {
+				return fail(err)
+			}
+			continue
+		}
+		if tm == nil {
+			tm = startTeam[T](d.threads - 1)
+		}
+		tm.cur = &x
+		for p := 1; p < x.parts; p++ {
+			tm.work[p-1] <- p
+		}
+		err := call(&x, 0)
+		for p := 1; p < x.parts; p++ {
+			if werr := <-tm.done; werr != nil && err == nil {
+				err = werr
+			}
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
+	return nil
+}
+
+// startTeam starts n workers; they end when their work channel closes.
+func startTeam[T float](n int) *team[T] {
+	tm := &team[T]{work: make([]chan int, n), done: make(chan error, n)}
+	for i := range tm.work {
+		c := make(chan int, 1)
+		tm.work[i] = c
+		go func() {
+			for p := range c {
+				tm.done <- call(tm.cur, p)
+			}
+		}()
+	}
+	return tm
+}
+
+// minWork is the least number of elements a launch touches for it to be
+// split across threads.
+const minWork = 1 << 15
+
+// splits is how many parts launch x may be split into.
+func splits[T float](x *launch[T]) int {
+	work, units := workOf(x)
+	if work < minWork {
+		return 1
+	}
+	return min(units, int(work/(minWork/2)))
+}
+
+// prepare resolves launch l's kernel and buffers into x.
+func prepare[T float](d *device, l *plan.Launch, bufs []uint64, x *launch[T]) error {
+	x.l = l
+	x.k = nil
+	x.ptrs = [maxPtrs][]T{}
+	view := func(buf, off int) ([]T, error) {
+		if buf < 0 || buf >= len(bufs) || off < 0 {
+			return nil, fmt.Errorf("%w: buffer %d+%d of %d", ErrDevice, buf, off, len(bufs))
+		}
+		s, err := d.slabOf(bufs[buf])
+		if err != nil {
+			return nil, err
+		}
+		v := viewOf[T](s)
+		if off > len(v) {
+			return nil, fmt.Errorf("%w: offset %d past %d elements", ErrDevice, off, len(v))
+		}
+		return v[off:], nil
+	}
+	if g := l.Gemm; g != nil {
+		var err error
+		for i, b := range [3]int{g.A, g.B, g.C} {
+			if x.ptrs[i], err = view(b, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	k, ok := kernelFor[T](plan.KernelBase(l.Kernel))
+	if !ok {
+		return fmt.Errorf("%w: no kernel %q", ErrDevice, l.Kernel)
+	}
+	sig, _ := plan.KernelSig(plan.KernelBase(l.Kernel))
+	if len(sig) != len(l.Args) {
+		return fmt.Errorf("%w: %d arguments for %d parameters", ErrDevice, len(l.Args), len(sig))
+	}
+	np := 0
+	for i, t := range sig {
+		a := l.Args[i]
+		if a.Type != t {
+			return fmt.Errorf("%w: argument %d is %v, want %v", ErrDevice, i, a.Type, t)
+		}
+		if t == plan.ArgPtr {
+			v, err := view(a.Buf, a.Off)
+			if err != nil {
+				return err
+			}
+			x.ptrs[np] = v
+			np++
+		}
+	}
+	x.k = k
+	return nil
+}
+
+// call runs part p of launch x, turning an index out of range (a plan
+// that does not fit its buffers) into an error.
+func call[T float](x *launch[T], p int) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrDevice, r)
+		}
+	}()
+	if x.l.Gemm != nil {
+		runGemm(x)
+	} else {
+		x.k(x, p, x.parts)
+	}
+	return nil
+}
