@@ -176,12 +176,13 @@ func TestUnsupported(t *testing.T) {
 			}
 		})
 	}
-	// A dropout is the identity in evaluation mode, so that one lowers.
-	c := opCase{Op: graph.NewOp(graph.KindDropout, graph.FloatAttr("probability", 0.5)), In: []graph.Shape{m}, Out: m}
+	// A dropout is the identity in evaluation mode, but Gorgonia's
+	// gradient of it is not: a gradient through it is refused.
+	c := opCase{Op: graph.NewOp(graph.KindDropout, graph.FloatAttr("probability", 0.5)), In: []graph.Shape{m}, Out: m, Eval: true}
 	spec := c.Spec(t, newRand())
-	spec.EvalMode = true
-	if _, err := Lower(&spec); err != nil {
-		t.Errorf("dropout in evaluation mode: %v", err)
+	var ue *UnsupportedOpError
+	if _, err := Lower(&spec); !errors.As(err, &ue) || ue.Node != 10 || ue.Kind != graph.KindDropout {
+		t.Errorf("dropout in evaluation mode: got %v, want an *UnsupportedOpError for node 10", err)
 	}
 	// Mixed dtypes in one part are refused too.
 	g := graph.New()

@@ -20,6 +20,7 @@ type OpCase struct {
 	In       []graph.Shape // the operands' shapes
 	Out      graph.Shape   // the op's
 	Positive bool          // operands in (0.5, 2): for log, sqrt, pow, division
+	Eval     bool          // the part runs in evaluation mode (SessionSpec.EvalMode)
 }
 
 // OpCases is a case for every op kind that exec/plan lowers, with the
@@ -76,12 +77,18 @@ func OpCases() []OpCase {
 			In: []graph.Shape{{2, 3, 7, 6}}, Out: graph.Shape{2, 4, 4, 18}},
 		OpCase{Op: graph.NewOp(graph.KindMaxPool2D, graph.ShapeAttr("kernel", 3, 3), graph.ShapeAttr("pad", 1, 1, 1, 1), graph.ShapeAttr("stride", 2, 2)),
 			In: []graph.Shape{{2, 3, 7, 6}}, Out: graph.Shape{2, 3, 4, 3}},
+		// Dropout in evaluation mode (the identity) and with probability 0.
+		OpCase{Op: graph.NewOp(graph.KindDropout, graph.FloatAttr("probability", 0.25)), In: []graph.Shape{m}, Out: m, Eval: true},
+		OpCase{Op: graph.NewOp(graph.KindDropout, graph.FloatAttr("probability", 0)), In: []graph.Shape{m}, Out: m},
 	)
 	return cs
 }
 
 // Name is the op and its operands' shapes.
 func (c OpCase) Name() string {
+	if c.Eval {
+		return fmt.Sprintf("%v%v/eval", c.Op, c.In)
+	}
 	return fmt.Sprintf("%v%v", c.Op, c.In)
 }
 
@@ -142,7 +149,7 @@ func (c OpCase) Spec(t testing.TB, rng *rand.Rand) exec.SessionSpec {
 		add(graph.Node{ID: 13, Role: graph.RoleOp, Op: graph.NewOp(graph.KindSum, graph.AxesAttr("axes", axes...)), Inputs: []int64{12}, Shape: graph.Shape{}, DType: graph.Float64})
 		loss = 13
 	}
-	return exec.SessionSpec{Graph: g, Loss: loss, HasLoss: true, Solver: exec.SGD(0.1, 0.5)}
+	return exec.SessionSpec{Graph: g, Loss: loss, HasLoss: true, Solver: exec.SGD(0.1, 0.5), EvalMode: c.Eval}
 }
 
 // OpsOption configures OpsMatchCPU.
