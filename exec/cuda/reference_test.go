@@ -68,3 +68,16 @@ func TestMicroBatchLimit(t *testing.T) {
 func TestEqualsOneProcessReference(t *testing.T) {
 	exectest.EqualsOneProcess(t, func(*testing.T) exec.Executor { return newReference() })
 }
+
+// TestEqualsOneProcessFallback trains the CNN with BatchNorm and Dropout
+// with the parts that hold them on the CPU executor and the others on
+// the reference device, in one pipeline.
+func TestEqualsOneProcessFallback(t *testing.T) {
+	var fellBack int
+	exectest.EqualsOneProcess(t, func(*testing.T) exec.Executor {
+		return plan.Fallback(newReference(), exec.NewCPU(), func(int, error) { fellBack++ })
+	}, exectest.WithModels(exectest.ModelBatchNormCNN))
+	if fellBack == 0 {
+		t.Error("no part fell back to the CPU executor")
+	}
+}
