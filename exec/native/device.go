@@ -150,6 +150,8 @@ type launch[T float] struct {
 	k     kernelFunc[T]
 	ptrs  [maxPtrs][]T
 	parts int // how many threads share it
+	// scratch holds each part's product of a gemm split along k
+	scratch [][]T
 }
 
 // kernelFunc runs part of parts of a launch.
@@ -162,6 +164,21 @@ type team[T float] struct {
 	cur  *launch[T]
 	work []chan int
 	done chan error
+	bufs [][]T // the partial products of a gemm split along k
+}
+
+// scratch returns parts buffers of n elements for partial products.
+func (tm *team[T]) scratch(parts, n int) [][]T {
+	for len(tm.bufs) < parts {
+		tm.bufs = append(tm.bufs, nil)
+	}
+	for i := range parts {
+		if cap(tm.bufs[i]) < n {
+			tm.bufs[i] = make([]T, n)
+		}
+		tm.bufs[i] = tm.bufs[i][:n]
+	}
+	return tm.bufs[:parts]
 }
 
 func run[T float](d *device, ls []plan.Launch, bufs []uint64) error {
@@ -182,8 +199,10 @@ func run[T float](d *device, ls []plan.Launch, bufs []uint64) error {
 			return fmt.Errorf("launch %d (%s, node %d): %w", i, ls[i].Kernel, ls[i].Node, err)
 		}
 		x.parts = 1
-		if x.l.Gemm == nil {
+		if g := x.l.Gemm; g == nil {
 			x.parts = min(d.threads, splits(&x))
+		} else if g.M*g.N <= maxSplitMN && g.K >= 2*minSplitK {
+			x.parts = min(d.threads, g.K/minSplitK)
 		}
 		if x.parts <= 1 {
 			if err := call(&x, 0); err != nil {
@@ -193,6 +212,9 @@ func run[T float](d *device, ls []plan.Launch, bufs []uint64) error {
 		}
 		if tm == nil {
 			tm = startTeam[T](d.threads - 1)
+		}
+		if x.l.Gemm != nil {
+			x.scratch = tm.scratch(x.parts, x.l.Gemm.M*x.l.Gemm.N)
 		}
 		tm.cur = &x
 		for p := 1; p < x.parts; p++ {
@@ -206,6 +228,9 @@ func run[T float](d *device, ls []plan.Launch, bufs []uint64) error {
 		}
 		if err != nil {
 			return fail(err)
+		}
+		if x.l.Gemm != nil {
+			sumParts(&x)
 		}
 	}
 	return nil
@@ -243,6 +268,7 @@ func splits[T float](x *launch[T]) int {
 func prepare[T float](d *device, l *plan.Launch, bufs []uint64, x *launch[T]) error {
 	x.l = l
 	x.k = nil
+	x.scratch = nil
 	x.ptrs = [maxPtrs][]T{}
 	view := func(buf, off int) ([]T, error) {
 		if buf < 0 || buf >= len(bufs) || off < 0 {
@@ -303,7 +329,7 @@ func call[T float](x *launch[T], p int) (err error) {
 		}
 	}()
 	if x.l.Gemm != nil {
-		runGemm(x)
+		runGemm(x, p, x.parts)
 	} else {
 		x.k(x, p, x.parts)
 	}

@@ -83,10 +83,21 @@ func workOf[T float](x *launch[T]) (work int64, units int) {
 	return 0, 1
 }
 
-// runGemm runs a plan's gemm, given in cuBLAS's column-major terms, as the
-// row-major product it is: the row-major view of a column-major matrix
-// is its transpose, so C = op(A)·op(B) is the row-major Cᵀ = op(B)ᵀ·op(A)ᵀ.
-func runGemm[T float](x *launch[T]) {
+// A gemm whose result is small and whose k is long (the weight gradient
+// of a convolution: a few filters by a patch, summed over every position
+// of the batch) has too few tiles of C to split; it is split along k
+// instead, each part's product summed at the end (sumParts).
+const (
+	maxSplitMN = 64 * 64
+	minSplitK  = 2048
+)
+
+// runGemm runs part p of parts of a plan's gemm, given in cuBLAS's
+// column-major terms, as the row-major product it is: the row-major view
+// of a column-major matrix is its transpose, so C = op(A)·op(B) is the
+// row-major Cᵀ = op(B)ᵀ·op(A)ᵀ. Split along k, part p computes its slice
+// of k into x.scratch[p].
+func runGemm[T float](x *launch[T], p, parts int) {
 	g := x.l.Gemm
 	tr := func(t bool) blas.Transpose {
 		if t {
@@ -94,13 +105,52 @@ func runGemm[T float](x *launch[T]) {
 		}
 		return blas.NoTrans
 	}
-	a, b, c := x.ptrs[0], x.ptrs[1], x.ptrs[2]
+	// Row-major: C' (m×n) = P (m×k) · Q (k×n), P from buffer B, Q from A.
+	m, n, k := g.N, g.M, g.K
+	pb, qa, c := x.ptrs[1], x.ptrs[0], x.ptrs[2]
+	beta, ldc := g.Beta, g.Ldc
+	if parts > 1 {
+		k0, k1 := span(g.K, p, parts)
+		k = k1 - k0
+		if g.TransB {
+			pb = pb[k0*g.Ldb:]
+		} else {
+			pb = pb[k0:]
+		}
+		if g.TransA {
+			qa = qa[k0:]
+		} else {
+			qa = qa[k0*g.Lda:]
+		}
+		c, beta, ldc = x.scratch[p], 0, n
+	}
 	var impl gemm.Implementation
 	switch c := any(c).(type) {
 	case []float32:
-		impl.Sgemm(tr(g.TransB), tr(g.TransA), g.N, g.M, g.K, float32(g.Alpha), any(b).([]float32), g.Ldb, any(a).([]float32), g.Lda, float32(g.Beta), c, g.Ldc)
+		impl.Sgemm(tr(g.TransB), tr(g.TransA), m, n, k, float32(g.Alpha), any(pb).([]float32), g.Ldb, any(qa).([]float32), g.Lda, float32(beta), c, ldc)
 	case []float64:
-		impl.Dgemm(tr(g.TransB), tr(g.TransA), g.N, g.M, g.K, g.Alpha, any(b).([]float64), g.Ldb, any(a).([]float64), g.Lda, g.Beta, c, g.Ldc)
+		impl.Dgemm(tr(g.TransB), tr(g.TransA), m, n, k, g.Alpha, any(pb).([]float64), g.Ldb, any(qa).([]float64), g.Lda, beta, c, ldc)
+	}
+}
+
+// sumParts adds the parts of a gemm split along k into C (C = β·C + Σ).
+func sumParts[T float](x *launch[T]) {
+	g := x.l.Gemm
+	m, n := g.N, g.M
+	c, beta := x.ptrs[2], T(g.Beta)
+	for i := range m {
+		row := c[i*g.Ldc : i*g.Ldc+n]
+		for j := range row {
+			var s T
+			for _, part := range x.scratch {
+				s += part[i*n+j]
+			}
+			if beta == 0 {
+				row[j] = s
+			} else {
+				row[j] = beta*row[j] + s
+			}
+		}
 	}
 }
 

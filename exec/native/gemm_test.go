@@ -1,0 +1,118 @@
+package native
+
+import (
+	"math"
+	"math/rand"
+	"testing"
+
+	"github.com/rookery-ml/rookery/exec/plan"
+	"github.com/rookery-ml/rookery/graph"
+)
+
+// TestGemmSplitK checks the gemms that run split along k across threads
+// (a small result, a long k) against a plain triple loop, for every
+// transpose, with beta 0 and 1, in both dtypes.
+func TestGemmSplitK(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	const m, n, k = 5, 7, 3*minSplitK + 11 // row-major C (m×n) = P (m×k) · Q (k×n)
+	for _, dt := range []graph.DType{graph.Float32, graph.Float64} {
+		for _, tp := range []bool{false, true} {
+			for _, tq := range []bool{false, true} {
+				for _, beta := range []float64{0, 1} {
+					d := newDevice(3)
+					p, q, c := make([]float64, m*k), make([]float64, k*n), make([]float64, m*n)
+					for i := range p {
+						p[i] = rng.NormFloat64()
+					}
+					for i := range q {
+						q[i] = rng.NormFloat64()
+					}
+					for i := range c {
+						c[i] = rng.NormFloat64()
+					}
+					// Stored layouts: P as m×k (or k×m transposed), Q as k×n (or n×k).
+					pst, ldp := p, k
+					if tp {
+						pst, ldp = transpose(p, m, k), m
+					}
+					qst, ldq := q, n
+					if tq {
+						qst, ldq = transpose(q, k, n), k
+					}
+					bufs := []uint64{upload(t, d, dt, pst), upload(t, d, dt, qst), upload(t, d, dt, c)}
+					// In cuBLAS's terms A is Q's buffer and B is P's (see runGemm).
+					l := plan.Launch{Node: 1, Kernel: "sgemm", Gemm: &plan.Gemm{TransA: tq, TransB: tp, M: n, N: m, K: k, Alpha: 1, Beta: beta,
+						A: 1, Lda: ldq, B: 0, Ldb: ldp, C: 2, Ldc: n}}
+					if err := d.Run(dt, []plan.Launch{l}, bufs); err != nil {
+						t.Fatal(err)
+					}
+					got := download(t, d, dt, bufs[2], m*n)
+					for i := range m {
+						for j := range n {
+							want := beta * c[i*n+j]
+							for kk := range k {
+								want += p[i*k+kk] * q[kk*n+j]
+							}
+							tol := 1e-9
+							if dt == graph.Float32 {
+								tol = 1e-3
+							}
+							if g := got[i*n+j]; math.Abs(g-want) > tol*math.Max(1, math.Abs(want)) {
+								t.Fatalf("%v transposes %v %v beta %v: C[%d][%d] = %v, want %v", dt, tp, tq, beta, i, j, g, want)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func transpose(a []float64, r, c int) []float64 {
+	out := make([]float64, len(a))
+	for i := range r {
+		for j := range c {
+			out[j*r+i] = a[i*c+j]
+		}
+	}
+	return out
+}
+
+func upload(t *testing.T, d *device, dt graph.DType, v []float64) uint64 {
+	t.Helper()
+	h, err := d.Alloc(int64(len(v) * dt.Size()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := d.Host(h, dt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch s := host.(type) {
+	case []float32:
+		for i, x := range v {
+			s[i] = float32(x)
+		}
+	case []float64:
+		copy(s, v)
+	}
+	return h
+}
+
+func download(t *testing.T, d *device, dt graph.DType, h uint64, n int) []float64 {
+	t.Helper()
+	host, err := d.Host(h, dt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float64, n)
+	switch s := host.(type) {
+	case []float32:
+		for i := range out {
+			out[i] = float64(s[i])
+		}
+	case []float64:
+		copy(out, s)
+	}
+	return out
+}
