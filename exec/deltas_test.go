@@ -17,11 +17,11 @@ import (
 // wholeSession opens m as one part on the CPU executor.
 func wholeSession(t *testing.T, m model) (exec.Session, []int64) {
 	t.Helper()
-	ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
+	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
 	if err != nil {
 		t.Fatal(err)
 	}
-	lay, err := exec.NewLayout(ir, chunks(ir, 1), int64(m.loss.ID()), exec.NodeIDs(m.data))
+	lay, err := exec.NewLayout(ir, chunks(ir, 1), int64(m.Loss.ID()), exec.NodeIDs(m.Data))
 	if err != nil {
 		t.Fatal(err)
 	}

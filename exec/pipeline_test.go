@@ -11,123 +11,18 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/exectest"
 	"github.com/rookery-ml/rookery/graph"
 	"github.com/rookery-ml/rookery/partition"
 )
 
-// trainPipeline trains m over k CPU executors with micro micro-batches and
-// returns the losses and the final parameters (in m.learn order).
-func trainPipeline(t testing.TB, m model, k, micro int, cfg exec.SolverConfig, steps int, seed int64) ([]float64, []*tensor.Dense) {
-	t.Helper()
-	ctx := context.Background()
-	ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var data []int64
-	for _, n := range m.data {
-		data = append(data, int64(n.ID()))
-	}
-	execs := make([]exec.Executor, k)
-	for i := range execs {
-		execs[i] = exec.NewCPU()
-	}
-	opts := []exec.PipelineOption{exec.WithMicroBatches(micro), exec.WithSolver(cfg)}
-	if m.eval {
-		opts = append(opts, exec.WithEvalMode())
-	}
-	p, err := exec.NewPipeline(ctx, ir, int64(m.loss.ID()), data, chunks(ir, k), execs, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	batch := m.batch(rand.New(rand.NewSource(seed)))
-	var losses []float64
-	for s := 0; s < steps; s++ {
-		feeds := make(map[int64]*tensor.Dense)
-		for n, v := range batch {
-			feeds[int64(n.ID())] = v
-		}
-		l, err := p.Step(ctx, feeds)
-		if err != nil {
-			t.Fatalf("step %d: %v", s, err)
-		}
-		losses = append(losses, l)
-	}
-	params, err := p.Params(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := make([]*tensor.Dense, len(m.learn))
-	for i, n := range m.learn {
-		out[i] = params[int64(n.ID())]
-	}
-	return losses, out
-}
-
 // TestPipelineEqualsOneProcess is the central property: training across k
 // parts with M micro-batches gives the loss curve and the parameters of
-// training the same graph in one process with the same solver.
+// training the same graph in one process with the same solver, for every
+// model of the suite, the one with BatchNorm and Dropout included.
 func TestPipelineEqualsOneProcess(t *testing.T) {
-	const steps = 20
-	// Learning rates are chosen so that the loss falls but does not
-	// collapse towards 0 within the 20 steps, where float32 cancellation
-	// alone would exceed a relative 1e-4.
-	small := []exec.SolverConfig{exec.SGD(0.02, 0.9), exec.Adam(0.005), exec.RMSProp(0.002)}
-	// Plain SGD on a step schedule: the CPU executor folds this update
-	// into the weight-gradient product (Solver.PlainRate), which the
-	// reference, updating through Solver.Update, does not.
-	plain := exec.SGD(0.05, 0)
-	plain.Schedule, plain.StepEvery, plain.StepGamma = exec.ScheduleStep, 7, 0.5
-	builders := []struct {
-		name    string
-		build   func(tensor.Dtype) model
-		solvers []exec.SolverConfig
-	}{
-		{"mlp", func(dt tensor.Dtype) model { return mlpModel(dt, 8, 784, 256, 10) },
-			[]exec.SolverConfig{exec.SGD(0.02, 0.5), plain, exec.Adam(1e-5), exec.RMSProp(1e-5)}},
-		{"cnn", func(dt tensor.Dtype) model { return cnnModel(dt, 8) }, small},
-		{"residual", func(dt tensor.Dtype) model { return residualModel(dt, 8) }, small},
-	}
-	for _, dt := range []tensor.Dtype{tensor.Float64, tensor.Float32} {
-		tol := 1e-9
-		if dt == tensor.Float32 {
-			tol = 1e-4
-		}
-		for _, b := range builders {
-			for si, cfg := range b.solvers {
-				if testing.Short() && si > 0 {
-					continue
-				}
-				wantLoss, wantParams := reference(t, b.build(dt), cfg, steps, 7)
-				t.Logf("%s %v %v: reference loss %.4g → %.4g", b.name, dt, cfg.Kind, wantLoss[0], wantLoss[steps-1])
-				if !(wantLoss[steps-1] < wantLoss[0]) {
-					t.Errorf("%s %v %v: reference loss did not fall: %v", b.name, dt, cfg.Kind, wantLoss)
-				}
-				for k := 1; k <= 4; k++ {
-					for _, micro := range []int{1, 2, 4} {
-						name := fmt.Sprintf("%s/%v/%v/k=%d/M=%d", b.name, dt, cfg.Kind, k, micro)
-						t.Run(name, func(t *testing.T) {
-							gotLoss, gotParams := trainPipeline(t, b.build(dt), k, micro, cfg, steps, 7)
-							for s := range wantLoss {
-								if d := math.Abs(gotLoss[s]-wantLoss[s]) / math.Abs(wantLoss[s]); d > tol {
-									t.Errorf("step %d: loss %v, want %v (rel %.3g)", s, gotLoss[s], wantLoss[s], d)
-								}
-							}
-							if !(gotLoss[steps-1] < gotLoss[0]) {
-								t.Errorf("loss did not fall: %v", gotLoss)
-							}
-							for i := range wantParams {
-								if d := maxRelDiff(gotParams[i], wantParams[i]); d > tol {
-									t.Errorf("parameter %d differs by %.3g relative", i, d)
-								}
-							}
-						})
-					}
-				}
-			}
-		}
-	}
+	exectest.EqualsOneProcess(t, func(*testing.T) exec.Executor { return exec.NewCPU() }, exectest.WithModels(
+		exectest.ModelMLP, exectest.ModelCNN, exectest.ModelResidual, exectest.ModelBatchNormCNN))
 }
 
 // TestPipelineSharedParameters puts every learnable parameter in the first
@@ -140,7 +35,7 @@ func TestPipelineSharedParameters(t *testing.T) {
 		cfg := exec.Adam(0.005)
 		wantLoss, wantParams := reference(t, m, cfg, steps, 3)
 		m = residualModel(tensor.Float64, 8)
-		ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
+		ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +58,7 @@ func TestPipelineSharedParameters(t *testing.T) {
 		}
 		ctx := context.Background()
 		execs := []exec.Executor{exec.NewCPU(), exec.NewCPU(), exec.NewCPU()}
-		p, err := exec.NewPipeline(ctx, ir, int64(m.loss.ID()), []int64{int64(m.data[0].ID()), int64(m.data[1].ID())}, parts, execs,
+		p, err := exec.NewPipeline(ctx, ir, int64(m.Loss.ID()), []int64{int64(m.Data[0].ID()), int64(m.Data[1].ID())}, parts, execs,
 			exec.WithMicroBatches(micro), exec.WithSolver(cfg))
 		if err != nil {
 			t.Fatal(err)
@@ -171,7 +66,7 @@ func TestPipelineSharedParameters(t *testing.T) {
 		if len(p.Layout().Specs[0].Outputs) == 0 {
 			t.Fatal("part 0 sends nothing")
 		}
-		batch := m.batch(rand.New(rand.NewSource(3)))
+		batch := m.Batch(rand.New(rand.NewSource(3)))
 		feeds := map[int64]*tensor.Dense{}
 		for n, v := range batch {
 			feeds[int64(n.ID())] = v
@@ -189,7 +84,7 @@ func TestPipelineSharedParameters(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i, n := range m.learn {
+		for i, n := range m.Learn {
 			if d := maxRelDiff(params[int64(n.ID())], wantParams[i]); d > 1e-9 {
 				t.Errorf("M=%d parameter %s differs by %.3g", micro, n.Name(), d)
 			}
@@ -217,7 +112,7 @@ func TestPipelineWithPartitionPlans(t *testing.T) {
 			for _, micro := range []int{1, 4} {
 				t.Run(fmt.Sprintf("%s/k=%d/M=%d", tc.name, k, micro), func(t *testing.T) {
 					m := tc.build()
-					ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
+					ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -234,17 +129,17 @@ func TestPipelineWithPartitionPlans(t *testing.T) {
 						execs[i] = exec.NewCPU()
 					}
 					opts := []exec.PipelineOption{exec.WithMicroBatches(micro), exec.WithSolver(cfg)}
-					if m.eval {
+					if m.Eval {
 						opts = append(opts, exec.WithEvalMode())
 					}
 					ctx := context.Background()
-					p, err := exec.NewPipeline(ctx, ir, int64(m.loss.ID()), []int64{int64(m.data[0].ID()), int64(m.data[1].ID())}, parts, execs, opts...)
+					p, err := exec.NewPipeline(ctx, ir, int64(m.Loss.ID()), []int64{int64(m.Data[0].ID()), int64(m.Data[1].ID())}, parts, execs, opts...)
 					if err != nil {
 						t.Fatal(err)
 					}
 					defer p.Close()
 					feeds := map[int64]*tensor.Dense{}
-					for n, v := range m.batch(rand.New(rand.NewSource(11))) {
+					for n, v := range m.Batch(rand.New(rand.NewSource(11))) {
 						feeds[int64(n.ID())] = v
 					}
 					for s := 0; s < steps; s++ {
@@ -260,7 +155,7 @@ func TestPipelineWithPartitionPlans(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					for i, n := range m.learn {
+					for i, n := range m.Learn {
 						if d := maxRelDiff(params[int64(n.ID())], wantParams[i]); d > 1e-9 {
 							t.Errorf("parameter %s differs by %.3g", n.Name(), d)
 						}
@@ -274,12 +169,12 @@ func TestPipelineWithPartitionPlans(t *testing.T) {
 func TestPipelineErrors(t *testing.T) {
 	ctx := context.Background()
 	m := residualModel(tensor.Float64, 8)
-	ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
+	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
 	if err != nil {
 		t.Fatal(err)
 	}
-	loss := int64(m.loss.ID())
-	data := []int64{int64(m.data[0].ID()), int64(m.data[1].ID())}
+	loss := int64(m.Loss.ID())
+	data := []int64{int64(m.Data[0].ID()), int64(m.Data[1].ID())}
 	two := chunks(ir, 2)
 	cpu := func(k int) []exec.Executor {
 		e := make([]exec.Executor, k)
@@ -330,7 +225,7 @@ func TestPipelineErrors(t *testing.T) {
 	}
 	defer p.Close()
 	feeds := map[int64]*tensor.Dense{}
-	for n, v := range m.batch(rand.New(rand.NewSource(1))) {
+	for n, v := range m.Batch(rand.New(rand.NewSource(1))) {
 		feeds[int64(n.ID())] = v
 	}
 	bad := map[int64]*tensor.Dense{data[0]: feeds[data[0]], data[1]: tensor.New(tensor.Of(tensor.Float64), tensor.WithShape(7, 3))}
@@ -360,7 +255,7 @@ func TestPipelineDAGPlan(t *testing.T) {
 	wantLoss, wantParams := reference(t, residualModel(tensor.Float64, 8), cfg, steps, 5)
 	for _, micro := range []int{1, 2, 4} {
 		m := residualModel(tensor.Float64, 8)
-		ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
+		ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -389,7 +284,7 @@ func TestPipelineDAGPlan(t *testing.T) {
 			parts[p] = append(parts[p], id)
 		}
 		ctx := context.Background()
-		p, err := exec.NewPipeline(ctx, ir, int64(m.loss.ID()), []int64{int64(m.data[0].ID()), int64(m.data[1].ID())}, parts,
+		p, err := exec.NewPipeline(ctx, ir, int64(m.Loss.ID()), []int64{int64(m.Data[0].ID()), int64(m.Data[1].ID())}, parts,
 			[]exec.Executor{exec.NewCPU(), exec.NewCPU(), exec.NewCPU()}, exec.WithMicroBatches(micro), exec.WithSolver(cfg))
 		if err != nil {
 			t.Fatal(err)
@@ -408,7 +303,7 @@ func TestPipelineDAGPlan(t *testing.T) {
 			t.Fatal("no value goes to two parts")
 		}
 		feeds := map[int64]*tensor.Dense{}
-		for n, v := range m.batch(rand.New(rand.NewSource(5))) {
+		for n, v := range m.Batch(rand.New(rand.NewSource(5))) {
 			feeds[int64(n.ID())] = v
 		}
 		for s := 0; s < steps; s++ {
@@ -424,7 +319,7 @@ func TestPipelineDAGPlan(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for i, n := range m.learn {
+		for i, n := range m.Learn {
 			if d := maxRelDiff(params[int64(n.ID())], wantParams[i]); d > 1e-9 {
 				t.Errorf("M=%d parameter %s differs by %.3g", micro, n.Name(), d)
 			}

@@ -24,12 +24,12 @@ type replicaRun struct {
 
 func openReplicas(t testing.TB, m model, r, k, micro int, weights []float64, cfg exec.SolverConfig, execs [][]exec.Executor, extra ...exec.PipelineOption) *replicaRun {
 	t.Helper()
-	ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
+	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var data []int64
-	for _, n := range m.data {
+	for _, n := range m.Data {
 		data = append(data, int64(n.ID()))
 	}
 	if execs == nil {
@@ -44,11 +44,11 @@ func openReplicas(t testing.TB, m model, r, k, micro int, weights []float64, cfg
 	if weights != nil {
 		opts = append(opts, exec.WithRowWeights(weights...))
 	}
-	if m.eval {
+	if m.Eval {
 		opts = append(opts, exec.WithEvalMode())
 	}
 	opts = append(opts, extra...)
-	rs, err := exec.NewReplicas(context.Background(), ir, int64(m.loss.ID()), data, chunks(ir, k), execs, opts...)
+	rs, err := exec.NewReplicas(context.Background(), ir, int64(m.Loss.ID()), data, chunks(ir, k), execs, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,12 +58,12 @@ func openReplicas(t testing.TB, m model, r, k, micro int, weights []float64, cfg
 
 // train takes steps on the batch of seed, checks after every step that
 // the replicas' parameters are the same to the bit, and returns the
-// losses and replica 0's final parameters in m.learn order.
+// losses and replica 0's final parameters in m.Learn order.
 func (rr *replicaRun) train(t testing.TB, steps int, seed int64) ([]float64, []*tensor.Dense) {
 	t.Helper()
 	ctx := context.Background()
 	feeds := make(map[int64]*tensor.Dense)
-	for n, v := range rr.m.batch(rand.New(rand.NewSource(seed))) {
+	for n, v := range rr.m.Batch(rand.New(rand.NewSource(seed))) {
 		feeds[int64(n.ID())] = v
 	}
 	var losses []float64
@@ -90,8 +90,8 @@ func (rr *replicaRun) train(t testing.TB, steps int, seed int64) ([]float64, []*
 			}
 		}
 	}
-	out := make([]*tensor.Dense, len(rr.m.learn))
-	for i, n := range rr.m.learn {
+	out := make([]*tensor.Dense, len(rr.m.Learn))
+	for i, n := range rr.m.Learn {
 		out[i] = params[int64(n.ID())]
 	}
 	return losses, out
@@ -227,7 +227,7 @@ func TestReplicasEvaluate(t *testing.T) {
 	wantLoss, _ := reference(t, mlpModel(tensor.Float64, 12, 6, 5, 3), exec.SGD(0.1, 0), 1, 3)
 	rr := openReplicas(t, m, 3, 2, 2, []float64{1, 2, 3}, exec.SGD(0.1, 0), nil)
 	feeds := make(map[int64]*tensor.Dense)
-	for n, v := range m.batch(rand.New(rand.NewSource(3))) {
+	for n, v := range m.Batch(rand.New(rand.NewSource(3))) {
 		feeds[int64(n.ID())] = v
 	}
 	for range 2 {
@@ -265,7 +265,7 @@ func BenchmarkReplicasReduce(b *testing.B) {
 			m := mlpModel(tensor.Float32, 256, 784, 1024, 1024, 10)
 			rr := openReplicas(b, m, r, 1, 1, nil, exec.SGD(0.01, 0.9), nil)
 			feeds := make(map[int64]*tensor.Dense)
-			for n, v := range m.batch(rand.New(rand.NewSource(1))) {
+			for n, v := range m.Batch(rand.New(rand.NewSource(1))) {
 				feeds[int64(n.ID())] = v
 			}
 			if _, err := rr.rs.Step(context.Background(), feeds); err != nil {

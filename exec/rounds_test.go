@@ -18,20 +18,20 @@ import (
 // roundsData is a data set of n rows for m's data inputs (x, y).
 func roundsData(m model, n int, seed int64) map[int64]*tensor.Dense {
 	rng := rand.New(rand.NewSource(seed))
-	x, y := m.data[0], m.data[1]
+	x, y := m.Data[0], m.Data[1]
 	return map[int64]*tensor.Dense{
-		int64(x.ID()): randDense(rng, m.dtype, 1, n, x.Shape()[1]),
-		int64(y.ID()): oneHot(rng, m.dtype, n, y.Shape()[1]),
+		int64(x.ID()): randDense(rng, m.DType, 1, n, x.Shape()[1]),
+		int64(y.ID()): oneHot(rng, m.DType, n, y.Shape()[1]),
 	}
 }
 
 func openRounds(t testing.TB, m model, data map[int64]*tensor.Dense, execs []exec.Executor, opts ...exec.RoundsOption) *exec.Rounds {
 	t.Helper()
-	ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
+	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := exec.NewRounds(context.Background(), ir, int64(m.loss.ID()), exec.NodeIDs(m.data), data, execs, opts...)
+	rs, err := exec.NewRounds(context.Background(), ir, int64(m.Loss.ID()), exec.NodeIDs(m.Data), data, execs, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,8 +89,8 @@ func TestRoundsOneStepEqualsSyncReplicas(t *testing.T) {
 			}
 		}
 		feeds := make(map[int64]*tensor.Dense)
-		for j, node := range local.data {
-			feeds[int64(sync.data[j].ID())] = rowsOf(data[int64(node.ID())], idx)
+		for j, node := range local.Data {
+			feeds[int64(sync.Data[j].ID())] = rowsOf(data[int64(node.ID())], idx)
 		}
 		l, err := rr.rs.Step(ctx, feeds)
 		if err != nil {
@@ -111,8 +111,8 @@ func TestRoundsOneStepEqualsSyncReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for j, node := range local.learn {
-		g, w := got[int64(node.ID())], want[int64(sync.learn[j].ID())]
+	for j, node := range local.Learn {
+		g, w := got[int64(node.ID())], want[int64(sync.Learn[j].ID())]
 		if d := maxRelDiff(g, w); d > 1e-9 {
 			t.Fatalf("parameter %s differs by %g", node.Name(), d)
 		}
@@ -320,7 +320,7 @@ func TestRoundsNoReplica(t *testing.T) {
 // TestNewRoundsRefuses: bad set-ups give ErrSpec errors.
 func TestNewRoundsRefuses(t *testing.T) {
 	m := mlpModel(tensor.Float64, 4, 6, 5, 3)
-	ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
+	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +339,7 @@ func TestNewRoundsRefuses(t *testing.T) {
 		"unknown codec":                 {data, 2, []exec.RoundsOption{exec.WithDeltaCodec(compress.Codec(99))}},
 		"missing data":                  {map[int64]*tensor.Dense{}, 2, nil},
 	} {
-		_, err := exec.NewRounds(ctx, ir, int64(m.loss.ID()), exec.NodeIDs(m.data), c.data, cpus(c.execs), c.opts...)
+		_, err := exec.NewRounds(ctx, ir, int64(m.Loss.ID()), exec.NodeIDs(m.Data), c.data, cpus(c.execs), c.opts...)
 		if !errors.Is(err, exec.ErrSpec) {
 			t.Errorf("%s: got %v, want ErrSpec", name, err)
 		}

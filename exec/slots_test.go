@@ -164,22 +164,22 @@ func TestCPUMicroBatchLimit(t *testing.T) {
 // refuse at NewPipeline, not at a later Step.
 func TestPipelineAsksForItsMicroBatches(t *testing.T) {
 	m := mlpModel(tensor.Float64, 8, 4, 5, 3)
-	ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
+	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var data []int64
-	for _, n := range m.data {
+	for _, n := range m.Data {
 		data = append(data, int64(n.ID()))
 	}
 	execs := []exec.Executor{exec.NewCPU(exec.WithMaxMicroBatches(2)), exec.NewCPU(exec.WithMaxMicroBatches(2))}
 	ctx := context.Background()
-	p, err := exec.NewPipeline(ctx, ir, int64(m.loss.ID()), data, chunks(ir, 2), execs, exec.WithMicroBatches(2))
+	p, err := exec.NewPipeline(ctx, ir, int64(m.Loss.ID()), data, chunks(ir, 2), execs, exec.WithMicroBatches(2))
 	if err != nil {
 		t.Fatalf("2 micro-batches on executors that hold 2: %v", err)
 	}
 	p.Close()
-	_, err = exec.NewPipeline(ctx, ir, int64(m.loss.ID()), data, chunks(ir, 2), execs, exec.WithMicroBatches(4))
+	_, err = exec.NewPipeline(ctx, ir, int64(m.Loss.ID()), data, chunks(ir, 2), execs, exec.WithMicroBatches(4))
 	var me *exec.MicroBatchLimitError
 	if !errors.As(err, &me) || me.MicroBatches != 4 || me.Limit != 2 {
 		t.Errorf("4 micro-batches on executors that hold 2: got %v, want a *MicroBatchLimitError", err)

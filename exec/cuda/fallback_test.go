@@ -12,9 +12,9 @@ import (
 func TestFallback(t *testing.T) {
 	ctx := context.Background()
 	m := graph.Shape{3, 4}
-	ok := opCase{op: graph.NewOp(graph.KindTanh), in: []graph.Shape{m}, out: m}.spec(t, newRand())
-	refused := opCase{op: graph.NewOp(graph.KindAvgPool2D, graph.ShapeAttr("kernel", 2, 2), graph.ShapeAttr("pad", 0, 0, 0, 0), graph.ShapeAttr("stride", 2, 2)),
-		in: []graph.Shape{{1, 1, 4, 4}}, out: graph.Shape{1, 1, 2, 2}}.spec(t, newRand())
+	ok := opCase{Op: graph.NewOp(graph.KindTanh), In: []graph.Shape{m}, Out: m}.Spec(t, newRand())
+	refused := opCase{Op: graph.NewOp(graph.KindAvgPool2D, graph.ShapeAttr("kernel", 2, 2), graph.ShapeAttr("pad", 0, 0, 0, 0), graph.ShapeAttr("stride", 2, 2)),
+		In: []graph.Shape{{1, 1, 4, 4}}, Out: graph.Shape{1, 1, 2, 2}}.Spec(t, newRand())
 	refused.Part = 3
 	var noted []int
 	cpu := &countOpens{Executor: exec.NewCPU()}

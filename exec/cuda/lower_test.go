@@ -15,7 +15,7 @@ import (
 // lowerCase lowers one op case (see ops_test.go) and returns the plan.
 func lowerCase(t *testing.T, c opCase) *Plan {
 	t.Helper()
-	spec := c.spec(t, newRand())
+	spec := c.Spec(t, newRand())
 	p, err := Lower(&spec)
 	if err != nil {
 		t.Fatal(err)
@@ -32,36 +32,36 @@ func TestLowerLaunches(t *testing.T) {
 		c    opCase
 		want string // the forward launch of node 10
 	}{
-		{opCase{op: graph.NewOp(graph.KindExp), in: []graph.Shape{m}, out: m},
+		{opCase{Op: graph.NewOp(graph.KindExp), In: []graph.Shape{m}, Out: m},
 			"unary_f64[exp] grid=1 block=256 (8, 12, 0, 1, 3, 4, 12, 12, 4, 1, b0, b3)"},
-		{opCase{op: graph.NewOp(graph.KindBroadcastAdd, graph.AxesAttr("right", 0)), in: []graph.Shape{m, {4}}, out: m},
+		{opCase{Op: graph.NewOp(graph.KindBroadcastAdd, graph.AxesAttr("right", 0)), In: []graph.Shape{m, {4}}, Out: m},
 			"binary_f64[add] grid=1 block=256 (0, 12, 0, 1, 3, 4, 12, 12, 4, 1, 4, 4, 0, 1, b0, b3, b6)"},
-		{opCase{op: graph.NewOp(graph.KindBroadcastMul, graph.AxesAttr("left", 1)), in: []graph.Shape{{3}, m}, out: m},
+		{opCase{Op: graph.NewOp(graph.KindBroadcastMul, graph.AxesAttr("left", 1)), In: []graph.Shape{{3}, m}, Out: m},
 			"binary_f64[mul] grid=1 block=256 (2, 12, 0, 1, 3, 4, 3, 3, 1, 0, 12, 12, 4, 1, b0, b3, b6)"},
-		{opCase{op: graph.NewOp(graph.KindMul), in: []graph.Shape{m, {}}, out: m},
+		{opCase{Op: graph.NewOp(graph.KindMul), In: []graph.Shape{m, {}}, Out: m},
 			"binary_f64[mul] grid=1 block=256 (2, 12, 0, 1, 3, 4, 12, 12, 4, 1, 0, 0, 0, 0, b0, b3, b6)"},
-		{opCase{op: graph.NewOp(graph.KindMatMul, graph.BoolAttr("trans_a", true)), in: []graph.Shape{{4, 3}, {4, 5}}, out: graph.Shape{3, 5}},
+		{opCase{Op: graph.NewOp(graph.KindMatMul, graph.BoolAttr("trans_a", true)), In: []graph.Shape{{4, 3}, {4, 5}}, Out: graph.Shape{3, 5}},
 			"dgemm NT m=5 n=3 k=4 alpha=1 A=b3 lda=5 B=b0 ldb=3 beta=0 C=b6 ldc=5"},
-		{opCase{op: graph.NewOp(graph.KindMatMul, graph.BoolAttr("trans_b", true)), in: []graph.Shape{m, {5, 4}}, out: graph.Shape{3, 5}},
+		{opCase{Op: graph.NewOp(graph.KindMatMul, graph.BoolAttr("trans_b", true)), In: []graph.Shape{m, {5, 4}}, Out: graph.Shape{3, 5}},
 			"dgemm TN m=5 n=3 k=4 alpha=1 A=b3 lda=4 B=b0 ldb=4 beta=0 C=b6 ldc=5"},
-		{opCase{op: graph.NewOp(graph.KindMatVec), in: []graph.Shape{m, {4}}, out: graph.Shape{3}},
+		{opCase{Op: graph.NewOp(graph.KindMatVec), In: []graph.Shape{m, {4}}, Out: graph.Shape{3}},
 			"dgemm NN m=1 n=3 k=4 alpha=1 A=b3 lda=1 B=b0 ldb=4 beta=0 C=b6 ldc=1"},
-		{opCase{op: graph.NewOp(graph.KindSum, graph.AxesAttr("axes", 0, 2)), in: []graph.Shape{{2, 3, 4}}, out: graph.Shape{3}},
+		{opCase{Op: graph.NewOp(graph.KindSum, graph.AxesAttr("axes", 0, 2)), In: []graph.Shape{{2, 3, 4}}, Out: graph.Shape{3}},
 			"reduce_f64[sum] grid=1 block=256 (0, 3, 0, 1, 1, 3, 1, 1, 2, 1, 4, 24, 12, 4, 1, b0, b3)"},
-		{opCase{op: graph.NewOp(graph.KindMax, graph.AxesAttr("axes", 1)), in: []graph.Shape{m}, out: graph.Shape{3}},
+		{opCase{Op: graph.NewOp(graph.KindMax, graph.AxesAttr("axes", 1)), In: []graph.Shape{m}, Out: graph.Shape{3}},
 			"reduce_f64[max] grid=1 block=256 (1, 3, 0, 1, 1, 3, 1, 1, 1, 1, 4, 12, 12, 4, 1, b0, b3)"},
-		{opCase{op: graph.NewOp(graph.KindTranspose, graph.AxesAttr("perm", 0, 2, 3, 1)), in: []graph.Shape{{2, 3, 4, 5}}, out: graph.Shape{2, 4, 5, 3}},
+		{opCase{Op: graph.NewOp(graph.KindTranspose, graph.AxesAttr("perm", 0, 2, 3, 1)), In: []graph.Shape{{2, 3, 4, 5}}, Out: graph.Shape{2, 4, 5, 3}},
 			"unary_f64[copy] grid=1 block=256 (0, 120, 0, 4, 5, 3, 60, 5, 1, 20, b0, b3)"},
-		{opCase{op: graph.NewOp(graph.KindSoftmax, graph.IntAttr("axis", -1), graph.BoolAttr("log", true)), in: []graph.Shape{m}, out: m},
+		{opCase{Op: graph.NewOp(graph.KindSoftmax, graph.IntAttr("axis", -1), graph.BoolAttr("log", true)), In: []graph.Shape{m}, Out: m},
 			"softmax_f64 grid=1 block=256 (3, 4, 1, b0, b3)"},
-		{opCase{op: graph.NewOp(graph.KindIm2Col, graph.ShapeAttr("kernel", 3, 2), graph.ShapeAttr("pad", 1, 0), graph.ShapeAttr("stride", 2, 1), graph.ShapeAttr("dilation", 1, 2)),
-			in: []graph.Shape{{2, 3, 7, 6}}, out: graph.Shape{2, 4, 4, 18}},
+		{opCase{Op: graph.NewOp(graph.KindIm2Col, graph.ShapeAttr("kernel", 3, 2), graph.ShapeAttr("pad", 1, 0), graph.ShapeAttr("stride", 2, 1), graph.ShapeAttr("dilation", 1, 2)),
+			In: []graph.Shape{{2, 3, 7, 6}}, Out: graph.Shape{2, 4, 4, 18}},
 			"im2col_f64 grid=3 block=256 (576, 3, 7, 6, 4, 4, 3, 2, 1, 0, 2, 1, 1, 2, b0, b3)"},
-		{opCase{op: graph.NewOp(graph.KindMaxPool2D, graph.ShapeAttr("kernel", 3, 3), graph.ShapeAttr("pad", 1, 2, 1, 2), graph.ShapeAttr("stride", 2, 2)),
-			in: []graph.Shape{{2, 3, 7, 6}}, out: graph.Shape{2, 3, 4, 4}},
+		{opCase{Op: graph.NewOp(graph.KindMaxPool2D, graph.ShapeAttr("kernel", 3, 3), graph.ShapeAttr("pad", 1, 2, 1, 2), graph.ShapeAttr("stride", 2, 2)),
+			In: []graph.Shape{{2, 3, 7, 6}}, Out: graph.Shape{2, 3, 4, 4}},
 			"maxpool_f64 grid=1 block=256 (96, 3, 7, 6, 4, 4, 3, 3, 1, 1, 2, 2, b0, b3)"},
 	} {
-		t.Run(tc.c.name(), func(t *testing.T) {
+		t.Run(tc.c.Name(), func(t *testing.T) {
 			p := lowerCase(t, tc.c)
 			var got []string
 			for _, l := range p.Forward {
@@ -157,31 +157,32 @@ func TestLowerReusesGradientBuffers(t *testing.T) {
 func TestUnsupported(t *testing.T) {
 	m := graph.Shape{3, 4}
 	for _, c := range []opCase{
-		{op: graph.NewOp(graph.KindGlobalAvgPool2D), in: []graph.Shape{{1, 2, 3, 3}}, out: graph.Shape{1, 2, 1, 1}},
-		{op: graph.NewOp(graph.KindSoftmax, graph.IntAttr("axis", 0)), in: []graph.Shape{m}, out: m},
-		{op: graph.NewOp(graph.KindBatchedMatMul), in: []graph.Shape{{2, 3, 4}, {2, 4, 5}}, out: graph.Shape{2, 3, 5}},
-		{op: graph.NewOp(graph.KindDropout, graph.FloatAttr("probability", 0.5)), in: []graph.Shape{m}, out: m},
-		{op: graph.NewOp(graph.KindAvgPool2D, graph.ShapeAttr("kernel", 2, 2), graph.ShapeAttr("pad", 0, 0, 0, 0), graph.ShapeAttr("stride", 2, 2)), in: []graph.Shape{{1, 1, 4, 4}}, out: graph.Shape{1, 1, 2, 2}},
+		{Op: graph.NewOp(graph.KindGlobalAvgPool2D), In: []graph.Shape{{1, 2, 3, 3}}, Out: graph.Shape{1, 2, 1, 1}},
+		{Op: graph.NewOp(graph.KindSoftmax, graph.IntAttr("axis", 0)), In: []graph.Shape{m}, Out: m},
+		{Op: graph.NewOp(graph.KindBatchedMatMul), In: []graph.Shape{{2, 3, 4}, {2, 4, 5}}, Out: graph.Shape{2, 3, 5}},
+		{Op: graph.NewOp(graph.KindDropout, graph.FloatAttr("probability", 0.5)), In: []graph.Shape{m}, Out: m},
+		{Op: graph.NewOp(graph.KindAvgPool2D, graph.ShapeAttr("kernel", 2, 2), graph.ShapeAttr("pad", 0, 0, 0, 0), graph.ShapeAttr("stride", 2, 2)), In: []graph.Shape{{1, 1, 4, 4}}, Out: graph.Shape{1, 1, 2, 2}},
 	} {
-		t.Run(c.name(), func(t *testing.T) {
-			spec := c.spec(t, newRand())
+		t.Run(c.Name(), func(t *testing.T) {
+			spec := c.Spec(t, newRand())
 			spec.Part = 7
 			s, err := newReference().Open(context.Background(), spec)
 			var ue *UnsupportedOpError
-			if !errors.Is(err, ErrUnsupported) || !errors.As(err, &ue) || ue.Part != 7 || ue.Node != 10 || ue.Kind != c.op.Kind {
-				t.Fatalf("Open: got %v, want an *UnsupportedOpError for part 7, node 10, op %s", err, c.op.Kind)
+			if !errors.Is(err, ErrUnsupported) || !errors.As(err, &ue) || ue.Part != 7 || ue.Node != 10 || ue.Kind != c.Op.Kind {
+				t.Fatalf("Open: got %v, want an *UnsupportedOpError for part 7, node 10, op %s", err, c.Op.Kind)
 			}
 			if s != nil {
 				t.Error("Open returned a session with its error")
 			}
 		})
 	}
-	// A dropout is the identity in evaluation mode, so that one lowers.
-	c := opCase{op: graph.NewOp(graph.KindDropout, graph.FloatAttr("probability", 0.5)), in: []graph.Shape{m}, out: m}
-	spec := c.spec(t, newRand())
-	spec.EvalMode = true
-	if _, err := Lower(&spec); err != nil {
-		t.Errorf("dropout in evaluation mode: %v", err)
+	// A dropout is the identity in evaluation mode, but Gorgonia's
+	// gradient of it is not: a gradient through it is refused.
+	c := opCase{Op: graph.NewOp(graph.KindDropout, graph.FloatAttr("probability", 0.5)), In: []graph.Shape{m}, Out: m, Eval: true}
+	spec := c.Spec(t, newRand())
+	var ue *UnsupportedOpError
+	if _, err := Lower(&spec); !errors.As(err, &ue) || ue.Node != 10 || ue.Kind != graph.KindDropout {
+		t.Errorf("dropout in evaluation mode: got %v, want an *UnsupportedOpError for node 10", err)
 	}
 	// Mixed dtypes in one part are refused too.
 	g := graph.New()

@@ -30,9 +30,9 @@ func TestConformanceReference(t *testing.T) {
 func TestMicroBatchLimit(t *testing.T) {
 	ctx := context.Background()
 	e := newReference(WithMaxMicroBatches(4))
-	c := opCase{op: graph.NewOp(graph.KindNeg), in: []graph.Shape{{3, 4}}, out: graph.Shape{3, 4}}
+	c := opCase{Op: graph.NewOp(graph.KindNeg), In: []graph.Shape{{3, 4}}, Out: graph.Shape{3, 4}}
 	for _, micro := range []int{5, 0} {
-		spec := c.spec(t, newRand())
+		spec := c.Spec(t, newRand())
 		spec.Part, spec.MicroBatches = 3, micro
 		s, err := e.Open(ctx, spec)
 		var me *exec.MicroBatchLimitError
@@ -43,7 +43,7 @@ func TestMicroBatchLimit(t *testing.T) {
 			s.Close()
 		}
 	}
-	spec := c.spec(t, newRand())
+	spec := c.Spec(t, newRand())
 	spec.Part, spec.MicroBatches = 3, 3
 	s, err := e.Open(ctx, spec)
 	if err != nil {
@@ -59,5 +59,25 @@ func TestMicroBatchLimit(t *testing.T) {
 		if mb == 3 && (!errors.As(err, &oe) || oe.MicroBatch != 3 || oe.Part != 3) {
 			t.Errorf("forward of micro-batch 3 of 3: got %v, want an *OrderError", err)
 		}
+	}
+}
+
+// TestEqualsOneProcessReference trains the MLP, the CNN and the residual
+// DAG across parts on the reference device against one-process Gorgonia
+// training: exec/plan's lowering, derived gradients and solver kernels.
+func TestEqualsOneProcessReference(t *testing.T) {
+	exectest.EqualsOneProcess(t, func(*testing.T) exec.Executor { return newReference() })
+}
+
+// TestEqualsOneProcessFallback trains the CNN with BatchNorm and Dropout
+// with the parts that hold them on the CPU executor and the others on
+// the reference device, in one pipeline.
+func TestEqualsOneProcessFallback(t *testing.T) {
+	var fellBack int
+	exectest.EqualsOneProcess(t, func(*testing.T) exec.Executor {
+		return plan.Fallback(newReference(), exec.NewCPU(), func(int, error) { fellBack++ })
+	}, exectest.WithModels(exectest.ModelBatchNormCNN))
+	if fellBack == 0 {
+		t.Error("no part fell back to the CPU executor")
 	}
 }

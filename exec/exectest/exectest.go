@@ -8,6 +8,13 @@
 // results with the same model trained by Gorgonia in this process, or
 // checks that misuse gives the typed error the exec package documents.
 // Nothing here knows where the executor runs.
+//
+// Two more suites hold an executor to the numbers of Gorgonia's tape
+// machine. EqualsOneProcess trains models (an MLP, a CNN, a residual DAG,
+// and one with BatchNorm and Dropout) cut into up to four parts with up
+// to four micro-batches, with every solver kind, against the same graph
+// trained in one process. OpsMatchCPU runs one part per op kind that
+// exec/plan lowers against the tape-machine executor, loss and gradients.
 package exectest
 
 import (

@@ -172,9 +172,15 @@ func (l *lowerer) backwardOp(n *graph.Node, j int) error {
 	x4 := shape4(x.Shape)
 	k := n.Op.Kind
 	switch k {
-	case graph.KindReshape, graph.KindDropout:
+	case graph.KindReshape:
 		l.pass(n, x, dy, x4)
 		return nil
+	case graph.KindDropout:
+		// Gorgonia differentiates dropout as dy/p where the output is
+		// not 0, and as 0 where it is or when p is 0, in evaluation mode
+		// too, where the op is the identity: not its derivative. As for
+		// log2 and inverse_sqrt, the gradient stays on the tape machine.
+		return l.unsupported(n, "gradient differs from the tape machine's (Gorgonia's rule), so the part is left to the tape machine")
 	}
 	if code, ok := unaryCodes[k]; ok {
 		if code == ULog2 || code == UInverseSqrt {

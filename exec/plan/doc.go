@@ -38,14 +38,16 @@
 // sub, mul, div, pow and the comparisons with ret_same, their broadcasting
 // forms, matmul (with transposes), matvec, vecdot, outer, sum, max,
 // transpose, reshape, slice, concat, softmax and log-softmax along the
-// last axis, im2col, maxpool2d, size_of, and dropout in evaluation mode,
-// on float32 or float64 tensors of rank at most 4, one dtype per part.
-// That covers the MLP, convolutional and residual networks. Not lowered
-// (yet): batchnorm (Gorgonia's gradient in evaluation mode reads the
-// statistics of the last training batch), dropout in training mode,
-// avgpool2d (Gorgonia divides its window sums by the input's width),
-// global_avgpool2d, batched_matmul, tensordot, at, repeat, softmax along
-// another axis, and the ravml kinds. A part holding one of them fails
-// Lower with an *UnsupportedOpError (ErrUnsupported) naming the node and
-// its kind; Fallback opens such parts on another executor and says so.
+// last axis, im2col, maxpool2d, size_of, and dropout in evaluation mode
+// where no gradient passes through it (Gorgonia's gradient of dropout is
+// dy/p where the output is not 0, in evaluation mode too), on float32 or
+// float64 tensors of rank at most 4, one dtype per part. That covers the
+// MLP, convolutional and residual networks. Not lowered (yet): batchnorm
+// (Gorgonia's gradient in evaluation mode reads the statistics of the
+// last training batch), dropout in training mode, avgpool2d (Gorgonia
+// divides its window sums by the input's width), global_avgpool2d,
+// batched_matmul, tensordot, at, repeat, softmax along another axis, and
+// the ravml kinds. A part holding one of them fails Lower with an
+// *UnsupportedOpError (ErrUnsupported) naming the node and its kind;
+// Fallback opens such parts on another executor and says so.
 package plan
