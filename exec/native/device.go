@@ -19,6 +19,9 @@ var ErrDevice = errors.New("native: bad device call")
 // the kernels of this package, threads goroutines at a time.
 type device struct {
 	threads int
+	// scratch holds the kernels' scratch buffers (see scratch), reused
+	// across launches
+	pool sync.Pool
 
 	mu   sync.RWMutex
 	mem  []slab   // by handle-1
@@ -150,8 +153,11 @@ type launch[T float] struct {
 	k     kernelFunc[T]
 	ptrs  [maxPtrs][]T
 	parts int // how many threads share it
-	// scratch holds each part's product of a gemm split along k
+	// scratch holds each part's share of a result that the parts
+	// compute separately and run then sums: a gemm split along k, a
+	// convolution's filter gradient
 	scratch [][]T
+	dev     *device
 }
 
 // kernelFunc runs part of parts of a launch.
@@ -213,8 +219,8 @@ func run[T float](d *device, ls []plan.Launch, bufs []uint64) error {
 		if tm == nil {
 			tm = startTeam[T](d.threads - 1)
 		}
-		if x.l.Gemm != nil {
-			x.scratch = tm.scratch(x.parts, x.l.Gemm.M*x.l.Gemm.N)
+		if n := partials(&x); n > 0 {
+			x.scratch = tm.scratch(x.parts, n)
 		}
 		tm.cur = &x
 		for p := 1; p < x.parts; p++ {
@@ -229,8 +235,12 @@ func run[T float](d *device, ls []plan.Launch, bufs []uint64) error {
 		if err != nil {
 			return fail(err)
 		}
-		if x.l.Gemm != nil {
-			sumParts(&x)
+		if x.scratch != nil {
+			if x.l.Gemm != nil {
+				sumParts(&x)
+			} else {
+				sumFilterGrad(&x)
+			}
 		}
 	}
 	return nil
@@ -269,6 +279,7 @@ func prepare[T float](d *device, l *plan.Launch, bufs []uint64, x *launch[T]) er
 	x.l = l
 	x.k = nil
 	x.scratch = nil
+	x.dev = d
 	x.ptrs = [maxPtrs][]T{}
 	view := func(buf, off int) ([]T, error) {
 		if buf < 0 || buf >= len(bufs) || off < 0 {
@@ -334,4 +345,38 @@ func call[T float](x *launch[T], p int) (err error) {
 		x.k(x, p, x.parts)
 	}
 	return nil
+}
+
+// partials is the size of each part's share of the result of launch x
+// where its parts compute shares that are summed at the end (a gemm
+// split along k, a convolution's filter gradient), else 0.
+func partials[T float](x *launch[T]) int {
+	if g := x.l.Gemm; g != nil {
+		return g.M * g.N
+	}
+	if plan.KernelBase(x.l.Kernel) == "conv_filter_grad" {
+		g := x.geom()
+		return g.cout * g.z()
+	}
+	return 0
+}
+
+// scratch returns a buffer of at least n elements of the largest float
+// (8 bytes), for a kernel to view with scratchOf; release gives it back.
+func (d *device) scratch(n int) *[]float64 {
+	if b, ok := d.pool.Get().(*[]float64); ok && cap(*b) >= n {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]float64, n)
+	return &b
+}
+
+func (d *device) release(b *[]float64) { d.pool.Put(b) }
+
+// scratchOf views a scratch buffer as elements of T.
+func scratchOf[T float](b *[]float64) []T {
+	var z T
+	n := len(*b) * 8 / int(unsafe.Sizeof(z))
+	return unsafe.Slice((*T)(unsafe.Pointer(&(*b)[0])), n)
 }

@@ -34,8 +34,20 @@ func kernelFor[T float](name string) (kernelFunc[T], bool) {
 		return kSoftmaxGrad[T], true
 	case "im2col":
 		return kIm2Col[T], true
-	case "im2col_rows":
-		return kIm2ColRows[T], true
+	case "conv":
+		return kConv[T], true
+	case "conv_filter_grad":
+		return kConvFilterGrad[T], true
+	case "conv_input_grad":
+		return kConvInputGrad[T], true
+	case "bias_relu":
+		return kBiasReLU[T], true
+	case "bias_relu_grad":
+		return kBiasReLUGrad[T], true
+	case "bias_relu_pool":
+		return kBiasReLUPool[T], true
+	case "bias_relu_pool_grad":
+		return kBiasReLUPoolGrad[T], true
 	case "col2im":
 		return kCol2Im[T], true
 	case "maxpool":
@@ -77,8 +89,17 @@ func workOf[T float](x *launch[T]) (work int64, units int) {
 		return int64(x.int(0)) * int64(x.int(1)), x.int(0)
 	case "col2im":
 		return int64(x.int(0)), x.int(0) / max(x.int(3)*x.int(4), 1)
-	case "im2col_rows":
-		return int64(x.int(0)), x.int(1) * x.int(6) * x.int(7)
+	case "conv", "conv_filter_grad", "conv_input_grad":
+		g := x.geom()
+		return int64(g.b) * int64(g.c*g.kh*g.kw) * int64(g.oh*g.ow), g.chunks()
+	case "bias_relu":
+		return int64(x.int(0)), x.int(1) * x.int(2)
+	case "bias_relu_grad":
+		return int64(x.int(0)), x.int(2)
+	case "bias_relu_pool":
+		return 4 * int64(x.int(0)), x.int(1) * x.int(2)
+	case "bias_relu_pool_grad":
+		return 4 * int64(x.int(0)), x.int(2)
 	case "maxpool":
 		return int64(x.int(0)) * int64(x.int(6)*x.int(7)), x.int(0) / max(x.int(4)*x.int(5), 1)
 	case "maxpool_grad":
@@ -392,11 +413,16 @@ func binaryRow[T float](op int, acc bool, a []T, sa int, b []T, sb int, z []T) {
 	}
 }
 
-func bit[T float](c bool) T {
-	if c {
-		return 1
+// bit is 1 where c holds, else 0, without a branch (a comparison of
+// data is a coin toss to the branch predictor).
+func bit[T float](c bool) T { return T(bit32(c)) }
+
+func bit32(c bool) int32 {
+	var k int32
+	if c { // compiled to a SETcc, not a jump
+		k = 1
 	}
-	return 0
+	return k
 }
 
 // kReduce: reduce(op, nOut, acc, scale, o1, o2, o3, r0..r3, xs0..xs3, x, y):
@@ -625,47 +651,131 @@ func kCol2Im[T float](x *launch[T], p, parts int) {
 	}
 }
 
-// kIm2ColRows: im2col_rows(n, c, h, w, oh, ow, kh, kw, ph, pw, sh, sw,
-// dh, dw, x, col): col is (c, kh, kw) rows of (b, oh, ow) columns, each
-// row a run of contiguous reads of the image where the stride and
-// dilation are 1. Split by rows.
-func kIm2ColRows[T float](x *launch[T], p, parts int) {
-	d := x.conv(1)
-	src, col := x.ptrs[0], x.ptrs[1]
-	rows := d.c * d.kh * d.kw
-	n := x.int(0) / max(rows, 1) // b·oh·ow
-	b := n / max(d.oh*d.ow, 1)
-	lo, hi := span(rows, p, parts)
+// kBiasReLU: bias_relu(n, b, cout, hw, y, bias, mask, out): with a =
+// y[co, bi, r] + bias[co], mask = a >= 0 and out = a·mask, both (b,
+// cout, hw). Split by (bi, co) rows.
+func kBiasReLU[T float](x *launch[T], p, parts int) {
+	b, cout, hw := x.int(1), x.int(2), x.int(3)
+	y, bias, mask, out := x.ptrs[0], x.ptrs[1], x.ptrs[2], x.ptrs[3]
+	lo, hi := span(b*cout, p, parts)
 	for row := lo; row < hi; row++ {
-		kj := row % d.kw
-		ki := (row / d.kw) % d.kh
-		ch := row / (d.kw * d.kh)
-		out := col[row*n : (row+1)*n]
+		bi, co := row/cout, row%cout
+		src := y[(co*b+bi)*hw : (co*b+bi+1)*hw]
+		m, o := mask[row*hw:(row+1)*hw], out[row*hw:(row+1)*hw]
+		bv := bias[co]
+		m, o = m[:len(src)], o[:len(src)]
+		for j, v := range src {
+			a := v + bv
+			k := T(bit32(a >= 0))
+			m[j], o[j] = k, a*k
+		}
+	}
+}
+
+// kBiasReLUGrad: bias_relu_grad(n, b, cout, hw, hasBias, accBias, dy,
+// mask, dbias, dyc): g = dy·mask; dyc[co, bi, r] = g; dbias[co] (+)= Σ g
+// when hasBias. Split by filters.
+func kBiasReLUGrad[T float](x *launch[T], p, parts int) {
+	b, cout, hw := x.int(1), x.int(2), x.int(3)
+	hasBias, acc := x.int(4) != 0, x.int(5) != 0
+	dy, mask, dbias, dyc := x.ptrs[0], x.ptrs[1], x.ptrs[2], x.ptrs[3]
+	lo, hi := span(cout, p, parts)
+	for co := lo; co < hi; co++ {
+		var s T
 		for bi := 0; bi < b; bi++ {
-			plane := src[(bi*d.c+ch)*d.h*d.w : (bi*d.c+ch+1)*d.h*d.w]
-			for oy := 0; oy < d.oh; oy++ {
-				o := out[(bi*d.oh+oy)*d.ow : (bi*d.oh+oy+1)*d.ow]
-				iy := oy*d.sh - d.ph + ki*d.dh
-				if iy < 0 || iy >= d.h {
-					clear(o)
-					continue
+			row := (bi*cout + co) * hw
+			g, m := dy[row:row+hw], mask[row:row+hw]
+			d := dyc[(co*b+bi)*hw : (co*b+bi+1)*hw]
+			var rs T
+			for j := range d {
+				v := g[j] * m[j]
+				d[j] = v
+				rs += v
+			}
+			s += rs
+		}
+		if hasBias {
+			if acc {
+				dbias[co] += s
+			} else {
+				dbias[co] = s
+			}
+		}
+	}
+}
+
+// kBiasReLUPool: bias_relu_pool(n, b, cout, oh, ow, y, bias, route,
+// out): a = y[co, bi] + bias[co], r = a·(a >= 0), out = the 2×2 max of r,
+// route = which of the window's four pixels maxpool sends the gradient
+// to (its first maximum), or -1 where the ReLU stops it there. Split by
+// (bi, co) planes; no jumps on the data. Infinite or NaN inputs aside,
+// this is what the three ops compute, but for the sign of a zero output.
+func kBiasReLUPool[T float](x *launch[T], p, parts int) {
+	b, cout, oh, ow := x.int(1), x.int(2), x.int(3), x.int(4)
+	y, bias, route, out := x.ptrs[0], x.ptrs[1], x.ptrs[2], x.ptrs[3]
+	ph, pw := oh/2, ow/2
+	lo, hi := span(b*cout, p, parts)
+	for row := lo; row < hi; row++ {
+		bi, co := row/cout, row%cout
+		src := y[(co*b+bi)*oh*ow : (co*b+bi+1)*oh*ow]
+		bv := bias[co]
+		rt, o := route[row*ph*pw:(row+1)*ph*pw], out[row*ph*pw:(row+1)*ph*pw]
+		for py := 0; py < ph; py++ {
+			r0, r1 := src[2*py*ow:(2*py+1)*ow], src[(2*py+1)*ow:(2*py+2)*ow]
+			r0, r1 = r0[:2*pw], r1[:2*pw]
+			for px := 0; px < pw; px++ {
+				a0, a1, a2, a3 := r0[2*px]+bv, r0[2*px+1]+bv, r1[2*px]+bv, r1[2*px+1]+bv
+				// The ReLU is monotone: the window's largest output is
+				// relu of its largest input. Where that is above 0 the
+				// gradient goes to the first input that equals it; else
+				// every output is ±0, maxpool picks the first pixel and
+				// the ReLU passes its gradient only where its input is 0.
+				mx := max(max(a0, a1), max(a2, a3))
+				f1 := bit32(a1 == mx) &^ bit32(a0 == mx)
+				f2 := bit32(a2 == mx) &^ bit32(a0 == mx || a1 == mx)
+				f3 := bit32(a3 == mx) &^ bit32(a0 == mx || a1 == mx || a2 == mx)
+				pos := bit32(mx > 0)
+				rt[py*pw+px] = T(pos*(f1+2*f2+3*f3) + (1-pos)*(bit32(a0 >= 0)-1))
+				o[py*pw+px] = max(mx, 0)
+			}
+		}
+	}
+}
+
+// kBiasReLUPoolGrad: bias_relu_pool_grad(n, b, cout, oh, ow, hasBias,
+// accBias, dy, route, dbias, dyc): each window's gradient dy goes to its
+// routed pixel of dyc (cout, b, oh·ow), 0 to the others; dbias[co] (+)=
+// the sum of what was routed. Split by filters.
+func kBiasReLUPoolGrad[T float](x *launch[T], p, parts int) {
+	b, cout, oh, ow := x.int(1), x.int(2), x.int(3), x.int(4)
+	hasBias, acc := x.int(5) != 0, x.int(6) != 0
+	dy, route, dbias, dyc := x.ptrs[0], x.ptrs[1], x.ptrs[2], x.ptrs[3]
+	ph, pw := oh/2, ow/2
+	lo, hi := span(cout, p, parts)
+	for co := lo; co < hi; co++ {
+		var s T
+		for bi := 0; bi < b; bi++ {
+			row := bi*cout + co
+			g, rt := dy[row*ph*pw:(row+1)*ph*pw], route[row*ph*pw:(row+1)*ph*pw]
+			d := dyc[(co*b+bi)*oh*ow : (co*b+bi+1)*oh*ow]
+			for py := 0; py < ph; py++ {
+				d0, d1 := d[2*py*ow:(2*py+1)*ow], d[(2*py+1)*ow:(2*py+2)*ow]
+				d0, d1 = d0[:2*pw], d1[:2*pw]
+				for px := 0; px < pw; px++ {
+					gv, r := g[py*pw+px], int32(rt[py*pw+px])
+					d0[2*px] = gv * T(bit32(r == 0))
+					d0[2*px+1] = gv * T(bit32(r == 1))
+					d1[2*px] = gv * T(bit32(r == 2))
+					d1[2*px+1] = gv * T(bit32(r == 3))
+					s += gv * T(bit32(r >= 0))
 				}
-				line := plane[iy*d.w : (iy+1)*d.w]
-				ix0 := kj*d.dw - d.pw
-				if d.sw == 1 && ix0 >= 0 && ix0+d.ow <= d.w {
-					in := line[ix0 : ix0+d.ow]
-					for j := range o {
-						o[j] = in[j]
-					}
-					continue
-				}
-				for ox := range o {
-					if ix := ox*d.sw + ix0; ix >= 0 && ix < d.w {
-						o[ox] = line[ix]
-					} else {
-						o[ox] = 0
-					}
-				}
+			}
+		}
+		if hasBias {
+			if acc {
+				dbias[co] += s
+			} else {
+				dbias[co] = s
 			}
 		}
 	}
@@ -709,21 +819,11 @@ func kMaxPool[T float](x *launch[T], p, parts int) {
 			for oy := 0; oy < d.oh; oy++ {
 				r0, r1 := in[2*oy*d.w:], in[(2*oy+1)*d.w:]
 				o := out[oy*d.ow : (oy+1)*d.ow]
+				r0, r1 = r0[:2*len(o)], r1[:2*len(o)]
 				for ox := range o {
-					m := low
-					if v := r0[2*ox]; v > m {
-						m = v
-					}
-					if v := r0[2*ox+1]; v > m {
-						m = v
-					}
-					if v := r1[2*ox]; v > m {
-						m = v
-					}
-					if v := r1[2*ox+1]; v > m {
-						m = v
-					}
-					o[ox] = m
+					// max, not comparisons and jumps; floored at low as the
+					// general path is (a window of -Inf gives low).
+					o[ox] = max(max(r0[2*ox], r0[2*ox+1]), max(r1[2*ox], r1[2*ox+1]), low)
 				}
 			}
 			continue
@@ -759,6 +859,10 @@ func kMaxPoolGrad[T float](x *launch[T], p, parts int) {
 		in := src[bc*plane : (bc+1)*plane]
 		out := dx[bc*plane : (bc+1)*plane]
 		g := dy[bc*oplane : (bc+1)*oplane]
+		if d.kh == 2 && d.kw == 2 && d.sh == 2 && d.sw == 2 && d.ph == 0 && d.pw == 0 && 2*d.oh == d.h && 2*d.ow == d.w {
+			maxPoolGrad2(in, g, out, d.oh, d.ow, acc, low)
+			continue
+		}
 		if !acc {
 			clear(out)
 		}
@@ -776,6 +880,39 @@ func kMaxPoolGrad[T float](x *launch[T], p, parts int) {
 				if arg >= 0 {
 					out[arg] += g[oy*d.ow+ox]
 				}
+			}
+		}
+	}
+}
+
+// maxPoolGrad2 is maxpool_grad for 2×2 windows that tile a plane
+// exactly: each pixel is in one window, so dx is written once, without
+// clearing, and each window's gradient goes to the first of its four
+// pixels holding the maximum, found without jumps. A window whose
+// maximum is not above low (all -Inf) passes no gradient, as in the
+// general path.
+func maxPoolGrad2[T float](in, g, out []T, oh, ow int, acc bool, low T) {
+	w := 2 * ow
+	for oy := 0; oy < oh; oy++ {
+		r0, r1 := in[2*oy*w:(2*oy+1)*w], in[(2*oy+1)*w:(2*oy+2)*w]
+		d0, d1 := out[2*oy*w:(2*oy+1)*w], out[(2*oy+1)*w:(2*oy+2)*w]
+		gr := g[oy*ow : (oy+1)*ow]
+		for ox, gv := range gr {
+			a, b, c, e := r0[2*ox], r0[2*ox+1], r1[2*ox], r1[2*ox+1]
+			m := max(max(a, b), max(c, e))
+			live := bit32(m > low)
+			fa := bit32(a == m) & live
+			fb := bit32(b == m) & live &^ fa
+			fc := bit32(c == m) & live &^ (fa | fb)
+			fe := bit32(e == m) & live &^ (fa | fb | fc)
+			va, vb, vc, ve := gv*T(fa), gv*T(fb), gv*T(fc), gv*T(fe)
+			if acc {
+				d0[2*ox] += va
+				d0[2*ox+1] += vb
+				d1[2*ox] += vc
+				d1[2*ox+1] += ve
+			} else {
+				d0[2*ox], d0[2*ox+1], d1[2*ox], d1[2*ox+1] = va, vb, vc, ve
 			}
 		}
 	}

@@ -10,15 +10,19 @@ import (
 // (b, oh, ow, c·kh·kw) patches, a reshape to (b·oh·ow, c·kh·kw), a matmul
 // with the (cout, c·kh·kw) filter transposed, a reshape to (b, oh, ow,
 // cout) and a transpose to (b, cout, oh, ow). Lowered node by node, that
-// is an im2col of patches read five values at a time, a product, and two
-// strided copies of the output, one forward, one backward. With
-// WithHostKernels, Lower runs such a chain as one convolution in the
-// layout a CPU prefers: the patches as (c·kh·kw, b·oh·ow) rows (each a
-// run of contiguous input), one product W·patches giving (cout, b, oh·ow),
-// and a copy of contiguous oh·ow runs into (b, cout, oh, ow). Backward,
-// the filter's gradient is patches·dyᵀ (the patches read where they lie)
-// and the image's is col2im of dyᵀ·W, both in the layouts that the
-// product kernels read fastest.
+// is a patch matrix as large as the input times kh·kw, written once and
+// read by the product forward and again backward, and two strided copies
+// of the output. With WithHostKernels, Lower runs such a chain as one
+// convolution (kernels conv, conv_filter_grad, conv_input_grad) that a
+// host device computes a few images at a time: each chunk's patches are
+// made in a cache-sized scratch buffer, multiplied there, and made again
+// for the backward pass instead of being kept; the output is (cout, b,
+// oh·ow), which a copy in contiguous oh·ow runs turns into (b, cout, oh,
+// ow). Where a per-filter bias and a ReLU follow (Gorgonia's Rectify of a
+// BroadcastAdd), that copy adds the bias and writes the ReLU's mask and
+// output in the same pass (bias_relu, bias_relu_grad); and where a 2×2
+// max pool follows, it pools too, keeping per window only which pixel
+// the gradient goes to (bias_relu_pool, bias_relu_pool_grad).
 
 // LowerOption configures Lower.
 type LowerOption func(*lowerConfig)
@@ -33,7 +37,9 @@ type lowerConfig struct {
 func WithHostKernels() LowerOption { return func(c *lowerConfig) { c.hostKernels = true } }
 
 // HostKernelNames lists the kernels that Lower uses only WithHostKernels.
-func HostKernelNames() []string { return []string{"im2col_rows"} }
+func HostKernelNames() []string {
+	return []string{"bias_relu", "bias_relu_grad", "bias_relu_pool", "bias_relu_pool_grad", "conv", "conv_filter_grad", "conv_input_grad"}
+}
 
 // conv is a Conv2d chain lowered whole: the im2col node, its reshape,
 // the matmul, its reshape and the transpose that ends the chain.
@@ -41,6 +47,15 @@ type conv struct {
 	ic, r1, mm, r2, tr *graph.Node
 	x, f               *graph.Node // the image and the (cout, c·kh·kw) filter
 	b, cout, z, hw     int         // batch, filters, patch size, oh·ow
+	// A bias and a ReLU that follow, lowered with the convolution: add =
+	// tr + bias (broadcast over batch and pixels), mask = add >= 0, out =
+	// add · mask; nil when there are none.
+	add, mask, out, bias *graph.Node
+	// A 2×2 max pool of stride 2 that tiles the ReLU's output exactly,
+	// lowered with it: the ReLU's output and mask are not kept, only the
+	// pool's output and, per window, which pixel its gradient goes to.
+	pool  *graph.Node
+	route int // the buffer of the routes
 }
 
 // findConvs marks the Conv2d chains of the part that can be lowered
@@ -49,10 +64,14 @@ func (l *lowerer) findConvs() {
 	l.convs = map[int64]*conv{}
 	l.inConv = map[int64]bool{}
 	uses := map[int64]int{}
+	cons := map[int64][]int64{}
 	nodes := l.g.Nodes()
 	for i := range nodes {
 		for _, in := range nodes[i].Inputs {
 			uses[in]++
+			if !slices.Contains(cons[in], nodes[i].ID) {
+				cons[in] = append(cons[in], nodes[i].ID)
+			}
 		}
 	}
 	for _, id := range l.spec.Outputs {
@@ -99,7 +118,85 @@ func (l *lowerer) findConvs() {
 		for _, n := range []*graph.Node{ic, r1, mm, r2} {
 			l.inConv[n.ID] = true
 		}
+		if l.findBiasReLU(c, uses, cons) {
+			for _, n := range []*graph.Node{c.add, c.mask} {
+				l.inConv[n.ID] = true
+			}
+			l.inConv[c.tr.ID] = true
+			l.convs[c.out.ID] = c
+			delete(l.convs, tr.ID)
+			if l.findPool(c, uses, cons) {
+				l.inConv[c.out.ID] = true
+				l.convs[c.pool.ID] = c
+				delete(l.convs, c.out.ID)
+			}
+		}
 	}
+}
+
+// findBiasReLU finds out = add·(add >= 0), add = tr + bias, after the
+// convolution c: Gorgonia's Rectify of a BroadcastAdd of a per-filter
+// bias, each inner node used only as that pattern uses it.
+func (l *lowerer) findBiasReLU(c *conv, uses map[int64]int, cons map[int64][]int64) bool {
+	if uses[c.tr.ID] != 1 || len(cons[c.tr.ID]) != 1 {
+		return false
+	}
+	add, _ := l.g.Node(cons[c.tr.ID][0])
+	if add.Role != graph.RoleOp || (add.Op.Kind != graph.KindBroadcastAdd && add.Op.Kind != graph.KindAdd) || add.Inputs[0] != c.tr.ID {
+		return false
+	}
+	as, bs, err := l.operandStrides(add)
+	if err != nil || as != strides4(shape4(c.tr.Shape)) || bs != [4]int{0, 1, 0, 0} || !add.Shape.Eq(c.tr.Shape) {
+		return false
+	}
+	bias := l.in(add, 1)
+	if uses[add.ID] != 2 || len(cons[add.ID]) != 2 {
+		return false
+	}
+	var mask, out *graph.Node
+	for _, id := range cons[add.ID] {
+		n, _ := l.g.Node(id)
+		switch n.Op.Kind {
+		case graph.KindGte:
+			mask = n
+		case graph.KindMul:
+			out = n
+		}
+	}
+	if mask == nil || out == nil || mask.Inputs[0] != add.ID || uses[mask.ID] != 1 || len(cons[mask.ID]) != 1 || cons[mask.ID][0] != out.ID {
+		return false
+	}
+	if !(out.Inputs[0] == add.ID && out.Inputs[1] == mask.ID) || !out.Shape.Eq(c.tr.Shape) || !mask.Shape.Eq(c.tr.Shape) {
+		return false
+	}
+	zero := l.in(mask, 1)
+	if zero.Role != graph.RoleConstant || zero.Shape.Size() != 1 || zero.Value == nil || scalarOf(zero.Value) != 0 || !mask.Op.Bool("ret_same") {
+		return false
+	}
+	c.add, c.mask, c.out, c.bias = add, mask, out, bias
+	return true
+}
+
+// findPool finds a 2×2 max pool of stride 2 without padding after the
+// ReLU of c, tiling its output exactly, the ReLU's only use.
+func (l *lowerer) findPool(c *conv, uses map[int64]int, cons map[int64][]int64) bool {
+	if uses[c.out.ID] != 1 || len(cons[c.out.ID]) != 1 {
+		return false
+	}
+	pl, _ := l.g.Node(cons[c.out.ID][0])
+	if pl.Role != graph.RoleOp || pl.Op.Kind != graph.KindMaxPool2D {
+		return false
+	}
+	d := l.pool(pl)
+	h, w, oh, ow := d[1], d[2], d[3], d[4]
+	if d[5] != 2 || d[6] != 2 || d[7] != 0 || d[8] != 0 || d[9] != 2 || d[10] != 2 || h != 2*oh || w != 2*ow {
+		return false
+	}
+	if pad := pl.Op.Ints("pad"); slices.ContainsFunc(pad, func(v int) bool { return v != 0 }) {
+		return false
+	}
+	c.pool = pl
+	return true
 }
 
 // forwardConv emits a convolution lowered whole: patches as rows of
@@ -108,14 +205,30 @@ func (l *lowerer) findConvs() {
 // copied from it in oh·ow runs.
 func (l *lowerer) forwardConv(c *conv) {
 	p := l.p
-	dims, _ := l.conv(c.ic)
-	col := l.buf(BufActivation, c.ic.ID, int(c.ic.Shape.Size()), "")
-	p.Value[c.ic.ID] = col
-	l.emit(c.tr.ID, "im2col_rows", int(c.ic.Shape.Size()), cat(ints(dims[:]...), []Arg{ptr(p.Value[c.x.ID]), ptr(col)})...)
 	y := l.buf(BufActivation, c.mm.ID, int(c.mm.Shape.Size()), "")
 	p.Value[c.mm.ID] = y
 	n := c.b * c.hw
-	l.rowGemm(c.tr.ID, y, p.Value[c.f.ID], col, false, false, c.cout, n, c.z, 0)
+	l.emit(c.tr.ID, "conv", int(c.mm.Shape.Size()), cat(l.convArgs(c), []Arg{ptr(p.Value[c.x.ID]), ptr(p.Value[c.f.ID]), ptr(y)})...)
+	if c.pool != nil {
+		// pooled (b, cout, oh/2, ow/2) and each window's route from y and
+		// the bias
+		pooled := l.buf(BufActivation, c.pool.ID, int(c.pool.Shape.Size()), "")
+		route := l.buf(BufActivation, c.pool.ID, int(c.pool.Shape.Size()), "route")
+		p.Value[c.pool.ID], c.route = pooled, route
+		np := int(c.pool.Shape.Size())
+		l.emit(c.pool.ID, "bias_relu_pool", np, ival(np), ival(c.b), ival(c.cout), ival(c.tr.Shape[2]), ival(c.tr.Shape[3]),
+			ptr(y), ptr(p.Value[c.bias.ID]), ptr(route), ptr(pooled))
+		return
+	}
+	if c.out != nil {
+		// mask, out (b, cout, oh·ow) from y (cout, b, oh·ow) and the bias
+		mask := l.buf(BufActivation, c.mask.ID, int(c.mask.Shape.Size()), "")
+		out := l.buf(BufActivation, c.out.ID, int(c.out.Shape.Size()), "")
+		p.Value[c.mask.ID], p.Value[c.out.ID] = mask, out
+		nel := c.b * c.cout * c.hw
+		l.emit(c.out.ID, "bias_relu", nel, ival(nel), ival(c.b), ival(c.cout), ival(c.hw), ptr(y), ptr(p.Value[c.bias.ID]), ptr(mask), ptr(out))
+		return
+	}
 	out := l.buf(BufActivation, c.tr.ID, int(c.tr.Shape.Size()), "")
 	p.Value[c.tr.ID] = out
 	o := shape4(c.tr.Shape)
@@ -128,29 +241,50 @@ func (l *lowerer) forwardConv(c *conv) {
 func (l *lowerer) backwardConv(c *conv, dy int, need func(int64) bool) {
 	p := l.p
 	n := c.b * c.hw
-	// dyc (cout, b, oh·ow) = dy (b, cout, oh·ow) permuted.
+	// dyc (cout, b, oh·ow) = dy (b, cout, oh·ow) permuted; through the
+	// ReLU (dy·mask) with the bias's gradient summed on the way.
 	dyc := l.alloc(c.cout * n)
-	l.unary(c.tr.ID, UCopy, false, [4]int{1, c.cout, c.b, c.hw}, [4]int{0, c.hw, c.cout * c.hw, 1}, dy, dyc)
+	if c.pool != nil {
+		db, accB := -1, false
+		if need(c.bias.ID) {
+			db, accB = l.target(c.bias.ID)
+		}
+		np := int(c.pool.Shape.Size())
+		dbArg := ptr(dyc) // not written when there is no bias gradient
+		if db >= 0 {
+			dbArg = ptr(db)
+		}
+		l.emit(c.pool.ID, "bias_relu_pool_grad", np, ival(np), ival(c.b), ival(c.cout), ival(c.tr.Shape[2]), ival(c.tr.Shape[3]),
+			ival(bools(db >= 0)), ival(bools(accB)), ptr(dy), ptr(c.route), dbArg, ptr(dyc))
+	} else if c.out != nil {
+		db, accB := -1, false
+		if need(c.bias.ID) {
+			db, accB = l.target(c.bias.ID)
+		}
+		nel := c.b * c.cout * c.hw
+		dbArg := ptr(dyc) // not written when there is no bias gradient
+		if db >= 0 {
+			dbArg = ptr(db)
+		}
+		l.emit(c.out.ID, "bias_relu_grad", nel, ival(nel), ival(c.b), ival(c.cout), ival(c.hw), ival(bools(db >= 0)), ival(bools(accB)),
+			ptr(dy), ptr(p.Value[c.mask.ID]), dbArg, ptr(dyc))
+	} else {
+		l.unary(c.tr.ID, UCopy, false, [4]int{1, c.cout, c.b, c.hw}, [4]int{0, c.hw, c.cout * c.hw, 1}, dy, dyc)
+	}
 	if need(c.f.ID) {
-		// dWᵀ (z, cout) = patches (z, n) · dycᵀ (n, cout): the patches are
-		// read where they lie and only dyc, a tenth of their size, is
-		// packed; then dW (+)= dWᵀ transposed.
-		dwt := l.alloc(c.z * c.cout)
-		l.rowGemm(c.tr.ID, dwt, p.Value[c.ic.ID], dyc, false, true, c.z, c.cout, n, 0)
 		df, acc := l.target(c.f.ID)
-		l.unary(c.tr.ID, UCopy, acc, [4]int{1, 1, c.cout, c.z}, [4]int{0, 0, 1, c.cout}, dwt, df)
-		l.put(dwt)
+		l.emit(c.tr.ID, "conv_filter_grad", c.cout*c.z, cat(l.convArgs(c), ints(bools(acc)), []Arg{ptr(p.Value[c.x.ID]), ptr(dyc), ptr(df)})...)
 	}
 	if need(c.x.ID) {
-		// dpatches (n, c·kh·kw) = dycᵀ (n, cout) · W (cout, z), in
-		// im2col's own layout, for col2im.
-		dcol := l.alloc(c.z * n)
-		l.rowGemm(c.tr.ID, dcol, dyc, p.Value[c.f.ID], true, false, n, c.z, c.cout, 0)
-		dims, _ := l.conv(c.ic)
 		dx, acc := l.target(c.x.ID)
-		nx := int(c.x.Shape.Size())
-		l.emit(c.tr.ID, "col2im", nx, cat(ints(nx, bools(acc)), ints(dims[1:]...), []Arg{ptr(dcol), ptr(dx)})...)
-		l.put(dcol)
+		l.emit(c.tr.ID, "conv_input_grad", int(c.x.Shape.Size()), cat(l.convArgs(c), ints(bools(acc)), []Arg{ptr(dyc), ptr(p.Value[c.f.ID]), ptr(dx)})...)
 	}
 	l.put(dyc)
+}
+
+// convArgs are the dims a convolution kernel takes: b, c, h, w, oh, ow,
+// kh, kw, ph, pw, sh, sw, dh, dw, cout.
+func (l *lowerer) convArgs(c *conv) []Arg {
+	dims, _ := l.conv(c.ic)
+	return cat(ints(c.b), ints(dims[1:]...), ints(c.cout))
 }

@@ -138,9 +138,30 @@ var kernelSigs = map[string][]ArgType{
 	"im2col": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr},
 	// col2im(n, acc, c, h, w, oh, ow, kh, kw, ph, pw, sh, sw, dh, dw, col, dx): n = b·c·h·w
 	"col2im": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr},
-	// im2col_rows(n, c, h, w, oh, ow, kh, kw, ph, pw, sh, sw, dh, dw, x, col):
-	// im2col with the patches as rows (c·kh·kw, b·oh·ow); host devices only
-	"im2col_rows": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr},
+	// conv(b, c, h, w, oh, ow, kh, kw, ph, pw, sh, sw, dh, dw, cout, x, f, y):
+	// y (cout, b, oh·ow) = f (cout, c·kh·kw) · patches of x; host devices only
+	"conv": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr, ArgPtr},
+	// conv_filter_grad(b, ..., cout, acc, x, dy, df): df (+)= dy (cout, b,
+	// oh·ow) · patchesᵀ; host devices only
+	"conv_filter_grad": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr, ArgPtr},
+	// conv_input_grad(b, ..., cout, acc, dy, f, dx): dx (+)= col2im(dyᵀ·f);
+	// host devices only
+	"conv_input_grad": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr, ArgPtr},
+	// bias_relu(n, b, cout, hw, y, bias, mask, out): a = y[co, bi, r] +
+	// bias[co]; mask = a >= 0; out = a·mask, both (b, cout, hw); host devices only
+	"bias_relu": {ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr, ArgPtr, ArgPtr},
+	// bias_relu_grad(n, b, cout, hw, hasBias, accBias, dy, mask, dbias, dyc):
+	// g = dy·mask; dyc[co, bi, r] = g; dbias[co] (+)= Σ g; host devices only
+	"bias_relu_grad": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr, ArgPtr, ArgPtr},
+	// bias_relu_pool(n, b, cout, oh, ow, y, bias, route, out): the 2×2 max
+	// pool of stride 2 of relu(y[co, bi] + bias[co]) into out (b, cout,
+	// oh/2, ow/2); route is the window's pixel (0-3) its gradient goes
+	// to, -1 for none; host devices only
+	"bias_relu_pool": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr, ArgPtr, ArgPtr},
+	// bias_relu_pool_grad(n, b, cout, oh, ow, hasBias, accBias, dy, route,
+	// dbias, dyc): dyc (cout, b, oh·ow) gets dy at each window's route and
+	// 0 elsewhere; dbias[co] (+)= the sum of what was routed; host devices only
+	"bias_relu_pool_grad": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr, ArgPtr, ArgPtr},
 	// maxpool(n, c, h, w, oh, ow, kh, kw, pn, pw, sh, sw, x, y): n = b·c·oh·ow
 	"maxpool": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr},
 	// maxpool_grad(n, acc, c, h, w, oh, ow, kh, kw, pn, pw, sh, sw, x, y, dy, dx): n = b·c·h·w

@@ -1,0 +1,223 @@
+package native
+
+import (
+	"gonum.org/v1/gonum/blas"
+
+	"github.com/rookery-ml/rookery/internal/gemm"
+)
+
+// The convolution kernels (exec/plan's conv, conv_filter_grad and
+// conv_input_grad) work through the batch a few images at a time: a
+// chunk's patches are made in a scratch buffer that stays in cache, and
+// multiplied there, so no patch matrix for the whole batch is written to
+// memory and read back, forward or backward. Chunks are split across
+// threads.
+
+// scratchElems bounds a chunk's patch matrix: 256 KiB of float32.
+const scratchElems = 1 << 16
+
+// geom is a convolution's dims: batch, the im2col dims, filters.
+type geom struct {
+	b int
+	convDims
+	cout int
+}
+
+func (x *launch[T]) geom() geom { return geom{b: x.int(0), convDims: x.conv(1), cout: x.int(14)} }
+
+// z is the size of a patch, hw the pixels of an output plane.
+func (g *geom) z() int  { return g.c * g.kh * g.kw }
+func (g *geom) hw() int { return g.oh * g.ow }
+
+// per is the images in a chunk; chunks the chunks in the batch.
+func (g *geom) per() int    { return max(1, scratchElems/max(g.z()*g.hw(), 1)) }
+func (g *geom) chunks() int { return (g.b + g.per() - 1) / g.per() }
+
+// rowMajor runs C = alpha·op(A)·op(B) + beta·C on row-major matrices.
+func rowMajor[T float](ta, tb bool, m, n, k int, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	tr := func(t bool) blas.Transpose {
+		if t {
+			return blas.Trans
+		}
+		return blas.NoTrans
+	}
+	var impl gemm.Implementation
+	switch c := any(c).(type) {
+	case []float32:
+		impl.Sgemm(tr(ta), tr(tb), m, n, k, 1, any(a).([]float32), lda, any(b).([]float32), ldb, float32(beta), c, ldc)
+	case []float64:
+		impl.Dgemm(tr(ta), tr(tb), m, n, k, 1, any(a).([]float64), lda, any(b).([]float64), ldb, float64(beta), c, ldc)
+	}
+}
+
+// patchRows writes the patches of images b0..b1 as rows: col is (c·kh·kw,
+// (b1-b0)·oh·ow), each row a run of contiguous reads of the image where
+// the stride is 1.
+func patchRows[T float](src, col []T, d *convDims, b0, b1 int) {
+	rows := d.c * d.kh * d.kw
+	n := (b1 - b0) * d.oh * d.ow
+	for row := 0; row < rows; row++ {
+		kj := row % d.kw
+		ki := (row / d.kw) % d.kh
+		ch := row / (d.kw * d.kh)
+		out := col[row*n : (row+1)*n]
+		ix0 := kj*d.dw - d.pw
+		for bi := b0; bi < b1; bi++ {
+			plane := src[(bi*d.c+ch)*d.h*d.w : (bi*d.c+ch+1)*d.h*d.w]
+			for oy := 0; oy < d.oh; oy++ {
+				o := out[((bi-b0)*d.oh+oy)*d.ow : ((bi-b0)*d.oh+oy+1)*d.ow]
+				iy := oy*d.sh - d.ph + ki*d.dh
+				if iy < 0 || iy >= d.h {
+					clear(o)
+					continue
+				}
+				line := plane[iy*d.w : (iy+1)*d.w]
+				if d.sw == 1 && ix0 >= 0 && ix0+d.ow <= d.w {
+					in := line[ix0 : ix0+len(o)]
+					for j := range o {
+						o[j] = in[j]
+					}
+					continue
+				}
+				for ox := range o {
+					if ix := ox*d.sw + ix0; ix >= 0 && ix < d.w {
+						o[ox] = line[ix]
+					} else {
+						o[ox] = 0
+					}
+				}
+			}
+		}
+	}
+}
+
+// kConv: conv(b, c, h, w, oh, ow, kh, kw, ph, pw, sh, sw, dh, dw, cout, x,
+// f, y): y (cout, b, oh·ow) = f (cout, c·kh·kw) · the patches of x.
+func kConv[T float](x *launch[T], p, parts int) {
+	g := x.geom()
+	z, hw, per := g.z(), g.hw(), g.per()
+	lo, hi := span(g.chunks(), p, parts)
+	if lo >= hi {
+		return
+	}
+	src, f, y := x.ptrs[0], x.ptrs[1], x.ptrs[2]
+	buf := x.dev.scratch(z * per * hw)
+	defer x.dev.release(buf)
+	col := scratchOf[T](buf)
+	for ch := lo; ch < hi; ch++ {
+		b0, b1 := ch*per, min(g.b, (ch+1)*per)
+		m := (b1 - b0) * hw
+		patchRows(src, col[:z*m], &g.convDims, b0, b1)
+		rowMajor(false, false, g.cout, m, z, f, z, col[:z*m], m, 0, y[b0*hw:], g.b*hw)
+	}
+}
+
+// kConvFilterGrad: conv_filter_grad(b, ..., cout, acc, x, dy, df): df
+// (cout, c·kh·kw) (+)= dy (cout, b, oh·ow) · patchesᵀ. Split across
+// threads, each part sums its chunks into x.scratch[p], and
+// sumFilterGrad adds the parts.
+func kConvFilterGrad[T float](x *launch[T], p, parts int) {
+	g := x.geom()
+	z, hw, per := g.z(), g.hw(), g.per()
+	src, dy, df := x.ptrs[0], x.ptrs[1], x.ptrs[2]
+	beta := T(bit32(x.int(15) != 0))
+	if parts > 1 {
+		df, beta = x.scratch[p], 0
+		clear(df)
+	}
+	lo, hi := span(g.chunks(), p, parts)
+	if lo >= hi {
+		return
+	}
+	buf := x.dev.scratch(z * per * hw)
+	defer x.dev.release(buf)
+	col := scratchOf[T](buf)
+	for ch := lo; ch < hi; ch++ {
+		b0, b1 := ch*per, min(g.b, (ch+1)*per)
+		m := (b1 - b0) * hw
+		patchRows(src, col[:z*m], &g.convDims, b0, b1)
+		rowMajor(false, true, g.cout, z, m, dy[b0*hw:], g.b*hw, col[:z*m], m, beta, df, z)
+		beta = 1
+	}
+}
+
+// sumFilterGrad adds the parts of a split conv_filter_grad into df.
+func sumFilterGrad[T float](x *launch[T]) {
+	acc := x.int(15) != 0
+	df := x.ptrs[2]
+	for i := range x.scratch[0] {
+		var s T
+		for _, part := range x.scratch {
+			s += part[i]
+		}
+		if acc {
+			df[i] += s
+		} else {
+			df[i] = s
+		}
+	}
+}
+
+// kConvInputGrad: conv_input_grad(b, ..., cout, acc, dy, f, dx): for
+// each chunk, dpatches ((b1-b0)·oh·ow, c·kh·kw) = dyᵀ · f, then dx (+)=
+// their col2im into the chunk's images.
+func kConvInputGrad[T float](x *launch[T], p, parts int) {
+	g := x.geom()
+	z, hw, per := g.z(), g.hw(), g.per()
+	acc := x.int(15) != 0
+	dy, f, dx := x.ptrs[0], x.ptrs[1], x.ptrs[2]
+	lo, hi := span(g.chunks(), p, parts)
+	if lo >= hi {
+		return
+	}
+	buf := x.dev.scratch(z * per * hw)
+	defer x.dev.release(buf)
+	col := scratchOf[T](buf)
+	for ch := lo; ch < hi; ch++ {
+		b0, b1 := ch*per, min(g.b, (ch+1)*per)
+		m := (b1 - b0) * hw
+		rowMajor(true, false, m, z, g.cout, dy[b0*hw:], g.b*hw, f, z, 0, col[:z*m], z)
+		col2imPatches(col, dx, &g.convDims, b0, b1, acc)
+	}
+}
+
+// col2imPatches adds the patches ((b1-b0)·oh·ow rows of c·kh·kw) into
+// images b0..b1 of dx, which it first clears unless acc.
+func col2imPatches[T float](col, dx []T, d *convDims, b0, b1 int, acc bool) {
+	plane := d.h * d.w
+	patch := d.c * d.kh * d.kw
+	for bi := b0; bi < b1; bi++ {
+		for ch := 0; ch < d.c; ch++ {
+			out := dx[(bi*d.c+ch)*plane : (bi*d.c+ch+1)*plane]
+			if !acc {
+				clear(out)
+			}
+			for oy := 0; oy < d.oh; oy++ {
+				for ox := 0; ox < d.ow; ox++ {
+					src := col[(((bi-b0)*d.oh+oy)*d.ow+ox)*patch+ch*d.kh*d.kw:]
+					ix := ox*d.sw - d.pw
+					for ki := 0; ki < d.kh; ki++ {
+						iy := oy*d.sh - d.ph + ki*d.dh
+						if iy < 0 || iy >= d.h {
+							continue
+						}
+						line := out[iy*d.w : (iy+1)*d.w]
+						s := src[ki*d.kw : (ki+1)*d.kw]
+						if d.dw == 1 && ix >= 0 && ix+d.kw <= d.w {
+							l := line[ix : ix+d.kw]
+							for kj, v := range s {
+								l[kj] += v
+							}
+							continue
+						}
+						for kj, v := range s {
+							if jx := ix + kj*d.dw; jx >= 0 && jx < d.w {
+								line[jx] += v
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
