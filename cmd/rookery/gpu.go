@@ -6,6 +6,7 @@ import (
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/cuda"
+	"github.com/rookery-ml/rookery/exec/native"
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 )
 
@@ -18,13 +19,15 @@ const (
 
 // chooseExecutor returns the executor the provider serves: the CUDA
 // executor (with the CPU for the parts it cannot lower) when mode and the
-// machine allow, else the CPU executor. gpus describes the GPU in use for
+// machine allow, else the CPU. On the CPU, parts run on the native
+// executor (Rookery's kernels), and those it cannot lower on the tape
+// machine, each such part logged with the reason. gpus describes the GPU in use for
 // the provider's capabilities; release frees it at shutdown.
 func chooseExecutor(mode string, log *slog.Logger) (e exec.Executor, gpus []*rookeryv1.GPU, release func(), err error) {
-	cpu := exec.NewCPU()
+	cpu := native.New(native.WithLogger(log))
 	switch mode {
 	case gpuOff:
-		log.Info("running parts on the CPU", "gpu", "off")
+		log.Info("running parts on the CPU", "gpu", "off", "executor", "native")
 		return cpu, nil, func() {}, nil
 	case gpuAuto, gpuRequire:
 	default:
@@ -35,7 +38,7 @@ func chooseExecutor(mode string, log *slog.Logger) (e exec.Executor, gpus []*roo
 		if mode == gpuRequire {
 			return nil, nil, nil, fmt.Errorf("--gpu require: %w", err)
 		}
-		log.Info("running parts on the CPU: no usable GPU", "why", err.Error())
+		log.Info("running parts on the CPU: no usable GPU", "why", err.Error(), "executor", "native")
 		return cpu, nil, func() {}, nil
 	}
 	ge := g.(*cuda.Executor)

@@ -8,8 +8,14 @@
 // MaxPool(2)-Dense(10), about 6,000 parameters. With no flags it trains 1
 // epoch (batch 64, float32, SGD with learning rate 0.05 and momentum
 // 0.9). Flags: --parts, --epochs, --batch, --lr, --train n (use only the
-// first n training images), --out DIR (default $TMPDIR/rookery-cnn),
-// --quiet.
+// first n training images), --executor native|tape, --out DIR (default
+// $TMPDIR/rookery-cnn), --quiet.
+//
+// Each part runs on the native executor (exec/native: the part's plan on
+// Rookery's own kernels) unless --executor tape puts it on Gorgonia's
+// tape machine; the program says where each part runs. A part the
+// native executor cannot lower runs on the tape machine, and the line
+// says why.
 package main
 
 import (
@@ -19,9 +25,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 
 	"gorgonia.org/tensor"
 
+	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/native"
 	"github.com/rookery-ml/rookery/internal/mnist"
 	"github.com/rookery-ml/rookery/ravdl"
 )
@@ -34,16 +43,21 @@ func main() {
 	ntrain := flag.Int("train", 0, "use only the first n training images (0: all)")
 	out := flag.String("out", filepath.Join(os.TempDir(), "rookery-cnn"), "directory for cnn.model")
 	quiet := flag.Bool("quiet", false, "no progress output")
+	executor := flag.String("executor", "native", "where parts run: native (Rookery's kernels) or tape (Gorgonia's tape machine)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, *parts, *epochs, *batch, *lr, *ntrain, *out, *quiet); err != nil {
+	if err := run(ctx, *parts, *epochs, *batch, *lr, *ntrain, *executor, *out, *quiet); err != nil {
 		fmt.Fprintln(os.Stderr, "cnn:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, parts, epochs, batch int, lr float64, ntrain int, out string, quiet bool) error {
+func run(ctx context.Context, parts, epochs, batch int, lr float64, ntrain int, executor, out string, quiet bool) error {
+	execs, err := executors(executor, parts)
+	if err != nil {
+		return err
+	}
 	train, test, err := mnist.Load()
 	if err != nil {
 		return err
@@ -64,7 +78,7 @@ func run(ctx context.Context, parts, epochs, batch int, lr float64, ntrain int, 
 		ravdl.Flatten(),
 		ravdl.Dense(10),
 	)
-	opts := []ravdl.Option{ravdl.Epochs(epochs), ravdl.BatchSize(batch), ravdl.Seed(1), ravdl.Parts(parts),
+	opts := []ravdl.Option{ravdl.Epochs(epochs), ravdl.BatchSize(batch), ravdl.Seed(1), ravdl.Parts(parts), ravdl.WithExecutors(execs...),
 		ravdl.WithOptimizer(ravdl.SGD(lr, 0.9)), ravdl.Validation(xt, yt)}
 	if quiet {
 		opts = append(opts, ravdl.Quiet())
@@ -107,4 +121,34 @@ func count(n int, noun string) string {
 		return "1 " + noun
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// executors returns one in-process executor per part, of the kind asked
+// for; the native ones say where each part runs as it opens, and share
+// the cores among the parts.
+func executors(kind string, parts int) ([]exec.Executor, error) {
+	if parts < 1 {
+		return nil, fmt.Errorf("--parts %d: want at least 1", parts)
+	}
+	out := make([]exec.Executor, parts)
+	for i := range out {
+		switch kind {
+		case "native":
+			out[i] = native.New(native.WithThreads(max(1, runtime.GOMAXPROCS(0)/parts)), native.WithReport(func(p native.Placement) {
+				if p.Executor == native.Native {
+					fmt.Printf("part %d: native executor (Rookery's kernels)\n", p.Part)
+				} else {
+					fmt.Printf("part %d: tape machine: %v\n", p.Part, p.Reason)
+				}
+			}))
+		case "tape":
+			out[i] = exec.NewCPU()
+		default:
+			return nil, fmt.Errorf("--executor %q: want native or tape", kind)
+		}
+	}
+	if kind == "tape" {
+		fmt.Printf("parts 0-%d: tape machine (--executor tape)\n", parts-1)
+	}
+	return out, nil
 }
