@@ -26,6 +26,7 @@ import (
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/exectest"
+	"github.com/rookery-ml/rookery/exec/native"
 	"github.com/rookery-ml/rookery/transport"
 	"github.com/rookery-ml/rookery/transport/seednode"
 )
@@ -198,12 +199,13 @@ func TestConformanceDaemon(t *testing.T) {
 }
 
 // TestPipelineDaemon trains the MLP over two `rookery provider`
-// processes: the same losses and parameters, bit for bit, as in-process.
+// processes: the same losses and parameters, bit for bit, as in-process
+// on the executor a provider serves on a CPU (the native one).
 func TestPipelineDaemon(t *testing.T) {
 	const steps = 5
 	m := newMLP(t, tensor.Float32, 16, 64, 32, 10)
 	cfg := exec.Adam(0.001)
-	wantLoss, wantP := m.train(t, []exec.Executor{exec.NewCPU(), exec.NewCPU()}, 2, steps, cfg)
+	wantLoss, wantP := m.train(t, []exec.Executor{native.New(), native.New()}, 2, steps, cfg)
 	a := startDaemon(t, "provider", "--listen", "127.0.0.1:0", "--bench", "0")
 	b := startDaemon(t, "provider", "--listen", "127.0.0.1:0", "--bench", "0")
 	gotLoss, gotP := m.train(t, []exec.Executor{dialDaemon(t, a.addr), dialDaemon(t, b.addr)}, 2, steps, cfg)
