@@ -14,50 +14,32 @@ import (
 // same argument lists, on Go slices: ptrs hold the buffer arguments in
 // order, ints and scalars are read from the launch.
 
+// kernelFor returns the kernel of a base name, from a table made once
+// (a generic function value would be allocated on every lookup).
 func kernelFor[T float](name string) (kernelFunc[T], bool) {
-	switch name {
-	case "unary":
-		return kUnary[T], true
-	case "unary_grad":
-		return kUnaryGrad[T], true
-	case "scatter":
-		return kScatter[T], true
-	case "binary":
-		return kBinary[T], true
-	case "reduce":
-		return kReduce[T], true
-	case "fill":
-		return kFill[T], true
-	case "softmax":
-		return kSoftmax[T], true
-	case "softmax_grad":
-		return kSoftmaxGrad[T], true
-	case "im2col":
-		return kIm2Col[T], true
-	case "conv":
-		return kConv[T], true
-	case "conv_filter_grad":
-		return kConvFilterGrad[T], true
-	case "conv_input_grad":
-		return kConvInputGrad[T], true
-	case "bias_relu":
-		return kBiasReLU[T], true
-	case "bias_relu_grad":
-		return kBiasReLUGrad[T], true
-	case "bias_relu_pool":
-		return kBiasReLUPool[T], true
-	case "bias_relu_pool_grad":
-		return kBiasReLUPoolGrad[T], true
-	case "col2im":
-		return kCol2Im[T], true
-	case "maxpool":
-		return kMaxPool[T], true
-	case "maxpool_grad":
-		return kMaxPoolGrad[T], true
-	case "update":
-		return kUpdate[T], true
+	var t any = tables32
+	var z T
+	if _, ok := any(z).(float64); ok {
+		t = tables64
 	}
-	return nil, false
+	k, ok := t.(map[string]kernelFunc[T])[name]
+	return k, ok
+}
+
+var (
+	tables32 = kernelTable[float32]()
+	tables64 = kernelTable[float64]()
+)
+
+func kernelTable[T float]() map[string]kernelFunc[T] {
+	return map[string]kernelFunc[T]{
+		"unary": kUnary[T], "unary_grad": kUnaryGrad[T], "scatter": kScatter[T], "binary": kBinary[T],
+		"reduce": kReduce[T], "fill": kFill[T], "softmax": kSoftmax[T], "softmax_grad": kSoftmaxGrad[T],
+		"im2col": kIm2Col[T], "col2im": kCol2Im[T], "maxpool": kMaxPool[T], "maxpool_grad": kMaxPoolGrad[T],
+		"update": kUpdate[T], "conv": kConv[T], "conv_filter_grad": kConvFilterGrad[T], "conv_input_grad": kConvInputGrad[T],
+		"bias_relu": kBiasReLU[T], "bias_relu_grad": kBiasReLUGrad[T], "bias_relu_pool": kBiasReLUPool[T],
+		"bias_relu_pool_grad": kBiasReLUPoolGrad[T],
+	}
 }
 
 func (x *launch[T]) int(i int) int  { return x.l.Args[i].Int }

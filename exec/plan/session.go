@@ -120,6 +120,7 @@ type session struct {
 	mu       sync.Mutex
 	dev      Device
 	host     HostDevice // dev, where its buffers are in this process
+	stepLs   []Launch   // the launches of Step, made at the first
 	spec     exec.SessionSpec
 	plan     *Plan
 	shared   []uint64 // device pointers of the shared buffers (0 for per micro-batch ones)
@@ -350,7 +351,19 @@ func (s *session) Step(ctx context.Context) error {
 	s.steps++
 	scale := 1 / float64(s.nacc)
 	// One run: every parameter's update, then its accumulator cleared.
-	var ls []Launch
+	// The launches are made at the first Step; later ones set the
+	// scalars that change from step to step.
+	if s.stepLs == nil {
+		for i := range s.plan.Learn {
+			s.stepLs = append(s.stepLs, UpdateLaunch(s.plan, cfg, s.steps, i, scale))
+			l := &lowerer{dt: s.plan.DType}
+			b := s.plan.Accums[i]
+			n := s.plan.Buffers[b].Elems
+			l.emit(s.plan.Learn[i], "fill", n, ival(n), sval(0), ptr(b))
+			s.stepLs = append(s.stepLs, l.cur...)
+		}
+	}
+	ls := s.stepLs
 	for i := range s.plan.Learn {
 		sc := scale
 		if cfg.ClipNorm > 0 {
@@ -362,12 +375,7 @@ func (s *session) Step(ctx context.Context) error {
 				sc *= cfg.ClipNorm / n
 			}
 		}
-		ls = append(ls, UpdateLaunch(s.plan, cfg, s.steps, i, sc))
-		l := &lowerer{dt: s.plan.DType}
-		b := s.plan.Accums[i]
-		n := s.plan.Buffers[b].Elems
-		l.emit(s.plan.Learn[i], "fill", n, ival(n), sval(0), ptr(b))
-		ls = append(ls, l.cur...)
+		setUpdateScalars(&ls[2*i], s.plan, cfg, s.steps, sc)
 	}
 	if err := s.dev.Run(s.plan.DType, ls, s.shared); err != nil {
 		return runErr(err)
@@ -400,13 +408,7 @@ func (s *session) sumSquares(b int) (float64, error) {
 // UpdateLaunch is the solver update of parameter i at update t (counted
 // from 1) with the accumulated gradient scaled by scale.
 func UpdateLaunch(p *Plan, cfg exec.SolverConfig, t, i int, scale float64) Launch {
-	lr := cfg.LearnRate
-	if cfg.Schedule != exec.ScheduleConstant {
-		lr = cfg.RateAt(t)
-	}
-	wd, decay, mu := cfg.WeightDecay, 1.0, cfg.Momentum
-	var c1, c2 float64 = 1, 1
-	op := SSGD
+	op, mu := SSGD, cfg.Momentum
 	switch cfg.Kind {
 	case exec.SolverSGD, exec.SolverNesterov:
 		if cfg.Momentum != 0 {
@@ -417,16 +419,12 @@ func UpdateLaunch(p *Plan, cfg exec.SolverConfig, t, i int, scale float64) Launc
 		}
 	case exec.SolverAdam, exec.SolverAdamW:
 		op = SAdam
-		c1 = 1 - math.Pow(cfg.Beta1, float64(t))
-		c2 = 1 - math.Pow(cfg.Beta2, float64(t))
-		if cfg.Kind == exec.SolverAdamW {
-			wd = 0
-			if cfg.WeightDecay != 0 {
-				decay = float64(roundTo(p.DType, 1-roundTo(p.DType, lr)*roundTo(p.DType, cfg.WeightDecay)))
-			}
-		}
 	case exec.SolverRMSProp:
 		op, mu = SRMSProp, cfg.Rho
+	}
+	wd := cfg.WeightDecay
+	if cfg.Kind == exec.SolverAdamW {
+		wd = 0
 	}
 	pb, gb := p.Params[i], p.Accums[i]
 	s0, s1 := gb, gb
@@ -438,9 +436,32 @@ func UpdateLaunch(p *Plan, cfg exec.SolverConfig, t, i int, scale float64) Launc
 	}
 	l := &lowerer{dt: p.DType}
 	n := p.Buffers[pb].Elems
-	l.emit(p.Learn[i], "update", n, ival(op), ival(n), sval(lr), sval(scale), sval(wd), sval(decay), sval(mu),
-		sval(cfg.Beta1), sval(cfg.Beta2), sval(c1), sval(c2), sval(cfg.Eps), sval(cfg.ClipValue), ptr(pb), ptr(gb), ptr(s0), ptr(s1))
-	return l.cur[0]
+	l.emit(p.Learn[i], "update", n, ival(op), ival(n), sval(0), sval(0), sval(wd), sval(1), sval(mu),
+		sval(cfg.Beta1), sval(cfg.Beta2), sval(1), sval(1), sval(cfg.Eps), sval(cfg.ClipValue), ptr(pb), ptr(gb), ptr(s0), ptr(s1))
+	u := l.cur[0]
+	setUpdateScalars(&u, p, cfg, t, scale)
+	return u
+}
+
+// setUpdateScalars sets the arguments of an update launch that change
+// from step to step: the learning rate at update t, the gradient's
+// scale, AdamW's decay and Adam's bias corrections.
+func setUpdateScalars(u *Launch, p *Plan, cfg exec.SolverConfig, t int, scale float64) {
+	lr := cfg.LearnRate
+	if cfg.Schedule != exec.ScheduleConstant {
+		lr = cfg.RateAt(t)
+	}
+	decay := 1.0
+	var c1, c2 float64 = 1, 1
+	if cfg.Kind == exec.SolverAdam || cfg.Kind == exec.SolverAdamW {
+		c1 = 1 - math.Pow(cfg.Beta1, float64(t))
+		c2 = 1 - math.Pow(cfg.Beta2, float64(t))
+		if cfg.Kind == exec.SolverAdamW && cfg.WeightDecay != 0 {
+			decay = float64(roundTo(p.DType, 1-roundTo(p.DType, lr)*roundTo(p.DType, cfg.WeightDecay)))
+		}
+	}
+	u.Args[2].Scalar, u.Args[3].Scalar, u.Args[5].Scalar = lr, scale, decay
+	u.Args[9].Scalar, u.Args[10].Scalar = c1, c2
 }
 
 // roundTo rounds v to the plan's dtype, as the CPU solver's arithmetic in
