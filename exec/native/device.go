@@ -22,6 +22,8 @@ type device struct {
 	// scratch holds the kernels' scratch buffers (see scratch), reused
 	// across launches
 	pool sync.Pool
+	// teams keeps the teams of finished Runs, float32 and float64 ones
+	teams [2]sync.Pool
 
 	mu   sync.RWMutex
 	mem  []slab   // by handle-1
@@ -108,18 +110,20 @@ func (s *slab) raw() []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&s.words[0])), s.bytes)
 }
 
-// Host implements plan.HostDevice.
-func (d *device) Host(h uint64, dt graph.DType) (any, error) {
+// Host32 implements plan.HostDevice.
+func (d *device) Host32(h uint64) ([]float32, error) { return host[float32](d, h) }
+
+// Host64 implements plan.HostDevice.
+func (d *device) Host64(h uint64) ([]float64, error) { return host[float64](d, h) }
+
+func host[T float](d *device, h uint64) ([]T, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	s, err := d.slabOf(h)
 	if err != nil {
 		return nil, err
 	}
-	if dt == graph.Float64 {
-		return viewOf[float64](s), nil
-	}
-	return viewOf[float32](s), nil
+	return viewOf[T](s), nil
 }
 
 func viewOf[T float](s *slab) []T {
@@ -163,14 +167,18 @@ type launch[T float] struct {
 // kernelFunc runs part of parts of a launch.
 type kernelFunc[T float] func(x *launch[T], part, parts int)
 
-// team is the threads of one Run: the caller runs part 0 of each launch,
-// each worker one other part; work carries the launch to the workers and
-// done tells the caller they have finished it, and how.
+// team is the threads of one Run: the caller runs part 0 of each launch
+// (cur), each worker one other part; work carries the part to the
+// workers and done tells the caller they have finished it, and how. The
+// workers start with the first launch worth splitting and end with the
+// Run (stop); the team, its channels and buffers, is kept in the device
+// for the next.
 type team[T float] struct {
-	cur  *launch[T]
-	work []chan int
-	done chan error
-	bufs [][]T // the partial products of a gemm split along k
+	cur     launch[T]
+	work    []chan int
+	done    chan error
+	bufs    [][]T // each part's share of a result summed at the end
+	running bool
 }
 
 // scratch returns parts buffers of n elements for partial products.
@@ -188,17 +196,14 @@ func (tm *team[T]) scratch(parts, n int) [][]T {
 }
 
 func run[T float](d *device, ls []plan.Launch, bufs []uint64) error {
-	var tm *team[T]
+	tm := getTeam[T](d)
 	defer func() {
-		if tm != nil {
-			for _, c := range tm.work {
-				close(c)
-			}
-		}
+		tm.stop()
+		d.teams[teamIndex[T]()].Put(tm)
 	}()
-	var x launch[T]
+	x := &tm.cur
 	for i := range ls {
-		if err := prepare(d, &ls[i], bufs, &x); err != nil {
+		if err := prepare(d, &ls[i], bufs, x); err != nil {
 			return fmt.Errorf("launch %d (%s, node %d): %w", i, ls[i].Kernel, ls[i].Node, err)
 		}
 		fail := func(err error) error {
@@ -206,27 +211,26 @@ func run[T float](d *device, ls []plan.Launch, bufs []uint64) error {
 		}
 		x.parts = 1
 		if g := x.l.Gemm; g == nil {
-			x.parts = min(d.threads, splits(&x))
+			x.parts = min(d.threads, splits(x))
 		} else if g.M*g.N <= maxSplitMN && g.K >= 2*minSplitK {
 			x.parts = min(d.threads, g.K/minSplitK)
 		}
 		if x.parts <= 1 {
-			if err := call(&x, 0); err != nil {
+			if err := call(x, 0); err != nil {
 				return fail(err)
 			}
 			continue
 		}
-		if tm == nil {
-			tm = startTeam[T](d.threads - 1)
+		if !tm.running {
+			tm.start()
 		}
-		if n := partials(&x); n > 0 {
+		if n := partials(x); n > 0 {
 			x.scratch = tm.scratch(x.parts, n)
 		}
-		tm.cur = &x
 		for p := 1; p < x.parts; p++ {
 			tm.work[p-1] <- p
 		}
-		err := call(&x, 0)
+		err := call(x, 0)
 		for p := 1; p < x.parts; p++ {
 			if werr := <-tm.done; werr != nil && err == nil {
 				err = werr
@@ -237,28 +241,70 @@ func run[T float](d *device, ls []plan.Launch, bufs []uint64) error {
 		}
 		if x.scratch != nil {
 			if x.l.Gemm != nil {
-				sumParts(&x)
+				sumParts(x)
 			} else {
-				sumFilterGrad(&x)
+				sumFilterGrad(x)
 			}
 		}
 	}
 	return nil
 }
 
-// startTeam starts n workers; they end when their work channel closes.
-func startTeam[T float](n int) *team[T] {
-	tm := &team[T]{work: make([]chan int, n), done: make(chan error, n)}
-	for i := range tm.work {
-		c := make(chan int, 1)
-		tm.work[i] = c
-		go func() {
-			for p := range c {
-				tm.done <- call(tm.cur, p)
-			}
-		}()
+// getTeam returns a team of the device's threads-1 workers, not started,
+// from the device's pool where there is one.
+func getTeam[T float](d *device) *team[T] {
+	tm, _ := d.teams[teamIndex[T]()].Get().(*team[T])
+	if tm == nil || len(tm.work) != d.threads-1 {
+		tm = &team[T]{work: make([]chan int, d.threads-1), done: make(chan error, d.threads-1)}
+		for i := range tm.work {
+			tm.work[i] = make(chan int, 1)
+		}
 	}
 	return tm
+}
+
+// start starts the workers; they end at stop.
+func (tm *team[T]) start() {
+	tm.running = true
+	for _, c := range tm.work {
+		go tm.worker(c)
+	}
+}
+
+// worker runs the parts sent on c until it gets -1, which it answers
+// before it ends.
+func (tm *team[T]) worker(c chan int) {
+	for p := range c {
+		if p < 0 {
+			tm.done <- nil
+			return
+		}
+		tm.done <- call(&tm.cur, p)
+	}
+}
+
+// stop ends the workers, if started, and waits until each has.
+func (tm *team[T]) stop() {
+	tm.cur = launch[T]{}
+	if !tm.running {
+		return
+	}
+	tm.running = false
+	for _, c := range tm.work {
+		c <- -1
+	}
+	for range tm.work {
+		<-tm.done
+	}
+}
+
+// teamIndex is the index of T's pool of teams in device.teams.
+func teamIndex[T float]() int {
+	var z T
+	if _, ok := any(z).(float64); ok {
+		return 1
+	}
+	return 0
 }
 
 // minWork is the least number of elements a launch touches for it to be

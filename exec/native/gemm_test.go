@@ -84,35 +84,41 @@ func upload(t *testing.T, d *device, dt graph.DType, v []float64) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, err := d.Host(h, dt)
+	if dt == graph.Float64 {
+		s, err := d.Host64(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(s, v)
+		return h
+	}
+	s, err := d.Host32(h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	switch s := host.(type) {
-	case []float32:
-		for i, x := range v {
-			s[i] = float32(x)
-		}
-	case []float64:
-		copy(s, v)
+	for i, x := range v {
+		s[i] = float32(x)
 	}
 	return h
 }
 
 func download(t *testing.T, d *device, dt graph.DType, h uint64, n int) []float64 {
 	t.Helper()
-	host, err := d.Host(h, dt)
+	out := make([]float64, n)
+	if dt == graph.Float64 {
+		s, err := d.Host64(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(out, s)
+		return out
+	}
+	s, err := d.Host32(h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := make([]float64, n)
-	switch s := host.(type) {
-	case []float32:
-		for i := range out {
-			out[i] = float64(s[i])
-		}
-	case []float64:
-		copy(out, s)
+	for i := range out {
+		out[i] = float64(s[i])
 	}
 	return out
 }

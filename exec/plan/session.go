@@ -34,9 +34,10 @@ type Device interface {
 // the little-endian bytes that Upload and Download carry.
 type HostDevice interface {
 	Device
-	// Host returns buffer p's elements as dt's slice type: a []float32
-	// or a []float64.
-	Host(p uint64, dt graph.DType) (any, error)
+	// Host32 and Host64 return buffer p's elements, of a float32 and of
+	// a float64 plan.
+	Host32(p uint64) ([]float32, error)
+	Host64(p uint64) ([]float64, error)
 }
 
 // Executor opens sessions whose plans run on one device.
@@ -141,17 +142,10 @@ func (s *session) part() int { return s.spec.Part }
 
 func (s *session) zero(b int) error {
 	if s.host != nil {
-		h, err := s.host.Host(s.shared[b], s.plan.DType)
-		if err != nil {
-			return err
-		}
-		switch d := h.(type) {
-		case []float32:
-			clear(d)
-		case []float64:
-			clear(d)
-		}
-		return nil
+		f32, f64, err := s.hostView(s.shared[b])
+		clear(f32)
+		clear(f64)
+		return err
 	}
 	return s.dev.Upload(s.shared[b], make([]byte, s.plan.Buffers[b].Elems*s.plan.DType.Size()))
 }
@@ -161,7 +155,7 @@ func (s *session) upload(p uint64, t *tensor.Dense) error {
 	if s.host == nil {
 		return s.dev.Upload(p, bytesOf(t, s.plan.DType))
 	}
-	h, err := s.host.Host(p, s.plan.DType)
+	f32, f64, err := s.hostView(p)
 	if err != nil {
 		return err
 	}
@@ -169,26 +163,38 @@ func (s *session) upload(p uint64, t *tensor.Dense) error {
 		t = t.Materialize().(*tensor.Dense)
 	}
 	var n int
-	switch d := h.(type) {
-	case []float32:
-		switch v := t.Data().(type) {
-		case []float32:
-			n = copy(d, v)
+	switch {
+	case t.IsScalar():
+		switch v := t.ScalarValue().(type) {
 		case float32:
-			d[0], n = v, 1
-		}
-	case []float64:
-		switch v := t.Data().(type) {
-		case []float64:
-			n = copy(d, v)
+			if len(f32) > 0 {
+				f32[0], n = v, 1
+			}
 		case float64:
-			d[0], n = v, 1
+			if len(f64) > 0 {
+				f64[0], n = v, 1
+			}
 		}
+	case t.Dtype() == tensor.Float32 && f32 != nil:
+		n = copy(f32, t.Float32s())
+	case t.Dtype() == tensor.Float64 && f64 != nil:
+		n = copy(f64, t.Float64s())
 	}
 	if n != t.Shape().TotalSize() {
-		return fmt.Errorf("plan: upload of %d %v elements into a buffer of %T", t.Shape().TotalSize(), t.Dtype(), h)
+		return fmt.Errorf("plan: upload of %d %v elements into a %v buffer", t.Shape().TotalSize(), t.Dtype(), s.plan.DType)
 	}
 	return nil
+}
+
+// hostView returns buffer p of a host device: f32 for a float32 plan,
+// f64 for a float64 one.
+func (s *session) hostView(p uint64) (f32 []float32, f64 []float64, err error) {
+	if s.plan.DType == graph.Float64 {
+		f64, err = s.host.Host64(p)
+		return nil, f64, err
+	}
+	f32, err = s.host.Host32(p)
+	return f32, nil, err
 }
 
 func (s *session) release() {
@@ -559,23 +565,18 @@ func (s *session) read(p uint64, shape graph.Shape) (*tensor.Dense, error) {
 		t = tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
 	}
 	if s.host != nil {
-		h, err := s.host.Host(p, s.plan.DType)
-		if err != nil {
+		f32, f64, err := s.hostView(p)
+		switch {
+		case err != nil:
 			return nil, err
-		}
-		switch d := h.(type) {
-		case []float32:
-			if len(shape) == 0 {
-				t.Set(0, d[0])
-			} else {
-				copy(t.Float32s(), d[:n])
-			}
-		case []float64:
-			if len(shape) == 0 {
-				t.Set(0, d[0])
-			} else {
-				copy(t.Float64s(), d[:n])
-			}
+		case len(shape) == 0 && f32 != nil:
+			t.Set(0, f32[0])
+		case len(shape) == 0:
+			t.Set(0, f64[0])
+		case f32 != nil:
+			copy(t.Float32s(), f32[:n])
+		default:
+			copy(t.Float64s(), f64[:n])
 		}
 		return t, nil
 	}
