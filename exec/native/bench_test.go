@@ -126,3 +126,45 @@ func TestCNNLowersWhole(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCNNSession is the CNN's training step on a native session
+// alone (Forward, Backward, Step; no pipeline driving it), with the heap
+// allocations the executor makes per step.
+func BenchmarkCNNSession(b *testing.B) {
+	m := mnistCNN(64)
+	ctx := context.Background()
+	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
+	if err != nil {
+		b.Fatal(err)
+	}
+	spec := exec.SessionSpec{Graph: ir, DataInputs: exec.NodeIDs(m.Data), Loss: int64(m.Loss.ID()), HasLoss: true,
+		Solver: exec.SGD(0.05, 0.9), MicroBatches: 1}
+	s, err := native.New(native.WithoutFallback()).Open(ctx, spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	feeds := make(map[int64]*tensor.Dense)
+	for n, v := range m.Batch(rand.New(rand.NewSource(2))) {
+		feeds[int64(n.ID())] = v
+	}
+	step := func() {
+		if _, err := s.Forward(ctx, 0, feeds); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Backward(ctx, 0, nil); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Step(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range 3 {
+		step()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		step()
+	}
+}

@@ -136,7 +136,7 @@ func kConvFilterGrad[T float](x *launch[T], p, parts int) {
 		b0, b1 := ch*per, min(g.b, (ch+1)*per)
 		m := (b1 - b0) * hw
 		patchRows(src, col[:z*m], &g.convDims, b0, b1)
-		rowMajor(false, true, g.cout, z, m, dy[b0*hw:], g.b*hw, col[:z*m], m, beta, df, z)
+		productNT(g.cout, z, m, dy[b0*hw:], g.b*hw, col[:z*m], m, beta, df, z)
 		beta = 1
 	}
 }
@@ -220,4 +220,15 @@ func col2imPatches[T float](col, dx []T, d *convDims, b0, b1 int, acc bool) {
 			}
 		}
 	}
+}
+
+// productNT runs C = A·Bᵀ + beta·C on row-major matrices, A m×k and B
+// n×k: on gemm.SgemmNT's dot products in float32 (a small C and a long k
+// is what it is for), on the blocked product in float64.
+func productNT[T float](m, n, k int, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+	if c, ok := any(c).([]float32); ok {
+		gemm.SgemmNT(m, n, k, any(a).([]float32), lda, any(b).([]float32), ldb, float32(beta), c, ldc)
+		return
+	}
+	rowMajor(false, true, m, n, k, a, lda, b, ldb, beta, c, ldc)
 }
