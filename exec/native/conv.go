@@ -74,7 +74,11 @@ func patchRows[T float](src, col []T, d *convDims, b0, b1 int) {
 				line := plane[iy*d.w : (iy+1)*d.w]
 				if d.sw == 1 && ix0 >= 0 && ix0+d.ow <= d.w {
 					in := line[ix0 : ix0+len(o)]
-					for j := range o {
+					if len(o) >= 16 {
+						copy(o, in)
+						continue
+					}
+					for j := range o { // copy would call memmove for a few values
 						o[j] = in[j]
 					}
 					continue
@@ -159,7 +163,7 @@ func sumFilterGrad[T float](x *launch[T]) {
 }
 
 // kConvInputGrad: conv_input_grad(b, ..., cout, acc, dy, f, dx): for
-// each chunk, dpatches ((b1-b0)·oh·ow, c·kh·kw) = dyᵀ · f, then dx (+)=
+// each chunk, dpatches (c·kh·kw, (b1-b0)·oh·ow) = fᵀ · dy, then dx (+)=
 // their col2im into the chunk's images.
 func kConvInputGrad[T float](x *launch[T], p, parts int) {
 	g := x.geom()
@@ -176,45 +180,46 @@ func kConvInputGrad[T float](x *launch[T], p, parts int) {
 	for ch := lo; ch < hi; ch++ {
 		b0, b1 := ch*per, min(g.b, (ch+1)*per)
 		m := (b1 - b0) * hw
-		rowMajor(true, false, m, z, g.cout, dy[b0*hw:], g.b*hw, f, z, 0, col[:z*m], z)
-		col2imPatches(col, dx, &g.convDims, b0, b1, acc)
+		rowMajor(true, false, z, m, g.cout, f, z, dy[b0*hw:], g.b*hw, 0, col[:z*m], m)
+		col2imRows(col[:z*m], dx, &g.convDims, b0, b1, acc)
 	}
 }
 
-// col2imPatches adds the patches ((b1-b0)·oh·ow rows of c·kh·kw) into
-// images b0..b1 of dx, which it first clears unless acc.
-func col2imPatches[T float](col, dx []T, d *convDims, b0, b1 int, acc bool) {
+// col2imRows adds patches given as rows ((c, kh, kw) rows of (b1-b0)·oh·ow
+// values, as patchRows makes them) into images b0..b1 of dx, which it
+// first clears unless acc: each row adds runs of ow values into rows of
+// the image where the stride is 1.
+func col2imRows[T float](col, dx []T, d *convDims, b0, b1 int, acc bool) {
 	plane := d.h * d.w
-	patch := d.c * d.kh * d.kw
-	for bi := b0; bi < b1; bi++ {
-		for ch := 0; ch < d.c; ch++ {
+	n := (b1 - b0) * d.oh * d.ow
+	if !acc {
+		clear(dx[b0*d.c*plane : b1*d.c*plane])
+	}
+	for row := 0; row < d.c*d.kh*d.kw; row++ {
+		kj := row % d.kw
+		ki := (row / d.kw) % d.kh
+		ch := row / (d.kw * d.kh)
+		src := col[row*n : (row+1)*n]
+		ix0 := kj*d.dw - d.pw
+		for bi := b0; bi < b1; bi++ {
 			out := dx[(bi*d.c+ch)*plane : (bi*d.c+ch+1)*plane]
-			if !acc {
-				clear(out)
-			}
 			for oy := 0; oy < d.oh; oy++ {
-				for ox := 0; ox < d.ow; ox++ {
-					src := col[(((bi-b0)*d.oh+oy)*d.ow+ox)*patch+ch*d.kh*d.kw:]
-					ix := ox*d.sw - d.pw
-					for ki := 0; ki < d.kh; ki++ {
-						iy := oy*d.sh - d.ph + ki*d.dh
-						if iy < 0 || iy >= d.h {
-							continue
-						}
-						line := out[iy*d.w : (iy+1)*d.w]
-						s := src[ki*d.kw : (ki+1)*d.kw]
-						if d.dw == 1 && ix >= 0 && ix+d.kw <= d.w {
-							l := line[ix : ix+d.kw]
-							for kj, v := range s {
-								l[kj] += v
-							}
-							continue
-						}
-						for kj, v := range s {
-							if jx := ix + kj*d.dw; jx >= 0 && jx < d.w {
-								line[jx] += v
-							}
-						}
+				iy := oy*d.sh - d.ph + ki*d.dh
+				if iy < 0 || iy >= d.h {
+					continue
+				}
+				s := src[((bi-b0)*d.oh+oy)*d.ow : ((bi-b0)*d.oh+oy+1)*d.ow]
+				line := out[iy*d.w : (iy+1)*d.w]
+				if d.sw == 1 && ix0 >= 0 && ix0+d.ow <= d.w {
+					l := line[ix0 : ix0+len(s)]
+					for j, v := range s {
+						l[j] += v
+					}
+					continue
+				}
+				for ox, v := range s {
+					if ix := ox*d.sw + ix0; ix >= 0 && ix < d.w {
+						line[ix] += v
 					}
 				}
 			}

@@ -697,6 +697,10 @@ func kBiasReLUPool[T float](x *launch[T], p, parts int) {
 	y, bias, route, out := x.ptrs[0], x.ptrs[1], x.ptrs[2], x.ptrs[3]
 	ph, pw := oh/2, ow/2
 	lo, hi := span(b*cout, p, parts)
+	if y32, ok := any(y).([]float32); ok {
+		biasReLUPool32(y32, any(bias).([]float32), any(route).([]float32), any(out).([]float32), b, cout, oh, ow, lo, hi)
+		return
+	}
 	for row := lo; row < hi; row++ {
 		bi, co := row/cout, row%cout
 		src := y[(co*b+bi)*oh*ow : (co*b+bi+1)*oh*ow]
@@ -719,6 +723,41 @@ func kBiasReLUPool[T float](x *launch[T], p, parts int) {
 				pos := bit32(mx > 0)
 				rt[py*pw+px] = T(pos*(f1+2*f2+3*f3) + (1-pos)*(bit32(a0 >= 0)-1))
 				o[py*pw+px] = max(mx, 0)
+			}
+		}
+	}
+}
+
+// biasReLUPool32 is kBiasReLUPool's loop for float32 on rows lo..hi,
+// comparing the floats as ordered ints (a positive float's bits, a
+// negative one's with all but the sign flipped), which compile to
+// conditional moves rather than float compares and jumps.
+func biasReLUPool32(y, bias, route, out []float32, b, cout, oh, ow, lo, hi int) {
+	ph, pw := oh/2, ow/2
+	key := func(v float32) int32 {
+		k := int32(math.Float32bits(v))
+		return k ^ (k >> 31 & 0x7fffffff)
+	}
+	for row := lo; row < hi; row++ {
+		bi, co := row/cout, row%cout
+		src := y[(co*b+bi)*oh*ow : (co*b+bi+1)*oh*ow]
+		bv := bias[co]
+		rt, o := route[row*ph*pw:(row+1)*ph*pw], out[row*ph*pw:(row+1)*ph*pw]
+		for py := 0; py < ph; py++ {
+			r0, r1 := src[2*py*ow:(2*py+1)*ow], src[(2*py+1)*ow:(2*py+2)*ow]
+			r0, r1 = r0[:2*pw], r1[:2*pw]
+			rr, oo := rt[py*pw:(py+1)*pw], o[py*pw:(py+1)*pw]
+			for px := range rr {
+				a0 := r0[2*px] + bv
+				k0, k1, k2, k3 := key(a0), key(r0[2*px+1]+bv), key(r1[2*px]+bv), key(r1[2*px+1]+bv)
+				mk := max(max(k0, k1), max(k2, k3))
+				e0, e1, e2 := bit32(k0 == mk), bit32(k1 == mk), bit32(k2 == mk)
+				f1 := e1 &^ e0
+				f2 := e2 &^ (e0 | e1)
+				f3 := bit32(k3 == mk) &^ (e0 | e1 | e2)
+				pos := bit32(mk > 0)
+				rr[px] = float32(pos*(f1+2*f2+3*f3) + (1-pos)*(bit32(a0 >= 0)-1))
+				oo[px] = math.Float32frombits(uint32(max(mk, 0)))
 			}
 		}
 	}
