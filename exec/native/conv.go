@@ -56,6 +56,23 @@ func rowMajor[T float](ta, tb bool, m, n, k int, a []T, lda int, b []T, ldb int,
 func patchRows[T float](src, col []T, d *convDims, b0, b1 int) {
 	rows := d.c * d.kh * d.kw
 	n := (b1 - b0) * d.oh * d.ow
+	if d.sh == 1 && d.sw == 1 && d.dh == 1 && d.dw == 1 && d.ph == 0 && d.pw == 0 {
+		// Every run lies inside the image: offsets only.
+		c, h, w, oh, ow, kh, kw := d.c, d.h, d.w, d.oh, d.ow, d.kh, d.kw
+		for row := 0; row < rows; row++ {
+			kj, ki, ch := row%kw, (row/kw)%kh, row/(kw*kh)
+			o := row * n
+			for bi := b0; bi < b1; bi++ {
+				s := ((bi*c+ch)*h+ki)*w + kj
+				for range oh {
+					copyRun(col[o:], src[s:], ow)
+					o += ow
+					s += w
+				}
+			}
+		}
+		return
+	}
 	for row := 0; row < rows; row++ {
 		kj := row % d.kw
 		ki := (row / d.kw) % d.kh
@@ -195,6 +212,23 @@ func col2imRows[T float](col, dx []T, d *convDims, b0, b1 int, acc bool) {
 	if !acc {
 		clear(dx[b0*d.c*plane : b1*d.c*plane])
 	}
+	if d.sh == 1 && d.sw == 1 && d.dh == 1 && d.dw == 1 && d.ph == 0 && d.pw == 0 {
+		// Every run lies inside the image: offsets only.
+		c, h, w, oh, ow, kh, kw := d.c, d.h, d.w, d.oh, d.ow, d.kh, d.kw
+		for row := 0; row < c*kh*kw; row++ {
+			kj, ki, ch := row%kw, (row/kw)%kh, row/(kw*kh)
+			o := row * n
+			for bi := b0; bi < b1; bi++ {
+				t := ((bi*c+ch)*h+ki)*w + kj
+				for range oh {
+					addRun(dx[t:], col[o:], ow)
+					o += ow
+					t += w
+				}
+			}
+		}
+		return
+	}
 	for row := 0; row < d.c*d.kh*d.kw; row++ {
 		kj := row % d.kw
 		ki := (row / d.kw) % d.kh
@@ -236,4 +270,44 @@ func productNT[T float](m, n, k int, a []T, lda int, b []T, ldb int, beta T, c [
 		return
 	}
 	rowMajor(false, true, m, n, k, a, lda, b, ldb, beta, c, ldc)
+}
+
+// copyRun copies n values from src to dst, as whole arrays where n is a
+// usual width (moved in vector registers, where copy would call memmove
+// for a few values).
+func copyRun[T float](dst, src []T, n int) {
+	switch n {
+	case 8:
+		*(*[8]T)(dst) = *(*[8]T)(src)
+	case 12:
+		*(*[12]T)(dst) = *(*[12]T)(src)
+	case 16:
+		*(*[16]T)(dst) = *(*[16]T)(src)
+	case 24:
+		*(*[24]T)(dst) = *(*[24]T)(src)
+	case 32:
+		*(*[32]T)(dst) = *(*[32]T)(src)
+	default:
+		copy(dst[:n], src[:n])
+	}
+}
+
+// addRun adds n values of src into dst, unrolled where n is 8.
+func addRun[T float](dst, src []T, n int) {
+	if n == 8 {
+		d, s := (*[8]T)(dst), (*[8]T)(src)
+		d[0] += s[0]
+		d[1] += s[1]
+		d[2] += s[2]
+		d[3] += s[3]
+		d[4] += s[4]
+		d[5] += s[5]
+		d[6] += s[6]
+		d[7] += s[7]
+		return
+	}
+	d := dst[:n]
+	for j, v := range src[:n] {
+		d[j] += v
+	}
 }
