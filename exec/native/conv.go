@@ -29,8 +29,15 @@ func (x *launch[T]) geom() geom { return geom{b: x.int(0), convDims: x.conv(1), 
 func (g *geom) z() int  { return g.c * g.kh * g.kw }
 func (g *geom) hw() int { return g.oh * g.ow }
 
-// per is the images in a chunk; chunks the chunks in the batch.
-func (g *geom) per() int    { return max(1, scratchElems/max(g.z()*g.hw(), 1)) }
+// per is the images in a chunk; chunks the chunks in the batch, as many
+// as the scratch bound asks for, rounded up to a multiple of 4 so that
+// 2 or 4 threads get equal shares.
+func (g *geom) per() int {
+	most := max(1, scratchElems/max(g.z()*g.hw(), 1))
+	n := (g.b + most - 1) / most
+	n = min((n+3)/4*4, g.b)
+	return (g.b + n - 1) / n
+}
 func (g *geom) chunks() int { return (g.b + g.per() - 1) / g.per() }
 
 // rowMajor runs C = alpha·op(A)·op(B) + beta·C on row-major matrices.

@@ -784,11 +784,13 @@ func kBiasReLUPoolGrad[T float](x *launch[T], p, parts int) {
 				d0, d1 = d0[:2*pw], d1[:2*pw]
 				for px := 0; px < pw; px++ {
 					gv, r := g[py*pw+px], int32(rt[py*pw+px])
-					d0[2*px] = gv * T(bit32(r == 0))
-					d0[2*px+1] = gv * T(bit32(r == 1))
-					d1[2*px] = gv * T(bit32(r == 2))
-					d1[2*px+1] = gv * T(bit32(r == 3))
-					s += gv * T(bit32(r >= 0))
+					d0[2*px], d0[2*px+1], d1[2*px], d1[2*px+1] = 0, 0, 0, 0
+					// the routed pixel, or pixel 0 (written 0) for none
+					pass := bit32(r >= 0)
+					k := r & -pass
+					v := gv * T(pass)
+					d[(2*py+int(k>>1))*ow+2*px+int(k&1)] = v
+					s += v
 				}
 			}
 		}
