@@ -146,9 +146,14 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 	}
 
 	hist := &History{Parts: len(tr.Plan().Parts), Replicas: len(tr.Replicas().Pipelines())}
-	xb := tensor.New(tensor.Of(m.dtype), tensor.WithShape(ng.x.Shape().Clone()...))
-	yb := tensor.New(tensor.Of(m.dtype), tensor.WithShape(ng.y.Shape().Clone()...))
-	feeds := map[*gorgonia.Node]*tensor.Dense{ng.x: xb, ng.y: yb}
+	// Two sets of batch buffers: the next batch is gathered into one
+	// while the trainer steps on the other.
+	var sets [2]batchSet
+	for i := range sets {
+		xb := tensor.New(tensor.Of(m.dtype), tensor.WithShape(ng.x.Shape().Clone()...))
+		yb := tensor.New(tensor.Of(m.dtype), tensor.WithShape(ng.y.Shape().Clone()...))
+		sets[i] = batchSet{xb: xb, yb: yb, feeds: map[*gorgonia.Node]*tensor.Dense{ng.x: xb, ng.y: yb}}
+	}
 	_, _, wx, _ := rowsOf(x, "x")
 	perm := make([]int, n)
 	for i := range perm {
@@ -171,16 +176,26 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 		pr.startEpoch(e, cfg.epochs, steps)
 		start, cpu0 := time.Now(), cpuSeconds()
 		var sum float64
+		gather := func(s int) {
+			idx := perm[s*batch : (s+1)*batch]
+			gatherRows(sets[s%2].xb, x, wx, idx)
+			tg.fill(sets[s%2].yb, idx)
+		}
+		gather(0)
 		for s := 0; s < steps; s++ {
 			if err := ctx.Err(); err != nil {
 				pr.abort()
 				_ = m.pull(ctx, tr, ng)
 				return hist, err
 			}
-			idx := perm[s*batch : (s+1)*batch]
-			gatherRows(xb, x, wx, idx)
-			tg.fill(yb, idx)
-			l, err := tr.Step(ctx, feeds)
+			next := make(chan struct{})
+			if s+1 < steps {
+				go func() { gather(s + 1); close(next) }()
+			} else {
+				close(next)
+			}
+			l, err := tr.Step(ctx, sets[s%2].feeds)
+			<-next
 			if err != nil {
 				pr.abort()
 				_ = m.pull(ctx, tr, ng)
@@ -521,4 +536,10 @@ func writeCheckpoint(ctx context.Context, tr *rookery.Trainer, path string) erro
 		return fmt.Errorf("ravdl: checkpoint: %w", err)
 	}
 	return nil
+}
+
+// batchSet is one mini-batch's buffers and the feeds that name them.
+type batchSet struct {
+	xb, yb *tensor.Dense
+	feeds  map[*gorgonia.Node]*tensor.Dense
 }
