@@ -140,6 +140,30 @@ func kConv[T float](x *launch[T], p, parts int) {
 	}
 }
 
+// kConvBiasReLUPool: conv_bias_relu_pool(b, ..., cout, x, f, bias, route,
+// out): for each chunk, y = f·patches in scratch, then its bias, ReLU and
+// 2×2 max pool (poolPlanes) into out and route while y is in cache.
+func kConvBiasReLUPool[T float](x *launch[T], p, parts int) {
+	g := x.geom()
+	z, hw, per := g.z(), g.hw(), g.per()
+	lo, hi := span(g.chunks(), p, parts)
+	if lo >= hi {
+		return
+	}
+	src, f, bias, route, out := x.ptrs[0], x.ptrs[1], x.ptrs[2], x.ptrs[3], x.ptrs[4]
+	buf := x.dev.scratch((z + g.cout) * per * hw)
+	defer x.dev.release(buf)
+	s := scratchOf[T](buf)
+	col, y := s[:z*per*hw], s[z*per*hw:(z+g.cout)*per*hw]
+	for ch := lo; ch < hi; ch++ {
+		b0, b1 := ch*per, min(g.b, (ch+1)*per)
+		m := (b1 - b0) * hw
+		patchRows(src, col[:z*m], &g.convDims, b0, b1)
+		rowMajor(false, false, g.cout, m, z, f, z, col[:z*m], m, 0, y[:g.cout*m], m)
+		poolPlanes(y[:g.cout*m], bias, route, out, g.cout, g.oh, g.ow, b0, b1)
+	}
+}
+
 // kConvFilterGrad: conv_filter_grad(b, ..., cout, acc, x, dy, df): df
 // (cout, c·kh·kw) (+)= dy (cout, b, oh·ow) · patchesᵀ. Split across
 // threads, each part sums its chunks into x.scratch[p], and

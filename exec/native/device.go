@@ -148,7 +148,7 @@ func (d *device) Run(dt graph.DType, ls []plan.Launch, bufs []uint64) error {
 type float interface{ ~float32 | ~float64 }
 
 // maxPtrs is the most buffer arguments a kernel takes.
-const maxPtrs = 4
+const maxPtrs = 5
 
 // launch is one launch ready to run: its kernel, ints, scalars and the
 // elements of its buffer arguments from their offsets on.

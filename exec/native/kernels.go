@@ -37,7 +37,7 @@ func kernelTable[T float]() map[string]kernelFunc[T] {
 		"reduce": kReduce[T], "fill": kFill[T], "softmax": kSoftmax[T], "softmax_grad": kSoftmaxGrad[T],
 		"im2col": kIm2Col[T], "col2im": kCol2Im[T], "maxpool": kMaxPool[T], "maxpool_grad": kMaxPoolGrad[T],
 		"update": kUpdate[T], "conv": kConv[T], "conv_filter_grad": kConvFilterGrad[T], "conv_input_grad": kConvInputGrad[T],
-		"bias_relu": kBiasReLU[T], "bias_relu_grad": kBiasReLUGrad[T], "bias_relu_pool": kBiasReLUPool[T],
+		"bias_relu": kBiasReLU[T], "bias_relu_grad": kBiasReLUGrad[T], "conv_bias_relu_pool": kConvBiasReLUPool[T],
 		"bias_relu_pool_grad": kBiasReLUPoolGrad[T],
 	}
 }
@@ -71,15 +71,13 @@ func workOf[T float](x *launch[T]) (work int64, units int) {
 		return int64(x.int(0)) * int64(x.int(1)), x.int(0)
 	case "col2im":
 		return int64(x.int(0)), x.int(0) / max(x.int(3)*x.int(4), 1)
-	case "conv", "conv_filter_grad", "conv_input_grad":
+	case "conv", "conv_filter_grad", "conv_input_grad", "conv_bias_relu_pool":
 		g := x.geom()
 		return int64(g.b) * int64(g.c*g.kh*g.kw) * int64(g.oh*g.ow), g.chunks()
 	case "bias_relu":
 		return int64(x.int(0)), x.int(1) * x.int(2)
 	case "bias_relu_grad":
 		return int64(x.int(0)), x.int(2)
-	case "bias_relu_pool":
-		return 4 * int64(x.int(0)), x.int(1) * x.int(2)
 	case "bias_relu_pool_grad":
 		return 4 * int64(x.int(0)), x.int(2)
 	case "maxpool":
@@ -686,78 +684,83 @@ func kBiasReLUGrad[T float](x *launch[T], p, parts int) {
 	}
 }
 
-// kBiasReLUPool: bias_relu_pool(n, b, cout, oh, ow, y, bias, route,
-// out): a = y[co, bi] + bias[co], r = a·(a >= 0), out = the 2×2 max of r,
-// route = which of the window's four pixels maxpool sends the gradient
-// to (its first maximum), or -1 where the ReLU stops it there. Split by
-// (bi, co) planes; no jumps on the data. Infinite or NaN inputs aside,
-// this is what the three ops compute, but for the sign of a zero output.
-func kBiasReLUPool[T float](x *launch[T], p, parts int) {
-	b, cout, oh, ow := x.int(1), x.int(2), x.int(3), x.int(4)
-	y, bias, route, out := x.ptrs[0], x.ptrs[1], x.ptrs[2], x.ptrs[3]
-	ph, pw := oh/2, ow/2
-	lo, hi := span(b*cout, p, parts)
+// poolPlanes is the bias, ReLU and 2×2 max pool of conv_bias_relu_pool
+// on planes of y: for each filter co and image bi of the chunk b0..b1, a
+// = y[co, bi-b0] + bias[co] (y holds (cout, (b1-b0)·oh·ow)), r = a·(a >=
+// 0), out = the 2×2 max of r, route = which of the window's four pixels
+// maxpool sends the gradient to (its first maximum), or -1 where the ReLU
+// stops it there; out and route are (b, cout, oh/2, ow/2). Infinite or
+// NaN inputs aside, this is what the three ops compute, but for the sign
+// of a zero output.
+func poolPlanes[T float](y, bias, route, out []T, cout, oh, ow, b0, b1 int) {
 	if y32, ok := any(y).([]float32); ok {
-		biasReLUPool32(y32, any(bias).([]float32), any(route).([]float32), any(out).([]float32), b, cout, oh, ow, lo, hi)
+		poolPlanes32(y32, any(bias).([]float32), any(route).([]float32), any(out).([]float32), cout, oh, ow, b0, b1)
 		return
 	}
-	for row := lo; row < hi; row++ {
-		bi, co := row/cout, row%cout
-		src := y[(co*b+bi)*oh*ow : (co*b+bi+1)*oh*ow]
-		bv := bias[co]
-		rt, o := route[row*ph*pw:(row+1)*ph*pw], out[row*ph*pw:(row+1)*ph*pw]
-		for py := 0; py < ph; py++ {
-			r0, r1 := src[2*py*ow:(2*py+1)*ow], src[(2*py+1)*ow:(2*py+2)*ow]
-			r0, r1 = r0[:2*pw], r1[:2*pw]
-			for px := 0; px < pw; px++ {
-				a0, a1, a2, a3 := r0[2*px]+bv, r0[2*px+1]+bv, r1[2*px]+bv, r1[2*px+1]+bv
-				// The ReLU is monotone: the window's largest output is
-				// relu of its largest input. Where that is above 0 the
-				// gradient goes to the first input that equals it; else
-				// every output is ±0, maxpool picks the first pixel and
-				// the ReLU passes its gradient only where its input is 0.
-				mx := max(max(a0, a1), max(a2, a3))
-				f1 := bit32(a1 == mx) &^ bit32(a0 == mx)
-				f2 := bit32(a2 == mx) &^ bit32(a0 == mx || a1 == mx)
-				f3 := bit32(a3 == mx) &^ bit32(a0 == mx || a1 == mx || a2 == mx)
-				pos := bit32(mx > 0)
-				rt[py*pw+px] = T(pos*(f1+2*f2+3*f3) + (1-pos)*(bit32(a0 >= 0)-1))
-				o[py*pw+px] = max(mx, 0)
+	ph, pw := oh/2, ow/2
+	m := (b1 - b0) * oh * ow
+	for bi := b0; bi < b1; bi++ {
+		for co := 0; co < cout; co++ {
+			src := y[co*m+(bi-b0)*oh*ow : co*m+(bi-b0+1)*oh*ow]
+			bv := bias[co]
+			row := bi*cout + co
+			rt, o := route[row*ph*pw:(row+1)*ph*pw], out[row*ph*pw:(row+1)*ph*pw]
+			for py := 0; py < ph; py++ {
+				r0, r1 := src[2*py*ow:(2*py+1)*ow], src[(2*py+1)*ow:(2*py+2)*ow]
+				r0, r1 = r0[:2*pw], r1[:2*pw]
+				for px := 0; px < pw; px++ {
+					a0, a1, a2, a3 := r0[2*px]+bv, r0[2*px+1]+bv, r1[2*px]+bv, r1[2*px+1]+bv
+					// The ReLU is monotone: the window's largest output is
+					// relu of its largest input. Where that is above 0 the
+					// gradient goes to the first input that equals it; else
+					// every output is ±0, maxpool picks the first pixel and
+					// the ReLU passes its gradient only where its input is 0.
+					mx := max(max(a0, a1), max(a2, a3))
+					f1 := bit32(a1 == mx) &^ bit32(a0 == mx)
+					f2 := bit32(a2 == mx) &^ bit32(a0 == mx || a1 == mx)
+					f3 := bit32(a3 == mx) &^ bit32(a0 == mx || a1 == mx || a2 == mx)
+					pos := bit32(mx > 0)
+					rt[py*pw+px] = T(pos*(f1+2*f2+3*f3) + (1-pos)*(bit32(a0 >= 0)-1))
+					o[py*pw+px] = max(mx, 0)
+				}
 			}
 		}
 	}
 }
 
-// biasReLUPool32 is kBiasReLUPool's loop for float32 on rows lo..hi,
-// comparing the floats as ordered ints (a positive float's bits, a
-// negative one's with all but the sign flipped), which compile to
-// conditional moves rather than float compares and jumps.
-func biasReLUPool32(y, bias, route, out []float32, b, cout, oh, ow, lo, hi int) {
+// poolPlanes32 is poolPlanes for float32, comparing the floats as
+// ordered ints (a positive float's bits, a negative one's with all but
+// the sign flipped), which compile to conditional moves rather than
+// float compares and jumps.
+func poolPlanes32(y, bias, route, out []float32, cout, oh, ow, b0, b1 int) {
 	ph, pw := oh/2, ow/2
+	m := (b1 - b0) * oh * ow
 	key := func(v float32) int32 {
 		k := int32(math.Float32bits(v))
 		return k ^ (k >> 31 & 0x7fffffff)
 	}
-	for row := lo; row < hi; row++ {
-		bi, co := row/cout, row%cout
-		src := y[(co*b+bi)*oh*ow : (co*b+bi+1)*oh*ow]
-		bv := bias[co]
-		rt, o := route[row*ph*pw:(row+1)*ph*pw], out[row*ph*pw:(row+1)*ph*pw]
-		for py := 0; py < ph; py++ {
-			r0, r1 := src[2*py*ow:(2*py+1)*ow], src[(2*py+1)*ow:(2*py+2)*ow]
-			r0, r1 = r0[:2*pw], r1[:2*pw]
-			rr, oo := rt[py*pw:(py+1)*pw], o[py*pw:(py+1)*pw]
-			for px := range rr {
-				a0 := r0[2*px] + bv
-				k0, k1, k2, k3 := key(a0), key(r0[2*px+1]+bv), key(r1[2*px]+bv), key(r1[2*px+1]+bv)
-				mk := max(max(k0, k1), max(k2, k3))
-				e0, e1, e2 := bit32(k0 == mk), bit32(k1 == mk), bit32(k2 == mk)
-				f1 := e1 &^ e0
-				f2 := e2 &^ (e0 | e1)
-				f3 := bit32(k3 == mk) &^ (e0 | e1 | e2)
-				pos := bit32(mk > 0)
-				rr[px] = float32(pos*(f1+2*f2+3*f3) + (1-pos)*(bit32(a0 >= 0)-1))
-				oo[px] = math.Float32frombits(uint32(max(mk, 0)))
+	for bi := b0; bi < b1; bi++ {
+		for co := 0; co < cout; co++ {
+			src := y[co*m+(bi-b0)*oh*ow : co*m+(bi-b0+1)*oh*ow]
+			bv := bias[co]
+			row := bi*cout + co
+			rt, o := route[row*ph*pw:(row+1)*ph*pw], out[row*ph*pw:(row+1)*ph*pw]
+			for py := 0; py < ph; py++ {
+				r0, r1 := src[2*py*ow:(2*py+1)*ow], src[(2*py+1)*ow:(2*py+2)*ow]
+				r0, r1 = r0[:2*pw], r1[:2*pw]
+				rr, oo := rt[py*pw:(py+1)*pw], o[py*pw:(py+1)*pw]
+				for px := range rr {
+					a0 := r0[2*px] + bv
+					k0, k1, k2, k3 := key(a0), key(r0[2*px+1]+bv), key(r1[2*px]+bv), key(r1[2*px+1]+bv)
+					mk := max(max(k0, k1), max(k2, k3))
+					e0, e1, e2 := bit32(k0 == mk), bit32(k1 == mk), bit32(k2 == mk)
+					f1 := e1 &^ e0
+					f2 := e2 &^ (e0 | e1)
+					f3 := bit32(k3 == mk) &^ (e0 | e1 | e2)
+					pos := bit32(mk > 0)
+					rr[px] = float32(pos*(f1+2*f2+3*f3) + (1-pos)*(bit32(a0 >= 0)-1))
+					oo[px] = math.Float32frombits(uint32(max(mk, 0)))
+				}
 			}
 		}
 	}

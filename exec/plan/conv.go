@@ -21,8 +21,9 @@ import (
 // ow). Where a per-filter bias and a ReLU follow (Gorgonia's Rectify of a
 // BroadcastAdd), that copy adds the bias and writes the ReLU's mask and
 // output in the same pass (bias_relu, bias_relu_grad); and where a 2×2
-// max pool follows, it pools too, keeping per window only which pixel
-// the gradient goes to (bias_relu_pool, bias_relu_pool_grad).
+// max pool follows, the convolution pools its chunks as it makes them,
+// keeping per window only which pixel the gradient goes to
+// (conv_bias_relu_pool, bias_relu_pool_grad).
 
 // LowerOption configures Lower.
 type LowerOption func(*lowerConfig)
@@ -38,7 +39,7 @@ func WithHostKernels() LowerOption { return func(c *lowerConfig) { c.hostKernels
 
 // HostKernelNames lists the kernels that Lower uses only WithHostKernels.
 func HostKernelNames() []string {
-	return []string{"bias_relu", "bias_relu_grad", "bias_relu_pool", "bias_relu_pool_grad", "conv", "conv_filter_grad", "conv_input_grad"}
+	return []string{"bias_relu", "bias_relu_grad", "bias_relu_pool_grad", "conv", "conv_bias_relu_pool", "conv_filter_grad", "conv_input_grad"}
 }
 
 // conv is a Conv2d chain lowered whole: the im2col node, its reshape,
@@ -199,27 +200,25 @@ func (l *lowerer) findPool(c *conv, uses map[int64]int, cons map[int64][]int64) 
 	return true
 }
 
-// forwardConv emits a convolution lowered whole: patches as rows of
-// (c·kh·kw, b·oh·ow), in the im2col node's buffer; y = W·patches as
-// (cout, b, oh·ow), in the matmul node's; the output (b, cout, oh, ow)
-// copied from it in oh·ow runs.
+// forwardConv emits a convolution lowered whole: y = W·patches as (cout,
+// b, oh·ow), in the matmul node's buffer, then the output (b, cout, oh,
+// ow) copied from it in oh·ow runs, or its bias and ReLU, or those and
+// the pool. With the pool, one launch does it all a chunk of images at a
+// time, y never leaving the cache.
 func (l *lowerer) forwardConv(c *conv) {
 	p := l.p
+	if c.pool != nil {
+		pooled := l.buf(BufActivation, c.pool.ID, int(c.pool.Shape.Size()), "")
+		route := l.buf(BufActivation, c.pool.ID, int(c.pool.Shape.Size()), "route")
+		p.Value[c.pool.ID], c.route = pooled, route
+		l.emit(c.pool.ID, "conv_bias_relu_pool", int(c.mm.Shape.Size()), cat(l.convArgs(c),
+			[]Arg{ptr(p.Value[c.x.ID]), ptr(p.Value[c.f.ID]), ptr(p.Value[c.bias.ID]), ptr(route), ptr(pooled)})...)
+		return
+	}
 	y := l.buf(BufActivation, c.mm.ID, int(c.mm.Shape.Size()), "")
 	p.Value[c.mm.ID] = y
 	n := c.b * c.hw
 	l.emit(c.tr.ID, "conv", int(c.mm.Shape.Size()), cat(l.convArgs(c), []Arg{ptr(p.Value[c.x.ID]), ptr(p.Value[c.f.ID]), ptr(y)})...)
-	if c.pool != nil {
-		// pooled (b, cout, oh/2, ow/2) and each window's route from y and
-		// the bias
-		pooled := l.buf(BufActivation, c.pool.ID, int(c.pool.Shape.Size()), "")
-		route := l.buf(BufActivation, c.pool.ID, int(c.pool.Shape.Size()), "route")
-		p.Value[c.pool.ID], c.route = pooled, route
-		np := int(c.pool.Shape.Size())
-		l.emit(c.pool.ID, "bias_relu_pool", np, ival(np), ival(c.b), ival(c.cout), ival(c.tr.Shape[2]), ival(c.tr.Shape[3]),
-			ptr(y), ptr(p.Value[c.bias.ID]), ptr(route), ptr(pooled))
-		return
-	}
 	if c.out != nil {
 		// mask, out (b, cout, oh·ow) from y (cout, b, oh·ow) and the bias
 		mask := l.buf(BufActivation, c.mask.ID, int(c.mask.Shape.Size()), "")

@@ -153,11 +153,12 @@ var kernelSigs = map[string][]ArgType{
 	// bias_relu_grad(n, b, cout, hw, hasBias, accBias, dy, mask, dbias, dyc):
 	// g = dy·mask; dyc[co, bi, r] = g; dbias[co] (+)= Σ g; host devices only
 	"bias_relu_grad": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr, ArgPtr, ArgPtr},
-	// bias_relu_pool(n, b, cout, oh, ow, y, bias, route, out): the 2×2 max
-	// pool of stride 2 of relu(y[co, bi] + bias[co]) into out (b, cout,
-	// oh/2, ow/2); route is the window's pixel (0-3) its gradient goes
-	// to, -1 for none; host devices only
-	"bias_relu_pool": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr, ArgPtr, ArgPtr},
+	// conv_bias_relu_pool(b, c, h, w, oh, ow, kh, kw, ph, pw, sh, sw, dh, dw,
+	// cout, x, f, bias, route, out): the 2×2 max pool of stride 2 of
+	// relu(f·patches of x + bias) into out (b, cout, oh/2, ow/2); route is
+	// the window's pixel (0-3) its gradient goes to, -1 for none; host
+	// devices only
+	"conv_bias_relu_pool": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr, ArgPtr, ArgPtr, ArgPtr},
 	// bias_relu_pool_grad(n, b, cout, oh, ow, hasBias, accBias, dy, route,
 	// dbias, dyc): dyc (cout, b, oh·ow) gets dy at each window's route and
 	// 0 elsewhere; dbias[co] (+)= the sum of what was routed; host devices only
