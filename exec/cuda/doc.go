@@ -50,16 +50,11 @@
 // PTX is committed and embedded; the driver JIT-compiles it for the GPU
 // it runs on (a driver for CUDA 11.8 or later).
 //
-// Supported op kinds: the elementwise unary kinds (the gradients of log2
-// and inverse_sqrt excepted, see below), add, sub, mul, div, pow and the
-// comparisons with ret_same, their broadcasting forms, matmul (with
-// transposes), matvec, vecdot, outer, sum, max, transpose, reshape,
-// slice, concat, softmax and log-softmax along the last axis, im2col,
-// maxpool2d, size_of, and dropout in evaluation mode, on float32 or
-// float64 tensors of rank at most 4, one dtype per part. That covers the
-// MLP and the convolutional examples. Not lowered (yet): batchnorm,
-// dropout in training mode, avgpool2d, global_avgpool2d, batched_matmul,
-// tensordot, at, repeat, softmax along another axis, and the ravml kinds.
+// Supported op kinds are those plan.Lower lowers without host kernels
+// (see exec/plan's package documentation): the elementwise, broadcasting,
+// product, reduction, shape, softmax, im2col and max-pool kinds on
+// float32 or float64 tensors of rank at most 4, one dtype per part. That
+// covers the MLP and the convolutional examples.
 //
 // # Errors
 //

@@ -16,8 +16,13 @@
 // CPUs without those instructions, on other architectures and with the
 // purego build tag, gonum's gemm runs instead.
 //
-// The kernels are generated: go generate ./internal/gemm rewrites
-// kernels_amd64.s from gen_kernels.go.
+// SgemmNT is A·Bᵀ for a small result and a long k (a convolution's
+// filter gradient), as 4×4 blocks of dot products in AVX-512 registers
+// without packing (dot_amd64.s), where the blocked product would pad its
+// tiles and pack both operands for little work.
+//
+// The kernels of the blocked product are generated: go generate
+// ./internal/gemm rewrites kernels_amd64.s from gen_kernels.go.
 //
 // Implementation embeds gonum's pure-Go BLAS and replaces its Sgemm and
 // Dgemm, so it can be installed for Gorgonia (gorgonia.Use) and gonum/mat
