@@ -1,12 +1,16 @@
 package native_test
 
 import (
+	"context"
 	"fmt"
+	"math/rand"
 	"testing"
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/exectest"
 	"github.com/rookery-ml/rookery/exec/native"
+	"github.com/rookery-ml/rookery/graph"
+	"gorgonia.org/tensor"
 )
 
 // TestConformance runs the executor conformance suite on the native
@@ -18,5 +22,74 @@ func TestConformance(t *testing.T) {
 				return native.New(native.WithThreads(threads), native.WithoutFallback())
 			})
 		})
+	}
+}
+
+// TestGradientsAfterStep checks the accumulators that Step leaves to the
+// next Backward to overwrite: they read as zeros after Step, a gradient
+// Put then is added to by the next Backward, and two micro-batches add
+// up, all as on the tape machine.
+func TestGradientsAfterStep(t *testing.T) {
+	ctx := context.Background()
+	m := exectest.MLP(tensor.Float64, 4, 6, 5, 3)
+	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
+	if err != nil {
+		t.Fatal(err)
+	}
+	feeds := map[int64]*tensor.Dense{}
+	for n, v := range m.Batch(rand.New(rand.NewSource(3))) {
+		feeds[int64(n.ID())] = v
+	}
+	w := int64(m.Learn[0].ID())
+	run := func(e exec.Executor) []*tensor.Dense {
+		spec := exec.SessionSpec{Graph: ir, DataInputs: exec.NodeIDs(m.Data), Loss: int64(m.Loss.ID()), HasLoss: true,
+			Solver: exec.SGD(0.1, 0.9), MicroBatches: 2}
+		s, err := e.Open(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var got []*tensor.Dense
+		get := func() {
+			g, err := s.Get(ctx, exec.GradName(w))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, g[exec.GradName(w)])
+		}
+		pass := func(mb int) {
+			if _, err := s.Forward(ctx, mb, feeds); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Backward(ctx, mb, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		get() // nothing yet
+		pass(0)
+		pass(1)
+		get() // two micro-batches
+		if err := s.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+		get() // cleared by the step
+		put := exectest.Normal(rand.New(rand.NewSource(4)), tensor.Float64, 1, 6, 5)
+		if err := s.Put(ctx, exec.GradName(w), put); err != nil {
+			t.Fatal(err)
+		}
+		pass(0)
+		get() // what was put, plus a pass
+		if err := s.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+		pass(0)
+		get() // one pass after a step
+		return got
+	}
+	want, got := run(exec.NewCPU()), run(native.New(native.WithoutFallback()))
+	for i := range want {
+		if d := exectest.MaxRelDiff(got[i], want[i]); d > 1e-9 {
+			t.Errorf("gradient %d differs by %.3g relative:\n got %v\nwant %v", i, d, got[i], want[i])
+		}
 	}
 }

@@ -43,6 +43,7 @@ func Lower(spec *exec.SessionSpec, opts ...LowerOption) (*Plan, error) {
 	if err := l.backward(); err != nil {
 		return nil, err
 	}
+	l.p.BackwardFirst = firstWrites(l.p)
 	return l.p, nil
 }
 

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"gorgonia.org/tensor"
@@ -163,6 +164,10 @@ type Plan struct {
 	// and the gradients handed in, the gradients of the part's inputs and
 	// adds those of the parameters to their accumulators.
 	Backward []Launch
+	// BackwardFirst is Backward for accumulators that hold nothing yet:
+	// each one's first contribution is written rather than added, so
+	// that Step need not clear them (see firstWrites).
+	BackwardFirst []Launch
 
 	// Value is where the value of a node lives after Forward (inputs,
 	// parameters, constants, activations; a reshape shares its input's).
@@ -221,4 +226,64 @@ func (p *Plan) String() string {
 		fmt.Fprintf(&sb, "  %d: %v\n", l.Node, l)
 	}
 	return sb.String()
+}
+
+// accArgs gives, by kernel base name, the argument that is the buffer a
+// launch writes whole and the argument that says whether it adds to it;
+// the kernels missing here (scatter) write part of their output, or
+// (fill) do not add.
+var accArgs = map[string][2]int{
+	"unary": {11, 2}, "binary": {16, 2}, "reduce": {16, 2}, "unary_grad": {6, 2}, "softmax_grad": {6, 3},
+	"col2im": {16, 1}, "maxpool_grad": {16, 1}, "conv_filter_grad": {18, 15}, "conv_input_grad": {18, 15},
+	"bias_relu_grad": {8, 5}, "bias_relu_pool_grad": {9, 6},
+}
+
+// firstWrites returns Backward rewritten for accumulators that hold
+// nothing: the first launch that adds to a parameter's accumulator
+// writes it instead (its add flag, or a gemm's beta, set to 0), and where
+// that launch writes only part of it (a scatter), a fill clears the
+// accumulator first.
+func firstWrites(p *Plan) []Launch {
+	accum := map[int]bool{}
+	for _, b := range p.Accums {
+		accum[b] = true
+	}
+	written := map[int]bool{}
+	out := make([]Launch, 0, len(p.Backward))
+	for _, l := range p.Backward {
+		if g := l.Gemm; g != nil {
+			if accum[g.C] && !written[g.C] {
+				written[g.C] = true
+				ng := *g
+				ng.Beta = 0
+				l.Gemm = &ng
+			}
+			out = append(out, l)
+			continue
+		}
+		base := KernelBase(l.Kernel)
+		if ai, ok := accArgs[base]; ok {
+			b := l.Args[ai[0]]
+			if b.Type == ArgPtr && b.Off == 0 && accum[b.Buf] && !written[b.Buf] {
+				written[b.Buf] = true
+				l.Args = slices.Clone(l.Args)
+				l.Args[ai[1]].Int = 0
+			}
+			out = append(out, l)
+			continue
+		}
+		for _, a := range l.Args {
+			if a.Type == ArgPtr && accum[a.Buf] && !written[a.Buf] {
+				// a partial or plain write into an accumulator: clear it
+				// first, as Step used to
+				written[a.Buf] = true
+				fl := &lowerer{dt: p.DType}
+				n := p.Buffers[a.Buf].Elems
+				fl.emit(l.Node, "fill", n, ival(n), sval(0), ptr(a.Buf))
+				out = append(out, fl.cur...)
+			}
+		}
+		out = append(out, l)
+	}
+	return out
 }

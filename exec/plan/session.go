@@ -74,7 +74,7 @@ func (e *Executor) Open(ctx context.Context, spec exec.SessionSpec) (exec.Sessio
 	if err != nil {
 		return nil, err
 	}
-	s := &session{dev: e.Dev, spec: spec, plan: plan, slots: exec.NewSlots[mbSlot](spec.Part, spec.MicroBatchCount())}
+	s := &session{dev: e.Dev, spec: spec, plan: plan, slots: exec.NewSlots[mbSlot](spec.Part, spec.MicroBatchCount()), clean: true}
 	s.host, _ = e.Dev.(HostDevice)
 	s.store = exec.NewStore(&s.spec, deviceParams{s})
 	s.shared = make([]uint64, len(plan.Buffers))
@@ -118,10 +118,14 @@ func (e *Executor) Open(ctx context.Context, spec exec.SessionSpec) (exec.Sessio
 }
 
 type session struct {
-	mu       sync.Mutex
-	dev      Device
-	host     HostDevice // dev, where its buffers are in this process
-	stepLs   []Launch   // the launches of Step, made at the first
+	mu      sync.Mutex
+	dev     Device
+	host    HostDevice // dev, where its buffers are in this process
+	updates []Launch   // the launches of Step, made at the first
+	// clean says the accumulators hold nothing since the last Step (or
+	// Open) although they were not cleared: the next Backward writes
+	// them, and they read as zeros
+	clean    bool
 	spec     exec.SessionSpec
 	plan     *Plan
 	shared   []uint64 // device pointers of the shared buffers (0 for per micro-batch ones)
@@ -316,7 +320,12 @@ func (s *session) Backward(ctx context.Context, mb int, gradOutputs map[int64]*t
 			return nil, runErr(err)
 		}
 	}
-	if err := s.dev.Run(s.plan.DType, s.plan.Backward, sl.bufs); err != nil {
+	ls := s.plan.Backward
+	if s.clean {
+		ls = s.plan.BackwardFirst
+	}
+	s.clean = false
+	if err := s.dev.Run(s.plan.DType, ls, sl.bufs); err != nil {
 		return nil, runErr(err)
 	}
 	s.slots.SetPending(mb, false)
@@ -356,20 +365,15 @@ func (s *session) Step(ctx context.Context) error {
 	cfg := s.spec.Solver
 	s.steps++
 	scale := 1 / float64(s.nacc)
-	// One run: every parameter's update, then its accumulator cleared.
-	// The launches are made at the first Step; later ones set the
-	// scalars that change from step to step.
-	if s.stepLs == nil {
+	// One run: every parameter's update. The accumulators are not
+	// cleared: the next Backward writes them (BackwardFirst), and until
+	// then they read as zeros (clean). The launches are made at the first
+	// Step; later ones set the scalars that change from step to step.
+	if s.updates == nil {
 		for i := range s.plan.Learn {
-			s.stepLs = append(s.stepLs, UpdateLaunch(s.plan, cfg, s.steps, i, scale))
-			l := &lowerer{dt: s.plan.DType}
-			b := s.plan.Accums[i]
-			n := s.plan.Buffers[b].Elems
-			l.emit(s.plan.Learn[i], "fill", n, ival(n), sval(0), ptr(b))
-			s.stepLs = append(s.stepLs, l.cur...)
+			s.updates = append(s.updates, UpdateLaunch(s.plan, cfg, s.steps, i, scale))
 		}
 	}
-	ls := s.stepLs
 	for i := range s.plan.Learn {
 		sc := scale
 		if cfg.ClipNorm > 0 {
@@ -381,11 +385,12 @@ func (s *session) Step(ctx context.Context) error {
 				sc *= cfg.ClipNorm / n
 			}
 		}
-		setUpdateScalars(&ls[2*i], s.plan, cfg, s.steps, sc)
+		setUpdateScalars(&s.updates[i], s.plan, cfg, s.steps, sc)
 	}
-	if err := s.dev.Run(s.plan.DType, ls, s.shared); err != nil {
+	if err := s.dev.Run(s.plan.DType, s.updates, s.shared); err != nil {
 		return runErr(err)
 	}
+	s.clean = true
 	s.nacc = 0
 	return nil
 }
@@ -528,10 +533,32 @@ func (p deviceParams) SetState(i int, slot string, t *tensor.Dense) error {
 }
 
 // Grad downloads parameter i's accumulator.
-func (p deviceParams) Grad(i int) (*tensor.Dense, error) { return p.read(i, p.s.plan.Accums[i]) }
+func (p deviceParams) Grad(i int) (*tensor.Dense, error) {
+	if p.s.clean {
+		n, _ := p.s.spec.Graph.Node(p.s.plan.Learn[i])
+		dt, _ := p.s.plan.DType.Tensor()
+		return zeros(dt, n.Shape), nil
+	}
+	return p.read(i, p.s.plan.Accums[i])
+}
 
-// SetGrad uploads t into parameter i's accumulator.
+// SetGrad uploads t into parameter i's accumulator. Where the
+// accumulators are clean (not cleared since Step), it clears them all
+// first: the next Backward adds to them.
 func (p deviceParams) SetGrad(i int, t *tensor.Dense) error {
+	if p.s.clean {
+		var ls []Launch
+		for _, b := range p.s.plan.Accums {
+			l := &lowerer{dt: p.s.plan.DType}
+			n := p.s.plan.Buffers[b].Elems
+			l.emit(-1, "fill", n, ival(n), sval(0), ptr(b))
+			ls = append(ls, l.cur...)
+		}
+		if err := p.s.dev.Run(p.s.plan.DType, ls, p.s.shared); err != nil {
+			return err
+		}
+		p.s.clean = false
+	}
 	return p.s.upload(p.s.shared[p.s.plan.Accums[i]], t)
 }
 
