@@ -9,6 +9,7 @@ import (
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/exectest"
 	"github.com/rookery-ml/rookery/exec/native"
+	"github.com/rookery-ml/rookery/exec/plan"
 	"github.com/rookery-ml/rookery/graph"
 	"gorgonia.org/tensor"
 )
@@ -90,6 +91,89 @@ func TestGradientsAfterStep(t *testing.T) {
 	for i := range want {
 		if d := exectest.MaxRelDiff(got[i], want[i]); d > 1e-9 {
 			t.Errorf("gradient %d differs by %.3g relative:\n got %v\nwant %v", i, d, got[i], want[i])
+		}
+	}
+}
+
+// TestFoldedStep checks plain SGD on one micro-batch a step, where Step
+// folds the weight-gradient products into the update (plan.Fold): the
+// parameters after each step, and the gradients read or put between a
+// Backward and its Step (which make the products run on their own),
+// match the tape machine's.
+func TestFoldedStep(t *testing.T) {
+	ctx := context.Background()
+	m := exectest.MLP(tensor.Float64, 4, 6, 5, 3)
+	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
+	if err != nil {
+		t.Fatal(err)
+	}
+	feeds := map[int64]*tensor.Dense{}
+	for n, v := range m.Batch(rand.New(rand.NewSource(3))) {
+		feeds[int64(n.ID())] = v
+	}
+	spec := exec.SessionSpec{Graph: ir, DataInputs: exec.NodeIDs(m.Data), Loss: int64(m.Loss.ID()), HasLoss: true,
+		Solver: exec.SGD(0.1, 0), MicroBatches: 1}
+	p, err := plan.Lower(&spec, plan.WithHostKernels())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Fold) == 0 {
+		t.Fatal("no weight-gradient product of the MLP is folded")
+	}
+	var names []string
+	for _, n := range m.Learn {
+		names = append(names, exec.ParamName(int64(n.ID())))
+	}
+	w := int64(m.Learn[0].ID())
+	run := func(e exec.Executor) []*tensor.Dense {
+		s, err := e.Open(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var got []*tensor.Dense
+		get := func(names ...string) {
+			g, err := s.Get(ctx, names...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range names {
+				got = append(got, g[n])
+			}
+		}
+		pass := func() {
+			if _, err := s.Forward(ctx, 0, feeds); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Backward(ctx, 0, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		step := func() {
+			if err := s.Step(ctx); err != nil {
+				t.Fatal(err)
+			}
+			get(names...)
+		}
+		pass()
+		step() // folded
+		pass()
+		get(exec.GradName(w)) // the product runs on its own
+		step()
+		pass()
+		if err := s.Put(ctx, exec.GradName(w), exectest.Normal(rand.New(rand.NewSource(4)), tensor.Float64, 1, 6, 5)); err != nil {
+			t.Fatal(err)
+		}
+		step()
+		pass()
+		pass() // a second pass before the step: the first one's products are kept
+		step()
+		return got
+	}
+	want, got := run(exec.NewCPU()), run(native.New(native.WithoutFallback()))
+	for i := range want {
+		if d := exectest.MaxRelDiff(got[i], want[i]); d > 1e-9 {
+			t.Errorf("value %d differs by %.3g relative", i, d)
 		}
 	}
 }

@@ -44,6 +44,7 @@ func Lower(spec *exec.SessionSpec, opts ...LowerOption) (*Plan, error) {
 		return nil, err
 	}
 	l.p.BackwardFirst = firstWrites(l.p)
+	l.p.Fold, l.p.BackwardFold = folds(l.p)
 	return l.p, nil
 }
 

@@ -168,6 +168,13 @@ type Plan struct {
 	// each one's first contribution is written rather than added, so
 	// that Step need not clear them (see firstWrites).
 	BackwardFirst []Launch
+	// Fold lists the weight-gradient products of BackwardFirst that a
+	// plain SGD step can fold into itself, W ← W − η·scale·(product),
+	// where the product is the weight's whole gradient and the part
+	// trains one micro-batch per step; BackwardFold is BackwardFirst
+	// without them (see folds).
+	Fold         []Fold
+	BackwardFold []Launch
 
 	// Value is where the value of a node lives after Forward (inputs,
 	// parameters, constants, activations; a reshape shares its input's).
@@ -286,4 +293,84 @@ func firstWrites(p *Plan) []Launch {
 		out = append(out, l)
 	}
 	return out
+}
+
+// Fold is a weight-gradient product of BackwardFirst that Step may run
+// in place of the weight's update: Gemm writes parameter Param's whole
+// accumulated gradient (beta 0), from operands that nothing in the rest
+// of the backward pass overwrites.
+type Fold struct {
+	Param int
+	Gemm  Launch
+}
+
+// folds finds the products of BackwardFirst that can be folded: a gemm
+// whose C is an accumulator, the only launch that touches it, with alpha
+// 1 and beta 0, whose operands are neither parameters nor written by a
+// later launch. It returns them and BackwardFirst without them.
+func folds(p *Plan) ([]Fold, []Launch) {
+	param := map[int]int{}
+	for i, b := range p.Accums {
+		param[b] = i
+	}
+	isParam := map[int]bool{}
+	for _, b := range p.Params {
+		isParam[b] = true
+	}
+	touches := map[int]int{} // accumulator → launches that name it
+	for _, l := range p.BackwardFirst {
+		for _, b := range bufsOf(l) {
+			if _, ok := param[b]; ok {
+				touches[b]++
+			}
+		}
+	}
+	var fs []Fold
+	var rest []Launch
+	for i, l := range p.BackwardFirst {
+		g := l.Gemm
+		pi, isAcc := -1, false
+		if g != nil {
+			pi, isAcc = param[g.C]
+		}
+		if g == nil || !isAcc || touches[g.C] != 1 || g.Alpha != 1 || g.Beta != 0 || isParam[g.A] || isParam[g.B] ||
+			writtenAfter(p.BackwardFirst[i+1:], g.A) || writtenAfter(p.BackwardFirst[i+1:], g.B) {
+			rest = append(rest, l)
+			continue
+		}
+		fs = append(fs, Fold{Param: pi, Gemm: l})
+	}
+	return fs, rest
+}
+
+// bufsOf lists the buffers a launch names.
+func bufsOf(l Launch) []int {
+	if g := l.Gemm; g != nil {
+		return []int{g.A, g.B, g.C}
+	}
+	var bs []int
+	for _, a := range l.Args {
+		if a.Type == ArgPtr {
+			bs = append(bs, a.Buf)
+		}
+	}
+	return bs
+}
+
+// writtenAfter reports whether a launch of ls may write buffer b: a gemm
+// writing C = b, or a kernel naming b (kernels read and write through the
+// same pointers, so naming counts).
+func writtenAfter(ls []Launch, b int) bool {
+	for _, l := range ls {
+		if g := l.Gemm; g != nil {
+			if g.C == b {
+				return true
+			}
+			continue
+		}
+		if slices.Contains(bufsOf(l), b) {
+			return true
+		}
+	}
+	return false
 }

@@ -76,6 +76,10 @@ func (e *Executor) Open(ctx context.Context, spec exec.SessionSpec) (exec.Sessio
 	}
 	s := &session{dev: e.Dev, spec: spec, plan: plan, slots: exec.NewSlots[mbSlot](spec.Part, spec.MicroBatchCount()), clean: true}
 	s.host, _ = e.Dev.(HostDevice)
+	c := spec.Solver
+	s.folding = len(plan.Fold) > 0 && spec.MicroBatchCount() == 1 && !spec.ExportGrads &&
+		(c.Kind == exec.SolverSGD || c.Kind == exec.SolverNesterov) && c.Momentum == 0 && c.WeightDecay == 0 &&
+		c.ClipNorm == 0 && c.ClipValue == 0
 	s.store = exec.NewStore(&s.spec, deviceParams{s})
 	s.shared = make([]uint64, len(plan.Buffers))
 	s.paramSet = make([]bool, len(plan.Learn))
@@ -125,16 +129,26 @@ type session struct {
 	// clean says the accumulators hold nothing since the last Step (or
 	// Open) although they were not cleared: the next Backward writes
 	// them, and they read as zeros
-	clean    bool
-	spec     exec.SessionSpec
-	plan     *Plan
-	shared   []uint64 // device pointers of the shared buffers (0 for per micro-batch ones)
-	slots    *exec.Slots[mbSlot]
-	paramSet []bool // the parameter has a value
-	nacc     int    // backward passes since Step
-	steps    int    // solver updates applied
-	store    *exec.Store
-	closed   bool
+	clean bool
+	// folding says Step may fold weight-gradient products into a plain
+	// SGD update (plan.Fold): one micro-batch a step, gradients not
+	// exported. pending says the last Backward left those products to
+	// Step; pendingBufs is its buffer table. rest are the updates of
+	// the parameters not folded, folded the products made updates.
+	folding     bool
+	pending     bool
+	pendingBufs []uint64
+	rest        []Launch
+	folded      []Launch
+	spec        exec.SessionSpec
+	plan        *Plan
+	shared      []uint64 // device pointers of the shared buffers (0 for per micro-batch ones)
+	slots       *exec.Slots[mbSlot]
+	paramSet    []bool // the parameter has a value
+	nacc        int    // backward passes since Step
+	steps       int    // solver updates applied
+	store       *exec.Store
+	closed      bool
 }
 
 // mbSlot holds the inputs and activations of one micro-batch index.
@@ -143,6 +157,64 @@ type mbSlot struct {
 }
 
 func (s *session) part() int { return s.spec.Part }
+
+// unfold runs the weight-gradient products the last Backward left to
+// Step (plan.Fold) into their accumulators, where something needs the
+// gradients (Get, Put, another Forward or Backward) before Step.
+func (s *session) unfold() error {
+	if !s.pending {
+		return nil
+	}
+	s.pending = false
+	ls := make([]Launch, len(s.plan.Fold))
+	for i, f := range s.plan.Fold {
+		ls[i] = f.Gemm
+	}
+	return s.dev.Run(s.plan.DType, ls, s.pendingBufs)
+}
+
+// foldedStep is Step after a Backward that left its weight-gradient
+// products to it: each such product updates its weight in place, W ← W
+// − η·scale·product (the plain SGD step, folded), and the other
+// parameters take their updates.
+func (s *session) foldedStep(cfg exec.SolverConfig, scale float64, runErr func(error) error) error {
+	if s.folded == nil {
+		folded := map[int]bool{}
+		for _, f := range s.plan.Fold {
+			l := f.Gemm
+			g := *l.Gemm
+			g.C, g.Beta = s.plan.Params[f.Param], 1
+			l.Gemm = &g
+			s.folded = append(s.folded, l)
+			folded[f.Param] = true
+		}
+		for i := range s.plan.Learn {
+			if !folded[i] {
+				s.rest = append(s.rest, s.updates[i])
+			}
+		}
+	}
+	lr := cfg.LearnRate
+	if cfg.Schedule != exec.ScheduleConstant {
+		lr = cfg.RateAt(s.steps)
+	}
+	for i := range s.folded {
+		s.folded[i].Gemm.Alpha = -lr * scale
+	}
+	for i := range s.rest {
+		setUpdateScalars(&s.rest[i], s.plan, cfg, s.steps, scale)
+	}
+	s.pending = false
+	if err := s.dev.Run(s.plan.DType, s.folded, s.pendingBufs); err != nil {
+		return runErr(err)
+	}
+	if err := s.dev.Run(s.plan.DType, s.rest, s.shared); err != nil {
+		return runErr(err)
+	}
+	s.nacc = 0
+	s.clean = true
+	return nil
+}
 
 func (s *session) zero(b int) error {
 	if s.host != nil {
@@ -268,6 +340,9 @@ func (s *session) Forward(ctx context.Context, mb int, feeds map[int64]*tensor.D
 	runErr := func(err error) error {
 		return &exec.RunError{Part: s.part(), MicroBatch: mb, Phase: "forward", Err: err}
 	}
+	if err := s.unfold(); err != nil {
+		return nil, runErr(err)
+	}
 	s.slots.SetPending(mb, false)
 	for i, id := range s.store.FeedIDs() {
 		if err := s.upload(sl.bufs[s.plan.Value[id]], vals[i]); err != nil {
@@ -320,13 +395,22 @@ func (s *session) Backward(ctx context.Context, mb int, gradOutputs map[int64]*t
 			return nil, runErr(err)
 		}
 	}
-	ls := s.plan.Backward
+	if err := s.unfold(); err != nil {
+		return nil, runErr(err)
+	}
+	ls, fold := s.plan.Backward, false
 	if s.clean {
 		ls = s.plan.BackwardFirst
+		if s.folding {
+			ls, fold = s.plan.BackwardFold, true
+		}
 	}
 	s.clean = false
 	if err := s.dev.Run(s.plan.DType, ls, sl.bufs); err != nil {
 		return nil, runErr(err)
+	}
+	if fold {
+		s.pending, s.pendingBufs = true, sl.bufs
 	}
 	s.slots.SetPending(mb, false)
 	s.nacc++
@@ -373,6 +457,12 @@ func (s *session) Step(ctx context.Context) error {
 		for i := range s.plan.Learn {
 			s.updates = append(s.updates, UpdateLaunch(s.plan, cfg, s.steps, i, scale))
 		}
+	}
+	if s.pending && s.nacc == 1 {
+		return s.foldedStep(cfg, scale, runErr)
+	}
+	if err := s.unfold(); err != nil {
+		return runErr(err)
 	}
 	for i := range s.plan.Learn {
 		sc := scale
@@ -534,6 +624,9 @@ func (p deviceParams) SetState(i int, slot string, t *tensor.Dense) error {
 
 // Grad downloads parameter i's accumulator.
 func (p deviceParams) Grad(i int) (*tensor.Dense, error) {
+	if err := p.s.unfold(); err != nil {
+		return nil, err
+	}
 	if p.s.clean {
 		n, _ := p.s.spec.Graph.Node(p.s.plan.Learn[i])
 		dt, _ := p.s.plan.DType.Tensor()
@@ -546,6 +639,9 @@ func (p deviceParams) Grad(i int) (*tensor.Dense, error) {
 // accumulators are clean (not cleared since Step), it clears them all
 // first: the next Backward adds to them.
 func (p deviceParams) SetGrad(i int, t *tensor.Dense) error {
+	if err := p.s.unfold(); err != nil {
+		return err
+	}
 	if p.s.clean {
 		var ls []Launch
 		for _, b := range p.s.plan.Accums {
