@@ -122,3 +122,32 @@ func download(t *testing.T, d *device, dt graph.DType, h uint64, n int) []float6
 	}
 	return out
 }
+
+// TestMomentumFlushesTinyVelocity checks that a momentum update sets a
+// velocity under tinyVelocity to 0 (it would decay into subnormal
+// numbers, slow to compute with) and leaves larger ones as the plain
+// update computes them, in both dtypes.
+func TestMomentumFlushesTinyVelocity(t *testing.T) {
+	for _, dt := range []graph.DType{graph.Float32, graph.Float64} {
+		d := newDevice(1)
+		p := upload(t, d, dt, []float64{1, 1, 1, 1})
+		g := upload(t, d, dt, []float64{0, 0, 0, 0.5})
+		s := upload(t, d, dt, []float64{1e-31, -1e-31, 1e-20, 0})
+		l := plan.Launch{Node: 1, Kernel: "update", Args: []plan.Arg{
+			{Type: plan.ArgInt, Int: plan.SMomentum}, {Type: plan.ArgInt, Int: 4},
+			{Type: plan.ArgScalar, Scalar: 0.1}, {Type: plan.ArgScalar, Scalar: 1}, {Type: plan.ArgScalar}, {Type: plan.ArgScalar, Scalar: 1},
+			{Type: plan.ArgScalar, Scalar: 0.9}, {Type: plan.ArgScalar}, {Type: plan.ArgScalar}, {Type: plan.ArgScalar, Scalar: 1},
+			{Type: plan.ArgScalar, Scalar: 1}, {Type: plan.ArgScalar}, {Type: plan.ArgScalar},
+			{Type: plan.ArgPtr, Buf: 0}, {Type: plan.ArgPtr, Buf: 1}, {Type: plan.ArgPtr, Buf: 2}, {Type: plan.ArgPtr, Buf: 2}}}
+		if err := d.Run(dt, []plan.Launch{l}, []uint64{p, g, s}); err != nil {
+			t.Fatal(err)
+		}
+		got := download(t, d, dt, s, 4)
+		want := []float64{0, 0, 0.9e-20, 0.5}
+		for i := range want {
+			if math.Abs(got[i]-want[i]) > 1e-6*math.Abs(want[i]) {
+				t.Errorf("%v: velocity %d = %v, want %v", dt, i, got[i], want[i])
+			}
+		}
+	}
+}

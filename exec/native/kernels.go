@@ -946,6 +946,26 @@ func maxPoolGrad2[T float](in, g, out []T, oh, ow int, acc bool, low T) {
 
 // kUpdate: update(op, n, lr, scale, wd, decay, mu, b1, b2, c1, c2, eps,
 // clip, p, g, s0, s1): one solver step on n elements.
+// momentum32 is the momentum update for float32, its velocity set to 0
+// under tinyVelocity by masking its bits (see kUpdate).
+func momentum32(p, g, s0 []float32, lr, mu, scale float32) {
+	tiny := math.Float32bits(tinyVelocity)
+	g, s0 = g[:len(p)], s0[:len(p)]
+	for i := range p {
+		v := mu*s0[i] + g[i]*scale
+		u := math.Float32bits(v)
+		keep := -uint32(bit32(u&0x7fffffff > tiny))
+		v = math.Float32frombits(u & keep)
+		s0[i] = v
+		p[i] -= lr * v
+	}
+}
+
+// tinyVelocity is the size under which a momentum update sets the
+// velocity to 0 (see kUpdate): far above the subnormals of float32
+// (below 1.2e-38), far below anything that moves a weight.
+const tinyVelocity = 1e-30
+
 func kUpdate[T float](x *launch[T], part, parts int) {
 	op := x.int(0)
 	lr, scale, wd, decay, mu := x.scalar(2), x.scalar(3), x.scalar(4), x.scalar(5), x.scalar(6)
@@ -961,9 +981,21 @@ func kUpdate[T float](x *launch[T], part, parts int) {
 			}
 			return
 		case plan.SMomentum:
+			if p32, ok := any(p).([]float32); ok {
+				momentum32(p32, any(g).([]float32), any(s0).([]float32), float32(lr), float32(mu), float32(scale))
+				return
+			}
 			for i := range p {
-				s0[i] = mu*s0[i] + g[i]*scale
-				p[i] -= lr * s0[i]
+				v := mu*s0[i] + g[i]*scale
+				// A weight whose gradient stays 0 (an input that is
+				// always 0: MNIST's border pixels) has a velocity that
+				// decays by mu a step into subnormal numbers, on which
+				// every multiply costs some hundred cycles; that small,
+				// it moves the weight by nothing a float holds, so it is
+				// set to 0 (without a jump: the test is on the data).
+				v *= T(bit32(max(v, -v) > tinyVelocity))
+				s0[i] = v
+				p[i] -= lr * v
 			}
 			return
 		}
