@@ -11,6 +11,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/exectest"
 	"github.com/rookery-ml/rookery/graph"
 )
 
@@ -28,35 +29,13 @@ type model struct {
 	batch func(rng *rand.Rand) (x, y *tensor.Dense)
 }
 
-func randDense(rng *rand.Rand, dt tensor.Dtype, scale float64, shape ...int) *tensor.Dense {
-	t := tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
-	switch d := t.Data().(type) {
-	case []float64:
-		for i := range d {
-			d[i] = rng.NormFloat64() * scale
-		}
-	case []float32:
-		for i := range d {
-			d[i] = float32(rng.NormFloat64() * scale)
-		}
-	}
-	return t
-}
+// The tensors of the tests come from exectest's helpers.
+var (
+	randDense  = exectest.Normal
+	oneHot     = exectest.OneHot
+	maxRelDiff = exectest.MaxRelDiff
+)
 
-func oneHot(rng *rand.Rand, dt tensor.Dtype, batch, classes int) *tensor.Dense {
-	t := tensor.New(tensor.Of(dt), tensor.WithShape(batch, classes))
-	for i := 0; i < batch; i++ {
-		t.SetAt(oneOf(dt), i, rng.Intn(classes))
-	}
-	return t
-}
-
-func oneOf(dt tensor.Dtype) any {
-	if dt == tensor.Float32 {
-		return float32(1)
-	}
-	return float64(1)
-}
 
 func crossEntropy(logits, onehot *gorgonia.Node) *gorgonia.Node {
 	lsm := gorgonia.Must(gorgonia.LogSoftMax(logits))
@@ -135,34 +114,6 @@ func cnn(tb testing.TB, dt tensor.Dtype, batch, size, filters int, kernel, pad, 
 	return onePart(tb, name, g, crossEntropy(logits, y), x, y, gorgonia.Nodes{f, w}, func(rng *rand.Rand) (*tensor.Dense, *tensor.Dense) {
 		return randDense(rng, dt, 1, batch, 2, size, size), oneHot(rng, dt, batch, 10)
 	})
-}
-
-func maxRelDiff(a, b *tensor.Dense) float64 {
-	av, bv := floats(a), floats(b)
-	var diff, mag float64
-	for i := range av {
-		diff = math.Max(diff, math.Abs(av[i]-bv[i]))
-		mag = math.Max(mag, math.Abs(bv[i]))
-	}
-	return diff / math.Max(mag, 1e-30)
-}
-
-func floats(t *tensor.Dense) []float64 {
-	switch d := t.Data().(type) {
-	case []float64:
-		return d
-	case []float32:
-		out := make([]float64, len(d))
-		for i, v := range d {
-			out[i] = float64(v)
-		}
-		return out
-	case float64:
-		return []float64{d}
-	case float32:
-		return []float64{float64(d)}
-	}
-	panic("not a float tensor")
 }
 
 // compareWithCPU trains m for steps steps of micro micro-batches on e and
