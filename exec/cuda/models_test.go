@@ -36,7 +36,6 @@ var (
 	maxRelDiff = exectest.MaxRelDiff
 )
 
-
 func crossEntropy(logits, onehot *gorgonia.Node) *gorgonia.Node {
 	lsm := gorgonia.Must(gorgonia.LogSoftMax(logits))
 	prod := gorgonia.Must(gorgonia.HadamardProd(lsm, onehot))
