@@ -37,7 +37,7 @@ func kernelTable[T float]() map[string]kernelFunc[T] {
 		"reduce": kReduce[T], "fill": kFill[T], "softmax": kSoftmax[T], "softmax_grad": kSoftmaxGrad[T],
 		"im2col": kIm2Col[T], "col2im": kCol2Im[T], "maxpool": kMaxPool[T], "maxpool_grad": kMaxPoolGrad[T],
 		"update": kUpdate[T], "conv": kConv[T], "conv_filter_grad": kConvFilterGrad[T], "conv_input_grad": kConvInputGrad[T],
-		"bias_relu": kBiasReLU[T], "bias_relu_grad": kBiasReLUGrad[T], "conv_bias_relu_pool": kConvBiasReLUPool[T],
+		"bias_relu": kBiasReLU[T], "bias_relu_rows": kBiasReLURows[T], "bias_relu_rows_grad": kBiasReLURowsGrad[T], "bias_relu_grad": kBiasReLUGrad[T], "conv_bias_relu_pool": kConvBiasReLUPool[T],
 		"bias_relu_pool_grad": kBiasReLUPoolGrad[T],
 	}
 }
@@ -78,6 +78,10 @@ func workOf[T float](x *launch[T]) (work int64, units int) {
 		return int64(x.int(0)), x.int(1) * x.int(2)
 	case "bias_relu_grad":
 		return int64(x.int(0)), x.int(2)
+	case "bias_relu_rows":
+		return int64(x.int(0)), x.int(0) / max(x.int(1), 1)
+	case "bias_relu_rows_grad":
+		return int64(x.int(0)), x.int(1)
 	case "bias_relu_pool_grad":
 		return 4 * int64(x.int(0)), x.int(2)
 	case "maxpool":
@@ -648,6 +652,64 @@ func kBiasReLU[T float](x *launch[T], p, parts int) {
 			a := v + bv
 			k := T(bit32(a >= 0))
 			m[j], o[j] = k, a*k
+		}
+	}
+}
+
+// kBiasReLURows: bias_relu_rows(n, cols, x, bias, mask, out): a = x +
+// bias along the cols of rows × cols, mask = a >= 0, out = a·mask. Split
+// by rows.
+func kBiasReLURows[T float](x *launch[T], p, parts int) {
+	cols := x.int(1)
+	src, bias, mask, out := x.ptrs[0], x.ptrs[1][:cols], x.ptrs[2], x.ptrs[3]
+	lo, hi := span(x.int(0)/max(cols, 1), p, parts)
+	for r := lo; r < hi; r++ {
+		xs, m, o := src[r*cols:(r+1)*cols], mask[r*cols:(r+1)*cols], out[r*cols:(r+1)*cols]
+		for j, v := range xs {
+			a := v + bias[j]
+			k := T(bit32(a >= 0))
+			m[j], o[j] = k, a*k
+		}
+	}
+}
+
+// kBiasReLURowsGrad: bias_relu_rows_grad(n, cols, hasBias, accBias, hasX,
+// accX, dy, mask, dbias, dx): g = dy·mask; dx (+)= g where hasX; dbias
+// (+)= the sum of g over the rows where hasBias. Split by columns, each
+// part summing its columns over every row.
+func kBiasReLURowsGrad[T float](x *launch[T], p, parts int) {
+	n, cols := x.int(0), x.int(1)
+	hasBias, accB, hasX, accX := x.int(2) != 0, x.int(3) != 0, x.int(4) != 0, x.int(5) != 0
+	dy, mask, dbias, dx := x.ptrs[0], x.ptrs[1], x.ptrs[2], x.ptrs[3]
+	c0, c1 := span(cols, p, parts)
+	if c0 >= c1 {
+		return
+	}
+	var sums []T
+	if hasBias {
+		sums = dbias[c0:c1]
+		if !accB {
+			clear(sums)
+		}
+	}
+	for r := 0; r < n/max(cols, 1); r++ {
+		g, m := dy[r*cols+c0:r*cols+c1], mask[r*cols+c0:r*cols+c1]
+		var d []T
+		if hasX {
+			d = dx[r*cols+c0 : r*cols+c1]
+		}
+		for j := range g {
+			v := g[j] * m[j]
+			if hasX {
+				if accX {
+					d[j] += v
+				} else {
+					d[j] = v
+				}
+			}
+			if hasBias {
+				sums[j] += v
+			}
 		}
 	}
 }

@@ -91,6 +91,11 @@ func (l *lowerer) backward() error {
 			l.release(n.ID)
 			continue
 		}
+		if d := l.dense[n.ID]; d != nil {
+			l.backwardDense(d, l.grad[n.ID], need)
+			l.release(n.ID)
+			continue
+		}
 		for j, in := range n.Inputs {
 			if n.Op.Kind.NoGrad(j) || !need(in) {
 				continue

@@ -39,7 +39,8 @@ func WithHostKernels() LowerOption { return func(c *lowerConfig) { c.hostKernels
 
 // HostKernelNames lists the kernels that Lower uses only WithHostKernels.
 func HostKernelNames() []string {
-	return []string{"bias_relu", "bias_relu_grad", "bias_relu_pool_grad", "conv", "conv_bias_relu_pool", "conv_filter_grad", "conv_input_grad"}
+	return []string{"bias_relu", "bias_relu_grad", "bias_relu_pool_grad", "bias_relu_rows", "bias_relu_rows_grad",
+		"conv", "conv_bias_relu_pool", "conv_filter_grad", "conv_input_grad"}
 }
 
 // conv is a Conv2d chain lowered whole: the im2col node, its reshape,
@@ -133,28 +134,40 @@ func (l *lowerer) findConvs() {
 			}
 		}
 	}
+	l.findDense(uses, cons)
 }
 
 // findBiasReLU finds out = add·(add >= 0), add = tr + bias, after the
 // convolution c: Gorgonia's Rectify of a BroadcastAdd of a per-filter
 // bias, each inner node used only as that pattern uses it.
 func (l *lowerer) findBiasReLU(c *conv, uses map[int64]int, cons map[int64][]int64) bool {
-	if uses[c.tr.ID] != 1 || len(cons[c.tr.ID]) != 1 {
-		return false
+	add, mask, out, bias, ok := l.matchBiasReLU(c.tr, [4]int{0, 1, 0, 0}, uses, cons)
+	if ok {
+		c.add, c.mask, c.out, c.bias = add, mask, out, bias
 	}
-	add, _ := l.g.Node(cons[c.tr.ID][0])
-	if add.Role != graph.RoleOp || (add.Op.Kind != graph.KindBroadcastAdd && add.Op.Kind != graph.KindAdd) || add.Inputs[0] != c.tr.ID {
-		return false
+	return ok
+}
+
+// matchBiasReLU finds out = add·(add >= 0), add = x + bias, with the
+// bias read along x's dims with strides bs (rank 4, 0 where it is
+// broadcast): Gorgonia's Rectify of a BroadcastAdd, x used only by the
+// add, each inner node only as the pattern uses it.
+func (l *lowerer) matchBiasReLU(x *graph.Node, bs4 [4]int, uses map[int64]int, cons map[int64][]int64) (add, mask, out, bias *graph.Node, ok bool) {
+	if uses[x.ID] != 1 || len(cons[x.ID]) != 1 {
+		return
+	}
+	add, _ = l.g.Node(cons[x.ID][0])
+	if add.Role != graph.RoleOp || (add.Op.Kind != graph.KindBroadcastAdd && add.Op.Kind != graph.KindAdd) || add.Inputs[0] != x.ID {
+		return
 	}
 	as, bs, err := l.operandStrides(add)
-	if err != nil || as != strides4(shape4(c.tr.Shape)) || bs != [4]int{0, 1, 0, 0} || !add.Shape.Eq(c.tr.Shape) {
-		return false
+	if err != nil || as != strides4(shape4(x.Shape)) || bs != bs4 || !add.Shape.Eq(x.Shape) {
+		return
 	}
-	bias := l.in(add, 1)
+	bias = l.in(add, 1)
 	if uses[add.ID] != 2 || len(cons[add.ID]) != 2 {
-		return false
+		return
 	}
-	var mask, out *graph.Node
 	for _, id := range cons[add.ID] {
 		n, _ := l.g.Node(id)
 		switch n.Op.Kind {
@@ -165,17 +178,78 @@ func (l *lowerer) findBiasReLU(c *conv, uses map[int64]int, cons map[int64][]int
 		}
 	}
 	if mask == nil || out == nil || mask.Inputs[0] != add.ID || uses[mask.ID] != 1 || len(cons[mask.ID]) != 1 || cons[mask.ID][0] != out.ID {
-		return false
+		return
 	}
-	if !(out.Inputs[0] == add.ID && out.Inputs[1] == mask.ID) || !out.Shape.Eq(c.tr.Shape) || !mask.Shape.Eq(c.tr.Shape) {
-		return false
+	if !(out.Inputs[0] == add.ID && out.Inputs[1] == mask.ID) || !out.Shape.Eq(x.Shape) || !mask.Shape.Eq(x.Shape) {
+		return
 	}
 	zero := l.in(mask, 1)
 	if zero.Role != graph.RoleConstant || zero.Shape.Size() != 1 || zero.Value == nil || scalarOf(zero.Value) != 0 || !mask.Op.Bool("ret_same") {
-		return false
+		return
 	}
-	c.add, c.mask, c.out, c.bias = add, mask, out, bias
-	return true
+	return add, mask, out, bias, true
+}
+
+// dense is a bias and a ReLU after a matrix (x: rows × cols, the bias
+// along cols), lowered as one pass each way.
+type dense struct {
+	x, add, mask, out, bias *graph.Node
+}
+
+// findDense marks the biases and ReLUs after matrices (a dense layer's
+// x·W + b, then Rectify) that are not part of a convolution.
+func (l *lowerer) findDense(uses map[int64]int, cons map[int64][]int64) {
+	l.dense = map[int64]*dense{}
+	nodes := l.g.Nodes()
+	for i := range nodes {
+		x := &nodes[i]
+		if x.Role != graph.RoleOp || len(x.Shape) != 2 || l.inConv[x.ID] || l.convs[x.ID] != nil {
+			continue
+		}
+		add, mask, out, bias, ok := l.matchBiasReLU(x, [4]int{0, 0, 0, 1}, uses, cons)
+		if !ok || l.inConv[add.ID] || l.inConv[out.ID] {
+			continue
+		}
+		l.dense[out.ID] = &dense{x: x, add: add, mask: mask, out: out, bias: bias}
+		l.inConv[add.ID], l.inConv[mask.ID] = true, true
+	}
+}
+
+// forwardDense emits out = relu(x + bias) and its mask in one pass.
+func (l *lowerer) forwardDense(d *dense) {
+	p := l.p
+	mask := l.buf(BufActivation, d.mask.ID, int(d.mask.Shape.Size()), "")
+	out := l.buf(BufActivation, d.out.ID, int(d.out.Shape.Size()), "")
+	p.Value[d.mask.ID], p.Value[d.out.ID] = mask, out
+	n, cols := int(d.out.Shape.Size()), d.out.Shape[1]
+	l.emit(d.out.ID, "bias_relu_rows", n, ival(n), ival(cols), ptr(p.Value[d.x.ID]), ptr(p.Value[d.bias.ID]), ptr(mask), ptr(out))
+}
+
+// backwardDense adds, from dy, the gradient of out, dy·mask to x's
+// gradient and its sum over rows to the bias's, in one pass.
+func (l *lowerer) backwardDense(d *dense, dy int, need func(int64) bool) {
+	p := l.p
+	db, accB := -1, false
+	if need(d.bias.ID) {
+		db, accB = l.target(d.bias.ID)
+	}
+	dx, accX := -1, false
+	if need(d.x.ID) {
+		dx, accX = l.target(d.x.ID)
+	}
+	if db < 0 && dx < 0 {
+		return
+	}
+	dbArg, dxArg := ptr(dy), ptr(dy) // not written where there is no such gradient
+	if db >= 0 {
+		dbArg = ptr(db)
+	}
+	if dx >= 0 {
+		dxArg = ptr(dx)
+	}
+	n, cols := int(d.out.Shape.Size()), d.out.Shape[1]
+	l.emit(d.out.ID, "bias_relu_rows_grad", n, ival(n), ival(cols), ival(bools(db >= 0)), ival(bools(accB)), ival(bools(dx >= 0)), ival(bools(accX)),
+		ptr(dy), ptr(p.Value[d.mask.ID]), dbArg, dxArg)
 }
 
 // findPool finds a 2×2 max pool of stride 2 without padding after the

@@ -159,6 +159,14 @@ var kernelSigs = map[string][]ArgType{
 	// the window's pixel (0-3) its gradient goes to, -1 for none; host
 	// devices only
 	"conv_bias_relu_pool": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr, ArgPtr, ArgPtr, ArgPtr},
+	// bias_relu_rows(n, cols, x, bias, mask, out): a = x + bias (bias
+	// along the cols of rows × cols), mask = a >= 0, out = a·mask; host
+	// devices only
+	"bias_relu_rows": {ArgInt, ArgInt, ArgPtr, ArgPtr, ArgPtr, ArgPtr},
+	// bias_relu_rows_grad(n, cols, hasBias, accBias, hasX, accX, dy, mask,
+	// dbias, dx): g = dy·mask; dx (+)= g; dbias (+)= Σ over rows of g;
+	// host devices only
+	"bias_relu_rows_grad": {ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgInt, ArgPtr, ArgPtr, ArgPtr, ArgPtr},
 	// bias_relu_pool_grad(n, b, cout, oh, ow, hasBias, accBias, dy, route,
 	// dbias, dyc): dyc (cout, b, oh·ow) gets dy at each window's route and
 	// 0 elsewhere; dbias[co] (+)= the sum of what was routed; host devices only

@@ -54,13 +54,14 @@ type lowerer struct {
 	p       *Plan
 	dt      graph.DType
 	learn   map[int64]int
-	grad    map[int64]int   // node → buffer of its gradient
-	written map[int64]bool  // the gradient buffer holds a contribution
-	lent    map[int64]bool  // the node's gradient buffer was handed to an input
-	convs   map[int64]*conv // convolutions lowered whole, by their last node
-	inConv  map[int64]bool  // the other nodes of those convolutions
-	free    []int           // pooled gradient buffers not in use
-	cur     []Launch        // launches being emitted
+	grad    map[int64]int    // node → buffer of its gradient
+	written map[int64]bool   // the gradient buffer holds a contribution
+	lent    map[int64]bool   // the node's gradient buffer was handed to an input
+	convs   map[int64]*conv  // convolutions lowered whole, by their last node
+	dense   map[int64]*dense // biases and ReLUs after matrices, by their ReLU
+	inConv  map[int64]bool   // the other nodes of those convolutions
+	free    []int            // pooled gradient buffers not in use
+	cur     []Launch         // launches being emitted
 }
 
 func (l *lowerer) unsupported(n *graph.Node, f string, a ...any) error {
@@ -280,6 +281,10 @@ func (l *lowerer) forward() error {
 		}
 		if c := l.convs[n.ID]; c != nil {
 			l.forwardConv(c)
+			continue
+		}
+		if d := l.dense[n.ID]; d != nil {
+			l.forwardDense(d)
 			continue
 		}
 		if err := l.forwardOp(n); err != nil {

@@ -242,7 +242,7 @@ func (p *Plan) String() string {
 var accArgs = map[string][2]int{
 	"unary": {11, 2}, "binary": {16, 2}, "reduce": {16, 2}, "unary_grad": {6, 2}, "softmax_grad": {6, 3},
 	"col2im": {16, 1}, "maxpool_grad": {16, 1}, "conv_filter_grad": {18, 15}, "conv_input_grad": {18, 15},
-	"bias_relu_grad": {8, 5}, "bias_relu_pool_grad": {9, 6},
+	"bias_relu_grad": {8, 5}, "bias_relu_pool_grad": {9, 6}, "bias_relu_rows_grad": {8, 3},
 }
 
 // firstWrites returns Backward rewritten for accumulators that hold
