@@ -161,7 +161,13 @@ func (l *lowerer) matchBiasReLU(x *graph.Node, bs4 [4]int, uses map[int64]int, c
 		return
 	}
 	as, bs, err := l.operandStrides(add)
-	if err != nil || as != strides4(shape4(x.Shape)) || bs != bs4 || !add.Shape.Eq(x.Shape) {
+	o := shape4(x.Shape)
+	for i := range bs { // a stride along a dim of 1 reads nothing
+		if o[i] == 1 {
+			bs[i] = 0
+		}
+	}
+	if err != nil || as != strides4(o) || bs != bs4 || !add.Shape.Eq(x.Shape) {
 		return
 	}
 	bias = l.in(add, 1)
