@@ -681,34 +681,41 @@ func kBiasReLURowsGrad[T float](x *launch[T], p, parts int) {
 	n, cols := x.int(0), x.int(1)
 	hasBias, accB, hasX, accX := x.int(2) != 0, x.int(3) != 0, x.int(4) != 0, x.int(5) != 0
 	dy, mask, dbias, dx := x.ptrs[0], x.ptrs[1], x.ptrs[2], x.ptrs[3]
+	rows := n / max(cols, 1)
 	c0, c1 := span(cols, p, parts)
-	if c0 >= c1 {
-		return
-	}
-	var sums []T
-	if hasBias {
-		sums = dbias[c0:c1]
-		if !accB {
-			clear(sums)
-		}
-	}
-	for r := 0; r < n/max(cols, 1); r++ {
-		g, m := dy[r*cols+c0:r*cols+c1], mask[r*cols+c0:r*cols+c1]
-		var d []T
-		if hasX {
-			d = dx[r*cols+c0 : r*cols+c1]
-		}
-		for j := range g {
-			v := g[j] * m[j]
+	// Columns in blocks whose sums stay on the stack: each column's sum
+	// runs over the rows in order from 0 and is then added to dbias, as
+	// the reduce it replaces adds them, so that the two agree to the bit.
+	const block = 64
+	var sums [block]T
+	for b0 := c0; b0 < c1; b0 += block {
+		b1 := min(b0+block, c1)
+		clear(sums[:])
+		for r := 0; r < rows; r++ {
+			g, m := dy[r*cols+b0:r*cols+b1], mask[r*cols+b0:r*cols+b1]
+			var d []T
 			if hasX {
-				if accX {
-					d[j] += v
-				} else {
-					d[j] = v
-				}
+				d = dx[r*cols+b0 : r*cols+b1]
 			}
-			if hasBias {
+			for j := range g {
+				v := g[j] * m[j]
+				if hasX {
+					if accX {
+						d[j] += v
+					} else {
+						d[j] = v
+					}
+				}
 				sums[j] += v
+			}
+		}
+		if hasBias {
+			for j := b0; j < b1; j++ {
+				if accB {
+					dbias[j] += sums[j-b0]
+				} else {
+					dbias[j] = sums[j-b0]
+				}
 			}
 		}
 	}
@@ -844,6 +851,7 @@ func kBiasReLUPoolGrad[T float](x *launch[T], p, parts int) {
 			row := bi*cout + co
 			g, rt := dy[row*ph*pw:(row+1)*ph*pw], route[row*ph*pw:(row+1)*ph*pw]
 			d := dyc[(co*b+bi)*oh*ow : (co*b+bi+1)*oh*ow]
+			var rs T // this image's sum, added to s as the reduce adds it
 			for py := 0; py < ph; py++ {
 				d0, d1 := d[2*py*ow:(2*py+1)*ow], d[(2*py+1)*ow:(2*py+2)*ow]
 				d0, d1 = d0[:2*pw], d1[:2*pw]
@@ -853,11 +861,19 @@ func kBiasReLUPoolGrad[T float](x *launch[T], p, parts int) {
 					// the routed pixel, or pixel 0 (written 0) for none
 					pass := bit32(r >= 0)
 					k := r & -pass
-					v := gv * T(pass)
-					d[(2*py+int(k>>1))*ow+2*px+int(k&1)] = v
-					s += v
+					d[(2*py+int(k>>1))*ow+2*px+int(k&1)] = gv * T(pass)
+				}
+				// The bias's sum in pixel order, the top row's pixels
+				// first, as the reduce it replaces runs: the two agree
+				// to the bit.
+				for _, v := range d0 {
+					rs += v
+				}
+				for _, v := range d1 {
+					rs += v
 				}
 			}
+			s += rs
 		}
 		if hasBias {
 			if acc {
