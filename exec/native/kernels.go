@@ -851,7 +851,10 @@ func kBiasReLUPoolGrad[T float](x *launch[T], p, parts int) {
 			row := bi*cout + co
 			g, rt := dy[row*ph*pw:(row+1)*ph*pw], route[row*ph*pw:(row+1)*ph*pw]
 			d := dyc[(co*b+bi)*oh*ow : (co*b+bi+1)*oh*ow]
-			var rs T // this image's sum, added to s as the reduce adds it
+			// This image's sum, added to s. (The convolution before it
+			// is not the unfused one to the bit either, so the order of
+			// the sum within an image is the windows'.)
+			var rs T
 			for py := 0; py < ph; py++ {
 				d0, d1 := d[2*py*ow:(2*py+1)*ow], d[(2*py+1)*ow:(2*py+2)*ow]
 				d0, d1 = d0[:2*pw], d1[:2*pw]
@@ -861,15 +864,8 @@ func kBiasReLUPoolGrad[T float](x *launch[T], p, parts int) {
 					// the routed pixel, or pixel 0 (written 0) for none
 					pass := bit32(r >= 0)
 					k := r & -pass
-					d[(2*py+int(k>>1))*ow+2*px+int(k&1)] = gv * T(pass)
-				}
-				// The bias's sum in pixel order, the top row's pixels
-				// first, as the reduce it replaces runs: the two agree
-				// to the bit.
-				for _, v := range d0 {
-					rs += v
-				}
-				for _, v := range d1 {
+					v := gv * T(pass)
+					d[(2*py+int(k>>1))*ow+2*px+int(k&1)] = v
 					rs += v
 				}
 			}
