@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 
 	"github.com/rookery-ml/rookery/exec"
@@ -25,19 +26,19 @@ func TestEqualsOneProcess(t *testing.T) {
 // whose parts holding them run on the tape machine and the others
 // natively, side by side in one pipeline.
 func TestEqualsOneProcessFallback(t *testing.T) {
-	var placed [2]int
+	var nat, tape atomic.Int64 // parts open in parallel: the report is called concurrently
 	quiet := slog.New(slog.NewTextHandler(discard{}, nil))
 	exectest.EqualsOneProcess(t, func(*testing.T) exec.Executor {
 		return native.New(native.WithLogger(quiet), native.WithReport(func(p native.Placement) {
 			if p.Executor == native.Native {
-				placed[0]++
+				nat.Add(1)
 			} else {
-				placed[1]++
+				tape.Add(1)
 			}
 		}))
 	}, exectest.WithModels(exectest.ModelBatchNormCNN))
-	if placed[0] == 0 || placed[1] == 0 {
-		t.Errorf("%d parts ran natively, %d on the tape machine; want some of each", placed[0], placed[1])
+	if nat.Load() == 0 || tape.Load() == 0 {
+		t.Errorf("%d parts ran natively, %d on the tape machine; want some of each", nat.Load(), tape.Load())
 	}
 }
 

@@ -46,7 +46,8 @@ func WithoutFallback() Option { return func(c *config) { c.noFallback = true } }
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
 
 // WithReport calls f for every part the executor opens, saying which
-// executor runs it and, for a fallback, why.
+// executor runs it and, for a fallback, why. Parts may open at the same
+// time, so f may be called from several goroutines at once.
 func WithReport(f func(Placement)) Option { return func(c *config) { c.report = f } }
 
 // Placement says where a part runs.
