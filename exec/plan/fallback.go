@@ -11,8 +11,9 @@ import (
 // executor of lowered plans: exec/native's or exec/cuda's) and, when it
 // refuses the part with ErrUnsupported, on secondary instead (usually the
 // tape-machine executor, exec.NewCPU); onFallback (if not nil) hears of
-// every such part and why. Other errors are returned as they are. It is
-// how parts that Lower cannot lower keep running, visibly, part by part.
+// every such part and why, possibly from several goroutines at once.
+// Other errors are returned as they are. It is how parts that Lower
+// cannot lower keep running, visibly, part by part.
 func Fallback(primary, secondary exec.Executor, onFallback func(part int, err error)) exec.Executor {
 	return &fallback{primary: primary, secondary: secondary, note: onFallback}
 }
