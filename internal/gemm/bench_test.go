@@ -80,3 +80,18 @@ func BenchmarkDgemm(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSplit times products around parallelMin: run it with
+// GOMAXPROCS=1 and with 2 (or more) to see where splitting pays.
+func BenchmarkSplit(b *testing.B) {
+	for _, s := range [][3]int{{64, 784, 256}, {256, 256, 256}, {320, 320, 320}, {256, 784, 256}} {
+		m, k, n := s[0], s[1], s[2]
+		a, bb, c := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
+		b.Run(fmt.Sprintf("%dx%dx%d", m, k, n), func(b *testing.B) {
+			for b.Loop() {
+				Implementation{}.Sgemm(blas.NoTrans, blas.NoTrans, m, n, k, 1, a, k, bb, n, 0, c, n)
+			}
+			b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
+		})
+	}
+}

@@ -118,9 +118,13 @@ type args[T float] struct {
 }
 
 // parallelMin is the least m·n·k for which a product is split across
-// goroutines: below it (some 30 µs of work on one core) starting and
-// waking them costs more than it saves.
-const parallelMin = 1 << 20
+// goroutines. Below it (some 0.2 ms of work on one core) a second core
+// costs more than it saves: each span reads all of the operand it does
+// not split, and the goroutines must start and meet. On the 2-core
+// development machine (BenchmarkSplit) 64×784×256 and 256³ run faster on
+// one goroutine, 320³ and 256×784×256 on two. (A variable: the tests
+// lower it to reach the split on small products.)
+var parallelMin = 24 << 20
 
 // gemm computes the product described by p with kernel kn, on up to
 // GOMAXPROCS goroutines. The arguments have been checked.

@@ -77,9 +77,18 @@ func to32(x []float64) []float32 {
 
 var scalars = []float64{0, 1, -0.75}
 
+// splitSmall lowers parallelMin so that the test shapes' larger products
+// are split across goroutines; it returns what puts it back.
+func splitSmall() func() {
+	old := parallelMin
+	parallelMin = 1 << 16
+	return func() { parallelMin = old }
+}
+
 func TestDgemmMatchesGonum(t *testing.T) {
 	procs := runtime.GOMAXPROCS(3) // odd, so split spans differ in size
 	defer runtime.GOMAXPROCS(procs)
+	defer splitSmall()()
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, kn := range kernelsUnder(kernels64, 8) {
 		for _, s := range shapes {
@@ -108,6 +117,7 @@ func TestDgemmMatchesGonum(t *testing.T) {
 func TestSgemmMatchesGonum(t *testing.T) {
 	procs := runtime.GOMAXPROCS(3)
 	defer runtime.GOMAXPROCS(procs)
+	defer splitSmall()()
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, kn := range kernelsUnder(kernels32, 4) {
 		for _, s := range shapes {
@@ -249,6 +259,7 @@ func TestNoAllocations(t *testing.T) {
 	}
 	procs := runtime.GOMAXPROCS(2)
 	defer runtime.GOMAXPROCS(procs)
+	defer splitSmall()()
 	const m, n, k = 64, 256, 784
 	a := make([]float32, m*k)
 	b := make([]float32, k*n)
@@ -272,6 +283,7 @@ func TestNoAllocations(t *testing.T) {
 func TestConcurrentProducts(t *testing.T) {
 	procs := runtime.GOMAXPROCS(2)
 	defer runtime.GOMAXPROCS(procs)
+	defer splitSmall()()
 	shapes := []shape{{64, 256, 96}, {7, 9, 5}, {130, 40, 200}}
 	errs := make(chan error, 4*len(shapes))
 	for g := 0; g < 4; g++ {
