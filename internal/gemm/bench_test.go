@@ -2,6 +2,7 @@ package gemm
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"gonum.org/v1/gonum/blas"
@@ -81,17 +82,26 @@ func BenchmarkDgemm(b *testing.B) {
 	}
 }
 
-// BenchmarkSplit times products around parallelMin: run it with
-// GOMAXPROCS=1 and with 2 (or more) to see where splitting pays.
+// BenchmarkSplit times products around parallelMin on one goroutine
+// and split across GOMAXPROCS, to show where splitting pays (run it with
+// GOMAXPROCS of 2 or more).
 func BenchmarkSplit(b *testing.B) {
+	old := parallelMin
+	defer func() { parallelMin = old }()
 	for _, s := range [][3]int{{64, 784, 256}, {256, 256, 256}, {320, 320, 320}, {256, 784, 256}} {
 		m, k, n := s[0], s[1], s[2]
 		a, bb, c := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
-		b.Run(fmt.Sprintf("%dx%dx%d", m, k, n), func(b *testing.B) {
-			for b.Loop() {
-				Implementation{}.Sgemm(blas.NoTrans, blas.NoTrans, m, n, k, 1, a, k, bb, n, 0, c, n)
-			}
-			b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
-		})
+		for _, mode := range []struct {
+			name string
+			min  int
+		}{{"one", math.MaxInt}, {"split", 1}} {
+			b.Run(fmt.Sprintf("%dx%dx%d/%s", m, k, n, mode.name), func(b *testing.B) {
+				parallelMin = mode.min
+				for b.Loop() {
+					Implementation{}.Sgemm(blas.NoTrans, blas.NoTrans, m, n, k, 1, a, k, bb, n, 0, c, n)
+				}
+				b.ReportMetric(2*float64(m*n*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOPS")
+			})
+		}
 	}
 }

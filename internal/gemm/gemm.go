@@ -122,7 +122,8 @@ type args[T float] struct {
 // costs more than it saves: each span reads all of the operand it does
 // not split, and the goroutines must start and meet. On the 2-core
 // development machine (BenchmarkSplit) 64×784×256 and 256³ run faster on
-// one goroutine, 320³ and 256×784×256 on two. (A variable: the tests
+// one goroutine, 320³ about as fast on either, 256×784×256 1.5× faster
+// on two. (A variable: the tests
 // lower it to reach the split on small products.)
 var parallelMin = 24 << 20
 
