@@ -9,10 +9,11 @@
 // golang.org/x/sys/cpu). Where copying would cost as much as the product,
 // the kernels read an operand where it lies: B when A has few rows (a
 // mini-batch times a weight matrix), A when C has few columns (a data set
-// times a few weight vectors). Products of more than about 2²⁰
+// times a few weight vectors). Products of more than about 24M
 // multiply-adds are split along m or n across GOMAXPROCS goroutines that
-// end with the call. Packing buffers come from pools, so a product
-// allocates nothing once they are warm but the goroutines it starts. On
+// end with the call (smaller ones run faster on one: BenchmarkSplit).
+// Packing buffers come from pools, so a product allocates nothing once
+// they are warm but the goroutines it starts. On
 // CPUs without those instructions, on other architectures and with the
 // purego build tag, gonum's gemm runs instead.
 //
