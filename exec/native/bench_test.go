@@ -53,25 +53,36 @@ func mnistCNN(batch int) exectest.Model {
 		}}
 }
 
+// onePart returns the spec of training model m in one part with solver
+// cfg on micro micro-batches, and the feeds of a mini-batch drawn with
+// seed.
+func onePart(tb testing.TB, m exectest.Model, cfg exec.SolverConfig, micro int, seed int64) (exec.SessionSpec, map[int64]*tensor.Dense) {
+	tb.Helper()
+	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	feeds := make(map[int64]*tensor.Dense)
+	for n, v := range m.Batch(rand.New(rand.NewSource(seed))) {
+		feeds[int64(n.ID())] = v
+	}
+	spec := exec.SessionSpec{Graph: ir, DataInputs: exec.NodeIDs(m.Data), Loss: int64(m.Loss.ID()), HasLoss: true,
+		Solver: cfg, MicroBatches: micro}
+	return spec, feeds
+}
+
 // benchSteps times training steps (forward, backward and SGD with
 // momentum, one part, one micro-batch) of model m on executor e, and
 // reports the heap allocations of a step in steady state.
 func benchSteps(b *testing.B, m exectest.Model, e exec.Executor) {
 	ctx := context.Background()
-	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := exec.NewPipeline(ctx, ir, int64(m.Loss.ID()), exec.NodeIDs(m.Data), exectest.Chunks(ir, 1), []exec.Executor{e},
-		exec.WithMicroBatches(1), exec.WithSolver(exec.SGD(0.05, 0.9)))
+	spec, feeds := onePart(b, m, exec.SGD(0.05, 0.9), 1, 2)
+	p, err := exec.NewPipeline(ctx, spec.Graph, spec.Loss, spec.DataInputs, exectest.Chunks(spec.Graph, 1), []exec.Executor{e},
+		exec.WithMicroBatches(1), exec.WithSolver(spec.Solver))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer p.Close()
-	feeds := make(map[int64]*tensor.Dense)
-	for n, v := range m.Batch(rand.New(rand.NewSource(2))) {
-		feeds[int64(n.ID())] = v
-	}
 	for range 3 { // warm up: buffers, pools
 		if _, err := p.Step(ctx, feeds); err != nil {
 			b.Fatal(err)
@@ -105,12 +116,7 @@ func BenchmarkMLPStep(b *testing.B) {
 // executor's speed depends on: no im2col, transposed copy, comparison
 // or max pool launch is left in the plan.
 func TestCNNLowersWhole(t *testing.T) {
-	m := mnistCNN(4)
-	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec := exec.SessionSpec{Graph: ir, DataInputs: exec.NodeIDs(m.Data), Loss: int64(m.Loss.ID()), HasLoss: true, Solver: exec.SGD(0.1, 0.9)}
+	spec, _ := onePart(t, mnistCNN(4), exec.SGD(0.1, 0.9), 0, 1)
 	p, err := plan.Lower(&spec, plan.WithHostKernels())
 	if err != nil {
 		t.Fatal(err)
@@ -131,23 +137,13 @@ func TestCNNLowersWhole(t *testing.T) {
 // alone (Forward, Backward, Step; no pipeline driving it), with the heap
 // allocations the executor makes per step.
 func BenchmarkCNNSession(b *testing.B) {
-	m := mnistCNN(64)
 	ctx := context.Background()
-	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
-	if err != nil {
-		b.Fatal(err)
-	}
-	spec := exec.SessionSpec{Graph: ir, DataInputs: exec.NodeIDs(m.Data), Loss: int64(m.Loss.ID()), HasLoss: true,
-		Solver: exec.SGD(0.05, 0.9), MicroBatches: 1}
+	spec, feeds := onePart(b, mnistCNN(64), exec.SGD(0.05, 0.9), 1, 2)
 	s, err := native.New(native.WithoutFallback()).Open(ctx, spec)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	feeds := make(map[int64]*tensor.Dense)
-	for n, v := range m.Batch(rand.New(rand.NewSource(2))) {
-		feeds[int64(n.ID())] = v
-	}
 	step := func() {
 		if _, err := s.Forward(ctx, 0, feeds); err != nil {
 			b.Fatal(err)

@@ -3,6 +3,7 @@ package native
 import (
 	"math"
 	"math/rand"
+	"slices"
 	"testing"
 
 	"github.com/rookery-ml/rookery/exec/plan"
@@ -148,6 +149,29 @@ func TestMomentumFlushesTinyVelocity(t *testing.T) {
 			if math.Abs(got[i]-want[i]) > 1e-6*math.Abs(want[i]) {
 				t.Errorf("%v: velocity %d = %v, want %v", dt, i, got[i], want[i])
 			}
+		}
+	}
+}
+
+// TestKernelTable checks that the device runs every kernel a plan can
+// name (exec/plan's, and its host-only ones), each with a signature, and
+// no kernel a plan cannot name.
+func TestKernelTable(t *testing.T) {
+	names := append(plan.KernelNames(), plan.HostKernelNames()...)
+	for _, k := range names {
+		if _, ok := plan.KernelSig(k); !ok {
+			t.Errorf("kernel %s has no signature", k)
+		}
+		if _, ok := kernelFor[float32](k); !ok {
+			t.Errorf("no float32 kernel %s", k)
+		}
+		if _, ok := kernelFor[float64](k); !ok {
+			t.Errorf("no float64 kernel %s", k)
+		}
+	}
+	for k := range tables32 {
+		if !slices.Contains(names, k) {
+			t.Errorf("kernel %s is in no plan", k)
 		}
 	}
 }

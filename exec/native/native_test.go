@@ -10,7 +10,6 @@ import (
 	"github.com/rookery-ml/rookery/exec/exectest"
 	"github.com/rookery-ml/rookery/exec/native"
 	"github.com/rookery-ml/rookery/exec/plan"
-	"github.com/rookery-ml/rookery/graph"
 	"gorgonia.org/tensor"
 )
 
@@ -33,18 +32,9 @@ func TestConformance(t *testing.T) {
 func TestGradientsAfterStep(t *testing.T) {
 	ctx := context.Background()
 	m := exectest.MLP(tensor.Float64, 4, 6, 5, 3)
-	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
-	if err != nil {
-		t.Fatal(err)
-	}
-	feeds := map[int64]*tensor.Dense{}
-	for n, v := range m.Batch(rand.New(rand.NewSource(3))) {
-		feeds[int64(n.ID())] = v
-	}
+	spec, feeds := onePart(t, m, exec.SGD(0.1, 0.9), 2, 3)
 	w := int64(m.Learn[0].ID())
 	run := func(e exec.Executor) []*tensor.Dense {
-		spec := exec.SessionSpec{Graph: ir, DataInputs: exec.NodeIDs(m.Data), Loss: int64(m.Loss.ID()), HasLoss: true,
-			Solver: exec.SGD(0.1, 0.9), MicroBatches: 2}
 		s, err := e.Open(ctx, spec)
 		if err != nil {
 			t.Fatal(err)
@@ -103,16 +93,7 @@ func TestGradientsAfterStep(t *testing.T) {
 func TestFoldedStep(t *testing.T) {
 	ctx := context.Background()
 	m := exectest.MLP(tensor.Float64, 4, 6, 5, 3)
-	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
-	if err != nil {
-		t.Fatal(err)
-	}
-	feeds := map[int64]*tensor.Dense{}
-	for n, v := range m.Batch(rand.New(rand.NewSource(3))) {
-		feeds[int64(n.ID())] = v
-	}
-	spec := exec.SessionSpec{Graph: ir, DataInputs: exec.NodeIDs(m.Data), Loss: int64(m.Loss.ID()), HasLoss: true,
-		Solver: exec.SGD(0.1, 0), MicroBatches: 1}
+	spec, feeds := onePart(t, m, exec.SGD(0.1, 0), 1, 3)
 	p, err := plan.Lower(&spec, plan.WithHostKernels())
 	if err != nil {
 		t.Fatal(err)
