@@ -168,6 +168,22 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 			}
 		}
 	}()
+	// gather fills batch set s%2 with mini-batch s of the epoch's order; a
+	// goroutine gathers the next one while the trainer steps.
+	gather := func(s int) {
+		idx := perm[s*batch : (s+1)*batch]
+		gatherRows(sets[s%2].xb, x, wx, idx)
+		tg.fill(sets[s%2].yb, idx)
+	}
+	ask, gathered, ended := make(chan int), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		for s := range ask {
+			gather(s)
+			gathered <- struct{}{}
+		}
+	}()
+	defer func() { close(ask); <-ended }()
 	for e := 1; e <= cfg.epochs; e++ {
 		rng.Shuffle(n, func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
 		if e <= done {
@@ -176,11 +192,6 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 		pr.startEpoch(e, cfg.epochs, steps)
 		start, cpu0 := time.Now(), cpuSeconds()
 		var sum float64
-		gather := func(s int) {
-			idx := perm[s*batch : (s+1)*batch]
-			gatherRows(sets[s%2].xb, x, wx, idx)
-			tg.fill(sets[s%2].yb, idx)
-		}
 		gather(0)
 		for s := 0; s < steps; s++ {
 			if err := ctx.Err(); err != nil {
@@ -188,14 +199,13 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 				_ = m.pull(ctx, tr, ng)
 				return hist, err
 			}
-			next := make(chan struct{})
 			if s+1 < steps {
-				go func() { gather(s + 1); close(next) }()
-			} else {
-				close(next)
+				ask <- s + 1
 			}
 			l, err := tr.Step(ctx, sets[s%2].feeds)
-			<-next
+			if s+1 < steps {
+				<-gathered
+			}
 			if err != nil {
 				pr.abort()
 				_ = m.pull(ctx, tr, ng)
