@@ -175,7 +175,8 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 		gatherRows(sets[s%2].xb, x, wx, idx)
 		tg.fill(sets[s%2].yb, idx)
 	}
-	ask, gathered, ended := make(chan int), make(chan struct{}), make(chan struct{})
+	// Buffered: asking must not wait for the gatherer to wake.
+	ask, gathered, ended := make(chan int, 1), make(chan struct{}, 1), make(chan struct{})
 	go func() {
 		defer close(ended)
 		for s := range ask {
