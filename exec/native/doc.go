@@ -10,7 +10,8 @@
 // activations, the backward pass's gradients, pooled and reused) is
 // allocated then and reused for every step. A step allocates only the
 // tensors it hands back and the goroutines of its threads
-// (BenchmarkCNNSession reports 11 allocations per step). Forward,
+// (BenchmarkCNNSession reports 11 allocations per step), and its scratch
+// buffers again after a garbage collection empties their pool. Forward,
 // Backward and Step run the plan's launches on kernels written for the
 // CPU:
 //   - matrix products on internal/gemm's packed AVX-512 or AVX2 kernels; a
