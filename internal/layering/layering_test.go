@@ -29,6 +29,7 @@ var allowed = map[string][]string{
 	"internal/fakeclock": nil,
 	"internal/fuzzcalls": nil,
 	"internal/shaper":    nil,
+	"internal/netlab":    nil,
 	"graph":              {"proto/rookery/v1"},
 	"partition":          {"graph"},
 	"internal/synth":     {"graph"},
