@@ -388,7 +388,7 @@ func port(t *testing.T, s string) (netip.Addr, uint16) {
 func TestLab(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	l := newLab(ctx, t, fmt.Sprintf("nl%d", os.Getpid()%100000))
+	l := newLab(ctx, t, fmt.Sprintf("nl%d", os.Getpid()))
 	cone, err := l.AddHome("cone", Cone)
 	if err != nil {
 		t.Fatal(err)
@@ -519,7 +519,7 @@ func TestLab(t *testing.T) {
 func TestCleanupRemovesStaleLab(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	prefix := fmt.Sprintf("nc%d", os.Getpid()%100000)
+	prefix := fmt.Sprintf("nc%d", os.Getpid())
 	l := newLab(ctx, t, prefix)
 	if _, err := l.AddHome("a", Cone); err != nil {
 		t.Fatal(err)
