@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/rookery-ml/rookery/transport"
+	"github.com/rookery-ml/rookery/transport/p2p"
 )
 
 func init() {
@@ -80,7 +81,9 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var (
 		listen     = fs.String("listen", "127.0.0.1:7070", "address to serve on (host:port; port 0 picks a free one)")
 		advertise  = fs.String("advertise", "", "address requesters dial, as told to the seed node (default: the address served on)")
-		seedNode   = fs.String("seed-node", "", "seed node to register with (host:port); none by default")
+		seedNode   = fs.String("seed-node", "", "seed node to register with (host:port; with --p2p, a comma-separated list of seed multiaddrs ending in /p2p/ID); none by default")
+		p2pListen  = fs.String("p2p", "", "serve peer-to-peer over libp2p instead of TCP: comma-separated multiaddrs to listen on, or \"default\" (TCP and QUIC on all interfaces, port 0); reachable behind NAT through the seed nodes' relays and hole punching")
+		publicNet  = fs.String("p2p-public-net", "", "with --p2p, comma-separated networks (CIDR) to take for public internet addresses, for emulated internets built from reserved ranges (198.18.0.0/15)")
 		keyFile    = fs.String("key", defaultKeyFile(), "file of the provider's ed25519 identity key, created on the first start")
 		name       = fs.String("name", defaultName(), "name reported to requesters and the seed node")
 		metrics    = fs.String("metrics", "", "address for the Prometheus metrics endpoint (GET /metrics); none by default")
@@ -125,11 +128,17 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	if err := transport.CheckListen(*listen, len(serverOpts) > 0, *insecure); err != nil {
-		return err
+	p2pMode := *p2pListen != ""
+	if p2pMode && (len(serverOpts) > 0 || *seedCA != "") {
+		return usagef("--p2p connections are encrypted and authenticated by libp2p: drop --tls-cert, --tls-key, --client-ca and --seed-ca")
+	}
+	if !p2pMode {
+		if err := transport.CheckListen(*listen, len(serverOpts) > 0, *insecure); err != nil {
+			return err
+		}
 	}
 	var seedOpts []transport.DialOption
-	if *seedNode != "" {
+	if *seedNode != "" && !p2pMode {
 		if *seedCA == "" && !*insecure && !transport.IsLoopback(*seedNode) {
 			return fmt.Errorf("%w: --seed-node %s is beyond loopback; give --seed-ca to reach it over TLS, or --insecure on a trusted network", transport.ErrInsecure, *seedNode)
 		}
@@ -173,19 +182,43 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	lis, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("provider: %w", err)
-	}
-	warnClearText(log, lis.Addr(), len(serverOpts) > 0)
-	adv := *advertise
-	if adv == "" {
-		adv = lis.Addr().String()
+	var (
+		lis   net.Listener
+		host  *p2p.Host
+		seeds = []string{*seedNode}
+		adv   = *advertise
+	)
+	if p2pMode {
+		seeds = splitList(*seedNode)
+		host, err = p2p.New(p2p.Config{Key: identity, Listen: p2pListenAddrs(*p2pListen), Seeds: seeds,
+			Reserve: true, PublicNets: splitList(*publicNet), Logger: log})
+		if err != nil {
+			return fmt.Errorf("provider: %w", err)
+		}
+		defer host.Close()
+		if lis, err = host.Listen(); err != nil {
+			return fmt.Errorf("provider: %w", err)
+		}
+		adv = host.Address()
+		seedOpts = append(seedOpts, transport.WithDialer(host.DialContext))
+		// One registration per seed node, however many addresses it has.
+		if seeds, err = p2p.PeerAddresses(seeds); err != nil {
+			return fmt.Errorf("provider: --seed-node: %w", err)
+		}
+		log.Info("peer-to-peer", "address", adv, "listen", strings.Join(host.Addrs(), " "))
+	} else {
+		if lis, err = net.Listen("tcp", *listen); err != nil {
+			return fmt.Errorf("provider: %w", err)
+		}
+		warnClearText(log, lis.Addr(), len(serverOpts) > 0)
+		if adv == "" {
+			adv = lis.Addr().String()
+		}
 	}
 	if pub != nil {
 		authOpts = append(authOpts, transport.WithLeaseKey(pub, adv))
 		log.Info("serving leased requesters only", "seed_key", transport.EncodeLeasePublicKey(pub), "address", adv)
-	} else if tcp, ok := lis.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+	} else if tcp, ok := lis.Addr().(*net.TCPAddr); (ok && !tcp.IP.IsLoopback()) || p2pMode {
 		log.Warn("serving any requester that reaches this address: give --seed-pubkey to require leases from a seed node", "addr", lis.Addr().String())
 	}
 	opts := append([]transport.ServerOption{
@@ -220,8 +253,11 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	srv := transport.NewServer(executor, opts...)
 	addr := lis.Addr().String()
+	if p2pMode {
+		addr = adv
+	}
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 3+len(seeds))
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -252,13 +288,17 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	annCtx, annCancel := context.WithCancel(context.Background())
 	if *seedNode != "" {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.Announce(annCtx, *seedNode, adv, seedOpts...); err != nil {
-				errc <- fmt.Errorf("provider: seed: %w", err)
-			}
-		}()
+		// A provider registers with every seed node it knows, so that a
+		// requester may ask any of them.
+		for _, seed := range seeds {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := srv.Announce(annCtx, seed, adv, seedOpts...); err != nil {
+					errc <- fmt.Errorf("provider: seed %s: %w", seed, err)
+				}
+			}()
+		}
 	}
 	caps := srv.Capabilities()
 	log.Info("provider ready", "addr", addr, "name", caps.Name, "version", caps.Version, "cpu", caps.CpuModel,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rookery-ml/rookery/ledger"
 	"github.com/rookery-ml/rookery/transport"
+	"github.com/rookery-ml/rookery/transport/p2p"
 	"github.com/rookery-ml/rookery/transport/seednode"
 )
 
@@ -80,6 +81,9 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		leaseTTL  = fs.Duration("lease-ttl", seednode.DefaultLeaseTTL, "how long a lease lets its requester open sessions")
 		printKey  = fs.Bool("print-lease-key", false, "print the public key of --lease-key, as --seed-pubkey reads it, and exit")
 		insecure  = fs.Bool("insecure", false, "allow clear text beyond loopback (trusted networks only)")
+		p2pListen = fs.String("p2p", "", "serve peer-to-peer over libp2p instead of TCP: comma-separated multiaddrs to listen on (e.g. /ip4/0.0.0.0/tcp/4001,/ip4/0.0.0.0/udp/4001/quic-v1); the seed node is then also a bootstrap peer, a circuit relay and an AutoNAT server, and prints \"p2p address MULTIADDR\" for providers' and requesters' --seed-node")
+		p2pKey    = fs.String("p2p-key", "", "with --p2p, file of the seed node's ed25519 identity key, its peer ID (created if absent; default: a new key each start)")
+		publicNet = fs.String("p2p-public-net", "", "with --p2p, comma-separated networks (CIDR) to take for public internet addresses, for emulated internets built from reserved ranges (198.18.0.0/15)")
 		probeCA   = fs.String("probe-ca", "", "PEM file of the CA that signed the providers' certificates: reach them over TLS when checking a registration's address")
 		probeTok  = fs.String("probe-token", "", "file holding the bearer token to present to providers (those with --token-file) when checking a registration's address")
 		probeID   = fs.String("probe-identity", "", "the identity providers know --probe-token by (token:NAME), which the leases for the seed node's own speed measurements name; default: an anonymous requester")
@@ -126,6 +130,28 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	// Before listing a provider, the seed node checks that its address
 	// answers with the identity key that signed the registration.
 	var probeOpts []transport.DialOption
+	p2pMode := *p2pListen != ""
+	var host *p2p.Host
+	if p2pMode {
+		if *tlsCert != "" || *clientCA != "" || *probeCA != "" {
+			return usagef("--p2p connections are encrypted and authenticated by libp2p: drop --tls-cert, --tls-key, --client-ca and --probe-ca")
+		}
+		var key ed25519.PrivateKey
+		if *p2pKey != "" {
+			if key, _, err = transport.LoadIdentity(*p2pKey); err != nil {
+				return fmt.Errorf("seed: --p2p-key: %w", err)
+			}
+		} else if _, key, err = ed25519.GenerateKey(nil); err != nil {
+			return err
+		}
+		host, err = p2p.New(p2p.Config{Key: key, Listen: p2pListenAddrs(*p2pListen), Seed: true,
+			PublicNets: splitList(*publicNet), Logger: log})
+		if err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+		defer host.Close()
+		probeOpts = append(probeOpts, transport.WithDialer(host.DialContext))
+	}
 	if *insecure {
 		probeOpts = append(probeOpts, transport.WithInsecure())
 	}
@@ -161,8 +187,10 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if err := transport.CheckListen(*listen, len(serverOpts) > 0, *insecure); err != nil {
-		return err
+	if !p2pMode {
+		if err := transport.CheckListen(*listen, len(serverOpts) > 0, *insecure); err != nil {
+			return err
+		}
 	}
 	if *httpAddr != "" {
 		if err := transport.CheckListen(*httpAddr, len(serverOpts) > 0, *insecure); err != nil {
@@ -198,11 +226,17 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	lis, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("seed: %w", err)
+	var lis net.Listener
+	if p2pMode {
+		if lis, err = host.Listen(); err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+	} else {
+		if lis, err = net.Listen("tcp", *listen); err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+		warnClearText(log, lis.Addr(), len(serverOpts) > 0)
 	}
-	warnClearText(log, lis.Addr(), len(serverOpts) > 0)
 	seed := seednode.NewRegistry(append(opts, seednode.WithServerOptions(serverOpts...))...)
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
@@ -242,7 +276,14 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		log.Info("signing leases", "public_key", pubText, "lease_ttl", *leaseTTL)
 		fmt.Fprintf(stdout, "lease key %s\n", pubText)
 	}
-	fmt.Fprintf(stdout, "listening on %s\n", lis.Addr())
+	if p2pMode {
+		for _, a := range host.Addrs() {
+			fmt.Fprintf(stdout, "p2p address %s\n", a)
+		}
+		fmt.Fprintf(stdout, "listening on %s\n", host.Address())
+	} else {
+		fmt.Fprintf(stdout, "listening on %s\n", lis.Addr())
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,7 +49,25 @@ const DefaultConnectTimeout = 10 * time.Second
 // with transport.WithLease; Lease does both. Find sends the requester
 // key (transport.WithRequesterKey, else transport.DefaultRequesterKey),
 // which binds the leases: only a client with the same key can use them.
+//
+// A comma-separated addr names several seed nodes, which providers
+// register with alike: they are asked in turn until one answers, and
+// the error, when none does, holds each one's.
 func Find(ctx context.Context, addr string, need Need, opts ...transport.DialOption) ([]*rookeryv1.ProviderEntry, error) {
+	if addrs := strings.Split(addr, ","); len(addrs) > 1 {
+		var errs []error
+		for _, a := range addrs {
+			entries, err := Find(ctx, strings.TrimSpace(a), need, opts...)
+			if err == nil {
+				return entries, nil
+			}
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		return nil, errors.Join(errs...)
+	}
 	cc, err := transport.DialConn(ctx, addr, "seed node", opts...)
 	if err != nil {
 		return nil, err

@@ -17,6 +17,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -290,7 +293,7 @@ func (s *Registry) Register(ctx context.Context, req *rookeryv1.RegisterRequest)
 	if len(address) > 512 {
 		return nil, status.Errorf(codes.InvalidArgument, "address of %d bytes", len(address))
 	}
-	if _, _, err := net.SplitHostPort(address); err != nil {
+	if err := checkAddress(address, ed25519.PublicKey(c.IdentityKey)); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "address %.100q: %v", address, err)
 	}
 	if err := CheckSpeeds(c.Capabilities); err != nil {
@@ -780,4 +783,27 @@ func newID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// checkAddress accepts a provider's address: host:port for TCP, or a
+// peer-to-peer address /p2p/<peer ID> (transport/p2p), whose peer ID must
+// be the provider's identity key, so that no provider registers another's.
+func checkAddress(address string, key ed25519.PublicKey) error {
+	id, ok := strings.CutPrefix(address, "/p2p/")
+	if !ok {
+		_, _, err := net.SplitHostPort(address)
+		return err
+	}
+	pid, err := peer.Decode(id)
+	if err != nil {
+		return err
+	}
+	pub, err := crypto.UnmarshalEd25519PublicKey(key)
+	if err != nil {
+		return err
+	}
+	if !pid.MatchesPublicKey(pub) {
+		return errors.New("the peer ID is not the provider's identity key")
+	}
+	return nil
 }

@@ -1,0 +1,461 @@
+// Command nat trains across providers behind NATs on a small internet
+// emulated on this machine (internal/netlab), and prints what happens:
+//
+//	sudo go run ./examples/nat
+//
+// It builds, from Linux network namespaces, an internet holding two seed
+// nodes (198.18.0.1 and 198.18.0.2), providers a and b behind cone NATs,
+// provider c behind a symmetric NAT, and a requester behind its own cone
+// NAT. Every process runs the real daemon (`rookery seed --p2p`,
+// `rookery provider --p2p`) or this program's requester, in its own
+// namespace. Then:
+//
+//  1. the requester waits until the seed nodes list all three providers
+//     (join_seconds: from the providers' start), leases them, and trains
+//     the 784-256-10 MLP in two parts on the providers it reached
+//     directly after hole punching, keeping the relayed one as a spare;
+//  2. after the first epoch, seed 1 is stopped; training goes on, and
+//     the model must equal one trained in process;
+//  3. a new requester, with hole punching off, finds the providers
+//     through seed 2 (seed 1 first in its list) and trains over relays;
+//  4. two providers on plain TCP over loopback give the baseline.
+//
+// The last line is one JSON object: direct and relayed connections,
+// same_model, join_seconds, and the step times of the three ways.
+// Everything is torn down on any exit, Ctrl-C included. It needs root,
+// iproute2 and nftables; examples/nat/run.sh checks them first.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rookery-ml/rookery/internal/netlab"
+)
+
+// roleEnv, set to "requester", makes this program (or its test binary)
+// run as a requester: the orchestrator starts itself that way inside the
+// requester's namespace.
+const roleEnv = "ROOKERY_NAT_ROLE"
+
+// publicNet is the emulated internet's range: libp2p must take it for
+// public (it is reserved for benchmarking networks).
+const publicNet = "198.18.0.0/16"
+
+// Result is the run's summary, printed as the last line.
+type Result struct {
+	Direct         int               `json:"direct"`
+	Relayed        int               `json:"relayed"`
+	SameModel      bool              `json:"same_model"`
+	JoinSeconds    float64           `json:"join_seconds"`
+	StepMsDirect   float64           `json:"step_ms_direct"`
+	StepMsRelayed  float64           `json:"step_ms_relayed"`
+	StepMsTCP      float64           `json:"step_ms_tcp"`
+	FoundViaSeed2  int               `json:"found_via_seed2"`
+	Paths          map[string]string `json:"paths"`
+	MaxDiff        float64           `json:"max_diff"`
+	Seed1StoppedAt int               `json:"seed1_stopped_after_epoch"`
+}
+
+func main() {
+	if os.Getenv(roleEnv) == "requester" {
+		if err := requesterMain(os.Args[1:], os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "requester:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	rookeryBin := flag.String("rookery", "", "the rookery binary (default: built from ./cmd/rookery)")
+	timeout := flag.Duration("timeout", 5*time.Minute, "bound on the whole run")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nat:", err)
+		os.Exit(1)
+	}
+	res, err := Run(ctx, Config{Rookery: *rookeryBin, Self: self, Out: os.Stdout})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nat:", err)
+		os.Exit(1)
+	}
+	b, _ := json.Marshal(res)
+	fmt.Println(string(b))
+}
+
+// Config configures Run.
+type Config struct {
+	Rookery string    // the rookery binary; built into a temporary folder when empty
+	Self    string    // a binary that runs requesterMain when roleEnv is "requester"
+	Out     io.Writer // where the story goes
+	Prefix  string    // the lab's namespace prefix (default nat<pid>)
+}
+
+// Run builds the lab, runs the story and tears everything down.
+func Run(ctx context.Context, cfg Config) (res *Result, err error) {
+	if err := netlab.Available(); err != nil {
+		return nil, err
+	}
+	say := func(format string, a ...any) { fmt.Fprintf(cfg.Out, format+"\n", a...) }
+	procs := &group{}
+	dir, err := os.MkdirTemp("", "rookery-nat-")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			// Say what the daemons logged, for the error's sake.
+			for _, p := range procs.all() {
+				fmt.Fprintf(cfg.Out, "--- %s (%s), last lines:\n%s\n", p.name, p.log, p.tail())
+			}
+		}
+		os.RemoveAll(dir)
+	}()
+	if cfg.Rookery == "" {
+		cfg.Rookery = filepath.Join(dir, "rookery")
+		say("building ./cmd/rookery")
+		build := exec.CommandContext(ctx, "go", "build", "-o", cfg.Rookery, "./cmd/rookery")
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("building rookery: %v\n%s", err, out)
+		}
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = fmt.Sprintf("nat%d", os.Getpid()%1000000)
+	}
+	lab, err := netlab.New(ctx, cfg.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		procs.stopAll()
+		if cerr := lab.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if err := lab.AddInternetAddr("198.18.0.2"); err != nil {
+		return nil, err
+	}
+	homes := map[string]*netlab.Node{}
+	for _, h := range []struct {
+		name string
+		nat  netlab.NAT
+	}{{"a", netlab.Cone}, {"b", netlab.Cone}, {"c", netlab.Symmetric}, {"r", netlab.Cone}} {
+		if homes[h.name], err = lab.AddHome(h.name, h.nat); err != nil {
+			return nil, err
+		}
+		say("home %s: %s behind a %s NAT at %s", h.name, homes[h.name].IP, h.nat, homes[h.name].PublicIP)
+	}
+	inet := lab.Internet()
+
+	// Both seed nodes sign leases with one key, so that providers trust
+	// a lease from either.
+	leaseKey := filepath.Join(dir, "lease.key")
+	out, err := exec.CommandContext(ctx, cfg.Rookery, "seed", "--lease-key", leaseKey, "--print-lease-key").Output()
+	if err != nil {
+		return nil, fmt.Errorf("lease key: %w", err)
+	}
+	leasePub := strings.TrimSpace(string(out))
+
+	var seedAddrs []string
+	seeds := make([]*proc, 2)
+	for i, ip := range []string{"198.18.0.1", "198.18.0.2"} {
+		listen := fmt.Sprintf("/ip4/%s/tcp/4001,/ip4/%s/udp/4001/quic-v1", ip, ip)
+		cmd := inet.Command(ctx, cfg.Rookery, "seed", "--p2p", listen, "--p2p-key", filepath.Join(dir, fmt.Sprintf("seed%d.key", i+1)),
+			"--http", "", "--no-ledger", "--lease-key", leaseKey, "--p2p-public-net", publicNet, "--ttl", "10s")
+		p, err := procs.start(fmt.Sprintf("seed%d", i+1), cmd, filepath.Join(dir, fmt.Sprintf("seed%d.log", i+1)))
+		if err != nil {
+			return nil, err
+		}
+		seeds[i] = p
+		lines, err := p.until(ctx, "listening on ", 30*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range lines {
+			if a, ok := strings.CutPrefix(l, "p2p address "); ok && !strings.Contains(a, "/127.0.0.1/") {
+				seedAddrs = append(seedAddrs, a)
+			}
+		}
+		say("seed %d at %s", i+1, ip)
+	}
+	seedList := strings.Join(seedAddrs, ",")
+
+	started := time.Now()
+	for _, name := range []string{"a", "b", "c"} {
+		cmd := homes[name].Command(ctx, cfg.Rookery, "provider", "--p2p", "/ip4/0.0.0.0/tcp/4001,/ip4/0.0.0.0/udp/4001/quic-v1",
+			"--seed-node", seedList, "--seed-pubkey", leasePub, "--key", filepath.Join(dir, name+".key"), "--name", name,
+			"--p2p-public-net", publicNet, "--bench", "100ms", "--gpu", "off")
+		p, err := procs.start("provider "+name, cmd, filepath.Join(dir, name+".log"))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := p.until(ctx, "listening on ", 30*time.Second); err != nil {
+			return nil, err
+		}
+	}
+	say("providers a, b, c started")
+
+	// 1 and 2: lease all three, train on the direct ones, stop seed 1
+	// after the first epoch.
+	req := cfg.requester(ctx, homes["r"], "--seeds", seedList, "--n", "3", "--parts", "2", "--started-ms", fmt.Sprint(started.UnixMilli()),
+		"--pause", "--compare", "--public-net", publicNet)
+	rp, err := procs.start("requester", req, filepath.Join(dir, "requester.log"))
+	if err != nil {
+		return nil, err
+	}
+	lines, err := rp.until(ctx, "PAUSE", 3*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range lines {
+		say("requester: %s", l)
+	}
+	say("stopping seed 1")
+	if err := seeds[0].stop(); err != nil {
+		return nil, err
+	}
+	if _, err := io.WriteString(rp.stdin, "go\n"); err != nil {
+		return nil, err
+	}
+	main, err := rp.result(ctx, 3*time.Minute, say)
+	if err != nil {
+		return nil, err
+	}
+	res = &Result{Paths: main.Paths, JoinSeconds: main.JoinSeconds, StepMsDirect: main.StepMs, Seed1StoppedAt: 1}
+	for _, p := range main.Paths {
+		switch p {
+		case "direct":
+			res.Direct++
+		case "relayed":
+			res.Relayed++
+		}
+	}
+	if main.SameModel != nil {
+		res.SameModel, res.MaxDiff = *main.SameModel, main.MaxDiff
+	}
+
+	// 3: a new requester finds the providers through seed 2 and trains
+	// over the relay.
+	req = cfg.requester(ctx, homes["r"], "--seeds", seedList, "--n", "2", "--parts", "2", "--epochs", "1", "--no-holepunch",
+		"--public-net", publicNet)
+	rp, err = procs.start("requester 2", req, filepath.Join(dir, "requester2.log"))
+	if err != nil {
+		return nil, err
+	}
+	relayed, err := rp.result(ctx, 3*time.Minute, say)
+	if err != nil {
+		return nil, err
+	}
+	res.FoundViaSeed2, res.StepMsRelayed = relayed.Found, relayed.StepMs
+
+	// 4: plain TCP on the internet namespace's loopback.
+	var tcp []string
+	for i := range 2 {
+		cmd := inet.Command(ctx, cfg.Rookery, "provider", "--listen", "127.0.0.1:0", "--key", filepath.Join(dir, fmt.Sprintf("tcp%d.key", i)),
+			"--bench", "100ms", "--gpu", "off")
+		p, err := procs.start(fmt.Sprintf("tcp provider %d", i+1), cmd, filepath.Join(dir, fmt.Sprintf("tcp%d.log", i)))
+		if err != nil {
+			return nil, err
+		}
+		lines, err := p.until(ctx, "listening on ", 30*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		tcp = append(tcp, strings.TrimPrefix(lines[len(lines)-1], "listening on "))
+	}
+	req = cfg.requester(ctx, inet, "--tcp", strings.Join(tcp, ","), "--parts", "2", "--epochs", "1")
+	rp, err = procs.start("tcp requester", req, filepath.Join(dir, "requester3.log"))
+	if err != nil {
+		return nil, err
+	}
+	base, err := rp.result(ctx, 3*time.Minute, say)
+	if err != nil {
+		return nil, err
+	}
+	res.StepMsTCP = base.StepMs
+	return res, nil
+}
+
+// requester is the command that runs this program as a requester in n.
+func (cfg Config) requester(ctx context.Context, n *netlab.Node, args ...string) *exec.Cmd {
+	cmd := n.Command(ctx, cfg.Self, args...)
+	cmd.Env = append(os.Environ(), roleEnv+"=requester")
+	return cmd
+}
+
+// group holds the processes a run started, to stop them all at the end.
+type group struct {
+	mu    sync.Mutex
+	procs []*proc
+}
+
+// proc is one child process: its stdout comes line by line, its stderr
+// goes to a log file.
+type proc struct {
+	name  string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string
+	done  chan struct{}
+	log   string
+}
+
+func (g *group) start(name string, cmd *exec.Cmd, logFile string) (*proc, error) {
+	lf, err := os.Create(logFile)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = lf
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		lf.Close()
+		return nil, err
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		lf.Close()
+		return nil, err
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, stdin: stdin, lines: make(chan string, 1024), done: make(chan struct{}), log: logFile}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			select {
+			case p.lines <- sc.Text():
+			default: // nobody reads: drop
+			}
+		}
+		_ = cmd.Wait()
+		lf.Close()
+		close(p.done)
+	}()
+	g.mu.Lock()
+	g.procs = append(g.procs, p)
+	g.mu.Unlock()
+	return p, nil
+}
+
+// until returns the lines up to and including the first that starts
+// with prefix, waiting at most d.
+func (p *proc) until(ctx context.Context, prefix string, d time.Duration) ([]string, error) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	var got []string
+	for {
+		select {
+		case l := <-p.lines:
+			got = append(got, l)
+			if strings.HasPrefix(l, prefix) {
+				return got, nil
+			}
+		case <-p.done:
+			// Drain what came before the exit.
+			for {
+				select {
+				case l := <-p.lines:
+					got = append(got, l)
+					if strings.HasPrefix(l, prefix) {
+						return got, nil
+					}
+				default:
+					return got, fmt.Errorf("%s exited before %q (%s):\n%s", p.name, prefix, p.cmd.ProcessState, p.tail())
+				}
+			}
+		case <-t.C:
+			return got, fmt.Errorf("%s: no %q within %v:\n%s", p.name, prefix, d, p.tail())
+		case <-ctx.Done():
+			return got, ctx.Err()
+		}
+	}
+}
+
+// result waits for the requester's RESULT line, telling its other lines.
+func (p *proc) result(ctx context.Context, d time.Duration, say func(string, ...any)) (*requesterResult, error) {
+	lines, err := p.until(ctx, "RESULT ", d)
+	for _, l := range lines {
+		if !strings.HasPrefix(l, "RESULT ") {
+			say("%s: %s", p.name, l)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r requesterResult
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(lines[len(lines)-1], "RESULT ")), &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", p.name, err)
+	}
+	say("%s: %s", p.name, strings.TrimPrefix(lines[len(lines)-1], "RESULT "))
+	return &r, nil
+}
+
+// tail is the end of the process's log.
+func (p *proc) tail() string {
+	b, _ := os.ReadFile(p.log)
+	if len(b) > 3000 {
+		b = b[len(b)-3000:]
+	}
+	return string(b)
+}
+
+// stop ends the process with SIGTERM, then SIGKILL after 5 s.
+func (p *proc) stop() error {
+	select {
+	case <-p.done:
+		return nil
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(5 * time.Second):
+	}
+	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return err
+	}
+	<-p.done
+	return nil
+}
+
+func (g *group) all() []*proc {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]*proc(nil), g.procs...)
+}
+
+func (g *group) stopAll() {
+	g.mu.Lock()
+	procs := g.procs
+	g.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = p.stop()
+		}()
+	}
+	wg.Wait()
+}
