@@ -34,8 +34,9 @@ func WithSeedNode(addr string, n int, opts ...transport.DialOption) Option {
 // WithSeedNodeSpares leases k providers from the seed node given with
 // WithSeedNode beyond the n it trains on, and gives them to the trainer
 // as spares (WithSpares): a part whose provider fails moves to one of
-// them. The spares are the slowest of those leased; the trainer holds
-// their connections until it closes.
+// them. The spares are the last of those seednode.Lease returns: the
+// providers reached only through a relay (peer-to-peer), then the
+// slowest; the trainer holds their connections until it closes.
 func WithSeedNodeSpares(k int) Option { return func(c *config) { c.seedSpares = k } }
 
 // WithSeedNodeNeed is WithSeedNode with further needs of each provider

@@ -148,6 +148,9 @@ type Trainer struct {
 	release func()
 	layout  *partition.Layout
 	ledger  *ledgerQueue // nil without WithLedger or WithSeedNode
+	// placed are the executors the parts started on, executor i*k+j
+	// running part j of replica i (exec.Grid).
+	placed []exec.Executor
 }
 
 // NewTrainer reads g (with the current values of learnables), cuts it
@@ -213,7 +216,8 @@ func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node,
 	if err != nil {
 		return nil, err
 	}
-	t := &Trainer{learn: append(gorgonia.Nodes{}, learnables...), ir: ir, plan: plan, pipe: pipe, guard: gd, solver: cfg.solver, layout: cfg.layout, ledger: cfg.ledger}
+	t := &Trainer{learn: append(gorgonia.Nodes{}, learnables...), ir: ir, plan: plan, pipe: pipe, guard: gd, solver: cfg.solver, layout: cfg.layout, ledger: cfg.ledger,
+		placed: slices.Clone(cfg.executors)}
 	kept = true
 	if ckpt != nil {
 		if err := ckpt.Restore(ctx, pipe.Pipelines()...); err != nil {
@@ -252,6 +256,36 @@ func (c *config) partition(ir *graph.Graph) (*partition.Plan, error) {
 		c.executors = append(c.executors, inProcess(a.K*a.R))
 	}
 	return a.Plan, nil
+}
+
+// Placement says where each part started, one line per executor, parts
+// in order within each replica: "part 1: provider ADDR (direct)" for a
+// provider reached over the network, with how its connection goes
+// (transport.Client.Path: "direct" or "relayed" peer-to-peer, "tcp"),
+// "part 2: in process" for an executor of this process. A part that
+// failed over to a spare (WithSpares) runs elsewhere now.
+func (t *Trainer) Placement() []string {
+	k := max(t.plan.K(), 1)
+	var out []string
+	for i, e := range t.placed {
+		line := fmt.Sprintf("part %d", i%k+1)
+		if len(t.placed) > k {
+			line = fmt.Sprintf("replica %d part %d", i/k+1, i%k+1)
+		}
+		switch v := e.(type) {
+		case interface {
+			Addr() string
+			Path() string
+		}:
+			line += fmt.Sprintf(": provider %s (%s)", v.Addr(), v.Path())
+		case interface{ Addr() string }:
+			line += ": provider " + v.Addr()
+		default:
+			line += ": in process"
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 // Layout returns the candidates WithAutoLayout weighed and its pick, or

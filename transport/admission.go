@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"net"
 	"slices"
@@ -59,6 +60,9 @@ func (s *Server) authorize(ctx context.Context, method string) (context.Context,
 		if err := CheckLeaseProof(creds.proof, l, creds.lease, method, now, s.cfg.proofWindow); err != nil {
 			return nil, nil, err
 		}
+		if err := connectionKeyMatches(ctx, l); err != nil {
+			return nil, nil, err
+		}
 		id = l.owner()
 		if len(l.RequesterKey) > 0 {
 			ctx = withRequesterKey(ctx, l.RequesterKey)
@@ -71,6 +75,31 @@ func (s *Server) authorize(ctx context.Context, method string) (context.Context,
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.callTime)
 	}
 	return ctx, cancel, nil
+}
+
+// connectionKeyMatches checks, for a connection whose transport
+// authenticated the caller's ed25519 key (a libp2p stream from
+// transport/p2p: its peer address has an IdentityKey method), that a
+// lease bound to a requester key is that key's: a lease and proof seen
+// by anyone else cannot be replayed from another peer, even within the
+// proof window.
+func connectionKeyMatches(ctx context.Context, l *Lease) error {
+	if len(l.RequesterKey) == 0 {
+		return nil
+	}
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return nil
+	}
+	ka, ok := p.Addr.(interface{ IdentityKey() ed25519.PublicKey })
+	if !ok {
+		return nil
+	}
+	if k := ka.IdentityKey(); !l.RequesterKey.Equal(k) {
+		return &AuthError{Reason: ReasonOtherRequester, Identity: p.Addr.String(),
+			Detail: fmt.Sprintf("the lease is bound to requester key %s, but the connection comes from peer %.80s", EncodeIdentityKey(l.RequesterKey), p.Addr.String())}
+	}
+	return nil
 }
 
 // anonRequester starts the requester of a lease that a seed node issued

@@ -187,8 +187,26 @@ type dialProbe struct {
 	dial func(context.Context, string) (net.Conn, error)
 
 	mu        sync.Mutex
-	err       error // the last dial's error
-	connected bool  // a dial succeeded
+	err       error  // the last dial's error
+	connected bool   // a dial succeeded
+	via       string // the last connection's path, when it reports one
+}
+
+// PathTCP is Client.Path for a plain TCP connection.
+const PathTCP = "tcp"
+
+// path is the last connection's path: what it reports through a Path
+// method, else PathTCP.
+func (p *dialProbe) path() string {
+	if p == nil {
+		return ""
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.via == "" {
+		return PathTCP
+	}
+	return p.via
 }
 
 func (p *dialProbe) dialContext(ctx context.Context, addr string) (net.Conn, error) {
@@ -199,6 +217,10 @@ func (p *dialProbe) dialContext(ctx context.Context, addr string) (net.Conn, err
 		p.err = err
 	} else {
 		p.err, p.connected = nil, true
+		p.via = ""
+		if pc, ok := conn.(interface{ Path() string }); ok {
+			p.via = pc.Path()
+		}
 	}
 	return conn, err
 }
@@ -227,12 +249,19 @@ var (
 // peer ("provider", "seed node"); a ctx cancelled meanwhile gives ctx's
 // error.
 func (c *dialConfig) dial(ctx context.Context, addr, peer string, call func(context.Context, *grpc.ClientConn) error) (*grpc.ClientConn, error) {
+	cc, _, err := c.dialWithProbe(ctx, addr, peer, call)
+	return cc, err
+}
+
+// dialWithProbe is dial, also returning the probe that watches the
+// connection's dials.
+func (c *dialConfig) dialWithProbe(ctx context.Context, addr, peer string, call func(context.Context, *grpc.ClientConn) error) (*grpc.ClientConn, *dialProbe, error) {
 	cc, p, err := c.connProbe(addr)
 	if errors.Is(err, ErrInsecure) {
-		return nil, err
+		return nil, nil, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("transport: dial %s %s: %w: %v", peer, addr, ErrUnavailable, err)
+		return nil, nil, fmt.Errorf("transport: dial %s %s: %w: %v", peer, addr, ErrUnavailable, err)
 	}
 	dctx, cancel := ctx, context.CancelFunc(func() {})
 	if c.dialTimeout > 0 {
@@ -240,13 +269,13 @@ func (c *dialConfig) dial(ctx context.Context, addr, peer string, call func(cont
 	}
 	defer cancel()
 	start := time.Now()
-	fail := func(err error) (*grpc.ClientConn, error) {
+	fail := func(err error) (*grpc.ClientConn, *dialProbe, error) {
 		cc.Close()
 		if ctx.Err() == context.Canceled {
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		if dctx.Err() == nil {
-			return nil, err
+			return nil, nil, err
 		}
 		waited := c.dialTimeout
 		if _, ok := ctx.Deadline(); ok && ctx.Err() != nil || c.dialTimeout <= 0 {
@@ -256,7 +285,7 @@ func (c *dialConfig) dial(ctx context.Context, addr, peer string, call func(cont
 		if errors.Is(cause, errNoAnswer) && err != nil {
 			cause = fmt.Errorf("%w: %v", cause, err)
 		}
-		return nil, &DialError{Addr: addr, Peer: peer, Timeout: waited, Err: cause}
+		return nil, nil, &DialError{Addr: addr, Peer: peer, Timeout: waited, Err: cause}
 	}
 	cc.Connect()
 	for s := cc.GetState(); s != connectivity.Ready; s = cc.GetState() {
@@ -269,7 +298,7 @@ func (c *dialConfig) dial(ctx context.Context, addr, peer string, call func(cont
 			return fail(err)
 		}
 	}
-	return cc, nil
+	return cc, p, nil
 }
 
 // Client is a provider reached over gRPC. It is an exec.Executor: Open
@@ -285,6 +314,8 @@ type Client struct {
 	caps *rookeryv1.Capabilities
 	// identity is the provider's identity key, verified at Connect.
 	identity ed25519.PublicKey
+	// probe watches the connection's dials (and knows its path).
+	probe *dialProbe
 	// sinks are where the sessions opened from now on hand their
 	// receipts (receipts.go).
 	sinks atomic.Pointer[Sinks]
@@ -309,7 +340,7 @@ func Connect(ctx context.Context, addr string, opts ...DialOption) (*Client, err
 	var caps *rookeryv1.Capabilities
 	challenge := make([]byte, 32)
 	_, _ = rand.Read(challenge)
-	cc, err := cfg.dial(ctx, addr, "provider", func(ctx context.Context, cc *grpc.ClientConn) error {
+	cc, probe, err := cfg.dialWithProbe(ctx, addr, "provider", func(ctx context.Context, cc *grpc.ClientConn) error {
 		var err error
 		caps, err = rookeryv1.NewProviderClient(cc).Describe(ctx, &rookeryv1.DescribeRequest{Challenge: challenge}, grpc.WaitForReady(true))
 		if err != nil && ctx.Err() == nil {
@@ -320,7 +351,7 @@ func Connect(ctx context.Context, addr string, opts ...DialOption) (*Client, err
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{addr: addr, cfg: cfg, cc: cc, pc: rookeryv1.NewProviderClient(cc), caps: caps}
+	c := &Client{addr: addr, cfg: cfg, cc: cc, pc: rookeryv1.NewProviderClient(cc), caps: caps, probe: probe}
 	if key, ok := VerifyChallenge(caps, challenge); ok {
 		c.identity = key
 	}
@@ -335,6 +366,12 @@ func (c *Client) IdentityKey() ed25519.PublicKey { return c.identity }
 
 // Addr is the provider's address.
 func (c *Client) Addr() string { return c.addr }
+
+// Path says how the client's connection reaches the provider: what a
+// dialer given with WithDialer reports for the connection it made last
+// (transport/p2p: "direct" or "relayed"), or PathTCP for a connection
+// this package dialled itself over TCP (or a dialer that says nothing).
+func (c *Client) Path() string { return c.probe.path() }
 
 // Capabilities returns what the provider reported when the client
 // connected.

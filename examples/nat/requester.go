@@ -94,7 +94,7 @@ func requesterMain(args []string, stdin io.Reader, stdout io.Writer) error {
 			return err
 		}
 		defer h.Close()
-		opts := []transport.DialOption{transport.WithDialer(h.DialContext), transport.WithRequesterKey(key)}
+		opts := h.DialOptions()
 		// Ask the seed nodes in the order given, one address per seed.
 		ask, err := p2p.PeerAddresses(seedAddrs)
 		if err != nil {
@@ -133,13 +133,17 @@ func requesterMain(args []string, stdin io.Reader, stdout io.Writer) error {
 			return err
 		}
 		defer release()
+		// Lease puts the providers reached only through a relay last:
+		// they become the spares.
 		for _, e := range leased {
-			addr := e.(interface{ Addr() string }).Addr()
-			names[e] = byAddr[addr]
-			res.Paths[names[e]] = h.Path(addr)
+			p := e.(interface {
+				Addr() string
+				Path() string
+			})
+			names[e] = byAddr[p.Addr()]
+			res.Paths[names[e]] = p.Path()
 		}
-		// Prefer direct connections: the relayed providers become spares.
-		execs = p2p.PreferDirect(h, leased)
+		execs = leased
 	}
 	if *parts > len(execs) {
 		return fmt.Errorf("%d parts on %d providers", *parts, len(execs))

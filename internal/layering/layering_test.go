@@ -44,7 +44,7 @@ var allowed = map[string][]string{
 	"checkpoint":         {"exec", "graph", "proto/rookery/v1"},
 	"ledger":             {"proto/rookery/v1"},
 	"transport":          {"exec", "exec/compress", "graph", "ledger", "proto/rookery/v1"},
-	"transport/p2p":      nil,
+	"transport/p2p":      {"transport"},
 	"transport/seednode": {"exec", "graph", "ledger", "proto/rookery/v1", "transport"},
 	"internal/providers": {"exec", "transport", "transport/seednode"},
 	".":                  {"checkpoint", "exec", "exec/guard", "exec/native", "graph", "ledger", "partition", "proto/rookery/v1", "transport", "transport/seednode"},

@@ -25,6 +25,8 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/rookery-ml/rookery/transport"
 )
 
 // Protocol is the libp2p protocol on which a Rookery node serves its
@@ -274,7 +276,11 @@ func (n *Host) Reserved() []peer.ID {
 // (Protocol) on this host: give it to transport.Server.Serve or
 // seednode.Registry.Serve.
 func (n *Host) Listen() (net.Listener, error) {
-	return gostream.Listen(n.h, Protocol)
+	l, err := gostream.Listen(n.h, Protocol)
+	if err != nil {
+		return nil, err
+	}
+	return listener{l}, nil
 }
 
 // Close stops the host and its background work.
@@ -422,7 +428,16 @@ func (n *Host) DialContext(ctx context.Context, addr string) (net.Conn, error) {
 	if !had || old != path {
 		n.log.Info("p2p: connected", "to", id.String(), "path", path, "remote", s.Conn().RemoteMultiaddr().String())
 	}
-	return &streamConn{Stream: s}, nil
+	return &streamConn{Stream: s, path: path}, nil
+}
+
+// DialOptions are the options with which transport.Dial,
+// transport.Connect, seednode.Find, seednode.Lease and
+// rookery.WithSeedNode reach peers through this host: its dialer, and
+// its identity key as the requester key that binds leases (a provider
+// checks that a key-bound lease comes over a connection from that key).
+func (n *Host) DialOptions() []transport.DialOption {
+	return []transport.DialOption{transport.WithDialer(n.DialContext), transport.WithRequesterKey(n.cfg.Key)}
 }
 
 // Path is how the last connection this host opened to the peer at addr
@@ -467,7 +482,12 @@ func isRelayed(c network.Conn) bool {
 // gives them on the other side.
 type streamConn struct {
 	network.Stream
+	path string
 }
+
+// Path is PathDirect or PathRelayed, as the stream was opened: what
+// transport.Client.Path reports.
+func (c *streamConn) Path() string { return c.path }
 
 func (c *streamConn) LocalAddr() net.Addr  { return peerAddr(c.Stream.Conn().LocalPeer()) }
 func (c *streamConn) RemoteAddr() net.Addr { return peerAddr(c.Stream.Conn().RemotePeer()) }
@@ -482,30 +502,46 @@ type peerAddr peer.ID
 func (a peerAddr) Network() string { return gostream.Network }
 func (a peerAddr) String() string  { return peer.ID(a).String() }
 
-// PreferDirect returns es reordered, stably, so that those whose last
-// connection from h is direct come before relayed ones and those of
-// unknown path: a requester that takes the first k for its parts and
-// keeps the rest as spares trains over direct connections where it can.
-// An element is matched to its peer by its Addr() string method
-// (transport.Client and the executors seednode.Lease returns have one).
-func PreferDirect[E any](h *Host, es []E) []E {
-	rank := func(e E) int {
-		a, ok := any(e).(interface{ Addr() string })
-		if !ok {
-			return 2
-		}
-		switch h.Path(a.Addr()) {
-		case PathDirect:
-			return 0
-		case PathRelayed:
-			return 1
-		}
-		return 2
+// IdentityKey is the ed25519 key the peer authenticated the connection
+// with (nil for a peer of another key type): a provider checks that a
+// lease bound to a requester key comes over a connection from that key.
+func (a peerAddr) IdentityKey() ed25519.PublicKey {
+	pub, err := peer.ID(a).ExtractPublicKey()
+	if err != nil || pub.Type() != crypto.Ed25519 {
+		return nil
 	}
-	out := slices.Clone(es)
-	slices.SortStableFunc(out, func(a, b E) int { return rank(a) - rank(b) })
-	return out
+	raw, err := pub.Raw()
+	if err != nil || len(raw) != ed25519.PublicKeySize {
+		return nil
+	}
+	return ed25519.PublicKey(raw)
 }
+
+// listener is gostream's listener whose connections name their remote
+// peer by a peerAddr.
+type listener struct{ net.Listener }
+
+func (l listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		// gostream names the remote peer by its ID; a name that is not
+		// one (never seen) drops that connection, not the listener.
+		if id, err := peer.Decode(c.RemoteAddr().String()); err == nil {
+			return &acceptedConn{Conn: c, remote: peerAddr(id)}, nil
+		}
+		c.Close()
+	}
+}
+
+type acceptedConn struct {
+	net.Conn
+	remote peerAddr
+}
+
+func (c *acceptedConn) RemoteAddr() net.Addr { return c.remote }
 
 // PeerAddresses returns the peer addresses (/p2p/<ID>) of the peers that
 // addrs name, once each, in the order first named.

@@ -141,10 +141,12 @@ func Submit(ctx context.Context, addr string, receipts []*rookeryv1.SignedReceip
 // A provider that does not answer within need.ConnectTimeout is skipped,
 // and the next one the seed node knows is taken instead.
 //
-// It returns one executor per provider, in Find's order, and the
-// providers' speeds as the seed node measured them (Speed: not the
-// providers' own claims), for use as partition capacities; capacities is
-// nil when any provider has no speed to trust.
+// It returns one executor per provider, in Find's order except that
+// providers reached only through a relay (transport.Client.Path
+// "relayed", peer-to-peer) come last, and the providers' speeds as the
+// seed node measured them (Speed: not the providers' own claims), for
+// use as partition capacities; capacities is nil when any provider has
+// no speed to trust.
 //
 // The caller holds every connection until it calls release (once; later
 // calls do nothing). A connection closes when it is released and the
@@ -211,6 +213,21 @@ func Lease(ctx context.Context, addr string, need Need, opts ...transport.DialOp
 			return nil, nil, nil, fmt.Errorf("seednode: %s: %w: every provider it names was skipped: %v", addr, ErrNotEnough, firstErr(skipped))
 		}
 	}
+	// Direct connections first: a relayed provider (transport/p2p) goes
+	// after the others, so that a trainer that keeps the last ones as
+	// spares keeps the relayed ones.
+	order := make([]int, len(held))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		return relayedRank(held[a].c.Path()) - relayedRank(held[b].c.Path())
+	})
+	sortedHeld, sortedCaps := make([]*leased, len(held)), make([]float64, len(held))
+	for i, j := range order {
+		sortedHeld[i], sortedCaps[i] = held[j], capacities[j]
+	}
+	held, capacities = sortedHeld, sortedCaps
 	for _, g := range capacities {
 		if !(g > 0) {
 			capacities = nil
@@ -297,6 +314,17 @@ func firstErr(errs map[string]error) error {
 
 // Addr is the provider's address, by which guard events name it.
 func (l *leased) Addr() string { return l.c.Addr() }
+
+// Path is the connection's path (transport.Client.Path).
+func (l *leased) Path() string { return l.c.Path() }
+
+// relayedRank orders paths: relayed ones last.
+func relayedRank(path string) int {
+	if path == "relayed" {
+		return 1
+	}
+	return 0
+}
 
 // IdentityKey is the provider's identity key (transport.Client.IdentityKey).
 func (l *leased) IdentityKey() ed25519.PublicKey { return l.c.IdentityKey() }
