@@ -80,6 +80,7 @@ func main() {
 	}
 	rookeryBin := flag.String("rookery", "", "the rookery binary (default: built from ./cmd/rookery)")
 	timeout := flag.Duration("timeout", 5*time.Minute, "bound on the whole run")
+	prefix := flag.String("prefix", "", "prefix of the network namespaces the run makes (default nat<pid>)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -90,7 +91,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "nat:", err)
 		os.Exit(1)
 	}
-	res, err := Run(ctx, Config{Rookery: *rookeryBin, Self: self, Out: os.Stdout})
+	res, err := Run(ctx, Config{Rookery: *rookeryBin, Self: self, Out: os.Stdout, Prefix: *prefix})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nat:", err)
 		os.Exit(1)

@@ -355,6 +355,9 @@ func (s *server) stop(t *testing.T) report {
 func newLab(ctx context.Context, t *testing.T, prefix string) *Lab {
 	t.Helper()
 	if err := Available(); err != nil {
+		if os.Getenv("ROOKERY_NETLAB_REQUIRED") != "" {
+			t.Fatalf("ROOKERY_NETLAB_REQUIRED is set, but no network lab can be built here: %v", err)
+		}
 		t.Skipf("no network lab here: %v", err)
 	}
 	if err := Cleanup(prefix); err != nil {
