@@ -13,7 +13,9 @@
 // module cache. Flags:
 //
 //	--providers host:port,...  train on these remote providers (rookery provider), one part each
-//	--seed-node ADDR           lease --parts providers from the seed node at ADDR
+//	--seed-node ADDR           lease --parts providers from the seed node at ADDR (host:port,
+//	                           or seed nodes' multiaddrs /ip4/.../p2p/ID, comma-separated,
+//	                           to reach providers peer-to-peer, behind NAT too)
 //	--parts k                  number of parts (default 2; with --providers, one per provider)
 //	--spare-providers host:port,...  remote providers that take over a part whose provider fails
 //	--spares n                 with --seed-node: lease n more providers as spares
@@ -29,9 +31,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -46,11 +50,12 @@ import (
 	internalproviders "github.com/rookery-ml/rookery/internal/providers"
 	"github.com/rookery-ml/rookery/ravdl"
 	"github.com/rookery-ml/rookery/transport"
+	"github.com/rookery-ml/rookery/transport/p2p"
 )
 
 func main() {
 	providers := flag.String("providers", "", "comma-separated host:port of remote providers, one part each")
-	seedNode := flag.String("seed-node", "", "address of a seed node to lease providers from")
+	seedNode := flag.String("seed-node", "", "address of a seed node to lease providers from (host:port), or seed nodes' multiaddrs ending in /p2p/ID, comma-separated, for peer-to-peer")
 	parts := flag.Int("parts", 2, "number of parts")
 	spareList := flag.String("spare-providers", "", "comma-separated host:port of remote providers that take over a part whose provider fails")
 	spares := flag.Int("spares", 0, "with --seed-node: providers to lease beyond --parts, as spares")
@@ -150,7 +155,18 @@ func run(ctx context.Context, providers, seedNode string, parts, replicas, epoch
 		opts = append(opts, ravdl.WithExecutors(execs...))
 		where = count(len(execs), "remote provider")
 	case seedNode != "":
-		opts = append(opts, ravdl.Parts(parts), ravdl.TrainerOptions(rookery.WithSeedNode(seedNode, parts*replicas), rookery.WithSeedNodeSpares(fb.spares)))
+		addr, dialOpts := seedNode, []transport.DialOption(nil)
+		if p2p.IsAddr(seedNode) {
+			// Seed nodes' multiaddrs: reach them and their providers over
+			// libp2p, through relays and hole punching where needed.
+			h, list, err := p2pRequester(seedNode)
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			addr, dialOpts = list, h.DialOptions()
+		}
+		opts = append(opts, ravdl.Parts(parts), ravdl.TrainerOptions(rookery.WithSeedNode(addr, parts*replicas, dialOpts...), rookery.WithSeedNodeSpares(fb.spares)))
 		where = fmt.Sprintf("%s from seed node %s", count(parts*replicas, "provider"), seedNode)
 		if fb.spares > 0 {
 			where += fmt.Sprintf(" (and %s)", count(fb.spares, "spare"))
@@ -232,6 +248,27 @@ func run(ctx context.Context, providers, seedNode string, parts, replicas, epoch
 }
 
 // count is n and noun, plural unless n is 1: "1 epoch", "2 epochs".
+// p2pRequester starts a libp2p host for a requester that knows the seed
+// nodes by their multiaddrs (comma-separated), and returns it with the
+// seed nodes' peer addresses, comma-separated, for seednode.Lease.
+func p2pRequester(seeds string) (*p2p.Host, string, error) {
+	addrs := strings.Split(seeds, ",")
+	_, key, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return nil, "", err
+	}
+	h, err := p2p.New(p2p.Config{Key: key, Seeds: addrs, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return nil, "", err
+	}
+	peers, err := p2p.PeerAddresses(addrs)
+	if err != nil {
+		h.Close()
+		return nil, "", err
+	}
+	return h, strings.Join(peers, ","), nil
+}
+
 func count(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun

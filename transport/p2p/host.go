@@ -411,7 +411,14 @@ func (n *Host) DialContext(ctx context.Context, addr string) (net.Conn, error) {
 		}
 	}
 	if n.cfg.DirectWait > 0 && !n.cfg.NoHolePunch && !n.hasDirect(id) {
-		n.waitDirect(ctx, id, n.cfg.DirectWait)
+		// A provider that is reachable after all (no NAT, or a NAT that
+		// forwards its port) is dialled at the addresses it told over
+		// the relayed connection; one behind NAT hole-punches (DCUtR,
+		// which the provider starts).
+		wctx, cancel := context.WithTimeout(ctx, n.cfg.DirectWait)
+		go n.dialDirect(wctx, id)
+		n.waitDirect(wctx, id)
+		cancel()
 	}
 	s, err := n.h.NewStream(network.WithAllowLimitedConn(ctx, "rookery"), id, Protocol)
 	if err != nil {
@@ -461,11 +468,10 @@ func (n *Host) hasDirect(id peer.ID) bool {
 	return false
 }
 
-// waitDirect waits until the host has a direct connection to id, for at
-// most d or until ctx ends.
-func (n *Host) waitDirect(ctx context.Context, id peer.ID, d time.Duration) {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) && ctx.Err() == nil && !n.hasDirect(id) {
+// waitDirect waits until the host has a direct connection to id, or ctx
+// ends.
+func (n *Host) waitDirect(ctx context.Context, id peer.ID) {
+	for ctx.Err() == nil && !n.hasDirect(id) {
 		select {
 		case <-ctx.Done():
 		case <-time.After(25 * time.Millisecond):
@@ -473,8 +479,26 @@ func (n *Host) waitDirect(ctx context.Context, id peer.ID, d time.Duration) {
 	}
 }
 
-func isRelayed(c network.Conn) bool {
-	_, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_CIRCUIT)
+// dialDirect dials id at the direct addresses the host has learnt for it
+// (identify, over the relayed connection), once some are known, until ctx
+// ends.
+func (n *Host) dialDirect(ctx context.Context, id peer.ID) {
+	for ctx.Err() == nil {
+		if slices.ContainsFunc(n.h.Peerstore().Addrs(id), func(a ma.Multiaddr) bool { return !isRelayAddr(a) }) {
+			_ = n.h.Connect(network.WithForceDirectDial(ctx, "rookery"), peer.AddrInfo{ID: id})
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+}
+
+func isRelayed(c network.Conn) bool { return isRelayAddr(c.RemoteMultiaddr()) }
+
+func isRelayAddr(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
 	return err == nil
 }
 
