@@ -65,6 +65,17 @@ node's listing.
 Beyond loopback it serves TLS only (--tls-cert and --tls-key) unless
 --insecure is given, and reaches the seed node over TLS only (--seed-ca).
 
+Behind NAT (a laptop, a home router): --p2p serves over libp2p instead
+of TCP, with the identity key as its peer ID; connections are encrypted
+and authenticated by libp2p (Noise or TLS 1.3), so it needs no
+certificate. Give --seed-node the seed nodes' multiaddrs, as
+"rookery seed --p2p" prints them ("p2p address ..."), comma-separated.
+The provider holds a relay slot on every seed node and registers with
+each, as /p2p/PEER-ID; requesters reach it directly where the NATs let
+hole punching through, and through a seed node's relay where not.
+
+  rookery provider --p2p default --seed-node /ip4/203.0.113.7/tcp/4001/p2p/12D3KooW...
+
 flags:
 `
 

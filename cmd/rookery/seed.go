@@ -57,6 +57,17 @@ stops the seed node with an error naming the first bad entry.
 Beyond loopback it serves TLS only (--tls-cert and --tls-key) unless
 --insecure is given.
 
+Peer-to-peer (--p2p LISTEN-MULTIADDRS): the seed node serves over libp2p
+instead, with --p2p-key as its peer ID, and is then also a bootstrap
+peer, a circuit relay (v2: at most 128 reservations, 16 relayed
+connections per peer, no byte limit, since they carry training) for
+providers behind NAT, and an AutoNAT server that tells nodes whether
+they are reachable. It prints "p2p address MULTIADDR" for each address;
+give them to providers and requesters as --seed-node. Several seed nodes
+can serve side by side: providers register with each, and a requester
+asks them in turn until one answers. Give them one --lease-key so that
+providers trust the leases of any.
+
 flags:
 `
 
