@@ -68,6 +68,9 @@ type Result struct {
 	Paths          map[string]string `json:"paths"`
 	MaxDiff        float64           `json:"max_diff"`
 	Seed1StoppedAt int               `json:"seed1_stopped_after_epoch"`
+	// Reachability is what AutoNAT told each provider (the last
+	// "p2p: reachability" line of its log).
+	Reachability map[string]string `json:"reachability"`
 }
 
 func main() {
@@ -198,6 +201,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	seedList := strings.Join(seedAddrs, ",")
 
 	started := time.Now()
+	provs := map[string]*proc{}
 	for _, name := range []string{"a", "b", "c"} {
 		cmd := homes[name].Command(ctx, cfg.Rookery, "provider", "--p2p", "/ip4/0.0.0.0/tcp/4001,/ip4/0.0.0.0/udp/4001/quic-v1",
 			"--seed-node", seedList, "--seed-pubkey", leasePub, "--key", filepath.Join(dir, name+".key"), "--name", name,
@@ -206,6 +210,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		if err != nil {
 			return nil, err
 		}
+		provs[name] = p
 		if _, err := p.until(ctx, "listening on ", 30*time.Second); err != nil {
 			return nil, err
 		}
@@ -290,7 +295,42 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 	res.StepMsTCP = base.StepMs
+
+	// AutoNAT: the seed nodes dial each provider back; none of them is
+	// reachable. An answer takes the dial-back's timeout (15 s) and comes
+	// when libp2p schedules a probe, so wait a little for those not in
+	// yet, and report what there is ("" for no answer yet).
+	res.Reachability = map[string]string{}
+	for i := 0; i < 40; i++ {
+		for name, p := range provs {
+			res.Reachability[name] = p.reachability()
+		}
+		if res.Reachability["a"] != "" && res.Reachability["b"] != "" && res.Reachability["c"] != "" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	say("AutoNAT told the providers: %v", res.Reachability)
 	return res, nil
+}
+
+// reachability is the last reachability the process logged ("p2p:
+// reachability" lines), or "".
+func (p *proc) reachability() string {
+	b, _ := os.ReadFile(p.log)
+	last := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "p2p: reachability") {
+			if _, v, ok := strings.Cut(l, "reachability="); ok {
+				last = strings.Fields(v)[0]
+			}
+		}
+	}
+	return last
 }
 
 // requester is the command that runs this program as a requester in n.
