@@ -24,7 +24,9 @@ func newKey(t *testing.T) ed25519.PrivateKey {
 
 func start(t *testing.T, cfg p2p.Config) *p2p.Host {
 	t.Helper()
-	cfg.Key = newKey(t)
+	if cfg.Key == nil {
+		cfg.Key = newKey(t)
+	}
 	if cfg.Listen == nil {
 		cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
 	}
