@@ -10,8 +10,9 @@
 // `rookery provider --p2p`) or this program's requester, in its own
 // namespace. Then:
 //
-//  1. the requester waits until the seed nodes list all three providers
-//     (join_seconds: from the providers' start), leases them, and trains
+//  1. a requester waits until the seed nodes list all three providers,
+//     which start meanwhile (join_seconds: from their start until they
+//     are listed), leases them, and trains
 //     the 784-256-10 MLP in two parts on the providers it reached
 //     directly after hole punching, keeping the relayed one as a spare;
 //  2. after the first epoch, seed 1 is stopped; training goes on, and
@@ -200,6 +201,19 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	seedList := strings.Join(seedAddrs, ",")
 
+	// 1 and 2: a requester waits for three providers; they start; it
+	// leases all three, trains on those it reached directly, and seed 1
+	// stops after the first epoch.
+	req := cfg.requester(ctx, homes["r"], "--seeds", seedList, "--n", "3", "--parts", "2",
+		"--pause", "--compare", "--public-net", publicNet)
+	rp, err := procs.start("requester", req, filepath.Join(dir, "requester.log"))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := rp.until(ctx, "waiting for ", 30*time.Second); err != nil {
+		return nil, err
+	}
+	say("the requester waits for 3 providers")
 	started := time.Now()
 	provs := map[string]*proc{}
 	for _, name := range []string{"a", "b", "c"} {
@@ -211,20 +225,8 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			return nil, err
 		}
 		provs[name] = p
-		if _, err := p.until(ctx, "listening on ", 30*time.Second); err != nil {
-			return nil, err
-		}
 	}
 	say("providers a, b, c started")
-
-	// 1 and 2: lease all three, train on the direct ones, stop seed 1
-	// after the first epoch.
-	req := cfg.requester(ctx, homes["r"], "--seeds", seedList, "--n", "3", "--parts", "2", "--started-ms", fmt.Sprint(started.UnixMilli()),
-		"--pause", "--compare", "--public-net", publicNet)
-	rp, err := procs.start("requester", req, filepath.Join(dir, "requester.log"))
-	if err != nil {
-		return nil, err
-	}
 	lines, err := rp.until(ctx, "PAUSE", 3*time.Minute)
 	if err != nil {
 		return nil, err
@@ -243,7 +245,8 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
-	res = &Result{Paths: main.Paths, JoinSeconds: main.JoinSeconds, StepMsDirect: main.StepMs, Seed1StoppedAt: 1}
+	res = &Result{Paths: main.Paths, StepMsDirect: main.StepMs, Seed1StoppedAt: 1,
+		JoinSeconds: float64(main.FoundUnixMs-started.UnixMilli()) / 1000}
 	for _, p := range main.Paths {
 		switch p {
 		case "direct":

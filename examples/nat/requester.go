@@ -30,10 +30,10 @@ import (
 // requesterResult is what one requester process reports, as the JSON
 // after "RESULT " on its last line.
 type requesterResult struct {
-	Found       int               `json:"found"`        // providers the seed nodes listed
-	JoinSeconds float64           `json:"join_seconds"` // from the providers' start until all were leasable
-	Paths       map[string]string `json:"paths"`        // provider name: direct, relayed (or tcp)
-	Parts       []string          `json:"parts"`        // the providers the parts ran on, in order
+	Found       int               `json:"found"`         // providers the seed nodes listed
+	FoundUnixMs int64             `json:"found_unix_ms"` // when the seed nodes first listed all n providers
+	Paths       map[string]string `json:"paths"`         // provider name: direct, relayed (or tcp)
+	Parts       []string          `json:"parts"`         // the providers the parts ran on, in order
 	Spares      []string          `json:"spares"`
 	StepMs      float64           `json:"step_ms"` // mean step of the last epoch
 	SameModel   *bool             `json:"same_model,omitempty"`
@@ -52,7 +52,6 @@ func requesterMain(args []string, stdin io.Reader, stdout io.Writer) error {
 		parts     = fs.Int("parts", 2, "parts to cut the model into; the other leased providers are spares")
 		tcpAddrs  = fs.String("tcp", "", "dial these providers over TCP (host:port, comma-separated) instead")
 		noPunch   = fs.Bool("no-holepunch", false, "reach providers through relays only")
-		started   = fs.Int64("started-ms", 0, "when the providers started (Unix ms), for join_seconds")
 		epochs    = fs.Int("epochs", 2, "epochs")
 		rows      = fs.Int("rows", 2048, "MNIST training rows")
 		batch     = fs.Int("batch", 64, "mini-batch rows")
@@ -102,6 +101,7 @@ func requesterMain(args []string, stdin io.Reader, stdout io.Writer) error {
 		}
 		list := strings.Join(ask, ",")
 		// Wait, boundedly, until the seed nodes list all n providers.
+		fmt.Fprintf(stdout, "waiting for %d providers\n", *n)
 		var entries int
 		for i := 0; ; i++ {
 			fctx, fcancel := context.WithTimeout(ctx, 15*time.Second)
@@ -116,9 +116,7 @@ func requesterMain(args []string, stdin io.Reader, stdout io.Writer) error {
 			}
 			time.Sleep(250 * time.Millisecond)
 		}
-		if *started > 0 {
-			res.JoinSeconds = float64(time.Now().UnixMilli()-*started) / 1000
-		}
+		res.FoundUnixMs = time.Now().UnixMilli()
 		res.Found = entries
 		found, err := seednode.Find(ctx, list, seednode.Need{N: *n}, opts...)
 		if err != nil {

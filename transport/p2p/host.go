@@ -22,6 +22,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/gostream"
 	relayclient "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
@@ -129,10 +131,13 @@ type Host struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu       sync.Mutex
-	paths    map[peer.ID]string // the path of the last stream opened to each peer
-	reach    network.Reachability
-	reserved map[peer.ID]time.Time // relay slots held, by seed, until when
+	mu    sync.Mutex
+	paths map[peer.ID]string // the path of the last stream opened to each peer
+	// punchFailed is when a wait for a direct connection to each peer
+	// last ended without one.
+	punchFailed map[peer.ID]time.Time
+	reach       network.Reachability
+	reserved    map[peer.ID]time.Time // relay slots held, by seed, until when
 }
 
 // New starts a host. It returns once listening; connecting to the seeds
@@ -191,7 +196,8 @@ func New(cfg Config) (*Host, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Host{h: h, cfg: cfg, seeds: seeds, log: cfg.Logger.With("peer", h.ID().String()),
-		ctx: ctx, cancel: cancel, paths: map[peer.ID]string{}, reserved: map[peer.ID]time.Time{}}
+		ctx: ctx, cancel: cancel, paths: map[peer.ID]string{}, reserved: map[peer.ID]time.Time{},
+		punchFailed: map[peer.ID]time.Time{}}
 	sub, err := h.EventBus().Subscribe(new(event.EvtLocalReachabilityChanged))
 	if err != nil {
 		_ = h.Close()
@@ -389,36 +395,31 @@ func (n *Host) DialContext(ctx context.Context, addr string) (net.Conn, error) {
 	if id == n.h.ID() {
 		return nil, fmt.Errorf("%w: %s is this host", ErrAddress, addr)
 	}
+	ai := peer.AddrInfo{ID: id}
+	if direct != nil {
+		ai.Addrs = append(ai.Addrs, direct)
+	}
+	for _, s := range n.seeds {
+		if s.ID == id {
+			ai.Addrs = append(ai.Addrs, s.Addrs...)
+			continue
+		}
+		for _, sa := range s.Addrs {
+			c, err := ma.NewMultiaddr(sa.String() + "/p2p/" + s.ID.String() + "/p2p-circuit")
+			if err == nil {
+				ai.Addrs = append(ai.Addrs, c)
+			}
+		}
+	}
+	fresh := false
 	if n.h.Network().Connectedness(id) != network.Connected {
-		ai := peer.AddrInfo{ID: id}
-		if direct != nil {
-			ai.Addrs = append(ai.Addrs, direct)
-		}
-		for _, s := range n.seeds {
-			if s.ID == id {
-				ai.Addrs = append(ai.Addrs, s.Addrs...)
-				continue
-			}
-			for _, sa := range s.Addrs {
-				c, err := ma.NewMultiaddr(sa.String() + "/p2p/" + s.ID.String() + "/p2p-circuit")
-				if err == nil {
-					ai.Addrs = append(ai.Addrs, c)
-				}
-			}
-		}
 		if err := n.h.Connect(ctx, ai); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, id, err)
 		}
+		fresh = true
 	}
-	if n.cfg.DirectWait > 0 && !n.cfg.NoHolePunch && !n.hasDirect(id) {
-		// A provider that is reachable after all (no NAT, or a NAT that
-		// forwards its port) is dialled at the addresses it told over
-		// the relayed connection; one behind NAT hole-punches (DCUtR,
-		// which the provider starts).
-		wctx, cancel := context.WithTimeout(ctx, n.cfg.DirectWait)
-		go n.dialDirect(wctx, id)
-		n.waitDirect(wctx, id)
-		cancel()
+	if n.cfg.DirectWait > 0 && !n.cfg.NoHolePunch && !n.hasDirect(id) && (fresh || !n.punchFailedLately(id)) {
+		n.upgrade(ctx, id, ai, fresh)
 	}
 	s, err := n.h.NewStream(network.WithAllowLimitedConn(ctx, "rookery"), id, Protocol)
 	if err != nil {
@@ -468,13 +469,81 @@ func (n *Host) hasDirect(id peer.ID) bool {
 	return false
 }
 
-// waitDirect waits until the host has a direct connection to id, or ctx
-// ends.
-func (n *Host) waitDirect(ctx context.Context, id peer.ID) {
-	for ctx.Err() == nil && !n.hasDirect(id) {
+// upgrade waits, up to Config.DirectWait, for a direct connection to id
+// beside the relayed one. A provider that is reachable after all (no
+// NAT, or a NAT that forwards its port) is dialled at the addresses it
+// told over the relayed connection; one behind NAT hole-punches (DCUtR),
+// which it starts itself when a relayed connection comes in, but only
+// once it knows a public address of its own: a provider that was not
+// ready when this host's fresh connection came is connected to again
+// through the relay as soon as it is, once. A wait that ends without a
+// direct connection is remembered for a minute, so that later dials to
+// the peer over the same connection do not wait again.
+func (n *Host) upgrade(ctx context.Context, id peer.ID, ai peer.AddrInfo, fresh bool) {
+	for attempt := 0; ; attempt++ {
+		wctx, cancel := context.WithTimeout(ctx, n.cfg.DirectWait)
+		n.identified(wctx, id)
+		ready := n.punchReady(id)
+		go n.dialDirect(wctx, id)
+		for wctx.Err() == nil && !n.hasDirect(id) && (ready || !n.punchReady(id)) {
+			select {
+			case <-wctx.Done():
+			case <-time.After(25 * time.Millisecond):
+			}
+		}
+		cancel()
+		if n.hasDirect(id) {
+			return
+		}
+		if !fresh || ready || attempt > 0 || !n.punchReady(id) || ctx.Err() != nil {
+			n.mu.Lock()
+			n.punchFailed[id] = time.Now()
+			n.mu.Unlock()
+			return
+		}
+		// The peer can hole-punch now but could not when this host's
+		// relayed connection came: come again through the relay.
+		n.log.Info("p2p: peer ready to hole-punch now; connecting again through the relay", "to", id.String())
+		for _, c := range n.h.Network().ConnsToPeer(id) {
+			if isRelayed(c) {
+				_ = c.Close()
+			}
+		}
+		if err := n.h.Connect(ctx, ai); err != nil {
+			return // NewStream says what is wrong
+		}
+	}
+}
+
+// punchFailedLately reports whether a wait for a direct connection to id
+// ended without one in the last minute.
+func (n *Host) punchFailedLately(id peer.ID) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	t, ok := n.punchFailed[id]
+	return ok && time.Since(t) < time.Minute
+}
+
+// punchReady reports whether the peer offers hole punching (DCUtR), as
+// identify last told: a node offers it once it knows a public address
+// of its own.
+func (n *Host) punchReady(id peer.ID) bool {
+	protos, err := n.h.Peerstore().SupportsProtocols(id, holepunch.Protocol)
+	return err == nil && len(protos) > 0
+}
+
+// identified waits until identify has run on every connection to id, or
+// ctx ends.
+func (n *Host) identified(ctx context.Context, id peer.ID) {
+	ids, ok := n.h.(interface{ IDService() identify.IDService })
+	if !ok {
+		return
+	}
+	for _, c := range n.h.Network().ConnsToPeer(id) {
 		select {
+		case <-ids.IDService().IdentifyWait(c):
 		case <-ctx.Done():
-		case <-time.After(25 * time.Millisecond):
+			return
 		}
 	}
 }
