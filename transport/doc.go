@@ -51,6 +51,14 @@
 // the memory budget counts each session's estimated working memory from
 // Open on (admission control, admission.go).
 //
+// Peer-to-peer. Package transport/p2p carries the same gRPC services over
+// libp2p, for providers behind NAT: its Host gives the listener a Server
+// serves on and the dialer a client dials with (WithDialer), and a
+// provider's address is /p2p/<peer ID>. A connection whose dialer reports
+// a path says so in Client.Path ("direct" or "relayed"); a provider sees
+// the caller's authenticated key on such a connection and refuses a
+// key-bound lease presented from another peer.
+//
 // Error policy: errors become gRPC status codes only inside this package,
 // and come back out as the same typed errors a local executor returns
 // (*exec.SpecError, *exec.FeedError, *exec.NameError, *exec.OrderError,
