@@ -85,6 +85,7 @@ func main() {
 	rookeryBin := flag.String("rookery", "", "the rookery binary (default: built from ./cmd/rookery)")
 	timeout := flag.Duration("timeout", 5*time.Minute, "bound on the whole run")
 	prefix := flag.String("prefix", "", "prefix of the network namespaces the run makes (default nat<pid>)")
+	logs := flag.String("logs", "", "keep the daemons' and requesters' logs in this folder (default: a temporary one, removed)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -95,7 +96,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "nat:", err)
 		os.Exit(1)
 	}
-	res, err := Run(ctx, Config{Rookery: *rookeryBin, Self: self, Out: os.Stdout, Prefix: *prefix})
+	res, err := Run(ctx, Config{Rookery: *rookeryBin, Self: self, Out: os.Stdout, Prefix: *prefix, Logs: *logs})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nat:", err)
 		os.Exit(1)
@@ -110,6 +111,10 @@ type Config struct {
 	Self    string    // a binary that runs requesterMain when roleEnv is "requester"
 	Out     io.Writer // where the story goes
 	Prefix  string    // the lab's namespace prefix (default nat<pid>)
+	// Logs, when set, is where the daemons' and requesters' logs are
+	// written and kept; by default they go to a temporary folder that is
+	// removed at the end.
+	Logs string
 }
 
 // Run builds the lab, runs the story and tears everything down.
@@ -119,8 +124,12 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	say := func(format string, a ...any) { fmt.Fprintf(cfg.Out, format+"\n", a...) }
 	procs := &group{}
-	dir, err := os.MkdirTemp("", "rookery-nat-")
-	if err != nil {
+	dir := cfg.Logs
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "rookery-nat-"); err != nil {
+			return nil, err
+		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -130,7 +139,11 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 				fmt.Fprintf(cfg.Out, "--- %s (%s), last lines:\n%s\n", p.name, p.log, p.tail())
 			}
 		}
-		os.RemoveAll(dir)
+		if cfg.Logs == "" {
+			os.RemoveAll(dir)
+		} else {
+			_ = os.Remove(filepath.Join(dir, "rookery")) // the binary built here, if any
+		}
 	}()
 	if cfg.Rookery == "" {
 		cfg.Rookery = filepath.Join(dir, "rookery")

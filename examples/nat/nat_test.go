@@ -68,7 +68,8 @@ func TestNATTopology(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	prefix := fmt.Sprintf("nt%d", os.Getpid()%100000000)
-	res, err := Run(ctx, Config{Rookery: bin, Self: self, Out: &lineLog{t: t}, Prefix: prefix})
+	// ROOKERY_NAT_LOGS keeps the processes' logs there.
+	res, err := Run(ctx, Config{Rookery: bin, Self: self, Out: &lineLog{t: t}, Prefix: prefix, Logs: os.Getenv("ROOKERY_NAT_LOGS")})
 	if left, lerr := netlab.Namespaces(prefix); lerr != nil || len(left) > 0 {
 		t.Errorf("namespaces left behind: %v (%v)", left, lerr)
 		_ = netlab.Cleanup(prefix)
