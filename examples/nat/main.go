@@ -274,13 +274,15 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 
 	// 3: a new requester finds the providers through seed 2 and trains
 	// over the relay.
-	req = cfg.requester(ctx, homes["r"], "--seeds", seedList, "--n", "2", "--parts", "2", "--epochs", "1", "--no-holepunch",
-		"--public-net", publicNet)
-	rp, err = procs.start("requester 2", req, filepath.Join(dir, "requester2.log"))
-	if err != nil {
-		return nil, err
+	runRequester := func(name string, n *netlab.Node, log string, args ...string) (*requesterResult, error) {
+		p, err := procs.start(name, cfg.requester(ctx, n, args...), filepath.Join(dir, log))
+		if err != nil {
+			return nil, err
+		}
+		return p.result(ctx, 3*time.Minute, say)
 	}
-	relayed, err := rp.result(ctx, 3*time.Minute, say)
+	relayed, err := runRequester("requester 2", homes["r"], "requester2.log",
+		"--seeds", seedList, "--n", "2", "--parts", "2", "--epochs", "1", "--no-holepunch", "--public-net", publicNet)
 	if err != nil {
 		return nil, err
 	}
@@ -301,12 +303,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}
 		tcp = append(tcp, strings.TrimPrefix(lines[len(lines)-1], "listening on "))
 	}
-	req = cfg.requester(ctx, inet, "--tcp", strings.Join(tcp, ","), "--parts", "2", "--epochs", "1")
-	rp, err = procs.start("tcp requester", req, filepath.Join(dir, "requester3.log"))
-	if err != nil {
-		return nil, err
-	}
-	base, err := rp.result(ctx, 3*time.Minute, say)
+	base, err := runRequester("tcp requester", inet, "requester3.log", "--tcp", strings.Join(tcp, ","), "--parts", "2", "--epochs", "1")
 	if err != nil {
 		return nil, err
 	}
