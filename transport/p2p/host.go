@@ -474,14 +474,23 @@ func (n *Host) hasDirect(id peer.ID) bool {
 // NAT, or a NAT that forwards its port) is dialled at the addresses it
 // told over the relayed connection; one behind NAT hole-punches (DCUtR),
 // which it starts itself when a relayed connection comes in, but only
-// once it knows a public address of its own: a provider that was not
-// ready when this host's fresh connection came is connected to again
-// through the relay as soon as it is, once. A wait that ends without a
-// direct connection is remembered for a minute, so that later dials to
-// the peer over the same connection do not wait again.
+// once it knows a public address of its own. When this host's fresh
+// connection brought no direct one, it connects to the peer again
+// through the relay, once, as soon as the peer can hole-punch, or after
+// three fifths of the wait: that gives a provider that was not ready at
+// the first connection, and one whose attempts failed, another try
+// within the same wait. A wait that ends without a direct connection is
+// remembered for a minute, so that later dials to the peer over the
+// same connection do not wait again.
 func (n *Host) upgrade(ctx context.Context, id peer.ID, ai peer.AddrInfo, fresh bool) {
+	end := time.Now().Add(n.cfg.DirectWait)
 	for attempt := 0; ; attempt++ {
-		wctx, cancel := context.WithTimeout(ctx, n.cfg.DirectWait)
+		// The first wait leaves two fifths of the time for a second.
+		until := end
+		if fresh && attempt == 0 {
+			until = time.Now().Add(n.cfg.DirectWait * 3 / 5)
+		}
+		wctx, cancel := context.WithDeadline(ctx, until)
 		n.identified(wctx, id)
 		ready := n.punchReady(id)
 		go n.dialDirect(wctx, id)
@@ -495,15 +504,17 @@ func (n *Host) upgrade(ctx context.Context, id peer.ID, ai peer.AddrInfo, fresh 
 		if n.hasDirect(id) {
 			return
 		}
-		if !fresh || ready || attempt > 0 || !n.punchReady(id) || ctx.Err() != nil {
+		if !fresh || attempt > 0 || !n.punchReady(id) || ctx.Err() != nil || time.Until(end) <= 0 {
 			n.mu.Lock()
 			n.punchFailed[id] = time.Now()
 			n.mu.Unlock()
 			return
 		}
-		// The peer can hole-punch now but could not when this host's
-		// relayed connection came: come again through the relay.
-		n.log.Info("p2p: peer ready to hole-punch now; connecting again through the relay", "to", id.String())
+		// The peer can hole-punch now, but could not when this host's
+		// relayed connection came, or its attempts failed (they are
+		// timed by round trips, which a busy machine upsets): come again
+		// through the relay, once, for a new attempt.
+		n.log.Info("p2p: no direct connection yet; connecting again through the relay for another hole punch", "to", id.String(), "peer_was_ready", ready)
 		for _, c := range n.h.Network().ConnsToPeer(id) {
 			if isRelayed(c) {
 				_ = c.Close()
