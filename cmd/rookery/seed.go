@@ -6,8 +6,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"google.golang.org/grpc/credentials"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +17,9 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc/credentials"
+
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/rookery-ml/rookery/ledger"
 	"github.com/rookery-ml/rookery/transport"
 	"github.com/rookery-ml/rookery/transport/p2p"
@@ -60,7 +63,8 @@ Beyond loopback it serves TLS only (--tls-cert and --tls-key) unless
 Peer-to-peer (--p2p LISTEN-MULTIADDRS): the seed node serves over libp2p
 instead, with --p2p-key as its peer ID, and is then also a bootstrap
 peer, a circuit relay (v2: at most 128 reservations, 16 relayed
-connections per peer, no byte limit, since they carry training) for
+connections per peer; no byte or time limit, since they carry training,
+unless --relay-max-bytes or --relay-max-duration sets one) for
 providers behind NAT, and an AutoNAT server that tells nodes whether
 they are reachable. It prints "p2p address MULTIADDR" for each address;
 give them to providers and requesters as --seed-node. Several seed nodes
@@ -80,30 +84,32 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.PrintDefaults()
 	}
 	var (
-		listen    = fs.String("listen", "127.0.0.1:7000", "gRPC address to serve on (port 0 picks a free one)")
-		httpAddr  = fs.String("http", "127.0.0.1:7080", "HTTP address of the JSON view (GET /v1/providers, /v1/lease-key, /v1/ledger, /v1/standing), over TLS with --tls-cert; empty for none")
-		ttl       = fs.Duration("ttl", 30*time.Second, "drop a provider that sends no heartbeat for this long")
-		grace     = fs.Duration("shutdown-timeout", 10*time.Second, "how long calls in flight may finish after SIGINT or SIGTERM")
-		tlsCert   = fs.String("tls-cert", "", "PEM certificate file: serve gRPC over TLS (with --tls-key)")
-		tlsKey    = fs.String("tls-key", "", "PEM private key file of --tls-cert")
-		clientCA  = fs.String("client-ca", "", "PEM file of the CA whose client certificates to require and verify (mTLS; needs --tls-cert)")
-		tokenFile = fs.String("token-file", "", "file of allowed bearer tokens, one a line: TOKEN [NAME]; callers need one (or a client certificate, with --client-ca)")
-		leaseKey  = fs.String("lease-key", "", "file of the ed25519 key to sign leases with (created if absent); no leases without it")
-		leaseTTL  = fs.Duration("lease-ttl", seednode.DefaultLeaseTTL, "how long a lease lets its requester open sessions")
-		printKey  = fs.Bool("print-lease-key", false, "print the public key of --lease-key, as --seed-pubkey reads it, and exit")
-		insecure  = fs.Bool("insecure", false, "allow clear text beyond loopback (trusted networks only)")
-		p2pListen = fs.String("p2p", "", "serve peer-to-peer over libp2p instead of TCP: comma-separated multiaddrs to listen on (e.g. /ip4/0.0.0.0/tcp/4001,/ip4/0.0.0.0/udp/4001/quic-v1); the seed node is then also a bootstrap peer, a circuit relay and an AutoNAT server, and prints \"p2p address MULTIADDR\" for providers' and requesters' --seed-node")
-		p2pKey    = fs.String("p2p-key", "", "with --p2p, file of the seed node's ed25519 identity key, its peer ID (created if absent; default: a new key each start)")
-		publicNet = fs.String("p2p-public-net", "", "with --p2p, comma-separated networks (CIDR) to take for public internet addresses, for emulated internets built from reserved ranges (198.18.0.0/15)")
-		probeCA   = fs.String("probe-ca", "", "PEM file of the CA that signed the providers' certificates: reach them over TLS when checking a registration's address")
-		probeTok  = fs.String("probe-token", "", "file holding the bearer token to present to providers (those with --token-file) when checking a registration's address")
-		probeID   = fs.String("probe-identity", "", "the identity providers know --probe-token by (token:NAME), which the leases for the seed node's own speed measurements name; default: an anonymous requester")
-		ledgerArg = fs.String("ledger", "", "ledger database file (created if absent; default ledger.db in $XDG_DATA_HOME/rookery, else ~/.local/share/rookery)")
-		noLedger  = fs.Bool("no-ledger", false, "keep no ledger: refuse Seed.Submit and rank providers by speed alone")
-		cooldown  = fs.Duration("fault-cooldown", seednode.DefaultFaultCooldown, "leave a provider out of Find's answers for this long after a fault in the ledger (0: never)")
-		logFormat = fs.String("log-format", "text", "log format: text or json")
-		logLevel  = fs.String("log-level", "info", "log level: debug, info, warn or error")
-		version   = fs.Bool("version", false, "print the version and exit")
+		listen     = fs.String("listen", "127.0.0.1:7000", "gRPC address to serve on (port 0 picks a free one)")
+		httpAddr   = fs.String("http", "127.0.0.1:7080", "HTTP address of the JSON view (GET /v1/providers, /v1/lease-key, /v1/ledger, /v1/standing), over TLS with --tls-cert; empty for none")
+		ttl        = fs.Duration("ttl", 30*time.Second, "drop a provider that sends no heartbeat for this long")
+		grace      = fs.Duration("shutdown-timeout", 10*time.Second, "how long calls in flight may finish after SIGINT or SIGTERM")
+		tlsCert    = fs.String("tls-cert", "", "PEM certificate file: serve gRPC over TLS (with --tls-key)")
+		tlsKey     = fs.String("tls-key", "", "PEM private key file of --tls-cert")
+		clientCA   = fs.String("client-ca", "", "PEM file of the CA whose client certificates to require and verify (mTLS; needs --tls-cert)")
+		tokenFile  = fs.String("token-file", "", "file of allowed bearer tokens, one a line: TOKEN [NAME]; callers need one (or a client certificate, with --client-ca)")
+		leaseKey   = fs.String("lease-key", "", "file of the ed25519 key to sign leases with (created if absent); no leases without it")
+		leaseTTL   = fs.Duration("lease-ttl", seednode.DefaultLeaseTTL, "how long a lease lets its requester open sessions")
+		printKey   = fs.Bool("print-lease-key", false, "print the public key of --lease-key, as --seed-pubkey reads it, and exit")
+		insecure   = fs.Bool("insecure", false, "allow clear text beyond loopback (trusted networks only)")
+		p2pListen  = fs.String("p2p", "", "serve peer-to-peer over libp2p instead of TCP: comma-separated multiaddrs to listen on (e.g. /ip4/0.0.0.0/tcp/4001,/ip4/0.0.0.0/udp/4001/quic-v1); the seed node is then also a bootstrap peer, a circuit relay and an AutoNAT server, and prints \"p2p address MULTIADDR\" for providers' and requesters' --seed-node")
+		p2pKey     = fs.String("p2p-key", "", "with --p2p, file of the seed node's ed25519 identity key, its peer ID (created if absent; default: a new key each start)")
+		relayBytes = fs.Int64("relay-max-bytes", 0, "with --p2p, cut a relayed connection after it carried this many bytes each way (0: no limit; training over a relay moves the activations and gradients of every step)")
+		relayTime  = fs.Duration("relay-max-duration", 0, "with --p2p, cut a relayed connection after this long (0: no limit)")
+		publicNet  = fs.String("p2p-public-net", "", "with --p2p, comma-separated networks (CIDR) to take for public internet addresses, for emulated internets built from reserved ranges (198.18.0.0/15)")
+		probeCA    = fs.String("probe-ca", "", "PEM file of the CA that signed the providers' certificates: reach them over TLS when checking a registration's address")
+		probeTok   = fs.String("probe-token", "", "file holding the bearer token to present to providers (those with --token-file) when checking a registration's address")
+		probeID    = fs.String("probe-identity", "", "the identity providers know --probe-token by (token:NAME), which the leases for the seed node's own speed measurements name; default: an anonymous requester")
+		ledgerArg  = fs.String("ledger", "", "ledger database file (created if absent; default ledger.db in $XDG_DATA_HOME/rookery, else ~/.local/share/rookery)")
+		noLedger   = fs.Bool("no-ledger", false, "keep no ledger: refuse Seed.Submit and rank providers by speed alone")
+		cooldown   = fs.Duration("fault-cooldown", seednode.DefaultFaultCooldown, "leave a provider out of Find's answers for this long after a fault in the ledger (0: never)")
+		logFormat  = fs.String("log-format", "text", "log format: text or json")
+		logLevel   = fs.String("log-level", "info", "log level: debug, info, warn or error")
+		version    = fs.Bool("version", false, "print the version and exit")
 	)
 	if done, err := parseDaemonFlags(fs, args, version, stdout); done || err != nil {
 		return err
@@ -155,7 +161,22 @@ func seedMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		} else if _, key, err = ed25519.GenerateKey(nil); err != nil {
 			return err
 		}
-		host, err = p2p.New(p2p.Config{Key: key, Listen: p2pListenAddrs(*p2pListen), Seed: true,
+		if *relayBytes < 0 || *relayTime < 0 {
+			return usagef("--relay-max-bytes and --relay-max-duration must not be negative")
+		}
+		relay := p2p.DefaultRelay()
+		if *relayBytes > 0 || *relayTime > 0 {
+			// libp2p applies both bounds of a limit: what is not given is
+			// as good as none.
+			relay.Limit = &relayv2.RelayLimit{Data: *relayBytes, Duration: *relayTime}
+			if *relayBytes == 0 {
+				relay.Limit.Data = math.MaxInt64
+			}
+			if *relayTime == 0 {
+				relay.Limit.Duration = 10 * 365 * 24 * time.Hour // what a deadline can hold
+			}
+		}
+		host, err = p2p.New(p2p.Config{Key: key, Listen: p2pListenAddrs(*p2pListen), Seed: true, Relay: &relay,
 			PublicNets: splitList(*publicNet), Logger: log})
 		if err != nil {
 			return fmt.Errorf("seed: %w", err)

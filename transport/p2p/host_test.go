@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+
 	"github.com/rookery-ml/rookery/transport/p2p"
 )
 
@@ -112,4 +114,37 @@ func TestRelayed(t *testing.T) {
 	if got := req.Path(prov.Address()); got != p2p.PathRelayed {
 		t.Fatalf("path %q, want %q", got, p2p.PathRelayed)
 	}
+}
+
+// TestRelayLimit: a seed node whose relay limits the bytes of a relayed
+// connection cuts one that carries more.
+func TestRelayLimit(t *testing.T) {
+	relay := p2p.DefaultRelay()
+	relay.Limit = &relayv2.RelayLimit{Data: 64 << 10, Duration: time.Hour}
+	seed := start(t, p2p.Config{Seed: true, Relay: &relay})
+	prov := start(t, p2p.Config{Seeds: seed.Addrs(), Reserve: true})
+	echo(t, prov)
+	waitReserved(t, prov)
+	req := start(t, p2p.Config{Seeds: seed.Addrs(), NoHolePunch: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := req.DialContext(ctx, prov.Address())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got := req.Path(prov.Address()); got != p2p.PathRelayed {
+		t.Fatalf("path %q, want %q", got, p2p.PathRelayed)
+	}
+	msg := make([]byte, 1<<20)
+	go func() { _, _ = c.Write(msg) }()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	n, err := io.ReadFull(c, msg)
+	if err == nil {
+		t.Fatalf("1 MiB went through a relay limited to 64 KiB")
+	}
+	if n > 64<<10 {
+		t.Fatalf("%d bytes came back through a relay limited to 64 KiB", n)
+	}
+	t.Logf("cut after %d bytes: %v", n, err)
 }
