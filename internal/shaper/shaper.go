@@ -144,25 +144,21 @@ func Copy(dst io.Writer, src io.Reader, l Link, clk Clock, count *atomic.Int64) 
 			}
 		}
 	}()
-	var err error
 	for c := range q {
-		if err != nil {
-			continue // drain, so that the reader ends
-		}
 		if d := c.at.Sub(clk.Now()); d > 0 {
 			<-clk.After(d)
 		}
-		var n int
-		n, err = dst.Write(c.b)
+		n, err := dst.Write(c.b)
 		if count != nil {
 			count.Add(int64(n))
 		}
 		if err != nil {
+			// The reader stops at its next chunk. It may be waiting on
+			// src for one, which ends when the caller closes src: Copy
+			// does not wait for that.
 			close(stop)
+			return err
 		}
-	}
-	if err != nil {
-		return err
 	}
 	return readErr
 }

@@ -221,3 +221,37 @@ func TestProxyCloseEndsConnections(t *testing.T) {
 		t.Error("read from a closed proxy succeeded")
 	}
 }
+
+// TestCopyReturnsWhileReaderWaits: when a write fails after the reader
+// has queued all that src had and waits on src for more, Copy returns
+// the write's error rather than waiting for a reader that waits for
+// input (it did, and a test run hung on a loaded machine).
+func TestCopyReturnsWhileReaderWaits(t *testing.T) {
+	src, w := io.Pipe()
+	defer w.Close()
+	release := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- Copy(gateWriter{release}, src, Link{}, nil, nil) }()
+	// The pipe's write returns once the reader has read it all into the
+	// queue, while the first chunk's write waits.
+	if _, err := w.Write(make([]byte, 4*chunkBytes)); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	select {
+	case err := <-done:
+		if !errors.Is(err, errBroken) {
+			t.Errorf("Copy error = %v, want errBroken", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Copy still waits a minute after its write failed")
+	}
+}
+
+// gateWriter's writes wait until release is closed, then fail.
+type gateWriter struct{ release chan struct{} }
+
+func (g gateWriter) Write([]byte) (int, error) {
+	<-g.release
+	return 0, errBroken
+}
