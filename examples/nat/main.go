@@ -403,6 +403,7 @@ func (g *group) start(name string, cmd *exec.Cmd, logFile string) (*proc, error)
 		}
 		_ = cmd.Wait()
 		lf.Close()
+		close(p.lines) // after every line, and after Wait set ProcessState
 		close(p.done)
 	}()
 	g.mu.Lock()
@@ -419,23 +420,13 @@ func (p *proc) until(ctx context.Context, prefix string, d time.Duration) ([]str
 	var got []string
 	for {
 		select {
-		case l := <-p.lines:
+		case l, ok := <-p.lines:
+			if !ok {
+				return got, fmt.Errorf("%s exited before %q (%s):\n%s", p.name, prefix, p.cmd.ProcessState, p.tail())
+			}
 			got = append(got, l)
 			if strings.HasPrefix(l, prefix) {
 				return got, nil
-			}
-		case <-p.done:
-			// Drain what came before the exit.
-			for {
-				select {
-				case l := <-p.lines:
-					got = append(got, l)
-					if strings.HasPrefix(l, prefix) {
-						return got, nil
-					}
-				default:
-					return got, fmt.Errorf("%s exited before %q (%s):\n%s", p.name, prefix, p.cmd.ProcessState, p.tail())
-				}
 			}
 		case <-t.C:
 			return got, fmt.Errorf("%s: no %q within %v:\n%s", p.name, prefix, d, p.tail())

@@ -21,6 +21,7 @@ import (
 	"github.com/rookery-ml/rookery"
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/internal/mnist"
+	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 	"github.com/rookery-ml/rookery/ravdl"
 	"github.com/rookery-ml/rookery/transport"
 	"github.com/rookery-ml/rookery/transport/p2p"
@@ -102,13 +103,12 @@ func requesterMain(args []string, stdin io.Reader, stdout io.Writer) error {
 		list := strings.Join(ask, ",")
 		// Wait, boundedly, until the seed nodes list all n providers.
 		fmt.Fprintf(stdout, "waiting for %d providers\n", *n)
-		var entries int
+		var found []*rookeryv1.ProviderEntry
 		for i := 0; ; i++ {
 			fctx, fcancel := context.WithTimeout(ctx, 15*time.Second)
-			found, err := seednode.Find(fctx, list, seednode.Need{N: *n}, opts...)
+			found, err = seednode.Find(fctx, list, seednode.Need{N: *n}, opts...)
 			fcancel()
 			if err == nil {
-				entries = len(found)
 				break
 			}
 			if i == 240 || ctx.Err() != nil {
@@ -117,11 +117,7 @@ func requesterMain(args []string, stdin io.Reader, stdout io.Writer) error {
 			time.Sleep(250 * time.Millisecond)
 		}
 		res.FoundUnixMs = time.Now().UnixMilli()
-		res.Found = entries
-		found, err := seednode.Find(ctx, list, seednode.Need{N: *n}, opts...)
-		if err != nil {
-			return err
-		}
+		res.Found = len(found)
 		byAddr := map[string]string{}
 		for _, e := range found {
 			byAddr[e.Address] = e.Capabilities.GetName()

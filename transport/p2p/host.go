@@ -395,24 +395,10 @@ func (n *Host) DialContext(ctx context.Context, addr string) (net.Conn, error) {
 	if id == n.h.ID() {
 		return nil, fmt.Errorf("%w: %s is this host", ErrAddress, addr)
 	}
-	ai := peer.AddrInfo{ID: id}
-	if direct != nil {
-		ai.Addrs = append(ai.Addrs, direct)
-	}
-	for _, s := range n.seeds {
-		if s.ID == id {
-			ai.Addrs = append(ai.Addrs, s.Addrs...)
-			continue
-		}
-		for _, sa := range s.Addrs {
-			c, err := ma.NewMultiaddr(sa.String() + "/p2p/" + s.ID.String() + "/p2p-circuit")
-			if err == nil {
-				ai.Addrs = append(ai.Addrs, c)
-			}
-		}
-	}
 	fresh := false
+	var ai peer.AddrInfo // how the peer was reached, when this dial connected
 	if n.h.Network().Connectedness(id) != network.Connected {
+		ai = n.addrInfo(id, direct)
 		if err := n.h.Connect(ctx, ai); err != nil {
 			return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, id, err)
 		}
@@ -437,6 +423,29 @@ func (n *Host) DialContext(ctx context.Context, addr string) (net.Conn, error) {
 		n.log.Info("p2p: connected", "to", id.String(), "path", path, "remote", s.Conn().RemoteMultiaddr().String())
 	}
 	return &streamConn{Stream: s, path: path}, nil
+}
+
+// addrInfo is where to dial peer id: at direct when given, at the
+// seeds' own addresses when it is a seed, and through every other
+// seed's relay.
+func (n *Host) addrInfo(id peer.ID, direct ma.Multiaddr) peer.AddrInfo {
+	ai := peer.AddrInfo{ID: id}
+	if direct != nil {
+		ai.Addrs = append(ai.Addrs, direct)
+	}
+	for _, s := range n.seeds {
+		if s.ID == id {
+			ai.Addrs = append(ai.Addrs, s.Addrs...)
+			continue
+		}
+		for _, sa := range s.Addrs {
+			c, err := ma.NewMultiaddr(sa.String() + "/p2p/" + s.ID.String() + "/p2p-circuit")
+			if err == nil {
+				ai.Addrs = append(ai.Addrs, c)
+			}
+		}
+	}
+	return ai
 }
 
 // DialOptions are the options with which transport.Dial,

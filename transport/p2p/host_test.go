@@ -94,34 +94,12 @@ func waitReserved(t *testing.T, h *p2p.Host) {
 	}
 }
 
-// TestRelayed reaches a provider that is not dialable (it listens on
-// nothing) through the seed's relay, and carries more than libp2p's
-// default relay data limit over it.
-func TestRelayed(t *testing.T) {
-	seed := start(t, p2p.Config{Seed: true})
-	prov := start(t, p2p.Config{Seeds: seed.Addrs(), Reserve: true, Listen: []string{}})
-	echo(t, prov)
-	waitReserved(t, prov)
-	req := start(t, p2p.Config{Seeds: seed.Addrs(), NoHolePunch: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c, err := req.DialContext(ctx, prov.Address())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	roundTrip(t, c, 1<<20)
-	if got := req.Path(prov.Address()); got != p2p.PathRelayed {
-		t.Fatalf("path %q, want %q", got, p2p.PathRelayed)
-	}
-}
-
-// TestRelayLimit: a seed node whose relay limits the bytes of a relayed
-// connection cuts one that carries more.
-func TestRelayLimit(t *testing.T) {
-	relay := p2p.DefaultRelay()
-	relay.Limit = &relayv2.RelayLimit{Data: 64 << 10, Duration: time.Hour}
-	seed := start(t, p2p.Config{Seed: true, Relay: &relay})
+// relayedConn connects a requester with hole punching off to an echoing
+// provider through a seed node with the relay resources given (nil:
+// the default), and checks that the connection is relayed.
+func relayedConn(t *testing.T, relay *relayv2.Resources) net.Conn {
+	t.Helper()
+	seed := start(t, p2p.Config{Seed: true, Relay: relay})
 	prov := start(t, p2p.Config{Seeds: seed.Addrs(), Reserve: true})
 	echo(t, prov)
 	waitReserved(t, prov)
@@ -132,10 +110,26 @@ func TestRelayLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { _ = c.Close() })
 	if got := req.Path(prov.Address()); got != p2p.PathRelayed {
 		t.Fatalf("path %q, want %q", got, p2p.PathRelayed)
 	}
+	return c
+}
+
+// TestRelayed reaches a provider whose addresses the requester does not
+// know through the seed's relay, and carries more than libp2p's default
+// relay data limit over it.
+func TestRelayed(t *testing.T) {
+	roundTrip(t, relayedConn(t, nil), 1<<20)
+}
+
+// TestRelayLimit: a seed node whose relay limits the bytes of a relayed
+// connection cuts one that carries more.
+func TestRelayLimit(t *testing.T) {
+	relay := p2p.DefaultRelay()
+	relay.Limit = &relayv2.RelayLimit{Data: 64 << 10, Duration: time.Hour}
+	c := relayedConn(t, &relay)
 	msg := make([]byte, 1<<20)
 	go func() { _, _ = c.Write(msg) }()
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))

@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"google.golang.org/protobuf/proto"
 
 	"github.com/rookery-ml/rookery/internal/fuzzcalls"
@@ -47,8 +44,8 @@ func FuzzHandlers(f *testing.F) {
 	f.Add(fuzzcalls.Encode([]any{byte(0), &rookeryv1.ProviderClaim{Address: "[::1]:1"}}, []any{byte(3), &rookeryv1.FindRequest{N: -1, Gpu: true}}))
 	// Peer-to-peer addresses: the registering key's own peer ID, and
 	// another's.
-	f.Add(fuzzcalls.Encode([]any{byte(0), &rookeryv1.ProviderClaim{Address: "/p2p/" + peerIDOf(f, keyOf(1)), Capabilities: caps}},
-		[]any{byte(0), &rookeryv1.ProviderClaim{Address: "/p2p/" + peerIDOf(f, keyOf(2)), Capabilities: caps}},
+	f.Add(fuzzcalls.Encode([]any{byte(0), &rookeryv1.ProviderClaim{Address: peerAddress(f, keyOf(1)), Capabilities: caps}},
+		[]any{byte(0), &rookeryv1.ProviderClaim{Address: peerAddress(f, keyOf(2)), Capabilities: caps}},
 		[]any{byte(3), &rookeryv1.FindRequest{N: 1, RequesterKey: keyOf(2).Public().(ed25519.PublicKey)}}))
 	signed, err := transport.SignClaim(keyOf(1), &rookeryv1.ProviderClaim{Kind: rookeryv1.ProviderClaim_KIND_REGISTER, Address: "127.0.0.1:7071", UnixMs: 1 << 40})
 	if err != nil {
@@ -141,16 +138,3 @@ func (c *settableClock) set(t time.Time) { c.mu.Lock(); c.now = t; c.mu.Unlock()
 func (c *settableClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
 
 func (c *settableClock) After(time.Duration) <-chan time.Time { return nil }
-
-// peerIDOf is the libp2p peer ID of key's public half.
-func peerIDOf(f *testing.F, key ed25519.PrivateKey) string {
-	pub, err := crypto.UnmarshalEd25519PublicKey(key.Public().(ed25519.PublicKey))
-	if err != nil {
-		f.Fatal(err)
-	}
-	id, err := peer.IDFromPublicKey(pub)
-	if err != nil {
-		f.Fatal(err)
-	}
-	return id.String()
-}

@@ -81,7 +81,7 @@ func TestFindSeveralSeedNodes(t *testing.T) {
 }
 
 // peerAddress is the /p2p/<peer ID> address of key.
-func peerAddress(t *testing.T, key ed25519.PrivateKey) string {
+func peerAddress(t testing.TB, key ed25519.PrivateKey) string {
 	t.Helper()
 	pub, err := crypto.UnmarshalEd25519PublicKey(key.Public().(ed25519.PublicKey))
 	if err != nil {
