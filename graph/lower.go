@@ -3,10 +3,14 @@ package graph
 import (
 	"fmt"
 	"reflect"
+	"sync"
 
 	"gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 )
+
+// poolMu serialises Gorgonia's pooling constructors (see lowerNode).
+var poolMu sync.Mutex
 
 // LowerFunc builds the Gorgonia node of an IR node whose kind Gorgonia has
 // no op for (its Props say Extension), from the nodes already built for
@@ -170,6 +174,10 @@ func lowerNode(dst *gorgonia.ExprGraph, n *Node, in []*gorgonia.Node, ext LowerF
 		if op.Bool("explicit_pad") {
 			p = clone(pad)
 		}
+		// Gorgonia's pools number a package-level group without a lock;
+		// sessions lower their parts concurrently.
+		poolMu.Lock()
+		defer poolMu.Unlock()
 		if k == KindMaxPool2D {
 			return gorgonia.MaxPool2D(in[0], kernel, p, clone(op.Ints("stride")))
 		}
