@@ -28,6 +28,8 @@ type pipelineConfig struct {
 	now       func(replica int) time.Time
 	// exportGrads sets SessionSpec.ExportGrads (NewReplicas, r > 1)
 	exportGrads bool
+	// reduction says where NewReplicas sums the gradients
+	reduction Reduction
 }
 
 // WithMicroBatches splits every mini-batch into m micro-batches (default

@@ -54,11 +54,16 @@ func WithClock(now func(replica int) time.Time) PipelineOption {
 // same update. The loss stays the mean over the whole mini-batch, and all
 // replicas hold bit-identical parameters after every step.
 //
-// The sum runs through this process: for each part, concurrently, the
+// Where every replica's executor for a part is a RingSession (a
+// provider), the part's gradients are summed in a ring between them
+// (WithReduction): each member is asked for the round as soon as its
+// backward ends, and the requester moves none of the gradients. Otherwise
+// the sum runs through this process: for each part, concurrently, the
 // accumulated gradients (GradName) are fetched from every replica as soon
 // as its backward ends, added in replica order as they arrive (so the
 // result does not depend on timing) and Put back to every replica before
-// it steps.
+// it steps. Either way every element's sum is rounded once per addition
+// in a fixed order, the same on every replica.
 type Replicas struct {
 	mu     sync.Mutex
 	g      *graph.Graph
@@ -83,6 +88,13 @@ type Replicas struct {
 	// float32 gradients into when they arrive in several groups
 	scratchMu sync.Mutex
 	scratch   map[string][]float64
+	// rings holds each part's ring (nil: summed through this process),
+	// ringWhy why a part's ring did not form, round the last round
+	// asked of the rings
+	rings   []*ringPart
+	ringWhy error
+	ringMu  sync.Mutex
+	round   uint64
 }
 
 // ReplicaStats counts where the steps of a Replicas spent their time.
@@ -102,6 +114,12 @@ type ReplicaStats struct {
 	// times WithRebalance re-split the rows.
 	Took       []time.Duration
 	Rebalances int
+	// RingParts is the number of parts whose gradients are summed in a
+	// ring between their replicas' executors (RingSession) rather than
+	// through this process; RingBytes the bytes the ring members sent
+	// each other in all, over Steps.
+	RingParts int
+	RingBytes int64
 }
 
 // NewReplicas opens len(executors) replicas of the pipeline NewPipeline
@@ -150,9 +168,6 @@ func NewReplicas(ctx context.Context, g *graph.Graph, loss int64, data []int64, 
 	if err := rs.open(ctx); err != nil {
 		return nil, err
 	}
-	for _, spec := range rs.pipes[0].layout.Specs {
-		rs.learn = append(rs.learn, spec.Graph.Learnables())
-	}
 	return rs, nil
 }
 
@@ -187,7 +202,27 @@ func (rs *Replicas) open(ctx context.Context) error {
 		}
 		return err
 	}
+	if rs.learn == nil {
+		for _, spec := range rs.pipes[0].layout.Specs {
+			rs.learn = append(rs.learn, spec.Graph.Learnables())
+		}
+	}
+	if err := rs.formRings(ctx); err != nil {
+		for _, p := range rs.pipes {
+			p.Close()
+		}
+		return err
+	}
 	return nil
+}
+
+// RingError says why parts' gradients are summed through this process
+// although the reduction is ReduceAuto (nil when every part with
+// parameters is summed in a ring, or ReduceRequester is asked for).
+func (rs *Replicas) RingError() error {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.ringWhy
 }
 
 // rebalance re-splits the rows when the compute times observed since the
@@ -349,6 +384,14 @@ func (rs *Replicas) Stats() ReplicaStats {
 	defer rs.mu.Unlock()
 	st := rs.stats
 	st.Took = slices.Clone(st.Took)
+	for _, rp := range rs.rings {
+		if rp != nil {
+			st.RingParts++
+		}
+	}
+	rs.ringMu.Lock()
+	st.RingBytes = rs.stats.RingBytes
+	rs.ringMu.Unlock()
 	return st
 }
 
@@ -384,6 +427,7 @@ func (rs *Replicas) Step(ctx context.Context, feeds map[int64]*tensor.Dense) (fl
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	rs.round++
 	reduced := make(chan error, 1)
 	go func() { reduced <- rs.reduce(rctx, ready) }()
 	losses := make([]float64, len(rs.pipes))
@@ -561,6 +605,10 @@ func (rs *Replicas) reduce(ctx context.Context, ready []chan struct{}) error {
 		wg.Add(1)
 		go func(j int, ids []int64) {
 			defer wg.Done()
+			if j < len(rs.rings) && rs.rings[j] != nil {
+				errs[j] = rs.reduceRing(ctx, j, ready)
+				return
+			}
 			errs[j] = rs.reducePart(ctx, j, ids, ready)
 		}(j, ids)
 	}

@@ -35,6 +35,15 @@ func (s *Server) authorize(ctx context.Context, method string) (context.Context,
 	if !strings.HasPrefix(method, providerPrefix) {
 		return ctx, func() {}, nil
 	}
+	if method == ringPassMethod {
+		// Another provider's call, admitted by the ring key it carries
+		// (RingPass), bounded like every call.
+		cancel := context.CancelFunc(func() {})
+		if s.cfg.callTime > 0 {
+			ctx, cancel = context.WithTimeout(ctx, s.cfg.callTime)
+		}
+		return ctx, cancel, nil
+	}
 	id, creds, err := s.auth.identify(ctx)
 	if err != nil {
 		return nil, nil, err

@@ -45,6 +45,7 @@ type serverConfig struct {
 	callTime  time.Duration
 	clock     Clock
 	identity  ed25519.PrivateKey
+	peerDial  []DialOption // how rings dial other providers (ring.go)
 
 	proofWindow time.Duration
 }
@@ -142,6 +143,8 @@ type Server struct {
 	reserved int64                       // bytes held by sessions and calls in flight
 	closed   bool
 	ids      []string // provider ids the seed node gave this server, newest last
+	// ringJoined is closed (and replaced) when a session joins a ring
+	ringJoined chan struct{}
 
 	// tests' hooks: overclaim inflates the work a receipt claims,
 	// receiptHook runs before a receipt is signed
@@ -173,7 +176,8 @@ type serverSession struct {
 	closed   bool
 	mbs      map[int]bool // micro-batches forwarded since the last Step; the first is paid at Open
 
-	meter meter // the work since the last receipt (receipts.go)
+	meter meter       // the work since the last receipt (receipts.go)
+	ring  *ringMember // the session's ring (ring.go), guarded by Server.mu
 }
 
 // NewServer returns a server for e. It measures the machine (the start-up
@@ -376,6 +380,11 @@ func (s *Server) removeLocked(ss *serverSession) {
 
 // closeRemoved closes the session of ss, which removeLocked removed.
 func (s *Server) closeRemoved(ss *serverSession, why string) {
+	s.mu.Lock()
+	ring := ss.ring
+	ss.ring = nil
+	s.mu.Unlock()
+	ring.close()
 	if err := ss.s.Close(); err != nil {
 		s.log.Warn("closing session", "session", ss.id, "part", ss.part, "err", err)
 	}

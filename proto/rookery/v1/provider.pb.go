@@ -236,7 +236,7 @@ func (x ErrorDetail_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorDetail_Kind.Descriptor instead.
 func (ErrorDetail_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{19, 0}
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{23, 0}
 }
 
 // DescribeRequest asks for the provider's capabilities.
@@ -1601,6 +1601,251 @@ func (x *ReceiptResponse) GetReceipt() *SignedReceipt {
 	return nil
 }
 
+// JoinRingRequest places a session in a ring.
+type JoinRingRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Session string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	// rank is the session's place in the ring, 0 to len(weights)-1.
+	Rank int64 `protobuf:"varint,2,opt,name=rank,proto3" json:"rank,omitempty"`
+	// weights weigh each member's gradients in the sum (its share of the
+	// mini-batch's rows), one per member, in rank order.
+	Weights []float64 `protobuf:"fixed64,3,rep,packed,name=weights,proto3" json:"weights,omitempty"`
+	// names are the resident gradients summed (GradName), in the order
+	// every member flattens them.
+	Names []string `protobuf:"bytes,4,rep,name=names,proto3" json:"names,omitempty"`
+	// key is the ring's secret (32 random bytes), known to its members'
+	// providers only: a RingPass must present it.
+	Key []byte `protobuf:"bytes,5,opt,name=key,proto3" json:"key,omitempty"`
+	// next_address is the address of the next member's provider, and
+	// next_session its session there.
+	NextAddress   string `protobuf:"bytes,6,opt,name=next_address,json=nextAddress,proto3" json:"next_address,omitempty"`
+	NextSession   string `protobuf:"bytes,7,opt,name=next_session,json=nextSession,proto3" json:"next_session,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRingRequest) Reset() {
+	*x = JoinRingRequest{}
+	mi := &file_rookery_v1_provider_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRingRequest) ProtoMessage() {}
+
+func (x *JoinRingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_provider_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRingRequest.ProtoReflect.Descriptor instead.
+func (*JoinRingRequest) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *JoinRingRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *JoinRingRequest) GetRank() int64 {
+	if x != nil {
+		return x.Rank
+	}
+	return 0
+}
+
+func (x *JoinRingRequest) GetWeights() []float64 {
+	if x != nil {
+		return x.Weights
+	}
+	return nil
+}
+
+func (x *JoinRingRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+func (x *JoinRingRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *JoinRingRequest) GetNextAddress() string {
+	if x != nil {
+		return x.NextAddress
+	}
+	return ""
+}
+
+func (x *JoinRingRequest) GetNextSession() string {
+	if x != nil {
+		return x.NextSession
+	}
+	return ""
+}
+
+type JoinRingResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRingResponse) Reset() {
+	*x = JoinRingResponse{}
+	mi := &file_rookery_v1_provider_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRingResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRingResponse) ProtoMessage() {}
+
+func (x *JoinRingResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_provider_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRingResponse.ProtoReflect.Descriptor instead.
+func (*JoinRingResponse) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{19}
+}
+
+// AllReduceRequest asks a ring member to take part in round round (a
+// number larger than the last round it took part in).
+type AllReduceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Round         uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllReduceRequest) Reset() {
+	*x = AllReduceRequest{}
+	mi := &file_rookery_v1_provider_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllReduceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllReduceRequest) ProtoMessage() {}
+
+func (x *AllReduceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_provider_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllReduceRequest.ProtoReflect.Descriptor instead.
+func (*AllReduceRequest) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AllReduceRequest) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *AllReduceRequest) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+// AllReduceResponse says what the member moved.
+type AllReduceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BytesSent     int64                  `protobuf:"varint,1,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
+	BytesReceived int64                  `protobuf:"varint,2,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllReduceResponse) Reset() {
+	*x = AllReduceResponse{}
+	mi := &file_rookery_v1_provider_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllReduceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllReduceResponse) ProtoMessage() {}
+
+func (x *AllReduceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_rookery_v1_provider_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllReduceResponse.ProtoReflect.Descriptor instead.
+func (*AllReduceResponse) Descriptor() ([]byte, []int) {
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AllReduceResponse) GetBytesSent() int64 {
+	if x != nil {
+		return x.BytesSent
+	}
+	return 0
+}
+
+func (x *AllReduceResponse) GetBytesReceived() int64 {
+	if x != nil {
+		return x.BytesReceived
+	}
+	return 0
+}
+
 // CloseResponse acknowledges a Close.
 type CloseResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1610,7 +1855,7 @@ type CloseResponse struct {
 
 func (x *CloseResponse) Reset() {
 	*x = CloseResponse{}
-	mi := &file_rookery_v1_provider_proto_msgTypes[18]
+	mi := &file_rookery_v1_provider_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1867,7 @@ func (x *CloseResponse) String() string {
 func (*CloseResponse) ProtoMessage() {}
 
 func (x *CloseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_provider_proto_msgTypes[18]
+	mi := &file_rookery_v1_provider_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +1880,7 @@ func (x *CloseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseResponse.ProtoReflect.Descriptor instead.
 func (*CloseResponse) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{18}
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{22}
 }
 
 // ErrorDetail travels in a gRPC status's details and carries the fields of
@@ -1668,7 +1913,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_rookery_v1_provider_proto_msgTypes[19]
+	mi := &file_rookery_v1_provider_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1925,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_rookery_v1_provider_proto_msgTypes[19]
+	mi := &file_rookery_v1_provider_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1938,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{19}
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ErrorDetail) GetKind() ErrorDetail_Kind {
@@ -1928,7 +2173,23 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
 	"\x05final\x18\x03 \x01(\bR\x05final\"F\n" +
 	"\x0fReceiptResponse\x123\n" +
-	"\areceipt\x18\x01 \x01(\v2\x19.rookery.v1.SignedReceiptR\areceipt\"\x0f\n" +
+	"\areceipt\x18\x01 \x01(\v2\x19.rookery.v1.SignedReceiptR\areceipt\"\xc7\x01\n" +
+	"\x0fJoinRingRequest\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x12\n" +
+	"\x04rank\x18\x02 \x01(\x03R\x04rank\x12\x18\n" +
+	"\aweights\x18\x03 \x03(\x01R\aweights\x12\x14\n" +
+	"\x05names\x18\x04 \x03(\tR\x05names\x12\x10\n" +
+	"\x03key\x18\x05 \x01(\fR\x03key\x12!\n" +
+	"\fnext_address\x18\x06 \x01(\tR\vnextAddress\x12!\n" +
+	"\fnext_session\x18\a \x01(\tR\vnextSession\"\x12\n" +
+	"\x10JoinRingResponse\"B\n" +
+	"\x10AllReduceRequest\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\x04R\x05round\"Y\n" +
+	"\x11AllReduceResponse\x12\x1d\n" +
+	"\n" +
+	"bytes_sent\x18\x01 \x01(\x03R\tbytesSent\x12%\n" +
+	"\x0ebytes_received\x18\x02 \x01(\x03R\rbytesReceived\"\x0f\n" +
 	"\rCloseResponse\"\xf8\x04\n" +
 	"\vErrorDetail\x120\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1c.rookery.v1.ErrorDetail.KindR\x04kind\x12\x12\n" +
@@ -1967,7 +2228,7 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"KIND_GRAPH\x10\t\x12\r\n" +
 	"\tKIND_AUTH\x10\n" +
 	"\x12\x16\n" +
-	"\x12KIND_MICRO_BATCHES\x10\v2\x8c\x05\n" +
+	"\x12KIND_MICRO_BATCHES\x10\v2\xdd\x06\n" +
 	"\bProvider\x12A\n" +
 	"\bDescribe\x12\x1b.rookery.v1.DescribeRequest\x1a\x18.rookery.v1.Capabilities\x12;\n" +
 	"\x04Open\x12\x17.rookery.v1.OpenRequest\x1a\x18.rookery.v1.OpenResponse(\x01\x129\n" +
@@ -1979,7 +2240,10 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\n" +
 	"LocalSteps\x12\x1d.rookery.v1.LocalStepsRequest\x1a\x1e.rookery.v1.LocalStepsResponse\x12<\n" +
 	"\x05Close\x12\x18.rookery.v1.CloseRequest\x1a\x19.rookery.v1.CloseResponse\x12B\n" +
-	"\aReceipt\x12\x1a.rookery.v1.ReceiptRequest\x1a\x1b.rookery.v1.ReceiptResponseB:Z8github.com/rookery-ml/rookery/proto/rookery/v1;rookeryv1b\x06proto3"
+	"\aReceipt\x12\x1a.rookery.v1.ReceiptRequest\x1a\x1b.rookery.v1.ReceiptResponse\x12E\n" +
+	"\bJoinRing\x12\x1b.rookery.v1.JoinRingRequest\x1a\x1c.rookery.v1.JoinRingResponse\x12H\n" +
+	"\tAllReduce\x12\x1c.rookery.v1.AllReduceRequest\x1a\x1d.rookery.v1.AllReduceResponse\x12>\n" +
+	"\bRingPass\x12\x17.rookery.v1.TensorFrame\x1a\x17.rookery.v1.PutResponse(\x01B:Z8github.com/rookery-ml/rookery/proto/rookery/v1;rookeryv1b\x06proto3"
 
 var (
 	file_rookery_v1_provider_proto_rawDescOnce sync.Once
@@ -1994,7 +2258,7 @@ func file_rookery_v1_provider_proto_rawDescGZIP() []byte {
 }
 
 var file_rookery_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_rookery_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_rookery_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_rookery_v1_provider_proto_goTypes = []any{
 	(Solver_Kind)(0),           // 0: rookery.v1.Solver.Kind
 	(Solver_Schedule)(0),       // 1: rookery.v1.Solver.Schedule
@@ -2017,10 +2281,14 @@ var file_rookery_v1_provider_proto_goTypes = []any{
 	(*CloseRequest)(nil),       // 18: rookery.v1.CloseRequest
 	(*ReceiptRequest)(nil),     // 19: rookery.v1.ReceiptRequest
 	(*ReceiptResponse)(nil),    // 20: rookery.v1.ReceiptResponse
-	(*CloseResponse)(nil),      // 21: rookery.v1.CloseResponse
-	(*ErrorDetail)(nil),        // 22: rookery.v1.ErrorDetail
-	(*Tensor)(nil),             // 23: rookery.v1.Tensor
-	(*SignedReceipt)(nil),      // 24: rookery.v1.SignedReceipt
+	(*JoinRingRequest)(nil),    // 21: rookery.v1.JoinRingRequest
+	(*JoinRingResponse)(nil),   // 22: rookery.v1.JoinRingResponse
+	(*AllReduceRequest)(nil),   // 23: rookery.v1.AllReduceRequest
+	(*AllReduceResponse)(nil),  // 24: rookery.v1.AllReduceResponse
+	(*CloseResponse)(nil),      // 25: rookery.v1.CloseResponse
+	(*ErrorDetail)(nil),        // 26: rookery.v1.ErrorDetail
+	(*Tensor)(nil),             // 27: rookery.v1.Tensor
+	(*SignedReceipt)(nil),      // 28: rookery.v1.SignedReceipt
 }
 var file_rookery_v1_provider_proto_depIdxs = []int32{
 	5,  // 0: rookery.v1.Capabilities.gpus:type_name -> rookery.v1.GPU
@@ -2029,8 +2297,8 @@ var file_rookery_v1_provider_proto_depIdxs = []int32{
 	1,  // 3: rookery.v1.Solver.schedule:type_name -> rookery.v1.Solver.Schedule
 	7,  // 4: rookery.v1.SessionSpec.solver:type_name -> rookery.v1.Solver
 	8,  // 5: rookery.v1.OpenRequest.spec:type_name -> rookery.v1.SessionSpec
-	23, // 6: rookery.v1.TensorFrame.tensor:type_name -> rookery.v1.Tensor
-	24, // 7: rookery.v1.ReceiptResponse.receipt:type_name -> rookery.v1.SignedReceipt
+	27, // 6: rookery.v1.TensorFrame.tensor:type_name -> rookery.v1.Tensor
+	28, // 7: rookery.v1.ReceiptResponse.receipt:type_name -> rookery.v1.SignedReceipt
 	2,  // 8: rookery.v1.ErrorDetail.kind:type_name -> rookery.v1.ErrorDetail.Kind
 	3,  // 9: rookery.v1.Provider.Describe:input_type -> rookery.v1.DescribeRequest
 	9,  // 10: rookery.v1.Provider.Open:input_type -> rookery.v1.OpenRequest
@@ -2042,18 +2310,24 @@ var file_rookery_v1_provider_proto_depIdxs = []int32{
 	16, // 16: rookery.v1.Provider.LocalSteps:input_type -> rookery.v1.LocalStepsRequest
 	18, // 17: rookery.v1.Provider.Close:input_type -> rookery.v1.CloseRequest
 	19, // 18: rookery.v1.Provider.Receipt:input_type -> rookery.v1.ReceiptRequest
-	4,  // 19: rookery.v1.Provider.Describe:output_type -> rookery.v1.Capabilities
-	10, // 20: rookery.v1.Provider.Open:output_type -> rookery.v1.OpenResponse
-	12, // 21: rookery.v1.Provider.Put:output_type -> rookery.v1.PutResponse
-	11, // 22: rookery.v1.Provider.Get:output_type -> rookery.v1.TensorFrame
-	11, // 23: rookery.v1.Provider.Forward:output_type -> rookery.v1.TensorFrame
-	11, // 24: rookery.v1.Provider.Backward:output_type -> rookery.v1.TensorFrame
-	15, // 25: rookery.v1.Provider.Step:output_type -> rookery.v1.StepResponse
-	17, // 26: rookery.v1.Provider.LocalSteps:output_type -> rookery.v1.LocalStepsResponse
-	21, // 27: rookery.v1.Provider.Close:output_type -> rookery.v1.CloseResponse
-	20, // 28: rookery.v1.Provider.Receipt:output_type -> rookery.v1.ReceiptResponse
-	19, // [19:29] is the sub-list for method output_type
-	9,  // [9:19] is the sub-list for method input_type
+	21, // 19: rookery.v1.Provider.JoinRing:input_type -> rookery.v1.JoinRingRequest
+	23, // 20: rookery.v1.Provider.AllReduce:input_type -> rookery.v1.AllReduceRequest
+	11, // 21: rookery.v1.Provider.RingPass:input_type -> rookery.v1.TensorFrame
+	4,  // 22: rookery.v1.Provider.Describe:output_type -> rookery.v1.Capabilities
+	10, // 23: rookery.v1.Provider.Open:output_type -> rookery.v1.OpenResponse
+	12, // 24: rookery.v1.Provider.Put:output_type -> rookery.v1.PutResponse
+	11, // 25: rookery.v1.Provider.Get:output_type -> rookery.v1.TensorFrame
+	11, // 26: rookery.v1.Provider.Forward:output_type -> rookery.v1.TensorFrame
+	11, // 27: rookery.v1.Provider.Backward:output_type -> rookery.v1.TensorFrame
+	15, // 28: rookery.v1.Provider.Step:output_type -> rookery.v1.StepResponse
+	17, // 29: rookery.v1.Provider.LocalSteps:output_type -> rookery.v1.LocalStepsResponse
+	25, // 30: rookery.v1.Provider.Close:output_type -> rookery.v1.CloseResponse
+	20, // 31: rookery.v1.Provider.Receipt:output_type -> rookery.v1.ReceiptResponse
+	22, // 32: rookery.v1.Provider.JoinRing:output_type -> rookery.v1.JoinRingResponse
+	24, // 33: rookery.v1.Provider.AllReduce:output_type -> rookery.v1.AllReduceResponse
+	12, // 34: rookery.v1.Provider.RingPass:output_type -> rookery.v1.PutResponse
+	22, // [22:35] is the sub-list for method output_type
+	9,  // [9:22] is the sub-list for method input_type
 	9,  // [9:9] is the sub-list for extension type_name
 	9,  // [9:9] is the sub-list for extension extendee
 	0,  // [0:9] is the sub-list for field type_name
@@ -2072,7 +2346,7 @@ func file_rookery_v1_provider_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rookery_v1_provider_proto_rawDesc), len(file_rookery_v1_provider_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

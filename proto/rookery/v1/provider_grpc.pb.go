@@ -39,6 +39,9 @@ const (
 	Provider_LocalSteps_FullMethodName = "/rookery.v1.Provider/LocalSteps"
 	Provider_Close_FullMethodName      = "/rookery.v1.Provider/Close"
 	Provider_Receipt_FullMethodName    = "/rookery.v1.Provider/Receipt"
+	Provider_JoinRing_FullMethodName   = "/rookery.v1.Provider/JoinRing"
+	Provider_AllReduce_FullMethodName  = "/rookery.v1.Provider/AllReduce"
+	Provider_RingPass_FullMethodName   = "/rookery.v1.Provider/RingPass"
 )
 
 // ProviderClient is the client API for Provider service.
@@ -75,6 +78,24 @@ type ProviderClient interface {
 	// Receipt signs a receipt (ledger.proto) of the session's work since
 	// its last receipt; final says the session is about to close.
 	Receipt(ctx context.Context, in *ReceiptRequest, opts ...grpc.CallOption) (*ReceiptResponse, error)
+	// JoinRing makes a session one member of a ring: the sessions of the
+	// same part in every replica, on other providers, which sum their
+	// gradients among themselves with AllReduce instead of through the
+	// requester. The provider connects to the next member and checks that
+	// it answers for the ring before it returns.
+	JoinRing(ctx context.Context, in *JoinRingRequest, opts ...grpc.CallOption) (*JoinRingResponse, error)
+	// AllReduce replaces the session's accumulated gradients (the ring's
+	// names) with their weighted sum across the ring, and returns once
+	// this member holds all of it. Every member must be called for the
+	// same round.
+	AllReduce(ctx context.Context, in *AllReduceRequest, opts ...grpc.CallOption) (*AllReduceResponse, error)
+	// RingPass carries a ring's segments from one member's provider to the
+	// next's. Providers call it, not requesters: the first frame names the
+	// receiving session (session), the round (micro_batch) and the kind of
+	// call (name: "ring", or "probe" for JoinRing's check), and the
+	// ring's key travels in the rookery-ring-key header. The segments
+	// follow as tensors.
+	RingPass(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[TensorFrame, PutResponse], error)
 }
 
 type providerClient struct {
@@ -206,6 +227,39 @@ func (c *providerClient) Receipt(ctx context.Context, in *ReceiptRequest, opts .
 	return out, nil
 }
 
+func (c *providerClient) JoinRing(ctx context.Context, in *JoinRingRequest, opts ...grpc.CallOption) (*JoinRingResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JoinRingResponse)
+	err := c.cc.Invoke(ctx, Provider_JoinRing_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) AllReduce(ctx context.Context, in *AllReduceRequest, opts ...grpc.CallOption) (*AllReduceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AllReduceResponse)
+	err := c.cc.Invoke(ctx, Provider_AllReduce_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *providerClient) RingPass(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[TensorFrame, PutResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Provider_ServiceDesc.Streams[5], Provider_RingPass_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TensorFrame, PutResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Provider_RingPassClient = grpc.ClientStreamingClient[TensorFrame, PutResponse]
+
 // ProviderServer is the server API for Provider service.
 // All implementations must embed UnimplementedProviderServer
 // for forward compatibility.
@@ -240,6 +294,24 @@ type ProviderServer interface {
 	// Receipt signs a receipt (ledger.proto) of the session's work since
 	// its last receipt; final says the session is about to close.
 	Receipt(context.Context, *ReceiptRequest) (*ReceiptResponse, error)
+	// JoinRing makes a session one member of a ring: the sessions of the
+	// same part in every replica, on other providers, which sum their
+	// gradients among themselves with AllReduce instead of through the
+	// requester. The provider connects to the next member and checks that
+	// it answers for the ring before it returns.
+	JoinRing(context.Context, *JoinRingRequest) (*JoinRingResponse, error)
+	// AllReduce replaces the session's accumulated gradients (the ring's
+	// names) with their weighted sum across the ring, and returns once
+	// this member holds all of it. Every member must be called for the
+	// same round.
+	AllReduce(context.Context, *AllReduceRequest) (*AllReduceResponse, error)
+	// RingPass carries a ring's segments from one member's provider to the
+	// next's. Providers call it, not requesters: the first frame names the
+	// receiving session (session), the round (micro_batch) and the kind of
+	// call (name: "ring", or "probe" for JoinRing's check), and the
+	// ring's key travels in the rookery-ring-key header. The segments
+	// follow as tensors.
+	RingPass(grpc.ClientStreamingServer[TensorFrame, PutResponse]) error
 	mustEmbedUnimplementedProviderServer()
 }
 
@@ -279,6 +351,15 @@ func (UnimplementedProviderServer) Close(context.Context, *CloseRequest) (*Close
 }
 func (UnimplementedProviderServer) Receipt(context.Context, *ReceiptRequest) (*ReceiptResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Receipt not implemented")
+}
+func (UnimplementedProviderServer) JoinRing(context.Context, *JoinRingRequest) (*JoinRingResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method JoinRing not implemented")
+}
+func (UnimplementedProviderServer) AllReduce(context.Context, *AllReduceRequest) (*AllReduceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AllReduce not implemented")
+}
+func (UnimplementedProviderServer) RingPass(grpc.ClientStreamingServer[TensorFrame, PutResponse]) error {
+	return status.Error(codes.Unimplemented, "method RingPass not implemented")
 }
 func (UnimplementedProviderServer) mustEmbedUnimplementedProviderServer() {}
 func (UnimplementedProviderServer) testEmbeddedByValue()                  {}
@@ -430,6 +511,49 @@ func _Provider_Receipt_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Provider_JoinRing_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinRingRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).JoinRing(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_JoinRing_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).JoinRing(ctx, req.(*JoinRingRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Provider_AllReduce_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AllReduceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProviderServer).AllReduce(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Provider_AllReduce_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProviderServer).AllReduce(ctx, req.(*AllReduceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Provider_RingPass_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ProviderServer).RingPass(&grpc.GenericServerStream[TensorFrame, PutResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Provider_RingPassServer = grpc.ClientStreamingServer[TensorFrame, PutResponse]
+
 // Provider_ServiceDesc is the grpc.ServiceDesc for Provider service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -456,6 +580,14 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Receipt",
 			Handler:    _Provider_Receipt_Handler,
+		},
+		{
+			MethodName: "JoinRing",
+			Handler:    _Provider_JoinRing_Handler,
+		},
+		{
+			MethodName: "AllReduce",
+			Handler:    _Provider_AllReduce_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
@@ -484,6 +616,11 @@ var Provider_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Backward",
 			Handler:       _Provider_Backward_Handler,
 			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "RingPass",
+			Handler:       _Provider_RingPass_Handler,
 			ClientStreams: true,
 		},
 	},

@@ -1,0 +1,692 @@
+package transport
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/exec"
+	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
+)
+
+// Rings: the sessions of one part in every replica, each on its own
+// provider, sum their gradients among themselves (exec.RingSession).
+//
+// A requester places each session in its ring with JoinRing: its rank,
+// every member's weight, the gradients' names, the ring's key (32 random
+// bytes) and the next member's provider and session. The provider dials
+// the next member's provider with the dial options it was given
+// (WithPeerDialOptions; clear text to loopback only by default) and checks
+// with a probe that the next member answers for the key.
+//
+// A round (AllReduce) flattens the gradients into one vector of n
+// elements, cut into r chunks, and passes them around the ring in
+// segments of at most ringSegment elements, on one RingPass stream to the
+// next member:
+//
+//   - reduce-scatter, steps s = 0 … r−2: member i sends chunk (i−s) mod r,
+//     its own weighted gradient at s = 0 and afterwards the partial sum it
+//     has just formed; it receives chunk (i−s−1) mod r and adds its own
+//     weighted gradient to it. After step r−2 it holds the whole sum of
+//     chunk (i+1) mod r.
+//   - all-gather, steps s = 0 … r−2: member i sends chunk (i+1−s) mod r,
+//     complete, and receives chunk (i−s) mod r, complete.
+//
+// Every segment is sent on as soon as it has been added, so the steps
+// overlap. Each element's sum is formed once, by the same additions in the
+// same order for every member (float32 partial sums are rounded after
+// each addition, in float64 arithmetic), and then copied, so all members
+// end with bit-identical sums. Each member sends and receives 2·(r−1)/r of
+// the gradients' bytes; the requester none.
+//
+// RingPass is not a requester's call: the provider admits it by the ring
+// key it carries (RingKeyHeader), compared in constant time, and not by
+// token or lease. A stream that presents no member's key is refused before
+// any segment is read; segments larger than a ring segment are refused.
+
+// RingKeyHeader is the metadata header that carries a ring's key, in
+// standard base64, on RingPass calls between providers.
+const RingKeyHeader = "rookery-ring-key"
+
+// ringSegment is the most elements one segment carries: 1 MiB of float32.
+const ringSegment = 1 << 18
+
+// ringPassMethod is the full name of the providers' RingPass call.
+var ringPassMethod = rookeryv1.Provider_RingPass_FullMethodName
+
+// limits on JoinRing's fields
+const (
+	maxRingMembers = 1024
+	maxRingNames   = 1 << 16
+	maxRingAddress = 1024
+	maxRingKey     = 64
+)
+
+// WithPeerDialOptions sets how the provider dials the other providers of
+// a ring (exec.RingSession): their credentials (TLS, a transport/p2p
+// dialer) and timeouts. Without it, the provider dials in clear text, and
+// only to loopback addresses (any other is refused with ErrInsecure, and
+// the requester then sums those gradients itself).
+func WithPeerDialOptions(opts ...DialOption) ServerOption {
+	return func(c *serverConfig) { c.peerDial = append(c.peerDial, opts...) }
+}
+
+// ringMember is a session's place in a ring, on the provider.
+type ringMember struct {
+	rank        int
+	weights     []float64
+	names       []string
+	key         []byte
+	nextAddr    string
+	nextSession string
+	cc          *grpc.ClientConn         // to the next member's provider, set
+	pc          rookeryv1.ProviderClient // once it answered (guarded by mu)
+
+	mu      sync.Mutex
+	closed  bool               // the session closed or joined another ring
+	last    uint64             // the last round begun
+	inbox   chan *tensor.Dense // round last's segments; nil between rounds
+	ended   chan struct{}      // closed when round last ends
+	passing bool               // a RingPass stream feeds round last
+	changed chan struct{}      // closed (and replaced) when a round begins
+}
+
+func (m *ringMember) close() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	m.closed = true
+	cc := m.cc
+	m.mu.Unlock()
+	if cc != nil {
+		cc.Close()
+	}
+}
+
+// ringJoinedLocked wakes the ring probes waiting for a session to join
+// its ring; s.mu is held.
+func (s *Server) ringJoinedLocked() {
+	if s.ringJoined != nil {
+		close(s.ringJoined)
+	}
+	s.ringJoined = make(chan struct{})
+}
+
+// ringWait bounds how long a probe waits for its session to join the ring
+// it names: the members join at the same time.
+const ringWait = 5 * time.Second
+
+// memberFor returns the ring member of session id whose key is key. A
+// probe (wait) for an open session that has not joined that ring yet
+// waits for it, at most ringWait.
+func (s *Server) memberFor(ctx context.Context, id string, key []byte, wait bool) (*serverSession, *ringMember) {
+	deadline := time.NewTimer(ringWait)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		ss, ok := s.sessions[id]
+		if !ok || ss.closed || len(key) == 0 {
+			s.mu.Unlock()
+			return nil, nil
+		}
+		if m := ss.ring; m != nil && subtle.ConstantTimeCompare(key, m.key) == 1 {
+			s.mu.Unlock()
+			return ss, m
+		}
+		if s.ringJoined == nil {
+			s.ringJoined = make(chan struct{})
+		}
+		joined := s.ringJoined
+		s.mu.Unlock()
+		if !wait {
+			return nil, nil
+		}
+		select {
+		case <-joined:
+		case <-deadline.C:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, nil
+		}
+	}
+}
+
+// ringOf returns the ring of session ss, or nil.
+func (s *Server) ringOf(ss *serverSession) *ringMember {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ss.ring
+}
+
+// JoinRing implements the Provider service.
+func (s *Server) JoinRing(ctx context.Context, req *rookeryv1.JoinRingRequest) (_ *rookeryv1.JoinRingResponse, err error) {
+	defer s.metrics.observe("join_ring", time.Now(), &err)
+	ss, err := s.acquire(ctx, req.Session)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	defer s.release(ss)
+	m, err := checkJoin(req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	// The member is in place before it checks the next one, which may be
+	// checking this one at the same time.
+	s.mu.Lock()
+	if ss.closed {
+		s.mu.Unlock()
+		return nil, toStatus(fmt.Errorf("%w: session %s was closed during the call", exec.ErrClosed, ss.id))
+	}
+	old := ss.ring
+	ss.ring = m
+	s.ringJoinedLocked()
+	s.mu.Unlock()
+	old.close()
+	cfg := newDialConfig(s.cfg.peerDial)
+	key := base64.StdEncoding.EncodeToString(m.key)
+	cc, err := cfg.dial(ctx, m.nextAddr, "ring peer", func(ctx context.Context, cc *grpc.ClientConn) error {
+		return probeRing(ctx, rookeryv1.NewProviderClient(cc), key, m.nextSession)
+	})
+	if err != nil {
+		s.mu.Lock()
+		if ss.ring == m {
+			ss.ring = nil
+		}
+		s.mu.Unlock()
+		return nil, toStatus(&exec.SpecError{Part: ss.part, Node: -1, Reason: fmt.Sprintf("ring: next member at %.200s: %v", m.nextAddr, err)})
+	}
+	m.mu.Lock()
+	m.cc, m.pc = cc, rookeryv1.NewProviderClient(cc)
+	closed := m.closed
+	m.mu.Unlock()
+	if closed {
+		cc.Close()
+		return nil, toStatus(fmt.Errorf("%w: session %s was closed during the call", exec.ErrClosed, ss.id))
+	}
+	return &rookeryv1.JoinRingResponse{}, nil
+}
+
+// checkJoin checks a JoinRing request and returns the member it makes.
+func checkJoin(req *rookeryv1.JoinRingRequest) (*ringMember, error) {
+	bad := func(format string, a ...any) error {
+		return &exec.SpecError{Part: -1, Node: -1, Reason: "ring: " + fmt.Sprintf(format, a...)}
+	}
+	r := len(req.Weights)
+	switch {
+	case r < 2 || r > maxRingMembers:
+		return nil, bad("%d members (2 to %d)", r, maxRingMembers)
+	case req.Rank < 0 || req.Rank >= int64(r):
+		return nil, bad("rank %d of %d members", req.Rank, r)
+	case len(req.Names) == 0 || len(req.Names) > maxRingNames:
+		return nil, bad("%d gradients (1 to %d)", len(req.Names), maxRingNames)
+	case len(req.Key) < 16 || len(req.Key) > maxRingKey:
+		return nil, bad("a key of %d bytes (16 to %d)", len(req.Key), maxRingKey)
+	case req.NextAddress == "" || len(req.NextAddress) > maxRingAddress:
+		return nil, bad("next member's address of %d bytes", len(req.NextAddress))
+	case req.NextSession == "" || len(req.NextSession) > 128:
+		return nil, bad("next member's session id of %d bytes", len(req.NextSession))
+	}
+	for i, w := range req.Weights {
+		if !(w > 0) || w > 1 {
+			return nil, bad("weight %d is %v", i, w)
+		}
+	}
+	return &ringMember{rank: int(req.Rank), weights: req.Weights, names: req.Names, key: req.Key,
+		nextAddr: req.NextAddress, nextSession: req.NextSession, changed: make(chan struct{})}, nil
+}
+
+// probeRing asks the next member's provider whether session answers for
+// the ring's key.
+func probeRing(ctx context.Context, pc rookeryv1.ProviderClient, key, session string) error {
+	stream, err := pc.RingPass(metadata.AppendToOutgoingContext(ctx, RingKeyHeader, key))
+	if err != nil {
+		return fromStatus(ctx, "ring probe", err)
+	}
+	if err := stream.Send(&rookeryv1.TensorFrame{Session: session, Name: "probe"}); err != nil && !errors.Is(err, io.EOF) {
+		return fromStatus(ctx, "ring probe", err)
+	}
+	_, err = stream.CloseAndRecv()
+	return fromStatus(ctx, "ring probe", err)
+}
+
+// RingPass implements the Provider service: it feeds the segments that
+// the previous member of a ring sends to the round its session runs.
+func (s *Server) RingPass(stream rookeryv1.Provider_RingPassServer) (err error) {
+	defer s.metrics.observe("ring_pass", time.Now(), &err)
+	rs, ctx, done := s.watch(stream.Context(), "ring_pass", stream)
+	defer done()
+	r := &frameReader{stream: rs, lim: s.lim}
+	first, err := r.first()
+	if err != nil {
+		return toStatus(err)
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	keys := md.Get(RingKeyHeader)
+	var key []byte
+	if len(keys) == 1 {
+		key, _ = base64.StdEncoding.DecodeString(keys[0])
+	}
+	ss, m := s.memberFor(ctx, first.Session, key, first.Name == "probe")
+	if m == nil {
+		return toStatus(&AuthError{Reason: ReasonBadToken, Detail: "no ring of this provider has that session and key"})
+	}
+	switch first.Name {
+	case "probe":
+		return stream.SendAndClose(&rookeryv1.PutResponse{})
+	case "ring":
+	default:
+		return toStatus(protocolError("ring pass of kind %.40q", first.Name))
+	}
+	round := uint64(first.MicroBatch)
+	inbox, ended, err := m.attach(ctx, round)
+	if err != nil {
+		return toStatus(err)
+	}
+	elem := int64(8)
+	r.reserve = func(n int64) error {
+		if n > ringSegment*elem {
+			return &LimitError{What: "ring segment bytes", Limit: ringSegment * elem, Got: n}
+		}
+		return nil
+	}
+	for {
+		_, t, err := r.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return toStatus(err)
+		}
+		select {
+		case inbox <- t:
+		case <-ended:
+			return toStatus(protocolError("ring round %d ended before its segments did", round))
+		case <-ctx.Done():
+			return toStatus(context.Cause(ctx))
+		}
+	}
+	s.metrics.bytesIn.Add(float64(r.bytes))
+	s.count(ss, func(w *work) { w.bytesIn += r.bytes })
+	return stream.SendAndClose(&rookeryv1.PutResponse{})
+}
+
+// attach waits until round begins on m and returns its inbox; a round
+// that is over, or that another stream feeds already, is refused.
+func (m *ringMember) attach(ctx context.Context, round uint64) (chan<- *tensor.Dense, <-chan struct{}, error) {
+	for {
+		m.mu.Lock()
+		switch {
+		case round < m.last || (round == m.last && (m.passing || m.inbox == nil)):
+			m.mu.Unlock()
+			return nil, nil, protocolError("ring round %d is over or fed already (this member is at round %d)", round, m.last)
+		case round == m.last:
+			m.passing = true
+			inbox, ended := m.inbox, m.ended
+			m.mu.Unlock()
+			return inbox, ended, nil
+		}
+		changed := m.changed
+		m.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, nil, context.Cause(ctx)
+		}
+	}
+}
+
+// begin starts round on m and returns its inbox and the function that
+// ends it.
+func (m *ringMember) begin(round uint64) (<-chan *tensor.Dense, func(), error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if round <= m.last {
+		return nil, nil, &exec.SpecError{Part: -1, Node: -1, Reason: fmt.Sprintf("ring round %d after round %d", round, m.last)}
+	}
+	inbox, ended := make(chan *tensor.Dense, 4), make(chan struct{})
+	m.last, m.inbox, m.ended, m.passing = round, inbox, ended, false
+	close(m.changed)
+	m.changed = make(chan struct{})
+	return inbox, func() {
+		m.mu.Lock()
+		close(ended)
+		if m.last == round {
+			m.inbox = nil
+		}
+		m.mu.Unlock()
+	}, nil
+}
+
+// AllReduce implements the Provider service.
+func (s *Server) AllReduce(ctx context.Context, req *rookeryv1.AllReduceRequest) (_ *rookeryv1.AllReduceResponse, err error) {
+	defer s.metrics.observe("all_reduce", time.Now(), &err)
+	ss, err := s.acquire(ctx, req.Session)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	defer s.release(ss)
+	m := s.ringOf(ss)
+	if m == nil {
+		return nil, toStatus(&exec.SpecError{Part: ss.part, Node: -1, Reason: "ring: the session has not joined a ring"})
+	}
+	inbox, end, err := m.begin(req.Round)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	defer end()
+	sent, recvd, err := s.allReduce(ctx, ss, m, req.Round, inbox)
+	if err != nil {
+		var se *exec.SpecError
+		if errors.As(err, &se) {
+			se.Part = ss.part
+		}
+		return nil, toStatus(err)
+	}
+	s.metrics.bytesOut.Add(float64(sent))
+	s.count(ss, func(w *work) { w.bytesOut += sent })
+	return &rookeryv1.AllReduceResponse{BytesSent: sent, BytesReceived: recvd}, nil
+}
+
+// ringVec is the flattened gradients of a round: f32 or f64.
+type ringVec struct {
+	f32 []float32
+	f64 []float64
+}
+
+func (v *ringVec) len() int {
+	if v.f32 != nil {
+		return len(v.f32)
+	}
+	return len(v.f64)
+}
+
+// segment returns elements [lo, hi) as a tensor sharing v's memory.
+func (v *ringVec) segment(lo, hi int) *tensor.Dense {
+	if v.f32 != nil {
+		return tensor.New(tensor.WithShape(hi-lo), tensor.WithBacking(v.f32[lo:hi]))
+	}
+	return tensor.New(tensor.WithShape(hi-lo), tensor.WithBacking(v.f64[lo:hi]))
+}
+
+// scaled returns w · elements [lo, hi) as a new tensor.
+func (v *ringVec) scaled(lo, hi int, w float64) *tensor.Dense {
+	if v.f32 != nil {
+		out := make([]float32, hi-lo)
+		for j, x := range v.f32[lo:hi] {
+			out[j] = float32(w * float64(x))
+		}
+		return tensor.New(tensor.WithShape(hi-lo), tensor.WithBacking(out))
+	}
+	out := make([]float64, hi-lo)
+	for j, x := range v.f64[lo:hi] {
+		out[j] = w * x
+	}
+	return tensor.New(tensor.WithShape(hi-lo), tensor.WithBacking(out))
+}
+
+// take stores segment t at [lo, hi): with add, v = t + w·v (in float64
+// arithmetic, rounded once to the dtype), else v = t.
+func (v *ringVec) take(t *tensor.Dense, lo, hi int, add bool, w float64) error {
+	if t.Shape().TotalSize() != hi-lo || len(t.Shape()) != 1 {
+		return protocolError("ring segment of shape %v where %d elements were due", t.Shape(), hi-lo)
+	}
+	switch d := t.Data().(type) {
+	case []float32:
+		if v.f32 == nil {
+			return protocolError("float32 ring segment for float64 gradients")
+		}
+		dst := v.f32[lo:hi]
+		if !add {
+			copy(dst, d)
+			return nil
+		}
+		for j, x := range d {
+			dst[j] = float32(float64(x) + w*float64(dst[j]))
+		}
+	case []float64:
+		if v.f64 == nil {
+			return protocolError("float64 ring segment for float32 gradients")
+		}
+		dst := v.f64[lo:hi]
+		if !add {
+			copy(dst, d)
+			return nil
+		}
+		for j, x := range d {
+			dst[j] = x + w*dst[j]
+		}
+	default:
+		return protocolError("ring segment of dtype %v", t.Dtype())
+	}
+	return nil
+}
+
+// flatten reads the ring's gradients from the session into one vector,
+// and returns it with each gradient's shape.
+func flatten(got map[string]*tensor.Dense, names []string) (*ringVec, []tensor.Shape, error) {
+	v := new(ringVec)
+	shapes := make([]tensor.Shape, len(names))
+	var n int
+	var dt tensor.Dtype
+	for i, name := range names {
+		t, ok := got[name]
+		if !ok || t == nil {
+			return nil, nil, &exec.NameError{Part: -1, Name: name}
+		}
+		if i == 0 {
+			dt = t.Dtype()
+		}
+		if t.Dtype() != dt || (dt != tensor.Float32 && dt != tensor.Float64) {
+			return nil, nil, &exec.SpecError{Part: -1, Node: -1, Reason: fmt.Sprintf("ring: gradient %q is %v; a ring sums float32 or float64 gradients of one dtype", name, t.Dtype())}
+		}
+		shapes[i] = t.Shape().Clone()
+		n += t.Shape().TotalSize()
+	}
+	if dt == tensor.Float32 {
+		v.f32 = make([]float32, 0, n)
+	} else {
+		v.f64 = make([]float64, 0, n)
+	}
+	for _, name := range names {
+		t := got[name]
+		if !t.IsNativelyAccessible() || t.RequiresIterator() {
+			t = t.Materialize().(*tensor.Dense)
+		}
+		switch d := t.Data().(type) {
+		case []float32:
+			v.f32 = append(v.f32, d...)
+		case float32:
+			v.f32 = append(v.f32, d)
+		case []float64:
+			v.f64 = append(v.f64, d...)
+		case float64:
+			v.f64 = append(v.f64, d)
+		}
+	}
+	return v, shapes, nil
+}
+
+// ringSegments returns the segments [lo, hi) of chunk c of r chunks of a
+// vector of n elements.
+func ringSegments(n, r, c int) [][2]int {
+	lo, hi := c*n/r, (c+1)*n/r
+	var out [][2]int
+	for a := lo; a < hi; a += ringSegment {
+		out = append(out, [2]int{a, min(a+ringSegment, hi)})
+	}
+	return out
+}
+
+// allReduce runs one round of the ring on ss's gradients: it returns the
+// bytes of tensor data sent and received.
+func (s *Server) allReduce(ctx context.Context, ss *serverSession, m *ringMember, round uint64, inbox <-chan *tensor.Dense) (sent, recvd int64, err error) {
+	got, err := ss.s.Get(ctx, m.names...)
+	if err != nil {
+		return 0, 0, err
+	}
+	v, shapes, err := flatten(got, m.names)
+	if err != nil {
+		return 0, 0, err
+	}
+	got = nil
+	m.mu.Lock()
+	pc := m.pc
+	m.mu.Unlock()
+	if pc == nil {
+		return 0, 0, &exec.SpecError{Part: -1, Node: -1, Reason: "ring: the session's ring is not connected"}
+	}
+	r, i, n := len(m.weights), m.rank, v.len()
+	w := m.weights[i]
+	mod := func(a int) int { return ((a % r) + r) % r }
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stream, err := pc.RingPass(metadata.AppendToOutgoingContext(ctx, RingKeyHeader, base64.StdEncoding.EncodeToString(m.key)))
+	if err != nil {
+		return 0, 0, fromStatus(ctx, "ring pass to "+m.nextAddr, err)
+	}
+	if err := stream.Send(&rookeryv1.TensorFrame{Session: m.nextSession, Name: "ring", MicroBatch: int64(round)}); err != nil && !errors.Is(err, io.EOF) {
+		return 0, 0, fromStatus(ctx, "ring pass to "+m.nextAddr, err)
+	}
+	// The sender sends what the loop below queues, in order; the queue
+	// holds every segment of the round, so the loop never waits on it.
+	total := 0
+	for c := range r {
+		total += 2 * len(ringSegments(n, r, c))
+	}
+	queue := make(chan *tensor.Dense, total)
+	var sendErr error
+	var sendWG sync.WaitGroup
+	sendWG.Add(1)
+	go func() {
+		defer sendWG.Done()
+		for t := range queue {
+			if sendErr != nil {
+				continue
+			}
+			k, err := sendTensor(stream.Send, &rookeryv1.TensorFrame{}, t, DefaultChunkBytes)
+			sent += k
+			if err != nil {
+				sendErr = err
+				cancel(err)
+			}
+		}
+	}()
+	finish := func() error {
+		close(queue)
+		sendWG.Wait()
+		if sendErr != nil && !errors.Is(sendErr, io.EOF) {
+			return fromStatus(ctx, "ring pass to "+m.nextAddr, sendErr)
+		}
+		_, err := stream.CloseAndRecv()
+		return fromStatus(ctx, "ring pass to "+m.nextAddr, err)
+	}
+	// Reduce-scatter step 0: this member's own weighted chunk.
+	for _, seg := range ringSegments(n, r, i) {
+		queue <- v.scaled(seg[0], seg[1], w)
+	}
+	recv := func() (*tensor.Dense, error) {
+		select {
+		case t := <-inbox:
+			return t, nil
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
+	for step := range 2 * (r - 1) {
+		var c int
+		if step < r-1 {
+			c = mod(i - step - 1) // reduce-scatter
+		} else {
+			c = mod(i - (step - (r - 1))) // all-gather
+		}
+		add := step < r-1
+		forward := step != 2*(r-1)-1
+		for _, seg := range ringSegments(n, r, c) {
+			t, err := recv()
+			if err == nil {
+				err = v.take(t, seg[0], seg[1], add, w)
+			}
+			if err != nil {
+				cancel(err)
+				finish()
+				return sent, recvd, err
+			}
+			recvd += int64(seg[1]-seg[0]) * int64(t.Dtype().Size())
+			if forward {
+				queue <- v.segment(seg[0], seg[1])
+			}
+		}
+	}
+	if err := finish(); err != nil {
+		return sent, recvd, err
+	}
+	// Hand the sums to the session, each gradient a slice of the vector.
+	off := 0
+	for k, name := range m.names {
+		size := shapes[k].TotalSize()
+		var t *tensor.Dense
+		switch {
+		case len(shapes[k]) == 0 && v.f32 != nil:
+			t = tensor.New(tensor.FromScalar(v.f32[off]))
+		case len(shapes[k]) == 0:
+			t = tensor.New(tensor.FromScalar(v.f64[off]))
+		default:
+			t = v.segment(off, off+size)
+			if err := t.Reshape(shapes[k]...); err != nil {
+				return sent, recvd, err
+			}
+		}
+		off += size
+		if err := exec.Keep(ctx, ss.s, name, t); err != nil {
+			return sent, recvd, err
+		}
+	}
+	return sent, recvd, nil
+}
+
+// RingEndpoint implements exec.RingSession: the session's id and its
+// provider's address, as "ID@ADDRESS".
+func (s *remoteSession) RingEndpoint() string { return s.id + "@" + s.c.addr }
+
+// JoinRing implements exec.RingSession.
+func (s *remoteSession) JoinRing(ctx context.Context, spec exec.RingSpec) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	if err := spec.Validate(); err != nil {
+		return err
+	}
+	id, addr, ok := strings.Cut(spec.Next, "@")
+	if !ok || id == "" || addr == "" {
+		return fmt.Errorf("%w: ring endpoint %.200q is not ID@ADDRESS", exec.ErrSpec, spec.Next)
+	}
+	_, err := s.c.pc.JoinRing(ctx, &rookeryv1.JoinRingRequest{Session: s.id, Rank: int64(spec.Rank), Weights: spec.Weights,
+		Names: spec.Names, Key: spec.Key, NextAddress: addr, NextSession: id})
+	return fromStatus(ctx, s.on("join ring"), err)
+}
+
+// AllReduce implements exec.RingSession.
+func (s *remoteSession) AllReduce(ctx context.Context, round uint64) (exec.RingStats, error) {
+	if err := s.check(); err != nil {
+		return exec.RingStats{}, err
+	}
+	res, err := s.c.pc.AllReduce(ctx, &rookeryv1.AllReduceRequest{Session: s.id, Round: round})
+	if err != nil {
+		return exec.RingStats{}, fromStatus(ctx, s.on("all-reduce"), err)
+	}
+	return exec.RingStats{BytesSent: res.BytesSent, BytesReceived: res.BytesReceived}, nil
+}
+
+var _ exec.RingSession = (*remoteSession)(nil)

@@ -1,0 +1,295 @@
+package transport_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+	"gorgonia.org/tensor"
+
+	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/exectest"
+	"github.com/rookery-ml/rookery/graph"
+	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
+	"github.com/rookery-ml/rookery/transport"
+)
+
+// ringReplicas opens r replicas of m cut into k parts, each part on its
+// own provider served on loopback TCP, with the given reduction.
+func ringReplicas(t *testing.T, m exectest.Model, r, k, micro int, weights []float64, cfg exec.SolverConfig, red exec.Reduction) *exec.Replicas {
+	t.Helper()
+	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
+	if err != nil {
+		t.Fatal(err)
+	}
+	execs := make([][]exec.Executor, r)
+	for i := range execs {
+		for range k {
+			_, c := startTCP(t, exec.NewCPU())
+			execs[i] = append(execs[i], c)
+		}
+	}
+	opts := []exec.PipelineOption{exec.WithMicroBatches(micro), exec.WithSolver(cfg), exec.WithReduction(red)}
+	if weights != nil {
+		opts = append(opts, exec.WithRowWeights(weights...))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rs, err := exec.NewReplicas(ctx, ir, int64(m.Loss.ID()), exec.NodeIDs(m.Data), exectest.Chunks(ir, k), execs, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rs.Close() })
+	return rs
+}
+
+// trainRing takes steps on the batch of seed, checks that the replicas'
+// parameters agree to the bit after every step, and returns the losses
+// and the final parameters in m.Learn order.
+func trainRing(t *testing.T, m exectest.Model, rs *exec.Replicas, steps int, seed int64) ([]float64, []*tensor.Dense) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	feeds := make(map[int64]*tensor.Dense)
+	for n, v := range m.Batch(rand.New(rand.NewSource(seed))) {
+		feeds[int64(n.ID())] = v
+	}
+	var losses []float64
+	var params map[int64]*tensor.Dense
+	for s := range steps {
+		l, err := rs.Step(ctx, feeds)
+		if err != nil {
+			t.Fatalf("step %d: %v", s, err)
+		}
+		losses = append(losses, l)
+		for i, p := range rs.Pipelines() {
+			got, err := p.Params(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				params = got
+				continue
+			}
+			for id, v := range got {
+				if exectest.MaxRelDiff(v, params[id]) != 0 || !sameBits(v, params[id]) {
+					t.Fatalf("step %d: replica %d's parameter %d differs from replica 0's", s, i, id)
+				}
+			}
+		}
+	}
+	out := make([]*tensor.Dense, len(m.Learn))
+	for i, n := range m.Learn {
+		out[i] = params[int64(n.ID())]
+	}
+	return losses, out
+}
+
+func sameBits(a, b *tensor.Dense) bool {
+	switch x := a.Data().(type) {
+	case []float64:
+		y, ok := b.Data().([]float64)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if math.Float64bits(x[i]) != math.Float64bits(y[i]) {
+				return false
+			}
+		}
+		return true
+	case []float32:
+		y, ok := b.Data().([]float32)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if math.Float32bits(x[i]) != math.Float32bits(y[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// TestRingReplicasEqualOneProcess: replicas on providers that sum their
+// gradients in rings between themselves train the model as one process
+// does on the whole mini-batch (float64: 1e-9, float32: 1e-4), with equal
+// and uneven row shares, and agree to the bit after every step; every
+// part with parameters is summed in a ring.
+func TestRingReplicasEqualOneProcess(t *testing.T) {
+	const steps, batch = 3, 24
+	builders := []struct {
+		name  string
+		build func(tensor.Dtype) exectest.Model
+		cfg   exec.SolverConfig
+	}{
+		{"mlp", func(dt tensor.Dtype) exectest.Model { return exectest.MLP(dt, batch, 20, 16, 10) }, exec.SGD(0.05, 0.9)},
+		{"cnn", func(dt tensor.Dtype) exectest.Model { return exectest.CNN(dt, batch) }, exec.Adam(0.005)},
+		{"residual", func(dt tensor.Dtype) exectest.Model { return exectest.Residual(dt, batch) }, exec.SGD(0.02, 0.9)},
+	}
+	uneven := []float64{1, 2.5, 0.7, 4}
+	for _, dt := range []tensor.Dtype{tensor.Float64, tensor.Float32} {
+		tol := 1e-9
+		if dt == tensor.Float32 {
+			tol = 1e-4
+		}
+		for _, b := range builders {
+			wantLoss, wantParams := exectest.Reference(t, b.build(dt), b.cfg, steps, 7)
+			for r := 2; r <= 4; r++ {
+				for k := 1; k <= 3; k++ {
+					for _, micro := range []int{1, 2, 4} {
+						for _, w := range [][]float64{nil, uneven[:r]} {
+							if testing.Short() && (micro == 2 || k == 2) {
+								continue
+							}
+							if dt == tensor.Float32 && (w != nil || micro == 2 || k == 3) {
+								continue // float32 runs a part of the matrix
+							}
+							t.Run(fmt.Sprintf("%s/%v/r=%d/k=%d/M=%d/weighted=%v", b.name, dt, r, k, micro, w != nil), func(t *testing.T) {
+								m := b.build(dt)
+								rs := ringReplicas(t, m, r, k, micro, w, b.cfg, exec.ReduceRing)
+								gotLoss, gotParams := trainRing(t, m, rs, steps, 7)
+								for s := range wantLoss {
+									if d := math.Abs(gotLoss[s]-wantLoss[s]) / math.Abs(wantLoss[s]); !(d <= tol) {
+										t.Errorf("step %d: loss %v, want %v (rel %.3g)", s, gotLoss[s], wantLoss[s], d)
+									}
+								}
+								for i := range wantParams {
+									if d := exectest.MaxRelDiff(gotParams[i], wantParams[i]); !(d <= tol) {
+										t.Errorf("parameter %d differs by %.3g relative", i, d)
+									}
+								}
+								st := rs.Stats()
+								if st.RingParts == 0 || st.RingBytes <= 0 || st.Reduce <= 0 {
+									t.Errorf("stats %+v: want parts summed in rings, with bytes and a reduce time", st)
+								}
+							})
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestRingMatchesRequesterReduction: gradients whose chunks span several
+// segments (a float32 MLP of 905,010 parameters: at r = 2 a chunk of
+// 452,505 elements is two segments of at most 262,144) and cross the
+// parameters' boundaries sum in the ring as through the requester, and
+// each member sends 2(r−1)/r of the gradients' bytes.
+func TestRingMatchesRequesterReduction(t *testing.T) {
+	const steps = 3
+	m := exectest.MLP(tensor.Float32, 32, 784, 700, 500, 10) // 905,010 parameters: chunks of several segments
+	cfg := exec.SGD(0.01, 0.9)
+	for _, r := range []int{2, 3} {
+		t.Run(fmt.Sprintf("r=%d", r), func(t *testing.T) {
+			ring := ringReplicas(t, m, r, 1, 1, nil, cfg, exec.ReduceRing)
+			ringLoss, ringParams := trainRing(t, m, ring, steps, 3)
+			req := ringReplicas(t, m, r, 1, 1, nil, cfg, exec.ReduceRequester)
+			reqLoss, reqParams := trainRing(t, m, req, steps, 3)
+			for s := range reqLoss {
+				if d := math.Abs(ringLoss[s]-reqLoss[s]) / math.Abs(reqLoss[s]); d > 1e-5 {
+					t.Errorf("step %d: ring loss %v, requester %v", s, ringLoss[s], reqLoss[s])
+				}
+			}
+			for i := range reqParams {
+				if d := exectest.MaxRelDiff(ringParams[i], reqParams[i]); d > 1e-4 {
+					t.Errorf("parameter %d: ring and requester differ by %.3g", i, d)
+				}
+			}
+			if st := req.Stats(); st.RingParts != 0 || st.RingBytes != 0 {
+				t.Errorf("requester reduction: stats %+v, want no ring", st)
+			}
+			st := ring.Stats()
+			// Every element is sent r−1 times in the reduce-scatter and
+			// r−1 times in the all-gather, by the r members together.
+			var n int64
+			for _, p := range m.Learn {
+				n += int64(p.Shape().TotalSize())
+			}
+			want := int64(steps) * 2 * int64(r-1) * n * 4
+			if st.RingParts != 1 || st.RingBytes != want {
+				t.Errorf("ring: %d parts, %d bytes sent, want 1 part and %d", st.RingParts, st.RingBytes, want)
+			}
+		})
+	}
+}
+
+// TestRingAutoFallsBack: with ReduceAuto, replicas on in-process
+// executors (which cannot join a ring) sum through the requester and say
+// why; with ReduceRing they fail to open.
+func TestRingAutoFallsBack(t *testing.T) {
+	m := exectest.MLP(tensor.Float64, 8, 6, 5, 3)
+	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
+	if err != nil {
+		t.Fatal(err)
+	}
+	execs := [][]exec.Executor{{exec.NewCPU()}, {exec.NewCPU()}}
+	ctx := context.Background()
+	rs, err := exec.NewReplicas(ctx, ir, int64(m.Loss.ID()), exec.NodeIDs(m.Data), exectest.Chunks(ir, 1), execs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	if rs.RingError() == nil || rs.Stats().RingParts != 0 {
+		t.Errorf("auto on in-process executors: ring error %v, %d ring parts; want an error and none", rs.RingError(), rs.Stats().RingParts)
+	}
+	_, err = exec.NewReplicas(ctx, ir, int64(m.Loss.ID()), exec.NodeIDs(m.Data), exectest.Chunks(ir, 1),
+		[][]exec.Executor{{exec.NewCPU()}, {exec.NewCPU()}}, exec.WithReduction(exec.ReduceRing))
+	if !errors.Is(err, exec.ErrSpec) {
+		t.Errorf("ReduceRing on in-process executors: got %v, want ErrSpec", err)
+	}
+}
+
+// TestRingPassRefusesStrangers: a RingPass that presents no key, a wrong
+// key or an unknown session is refused before anything is read, and the
+// ring still works afterwards.
+func TestRingPassRefusesStrangers(t *testing.T) {
+	m := exectest.MLP(tensor.Float64, 8, 6, 5, 3)
+	rs := ringReplicas(t, m, 2, 1, 1, nil, exec.SGD(0.1, 0), exec.ReduceRing)
+	sess, ok := transport.SessionID(rs.Pipelines()[1].Sessions()[0])
+	if !ok {
+		t.Fatal("not a remote session")
+	}
+	ep := rs.Pipelines()[1].Sessions()[0].(exec.RingSession).RingEndpoint()
+	addr := ep[len(sess)+1:]
+	cc, err := transport.ClientConn(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	pc := rookeryv1.NewProviderClient(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name, key, session string
+	}{
+		{"no key", "", sess},
+		{"wrong key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", sess},
+		{"not base64", "%%%", sess},
+		{"unknown session", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "0123"},
+	} {
+		cctx := ctx
+		if tc.key != "" {
+			cctx = metadata.AppendToOutgoingContext(ctx, transport.RingKeyHeader, tc.key)
+		}
+		stream, err := pc.RingPass(cctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = stream.Send(&rookeryv1.TensorFrame{Session: tc.session, Name: "ring", MicroBatch: 1})
+		_, err = stream.CloseAndRecv()
+		err = transport.FromStatus(ctx, "ring pass", err)
+		if !errors.Is(err, transport.ErrPermissionDenied) && !errors.Is(err, transport.ErrUnauthenticated) {
+			t.Errorf("%s: got %v, want a refusal", tc.name, err)
+		}
+	}
+	trainRing(t, m, rs, 2, 1)
+}
