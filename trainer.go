@@ -120,6 +120,16 @@ func WithReplicas(r int, weights ...float64) Option {
 	}
 }
 
+// WithReduction says where replicas' gradients are summed
+// (exec.WithReduction): by default (exec.ReduceAuto) in a ring between
+// the providers of each part when they can reach each other, so that the
+// requester moves none of the gradients, and through this process
+// otherwise (in-process executors, guarded parts). Replicas.RingError
+// says why a ring did not form.
+func WithReduction(r exec.Reduction) Option {
+	return func(c *config) { c.pipeOpts = append(c.pipeOpts, exec.WithReduction(r)) }
+}
+
 // WithRebalance moves rows between replicas every n steps when their
 // observed speeds call for it (exec.WithRebalance); the model is the same.
 func WithRebalance(n int, threshold float64) Option {

@@ -70,6 +70,9 @@ type frameReader struct {
 	reserve func(n int64) error
 	// bytes counts the tensor data received.
 	bytes int64
+	// alloc, when set, gives the tensor a tensor of several frames is
+	// received into (nil: a new one), of the header's dtype and shape.
+	alloc func(dt tensor.Dtype, shape []int) *tensor.Dense
 }
 
 func (r *frameReader) recv() (*rawFrame, error) {
@@ -142,7 +145,12 @@ func (r *frameReader) next() (*rookeryv1.TensorFrame, *tensor.Dense, error) {
 		for i, d := range pb.Shape {
 			shape[i] = int(d)
 		}
-		t = tensor.New(tensor.Of(tdt), tensor.WithShape(shape...))
+		if r.alloc != nil {
+			t = r.alloc(tdt, shape)
+		}
+		if t == nil {
+			t = tensor.New(tensor.Of(tdt), tensor.WithShape(shape...))
+		}
 		var ok bool
 		if dst, ok = graph.TensorMemory(t); !ok {
 			t = nil

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -60,6 +61,42 @@ const RingKeyHeader = "rookery-ring-key"
 
 // ringSegment is the most elements one segment carries: 1 MiB of float32.
 const ringSegment = 1 << 18
+
+// Segment buffers: RingPass receives every segment into one, and the
+// round hands it back once it has taken the segment in.
+var (
+	segments32 = sync.Pool{New: func() any { return make([]float32, ringSegment) }}
+	segments64 = sync.Pool{New: func() any { return make([]float64, ringSegment) }}
+)
+
+// getSegment returns a tensor of a pooled buffer for a received segment,
+// or nil for anything but a float vector of at most ringSegment elements.
+func getSegment(dt tensor.Dtype, shape []int) *tensor.Dense {
+	if len(shape) != 1 || shape[0] > ringSegment || shape[0] <= 0 {
+		return nil
+	}
+	switch dt {
+	case tensor.Float32:
+		return tensor.New(tensor.WithShape(shape[0]), tensor.WithBacking(segments32.Get().([]float32)[:shape[0]]))
+	case tensor.Float64:
+		return tensor.New(tensor.WithShape(shape[0]), tensor.WithBacking(segments64.Get().([]float64)[:shape[0]]))
+	}
+	return nil
+}
+
+// putSegment hands a segment's buffer back to the pool.
+func putSegment(t *tensor.Dense) {
+	switch d := t.Data().(type) {
+	case []float32:
+		if cap(d) == ringSegment {
+			segments32.Put(d[:ringSegment]) //nolint:staticcheck // a slice header, as the pool's New makes
+		}
+	case []float64:
+		if cap(d) == ringSegment {
+			segments64.Put(d[:ringSegment]) //nolint:staticcheck
+		}
+	}
+}
 
 // ringPassMethod is the full name of the providers' RingPass call.
 var ringPassMethod = rookeryv1.Provider_RingPass_FullMethodName
@@ -293,6 +330,7 @@ func (s *Server) RingPass(stream rookeryv1.Provider_RingPassServer) (err error) 
 	if err != nil {
 		return toStatus(err)
 	}
+	r.alloc = getSegment
 	elem := int64(8)
 	r.reserve = func(n int64) error {
 		if n > ringSegment*elem {
@@ -398,55 +436,77 @@ func (s *Server) AllReduce(ctx context.Context, req *rookeryv1.AllReduceRequest)
 	return &rookeryv1.AllReduceResponse{BytesSent: sent, BytesReceived: recvd}, nil
 }
 
-// ringVec is the flattened gradients of a round: f32 or f64.
+// ringVec is a round's gradients seen as one vector: the gradients'
+// own memory (the session's copies), one after another, f32 or f64.
 type ringVec struct {
-	f32 []float32
-	f64 []float64
+	f32    [][]float32
+	f64    [][]float64
+	starts []int // each gradient's first element in the vector
+	n      int
 }
 
-func (v *ringVec) len() int {
-	if v.f32 != nil {
-		return len(v.f32)
+// ringSeg is elements [lo, hi) of gradient k: a segment never spans two
+// gradients.
+type ringSeg struct{ k, lo, hi int }
+
+func (s ringSeg) len() int { return s.hi - s.lo }
+
+// segments returns the segments of chunk c of r chunks of the vector:
+// at most ringSegment elements each, cut at the gradients' boundaries.
+func (v *ringVec) segments(r, c int) []ringSeg {
+	lo, hi := c*v.n/r, (c+1)*v.n/r
+	var out []ringSeg
+	for a := lo; a < hi; {
+		k := sort.Search(len(v.starts), func(i int) bool { return v.starts[i] > a }) - 1
+		end := min(hi, v.starts[k]+v.size(k), a+ringSegment)
+		out = append(out, ringSeg{k, a - v.starts[k], end - v.starts[k]})
+		a = end
 	}
-	return len(v.f64)
+	return out
 }
 
-// segment returns elements [lo, hi) as a tensor sharing v's memory.
-func (v *ringVec) segment(lo, hi int) *tensor.Dense {
+func (v *ringVec) size(k int) int {
 	if v.f32 != nil {
-		return tensor.New(tensor.WithShape(hi-lo), tensor.WithBacking(v.f32[lo:hi]))
+		return len(v.f32[k])
 	}
-	return tensor.New(tensor.WithShape(hi-lo), tensor.WithBacking(v.f64[lo:hi]))
+	return len(v.f64[k])
 }
 
-// scaled returns w · elements [lo, hi) as a new tensor.
-func (v *ringVec) scaled(lo, hi int, w float64) *tensor.Dense {
+// tensor returns segment s as a tensor sharing v's memory.
+func (v *ringVec) tensor(s ringSeg) *tensor.Dense {
 	if v.f32 != nil {
-		out := make([]float32, hi-lo)
-		for j, x := range v.f32[lo:hi] {
-			out[j] = float32(w * float64(x))
+		return tensor.New(tensor.WithShape(s.len()), tensor.WithBacking(v.f32[s.k][s.lo:s.hi]))
+	}
+	return tensor.New(tensor.WithShape(s.len()), tensor.WithBacking(v.f64[s.k][s.lo:s.hi]))
+}
+
+// scale multiplies segment s by w in place.
+func (v *ringVec) scale(s ringSeg, w float64) {
+	if v.f32 != nil {
+		d := v.f32[s.k][s.lo:s.hi]
+		for j, x := range d {
+			d[j] = float32(w * float64(x))
 		}
-		return tensor.New(tensor.WithShape(hi-lo), tensor.WithBacking(out))
+		return
 	}
-	out := make([]float64, hi-lo)
-	for j, x := range v.f64[lo:hi] {
-		out[j] = w * x
+	d := v.f64[s.k][s.lo:s.hi]
+	for j, x := range d {
+		d[j] = w * x
 	}
-	return tensor.New(tensor.WithShape(hi-lo), tensor.WithBacking(out))
 }
 
-// take stores segment t at [lo, hi): with add, v = t + w·v (in float64
+// take stores received segment t at s: with add, v = t + w·v (in float64
 // arithmetic, rounded once to the dtype), else v = t.
-func (v *ringVec) take(t *tensor.Dense, lo, hi int, add bool, w float64) error {
-	if t.Shape().TotalSize() != hi-lo || len(t.Shape()) != 1 {
-		return protocolError("ring segment of shape %v where %d elements were due", t.Shape(), hi-lo)
+func (v *ringVec) take(t *tensor.Dense, s ringSeg, add bool, w float64) error {
+	if t.Shape().TotalSize() != s.len() || len(t.Shape()) != 1 {
+		return protocolError("ring segment of shape %v where %d elements were due", t.Shape(), s.len())
 	}
 	switch d := t.Data().(type) {
 	case []float32:
 		if v.f32 == nil {
 			return protocolError("float32 ring segment for float64 gradients")
 		}
-		dst := v.f32[lo:hi]
+		dst := v.f32[s.k][s.lo:s.hi]
 		if !add {
 			copy(dst, d)
 			return nil
@@ -458,7 +518,7 @@ func (v *ringVec) take(t *tensor.Dense, lo, hi int, add bool, w float64) error {
 		if v.f64 == nil {
 			return protocolError("float64 ring segment for float32 gradients")
 		}
-		dst := v.f64[lo:hi]
+		dst := v.f64[s.k][s.lo:s.hi]
 		if !add {
 			copy(dst, d)
 			return nil
@@ -472,12 +532,12 @@ func (v *ringVec) take(t *tensor.Dense, lo, hi int, add bool, w float64) error {
 	return nil
 }
 
-// flatten reads the ring's gradients from the session into one vector,
-// and returns it with each gradient's shape.
-func flatten(got map[string]*tensor.Dense, names []string) (*ringVec, []tensor.Shape, error) {
+// ringVector sees the gradients the session returned (copies, which the
+// round sums in place) as one vector; it returns it with the tensors to
+// put back, in names' order.
+func ringVector(got map[string]*tensor.Dense, names []string) (*ringVec, []*tensor.Dense, error) {
 	v := new(ringVec)
-	shapes := make([]tensor.Shape, len(names))
-	var n int
+	ts := make([]*tensor.Dense, len(names))
 	var dt tensor.Dtype
 	for i, name := range names {
 		t, ok := got[name]
@@ -490,42 +550,26 @@ func flatten(got map[string]*tensor.Dense, names []string) (*ringVec, []tensor.S
 		if t.Dtype() != dt || (dt != tensor.Float32 && dt != tensor.Float64) {
 			return nil, nil, &exec.SpecError{Part: -1, Node: -1, Reason: fmt.Sprintf("ring: gradient %q is %v; a ring sums float32 or float64 gradients of one dtype", name, t.Dtype())}
 		}
-		shapes[i] = t.Shape().Clone()
-		n += t.Shape().TotalSize()
-	}
-	if dt == tensor.Float32 {
-		v.f32 = make([]float32, 0, n)
-	} else {
-		v.f64 = make([]float64, 0, n)
-	}
-	for _, name := range names {
-		t := got[name]
 		if !t.IsNativelyAccessible() || t.RequiresIterator() {
 			t = t.Materialize().(*tensor.Dense)
 		}
+		v.starts = append(v.starts, v.n)
 		switch d := t.Data().(type) {
 		case []float32:
-			v.f32 = append(v.f32, d...)
-		case float32:
 			v.f32 = append(v.f32, d)
 		case []float64:
-			v.f64 = append(v.f64, d...)
-		case float64:
 			v.f64 = append(v.f64, d)
+		case float32: // a scalar: put back as one from the slice
+			v.f32 = append(v.f32, []float32{d})
+			t = nil
+		case float64:
+			v.f64 = append(v.f64, []float64{d})
+			t = nil
 		}
+		v.n += v.size(i)
+		ts[i] = t
 	}
-	return v, shapes, nil
-}
-
-// ringSegments returns the segments [lo, hi) of chunk c of r chunks of a
-// vector of n elements.
-func ringSegments(n, r, c int) [][2]int {
-	lo, hi := c*n/r, (c+1)*n/r
-	var out [][2]int
-	for a := lo; a < hi; a += ringSegment {
-		out = append(out, [2]int{a, min(a+ringSegment, hi)})
-	}
-	return out
+	return v, ts, nil
 }
 
 // allReduce runs one round of the ring on ss's gradients: it returns the
@@ -535,18 +579,17 @@ func (s *Server) allReduce(ctx context.Context, ss *serverSession, m *ringMember
 	if err != nil {
 		return 0, 0, err
 	}
-	v, shapes, err := flatten(got, m.names)
+	v, ts, err := ringVector(got, m.names)
 	if err != nil {
 		return 0, 0, err
 	}
-	got = nil
 	m.mu.Lock()
 	pc := m.pc
 	m.mu.Unlock()
 	if pc == nil {
 		return 0, 0, &exec.SpecError{Part: -1, Node: -1, Reason: "ring: the session's ring is not connected"}
 	}
-	r, i, n := len(m.weights), m.rank, v.len()
+	r, i := len(m.weights), m.rank
 	w := m.weights[i]
 	mod := func(a int) int { return ((a % r) + r) % r }
 
@@ -561,9 +604,11 @@ func (s *Server) allReduce(ctx context.Context, ss *serverSession, m *ringMember
 	}
 	// The sender sends what the loop below queues, in order; the queue
 	// holds every segment of the round, so the loop never waits on it.
+	segs := make([][]ringSeg, r)
 	total := 0
-	for c := range r {
-		total += 2 * len(ringSegments(n, r, c))
+	for c := range segs {
+		segs[c] = v.segments(r, c)
+		total += 2 * len(segs[c])
 	}
 	queue := make(chan *tensor.Dense, total)
 	var sendErr error
@@ -592,9 +637,12 @@ func (s *Server) allReduce(ctx context.Context, ss *serverSession, m *ringMember
 		_, err := stream.CloseAndRecv()
 		return fromStatus(ctx, "ring pass to "+m.nextAddr, err)
 	}
-	// Reduce-scatter step 0: this member's own weighted chunk.
-	for _, seg := range ringSegments(n, r, i) {
-		queue <- v.scaled(seg[0], seg[1], w)
+	// Reduce-scatter step 0: this member's own weighted chunk, scaled in
+	// place: it is overwritten only by the all-gather, with a sum that
+	// holds what was sent.
+	for _, seg := range segs[i] {
+		v.scale(seg, w)
+		queue <- v.tensor(seg)
 	}
 	recv := func() (*tensor.Dense, error) {
 		select {
@@ -613,42 +661,36 @@ func (s *Server) allReduce(ctx context.Context, ss *serverSession, m *ringMember
 		}
 		add := step < r-1
 		forward := step != 2*(r-1)-1
-		for _, seg := range ringSegments(n, r, c) {
+		for _, seg := range segs[c] {
 			t, err := recv()
 			if err == nil {
-				err = v.take(t, seg[0], seg[1], add, w)
+				err = v.take(t, seg, add, w)
 			}
 			if err != nil {
 				cancel(err)
 				finish()
 				return sent, recvd, err
 			}
-			recvd += int64(seg[1]-seg[0]) * int64(t.Dtype().Size())
+			recvd += int64(seg.len()) * int64(t.Dtype().Size())
+			putSegment(t)
 			if forward {
-				queue <- v.segment(seg[0], seg[1])
+				queue <- v.tensor(seg)
 			}
 		}
 	}
 	if err := finish(); err != nil {
 		return sent, recvd, err
 	}
-	// Hand the sums to the session, each gradient a slice of the vector.
-	off := 0
+	// Hand the sums back to the session.
 	for k, name := range m.names {
-		size := shapes[k].TotalSize()
-		var t *tensor.Dense
-		switch {
-		case len(shapes[k]) == 0 && v.f32 != nil:
-			t = tensor.New(tensor.FromScalar(v.f32[off]))
-		case len(shapes[k]) == 0:
-			t = tensor.New(tensor.FromScalar(v.f64[off]))
-		default:
-			t = v.segment(off, off+size)
-			if err := t.Reshape(shapes[k]...); err != nil {
-				return sent, recvd, err
+		t := ts[k]
+		if t == nil {
+			if v.f32 != nil {
+				t = tensor.New(tensor.FromScalar(v.f32[k][0]))
+			} else {
+				t = tensor.New(tensor.FromScalar(v.f64[k][0]))
 			}
 		}
-		off += size
 		if err := exec.Keep(ctx, ss.s, name, t); err != nil {
 			return sent, recvd, err
 		}

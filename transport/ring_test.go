@@ -293,3 +293,59 @@ func TestRingPassRefusesStrangers(t *testing.T) {
 	}
 	trainRing(t, m, rs, 2, 1)
 }
+
+// BenchmarkRingReduce measures the reduction of the 784-1024-1024-10
+// float32 MLP at batch 256 across r replicas on loopback providers in this
+// process, summed in a ring or through the requester: reduce-ms/step is
+// the time from the slowest replica's backward to the sums in place.
+func BenchmarkRingReduce(b *testing.B) {
+	for _, red := range []exec.Reduction{exec.ReduceRing, exec.ReduceRequester} {
+		for _, r := range []int{2, 4} {
+			b.Run(fmt.Sprintf("%v/r=%d", red, r), func(b *testing.B) {
+				m := exectest.MLP(tensor.Float32, 256, 784, 1024, 1024, 10)
+				rs := benchReplicas(b, m, r, red)
+				feeds := make(map[int64]*tensor.Dense)
+				for n, v := range m.Batch(rand.New(rand.NewSource(1))) {
+					feeds[int64(n.ID())] = v
+				}
+				ctx := context.Background()
+				if _, err := rs.Step(ctx, feeds); err != nil {
+					b.Fatal(err)
+				}
+				before := rs.Stats()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if _, err := rs.Step(ctx, feeds); err != nil {
+						b.Fatal(err)
+					}
+				}
+				st := rs.Stats()
+				n := float64(st.Steps - before.Steps)
+				b.ReportMetric((st.Reduce-before.Reduce).Seconds()*1000/n, "reduce-ms/step")
+				b.ReportMetric((st.Compute+st.Reduce+st.Update-before.Compute-before.Reduce-before.Update).Seconds()*1000/n, "step-ms")
+			})
+		}
+	}
+}
+
+// benchReplicas is ringReplicas for a benchmark: r one-part replicas on
+// loopback providers.
+func benchReplicas(b *testing.B, m exectest.Model, r int, red exec.Reduction) *exec.Replicas {
+	b.Helper()
+	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
+	if err != nil {
+		b.Fatal(err)
+	}
+	execs := make([][]exec.Executor, r)
+	for i := range execs {
+		_, c := startTCP(b, exec.NewCPU())
+		execs[i] = []exec.Executor{c}
+	}
+	rs, err := exec.NewReplicas(context.Background(), ir, int64(m.Loss.ID()), exec.NodeIDs(m.Data), exectest.Chunks(ir, 1), execs,
+		exec.WithSolver(exec.SGD(0.01, 0.9)), exec.WithReduction(red))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { rs.Close() })
+	return rs
+}

@@ -94,6 +94,7 @@ type options struct {
 	rookery   string
 	json      bool
 	profile   string
+	reduction exec.Reduction
 
 	maxSeconds float64 // bound on each run's training clock; 0: none
 
@@ -110,13 +111,14 @@ type options struct {
 
 func main() {
 	var o options
-	var cpu, link, codec string
+	var cpu, link, codec, reduce string
 	flag.IntVar(&o.providers, "providers", 2, "number of providers N")
 	flag.StringVar(&cpu, "cpu", "0.5", "CPU share of each provider in cores: one value for all, or one per provider (`0.8,0.4`)")
 	flag.StringVar(&link, "link", "", "put every provider behind an emulated link `RATE:RTT` (e.g. 20mbit:50ms, 1gbit:1ms)")
 	flag.StringVar(&o.mode, "mode", "sync", "training mode: sync (exact data-parallel replicas) or local (local-SGD rounds, one whole model per provider)")
 	flag.StringVar(&o.model, "model", "mlp1024", "model: mlp1024 (784-1024-1024-10, random data, throughput), mlp256 (784-256-10, random data) or mnist (784-256-10 on MNIST, time to accuracy)")
 	flag.StringVar(&o.layout, "layout", "auto", "layout `kxr`: k parts × r replicas on the k·r ≤ N fastest providers; or auto (chosen by partition.ChooseLayout)")
+	flag.StringVar(&reduce, "reduce", "auto", "-mode sync: where replicas' gradients are summed: ring (between the providers), requester (through this process) or auto (ring where it forms)")
 	flag.IntVar(&o.batch, "batch", 256, "mini-batch size")
 	flag.IntVar(&o.micro, "micro", 1, "micro-batches per replica")
 	flag.IntVar(&o.steps, "steps", 20, "timed steps (with -target-acc: the most steps)")
@@ -140,6 +142,12 @@ func main() {
 	flag.Float64Var(&o.killAt, "kill-at", 0, "-mode local: after the undisturbed run, run again and kill one provider at this `fraction` of the undisturbed run's seconds")
 	flag.Float64Var(&o.joinAt, "join-at", 0, "-mode local, with -kill-at: start a fresh provider at this `fraction` of the undisturbed run's seconds; it replaces the killed one")
 	flag.Parse()
+	if r, err := exec.ParseReduction(reduce); err != nil {
+		fmt.Fprintln(os.Stderr, "scale: -reduce:", err)
+		os.Exit(2)
+	} else {
+		o.reduction = r
+	}
 	var err error
 	o.codec, err = compress.ParseCodec(codec)
 	if err == nil {
@@ -321,15 +329,20 @@ type result struct {
 	ReduceMSPerStep         float64   `json:"reduce_ms_per_step"`
 	UpdateMSPerStep         float64   `json:"update_ms_per_step"`
 	BytesPerStepPerProvider float64   `json:"bytes_per_step_per_provider"`
-	RequesterCPUMSPerStep   float64   `json:"requester_cpu_ms_per_step"`
-	ThrottledMSPerStep      float64   `json:"provider_throttled_ms_per_step"`
-	SecondsToTarget         *float64  `json:"seconds_to_target,omitempty"`
-	BaselineSecondsToTarget *float64  `json:"baseline_seconds_to_target,omitempty"`
-	TestAccuracy            *float64  `json:"test_accuracy,omitempty"`
-	BaselineTestAccuracy    *float64  `json:"baseline_test_accuracy,omitempty"`
-	Reached                 *bool     `json:"reached,omitempty"`
-	BaselineReached         *bool     `json:"baseline_reached,omitempty"`
-	MaxSeconds              float64   `json:"max_seconds,omitempty"`
+	// Reduction is where the gradients were summed: ring (between the
+	// providers, RingParts parts) or requester.
+	Reduction                   string   `json:"reduction"`
+	RingParts                   int      `json:"ring_parts"`
+	RingBytesPerStepPerProvider float64  `json:"ring_bytes_per_step_per_provider"`
+	RequesterCPUMSPerStep       float64  `json:"requester_cpu_ms_per_step"`
+	ThrottledMSPerStep          float64  `json:"provider_throttled_ms_per_step"`
+	SecondsToTarget             *float64 `json:"seconds_to_target,omitempty"`
+	BaselineSecondsToTarget     *float64 `json:"baseline_seconds_to_target,omitempty"`
+	TestAccuracy                *float64 `json:"test_accuracy,omitempty"`
+	BaselineTestAccuracy        *float64 `json:"baseline_test_accuracy,omitempty"`
+	Reached                     *bool    `json:"reached,omitempty"`
+	BaselineReached             *bool    `json:"baseline_reached,omitempty"`
+	MaxSeconds                  float64  `json:"max_seconds,omitempty"`
 	// BytesPerSamplePerProvider is the bytes on the requester's
 	// connections to the providers during the timed steps or rounds (not
 	// the staging, not the evaluations) over the training samples
@@ -479,6 +492,11 @@ func run(ctx context.Context, o options) (err error) {
 	res.Efficiency = res.Speedup / (total / o.cpu[0])
 	res.StepMS, res.ComputeMSPerStep, res.ReduceMSPerStep, res.UpdateMSPerStep = main.stepMS, main.computeMS, main.reduceMS, main.updateMS
 	res.BytesPerStepPerProvider = main.bytesPerStep
+	res.Reduction = "requester"
+	if main.ringParts > 0 {
+		res.Reduction = "ring"
+	}
+	res.RingParts, res.RingBytesPerStepPerProvider = main.ringParts, main.ringBytesPerStep
 	res.RequesterCPUMSPerStep = main.cpuMS
 	res.ThrottledMSPerStep = main.throttledMS
 	res.SecondsToTarget, res.BaselineSecondsToTarget = main.toTarget, base.toTarget
@@ -622,6 +640,8 @@ type measure struct {
 	toTarget, acc                 *float64
 	seconds                       float64 // on the training clock
 	bytesPerSample                float64 // per provider, over its share of the samples
+	ringParts                     int     // parts summed in a ring
+	ringBytesPerStep              float64 // bytes the ring members sent each other, per step and provider
 }
 
 // reached says, with -target-acc, whether the run reached it.
@@ -697,7 +717,7 @@ func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k,
 	}
 	m := newMLP(o.batch, hidden)
 	opts := []rookery.Option{rookery.WithExecutors(execs...), rookery.WithParts(k), rookery.WithReplicas(r, weights...),
-		rookery.WithMicroBatches(o.micro), rookery.WithSolver(exec.SGD(o.lr, 0.9))}
+		rookery.WithMicroBatches(o.micro), rookery.WithSolver(exec.SGD(o.lr, 0.9)), rookery.WithReduction(o.reduction)}
 	if k > 1 {
 		opts = append(opts, rookery.WithPartitionOptions(partition.WithMaxImbalance(1)))
 	}
@@ -788,12 +808,16 @@ func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k,
 	st1, b1, c1, th1 := rs.Stats(), total(), cpuTime(), throttled()
 	n := float64(res.steps)
 	res.seconds = elapsed.Seconds()
-	res.bytesPerSample = float64(b1-b0-evalBytes) / (n * float64(o.batch))
 	res.samplesPerS = n * float64(o.batch) / elapsed.Seconds()
 	res.stepMS = float64(elapsed.Microseconds()) / 1e3 / n
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1e3 / n }
 	res.computeMS, res.reduceMS, res.updateMS = ms(st1.Compute-st0.Compute), ms(st1.Reduce-st0.Reduce), ms(st1.Update-st0.Update)
-	res.bytesPerStep = float64(b1-b0-evalBytes) / n / float64(len(ps))
+	// The providers' bytes to each other in rings (sent, and as much
+	// received) count like those on the requester's connections.
+	ring := 2 * float64(st1.RingBytes-st0.RingBytes)
+	res.ringParts, res.ringBytesPerStep = st1.RingParts, ring/n/float64(len(ps))
+	res.bytesPerStep = (float64(b1-b0-evalBytes) + ring) / n / float64(len(ps))
+	res.bytesPerSample = (float64(b1-b0-evalBytes) + ring) / (n * float64(o.batch))
 	res.cpuMS = ms(c1 - c0) // includes evaluations with -target-acc
 	res.throttledMS = ms(th1-th0) / float64(len(ps))
 	return res, nil
