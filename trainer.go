@@ -40,6 +40,7 @@ type config struct {
 	auto       []partition.LayoutOption // WithAutoLayout; nil when not asked
 	speeds     []float64                // Gflops of leased providers
 	micro      int
+	reduction  exec.Reduction // WithReduction
 	layout     *partition.Layout
 	// lease leases the executors from a seed node (WithSeedNode), and
 	// seedSpares more as spares; holdLease keeps the lease until the
@@ -88,8 +89,12 @@ func WithMicroBatches(m int) Option {
 
 // WithAutoLayout lets the trainer choose the number of parts k and of
 // replicas r for the executors it has (partition.ChooseLayout, with the
-// speeds of providers leased with WithSeedNode and opts) when neither
+// speeds of providers leased with WithSeedNode or, for providers given
+// with WithExecutors, the speeds they reported, and opts) when neither
 // WithParts, WithReplicas nor WithPlan says; Layout tells what it chose.
+// Where the replicas will sum their gradients in rings between the
+// providers (WithReduction), the layout prices the reduction as a ring
+// (partition.WithRing with DefaultRingBytesPerFLOP; opts may override it).
 func WithAutoLayout(opts ...partition.LayoutOption) Option {
 	return func(c *config) { c.auto = append(append(c.auto, partition.WithFixed(0, 0)), opts...) }
 }
@@ -127,7 +132,41 @@ func WithReplicas(r int, weights ...float64) Option {
 // otherwise (in-process executors, guarded parts). Replicas.RingError
 // says why a ring did not form.
 func WithReduction(r exec.Reduction) Option {
-	return func(c *config) { c.pipeOpts = append(c.pipeOpts, exec.WithReduction(r)) }
+	return func(c *config) {
+		c.reduction = r
+		c.pipeOpts = append(c.pipeOpts, exec.WithReduction(r))
+	}
+}
+
+// reportedGflops returns the speed every executor's provider reported
+// (its start-up benchmark), or nil unless every executor is a provider
+// that reported one.
+func reportedGflops(execs []exec.Executor) []float64 {
+	var out []float64
+	for _, e := range execs {
+		c, ok := e.(*transport.Client)
+		if !ok || c.Capabilities() == nil || !(c.Capabilities().Gflops > 0) {
+			return nil
+		}
+		out = append(out, c.Capabilities().Gflops)
+	}
+	return out
+}
+
+// rings says whether the replicas will sum their gradients in rings:
+// every executor is a provider reached directly (a *transport.Client; a
+// guarded part's wrapper cannot join a ring) and the reduction allows it.
+// The automatic layout then prices the reduction as a ring.
+func (c *config) rings() bool {
+	if c.reduction == exec.ReduceRequester || len(c.guardOpts) > 0 || len(c.executors) == 0 {
+		return false
+	}
+	for _, e := range c.executors {
+		if _, ok := e.(*transport.Client); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // WithRebalance moves rows between replicas every n steps when their
@@ -249,7 +288,14 @@ func NewTrainer(ctx context.Context, g *gorgonia.ExprGraph, loss *gorgonia.Node,
 func (c *config) partition(ir *graph.Graph) (*partition.Plan, error) {
 	var auto []partition.LayoutOption
 	if c.auto != nil {
-		auto = append(c.auto, partition.WithGflops(c.speeds...), partition.WithLayoutMicroBatches(max(c.micro, 1)))
+		speeds := c.speeds
+		if len(speeds) == 0 {
+			speeds = reportedGflops(c.executors)
+		}
+		auto = append(c.auto, partition.WithGflops(speeds...), partition.WithLayoutMicroBatches(max(c.micro, 1)))
+		if c.rings() {
+			auto = append([]partition.LayoutOption{partition.WithRing(partition.DefaultRingBytesPerFLOP)}, auto...)
+		}
 	}
 	a, err := partition.Arrange(ir, partition.Request{Parts: c.parts, Replicas: c.replicas, Plan: c.plan, Auto: auto,
 		Executors: len(c.executors), Split: c.splitOpts})

@@ -31,6 +31,16 @@ const (
 	// exchange into the compute phase; see bench/scale/RESULTS.md,
 	// 2026-12-06.
 	DefaultRequesterBandwidth = 5.7e8
+	// DefaultRingBytesPerFLOP is what a member of a gradient ring
+	// (exec.ReduceRing, WithRing) moves per second, each way, per FLOP/s
+	// of its speed as its start-up benchmark gives it: sending, receiving
+	// and adding segments is work on the member's own CPU, so a member of
+	// half the speed moves half the bytes. Calibrated with bench/scale on
+	// loopback on a 2-core machine (the 784-1024-1024-10 MLP, rings of 2,
+	// 4 and 8 providers at 0.8, 0.4 and 0.2 core: 264, 185 and 70 MB/s
+	// for start-up benchmarks of 111, 55 and 28 GFLOPS); see
+	// bench/scale/RESULTS.md, 2026-12-06.
+	DefaultRingBytesPerFLOP = 2.5e-3
 	// DefaultStepOverhead is the fixed cost of a step: the calls that
 	// start and end it.
 	DefaultStepOverhead = time.Millisecond
@@ -56,6 +66,7 @@ type layoutConfig struct {
 	split     []Option
 	fixK      int
 	fixR      int
+	ring      float64 // bytes per FLOP of a ring member; 0: no ring
 }
 
 // WithSpeeds gives each executor's speed in FLOP/s (one per executor);
@@ -99,6 +110,16 @@ func WithLink(bandwidth float64, latency time.Duration) LayoutOption {
 // link's time for its own.
 func WithRequester(bandwidth float64) LayoutOption {
 	return func(c *layoutConfig) { c.requester = bandwidth }
+}
+
+// WithRing says the replicas sum their gradients in a ring between their
+// executors (exec.ReduceRing) instead of through the requester: a member
+// moves 2·(r−1)/r of its part's parameter bytes each way, at the lesser
+// of its link's bandwidth and bytesPerFLOP times its speed (see
+// DefaultRingBytesPerFLOP), with 2·(r−1) hops of the link's latency;
+// none of it passes through the requester.
+func WithRing(bytesPerFLOP float64) LayoutOption {
+	return func(c *layoutConfig) { c.ring = bytesPerFLOP }
 }
 
 // WithLayoutMicroBatches is the number of micro-batches every replica
@@ -148,7 +169,8 @@ type Candidate struct {
 	// wait for it in the GPipe schedule (Compute·(k−1)/M), Transfer the
 	// values sent across cuts (forward and backward, every micro-batch,
 	// through the requester), Reduce the gradients fetched from every
-	// replica and the sum put back, and Overhead the fixed cost. Step is
+	// replica and the sum put back (WithRing: the slowest ring member's
+	// share of the ring), and Overhead the fixed cost. Step is
 	// their sum and SamplesPerSecond the batch over Step.
 	//
 	// Bytes move through the requester: Reduce is the larger of the
@@ -203,7 +225,7 @@ func ChooseLayout(g *graph.Graph, n int, opts ...LayoutOption) (*Layout, error) 
 			return nil, fmt.Errorf("%w: executor %d's speed is %v", ErrLayout, i, s)
 		}
 	}
-	if !(c.bandwidth > 0) || !(c.requester > 0) || c.latency < 0 || c.micro < 1 || c.overhead < 0 {
+	if !(c.bandwidth > 0) || !(c.requester > 0) || c.latency < 0 || c.micro < 1 || c.overhead < 0 || !(c.ring >= 0) || math.IsInf(c.ring, 0) {
 		return nil, fmt.Errorf("%w: bandwidth %v, requester %v, latency %v, %d micro-batches, overhead %v", ErrLayout, c.bandwidth, c.requester, c.latency, c.micro, c.overhead)
 	}
 	batch := 0
@@ -344,7 +366,17 @@ func (c *layoutConfig) candidate(g *graph.Graph, batch, k, r int, execs []int) C
 			cand.Compute, cand.Bubble, cand.Transfer = stage, bubble, transfer
 		}
 	}
-	if r > 1 {
+	if r > 1 && c.ring > 0 {
+		// Every part's ring runs at once, each member at its own pace:
+		// the slowest member sets the time.
+		for i := range r {
+			for j, p := range plan.Parts {
+				rate := math.Min(bw, c.ring*speed(i, j))
+				t := 2*float64(r-1)/float64(r)*float64(p.ParamBytes)/rate + 2*float64(r-1)*lat
+				cand.Reduce = math.Max(cand.Reduce, t)
+			}
+		}
+	} else if r > 1 {
 		// Every part is reduced at once, each replica over its own link:
 		// the gradients come in, the sum goes out, one call per tensor.
 		// All of it passes through the requester: 2·r·P bytes.

@@ -66,6 +66,13 @@ func TestChooseLayout(t *testing.T) {
 			opts: []partition.LayoutOption{partition.WithLink(20*mbit, 50*time.Millisecond)}, k: 1, r: 1},
 		{name: "fast link", spec: "mlp:layers=4,width=256,batch=1024", n: 4,
 			opts: []partition.LayoutOption{partition.WithLink(1000*mbit, time.Millisecond)}, k: 1, r: 4},
+		// The same eight executors summing in a ring pay no requester:
+		// every executor is a replica again.
+		{name: "small 8 ring", spec: "classifier:batch=256", n: 8, opts: []partition.LayoutOption{partition.WithLayoutMicroBatches(4), partition.WithRequester(1e9), partition.WithRing(1)}, k: 1, r: 8},
+		// A ring of members that move 0.1 byte per FLOP of speed is worse
+		// than the default requester at four replicas: parts instead.
+		{name: "slow ring", spec: "mlp:layers=8,width=256,batch=256", n: 4,
+			opts: []partition.LayoutOption{partition.WithMemory(mem(4, 64e6)...), partition.WithLayoutMicroBatches(4), partition.WithRing(1e-3)}, k: 4, r: 1},
 		// Executors of speeds 2, 1, 1: replicas take rows in proportion.
 		{name: "speeds", spec: "mlp:layers=4,width=256,batch=1024", n: 3,
 			opts: []partition.LayoutOption{partition.WithSpeeds(1e10, 2e10, 1e10)}, k: 1, r: 3, weight: []float64{1.5, 0.75, 0.75}},
@@ -94,6 +101,26 @@ func TestChooseLayout(t *testing.T) {
 	}
 }
 
+// TestRingReduce: with WithRing, a candidate's reduce is its slowest
+// member's 2·(r−1)/r of the parameter bytes at the lesser of its link and
+// its ring rate, plus 2·(r−1) one-way latencies.
+func TestRingReduce(t *testing.T) {
+	g := mustSynth(t, "mlp:layers=4,width=256,batch=1024")
+	const bpf, bw, lat = 2e-3, 5e8, time.Millisecond
+	speeds := []float64{2e10, 1e10, 1e10, 4e10}
+	l, err := partition.ChooseLayout(g, 4, partition.WithSpeeds(speeds...), partition.WithRing(bpf), partition.WithLink(bw, lat), partition.WithFixed(1, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := l.Chosen()
+	p := float64(c.Plan.Parts[0].ParamBytes)
+	// The slowest member, 1e10 FLOP/s, moves 2e7 bytes/s (less than the link).
+	want := 2*3.0/4*p/(bpf*1e10) + 2*3*lat.Seconds()
+	if d := c.Reduce - want; d > 1e-12 || d < -1e-12 {
+		t.Errorf("reduce %v s, want %v", c.Reduce, want)
+	}
+}
+
 func TestChooseLayoutReasons(t *testing.T) {
 	g := mustSynth(t, "classifier")
 	l, err := partition.ChooseLayout(g, 4, partition.WithLayoutMicroBatches(4))
@@ -118,6 +145,7 @@ func TestChooseLayoutReasons(t *testing.T) {
 		{partition.WithLink(0, 0)},
 		{partition.WithRequester(0)},
 		{partition.WithLayoutMicroBatches(0)},
+		{partition.WithRing(-1)},
 	} {
 		if _, err := partition.ChooseLayout(g, 4, opts...); !errors.Is(err, partition.ErrLayout) {
 			t.Errorf("got %v, want ErrLayout", err)

@@ -17,6 +17,14 @@
 // step of every candidate is printed, and the prediction of the layout
 // that runs is printed next to what was measured.
 //
+// Reduction: by default (-reduce auto) replicas sum their gradients in a
+// ring between the providers (exec.ReduceRing: the requester moves none
+// of them), and the layout is priced so (partition.WithRing);
+// -reduce requester sums them through this process as before. With
+// -link, the providers reach each other through the same shapers (a
+// provider's address is its shaper's), each connection on a link of its
+// own.
+//
 // CPU shares: as root with cgroups mounted, every provider gets a cgroup
 // of its own (v2 cpu.max, or v1 cpu.cfs_quota_us) named
 // rookery-scale-PID-i; otherwise each gets GOMAXPROCS=1 and one CPU of
@@ -119,6 +127,7 @@ func main() {
 	flag.StringVar(&o.model, "model", "mlp1024", "model: mlp1024 (784-1024-1024-10, random data, throughput), mlp256 (784-256-10, random data) or mnist (784-256-10 on MNIST, time to accuracy)")
 	flag.StringVar(&o.layout, "layout", "auto", "layout `kxr`: k parts × r replicas on the k·r ≤ N fastest providers; or auto (chosen by partition.ChooseLayout)")
 	flag.StringVar(&reduce, "reduce", "auto", "-mode sync: where replicas' gradients are summed: ring (between the providers), requester (through this process) or auto (ring where it forms)")
+	flag.IntVar(&cfsPeriod, "cfs-period", 100000, "CFS period of the providers' CPU quotas in `µs` (cgroups only): a share c runs c·period in every period")
 	flag.IntVar(&o.batch, "batch", 256, "mini-batch size")
 	flag.IntVar(&o.micro, "micro", 1, "micro-batches per replica")
 	flag.IntVar(&o.steps, "steps", 20, "timed steps (with -target-acc: the most steps)")
@@ -270,6 +279,11 @@ func predict(o options, ps []*provider, scale float64, k, r int) (*partition.Lay
 	}
 	opts := []partition.LayoutOption{partition.WithGflops(gflops...), partition.WithLayoutMicroBatches(o.micro),
 		partition.WithSplitOptions(partition.WithMaxImbalance(1)), partition.WithFixed(k, r)}
+	if o.reduction != exec.ReduceRequester {
+		// The ring's rate is per FLOP/s of the start-up benchmark, which
+		// the speeds here are scaled from.
+		opts = append(opts, partition.WithRing(partition.DefaultRingBytesPerFLOP/scale))
+	}
 	if o.link != nil {
 		bw := o.link.Rate
 		if bw == 0 {

@@ -27,7 +27,12 @@ type limiter struct {
 	why  string // why the fallback was taken
 }
 
-const cfsPeriod = 100000 // µs
+// cfsPeriod is the CFS bandwidth period of the providers' quotas, in µs
+// (-cfs-period). A provider of share c runs at most c·period in every
+// period: the shorter the period, the closer it comes to a machine that
+// is c times slower, instead of one that runs at full speed and then
+// stops for the rest of the period.
+var cfsPeriod = 100000
 
 func newLimiter() *limiter {
 	if os.Geteuid() != 0 {
@@ -84,7 +89,7 @@ func startProvider(ctx context.Context, bin, dir string, i int, share float64, l
 			p.cgroup = ""
 			return nil, fmt.Errorf("provider %d: %w", i, err)
 		}
-		quota := int(share * cfsPeriod)
+		quota := int(share * float64(cfsPeriod))
 		var err error
 		if l.kind == "cgroup v2" {
 			err = os.WriteFile(filepath.Join(p.cgroup, "cpu.max"), []byte(fmt.Sprintf("%d %d", quota, cfsPeriod)), 0)
