@@ -2,13 +2,17 @@ package transport_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand"
+	"net"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"gorgonia.org/tensor"
 
@@ -348,4 +352,71 @@ func benchReplicas(b *testing.B, m exectest.Model, r int, red exec.Reduction) *e
 	}
 	b.Cleanup(func() { rs.Close() })
 	return rs
+}
+
+// TestRingOverTLS: providers that serve TLS form a ring when they are
+// given credentials that trust each other (WithPeerDialOptions); without,
+// their clear-text dial fails, and ReduceAuto sums through the requester
+// and says why. Both train the same model.
+func TestRingOverTLS(t *testing.T) {
+	cert, pool := selfSigned(t)
+	srvCreds := credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})
+	cliCreds := credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13})
+	m := exectest.MLP(tensor.Float64, 8, 6, 5, 3)
+	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(peer ...transport.DialOption) *exec.Replicas {
+		var execs [][]exec.Executor
+		for range 2 {
+			lis, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0), transport.WithServerOptions(grpc.Creds(srvCreds)),
+				transport.WithPeerDialOptions(append([]transport.DialOption{transport.WithDialTimeout(2 * time.Second)}, peer...)...))
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(lis) }()
+			t.Cleanup(func() {
+				srv.Stop()
+				<-done
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			c, err := transport.Connect(ctx, lis.Addr().String(), transport.WithTransportCredentials(cliCreds))
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c.Close() })
+			execs = append(execs, []exec.Executor{c})
+		}
+		rs, err := exec.NewReplicas(context.Background(), ir, int64(m.Loss.ID()), exec.NodeIDs(m.Data), exectest.Chunks(ir, 1), execs,
+			exec.WithSolver(exec.SGD(0.1, 0.9)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rs.Close() })
+		return rs
+	}
+	ring := open(transport.WithTransportCredentials(cliCreds))
+	if err := ring.RingError(); err != nil || ring.Stats().RingParts != 1 {
+		t.Fatalf("with peer credentials: ring error %v, %d ring parts", err, ring.Stats().RingParts)
+	}
+	clear := open()
+	if clear.RingError() == nil || clear.Stats().RingParts != 0 {
+		t.Fatalf("without peer credentials: ring error %v, %d ring parts; want an error and none", clear.RingError(), clear.Stats().RingParts)
+	}
+	ringLoss, ringP := trainRing(t, m, ring, 3, 5)
+	clearLoss, clearP := trainRing(t, m, clear, 3, 5)
+	for s := range ringLoss {
+		if d := math.Abs(ringLoss[s]-clearLoss[s]) / math.Abs(clearLoss[s]); d > 1e-12 {
+			t.Errorf("step %d: loss %v in the ring, %v through the requester", s, ringLoss[s], clearLoss[s])
+		}
+	}
+	for i := range ringP {
+		if d := exectest.MaxRelDiff(ringP[i], clearP[i]); d > 1e-12 {
+			t.Errorf("parameter %d differs by %.3g", i, d)
+		}
+	}
 }

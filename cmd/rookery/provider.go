@@ -64,6 +64,10 @@ node's listing.
 
 Beyond loopback it serves TLS only (--tls-cert and --tls-key) unless
 --insecure is given, and reaches the seed node over TLS only (--seed-ca).
+When a requester's replicas sum their gradients in a ring between their
+providers, this provider dials the next one: in clear text to loopback,
+over TLS with --peer-ca (or in clear text with --insecure), through
+libp2p with --p2p; where it cannot, the requester sums them itself.
 
 Behind NAT (a laptop, a home router): --p2p serves over libp2p instead
 of TCP, with the identity key as its peer ID; connections are encrypted
@@ -119,7 +123,8 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		seedPub    = fs.String("seed-pubkey", "", "the seed node's lease key (a file, or the base64 text itself): serve only requesters with a lease it signed for this provider")
 		tokenFile  = fs.String("token-file", "", "file of allowed bearer tokens, one a line: TOKEN [NAME]; callers need one (or a client certificate, with --client-ca)")
 		clientCA   = fs.String("client-ca", "", "PEM file of the CA whose client certificates to require and verify (mTLS; needs --tls-cert)")
-		insecure   = fs.Bool("insecure", false, "allow clear text beyond loopback, to requesters and to the seed node (trusted networks only)")
+		insecure   = fs.Bool("insecure", false, "allow clear text beyond loopback, to requesters, to the seed node and to other providers (trusted networks only)")
+		peerCA     = fs.String("peer-ca", "", "PEM file of the CA that signed other providers' certificates: reach them over TLS when replicas sum their gradients in a ring (with --tls-cert, presented as this provider's client certificate)")
 		callTime   = fs.Duration("call-timeout", transport.DefaultCallTimeout, "cancel any one call that runs longer")
 		logFormat  = fs.String("log-format", "text", "log format: text or json")
 		logLevel   = fs.String("log-level", "info", "log level: debug, info, warn or error")
@@ -147,6 +152,20 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err := transport.CheckListen(*listen, len(serverOpts) > 0, *insecure); err != nil {
 			return err
 		}
+	}
+	// How this provider reaches the other providers of a gradient ring.
+	var peerOpts []transport.DialOption
+	switch {
+	case *peerCA != "" && p2pMode:
+		return usagef("--p2p connections are encrypted and authenticated by libp2p: drop --peer-ca")
+	case *peerCA != "":
+		cfg, err := peerTLS(*peerCA, *tlsCert, *tlsKey)
+		if err != nil {
+			return err
+		}
+		peerOpts = append(peerOpts, transport.WithTransportCredentials(credentials.NewTLS(cfg)))
+	case *insecure:
+		peerOpts = append(peerOpts, transport.WithInsecure())
 	}
 	var seedOpts []transport.DialOption
 	if *seedNode != "" && !p2pMode {
@@ -212,6 +231,7 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		adv = host.Address()
 		seedOpts = append(seedOpts, transport.WithDialer(host.DialContext))
+		peerOpts = append(peerOpts, transport.WithDialer(host.DialContext))
 		// One registration per seed node, however many addresses it has.
 		if seeds, err = p2p.PeerAddresses(seeds); err != nil {
 			return fmt.Errorf("provider: --seed-node: %w", err)
@@ -234,6 +254,7 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	opts := append([]transport.ServerOption{
 		transport.WithServerOptions(serverOpts...),
+		transport.WithPeerDialOptions(peerOpts...),
 		transport.WithCallTimeout(*callTime),
 		transport.WithName(*name),
 		transport.WithIdentity(identity),
@@ -335,6 +356,30 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	wg.Wait()
 	log.Info("provider stopped")
 	return runErr
+}
+
+// peerTLS is the TLS configuration a provider dials other providers with:
+// their certificates verified against the CA in caFile, and this
+// provider's own certificate presented where it has one (providers that
+// require client certificates).
+func peerTLS(caFile, cert, key string) (*tls.Config, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--peer-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--peer-ca: no PEM certificate in %s", caFile)
+	}
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if cert != "" && key != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
 }
 
 // tlsServerOptions loads a certificate and key for a TLS server, and with
