@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/base64"
 	"errors"
 	"io"
+	"net"
 	"reflect"
 	"strconv"
 	"strings"
@@ -77,11 +79,16 @@ const (
 	opClose
 	opLocalSteps
 	opReceipt
+	opJoinRing
+	opAllReduce
+	opRingPass
 	numOps
 )
 
 // FuzzProviderHandlers sends arbitrary call sequences to a provider's
-// Open, Put, Get, Forward, Backward, Step, Close, LocalSteps and Receipt handlers. No input may
+// Open, Put, Get, Forward, Backward, Step, Close, LocalSteps, Receipt,
+// JoinRing, AllReduce and RingPass handlers (the provider's dials to other
+// providers fail at once: the fuzzer reaches no network). No input may
 // panic the provider or get an error that is not a gRPC status; a receipt
 // it signs checks, with figures none of which is negative; every
 // byte it reserves is released once the sessions are closed; it never
@@ -161,15 +168,30 @@ func FuzzProviderHandlers(f *testing.F) {
 		[]any{byte(opStep), &rookeryv1.StepRequest{Session: sid}},
 		[]any{byte(opReceipt), &rookeryv1.ReceiptRequest{Session: sid, Job: "job"}},
 		[]any{byte(opReceipt), &rookeryv1.ReceiptRequest{Session: sid, Job: strings.Repeat("j", 300), Final: true}}))
+	// A ring that cannot reach its next member, a round without a ring,
+	// and a ring pass with the fuzzer's key.
+	wname0 := "grad/" + strconv.FormatInt(wid, 10)
+	f.Add(fuzzcalls.Encode(open,
+		[]any{byte(opJoinRing), &rookeryv1.JoinRingRequest{Session: sid, Rank: 1, Weights: []float64{0.5, 0.5}, Names: []string{wname0},
+			Key: fuzzRingKey, NextAddress: "127.0.0.1:1", NextSession: sid}},
+		[]any{byte(opAllReduce), &rookeryv1.AllReduceRequest{Session: sid, Round: 1}},
+		[]any{byte(opRingPass), &rookeryv1.TensorFrame{Session: sid, Name: "ring", MicroBatch: 1}, frame(0, "", wv)},
+		[]any{byte(opRingPass), &rookeryv1.TensorFrame{Session: sid, Name: "probe"}}))
 
 	const budget = 1 << 22
+	noNetwork := transport.WithDialer(func(context.Context, string) (net.Conn, error) {
+		return nil, errors.New("the fuzzer reaches no network")
+	})
 	srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0), transport.WithLimits(transport.Limits{
 		MaxSessions: 3, MaxNodes: 64, MaxGraphBytes: 1 << 16, MaxTensorBytes: 1 << 16, MaxSessionBytes: 1 << 20,
-		MaxProviderBytes: budget, IdleTimeout: -1, ChunkBytes: 1 << 12}))
+		MaxProviderBytes: budget, IdleTimeout: -1, ChunkBytes: 1 << 12}),
+		transport.WithPeerDialOptions(noNetwork, transport.WithDialTimeout(20*time.Millisecond)))
 	f.Cleanup(srv.Stop)
-	// Sessions name a requester key, so that Receipt signs receipts.
+	// Sessions name a requester key, so that Receipt signs receipts; ring
+	// passes carry the fuzzer's ring key.
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(transport.RequesterKeyHeader,
-		transport.EncodeIdentityKey(transport.DefaultRequesterKey().Public().(ed25519.PublicKey))))
+		transport.EncodeIdentityKey(transport.DefaultRequesterKey().Public().(ed25519.PublicKey)),
+		transport.RingKeyHeader, base64.StdEncoding.EncodeToString(fuzzRingKey)))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ops, msgs := fuzzcalls.Decode(data, 24)
 		var ids []string
@@ -231,6 +253,23 @@ func FuzzProviderHandlers(f *testing.F) {
 					}
 					_, err = srv.LocalSteps(ctx, &req)
 				}
+			case opJoinRing:
+				var req rookeryv1.JoinRingRequest
+				if unary(msgs[i], &req) {
+					_, err = srv.JoinRing(ctx, &req)
+				}
+			case opAllReduce:
+				var req rookeryv1.AllReduceRequest
+				if unary(msgs[i], &req) {
+					_, err = srv.AllReduce(ctx, &req)
+				}
+			case opRingPass:
+				// A probe waits for its session to join a ring; a short
+				// bound keeps each input quick.
+				rctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+				st.ctx = rctx
+				err = srv.RingPass(&grpc.GenericServerStream[rookeryv1.TensorFrame, rookeryv1.PutResponse]{ServerStream: st})
+				cancel()
 			case opReceipt:
 				var req rookeryv1.ReceiptRequest
 				if unary(msgs[i], &req) {
@@ -261,6 +300,9 @@ func FuzzProviderHandlers(f *testing.F) {
 		}
 	})
 }
+
+// fuzzRingKey is the ring key of FuzzProviderHandlers' seeds and calls.
+var fuzzRingKey = bytes.Repeat([]byte{7}, 32)
 
 // FuzzParseLease feeds lease tokens to ParseLease: it must never panic,
 // must refuse with an *AuthError matching ErrUnauthenticated, and what it
