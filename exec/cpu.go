@@ -729,6 +729,34 @@ func (s *cpuSession) Get(ctx context.Context, names ...string) (map[string]*tens
 	return s.store.Get(names...)
 }
 
+// AccessGrads implements GradAccessor.
+func (s *cpuSession) AccessGrads(ctx context.Context, names []string, f func([]*tensor.Dense) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if _, err := s.deferredGrads(false, 0); err != nil {
+		return err
+	}
+	grads := make([]*tensor.Dense, len(names))
+	for k, name := range names {
+		id, ok := ParseGradName(name)
+		i, isParam := s.store.learnIdx[id]
+		if !ok || !isParam {
+			return &NameError{Part: s.spec.Part, Name: name}
+		}
+		if !s.accValid[i] {
+			s.acc[i].Zero()
+			s.accValid[i] = true
+		}
+		grads[k] = s.acc[i]
+	}
+	return f(grads)
+}
+
+var _ GradAccessor = (*cpuSession)(nil)
+
 // cpuParams keeps a CPU session's parameters and solver state in Go
 // memory, for its Store.
 type cpuParams struct{ s *cpuSession }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"gorgonia.org/tensor"
 )
 
 // RingSession is a Session that can sum its accumulated gradients with
@@ -31,6 +33,16 @@ type RingSession interface {
 	// returns once the session holds all of it. Every member must be
 	// called for the same round, a number larger than its last.
 	AllReduce(ctx context.Context, round uint64) (RingStats, error)
+}
+
+// GradAccessor is a Session that lends its accumulated gradients in
+// place, for a reduction that runs beside it (the provider's side of a
+// ring): AccessGrads calls f with the accumulators of names (GradName),
+// the deferred work of the step done, in names' order; f may read and
+// change them and must not keep them after it returns. The session's
+// other calls wait meanwhile. The in-process CPU session is one.
+type GradAccessor interface {
+	AccessGrads(ctx context.Context, names []string, f func(grads []*tensor.Dense) error) error
 }
 
 // RingSpec is one member's place in a ring of RingSessions.

@@ -511,9 +511,7 @@ func (v *ringVec) take(t *tensor.Dense, s ringSeg, add bool, w float64) error {
 			copy(dst, d)
 			return nil
 		}
-		for j, x := range d {
-			dst[j] = float32(float64(x) + w*float64(dst[j]))
-		}
+		addScaled32(dst, d, w)
 	case []float64:
 		if v.f64 == nil {
 			return protocolError("float64 ring segment for float32 gradients")
@@ -523,35 +521,64 @@ func (v *ringVec) take(t *tensor.Dense, s ringSeg, add bool, w float64) error {
 			copy(dst, d)
 			return nil
 		}
-		for j, x := range d {
-			dst[j] = x + w*dst[j]
-		}
+		addScaled64(dst, d, w)
 	default:
 		return protocolError("ring segment of dtype %v", t.Dtype())
 	}
 	return nil
 }
 
-// ringVector sees the gradients the session returned (copies, which the
-// round sums in place) as one vector; it returns it with the tensors to
-// put back, in names' order.
-func ringVector(got map[string]*tensor.Dense, names []string) (*ringVec, []*tensor.Dense, error) {
+// addScaled32 sets dst[j] = in[j] + w·dst[j] for every j, in float64
+// arithmetic rounded once; len(in) == len(dst).
+func addScaled32(dst, in []float32, w float64) {
+	in = in[:len(dst)]
+	j := 0
+	for ; j+4 <= len(dst); j += 4 {
+		d, x := dst[j:j+4:j+4], in[j:j+4:j+4]
+		d[0] = float32(float64(x[0]) + w*float64(d[0]))
+		d[1] = float32(float64(x[1]) + w*float64(d[1]))
+		d[2] = float32(float64(x[2]) + w*float64(d[2]))
+		d[3] = float32(float64(x[3]) + w*float64(d[3]))
+	}
+	for ; j < len(dst); j++ {
+		dst[j] = float32(float64(in[j]) + w*float64(dst[j]))
+	}
+}
+
+// addScaled64 sets dst[j] = in[j] + w·dst[j] for every j.
+func addScaled64(dst, in []float64, w float64) {
+	in = in[:len(dst)]
+	j := 0
+	for ; j+4 <= len(dst); j += 4 {
+		d, x := dst[j:j+4:j+4], in[j:j+4:j+4]
+		d[0] = x[0] + w*d[0]
+		d[1] = x[1] + w*d[1]
+		d[2] = x[2] + w*d[2]
+		d[3] = x[3] + w*d[3]
+	}
+	for ; j < len(dst); j++ {
+		dst[j] = in[j] + w*dst[j]
+	}
+}
+
+// ringVector sees gradients as one vector, summed in place: each one's
+// own memory, except a scalar's, which gets a slice of its own (see
+// putScalars).
+func ringVector(ts []*tensor.Dense, names []string) (*ringVec, error) {
 	v := new(ringVec)
-	ts := make([]*tensor.Dense, len(names))
 	var dt tensor.Dtype
-	for i, name := range names {
-		t, ok := got[name]
-		if !ok || t == nil {
-			return nil, nil, &exec.NameError{Part: -1, Name: name}
+	for i, t := range ts {
+		if t == nil {
+			return nil, &exec.NameError{Part: -1, Name: names[i]}
 		}
 		if i == 0 {
 			dt = t.Dtype()
 		}
 		if t.Dtype() != dt || (dt != tensor.Float32 && dt != tensor.Float64) {
-			return nil, nil, &exec.SpecError{Part: -1, Node: -1, Reason: fmt.Sprintf("ring: gradient %q is %v; a ring sums float32 or float64 gradients of one dtype", name, t.Dtype())}
+			return nil, &exec.SpecError{Part: -1, Node: -1, Reason: fmt.Sprintf("ring: gradient %q is %v; a ring sums float32 or float64 gradients of one dtype", names[i], t.Dtype())}
 		}
 		if !t.IsNativelyAccessible() || t.RequiresIterator() {
-			t = t.Materialize().(*tensor.Dense)
+			return nil, &exec.SpecError{Part: -1, Node: -1, Reason: fmt.Sprintf("ring: gradient %q is not contiguous", names[i])}
 		}
 		v.starts = append(v.starts, v.n)
 		switch d := t.Data().(type) {
@@ -559,30 +586,77 @@ func ringVector(got map[string]*tensor.Dense, names []string) (*ringVec, []*tens
 			v.f32 = append(v.f32, d)
 		case []float64:
 			v.f64 = append(v.f64, d)
-		case float32: // a scalar: put back as one from the slice
+		case float32:
 			v.f32 = append(v.f32, []float32{d})
-			t = nil
 		case float64:
 			v.f64 = append(v.f64, []float64{d})
-			t = nil
 		}
 		v.n += v.size(i)
-		ts[i] = t
 	}
-	return v, ts, nil
+	return v, nil
 }
 
-// allReduce runs one round of the ring on ss's gradients: it returns the
-// bytes of tensor data sent and received.
+// putScalars writes the sums of scalar gradients, which ringVector gave
+// slices of their own, back into them.
+func putScalars(ts []*tensor.Dense, v *ringVec) {
+	for k, t := range ts {
+		switch t.Data().(type) {
+		case float32:
+			t.Memset(v.f32[k][0])
+		case float64:
+			t.Memset(v.f64[k][0])
+		}
+	}
+}
+
+// allReduce runs one round of the ring on ss's gradients: in place where
+// the session lends them (exec.GradAccessor), else on copies that are put
+// back. It returns the bytes of tensor data sent and received; after a
+// failed round the gradients are undefined (the requester's replicas
+// fail the step).
 func (s *Server) allReduce(ctx context.Context, ss *serverSession, m *ringMember, round uint64, inbox <-chan *tensor.Dense) (sent, recvd int64, err error) {
+	if a, ok := ss.s.(exec.GradAccessor); ok {
+		err = a.AccessGrads(ctx, m.names, func(ts []*tensor.Dense) error {
+			v, err := ringVector(ts, m.names)
+			if err != nil {
+				return err
+			}
+			if sent, recvd, err = s.ringRound(ctx, m, round, inbox, v); err == nil {
+				putScalars(ts, v)
+			}
+			return err
+		})
+		return sent, recvd, err
+	}
 	got, err := ss.s.Get(ctx, m.names...)
 	if err != nil {
 		return 0, 0, err
 	}
-	v, ts, err := ringVector(got, m.names)
+	ts := make([]*tensor.Dense, len(m.names))
+	for k, name := range m.names {
+		if ts[k] = got[name]; ts[k] != nil && (!ts[k].IsNativelyAccessible() || ts[k].RequiresIterator()) {
+			ts[k] = ts[k].Materialize().(*tensor.Dense)
+		}
+	}
+	v, err := ringVector(ts, m.names)
 	if err != nil {
 		return 0, 0, err
 	}
+	if sent, recvd, err = s.ringRound(ctx, m, round, inbox, v); err != nil {
+		return sent, recvd, err
+	}
+	putScalars(ts, v)
+	for k, name := range m.names {
+		if err := exec.Keep(ctx, ss.s, name, ts[k]); err != nil {
+			return sent, recvd, err
+		}
+	}
+	return sent, recvd, nil
+}
+
+// ringRound passes round's segments of v around the ring and sums them
+// in place; it returns the bytes of tensor data sent and received.
+func (s *Server) ringRound(ctx context.Context, m *ringMember, round uint64, inbox <-chan *tensor.Dense, v *ringVec) (sent, recvd int64, err error) {
 	m.mu.Lock()
 	pc := m.pc
 	m.mu.Unlock()
@@ -680,20 +754,6 @@ func (s *Server) allReduce(ctx context.Context, ss *serverSession, m *ringMember
 	}
 	if err := finish(); err != nil {
 		return sent, recvd, err
-	}
-	// Hand the sums back to the session.
-	for k, name := range m.names {
-		t := ts[k]
-		if t == nil {
-			if v.f32 != nil {
-				t = tensor.New(tensor.FromScalar(v.f32[k][0]))
-			} else {
-				t = tensor.New(tensor.FromScalar(v.f64[k][0]))
-			}
-		}
-		if err := exec.Keep(ctx, ss.s, name, t); err != nil {
-			return sent, recvd, err
-		}
 	}
 	return sent, recvd, nil
 }

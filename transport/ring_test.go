@@ -420,3 +420,46 @@ func TestRingOverTLS(t *testing.T) {
 		}
 	}
 }
+
+// plainExecutor opens sessions that offer no more than exec.Session, so
+// that a ring round works on copies of the gradients (Get, then Put).
+type plainExecutor struct{ e exec.Executor }
+
+func (p plainExecutor) Open(ctx context.Context, spec exec.SessionSpec) (exec.Session, error) {
+	s, err := p.e.Open(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	return struct{ exec.Session }{s}, nil
+}
+
+// TestRingOnCopies: providers whose sessions do not lend their gradients
+// in place (exec.GradAccessor) sum copies of them, to the same bits.
+func TestRingOnCopies(t *testing.T) {
+	m := exectest.MLP(tensor.Float32, 12, 20, 16, 10)
+	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func(wrap func(exec.Executor) exec.Executor) *exec.Replicas {
+		var execs [][]exec.Executor
+		for range 3 {
+			_, c := startTCP(t, wrap(exec.NewCPU()))
+			execs = append(execs, []exec.Executor{c})
+		}
+		rs, err := exec.NewReplicas(context.Background(), ir, int64(m.Loss.ID()), exec.NodeIDs(m.Data), exectest.Chunks(ir, 1), execs,
+			exec.WithSolver(exec.SGD(0.05, 0.9)), exec.WithReduction(exec.ReduceRing))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rs.Close() })
+		return rs
+	}
+	_, inPlace := trainRing(t, m, open(func(e exec.Executor) exec.Executor { return e }), 3, 2)
+	_, copies := trainRing(t, m, open(func(e exec.Executor) exec.Executor { return plainExecutor{e} }), 3, 2)
+	for i := range inPlace {
+		if !sameBits(inPlace[i], copies[i]) {
+			t.Errorf("parameter %d: summing copies differs from summing in place", i)
+		}
+	}
+}
