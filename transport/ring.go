@@ -109,6 +109,11 @@ const (
 	maxRingKey     = 64
 )
 
+// DefaultPeerDialTimeout bounds how long JoinRing waits for the next
+// member's provider to answer, unless WithPeerDialOptions sets a dial
+// timeout: past it the requester sums those gradients itself.
+const DefaultPeerDialTimeout = 5 * time.Second
+
 // WithPeerDialOptions sets how the provider dials the other providers of
 // a ring (exec.RingSession): their credentials (TLS, a transport/p2p
 // dialer) and timeouts. Without it, the provider dials in clear text, and
@@ -230,7 +235,7 @@ func (s *Server) JoinRing(ctx context.Context, req *rookeryv1.JoinRingRequest) (
 	s.ringJoinedLocked()
 	s.mu.Unlock()
 	old.close()
-	cfg := newDialConfig(s.cfg.peerDial)
+	cfg := newDialConfig(append([]DialOption{WithDialTimeout(DefaultPeerDialTimeout)}, s.cfg.peerDial...))
 	key := base64.StdEncoding.EncodeToString(m.key)
 	cc, err := cfg.dial(ctx, m.nextAddr, "ring peer", func(ctx context.Context, cc *grpc.ClientConn) error {
 		return probeRing(ctx, rookeryv1.NewProviderClient(cc), key, m.nextSession)
