@@ -92,9 +92,10 @@ func WithMicroBatches(m int) Option {
 // speeds of providers leased with WithSeedNode or, for providers given
 // with WithExecutors, the speeds they reported, and opts) when neither
 // WithParts, WithReplicas nor WithPlan says; Layout tells what it chose.
-// Where the replicas will sum their gradients in rings between the
-// providers (WithReduction), the layout prices the reduction as a ring
-// (partition.WithRing with DefaultRingBytesPerFLOP; opts may override it).
+// Where the replicas can sum their gradients in rings between the
+// providers (WithReduction), the layout prices both the ring
+// (partition.WithRing with DefaultRingBytesPerFLOP; opts may override it)
+// and the requester's sum, and the trainer sums where it predicts cheaper.
 func WithAutoLayout(opts ...partition.LayoutOption) Option {
 	return func(c *config) { c.auto = append(append(c.auto, partition.WithFixed(0, 0)), opts...) }
 }
@@ -307,6 +308,10 @@ func (c *config) partition(ir *graph.Graph) (*partition.Plan, error) {
 	if a.Layout != nil {
 		c.layout, c.executors = a.Layout, exec.Pick(c.executors, a.Pick)
 		c.pipeOpts = append(c.pipeOpts, exec.WithRowWeights(a.RowWeights...))
+		if c.reduction == exec.ReduceAuto && !a.Layout.Chosen().Ring {
+			// The layout found the requester's sum the cheaper.
+			c.pipeOpts = append(c.pipeOpts, exec.WithReduction(exec.ReduceRequester))
+		}
 	}
 	for i, none := 0, len(c.executors) == 0; none && i < a.K*a.R; i++ {
 		c.executors = append(c.executors, inProcess(a.K*a.R))

@@ -112,12 +112,13 @@ func WithRequester(bandwidth float64) LayoutOption {
 	return func(c *layoutConfig) { c.requester = bandwidth }
 }
 
-// WithRing says the replicas sum their gradients in a ring between their
-// executors (exec.ReduceRing) instead of through the requester: a member
-// moves 2·(r−1)/r of its part's parameter bytes each way, at the lesser
-// of its link's bandwidth and bytesPerFLOP times its speed (see
-// DefaultRingBytesPerFLOP), with 2·(r−1) hops of the link's latency;
-// none of it passes through the requester.
+// WithRing says the replicas can sum their gradients in a ring between
+// their executors (exec.ReduceRing) instead of through the requester: a
+// member moves 2·(r−1)/r of its part's parameter bytes each way, at the
+// lesser of its link's bandwidth and bytesPerFLOP times its speed (see
+// DefaultRingBytesPerFLOP), with 2·(r−1) hops of the link's latency, and
+// none of it passes through the requester. Each candidate takes the
+// cheaper of the ring and the requester (Candidate.Ring says which).
 func WithRing(bytesPerFLOP float64) LayoutOption {
 	return func(c *layoutConfig) { c.ring = bytesPerFLOP }
 }
@@ -184,6 +185,10 @@ type Candidate struct {
 	// while the stages compute).
 	Compute, Bubble, Transfer, Reduce, Overhead float64
 	Step, SamplesPerSecond                      float64
+	// Ring says the reduction is predicted cheaper in a ring between the
+	// executors (WithRing) than through the requester, and Reduce is the
+	// ring's.
+	Ring bool
 	// Err says why the layout cannot run; the figures are then zero.
 	Err error `json:"-"`
 }
@@ -366,17 +371,7 @@ func (c *layoutConfig) candidate(g *graph.Graph, batch, k, r int, execs []int) C
 			cand.Compute, cand.Bubble, cand.Transfer = stage, bubble, transfer
 		}
 	}
-	if r > 1 && c.ring > 0 {
-		// Every part's ring runs at once, each member at its own pace:
-		// the slowest member sets the time.
-		for i := range r {
-			for j, p := range plan.Parts {
-				rate := math.Min(bw, c.ring*speed(i, j))
-				t := 2*float64(r-1)/float64(r)*float64(p.ParamBytes)/rate + 2*float64(r-1)*lat
-				cand.Reduce = math.Max(cand.Reduce, t)
-			}
-		}
-	} else if r > 1 {
+	if r > 1 {
 		// Every part is reduced at once, each replica over its own link:
 		// the gradients come in, the sum goes out, one call per tensor.
 		// All of it passes through the requester: 2·r·P bytes.
@@ -387,6 +382,22 @@ func (c *layoutConfig) candidate(g *graph.Graph, batch, k, r int, execs []int) C
 			calls = math.Max(calls, 2*lat*float64(1+tensors[j]))
 		}
 		cand.Reduce = math.Max(link, total/req) + calls
+		if c.ring > 0 {
+			// Every part's ring runs at once, each member at its own
+			// pace: the slowest member sets the time. The cheaper of the
+			// two is taken (exec.ReduceAuto on providers takes the ring;
+			// the trainer follows the pick).
+			var ring float64
+			for i := range r {
+				for j, p := range plan.Parts {
+					rate := math.Min(bw, c.ring*speed(i, j))
+					ring = math.Max(ring, 2*float64(r-1)/float64(r)*float64(p.ParamBytes)/rate+2*float64(r-1)*lat)
+				}
+			}
+			if ring < cand.Reduce {
+				cand.Reduce, cand.Ring = ring, true
+			}
+		}
 	}
 	cand.Overhead = c.overhead.Seconds()
 	cand.Step = cand.Compute + cand.Bubble + cand.Transfer + cand.Reduce + cand.Overhead

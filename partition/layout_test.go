@@ -103,21 +103,38 @@ func TestChooseLayout(t *testing.T) {
 
 // TestRingReduce: with WithRing, a candidate's reduce is its slowest
 // member's 2·(r−1)/r of the parameter bytes at the lesser of its link and
-// its ring rate, plus 2·(r−1) one-way latencies.
+// its ring rate, plus 2·(r−1) one-way latencies, where that is cheaper
+// than the requester; else the requester's.
 func TestRingReduce(t *testing.T) {
 	g := mustSynth(t, "mlp:layers=4,width=256,batch=1024")
 	const bpf, bw, lat = 2e-3, 5e8, time.Millisecond
 	speeds := []float64{2e10, 1e10, 1e10, 4e10}
-	l, err := partition.ChooseLayout(g, 4, partition.WithSpeeds(speeds...), partition.WithRing(bpf), partition.WithLink(bw, lat), partition.WithFixed(1, 4))
+	opts := []partition.LayoutOption{partition.WithSpeeds(speeds...), partition.WithLink(bw, lat), partition.WithFixed(1, 4)}
+	l, err := partition.ChooseLayout(g, 4, append(opts, partition.WithRing(bpf), partition.WithRequester(1e6))...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := l.Chosen()
+	if !c.Ring {
+		t.Errorf("a ring of 2e7 bytes/s against a requester of 1e6: the requester picked")
+	}
 	p := float64(c.Plan.Parts[0].ParamBytes)
 	// The slowest member, 1e10 FLOP/s, moves 2e7 bytes/s (less than the link).
 	want := 2*3.0/4*p/(bpf*1e10) + 2*3*lat.Seconds()
 	if d := c.Reduce - want; d > 1e-12 || d < -1e-12 {
 		t.Errorf("reduce %v s, want %v", c.Reduce, want)
+	}
+	// Through a fast requester the requester's sum is cheaper.
+	fast, err := partition.ChooseLayout(g, 4, append(opts, partition.WithRing(bpf), partition.WithRequester(1e12))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noRing, err := partition.ChooseLayout(g, 4, append(opts, partition.WithRequester(1e12))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fc := fast.Chosen(); fc.Ring || fc.Reduce != noRing.Chosen().Reduce {
+		t.Errorf("fast requester: ring %v, reduce %v; want the requester's %v", fc.Ring, fc.Reduce, noRing.Chosen().Reduce)
 	}
 }
 

@@ -297,7 +297,7 @@ func predict(o options, ps []*provider, scale float64, k, r int) (*partition.Lay
 // printLayout prints the predicted step of every candidate of l.
 func printLayout(l *partition.Layout) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "predicted\tlayout\tsamples/s\tms/step\tcompute ms\tbubble ms\ttransfer ms\treduce ms\toverhead ms\t")
+	fmt.Fprintln(tw, "predicted\tlayout\tsamples/s\tms/step\tcompute ms\tbubble ms\ttransfer ms\treduce ms\tsum in\toverhead ms\t")
 	ms := func(s float64) float64 { return 1e3 * s }
 	for i, c := range l.Candidates {
 		mark := ""
@@ -305,11 +305,18 @@ func printLayout(l *partition.Layout) {
 			mark = "*"
 		}
 		if c.Err != nil {
-			fmt.Fprintf(tw, "%s\t%dx%d\tcannot run\t\t\t\t\t\t\t\n", mark, c.K, c.R)
+			fmt.Fprintf(tw, "%s\t%dx%d\tcannot run\t\t\t\t\t\t\t\t\n", mark, c.K, c.R)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%dx%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", mark, c.K, c.R, c.SamplesPerSecond, ms(c.Step),
-			ms(c.Compute), ms(c.Bubble), ms(c.Transfer), ms(c.Reduce), ms(c.Overhead))
+		where := "-"
+		switch {
+		case c.R > 1 && c.Ring:
+			where = "ring"
+		case c.R > 1:
+			where = "requester"
+		}
+		fmt.Fprintf(tw, "%s\t%dx%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%.1f\t\n", mark, c.K, c.R, c.SamplesPerSecond, ms(c.Step),
+			ms(c.Compute), ms(c.Bubble), ms(c.Transfer), ms(c.Reduce), where, ms(c.Overhead))
 	}
 	tw.Flush()
 }
@@ -441,6 +448,11 @@ func run(ctx context.Context, o options) (err error) {
 	printLayout(lay)
 	pick := lay.Chosen()
 	k, r = pick.K, pick.R
+	if o.reduction == exec.ReduceAuto && r > 1 && !pick.Ring {
+		// The planner found the requester's sum the cheaper, as the
+		// trainer's automatic layout would.
+		o.reduction = exec.ReduceRequester
+	}
 	used := make([]*provider, len(pick.Executors))
 	for i, e := range pick.Executors {
 		used[i] = ps[e]
