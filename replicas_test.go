@@ -157,3 +157,44 @@ func TestTrainerReplicasSurviveDeath(t *testing.T) {
 		})
 	}
 }
+
+// TestTrainerReplicasRing: replicas on providers sum their gradients in
+// rings between the providers (every part that has parameters), and train the model one
+// pipeline does; with exec.ReduceRequester they sum through the trainer.
+func TestTrainerReplicasRing(t *testing.T) {
+	const steps = 4
+	want := reference(t, 8, 6, 10, 3, steps)
+	for _, tc := range []struct {
+		name string
+		opts []rookery.Option
+		ring bool
+	}{
+		{"ring", nil, true},
+		{"requester", []rookery.Option{rookery.WithReduction(exec.ReduceRequester)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var execs []exec.Executor
+			for range 4 {
+				_, c := serveLoopback(t, exec.NewCPU())
+				execs = append(execs, c)
+			}
+			ctx := context.Background()
+			m := newMLP(8, 6, 10, 3)
+			opts := append(append(guardOpts(), rookery.WithReplicas(2), rookery.WithExecutors(execs...)), tc.opts...)
+			tr, err := rookery.NewTrainer(ctx, m.g, m.loss, m.learn, inputsOf(m), opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr.Close()
+			trainSteps(t, tr, m, steps)
+			requireReplicasAgree(t, tr)
+			if d := maxAbsDiff(params(t, tr, m), want); d > 1e-9 {
+				t.Errorf("parameters differ from one pipeline's by %g", d)
+			}
+			st, why := tr.Replicas().Stats(), tr.Replicas().RingError()
+			if ring := st.RingParts > 0 && st.RingBytes > 0 && why == nil; ring != tc.ring {
+				t.Errorf("%d parts summed in rings (%d bytes; ring error %v), want rings: %v", st.RingParts, st.RingBytes, why, tc.ring)
+			}
+		})
+	}
+}
