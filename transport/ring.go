@@ -45,8 +45,8 @@ import (
 //
 // Every segment is sent on as soon as it has been added, so the steps
 // overlap. Each element's sum is formed once, by the same additions in the
-// same order for every member (float32 partial sums are rounded after
-// each addition, in float64 arithmetic), and then copied, so all members
+// same order for every member (partial sums in the gradients' dtype,
+// rounded after each addition), and then copied, so all members
 // end with bit-identical sums. Each member sends and receives 2·(r−1)/r of
 // the gradients' bytes; the requester none.
 //
@@ -62,38 +62,63 @@ const RingKeyHeader = "rookery-ring-key"
 // ringSegment is the most elements one segment carries: 1 MiB of float32.
 const ringSegment = 1 << 18
 
-// Segment buffers: RingPass receives every segment into one, and the
-// round hands it back once it has taken the segment in.
-var (
-	segments32 = sync.Pool{New: func() any { return make([]float32, ringSegment) }}
-	segments64 = sync.Pool{New: func() any { return make([]float64, ringSegment) }}
-)
+// segmentBuffers are a ring member's free segment buffers: RingPass
+// receives every segment into one, and the round hands it back once it
+// has taken the segment in. A round holds at most the inbox's segments
+// and the one being read at a time, so a few buffers go round.
+type segmentBuffers struct {
+	f32 chan []float32
+	f64 chan []float64
+}
 
-// getSegment returns a tensor of a pooled buffer for a received segment,
-// or nil for anything but a float vector of at most ringSegment elements.
-func getSegment(dt tensor.Dtype, shape []int) *tensor.Dense {
+func newSegmentBuffers() *segmentBuffers {
+	return &segmentBuffers{f32: make(chan []float32, 8), f64: make(chan []float64, 8)}
+}
+
+// get returns a tensor of a free buffer (or a new one) for a received
+// segment, or nil for anything but a float vector of at most ringSegment
+// elements.
+func (b *segmentBuffers) get(dt tensor.Dtype, shape []int) *tensor.Dense {
 	if len(shape) != 1 || shape[0] > ringSegment || shape[0] <= 0 {
 		return nil
 	}
 	switch dt {
 	case tensor.Float32:
-		return tensor.New(tensor.WithShape(shape[0]), tensor.WithBacking(segments32.Get().([]float32)[:shape[0]]))
+		var buf []float32
+		select {
+		case buf = <-b.f32:
+		default:
+			buf = make([]float32, ringSegment)
+		}
+		return tensor.New(tensor.WithShape(shape[0]), tensor.WithBacking(buf[:shape[0]]))
 	case tensor.Float64:
-		return tensor.New(tensor.WithShape(shape[0]), tensor.WithBacking(segments64.Get().([]float64)[:shape[0]]))
+		var buf []float64
+		select {
+		case buf = <-b.f64:
+		default:
+			buf = make([]float64, ringSegment)
+		}
+		return tensor.New(tensor.WithShape(shape[0]), tensor.WithBacking(buf[:shape[0]]))
 	}
 	return nil
 }
 
-// putSegment hands a segment's buffer back to the pool.
-func putSegment(t *tensor.Dense) {
+// put hands a segment's buffer back.
+func (b *segmentBuffers) put(t *tensor.Dense) {
 	switch d := t.Data().(type) {
 	case []float32:
 		if cap(d) == ringSegment {
-			segments32.Put(d[:ringSegment]) //nolint:staticcheck // a slice header, as the pool's New makes
+			select {
+			case b.f32 <- d[:ringSegment]:
+			default:
+			}
 		}
 	case []float64:
 		if cap(d) == ringSegment {
-			segments64.Put(d[:ringSegment]) //nolint:staticcheck
+			select {
+			case b.f64 <- d[:ringSegment]:
+			default:
+			}
 		}
 	}
 }
@@ -141,6 +166,7 @@ type ringMember struct {
 	ended   chan struct{}      // closed when round last ends
 	passing bool               // a RingPass stream feeds round last
 	changed chan struct{}      // closed (and replaced) when a round begins
+	bufs    *segmentBuffers
 }
 
 func (m *ringMember) close() {
@@ -285,7 +311,7 @@ func checkJoin(req *rookeryv1.JoinRingRequest) (*ringMember, error) {
 		}
 	}
 	return &ringMember{rank: int(req.Rank), weights: req.Weights, names: req.Names, key: req.Key,
-		nextAddr: req.NextAddress, nextSession: req.NextSession, changed: make(chan struct{})}, nil
+		nextAddr: req.NextAddress, nextSession: req.NextSession, changed: make(chan struct{}), bufs: newSegmentBuffers()}, nil
 }
 
 // probeRing asks the next member's provider whether session answers for
@@ -335,7 +361,7 @@ func (s *Server) RingPass(stream rookeryv1.Provider_RingPassServer) (err error) 
 	if err != nil {
 		return toStatus(err)
 	}
-	r.alloc = getSegment
+	r.alloc = m.bufs.get
 	elem := int64(8)
 	r.reserve = func(n int64) error {
 		if n > ringSegment*elem {
@@ -500,8 +526,8 @@ func (v *ringVec) scale(s ringSeg, w float64) {
 	}
 }
 
-// take stores received segment t at s: with add, v = t + w·v (in float64
-// arithmetic, rounded once to the dtype), else v = t.
+// take stores received segment t at s: with add, v = t + w·v (in the
+// gradients' dtype), else v = t.
 func (v *ringVec) take(t *tensor.Dense, s ringSeg, add bool, w float64) error {
 	if t.Shape().TotalSize() != s.len() || len(t.Shape()) != 1 {
 		return protocolError("ring segment of shape %v where %d elements were due", t.Shape(), s.len())
@@ -533,20 +559,21 @@ func (v *ringVec) take(t *tensor.Dense, s ringSeg, add bool, w float64) error {
 	return nil
 }
 
-// addScaled32 sets dst[j] = in[j] + w·dst[j] for every j, in float64
-// arithmetic rounded once; len(in) == len(dst).
-func addScaled32(dst, in []float32, w float64) {
+// addScaled32 sets dst[j] = in[j] + w·dst[j] for every j, in float32
+// arithmetic; len(in) == len(dst).
+func addScaled32(dst, in []float32, w64 float64) {
 	in = in[:len(dst)]
+	w := float32(w64)
 	j := 0
 	for ; j+4 <= len(dst); j += 4 {
 		d, x := dst[j:j+4:j+4], in[j:j+4:j+4]
-		d[0] = float32(float64(x[0]) + w*float64(d[0]))
-		d[1] = float32(float64(x[1]) + w*float64(d[1]))
-		d[2] = float32(float64(x[2]) + w*float64(d[2]))
-		d[3] = float32(float64(x[3]) + w*float64(d[3]))
+		d[0] = x[0] + w*d[0]
+		d[1] = x[1] + w*d[1]
+		d[2] = x[2] + w*d[2]
+		d[3] = x[3] + w*d[3]
 	}
 	for ; j < len(dst); j++ {
-		dst[j] = float32(float64(in[j]) + w*float64(dst[j]))
+		dst[j] = in[j] + w*dst[j]
 	}
 }
 
@@ -751,7 +778,7 @@ func (s *Server) ringRound(ctx context.Context, m *ringMember, round uint64, inb
 				return sent, recvd, err
 			}
 			recvd += int64(seg.len()) * int64(t.Dtype().Size())
-			putSegment(t)
+			m.bufs.put(t)
 			if forward {
 				queue <- v.tensor(seg)
 			}
