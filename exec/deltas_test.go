@@ -11,6 +11,7 @@ import (
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/compress"
+	"github.com/rookery-ml/rookery/exec/exectest"
 	"github.com/rookery-ml/rookery/graph"
 )
 
@@ -152,7 +153,7 @@ func TestUpdateMovesAnchors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bitEqual(got[exec.ParamName(id)], want) || !bitEqual(got[exec.AnchorName(id)], want) {
+		if !exectest.SameBits(got[exec.ParamName(id)], want) || !exectest.SameBits(got[exec.AnchorName(id)], want) {
 			t.Fatalf("parameter %d after the update differs from anchor + update", id)
 		}
 	}

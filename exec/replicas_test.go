@@ -12,6 +12,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/exectest"
 	"github.com/rookery-ml/rookery/graph"
 )
 
@@ -84,7 +85,7 @@ func (rr *replicaRun) train(t testing.TB, steps int, seed int64) ([]float64, []*
 				continue
 			}
 			for id, v := range got {
-				if !bitEqual(v, params[id]) {
+				if !exectest.SameBits(v, params[id]) {
 					t.Fatalf("step %d: replica %d's parameter %d differs from replica 0's", s, i, id)
 				}
 			}
@@ -95,34 +96,6 @@ func (rr *replicaRun) train(t testing.TB, steps int, seed int64) ([]float64, []*
 		out[i] = params[int64(n.ID())]
 	}
 	return losses, out
-}
-
-func bitEqual(a, b *tensor.Dense) bool {
-	switch x := a.Data().(type) {
-	case []float64:
-		y, ok := b.Data().([]float64)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if math.Float64bits(x[i]) != math.Float64bits(y[i]) {
-				return false
-			}
-		}
-		return true
-	case []float32:
-		y, ok := b.Data().([]float32)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if math.Float32bits(x[i]) != math.Float32bits(y[i]) {
-				return false
-			}
-		}
-		return true
-	}
-	return false
 }
 
 func requireClose(t *testing.T, tol float64, gotLoss, wantLoss []float64, gotParams, wantParams []*tensor.Dense) {

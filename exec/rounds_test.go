@@ -12,6 +12,7 @@ import (
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/compress"
+	"github.com/rookery-ml/rookery/exec/exectest"
 	"github.com/rookery-ml/rookery/graph"
 )
 
@@ -163,7 +164,7 @@ func TestRoundsTrain(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if !bitEqual(got[exec.AnchorName(id)], want) {
+					if !exectest.SameBits(got[exec.AnchorName(id)], want) {
 						t.Fatalf("replica %d's anchor of %d differs from the shared parameters", i, id)
 					}
 				}

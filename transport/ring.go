@@ -542,7 +542,7 @@ func (v *ringVec) take(t *tensor.Dense, s ringSeg, add bool, w float64) error {
 			copy(dst, d)
 			return nil
 		}
-		addScaled32(dst, d, w)
+		addScaled(dst, d, float32(w))
 	case []float64:
 		if v.f64 == nil {
 			return protocolError("float64 ring segment for float32 gradients")
@@ -552,33 +552,16 @@ func (v *ringVec) take(t *tensor.Dense, s ringSeg, add bool, w float64) error {
 			copy(dst, d)
 			return nil
 		}
-		addScaled64(dst, d, w)
+		addScaled(dst, d, w)
 	default:
 		return protocolError("ring segment of dtype %v", t.Dtype())
 	}
 	return nil
 }
 
-// addScaled32 sets dst[j] = in[j] + w·dst[j] for every j, in float32
-// arithmetic; len(in) == len(dst).
-func addScaled32(dst, in []float32, w64 float64) {
-	in = in[:len(dst)]
-	w := float32(w64)
-	j := 0
-	for ; j+4 <= len(dst); j += 4 {
-		d, x := dst[j:j+4:j+4], in[j:j+4:j+4]
-		d[0] = x[0] + w*d[0]
-		d[1] = x[1] + w*d[1]
-		d[2] = x[2] + w*d[2]
-		d[3] = x[3] + w*d[3]
-	}
-	for ; j < len(dst); j++ {
-		dst[j] = in[j] + w*dst[j]
-	}
-}
-
-// addScaled64 sets dst[j] = in[j] + w·dst[j] for every j.
-func addScaled64(dst, in []float64, w float64) {
+// addScaled sets dst[j] = in[j] + w·dst[j] for every j, in the
+// elements' dtype; len(in) == len(dst).
+func addScaled[T float32 | float64](dst, in []T, w T) {
 	in = in[:len(dst)]
 	j := 0
 	for ; j+4 <= len(dst); j += 4 {

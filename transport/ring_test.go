@@ -81,7 +81,7 @@ func trainRing(t *testing.T, m exectest.Model, rs *exec.Replicas, steps int, see
 				continue
 			}
 			for id, v := range got {
-				if exectest.MaxRelDiff(v, params[id]) != 0 || !sameBits(v, params[id]) {
+				if !exectest.SameBits(v, params[id]) {
 					t.Fatalf("step %d: replica %d's parameter %d differs from replica 0's", s, i, id)
 				}
 			}
@@ -92,34 +92,6 @@ func trainRing(t *testing.T, m exectest.Model, rs *exec.Replicas, steps int, see
 		out[i] = params[int64(n.ID())]
 	}
 	return losses, out
-}
-
-func sameBits(a, b *tensor.Dense) bool {
-	switch x := a.Data().(type) {
-	case []float64:
-		y, ok := b.Data().([]float64)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if math.Float64bits(x[i]) != math.Float64bits(y[i]) {
-				return false
-			}
-		}
-		return true
-	case []float32:
-		y, ok := b.Data().([]float32)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if math.Float32bits(x[i]) != math.Float32bits(y[i]) {
-				return false
-			}
-		}
-		return true
-	}
-	return false
 }
 
 // TestRingReplicasEqualOneProcess: replicas on providers that sum their
@@ -458,7 +430,7 @@ func TestRingOnCopies(t *testing.T) {
 	_, inPlace := trainRing(t, m, open(func(e exec.Executor) exec.Executor { return e }), 3, 2)
 	_, copies := trainRing(t, m, open(func(e exec.Executor) exec.Executor { return plainExecutor{e} }), 3, 2)
 	for i := range inPlace {
-		if !sameBits(inPlace[i], copies[i]) {
+		if !exectest.SameBits(inPlace[i], copies[i]) {
 			t.Errorf("parameter %d: summing copies differs from summing in place", i)
 		}
 	}

@@ -3,6 +3,7 @@ package exectest
 import (
 	"math"
 	"math/rand"
+	"slices"
 	"testing"
 
 	"gorgonia.org/gorgonia"
@@ -301,6 +302,20 @@ func Chunks(g *graph.Graph, k int) [][]int64 {
 		parts[p] = append(parts[p], id)
 	}
 	return parts
+}
+
+// SameBits reports whether a and b hold the same float32 or float64
+// values to the bit.
+func SameBits(a, b *tensor.Dense) bool {
+	switch x := a.Data().(type) {
+	case []float64:
+		y, ok := b.Data().([]float64)
+		return ok && slices.EqualFunc(x, y, func(p, q float64) bool { return math.Float64bits(p) == math.Float64bits(q) })
+	case []float32:
+		y, ok := b.Data().([]float32)
+		return ok && slices.EqualFunc(x, y, func(p, q float32) bool { return math.Float32bits(p) == math.Float32bits(q) })
+	}
+	return false
 }
 
 // MaxRelDiff is max|a−b| / max(max|b|, 1e-30) over the elements of two

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"math/rand"
 	"net"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/exec/exectest"
 	"github.com/rookery-ml/rookery/graph"
 	"github.com/rookery-ml/rookery/transport"
 	"github.com/rookery-ml/rookery/transport/p2p"
@@ -183,5 +185,69 @@ func TestLeaseBoundToPeer(t *testing.T) {
 	defer c1.Close()
 	if err := forward(ctx, t, c1); err != nil {
 		t.Fatalf("the lease from its own peer: %v", err)
+	}
+}
+
+// TestRingOverP2P: replicas on providers reached over libp2p sum their
+// gradients in a ring between the providers, each dialling the next
+// through its own host (transport.WithPeerDialOptions), and train as
+// replicas that sum through the requester do.
+func TestRingOverP2P(t *testing.T) {
+	seed := start(t, p2p.Config{Seed: true})
+	req := start(t, p2p.Config{Seeds: seed.Addrs(), DirectWait: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var execs [][]exec.Executor
+	for range 3 {
+		key := newKey(t)
+		h := start(t, p2p.Config{Key: key, Seeds: seed.Addrs(), DirectWait: -1})
+		serve(t, h, transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0), transport.WithIdentity(key),
+			transport.WithPeerDialOptions(h.DialOptions()...)))
+		// At its own address: the hosts reach each other on loopback.
+		c, err := transport.Connect(ctx, h.Addrs()[0], req.DialOptions()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		execs = append(execs, []exec.Executor{c})
+	}
+	m := exectest.MLP(tensor.Float64, 12, 6, 5, 3)
+	g, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
+	if err != nil {
+		t.Fatal(err)
+	}
+	feeds := make(map[int64]*tensor.Dense)
+	for n, v := range m.Batch(rand.New(rand.NewSource(4))) {
+		feeds[int64(n.ID())] = v
+	}
+	train := func(red exec.Reduction) (map[int64]*tensor.Dense, exec.ReplicaStats) {
+		rs, err := exec.NewReplicas(ctx, g, int64(m.Loss.ID()), exec.NodeIDs(m.Data), exectest.Chunks(g, 1), execs,
+			exec.WithSolver(exec.SGD(0.05, 0.9)), exec.WithReduction(red))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rs.Close()
+		for s := range 3 {
+			if _, err := rs.Step(ctx, feeds); err != nil {
+				t.Fatalf("%v, step %d: %v", red, s, err)
+			}
+		}
+		p, err := rs.Params(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, rs.Stats()
+	}
+	ring, st := train(exec.ReduceRing)
+	if st.RingParts != 1 || st.RingBytes <= 0 {
+		t.Errorf("ring stats %+v: want one part summed in a ring", st)
+	}
+	want, _ := train(exec.ReduceRequester)
+	for id, w := range want {
+		for i, v := range w.Float64s() {
+			if d := ring[id].Float64s()[i] - v; d > 1e-12 || d < -1e-12 {
+				t.Fatalf("parameter %d[%d]: %v in the ring, %v through the requester", id, i, ring[id].Float64s()[i], v)
+			}
+		}
 	}
 }
