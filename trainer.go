@@ -449,6 +449,10 @@ func (t *Trainer) Steps() int { return t.steps }
 // optimiser state and the number of steps. A trainer made with
 // WithCheckpoint from it continues the run as if it had not stopped.
 func (t *Trainer) Checkpoint(ctx context.Context, w io.Writer) error {
+	// Replicas that shard the update keep the solver state in pieces.
+	if err := t.pipe.SyncState(ctx); err != nil {
+		return err
+	}
 	s, err := checkpoint.Capture(ctx, t.Pipeline(), t.ir, t.solver, t.steps)
 	if err != nil {
 		return err

@@ -757,6 +757,106 @@ func (s *cpuSession) AccessGrads(ctx context.Context, names []string, f func([]*
 
 var _ GradAccessor = (*cpuSession)(nil)
 
+// gradIndexes maps gradient names to the indexes of their parameters.
+func (s *cpuSession) gradIndexes(names []string) ([]int, error) {
+	idx := make([]int, len(names))
+	for k, name := range names {
+		id, ok := ParseGradName(name)
+		i, isParam := s.store.learnIdx[id]
+		if !ok || !isParam {
+			return nil, &NameError{Part: s.spec.Part, Name: name}
+		}
+		idx[k] = i
+	}
+	return idx, nil
+}
+
+// Shardable implements ShardStepper.
+func (s *cpuSession) Shardable() bool { return s.solver.Shardable() }
+
+// StepSharded implements ShardStepper.
+func (s *cpuSession) StepSharded(ctx context.Context, names []string, f func(grads, params []*tensor.Dense, update func(k, lo, hi int) error) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if s.nacc == 0 {
+		return &OrderError{Part: s.part(), MicroBatch: -1, Reason: "step with no gradients accumulated"}
+	}
+	if !s.solver.Shardable() {
+		return &SpecError{Part: s.part(), Node: -1, Reason: "the solver clips by norm: its update cannot be sharded"}
+	}
+	idx, err := s.gradIndexes(names)
+	if err != nil {
+		return err
+	}
+	if _, err := s.deferredGrads(false, 0); err != nil {
+		return &RunError{Part: s.part(), MicroBatch: -1, Phase: "step", Err: err}
+	}
+	scale := 1 / float64(s.nacc)
+	if err := s.solver.BeginStep(s.params); err != nil {
+		return &RunError{Part: s.part(), MicroBatch: -1, Phase: "step", Err: err}
+	}
+	grads := make([]*tensor.Dense, len(idx))
+	params := make([]*tensor.Dense, len(idx))
+	for k, i := range idx {
+		if !s.accValid[i] {
+			s.acc[i].Zero()
+			s.accValid[i] = true
+		}
+		grads[k], params[k] = s.acc[i], s.params[i]
+	}
+	err = f(grads, params, func(k, lo, hi int) error {
+		if k < 0 || k >= len(idx) {
+			return fmt.Errorf("%w: parameter %d of %d", ErrSolver, k, len(idx))
+		}
+		return s.solver.UpdateRange(idx[k], params[k], grads[k], lo, hi, scale)
+	})
+	// The step is over either way: a failed one leaves the replicas to
+	// the caller (the requester fails it).
+	for i := range s.accValid {
+		s.accValid[i] = false
+	}
+	s.nacc = 0
+	s.defMB = s.defMB[:0]
+	if err != nil {
+		return &RunError{Part: s.part(), MicroBatch: -1, Phase: "step", Err: err}
+	}
+	return nil
+}
+
+// AccessState implements ShardStepper.
+func (s *cpuSession) AccessState(ctx context.Context, names []string, f func([][]*tensor.Dense) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	idx, err := s.gradIndexes(names)
+	if err != nil {
+		return err
+	}
+	slots := s.solver.Slots()
+	states := make([][]*tensor.Dense, len(slots))
+	for j, slot := range slots {
+		states[j] = make([]*tensor.Dense, len(idx))
+		for k, i := range idx {
+			if states[j][k] = s.solver.State(i, slot); states[j][k] == nil {
+				// Before the first step the state is zero, as Get says.
+				p := s.params[i]
+				if err := s.solver.SetState(i, slot, p, zerosLike(p.Dtype(), graph.Shape(p.Shape()))); err != nil {
+					return err
+				}
+				states[j][k] = s.solver.State(i, slot)
+			}
+		}
+	}
+	return f(states)
+}
+
+var _ ShardStepper = (*cpuSession)(nil)
+
 // cpuParams keeps a CPU session's parameters and solver state in Go
 // memory, for its Store.
 type cpuParams struct{ s *cpuSession }

@@ -28,8 +28,10 @@ type pipelineConfig struct {
 	now       func(replica int) time.Time
 	// exportGrads sets SessionSpec.ExportGrads (NewReplicas, r > 1)
 	exportGrads bool
-	// reduction says where NewReplicas sums the gradients
+	// reduction says where NewReplicas sums the gradients, noShard that
+	// its rings do not shard the update
 	reduction Reduction
+	noShard   bool
 }
 
 // WithMicroBatches splits every mini-batch into m micro-batches (default

@@ -107,8 +107,9 @@ type ReplicaStats struct {
 	// summed across replicas were put back to every replica (fetching a
 	// replica's gradients starts when its backward ends, so the part of
 	// the exchange that overlaps slower replicas' compute is not in it),
-	// Update the time the parts spent applying the update. Each is a
-	// total over Steps.
+	// Update the time the parts spent applying the update (for parts whose
+	// ring shards the update, the update is in Reduce: it runs inside the
+	// ring's round). Each is a total over Steps.
 	Compute, Reduce, Update time.Duration
 	// Took is each replica's own compute time, Rebalances the number of
 	// times WithRebalance re-split the rows.
@@ -120,6 +121,9 @@ type ReplicaStats struct {
 	// each other in all, over Steps.
 	RingParts int
 	RingBytes int64
+	// ShardedParts is the number of those rings that shard the update
+	// (WithShardedUpdate).
+	ShardedParts int
 }
 
 // NewReplicas opens len(executors) replicas of the pipeline NewPipeline
@@ -129,7 +133,7 @@ type ReplicaStats struct {
 // rows into. The batch must hold at least one row per micro-batch for
 // every replica.
 func NewReplicas(ctx context.Context, g *graph.Graph, loss int64, data []int64, parts [][]int64, executors [][]Executor, opts ...PipelineOption) (*Replicas, error) {
-	cfg := pipelineConfig{micro: 1}
+	cfg := pipelineConfig{micro: 1, solver: SGD(0.01, 0.9)} // NewPipeline's defaults
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -257,10 +261,14 @@ func (rs *Replicas) rebalance(ctx context.Context) error {
 		return nil
 	}
 	// The state every replica holds: parameters, optimiser slots and
-	// the update count, read from replica 0.
+	// the update count, read from replica 0 once the rings that shard
+	// the update have gathered it.
 	var slots []string
 	if s, err := NewSolver(rs.cfg.solver, 0); err == nil {
 		slots = s.Slots()
+	}
+	if err := rs.gatherState(ctx); err != nil {
+		return err
 	}
 	state := make([]map[string]*tensor.Dense, len(rs.parts))
 	for j, ids := range rs.learn {
@@ -375,7 +383,8 @@ func (rs *Replicas) Rows() []int { return append([]int{}, rs.rows...) }
 
 // Pipelines returns the replicas' pipelines, replica 0 first. Their
 // parameters are the same; reading them is safe, stepping one alone
-// breaks the replicas' agreement.
+// breaks the replicas' agreement. Where the rings shard the update, each
+// replica's solver state is whole only after SyncState.
 func (rs *Replicas) Pipelines() []*Pipeline { return append([]*Pipeline{}, rs.pipes...) }
 
 // Stats returns the time spent so far, by phase.
@@ -387,6 +396,9 @@ func (rs *Replicas) Stats() ReplicaStats {
 	for _, rp := range rs.rings {
 		if rp != nil {
 			st.RingParts++
+			if rp.shard {
+				st.ShardedParts++
+			}
 		}
 	}
 	rs.ringMu.Lock()
@@ -463,7 +475,7 @@ func (rs *Replicas) Step(ctx context.Context, feeds map[int64]*tensor.Dense) (fl
 		err = rs.each(func(i int, p *Pipeline) error {
 			p.mu.Lock()
 			defer p.mu.Unlock()
-			return p.stepAll(ctx)
+			return rs.stepParts(ctx, p)
 		})
 	}
 	if err != nil {
@@ -480,6 +492,25 @@ func (rs *Replicas) Step(ctx context.Context, feeds map[int64]*tensor.Dense) (fl
 		return 0, err
 	}
 	return loss, nil
+}
+
+// stepParts steps every part of one replica whose ring did not step it
+// already (a ring that shards the update ends the step in its round).
+func (rs *Replicas) stepParts(ctx context.Context, p *Pipeline) error {
+	errs := make([]error, len(p.sessions))
+	var wg sync.WaitGroup
+	for j, s := range p.sessions {
+		if j < len(rs.rings) && rs.rings[j] != nil && rs.rings[j].shard {
+			continue
+		}
+		wg.Add(1)
+		go func(j int, s Session) {
+			defer wg.Done()
+			errs[j] = s.Step(ctx)
+		}(j, s)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Evaluate runs one mini-batch forward only, each replica on its rows,

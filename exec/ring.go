@@ -28,11 +28,51 @@ type RingSession interface {
 	// JoinRing makes the session a member of ring spec, and checks that
 	// the next member (spec.Next) answers for it.
 	JoinRing(ctx context.Context, spec RingSpec) error
-	// AllReduce replaces the session's accumulated gradients of the
-	// ring's names with Σ_i Weights[i]·g_i over the ring's members, and
-	// returns once the session holds all of it. Every member must be
-	// called for the same round, a number larger than its last.
-	AllReduce(ctx context.Context, round uint64) (RingStats, error)
+	// AllReduce runs one round of the ring in mode (every member must be
+	// called for the same round, a number larger than its last, and the
+	// same mode):
+	//   - RingSum replaces the accumulated gradients of the ring's names
+	//     with Σ_i Weights[i]·g_i over the members;
+	//   - RingStep, for a ring joined with Shard, is the step itself: the
+	//     sum as above, then each member applies the update to the part of
+	//     the parameters whose sum it holds, and the members gather the
+	//     updated parameters; the session's step is then over (no Step
+	//     follows);
+	//   - RingGatherState gathers the solver state that each member of a
+	//     Shard ring keeps up to date for its part of the parameters, so
+	//     that every member holds all of it (before it is read).
+	// It returns once the session holds the whole result.
+	AllReduce(ctx context.Context, round uint64, mode RingMode) (RingStats, error)
+}
+
+// RingMode is what a ring round does (RingSession.AllReduce).
+type RingMode int
+
+const (
+	RingSum RingMode = iota
+	RingStep
+	RingGatherState
+)
+
+// ShardStepper is a Session whose step can be sharded across replicas
+// (the provider's side of a Shard ring): StepSharded ends the step, as
+// Step does, but f applies the update. f gets the gradient accumulators
+// and the parameters of names (GradName), in names' order, and update(k,
+// lo, hi), which applies the step's update to elements [lo, hi) of
+// parameter k from its accumulated gradient (see Solver.UpdateRange); f
+// must fill every element of the parameters that it does not update (from
+// the replicas that did). The solver state of elements f does not update
+// is left as it was. The CPU session is one.
+type ShardStepper interface {
+	// Shardable says whether this session can shard its update: its
+	// solver does not clip by norm, and its tensors are where f can
+	// reach them.
+	Shardable() bool
+	StepSharded(ctx context.Context, names []string, f func(grads, params []*tensor.Dense, update func(k, lo, hi int) error) error) error
+	// AccessState is AccessGrads for the solver state of the parameters
+	// of names (GradName): states[j][k] is slot j of parameter k, which f
+	// may change in place. The slots are the solver's (Solver.Slots).
+	AccessState(ctx context.Context, names []string, f func(states [][]*tensor.Dense) error) error
 }
 
 // GradAccessor is a Session that lends its accumulated gradients in
@@ -44,6 +84,11 @@ type RingSession interface {
 type GradAccessor interface {
 	AccessGrads(ctx context.Context, names []string, f func(grads []*tensor.Dense) error) error
 }
+
+// ErrNotLent is what AccessGrads returns from a session that keeps its
+// tensors where the caller cannot reach them in place (a GPU's memory):
+// the caller reads and puts copies instead.
+var ErrNotLent = errors.New("exec: the session cannot lend its tensors in place")
 
 // RingSpec is one member's place in a ring of RingSessions.
 type RingSpec struct {
@@ -59,6 +104,10 @@ type RingSpec struct {
 	Key []byte
 	// Next is the RingEndpoint of the member after this one.
 	Next string
+	// Shard shards the update: the ring's steps are RingStep rounds, and
+	// each member keeps the solver state of its part of the parameters
+	// only, until a RingGatherState round.
+	Shard bool
 }
 
 // RingStats counts what one member moved in an AllReduce round.
@@ -132,9 +181,21 @@ func WithReduction(r Reduction) PipelineOption {
 	return func(c *pipelineConfig) { c.reduction = r }
 }
 
-// ringPart is one part's ring: its members, one per replica.
+// WithShardedUpdate says whether replicas that sum in rings also shard
+// the update (RingSpec.Shard): every replica then applies the update to
+// 1/r of the parameters, those whose sum it holds, and the replicas
+// gather the updated parameters instead of the summed gradients, which
+// moves as many bytes and does 1/r of the update's work. The model is the
+// same. The default is true; a solver that clips by norm never shards.
+func WithShardedUpdate(on bool) PipelineOption {
+	return func(c *pipelineConfig) { c.noShard = !on }
+}
+
+// ringPart is one part's ring: its members, one per replica, and whether
+// it shards the update.
 type ringPart struct {
 	members []RingSession
+	shard   bool
 }
 
 // formRings joins, for every part that has learnable parameters, its
@@ -186,9 +247,26 @@ func (rs *Replicas) formRing(ctx context.Context, part int, ids []int64) (*ringP
 	for i := range weights {
 		weights[i] = float64(rs.rows[i]) / float64(rs.batch)
 	}
+	shard := !rs.cfg.noShard && !(rs.cfg.solver.ClipNorm > 0)
+	err := rs.joinRing(ctx, part, members, names, weights, shard)
+	if err != nil && shard {
+		// A member that cannot shard (its executor, or its provider's
+		// version) can still sum.
+		shard = false
+		err = rs.joinRing(ctx, part, members, names, weights, false)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &ringPart{members: members, shard: shard}, nil
+}
+
+// joinRing places members in a fresh ring.
+func (rs *Replicas) joinRing(ctx context.Context, part int, members []RingSession, names []string, weights []float64, shard bool) error {
+	r := len(members)
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
-		return nil, err
+		return err
 	}
 	errs := make([]error, r)
 	var wg sync.WaitGroup
@@ -196,23 +274,61 @@ func (rs *Replicas) formRing(ctx context.Context, part int, ids []int64) (*ringP
 		wg.Add(1)
 		go func(i int, m RingSession) {
 			defer wg.Done()
-			spec := RingSpec{Rank: i, Weights: weights, Names: names, Key: key, Next: members[(i+1)%r].RingEndpoint()}
+			spec := RingSpec{Rank: i, Weights: weights, Names: names, Key: key, Next: members[(i+1)%r].RingEndpoint(), Shard: shard}
 			if err := m.JoinRing(ctx, spec); err != nil {
 				errs[i] = fmt.Errorf("part %d, replica %d: ring: %w", part, i, err)
 			}
 		}(i, m)
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return &ringPart{members: members}, nil
+	return errors.Join(errs...)
 }
 
 // reduceRing sums part j's gradients in its ring: every member is asked
 // for the round as soon as its replica's backward has ended (ready), and
 // the call returns when every member holds the sum.
 func (rs *Replicas) reduceRing(ctx context.Context, part int, ready []chan struct{}) error {
+	rp := rs.rings[part]
+	mode := RingSum
+	if rp.shard {
+		mode = RingStep
+	}
+	return rs.ringRound(ctx, part, ready, mode)
+}
+
+// gatherState runs a RingGatherState round on every ring that shards the
+// update, so that every replica holds the whole solver state.
+func (rs *Replicas) gatherState(ctx context.Context) error {
+	if len(rs.cfg.solver.slots()) == 0 {
+		return nil // no state to gather
+	}
+	var errs []error
+	for j, rp := range rs.rings {
+		if rp == nil || !rp.shard {
+			continue
+		}
+		rs.round++
+		errs = append(errs, rs.ringRound(ctx, j, nil, RingGatherState))
+	}
+	return errors.Join(errs...)
+}
+
+// SyncState makes every replica hold the whole solver state, which
+// replicas that shard the update (WithShardedUpdate) keep in pieces
+// between steps; read the state from a replica's sessions only after it.
+// Checkpoints and rebalancing call it.
+func (rs *Replicas) SyncState(ctx context.Context) error {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.closed {
+		return ErrClosed
+	}
+	return rs.gatherState(ctx)
+}
+
+// ringRound runs one round of part's ring in mode: each member is asked
+// as soon as ready[i] is closed (nil: at once).
+func (rs *Replicas) ringRound(ctx context.Context, part int, ready []chan struct{}, mode RingMode) error {
 	rp := rs.rings[part]
 	round := rs.round
 	errs := make([]error, len(rp.members))
@@ -224,13 +340,15 @@ func (rs *Replicas) reduceRing(ctx context.Context, part int, ready []chan struc
 		wg.Add(1)
 		go func(i int, m RingSession) {
 			defer wg.Done()
-			select {
-			case <-ready[i]:
-			case <-ctx.Done():
-				errs[i] = ctx.Err()
-				return
+			if ready != nil {
+				select {
+				case <-ready[i]:
+				case <-ctx.Done():
+					errs[i] = ctx.Err()
+					return
+				}
 			}
-			if stats[i], errs[i] = m.AllReduce(ctx, round); errs[i] != nil {
+			if stats[i], errs[i] = m.AllReduce(ctx, round, mode); errs[i] != nil {
 				// The others wait on this member: stop them.
 				cancel()
 			}
@@ -246,7 +364,7 @@ func (rs *Replicas) reduceRing(ctx context.Context, part int, ready []chan struc
 	rs.ringMu.Unlock()
 	for i, err := range errs {
 		if err != nil && !errors.Is(err, context.Canceled) {
-			return fmt.Errorf("part %d, replica %d: all-reduce: %w", part, i, err)
+			return fmt.Errorf("part %d, replica %d: ring round: %w", part, i, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -344,6 +344,78 @@ func (s *Solver) UpdateSkip(params, grads []*tensor.Dense, scale float64, skip [
 	return nil
 }
 
+// Shardable reports whether the solver's update can be applied to a
+// parameter in pieces (UpdateRange): every rule is elementwise except
+// clipping by the gradient's norm, which needs the whole tensor.
+func (s *Solver) Shardable() bool { return !(s.cfg.ClipNorm > 0) }
+
+// BeginStep counts one update, as Update does, for a step whose update is
+// then applied to parts of the parameters with UpdateRange; it makes
+// every parameter's state exist.
+func (s *Solver) BeginStep(params []*tensor.Dense) error {
+	if len(params) != len(s.state) {
+		return fmt.Errorf("%w: %d parameters for a solver of %d", ErrSolver, len(params), len(s.state))
+	}
+	for i, p := range params {
+		if p.Dtype() != tensor.Float64 && p.Dtype() != tensor.Float32 {
+			return fmt.Errorf("%w: parameter %d has dtype %v", ErrSolver, i, p.Dtype())
+		}
+	}
+	s.t++
+	for i, p := range params {
+		s.ensure(i, p)
+	}
+	return nil
+}
+
+// UpdateRange applies the step BeginStep counted to elements [lo, hi) of
+// parameter p (index i) alone, using scale·g[lo:hi] as their gradient,
+// and changes their state alone: the same numbers Update gives those
+// elements. It fails for a solver that is not Shardable.
+func (s *Solver) UpdateRange(i int, p, g *tensor.Dense, lo, hi int, scale float64) error {
+	n := p.Shape().TotalSize()
+	switch {
+	case !s.Shardable():
+		return fmt.Errorf("%w: clipping by norm needs the whole gradient", ErrSolver)
+	case i < 0 || i >= len(s.state) || s.state[i] == nil:
+		return fmt.Errorf("%w: parameter %d has no step begun", ErrSolver, i)
+	case p.Dtype() != g.Dtype() || g.Shape().TotalSize() != n || lo < 0 || hi > n || lo > hi:
+		return fmt.Errorf("%w: elements [%d, %d) of parameter %d (%v %v, gradient %v %v)", ErrSolver, lo, hi, i, p.Dtype(), p.Shape(), g.Dtype(), g.Shape())
+	}
+	st := s.state[i]
+	switch p.Dtype() {
+	case tensor.Float64:
+		ss := make([][]float64, len(st))
+		for j := range st {
+			ss[j] = st[j].Float64s()[lo:hi]
+		}
+		gr, sc := clipped(s.cfg, g.Float64s()[lo:hi], scale, &s.buf64)
+		update(s.cfg, s.t, p.Float64s()[lo:hi], gr, ss, sc)
+	case tensor.Float32:
+		ss := make([][]float32, len(st))
+		for j := range st {
+			ss[j] = st[j].Float32s()[lo:hi]
+		}
+		gr, sc := clipped(s.cfg, g.Float32s()[lo:hi], scale, &s.buf32)
+		update(s.cfg, s.t, p.Float32s()[lo:hi], gr, ss, sc)
+	default:
+		return fmt.Errorf("%w: parameter %d has dtype %v", ErrSolver, i, p.Dtype())
+	}
+	return nil
+}
+
+// UpdateSlice applies update t (counted from 1) of solver cfg to the
+// elements p, with gradient scale·g and state st (one slice per slot of
+// Solver.Slots, each as long as p): what Update does to those elements,
+// except clipping by norm, which needs the whole gradient (check
+// Solver.Shardable). buf holds clamped gradients between calls. It is for
+// executors that keep parameters in their own memory and shard the
+// update (ShardStepper).
+func UpdateSlice[T float32 | float64](cfg SolverConfig, t int, p, g []T, st [][]T, scale float64, buf *[]T) {
+	gr, sc := clipped(SolverConfig{ClipValue: cfg.ClipValue}, g, scale, buf)
+	update(cfg, t, p, gr, st, sc)
+}
+
 // clipped applies the configured clipping to the gradient scale·g: it
 // returns the gradient and the scale for update, g itself when only the
 // scale changes, a copy in buf when values are clamped.

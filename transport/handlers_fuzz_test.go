@@ -175,6 +175,11 @@ func FuzzProviderHandlers(f *testing.F) {
 		[]any{byte(opJoinRing), &rookeryv1.JoinRingRequest{Session: sid, Rank: 1, Weights: []float64{0.5, 0.5}, Names: []string{wname0},
 			Key: fuzzRingKey, NextAddress: "127.0.0.1:1", NextSession: sid}},
 		[]any{byte(opAllReduce), &rookeryv1.AllReduceRequest{Session: sid, Round: 1}},
+		[]any{byte(opJoinRing), &rookeryv1.JoinRingRequest{Session: sid, Rank: 0, Weights: []float64{0.25, 0.75}, Names: []string{wname0},
+			Key: fuzzRingKey, NextAddress: "127.0.0.1:1", NextSession: sid, Shard: true}},
+		[]any{byte(opAllReduce), &rookeryv1.AllReduceRequest{Session: sid, Round: 2, Mode: rookeryv1.RingMode_RING_MODE_STEP}},
+		[]any{byte(opAllReduce), &rookeryv1.AllReduceRequest{Session: sid, Round: 3, Mode: rookeryv1.RingMode_RING_MODE_GATHER_STATE}},
+		[]any{byte(opAllReduce), &rookeryv1.AllReduceRequest{Session: sid, Round: 4, Mode: 7}},
 		[]any{byte(opRingPass), &rookeryv1.TensorFrame{Session: sid, Name: "ring", MicroBatch: 1}, frame(0, "", wv)},
 		[]any{byte(opRingPass), &rookeryv1.TensorFrame{Session: sid, Name: "probe"}}))
 

@@ -156,6 +156,7 @@ type ringMember struct {
 	key         []byte
 	nextAddr    string
 	nextSession string
+	shard       bool // the update is sharded (RING_MODE_STEP rounds)
 	cc          *grpc.ClientConn         // to the next member's provider, set
 	pc          rookeryv1.ProviderClient // once it answered (guarded by mu)
 
@@ -249,6 +250,11 @@ func (s *Server) JoinRing(ctx context.Context, req *rookeryv1.JoinRingRequest) (
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if m.shard {
+		if st, ok := ss.s.(exec.ShardStepper); !ok || !st.Shardable() {
+			return nil, toStatus(&exec.SpecError{Part: ss.part, Node: -1, Reason: "ring: this session cannot shard its update (its executor, or a solver that clips by norm)"})
+		}
+	}
 	// The member is in place before it checks the next one, which may be
 	// checking this one at the same time.
 	s.mu.Lock()
@@ -310,7 +316,7 @@ func checkJoin(req *rookeryv1.JoinRingRequest) (*ringMember, error) {
 			return nil, bad("weight %d is %v", i, w)
 		}
 	}
-	return &ringMember{rank: int(req.Rank), weights: req.Weights, names: req.Names, key: req.Key,
+	return &ringMember{rank: int(req.Rank), weights: req.Weights, names: req.Names, key: req.Key, shard: req.Shard,
 		nextAddr: req.NextAddress, nextSession: req.NextSession, changed: make(chan struct{}), bufs: newSegmentBuffers()}, nil
 }
 
@@ -449,12 +455,25 @@ func (s *Server) AllReduce(ctx context.Context, req *rookeryv1.AllReduceRequest)
 	if m == nil {
 		return nil, toStatus(&exec.SpecError{Part: ss.part, Node: -1, Reason: "ring: the session has not joined a ring"})
 	}
+	if req.Mode != rookeryv1.RingMode_RING_MODE_SUM && !m.shard {
+		return nil, toStatus(&exec.SpecError{Part: ss.part, Node: -1, Reason: fmt.Sprintf("ring: a %v round in a ring that does not shard the update", req.Mode)})
+	}
 	inbox, end, err := m.begin(req.Round)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	defer end()
-	sent, recvd, err := s.allReduce(ctx, ss, m, req.Round, inbox)
+	var sent, recvd int64
+	switch req.Mode {
+	case rookeryv1.RingMode_RING_MODE_SUM:
+		sent, recvd, err = s.allReduce(ctx, ss, m, req.Round, inbox)
+	case rookeryv1.RingMode_RING_MODE_STEP:
+		sent, recvd, err = s.ringStep(ctx, ss, m, req.Round, inbox)
+	case rookeryv1.RingMode_RING_MODE_GATHER_STATE:
+		sent, recvd, err = s.ringGatherState(ctx, ss, m, req.Round, inbox)
+	default:
+		err = &exec.SpecError{Part: ss.part, Node: -1, Reason: fmt.Sprintf("ring: round mode %d", req.Mode)}
+	}
 	if err != nil {
 		var se *exec.SpecError
 		if errors.As(err, &se) {
@@ -462,9 +481,64 @@ func (s *Server) AllReduce(ctx context.Context, req *rookeryv1.AllReduceRequest)
 		}
 		return nil, toStatus(err)
 	}
+	stepped := req.Mode == rookeryv1.RingMode_RING_MODE_STEP
 	s.metrics.bytesOut.Add(float64(sent))
-	s.count(ss, func(w *work) { w.bytesOut += sent })
-	return &rookeryv1.AllReduceResponse{BytesSent: sent, BytesReceived: recvd}, nil
+	s.count(ss, func(w *work) {
+		w.bytesOut += sent
+		if stepped {
+			w.steps++
+		}
+	})
+	if stepped {
+		s.releaseMicroBatches(ss)
+	}
+	return &rookeryv1.AllReduceResponse{BytesSent: sent, BytesReceived: recvd, Stepped: stepped}, nil
+}
+
+// ringStep runs a RING_MODE_STEP round: the gradients are summed, this
+// member updates its chunk of the parameters from the sums, and the
+// members gather the updated parameters; the session's step is then over.
+func (s *Server) ringStep(ctx context.Context, ss *serverSession, m *ringMember, round uint64, inbox <-chan *tensor.Dense) (sent, recvd int64, err error) {
+	st, ok := ss.s.(exec.ShardStepper)
+	if !ok {
+		return 0, 0, &exec.SpecError{Part: ss.part, Node: -1, Reason: "ring: this session cannot shard its update"}
+	}
+	err = st.StepSharded(ctx, m.names, func(grads, params []*tensor.Dense, update func(k, lo, hi int) error) error {
+		gv, err := ringVector(grads, m.names)
+		if err != nil {
+			return err
+		}
+		pv, err := ringVector(params, m.names)
+		if err != nil {
+			return err
+		}
+		sent, recvd, err = s.ringRound(ctx, m, round, inbox, ringJob{sum: gv, gather: pv, update: update})
+		return err
+	})
+	return sent, recvd, err
+}
+
+// ringGatherState runs a RING_MODE_GATHER_STATE round: every slot of the
+// solver state, one after the other, each member sending the chunk of
+// the parameters it updates.
+func (s *Server) ringGatherState(ctx context.Context, ss *serverSession, m *ringMember, round uint64, inbox <-chan *tensor.Dense) (sent, recvd int64, err error) {
+	st, ok := ss.s.(exec.ShardStepper)
+	if !ok {
+		return 0, 0, &exec.SpecError{Part: ss.part, Node: -1, Reason: "ring: this session cannot shard its update"}
+	}
+	err = st.AccessState(ctx, m.names, func(states [][]*tensor.Dense) error {
+		jobs := make([]ringJob, len(states))
+		for j, slot := range states {
+			v, err := ringVector(slot, m.names)
+			if err != nil {
+				return err
+			}
+			jobs[j] = ringJob{gather: v}
+		}
+		sent, recvd, err = s.ringRound(ctx, m, round, inbox, jobs...)
+		return err
+	})
+	return sent, recvd, err
 }
 
 // ringVec is a round's gradients seen as one vector: the gradients'
@@ -494,6 +568,19 @@ func (v *ringVec) segments(r, c int) []ringSeg {
 		a = end
 	}
 	return out
+}
+
+// sameLayout reports whether o has v's dtype and gradients' sizes.
+func (v *ringVec) sameLayout(o *ringVec) bool {
+	if o == nil || (v.f32 == nil) != (o.f32 == nil) || len(v.starts) != len(o.starts) || v.n != o.n {
+		return false
+	}
+	for k := range v.starts {
+		if v.size(k) != o.size(k) {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *ringVec) size(k int) int {
@@ -576,9 +663,9 @@ func addScaled[T float32 | float64](dst, in []T, w T) {
 	}
 }
 
-// ringVector sees gradients as one vector, summed in place: each one's
-// own memory, except a scalar's, which gets a slice of its own (see
-// putScalars).
+// ringVector sees tensors (gradients, parameters, solver state) as one
+// vector, summed or gathered in place in their own memory (a scalar's
+// too: its backing array).
 func ringVector(ts []*tensor.Dense, names []string) (*ringVec, error) {
 	v := new(ringVec)
 	var dt tensor.Dtype
@@ -590,38 +677,20 @@ func ringVector(ts []*tensor.Dense, names []string) (*ringVec, error) {
 			dt = t.Dtype()
 		}
 		if t.Dtype() != dt || (dt != tensor.Float32 && dt != tensor.Float64) {
-			return nil, &exec.SpecError{Part: -1, Node: -1, Reason: fmt.Sprintf("ring: gradient %q is %v; a ring sums float32 or float64 gradients of one dtype", names[i], t.Dtype())}
+			return nil, &exec.SpecError{Part: -1, Node: -1, Reason: fmt.Sprintf("ring: %q is %v; a ring sums float32 or float64 tensors of one dtype", names[i], t.Dtype())}
 		}
 		if !t.IsNativelyAccessible() || t.RequiresIterator() {
-			return nil, &exec.SpecError{Part: -1, Node: -1, Reason: fmt.Sprintf("ring: gradient %q is not contiguous", names[i])}
+			return nil, &exec.SpecError{Part: -1, Node: -1, Reason: fmt.Sprintf("ring: %q is not contiguous", names[i])}
 		}
 		v.starts = append(v.starts, v.n)
-		switch d := t.Data().(type) {
-		case []float32:
-			v.f32 = append(v.f32, d)
-		case []float64:
-			v.f64 = append(v.f64, d)
-		case float32:
-			v.f32 = append(v.f32, []float32{d})
-		case float64:
-			v.f64 = append(v.f64, []float64{d})
+		if dt == tensor.Float32 {
+			v.f32 = append(v.f32, t.Float32s()[:t.DataSize()])
+		} else {
+			v.f64 = append(v.f64, t.Float64s()[:t.DataSize()])
 		}
 		v.n += v.size(i)
 	}
 	return v, nil
-}
-
-// putScalars writes the sums of scalar gradients, which ringVector gave
-// slices of their own, back into them.
-func putScalars(ts []*tensor.Dense, v *ringVec) {
-	for k, t := range ts {
-		switch t.Data().(type) {
-		case float32:
-			t.Memset(v.f32[k][0])
-		case float64:
-			t.Memset(v.f64[k][0])
-		}
-	}
 }
 
 // allReduce runs one round of the ring on ss's gradients: in place where
@@ -636,12 +705,12 @@ func (s *Server) allReduce(ctx context.Context, ss *serverSession, m *ringMember
 			if err != nil {
 				return err
 			}
-			if sent, recvd, err = s.ringRound(ctx, m, round, inbox, v); err == nil {
-				putScalars(ts, v)
-			}
+			sent, recvd, err = s.ringRound(ctx, m, round, inbox, ringJob{sum: v, gather: v})
 			return err
 		})
-		return sent, recvd, err
+		if !errors.Is(err, exec.ErrNotLent) {
+			return sent, recvd, err
+		}
 	}
 	got, err := ss.s.Get(ctx, m.names...)
 	if err != nil {
@@ -657,10 +726,9 @@ func (s *Server) allReduce(ctx context.Context, ss *serverSession, m *ringMember
 	if err != nil {
 		return 0, 0, err
 	}
-	if sent, recvd, err = s.ringRound(ctx, m, round, inbox, v); err != nil {
+	if sent, recvd, err = s.ringRound(ctx, m, round, inbox, ringJob{sum: v, gather: v}); err != nil {
 		return sent, recvd, err
 	}
-	putScalars(ts, v)
 	for k, name := range m.names {
 		if err := exec.Keep(ctx, ss.s, name, ts[k]); err != nil {
 			return sent, recvd, err
@@ -669,9 +737,21 @@ func (s *Server) allReduce(ctx context.Context, ss *serverSession, m *ringMember
 	return sent, recvd, nil
 }
 
-// ringRound passes round's segments of v around the ring and sums them
-// in place; it returns the bytes of tensor data sent and received.
-func (s *Server) ringRound(ctx context.Context, m *ringMember, round uint64, inbox <-chan *tensor.Dense, v *ringVec) (sent, recvd int64, err error) {
+// ringJob is one vector's pass around the ring within a round: with sum
+// set, a reduce-scatter of sum (each member weighs its own part), then
+// an all-gather of gather (sum itself when summing; the parameters,
+// updated from the sums by update, when stepping); without sum, an
+// all-gather of what each member holds complete in gather. sum and gather
+// have the same layout.
+type ringJob struct {
+	sum, gather *ringVec
+	update      func(k, lo, hi int) error
+}
+
+// ringRound passes round's jobs around the ring, one after the other on
+// one stream, and sums and gathers them in place; it returns the bytes of
+// tensor data sent and received.
+func (s *Server) ringRound(ctx context.Context, m *ringMember, round uint64, inbox <-chan *tensor.Dense, jobs ...ringJob) (sent, recvd int64, err error) {
 	m.mu.Lock()
 	pc := m.pc
 	m.mu.Unlock()
@@ -681,6 +761,23 @@ func (s *Server) ringRound(ctx context.Context, m *ringMember, round uint64, inb
 	r, i := len(m.weights), m.rank
 	w := m.weights[i]
 	mod := func(a int) int { return ((a % r) + r) % r }
+	segs := make([][][]ringSeg, len(jobs))
+	total := 0
+	for j, job := range jobs {
+		if job.sum != nil && !job.sum.sameLayout(job.gather) {
+			return 0, 0, &exec.SpecError{Part: -1, Node: -1, Reason: "ring: the gradients and the parameters differ in layout"}
+		}
+		segs[j] = make([][]ringSeg, r)
+		for c := range r {
+			segs[j][c] = job.gather.segments(r, c)
+			total += 2 * len(segs[j][c])
+		}
+	}
+	if total == 0 {
+		// Nothing to pass (a solver without state): every member sees
+		// the same and opens no stream.
+		return 0, 0, nil
+	}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -693,12 +790,6 @@ func (s *Server) ringRound(ctx context.Context, m *ringMember, round uint64, inb
 	}
 	// The sender sends what the loop below queues, in order; the queue
 	// holds every segment of the round, so the loop never waits on it.
-	segs := make([][]ringSeg, r)
-	total := 0
-	for c := range segs {
-		segs[c] = v.segments(r, c)
-		total += 2 * len(segs[c])
-	}
 	queue := make(chan *tensor.Dense, total)
 	var sendErr error
 	var sendWG sync.WaitGroup
@@ -726,12 +817,10 @@ func (s *Server) ringRound(ctx context.Context, m *ringMember, round uint64, inb
 		_, err := stream.CloseAndRecv()
 		return fromStatus(ctx, "ring pass to "+m.nextAddr, err)
 	}
-	// Reduce-scatter step 0: this member's own weighted chunk, scaled in
-	// place: it is overwritten only by the all-gather, with a sum that
-	// holds what was sent.
-	for _, seg := range segs[i] {
-		v.scale(seg, w)
-		queue <- v.tensor(seg)
+	fail := func(err error) (int64, int64, error) {
+		cancel(err)
+		finish()
+		return sent, recvd, err
 	}
 	recv := func() (*tensor.Dense, error) {
 		select {
@@ -741,29 +830,55 @@ func (s *Server) ringRound(ctx context.Context, m *ringMember, round uint64, inb
 			return nil, context.Cause(ctx)
 		}
 	}
-	for step := range 2 * (r - 1) {
-		var c int
-		if step < r-1 {
-			c = mod(i - step - 1) // reduce-scatter
+	for j, job := range jobs {
+		// The first segments sent: with a sum, this member's own weighted
+		// chunk, scaled in place (no later step of the round reads or
+		// overwrites it); without, the chunk it holds complete.
+		first := 0
+		if job.sum != nil {
+			for _, seg := range segs[j][i] {
+				job.sum.scale(seg, w)
+				queue <- job.sum.tensor(seg)
+			}
 		} else {
-			c = mod(i - (step - (r - 1))) // all-gather
+			for _, seg := range segs[j][mod(i+1)] {
+				queue <- job.gather.tensor(seg)
+			}
+			first = r - 1
 		}
-		add := step < r-1
-		forward := step != 2*(r-1)-1
-		for _, seg := range segs[c] {
-			t, err := recv()
-			if err == nil {
-				err = v.take(t, seg, add, w)
+		for step := first; step < 2*(r-1); step++ {
+			var c int
+			if step < r-1 {
+				c = mod(i - step - 1) // reduce-scatter
+			} else {
+				c = mod(i - (step - (r - 1))) // all-gather
 			}
-			if err != nil {
-				cancel(err)
-				finish()
-				return sent, recvd, err
-			}
-			recvd += int64(seg.len()) * int64(t.Dtype().Size())
-			m.bufs.put(t)
-			if forward {
-				queue <- v.tensor(seg)
+			add := step < r-1
+			complete := step == r-2 // this member's chunk (i+1) is now whole
+			forward := step != 2*(r-1)-1
+			for _, seg := range segs[j][c] {
+				t, err := recv()
+				if err == nil && add {
+					err = job.sum.take(t, seg, true, w)
+				} else if err == nil {
+					err = job.gather.take(t, seg, false, 0)
+				}
+				if err != nil {
+					return fail(err)
+				}
+				recvd += int64(seg.len()) * int64(t.Dtype().Size())
+				m.bufs.put(t)
+				switch {
+				case complete && job.update != nil:
+					if err := job.update(seg.k, seg.lo, seg.hi); err != nil {
+						return fail(err)
+					}
+					queue <- job.gather.tensor(seg)
+				case add:
+					queue <- job.sum.tensor(seg)
+				case forward:
+					queue <- job.gather.tensor(seg)
+				}
 			}
 		}
 	}
@@ -790,18 +905,37 @@ func (s *remoteSession) JoinRing(ctx context.Context, spec exec.RingSpec) error 
 		return fmt.Errorf("%w: ring endpoint %.200q is not ID@ADDRESS", exec.ErrSpec, spec.Next)
 	}
 	_, err := s.c.pc.JoinRing(ctx, &rookeryv1.JoinRingRequest{Session: s.id, Rank: int64(spec.Rank), Weights: spec.Weights,
-		Names: spec.Names, Key: spec.Key, NextAddress: addr, NextSession: id})
+		Names: spec.Names, Key: spec.Key, NextAddress: addr, NextSession: id, Shard: spec.Shard})
 	return fromStatus(ctx, s.on("join ring"), err)
 }
 
-// AllReduce implements exec.RingSession.
-func (s *remoteSession) AllReduce(ctx context.Context, round uint64) (exec.RingStats, error) {
+// AllReduce implements exec.RingSession. A RingStep round is the
+// session's step, and is metered as one.
+func (s *remoteSession) AllReduce(ctx context.Context, round uint64, mode exec.RingMode) (exec.RingStats, error) {
 	if err := s.check(); err != nil {
 		return exec.RingStats{}, err
 	}
-	res, err := s.c.pc.AllReduce(ctx, &rookeryv1.AllReduceRequest{Session: s.id, Round: round})
+	var wire rookeryv1.RingMode
+	switch mode {
+	case exec.RingSum:
+		wire = rookeryv1.RingMode_RING_MODE_SUM
+	case exec.RingStep:
+		wire = rookeryv1.RingMode_RING_MODE_STEP
+		s.periodicReceipt(ctx)
+	case exec.RingGatherState:
+		wire = rookeryv1.RingMode_RING_MODE_GATHER_STATE
+	default:
+		return exec.RingStats{}, fmt.Errorf("%w: ring mode %d", exec.ErrSpec, mode)
+	}
+	res, err := s.c.pc.AllReduce(ctx, &rookeryv1.AllReduceRequest{Session: s.id, Round: round, Mode: wire})
 	if err != nil {
-		return exec.RingStats{}, fromStatus(ctx, s.on("all-reduce"), err)
+		if mode == exec.RingStep {
+			s.mayHave(func(w *work) { w.steps++ })
+		}
+		return exec.RingStats{}, fromStatus(ctx, s.on("ring round"), err)
+	}
+	if res.Stepped {
+		s.count(func(w *work) { w.steps++ })
 	}
 	return exec.RingStats{BytesSent: res.BytesSent, BytesReceived: res.BytesReceived}, nil
 }

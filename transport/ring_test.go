@@ -18,6 +18,7 @@ import (
 
 	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/exec/exectest"
+	"github.com/rookery-ml/rookery/exec/native"
 	"github.com/rookery-ml/rookery/graph"
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 	"github.com/rookery-ml/rookery/transport"
@@ -143,8 +144,8 @@ func TestRingReplicasEqualOneProcess(t *testing.T) {
 									}
 								}
 								st := rs.Stats()
-								if st.RingParts == 0 || st.RingBytes <= 0 || st.Reduce <= 0 {
-									t.Errorf("stats %+v: want parts summed in rings, with bytes and a reduce time", st)
+								if st.RingParts == 0 || st.ShardedParts != st.RingParts || st.RingBytes <= 0 || st.Reduce <= 0 {
+									t.Errorf("stats %+v: want parts summed in rings that shard the update, with bytes and a reduce time", st)
 								}
 							})
 						}
@@ -432,6 +433,128 @@ func TestRingOnCopies(t *testing.T) {
 	for i := range inPlace {
 		if !exectest.SameBits(inPlace[i], copies[i]) {
 			t.Errorf("parameter %d: summing copies differs from summing in place", i)
+		}
+	}
+}
+
+// TestShardedUpdateState: replicas whose rings shard the update train, for
+// every solver kind, the model that replicas summing through the
+// requester train (each with its own solver state), and after SyncState
+// every replica holds the whole solver state, the same as theirs. A
+// solver that clips by norm does not shard.
+func TestShardedUpdateState(t *testing.T) {
+	clip := exec.SGD(0.05, 0.9)
+	clip.ClipNorm = 0.5
+	step := exec.SGD(0.05, 0)
+	step.Schedule, step.StepEvery, step.StepGamma = exec.ScheduleStep, 2, 0.5
+	for _, cfg := range []exec.SolverConfig{exec.SGD(0.05, 0.9), step, exec.Nesterov(0.05, 0.9), exec.Adam(0.01), exec.AdamW(0.01, 0.01), exec.RMSProp(0.01), clip} {
+		t.Run(fmt.Sprintf("%v/clip=%v", cfg.Kind, cfg.ClipNorm), func(t *testing.T) {
+			m := exectest.MLP(tensor.Float64, 12, 20, 16, 10)
+			sharded := ringReplicas(t, m, 3, 2, 2, []float64{1, 2, 1}, cfg, exec.ReduceRing)
+			plain := ringReplicas(t, m, 3, 2, 2, []float64{1, 2, 1}, cfg, exec.ReduceRequester)
+			gotLoss, gotP := trainRing(t, m, sharded, 4, 9)
+			wantLoss, wantP := trainRing(t, m, plain, 4, 9)
+			for s := range wantLoss {
+				if d := math.Abs(gotLoss[s]-wantLoss[s]) / math.Abs(wantLoss[s]); d > 1e-12 {
+					t.Errorf("step %d: loss %v, want %v", s, gotLoss[s], wantLoss[s])
+				}
+			}
+			for i := range wantP {
+				if d := exectest.MaxRelDiff(gotP[i], wantP[i]); d > 1e-12 {
+					t.Errorf("parameter %d differs by %.3g", i, d)
+				}
+			}
+			st := sharded.Stats()
+			if wantShard := cfg.ClipNorm == 0; (st.ShardedParts > 0) != wantShard || st.RingParts == 0 {
+				t.Fatalf("stats %+v: want sharded rings: %v", st, wantShard)
+			}
+			ctx := context.Background()
+			if err := sharded.SyncState(ctx); err != nil {
+				t.Fatal(err)
+			}
+			slots, err := exec.NewSolver(cfg, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j, spec := range plain.Pipelines()[0].Layout().Specs {
+				var names []string
+				for _, id := range spec.Graph.Learnables() {
+					for _, slot := range slots.Slots() {
+						names = append(names, exec.StateName(id, slot))
+					}
+				}
+				if len(names) == 0 {
+					continue
+				}
+				want, err := plain.Pipelines()[0].Sessions()[j].Get(ctx, names...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i, p := range sharded.Pipelines() {
+					got, err := p.Sessions()[j].Get(ctx, names...)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, name := range names {
+						if d := exectest.MaxRelDiff(got[name], want[name]); d > 1e-12 {
+							t.Errorf("replica %d, part %d: state %s differs by %.3g", i, j, name, d)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRingNative: replicas on providers that run the native executor
+// (exec/native, what `rookery provider` runs on the CPU) sum in rings that
+// shard the update, in the executor's own buffers, and train the model
+// one process does.
+func TestRingNative(t *testing.T) {
+	const steps = 3
+	for _, dt := range []tensor.Dtype{tensor.Float64, tensor.Float32} {
+		tol := 1e-9
+		if dt == tensor.Float32 {
+			tol = 1e-4
+		}
+		for _, cfg := range []exec.SolverConfig{exec.SGD(0.05, 0.9), exec.Adam(0.005)} {
+			t.Run(fmt.Sprintf("%v/%v", dt, cfg.Kind), func(t *testing.T) {
+				m := exectest.MLP(dt, 24, 20, 16, 10)
+				wantLoss, wantP := exectest.Reference(t, exectest.MLP(dt, 24, 20, 16, 10), cfg, steps, 7)
+				ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
+				if err != nil {
+					t.Fatal(err)
+				}
+				var execs [][]exec.Executor
+				for range 3 {
+					var row []exec.Executor
+					for range 2 {
+						_, c := startTCP(t, native.New())
+						row = append(row, c)
+					}
+					execs = append(execs, row)
+				}
+				rs, err := exec.NewReplicas(context.Background(), ir, int64(m.Loss.ID()), exec.NodeIDs(m.Data), exectest.Chunks(ir, 2), execs,
+					exec.WithSolver(cfg), exec.WithMicroBatches(2), exec.WithRowWeights(1, 2, 1))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer rs.Close()
+				gotLoss, gotP := trainRing(t, m, rs, steps, 7)
+				for s := range wantLoss {
+					if d := math.Abs(gotLoss[s]-wantLoss[s]) / math.Abs(wantLoss[s]); !(d <= tol) {
+						t.Errorf("step %d: loss %v, want %v (rel %.3g)", s, gotLoss[s], wantLoss[s], d)
+					}
+				}
+				for i := range wantP {
+					if d := exectest.MaxRelDiff(gotP[i], wantP[i]); !(d <= tol) {
+						t.Errorf("parameter %d differs by %.3g relative", i, d)
+					}
+				}
+				if st := rs.Stats(); st.ShardedParts == 0 || st.ShardedParts != st.RingParts {
+					t.Errorf("stats %+v: want every ring to shard the update", st)
+				}
+			})
 		}
 	}
 }

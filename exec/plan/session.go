@@ -770,3 +770,192 @@ func zeros(dt tensor.Dtype, shape graph.Shape) *tensor.Dense {
 	}
 	return tensor.New(tensor.Of(dt), tensor.WithShape(shape...))
 }
+
+// learnIndexes maps gradient names (exec.GradName) to the indexes of
+// their parameters in the plan.
+func (s *session) learnIndexes(names []string) ([]int, error) {
+	idx := make([]int, len(names))
+	for k, name := range names {
+		id, ok := exec.ParseGradName(name)
+		i := slices.Index(s.plan.Learn, id)
+		if !ok || i < 0 {
+			return nil, &exec.NameError{Part: s.part(), Name: name}
+		}
+		idx[k] = i
+	}
+	return idx, nil
+}
+
+// hostTensors returns, for each parameter index in idx, its buffer
+// buf(i) of a host device as a 1-D tensor of the parameter's size,
+// sharing the buffer's memory.
+func (s *session) hostTensors(idx []int, buf func(i int) int) ([]*tensor.Dense, error) {
+	out := make([]*tensor.Dense, len(idx))
+	for k, i := range idx {
+		n, _ := s.spec.Graph.Node(s.plan.Learn[i])
+		size := int(n.Shape.Size())
+		f32, f64, err := s.hostView(s.shared[buf(i)])
+		switch {
+		case err != nil:
+			return nil, err
+		case f32 != nil:
+			out[k] = tensor.New(tensor.WithShape(size), tensor.WithBacking(f32[:size]))
+		default:
+			out[k] = tensor.New(tensor.WithShape(size), tensor.WithBacking(f64[:size]))
+		}
+	}
+	return out, nil
+}
+
+// clearAccums makes clean accumulators (read as zeros, not cleared since
+// Step) hold zeros, for a caller that reads or writes them in place.
+func (s *session) clearAccums() error {
+	if !s.clean {
+		return nil
+	}
+	for _, b := range s.plan.Accums {
+		if err := s.zero(b); err != nil {
+			return err
+		}
+	}
+	s.clean = false
+	return nil
+}
+
+// AccessGrads implements exec.GradAccessor: on a host device, the
+// accumulators themselves, as 1-D tensors; elsewhere exec.ErrNotLent.
+func (s *session) AccessGrads(ctx context.Context, names []string, f func([]*tensor.Dense) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if s.host == nil {
+		return exec.ErrNotLent
+	}
+	idx, err := s.learnIndexes(names)
+	if err != nil {
+		return err
+	}
+	if err := s.unfold(); err != nil {
+		return err
+	}
+	if err := s.clearAccums(); err != nil {
+		return err
+	}
+	grads, err := s.hostTensors(idx, func(i int) int { return s.plan.Accums[i] })
+	if err != nil {
+		return err
+	}
+	return f(grads)
+}
+
+// Shardable implements exec.ShardStepper: on a host device, with a
+// solver that does not clip by norm.
+func (s *session) Shardable() bool { return s.host != nil && !(s.spec.Solver.ClipNorm > 0) }
+
+// StepSharded implements exec.ShardStepper: the update of each range f
+// asks for is exec.UpdateSlice on the buffers' elements.
+func (s *session) StepSharded(ctx context.Context, names []string, f func(grads, params []*tensor.Dense, update func(k, lo, hi int) error) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if s.nacc == 0 {
+		return &exec.OrderError{Part: s.part(), MicroBatch: -1, Reason: "step with no gradients accumulated"}
+	}
+	if !s.Shardable() {
+		return &exec.SpecError{Part: s.part(), Node: -1, Reason: "the session cannot shard its update"}
+	}
+	idx, err := s.learnIndexes(names)
+	if err != nil {
+		return err
+	}
+	runErr := func(err error) error { return &exec.RunError{Part: s.part(), MicroBatch: -1, Phase: "step", Err: err} }
+	if err := s.unfold(); err != nil {
+		return runErr(err)
+	}
+	if err := s.clearAccums(); err != nil {
+		return runErr(err)
+	}
+	grads, err := s.hostTensors(idx, func(i int) int { return s.plan.Accums[i] })
+	if err != nil {
+		return runErr(err)
+	}
+	params, err := s.hostTensors(idx, func(i int) int { return s.plan.Params[i] })
+	if err != nil {
+		return runErr(err)
+	}
+	cfg := s.spec.Solver
+	s.steps++
+	scale := 1 / float64(s.nacc)
+	var buf32 []float32
+	var buf64 []float64
+	err = f(grads, params, func(k, lo, hi int) error {
+		if k < 0 || k >= len(idx) || lo < 0 || hi > params[k].Shape().TotalSize() || lo > hi {
+			return fmt.Errorf("%w: elements [%d, %d) of parameter %d", exec.ErrSolver, lo, hi, k)
+		}
+		i := idx[k]
+		switch s.plan.DType {
+		case graph.Float32:
+			st := make([][]float32, len(s.plan.States[i]))
+			for j, b := range s.plan.States[i] {
+				v, err := s.host.Host32(s.shared[b])
+				if err != nil {
+					return err
+				}
+				st[j] = v[lo:hi]
+			}
+			exec.UpdateSlice(cfg, s.steps, params[k].Float32s()[lo:hi], grads[k].Float32s()[lo:hi], st, scale, &buf32)
+		default:
+			st := make([][]float64, len(s.plan.States[i]))
+			for j, b := range s.plan.States[i] {
+				v, err := s.host.Host64(s.shared[b])
+				if err != nil {
+					return err
+				}
+				st[j] = v[lo:hi]
+			}
+			exec.UpdateSlice(cfg, s.steps, params[k].Float64s()[lo:hi], grads[k].Float64s()[lo:hi], st, scale, &buf64)
+		}
+		return nil
+	})
+	// The step is over either way: the accumulators read as zeros again.
+	s.clean = true
+	s.nacc = 0
+	if err != nil {
+		return runErr(err)
+	}
+	return nil
+}
+
+// AccessState implements exec.ShardStepper: the solver state buffers of
+// a host device, states[slot][parameter].
+func (s *session) AccessState(ctx context.Context, names []string, f func([][]*tensor.Dense) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkOpen(); err != nil {
+		return err
+	}
+	if s.host == nil {
+		return exec.ErrNotLent
+	}
+	idx, err := s.learnIndexes(names)
+	if err != nil {
+		return err
+	}
+	slots := SolverSlots(s.spec.Solver)
+	states := make([][]*tensor.Dense, len(slots))
+	for j := range slots {
+		if states[j], err = s.hostTensors(idx, func(i int) int { return s.plan.States[i][j] }); err != nil {
+			return err
+		}
+	}
+	return f(states)
+}
+
+var (
+	_ exec.GradAccessor = (*session)(nil)
+	_ exec.ShardStepper = (*session)(nil)
+)

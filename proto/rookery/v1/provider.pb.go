@@ -31,6 +31,61 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// RingMode is what a ring round does (exec.RingMode).
+type RingMode int32
+
+const (
+	// RING_MODE_SUM replaces the gradients with their weighted sum.
+	RingMode_RING_MODE_SUM RingMode = 0
+	// RING_MODE_STEP, in a shard ring, sums, updates this member's part of
+	// the parameters, gathers the others' parts and ends the step.
+	RingMode_RING_MODE_STEP RingMode = 1
+	// RING_MODE_GATHER_STATE gathers the members' parts of the solver
+	// state, in a shard ring.
+	RingMode_RING_MODE_GATHER_STATE RingMode = 2
+)
+
+// Enum value maps for RingMode.
+var (
+	RingMode_name = map[int32]string{
+		0: "RING_MODE_SUM",
+		1: "RING_MODE_STEP",
+		2: "RING_MODE_GATHER_STATE",
+	}
+	RingMode_value = map[string]int32{
+		"RING_MODE_SUM":          0,
+		"RING_MODE_STEP":         1,
+		"RING_MODE_GATHER_STATE": 2,
+	}
+)
+
+func (x RingMode) Enum() *RingMode {
+	p := new(RingMode)
+	*p = x
+	return p
+}
+
+func (x RingMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RingMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_rookery_v1_provider_proto_enumTypes[0].Descriptor()
+}
+
+func (RingMode) Type() protoreflect.EnumType {
+	return &file_rookery_v1_provider_proto_enumTypes[0]
+}
+
+func (x RingMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RingMode.Descriptor instead.
+func (RingMode) EnumDescriptor() ([]byte, []int) {
+	return file_rookery_v1_provider_proto_rawDescGZIP(), []int{0}
+}
+
 // Kind names an optimiser.
 type Solver_Kind int32
 
@@ -80,11 +135,11 @@ func (x Solver_Kind) String() string {
 }
 
 func (Solver_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_rookery_v1_provider_proto_enumTypes[0].Descriptor()
+	return file_rookery_v1_provider_proto_enumTypes[1].Descriptor()
 }
 
 func (Solver_Kind) Type() protoreflect.EnumType {
-	return &file_rookery_v1_provider_proto_enumTypes[0]
+	return &file_rookery_v1_provider_proto_enumTypes[1]
 }
 
 func (x Solver_Kind) Number() protoreflect.EnumNumber {
@@ -133,11 +188,11 @@ func (x Solver_Schedule) String() string {
 }
 
 func (Solver_Schedule) Descriptor() protoreflect.EnumDescriptor {
-	return file_rookery_v1_provider_proto_enumTypes[1].Descriptor()
+	return file_rookery_v1_provider_proto_enumTypes[2].Descriptor()
 }
 
 func (Solver_Schedule) Type() protoreflect.EnumType {
-	return &file_rookery_v1_provider_proto_enumTypes[1]
+	return &file_rookery_v1_provider_proto_enumTypes[2]
 }
 
 func (x Solver_Schedule) Number() protoreflect.EnumNumber {
@@ -223,11 +278,11 @@ func (x ErrorDetail_Kind) String() string {
 }
 
 func (ErrorDetail_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_rookery_v1_provider_proto_enumTypes[2].Descriptor()
+	return file_rookery_v1_provider_proto_enumTypes[3].Descriptor()
 }
 
 func (ErrorDetail_Kind) Type() protoreflect.EnumType {
-	return &file_rookery_v1_provider_proto_enumTypes[2]
+	return &file_rookery_v1_provider_proto_enumTypes[3]
 }
 
 func (x ErrorDetail_Kind) Number() protoreflect.EnumNumber {
@@ -1618,8 +1673,13 @@ type JoinRingRequest struct {
 	Key []byte `protobuf:"bytes,5,opt,name=key,proto3" json:"key,omitempty"`
 	// next_address is the address of the next member's provider, and
 	// next_session its session there.
-	NextAddress   string `protobuf:"bytes,6,opt,name=next_address,json=nextAddress,proto3" json:"next_address,omitempty"`
-	NextSession   string `protobuf:"bytes,7,opt,name=next_session,json=nextSession,proto3" json:"next_session,omitempty"`
+	NextAddress string `protobuf:"bytes,6,opt,name=next_address,json=nextAddress,proto3" json:"next_address,omitempty"`
+	NextSession string `protobuf:"bytes,7,opt,name=next_session,json=nextSession,proto3" json:"next_session,omitempty"`
+	// shard shards the update: the ring's steps are RING_MODE_STEP rounds,
+	// and each member keeps the solver state of its part of the parameters
+	// only, until a RING_MODE_GATHER_STATE round. A provider whose session
+	// or solver cannot shard refuses it.
+	Shard         bool `protobuf:"varint,8,opt,name=shard,proto3" json:"shard,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1703,6 +1763,13 @@ func (x *JoinRingRequest) GetNextSession() string {
 	return ""
 }
 
+func (x *JoinRingRequest) GetShard() bool {
+	if x != nil {
+		return x.Shard
+	}
+	return false
+}
+
 type JoinRingResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1740,11 +1807,12 @@ func (*JoinRingResponse) Descriptor() ([]byte, []int) {
 }
 
 // AllReduceRequest asks a ring member to take part in round round (a
-// number larger than the last round it took part in).
+// number larger than the last round it took part in), in mode.
 type AllReduceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Session       string                 `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
 	Round         uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	Mode          RingMode               `protobuf:"varint,3,opt,name=mode,proto3,enum=rookery.v1.RingMode" json:"mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1793,11 +1861,20 @@ func (x *AllReduceRequest) GetRound() uint64 {
 	return 0
 }
 
-// AllReduceResponse says what the member moved.
+func (x *AllReduceRequest) GetMode() RingMode {
+	if x != nil {
+		return x.Mode
+	}
+	return RingMode_RING_MODE_SUM
+}
+
+// AllReduceResponse says what the member moved, and whether the round
+// ended the session's step (RING_MODE_STEP).
 type AllReduceResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	BytesSent     int64                  `protobuf:"varint,1,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
 	BytesReceived int64                  `protobuf:"varint,2,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
+	Stepped       bool                   `protobuf:"varint,3,opt,name=stepped,proto3" json:"stepped,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1844,6 +1921,13 @@ func (x *AllReduceResponse) GetBytesReceived() int64 {
 		return x.BytesReceived
 	}
 	return 0
+}
+
+func (x *AllReduceResponse) GetStepped() bool {
+	if x != nil {
+		return x.Stepped
+	}
+	return false
 }
 
 // CloseResponse acknowledges a Close.
@@ -2173,7 +2257,7 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\x03job\x18\x02 \x01(\tR\x03job\x12\x14\n" +
 	"\x05final\x18\x03 \x01(\bR\x05final\"F\n" +
 	"\x0fReceiptResponse\x123\n" +
-	"\areceipt\x18\x01 \x01(\v2\x19.rookery.v1.SignedReceiptR\areceipt\"\xc7\x01\n" +
+	"\areceipt\x18\x01 \x01(\v2\x19.rookery.v1.SignedReceiptR\areceipt\"\xdd\x01\n" +
 	"\x0fJoinRingRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x12\n" +
 	"\x04rank\x18\x02 \x01(\x03R\x04rank\x12\x18\n" +
@@ -2181,15 +2265,18 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"\x05names\x18\x04 \x03(\tR\x05names\x12\x10\n" +
 	"\x03key\x18\x05 \x01(\fR\x03key\x12!\n" +
 	"\fnext_address\x18\x06 \x01(\tR\vnextAddress\x12!\n" +
-	"\fnext_session\x18\a \x01(\tR\vnextSession\"\x12\n" +
-	"\x10JoinRingResponse\"B\n" +
+	"\fnext_session\x18\a \x01(\tR\vnextSession\x12\x14\n" +
+	"\x05shard\x18\b \x01(\bR\x05shard\"\x12\n" +
+	"\x10JoinRingResponse\"l\n" +
 	"\x10AllReduceRequest\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x14\n" +
-	"\x05round\x18\x02 \x01(\x04R\x05round\"Y\n" +
+	"\x05round\x18\x02 \x01(\x04R\x05round\x12(\n" +
+	"\x04mode\x18\x03 \x01(\x0e2\x14.rookery.v1.RingModeR\x04mode\"s\n" +
 	"\x11AllReduceResponse\x12\x1d\n" +
 	"\n" +
 	"bytes_sent\x18\x01 \x01(\x03R\tbytesSent\x12%\n" +
-	"\x0ebytes_received\x18\x02 \x01(\x03R\rbytesReceived\"\x0f\n" +
+	"\x0ebytes_received\x18\x02 \x01(\x03R\rbytesReceived\x12\x18\n" +
+	"\astepped\x18\x03 \x01(\bR\astepped\"\x0f\n" +
 	"\rCloseResponse\"\xf8\x04\n" +
 	"\vErrorDetail\x120\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1c.rookery.v1.ErrorDetail.KindR\x04kind\x12\x12\n" +
@@ -2228,7 +2315,11 @@ const file_rookery_v1_provider_proto_rawDesc = "" +
 	"KIND_GRAPH\x10\t\x12\r\n" +
 	"\tKIND_AUTH\x10\n" +
 	"\x12\x16\n" +
-	"\x12KIND_MICRO_BATCHES\x10\v2\xdd\x06\n" +
+	"\x12KIND_MICRO_BATCHES\x10\v*M\n" +
+	"\bRingMode\x12\x11\n" +
+	"\rRING_MODE_SUM\x10\x00\x12\x12\n" +
+	"\x0eRING_MODE_STEP\x10\x01\x12\x1a\n" +
+	"\x16RING_MODE_GATHER_STATE\x10\x022\xdd\x06\n" +
 	"\bProvider\x12A\n" +
 	"\bDescribe\x12\x1b.rookery.v1.DescribeRequest\x1a\x18.rookery.v1.Capabilities\x12;\n" +
 	"\x04Open\x12\x17.rookery.v1.OpenRequest\x1a\x18.rookery.v1.OpenResponse(\x01\x129\n" +
@@ -2257,80 +2348,82 @@ func file_rookery_v1_provider_proto_rawDescGZIP() []byte {
 	return file_rookery_v1_provider_proto_rawDescData
 }
 
-var file_rookery_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_rookery_v1_provider_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_rookery_v1_provider_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_rookery_v1_provider_proto_goTypes = []any{
-	(Solver_Kind)(0),           // 0: rookery.v1.Solver.Kind
-	(Solver_Schedule)(0),       // 1: rookery.v1.Solver.Schedule
-	(ErrorDetail_Kind)(0),      // 2: rookery.v1.ErrorDetail.Kind
-	(*DescribeRequest)(nil),    // 3: rookery.v1.DescribeRequest
-	(*Capabilities)(nil),       // 4: rookery.v1.Capabilities
-	(*GPU)(nil),                // 5: rookery.v1.GPU
-	(*ProviderLimits)(nil),     // 6: rookery.v1.ProviderLimits
-	(*Solver)(nil),             // 7: rookery.v1.Solver
-	(*SessionSpec)(nil),        // 8: rookery.v1.SessionSpec
-	(*OpenRequest)(nil),        // 9: rookery.v1.OpenRequest
-	(*OpenResponse)(nil),       // 10: rookery.v1.OpenResponse
-	(*TensorFrame)(nil),        // 11: rookery.v1.TensorFrame
-	(*PutResponse)(nil),        // 12: rookery.v1.PutResponse
-	(*GetRequest)(nil),         // 13: rookery.v1.GetRequest
-	(*StepRequest)(nil),        // 14: rookery.v1.StepRequest
-	(*StepResponse)(nil),       // 15: rookery.v1.StepResponse
-	(*LocalStepsRequest)(nil),  // 16: rookery.v1.LocalStepsRequest
-	(*LocalStepsResponse)(nil), // 17: rookery.v1.LocalStepsResponse
-	(*CloseRequest)(nil),       // 18: rookery.v1.CloseRequest
-	(*ReceiptRequest)(nil),     // 19: rookery.v1.ReceiptRequest
-	(*ReceiptResponse)(nil),    // 20: rookery.v1.ReceiptResponse
-	(*JoinRingRequest)(nil),    // 21: rookery.v1.JoinRingRequest
-	(*JoinRingResponse)(nil),   // 22: rookery.v1.JoinRingResponse
-	(*AllReduceRequest)(nil),   // 23: rookery.v1.AllReduceRequest
-	(*AllReduceResponse)(nil),  // 24: rookery.v1.AllReduceResponse
-	(*CloseResponse)(nil),      // 25: rookery.v1.CloseResponse
-	(*ErrorDetail)(nil),        // 26: rookery.v1.ErrorDetail
-	(*Tensor)(nil),             // 27: rookery.v1.Tensor
-	(*SignedReceipt)(nil),      // 28: rookery.v1.SignedReceipt
+	(RingMode)(0),              // 0: rookery.v1.RingMode
+	(Solver_Kind)(0),           // 1: rookery.v1.Solver.Kind
+	(Solver_Schedule)(0),       // 2: rookery.v1.Solver.Schedule
+	(ErrorDetail_Kind)(0),      // 3: rookery.v1.ErrorDetail.Kind
+	(*DescribeRequest)(nil),    // 4: rookery.v1.DescribeRequest
+	(*Capabilities)(nil),       // 5: rookery.v1.Capabilities
+	(*GPU)(nil),                // 6: rookery.v1.GPU
+	(*ProviderLimits)(nil),     // 7: rookery.v1.ProviderLimits
+	(*Solver)(nil),             // 8: rookery.v1.Solver
+	(*SessionSpec)(nil),        // 9: rookery.v1.SessionSpec
+	(*OpenRequest)(nil),        // 10: rookery.v1.OpenRequest
+	(*OpenResponse)(nil),       // 11: rookery.v1.OpenResponse
+	(*TensorFrame)(nil),        // 12: rookery.v1.TensorFrame
+	(*PutResponse)(nil),        // 13: rookery.v1.PutResponse
+	(*GetRequest)(nil),         // 14: rookery.v1.GetRequest
+	(*StepRequest)(nil),        // 15: rookery.v1.StepRequest
+	(*StepResponse)(nil),       // 16: rookery.v1.StepResponse
+	(*LocalStepsRequest)(nil),  // 17: rookery.v1.LocalStepsRequest
+	(*LocalStepsResponse)(nil), // 18: rookery.v1.LocalStepsResponse
+	(*CloseRequest)(nil),       // 19: rookery.v1.CloseRequest
+	(*ReceiptRequest)(nil),     // 20: rookery.v1.ReceiptRequest
+	(*ReceiptResponse)(nil),    // 21: rookery.v1.ReceiptResponse
+	(*JoinRingRequest)(nil),    // 22: rookery.v1.JoinRingRequest
+	(*JoinRingResponse)(nil),   // 23: rookery.v1.JoinRingResponse
+	(*AllReduceRequest)(nil),   // 24: rookery.v1.AllReduceRequest
+	(*AllReduceResponse)(nil),  // 25: rookery.v1.AllReduceResponse
+	(*CloseResponse)(nil),      // 26: rookery.v1.CloseResponse
+	(*ErrorDetail)(nil),        // 27: rookery.v1.ErrorDetail
+	(*Tensor)(nil),             // 28: rookery.v1.Tensor
+	(*SignedReceipt)(nil),      // 29: rookery.v1.SignedReceipt
 }
 var file_rookery_v1_provider_proto_depIdxs = []int32{
-	5,  // 0: rookery.v1.Capabilities.gpus:type_name -> rookery.v1.GPU
-	6,  // 1: rookery.v1.Capabilities.limits:type_name -> rookery.v1.ProviderLimits
-	0,  // 2: rookery.v1.Solver.kind:type_name -> rookery.v1.Solver.Kind
-	1,  // 3: rookery.v1.Solver.schedule:type_name -> rookery.v1.Solver.Schedule
-	7,  // 4: rookery.v1.SessionSpec.solver:type_name -> rookery.v1.Solver
-	8,  // 5: rookery.v1.OpenRequest.spec:type_name -> rookery.v1.SessionSpec
-	27, // 6: rookery.v1.TensorFrame.tensor:type_name -> rookery.v1.Tensor
-	28, // 7: rookery.v1.ReceiptResponse.receipt:type_name -> rookery.v1.SignedReceipt
-	2,  // 8: rookery.v1.ErrorDetail.kind:type_name -> rookery.v1.ErrorDetail.Kind
-	3,  // 9: rookery.v1.Provider.Describe:input_type -> rookery.v1.DescribeRequest
-	9,  // 10: rookery.v1.Provider.Open:input_type -> rookery.v1.OpenRequest
-	11, // 11: rookery.v1.Provider.Put:input_type -> rookery.v1.TensorFrame
-	13, // 12: rookery.v1.Provider.Get:input_type -> rookery.v1.GetRequest
-	11, // 13: rookery.v1.Provider.Forward:input_type -> rookery.v1.TensorFrame
-	11, // 14: rookery.v1.Provider.Backward:input_type -> rookery.v1.TensorFrame
-	14, // 15: rookery.v1.Provider.Step:input_type -> rookery.v1.StepRequest
-	16, // 16: rookery.v1.Provider.LocalSteps:input_type -> rookery.v1.LocalStepsRequest
-	18, // 17: rookery.v1.Provider.Close:input_type -> rookery.v1.CloseRequest
-	19, // 18: rookery.v1.Provider.Receipt:input_type -> rookery.v1.ReceiptRequest
-	21, // 19: rookery.v1.Provider.JoinRing:input_type -> rookery.v1.JoinRingRequest
-	23, // 20: rookery.v1.Provider.AllReduce:input_type -> rookery.v1.AllReduceRequest
-	11, // 21: rookery.v1.Provider.RingPass:input_type -> rookery.v1.TensorFrame
-	4,  // 22: rookery.v1.Provider.Describe:output_type -> rookery.v1.Capabilities
-	10, // 23: rookery.v1.Provider.Open:output_type -> rookery.v1.OpenResponse
-	12, // 24: rookery.v1.Provider.Put:output_type -> rookery.v1.PutResponse
-	11, // 25: rookery.v1.Provider.Get:output_type -> rookery.v1.TensorFrame
-	11, // 26: rookery.v1.Provider.Forward:output_type -> rookery.v1.TensorFrame
-	11, // 27: rookery.v1.Provider.Backward:output_type -> rookery.v1.TensorFrame
-	15, // 28: rookery.v1.Provider.Step:output_type -> rookery.v1.StepResponse
-	17, // 29: rookery.v1.Provider.LocalSteps:output_type -> rookery.v1.LocalStepsResponse
-	25, // 30: rookery.v1.Provider.Close:output_type -> rookery.v1.CloseResponse
-	20, // 31: rookery.v1.Provider.Receipt:output_type -> rookery.v1.ReceiptResponse
-	22, // 32: rookery.v1.Provider.JoinRing:output_type -> rookery.v1.JoinRingResponse
-	24, // 33: rookery.v1.Provider.AllReduce:output_type -> rookery.v1.AllReduceResponse
-	12, // 34: rookery.v1.Provider.RingPass:output_type -> rookery.v1.PutResponse
-	22, // [22:35] is the sub-list for method output_type
-	9,  // [9:22] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	6,  // 0: rookery.v1.Capabilities.gpus:type_name -> rookery.v1.GPU
+	7,  // 1: rookery.v1.Capabilities.limits:type_name -> rookery.v1.ProviderLimits
+	1,  // 2: rookery.v1.Solver.kind:type_name -> rookery.v1.Solver.Kind
+	2,  // 3: rookery.v1.Solver.schedule:type_name -> rookery.v1.Solver.Schedule
+	8,  // 4: rookery.v1.SessionSpec.solver:type_name -> rookery.v1.Solver
+	9,  // 5: rookery.v1.OpenRequest.spec:type_name -> rookery.v1.SessionSpec
+	28, // 6: rookery.v1.TensorFrame.tensor:type_name -> rookery.v1.Tensor
+	29, // 7: rookery.v1.ReceiptResponse.receipt:type_name -> rookery.v1.SignedReceipt
+	0,  // 8: rookery.v1.AllReduceRequest.mode:type_name -> rookery.v1.RingMode
+	3,  // 9: rookery.v1.ErrorDetail.kind:type_name -> rookery.v1.ErrorDetail.Kind
+	4,  // 10: rookery.v1.Provider.Describe:input_type -> rookery.v1.DescribeRequest
+	10, // 11: rookery.v1.Provider.Open:input_type -> rookery.v1.OpenRequest
+	12, // 12: rookery.v1.Provider.Put:input_type -> rookery.v1.TensorFrame
+	14, // 13: rookery.v1.Provider.Get:input_type -> rookery.v1.GetRequest
+	12, // 14: rookery.v1.Provider.Forward:input_type -> rookery.v1.TensorFrame
+	12, // 15: rookery.v1.Provider.Backward:input_type -> rookery.v1.TensorFrame
+	15, // 16: rookery.v1.Provider.Step:input_type -> rookery.v1.StepRequest
+	17, // 17: rookery.v1.Provider.LocalSteps:input_type -> rookery.v1.LocalStepsRequest
+	19, // 18: rookery.v1.Provider.Close:input_type -> rookery.v1.CloseRequest
+	20, // 19: rookery.v1.Provider.Receipt:input_type -> rookery.v1.ReceiptRequest
+	22, // 20: rookery.v1.Provider.JoinRing:input_type -> rookery.v1.JoinRingRequest
+	24, // 21: rookery.v1.Provider.AllReduce:input_type -> rookery.v1.AllReduceRequest
+	12, // 22: rookery.v1.Provider.RingPass:input_type -> rookery.v1.TensorFrame
+	5,  // 23: rookery.v1.Provider.Describe:output_type -> rookery.v1.Capabilities
+	11, // 24: rookery.v1.Provider.Open:output_type -> rookery.v1.OpenResponse
+	13, // 25: rookery.v1.Provider.Put:output_type -> rookery.v1.PutResponse
+	12, // 26: rookery.v1.Provider.Get:output_type -> rookery.v1.TensorFrame
+	12, // 27: rookery.v1.Provider.Forward:output_type -> rookery.v1.TensorFrame
+	12, // 28: rookery.v1.Provider.Backward:output_type -> rookery.v1.TensorFrame
+	16, // 29: rookery.v1.Provider.Step:output_type -> rookery.v1.StepResponse
+	18, // 30: rookery.v1.Provider.LocalSteps:output_type -> rookery.v1.LocalStepsResponse
+	26, // 31: rookery.v1.Provider.Close:output_type -> rookery.v1.CloseResponse
+	21, // 32: rookery.v1.Provider.Receipt:output_type -> rookery.v1.ReceiptResponse
+	23, // 33: rookery.v1.Provider.JoinRing:output_type -> rookery.v1.JoinRingResponse
+	25, // 34: rookery.v1.Provider.AllReduce:output_type -> rookery.v1.AllReduceResponse
+	13, // 35: rookery.v1.Provider.RingPass:output_type -> rookery.v1.PutResponse
+	23, // [23:36] is the sub-list for method output_type
+	10, // [10:23] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_rookery_v1_provider_proto_init() }
@@ -2345,7 +2438,7 @@ func file_rookery_v1_provider_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rookery_v1_provider_proto_rawDesc), len(file_rookery_v1_provider_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
