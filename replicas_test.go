@@ -159,10 +159,13 @@ func TestTrainerReplicasSurviveDeath(t *testing.T) {
 }
 
 // TestTrainerReplicasRing: replicas on providers sum their gradients in
-// rings between the providers (every part that has parameters), and train the model one
-// pipeline does; with exec.ReduceRequester they sum through the trainer.
+// rings between the providers (every part that has parameters; the rings
+// shard the update), and train the model one pipeline does, with rows
+// rebalanced too; a checkpoint taken between steps holds the whole solver
+// state, so a run resumed from it in process ends the same. With
+// exec.ReduceRequester they sum through the trainer.
 func TestTrainerReplicasRing(t *testing.T) {
-	const steps = 4
+	const steps, s = 6, 3
 	want := reference(t, 8, 6, 10, 3, steps)
 	for _, tc := range []struct {
 		name string
@@ -170,6 +173,7 @@ func TestTrainerReplicasRing(t *testing.T) {
 		ring bool
 	}{
 		{"ring", nil, true},
+		{"ring rebalanced", []rookery.Option{rookery.WithRebalance(1, 0)}, true},
 		{"requester", []rookery.Option{rookery.WithReduction(exec.ReduceRequester)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -186,14 +190,31 @@ func TestTrainerReplicasRing(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer tr.Close()
-			trainSteps(t, tr, m, steps)
+			trainSteps(t, tr, m, s)
+			var ck bytes.Buffer
+			if err := tr.Checkpoint(ctx, &ck); err != nil {
+				t.Fatal(err)
+			}
+			trainSteps(t, tr, m, steps-s)
 			requireReplicasAgree(t, tr)
 			if d := maxAbsDiff(params(t, tr, m), want); d > 1e-9 {
 				t.Errorf("parameters differ from one pipeline's by %g", d)
 			}
 			st, why := tr.Replicas().Stats(), tr.Replicas().RingError()
-			if ring := st.RingParts > 0 && st.RingBytes > 0 && why == nil; ring != tc.ring {
-				t.Errorf("%d parts summed in rings (%d bytes; ring error %v), want rings: %v", st.RingParts, st.RingBytes, why, tc.ring)
+			if ring := st.RingParts > 0 && st.ShardedParts == st.RingParts && st.RingBytes > 0 && why == nil; ring != tc.ring {
+				t.Errorf("%d parts summed in rings, %d sharded (%d bytes; ring error %v), want rings: %v", st.RingParts, st.ShardedParts, st.RingBytes, why, tc.ring)
+			}
+			// Resume in process from the checkpoint.
+			m2 := newMLP(8, 6, 10, 3)
+			tr2, err := rookery.NewTrainer(ctx, m2.g, m2.loss, m2.learn, inputsOf(m2),
+				append(guardOpts(), rookery.WithCheckpoint(bytes.NewReader(ck.Bytes())))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tr2.Close()
+			trainSteps(t, tr2, m2, steps-s)
+			if d := maxAbsDiff(params(t, tr2, m2), want); d > 1e-9 {
+				t.Errorf("run resumed from the checkpoint differs by %g", d)
 			}
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +27,7 @@ import (
 
 // ringReplicas opens r replicas of m cut into k parts, each part on its
 // own provider served on loopback TCP, with the given reduction.
-func ringReplicas(t *testing.T, m exectest.Model, r, k, micro int, weights []float64, cfg exec.SolverConfig, red exec.Reduction) *exec.Replicas {
+func ringReplicas(t *testing.T, m exectest.Model, r, k, micro int, weights []float64, cfg exec.SolverConfig, red exec.Reduction, extra ...exec.PipelineOption) *exec.Replicas {
 	t.Helper()
 	ir, err := graph.FromGorgonia(m.G, graph.Learnables(m.Learn...), graph.WithValues())
 	if err != nil {
@@ -43,6 +44,7 @@ func ringReplicas(t *testing.T, m exectest.Model, r, k, micro int, weights []flo
 	if weights != nil {
 		opts = append(opts, exec.WithRowWeights(weights...))
 	}
+	opts = append(opts, extra...)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	rs, err := exec.NewReplicas(ctx, ir, int64(m.Loss.ID()), exec.NodeIDs(m.Data), exectest.Chunks(ir, k), execs, opts...)
@@ -555,6 +557,47 @@ func TestRingNative(t *testing.T) {
 					t.Errorf("stats %+v: want every ring to shard the update", st)
 				}
 			})
+		}
+	}
+}
+
+// TestShardedRebalance: replicas whose rings shard the update move rows
+// to the replica a clock says is faster; the state carried over to the
+// reopened replicas is whole (gathered first), and the model trained is
+// the one process's.
+func TestShardedRebalance(t *testing.T) {
+	const steps = 5
+	cfg := exec.Adam(0.01)
+	m := exectest.MLP(tensor.Float64, 24, 20, 16, 10)
+	wantLoss, wantP := exectest.Reference(t, exectest.MLP(tensor.Float64, 24, 20, 16, 10), cfg, steps, 7)
+	// Replica 0's clock runs at a third of the others': it looks three
+	// times as fast.
+	var mu sync.Mutex
+	ticks := map[int]time.Duration{}
+	clock := func(i int) time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		d := 3 * time.Millisecond
+		if i == 0 {
+			d = time.Millisecond
+		}
+		ticks[i] += d
+		return time.Unix(0, 0).Add(ticks[i])
+	}
+	rs := ringReplicas(t, m, 3, 1, 1, nil, cfg, exec.ReduceRing, exec.WithRebalance(1, 0.1), exec.WithClock(clock))
+	gotLoss, gotP := trainRing(t, m, rs, steps, 7)
+	st := rs.Stats()
+	if st.Rebalances == 0 || st.ShardedParts != 1 {
+		t.Fatalf("stats %+v: want rebalanced rows and a sharded ring", st)
+	}
+	for s := range wantLoss {
+		if d := math.Abs(gotLoss[s]-wantLoss[s]) / math.Abs(wantLoss[s]); d > 1e-9 {
+			t.Errorf("step %d: loss %v, want %v", s, gotLoss[s], wantLoss[s])
+		}
+	}
+	for i := range wantP {
+		if d := exectest.MaxRelDiff(gotP[i], wantP[i]); d > 1e-9 {
+			t.Errorf("parameter %d differs by %.3g", i, d)
 		}
 	}
 }
