@@ -57,7 +57,9 @@ func WithClock(now func(replica int) time.Time) PipelineOption {
 // Where every replica's executor for a part is a RingSession (a
 // provider), the part's gradients are summed in a ring between them
 // (WithReduction): each member is asked for the round as soon as its
-// backward ends, and the requester moves none of the gradients. Otherwise
+// backward ends, and the requester moves none of the gradients. Such a
+// ring also shards the update (WithShardedUpdate): its round is the
+// step, each member updating the parameters whose sums it holds. Otherwise
 // the sum runs through this process: for each part, concurrently, the
 // accumulated gradients (GradName) are fetched from every replica as soon
 // as its backward ends, added in replica order as they arrive (so the
