@@ -297,6 +297,11 @@ func (c *config) partition(ir *graph.Graph) (*partition.Plan, error) {
 		if c.rings() {
 			auto = append([]partition.LayoutOption{partition.WithRing(partition.DefaultRingBytesPerFLOP)}, auto...)
 		}
+		if len(speeds) > 0 {
+			// Speeds from providers' start-up benchmarks, which the update's
+			// cost is calibrated against.
+			auto = append([]partition.LayoutOption{partition.WithUpdateCost(partition.DefaultUpdateFLOPsPerByte)}, auto...)
+		}
 	}
 	a, err := partition.Arrange(ir, partition.Request{Parts: c.parts, Replicas: c.replicas, Plan: c.plan, Auto: auto,
 		Executors: len(c.executors), Split: c.splitOpts})

@@ -37,10 +37,19 @@ const (
 	// and adding segments is work on the member's own CPU, so a member of
 	// half the speed moves half the bytes. Calibrated with bench/scale on
 	// loopback on a 2-core machine (the 784-1024-1024-10 MLP, rings of 2,
-	// 4 and 8 providers at 0.8, 0.4 and 0.2 core: 264, 185 and 70 MB/s
-	// for start-up benchmarks of 111, 55 and 28 GFLOPS); see
+	// 4 and 8 providers at 0.8, 0.4 and 0.2 core, summing in place, the
+	// update's share taken out: about 380, 190 and 65–95 MB/s for
+	// start-up benchmarks of 111, 55 and 28 GFLOPS); see
 	// bench/scale/RESULTS.md, 2026-12-06.
-	DefaultRingBytesPerFLOP = 2.5e-3
+	DefaultRingBytesPerFLOP = 3.2e-3
+	// DefaultUpdateFLOPsPerByte is the work of applying the update (SGD
+	// with momentum, Adam: a few passes over each parameter and its
+	// state) per byte of parameters, in FLOPs at the speed an executor's
+	// start-up benchmark gives it. Calibrated with bench/scale on the
+	// 784-1024-1024-10 MLP (7.4 MB of parameters): 6.6–7.6 ms at 0.8 core
+	// (111 GFLOPS by the benchmark), 27–33 ms at 0.2 core (28 GFLOPS);
+	// see bench/scale/RESULTS.md, 2026-12-06.
+	DefaultUpdateFLOPsPerByte = 100
 	// DefaultStepOverhead is the fixed cost of a step: the calls that
 	// start and end it.
 	DefaultStepOverhead = time.Millisecond
@@ -67,6 +76,7 @@ type layoutConfig struct {
 	fixK      int
 	fixR      int
 	ring      float64 // bytes per FLOP of a ring member; 0: no ring
+	update    float64 // FLOPs per parameter byte of the update
 }
 
 // WithSpeeds gives each executor's speed in FLOP/s (one per executor);
@@ -121,6 +131,16 @@ func WithRequester(bandwidth float64) LayoutOption {
 // cheaper of the ring and the requester (Candidate.Ring says which).
 func WithRing(bytesPerFLOP float64) LayoutOption {
 	return func(c *layoutConfig) { c.ring = bytesPerFLOP }
+}
+
+// WithUpdateCost sets the work of the update per byte of parameters, in
+// FLOPs at the executors' speeds (DefaultUpdateFLOPsPerByte for speeds
+// from providers' start-up benchmarks; without it the update is left
+// out): every replica applies it to its parts' parameters after the
+// step's compute, and a ring that shards it (WithRing) gives each
+// replica 1/r.
+func WithUpdateCost(flopsPerByte float64) LayoutOption {
+	return func(c *layoutConfig) { c.update = flopsPerByte }
 }
 
 // WithLayoutMicroBatches is the number of micro-batches every replica
@@ -184,7 +204,10 @@ type Candidate struct {
 	// 4·(cut bytes) per step, exceeds Compute + Bubble (it forwards them
 	// while the stages compute).
 	Compute, Bubble, Transfer, Reduce, Overhead float64
-	Step, SamplesPerSecond                      float64
+	// Update is the slowest executor's update (WithUpdateCost), 1/r of
+	// it in a ring that shards it.
+	Update                 float64
+	Step, SamplesPerSecond float64
 	// Ring says the reduction is predicted cheaper in a ring between the
 	// executors (WithRing) than through the requester, and Reduce is the
 	// ring's.
@@ -230,7 +253,7 @@ func ChooseLayout(g *graph.Graph, n int, opts ...LayoutOption) (*Layout, error) 
 			return nil, fmt.Errorf("%w: executor %d's speed is %v", ErrLayout, i, s)
 		}
 	}
-	if !(c.bandwidth > 0) || !(c.requester > 0) || c.latency < 0 || c.micro < 1 || c.overhead < 0 || !(c.ring >= 0) || math.IsInf(c.ring, 0) {
+	if !(c.bandwidth > 0) || !(c.requester > 0) || c.latency < 0 || c.micro < 1 || c.overhead < 0 || !(c.ring >= 0) || math.IsInf(c.ring, 0) || !(c.update >= 0) || math.IsInf(c.update, 0) {
 		return nil, fmt.Errorf("%w: bandwidth %v, requester %v, latency %v, %d micro-batches, overhead %v", ErrLayout, c.bandwidth, c.requester, c.latency, c.micro, c.overhead)
 	}
 	batch := 0
@@ -371,6 +394,15 @@ func (c *layoutConfig) candidate(g *graph.Graph, batch, k, r int, execs []int) C
 			cand.Compute, cand.Bubble, cand.Transfer = stage, bubble, transfer
 		}
 	}
+	// The update: every replica applies it to its parts' parameters
+	// after the step's compute; the slowest executor sets the time.
+	var update float64
+	for i := range r {
+		for j, p := range plan.Parts {
+			update = math.Max(update, c.update*float64(p.ParamBytes)/speed(i, j))
+		}
+	}
+	cand.Update = update
 	if r > 1 {
 		// Every part is reduced at once, each replica over its own link:
 		// the gradients come in, the sum goes out, one call per tensor.
@@ -384,9 +416,9 @@ func (c *layoutConfig) candidate(g *graph.Graph, batch, k, r int, execs []int) C
 		cand.Reduce = math.Max(link, total/req) + calls
 		if c.ring > 0 {
 			// Every part's ring runs at once, each member at its own
-			// pace: the slowest member sets the time. The cheaper of the
-			// two is taken (exec.ReduceAuto on providers takes the ring;
-			// the trainer follows the pick).
+			// pace: the slowest member sets the time. A ring shards the
+			// update too. The cheaper of the two is taken (exec.ReduceAuto
+			// on providers takes the ring; the trainer follows the pick).
 			var ring float64
 			for i := range r {
 				for j, p := range plan.Parts {
@@ -394,13 +426,13 @@ func (c *layoutConfig) candidate(g *graph.Graph, batch, k, r int, execs []int) C
 					ring = math.Max(ring, 2*float64(r-1)/float64(r)*float64(p.ParamBytes)/rate+2*float64(r-1)*lat)
 				}
 			}
-			if ring < cand.Reduce {
-				cand.Reduce, cand.Ring = ring, true
+			if ring+update/float64(r) < cand.Reduce+update {
+				cand.Reduce, cand.Update, cand.Ring = ring, update/float64(r), true
 			}
 		}
 	}
 	cand.Overhead = c.overhead.Seconds()
-	cand.Step = cand.Compute + cand.Bubble + cand.Transfer + cand.Reduce + cand.Overhead
+	cand.Step = cand.Compute + cand.Bubble + cand.Transfer + cand.Reduce + cand.Update + cand.Overhead
 	cand.SamplesPerSecond = float64(batch) / cand.Step
 	return cand
 }
