@@ -38,10 +38,10 @@ const (
 	// half the speed moves half the bytes. Calibrated with bench/scale on
 	// loopback on a 2-core machine (the 784-1024-1024-10 MLP, rings of 2,
 	// 4 and 8 providers at 0.8, 0.4 and 0.2 core, summing in place, the
-	// update's share taken out: about 380, 190 and 65–95 MB/s for
-	// start-up benchmarks of 111, 55 and 28 GFLOPS); see
-	// bench/scale/RESULTS.md, 2026-12-06.
-	DefaultRingBytesPerFLOP = 3.2e-3
+	// update's share taken out: about 370, 220 and 65–95 MB/s for
+	// start-up benchmarks of 93–96, 39–45 and 18–22 GFLOPS, the slowest
+	// member setting the pace); see bench/scale/RESULTS.md, 2026-12-06.
+	DefaultRingBytesPerFLOP = 4.5e-3
 	// DefaultUpdateFLOPsPerByte is the work of applying the update (SGD
 	// with momentum, Adam: a few passes over each parameter and its
 	// state) per byte of parameters, in FLOPs at the speed an executor's
