@@ -156,7 +156,7 @@ type ringMember struct {
 	key         []byte
 	nextAddr    string
 	nextSession string
-	shard       bool // the update is sharded (RING_MODE_STEP rounds)
+	shard       bool                     // the update is sharded (RING_MODE_STEP rounds)
 	cc          *grpc.ClientConn         // to the next member's provider, set
 	pc          rookeryv1.ProviderClient // once it answered (guarded by mu)
 
