@@ -76,6 +76,7 @@ type layoutConfig struct {
 	fixK      int
 	fixR      int
 	ring      float64 // bytes per FLOP of a ring member; 0: no ring
+	ringOnly  bool    // replicas sum in the ring, cheaper or not
 	update    float64 // FLOPs per parameter byte of the update
 }
 
@@ -132,6 +133,10 @@ func WithRequester(bandwidth float64) LayoutOption {
 func WithRing(bytesPerFLOP float64) LayoutOption {
 	return func(c *layoutConfig) { c.ring = bytesPerFLOP }
 }
+
+// WithRingOnly makes every candidate with replicas sum in the ring that
+// WithRing prices (exec.ReduceRing), cheaper than the requester or not.
+func WithRingOnly() LayoutOption { return func(c *layoutConfig) { c.ringOnly = true } }
 
 // WithUpdateCost sets the work of the update per byte of parameters, in
 // FLOPs at the executors' speeds (DefaultUpdateFLOPsPerByte for speeds
@@ -426,7 +431,7 @@ func (c *layoutConfig) candidate(g *graph.Graph, batch, k, r int, execs []int) C
 					ring = math.Max(ring, 2*float64(r-1)/float64(r)*float64(p.ParamBytes)/rate+2*float64(r-1)*lat)
 				}
 			}
-			if ring+update/float64(r) < cand.Reduce+update {
+			if c.ringOnly || ring+update/float64(r) < cand.Reduce+update {
 				cand.Reduce, cand.Update, cand.Ring = ring, update/float64(r), true
 			}
 		}

@@ -284,6 +284,9 @@ func predict(o options, ps []*provider, scale float64, k, r int) (*partition.Lay
 		// the speeds here are scaled from.
 		opts = append(opts, partition.WithRing(partition.DefaultRingBytesPerFLOP/scale))
 	}
+	if o.reduction == exec.ReduceRing {
+		opts = append(opts, partition.WithRingOnly())
+	}
 	// So is the update's cost.
 	opts = append(opts, partition.WithUpdateCost(partition.DefaultUpdateFLOPsPerByte*scale))
 	if o.link != nil {

@@ -36,6 +36,8 @@ type candidateReport struct {
 	BubbleS          float64   `json:"bubble_s,omitempty"`
 	TransferS        float64   `json:"transfer_s,omitempty"`
 	ReduceS          float64   `json:"reduce_s,omitempty"`
+	SumIn            string    `json:"sum_in,omitempty"`
+	UpdateS          float64   `json:"update_s,omitempty"`
 	OverheadS        float64   `json:"overhead_s,omitempty"`
 	SamplesPerSecond float64   `json:"samples_per_s,omitempty"`
 	RowWeights       []float64 `json:"row_weights,omitempty"`
@@ -68,6 +70,18 @@ func runLayout(w io.Writer, name string, g *graph.Graph, f planFlags, split []pa
 		}
 	}
 	opts = append(opts, partition.WithLink(bw, lat))
+	switch f.reduce {
+	case "auto":
+		opts = append(opts, partition.WithRing(partition.DefaultRingBytesPerFLOP))
+	case "ring":
+		opts = append(opts, partition.WithRing(partition.DefaultRingBytesPerFLOP), partition.WithRingOnly())
+	case "requester":
+	default:
+		return usagef("--reduce %q: want auto, ring or requester", f.reduce)
+	}
+	if f.update {
+		opts = append(opts, partition.WithUpdateCost(partition.DefaultUpdateFLOPsPerByte))
+	}
 	if f.memory != "" {
 		mem, err := parseNumbers("--memory", f.memory)
 		if err != nil {
@@ -95,6 +109,13 @@ func runLayout(w io.Writer, name string, g *graph.Graph, f planFlags, split []pa
 			cr.Infeasible = c.Err.Error()
 		} else {
 			cr.StepS, cr.ComputeS, cr.BubbleS, cr.TransferS, cr.ReduceS, cr.OverheadS = c.Step, c.Compute, c.Bubble, c.Transfer, c.Reduce, c.Overhead
+			cr.UpdateS = c.Update
+			switch {
+			case c.R > 1 && c.Ring:
+				cr.SumIn = "ring"
+			case c.R > 1:
+				cr.SumIn = "requester"
+			}
 			cr.SamplesPerSecond, cr.RowWeights, cr.Executors = c.SamplesPerSecond, c.RowWeights, c.Executors
 		}
 		rep.Candidates = append(rep.Candidates, cr)
@@ -119,7 +140,7 @@ func (r *layoutReport) writeText(w io.Writer) {
 	fmt.Fprintf(w, "executors  %d, link %s/s, latency %v, requester %s/s, %d micro-batches per replica\n\n", r.Executors,
 		bytesText(int64(r.Bandwidth)), time.Duration(r.LatencyS*float64(time.Second)), bytesText(int64(r.Requester)), r.MicroBatches)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "\tk\tr\tstep ms\tcompute\tbubble\ttransfer\treduce\toverhead\tsamples/s\t")
+	fmt.Fprintln(tw, "\tk\tr\tstep ms\tcompute\tbubble\ttransfer\treduce\tsum in\tupdate\toverhead\tsamples/s\t")
 	var infeasible []candidateReport
 	for _, c := range r.Candidates {
 		if c.Infeasible != "" {
@@ -131,8 +152,12 @@ func (r *layoutReport) writeText(w io.Writer) {
 			mark = "*"
 		}
 		ms := func(s float64) string { return strconv.FormatFloat(1e3*s, 'f', 2, 64) }
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t\n", mark, c.K, c.R, ms(c.StepS), ms(c.ComputeS), ms(c.BubbleS),
-			ms(c.TransferS), ms(c.ReduceS), ms(c.OverheadS), c.SamplesPerSecond)
+		sum := c.SumIn
+		if sum == "" {
+			sum = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f\t\n", mark, c.K, c.R, ms(c.StepS), ms(c.ComputeS), ms(c.BubbleS),
+			ms(c.TransferS), ms(c.ReduceS), sum, ms(c.UpdateS), ms(c.OverheadS), c.SamplesPerSecond)
 	}
 	tw.Flush()
 	for _, c := range infeasible {

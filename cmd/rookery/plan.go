@@ -63,6 +63,8 @@ type planFlags struct {
 	link       string
 	batch      int
 	micro      int
+	reduce     string
+	update     bool
 }
 
 func runPlan(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -88,6 +90,8 @@ func runPlan(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.link, "link", "", "with --executors: each executor's link as `RATE:RTT`, e.g. 1gbit:1ms or 20mbit:50ms (default 10gbit:0.2ms)")
 	fs.IntVar(&f.batch, "batch", 0, "with --synthetic: the batch size (rows of a mini-batch)")
 	fs.IntVar(&f.micro, "micro", 1, "with --executors: micro-batches per replica")
+	fs.StringVar(&f.reduce, "reduce", "auto", "with --executors: where replicas sum their gradients: auto (the cheaper of a ring between the executors, which shards the update, and the requester), ring, or requester")
+	fs.BoolVar(&f.update, "update", false, "with --executors: price the update too (partition.DefaultUpdateFLOPsPerByte, calibrated for --gflops from providers' start-up benchmarks)")
 	// Flags may come before or after the file name.
 	var files []string
 	for {
