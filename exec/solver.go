@@ -373,35 +373,42 @@ func (s *Solver) BeginStep(params []*tensor.Dense) error {
 // and changes their state alone: the same numbers Update gives those
 // elements. It fails for a solver that is not Shardable.
 func (s *Solver) UpdateRange(i int, p, g *tensor.Dense, lo, hi int, scale float64) error {
-	n := p.Shape().TotalSize()
+	n := p.DataSize()
 	switch {
 	case !s.Shardable():
 		return fmt.Errorf("%w: clipping by norm needs the whole gradient", ErrSolver)
 	case i < 0 || i >= len(s.state) || s.state[i] == nil:
 		return fmt.Errorf("%w: parameter %d has no step begun", ErrSolver, i)
-	case p.Dtype() != g.Dtype() || g.Shape().TotalSize() != n || lo < 0 || hi > n || lo > hi:
+	case p.Dtype() != g.Dtype() || g.DataSize() != n || lo < 0 || hi > n || lo > hi:
 		return fmt.Errorf("%w: elements [%d, %d) of parameter %d (%v %v, gradient %v %v)", ErrSolver, lo, hi, i, p.Dtype(), p.Shape(), g.Dtype(), g.Shape())
 	}
-	st := s.state[i]
 	switch p.Dtype() {
 	case tensor.Float64:
-		ss := make([][]float64, len(st))
-		for j := range st {
-			ss[j] = st[j].Float64s()[lo:hi]
-		}
-		gr, sc := clipped(s.cfg, g.Float64s()[lo:hi], scale, &s.buf64)
-		update(s.cfg, s.t, p.Float64s()[lo:hi], gr, ss, sc)
+		updateElems(s.cfg, s.t, p, g, s.state[i], lo, hi, scale, &s.buf64)
 	case tensor.Float32:
-		ss := make([][]float32, len(st))
-		for j := range st {
-			ss[j] = st[j].Float32s()[lo:hi]
-		}
-		gr, sc := clipped(s.cfg, g.Float32s()[lo:hi], scale, &s.buf32)
-		update(s.cfg, s.t, p.Float32s()[lo:hi], gr, ss, sc)
+		updateElems(s.cfg, s.t, p, g, s.state[i], lo, hi, scale, &s.buf32)
 	default:
 		return fmt.Errorf("%w: parameter %d has dtype %v", ErrSolver, i, p.Dtype())
 	}
 	return nil
+}
+
+// updateElems is UpdateRange on elements [lo, hi) of tensors of T.
+func updateElems[T float32 | float64](c SolverConfig, t int, p, g *tensor.Dense, st []*tensor.Dense, lo, hi int, scale float64, buf *[]T) {
+	ss := make([][]T, len(st))
+	for j := range st {
+		ss[j] = elems[T](st[j])[lo:hi]
+	}
+	UpdateSlice(c, t, elems[T](p)[lo:hi], elems[T](g)[lo:hi], ss, scale, buf)
+}
+
+// elems returns the elements of a tensor of T (a scalar's too).
+func elems[T float32 | float64](t *tensor.Dense) []T {
+	var zero T
+	if _, ok := any(zero).(float32); ok {
+		return any(t.Float32s()).([]T)
+	}
+	return any(t.Float64s()).([]T)
 }
 
 // UpdateSlice applies update t (counted from 1) of solver cfg to the

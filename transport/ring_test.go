@@ -97,6 +97,22 @@ func trainRing(t *testing.T, m exectest.Model, rs *exec.Replicas, steps int, see
 	return losses, out
 }
 
+// requireTrained fails unless the losses and parameters are within tol
+// (relative) of the wanted ones.
+func requireTrained(t *testing.T, tol float64, gotLoss, wantLoss []float64, gotP, wantP []*tensor.Dense) {
+	t.Helper()
+	for s := range wantLoss {
+		if d := math.Abs(gotLoss[s]-wantLoss[s]) / math.Abs(wantLoss[s]); !(d <= tol) {
+			t.Errorf("step %d: loss %v, want %v (rel %.3g)", s, gotLoss[s], wantLoss[s], d)
+		}
+	}
+	for i := range wantP {
+		if d := exectest.MaxRelDiff(gotP[i], wantP[i]); !(d <= tol) {
+			t.Errorf("parameter %d differs by %.3g relative", i, d)
+		}
+	}
+}
+
 // TestRingReplicasEqualOneProcess: replicas on providers that sum their
 // gradients in rings between themselves train the model as one process
 // does on the whole mini-batch (float64: 1e-9, float32: 1e-4), with equal
@@ -135,16 +151,7 @@ func TestRingReplicasEqualOneProcess(t *testing.T) {
 								m := b.build(dt)
 								rs := ringReplicas(t, m, r, k, micro, w, b.cfg, exec.ReduceRing)
 								gotLoss, gotParams := trainRing(t, m, rs, steps, 7)
-								for s := range wantLoss {
-									if d := math.Abs(gotLoss[s]-wantLoss[s]) / math.Abs(wantLoss[s]); !(d <= tol) {
-										t.Errorf("step %d: loss %v, want %v (rel %.3g)", s, gotLoss[s], wantLoss[s], d)
-									}
-								}
-								for i := range wantParams {
-									if d := exectest.MaxRelDiff(gotParams[i], wantParams[i]); !(d <= tol) {
-										t.Errorf("parameter %d differs by %.3g relative", i, d)
-									}
-								}
+								requireTrained(t, tol, gotLoss, wantLoss, gotParams, wantParams)
 								st := rs.Stats()
 								if st.RingParts == 0 || st.ShardedParts != st.RingParts || st.RingBytes <= 0 || st.Reduce <= 0 {
 									t.Errorf("stats %+v: want parts summed in rings that shard the update, with bytes and a reduce time", st)
@@ -173,16 +180,7 @@ func TestRingMatchesRequesterReduction(t *testing.T) {
 			ringLoss, ringParams := trainRing(t, m, ring, steps, 3)
 			req := ringReplicas(t, m, r, 1, 1, nil, cfg, exec.ReduceRequester)
 			reqLoss, reqParams := trainRing(t, m, req, steps, 3)
-			for s := range reqLoss {
-				if d := math.Abs(ringLoss[s]-reqLoss[s]) / math.Abs(reqLoss[s]); d > 1e-5 {
-					t.Errorf("step %d: ring loss %v, requester %v", s, ringLoss[s], reqLoss[s])
-				}
-			}
-			for i := range reqParams {
-				if d := exectest.MaxRelDiff(ringParams[i], reqParams[i]); d > 1e-4 {
-					t.Errorf("parameter %d: ring and requester differ by %.3g", i, d)
-				}
-			}
+			requireTrained(t, 1e-5, ringLoss, reqLoss, ringParams, reqParams)
 			if st := req.Stats(); st.RingParts != 0 || st.RingBytes != 0 {
 				t.Errorf("requester reduction: stats %+v, want no ring", st)
 			}
@@ -384,16 +382,7 @@ func TestRingOverTLS(t *testing.T) {
 	}
 	ringLoss, ringP := trainRing(t, m, ring, 3, 5)
 	clearLoss, clearP := trainRing(t, m, clear, 3, 5)
-	for s := range ringLoss {
-		if d := math.Abs(ringLoss[s]-clearLoss[s]) / math.Abs(clearLoss[s]); d > 1e-12 {
-			t.Errorf("step %d: loss %v in the ring, %v through the requester", s, ringLoss[s], clearLoss[s])
-		}
-	}
-	for i := range ringP {
-		if d := exectest.MaxRelDiff(ringP[i], clearP[i]); d > 1e-12 {
-			t.Errorf("parameter %d differs by %.3g", i, d)
-		}
-	}
+	requireTrained(t, 1e-12, ringLoss, clearLoss, ringP, clearP)
 }
 
 // plainExecutor opens sessions that offer no more than exec.Session, so
@@ -456,16 +445,7 @@ func TestShardedUpdateState(t *testing.T) {
 			plain := ringReplicas(t, m, 3, 2, 2, []float64{1, 2, 1}, cfg, exec.ReduceRequester)
 			gotLoss, gotP := trainRing(t, m, sharded, 4, 9)
 			wantLoss, wantP := trainRing(t, m, plain, 4, 9)
-			for s := range wantLoss {
-				if d := math.Abs(gotLoss[s]-wantLoss[s]) / math.Abs(wantLoss[s]); d > 1e-12 {
-					t.Errorf("step %d: loss %v, want %v", s, gotLoss[s], wantLoss[s])
-				}
-			}
-			for i := range wantP {
-				if d := exectest.MaxRelDiff(gotP[i], wantP[i]); d > 1e-12 {
-					t.Errorf("parameter %d differs by %.3g", i, d)
-				}
-			}
+			requireTrained(t, 1e-12, gotLoss, wantLoss, gotP, wantP)
 			st := sharded.Stats()
 			if wantShard := cfg.ClipNorm == 0; (st.ShardedParts > 0) != wantShard || st.RingParts == 0 {
 				t.Fatalf("stats %+v: want sharded rings: %v", st, wantShard)
@@ -543,16 +523,7 @@ func TestRingNative(t *testing.T) {
 				}
 				defer rs.Close()
 				gotLoss, gotP := trainRing(t, m, rs, steps, 7)
-				for s := range wantLoss {
-					if d := math.Abs(gotLoss[s]-wantLoss[s]) / math.Abs(wantLoss[s]); !(d <= tol) {
-						t.Errorf("step %d: loss %v, want %v (rel %.3g)", s, gotLoss[s], wantLoss[s], d)
-					}
-				}
-				for i := range wantP {
-					if d := exectest.MaxRelDiff(gotP[i], wantP[i]); !(d <= tol) {
-						t.Errorf("parameter %d differs by %.3g relative", i, d)
-					}
-				}
+				requireTrained(t, tol, gotLoss, wantLoss, gotP, wantP)
 				if st := rs.Stats(); st.ShardedParts == 0 || st.ShardedParts != st.RingParts {
 					t.Errorf("stats %+v: want every ring to shard the update", st)
 				}
@@ -590,14 +561,5 @@ func TestShardedRebalance(t *testing.T) {
 	if st.Rebalances == 0 || st.ShardedParts != 1 {
 		t.Fatalf("stats %+v: want rebalanced rows and a sharded ring", st)
 	}
-	for s := range wantLoss {
-		if d := math.Abs(gotLoss[s]-wantLoss[s]) / math.Abs(wantLoss[s]); d > 1e-9 {
-			t.Errorf("step %d: loss %v, want %v", s, gotLoss[s], wantLoss[s])
-		}
-	}
-	for i := range wantP {
-		if d := exectest.MaxRelDiff(gotP[i], wantP[i]); d > 1e-9 {
-			t.Errorf("parameter %d differs by %.3g", i, d)
-		}
-	}
+	requireTrained(t, 1e-9, gotLoss, wantLoss, gotP, wantP)
 }

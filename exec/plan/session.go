@@ -807,6 +807,19 @@ func (s *session) hostTensors(idx []int, buf func(i int) int) ([]*tensor.Dense, 
 	return out, nil
 }
 
+// lend checks that the session can lend its buffers in place (it is open
+// and on a host device) and returns the parameter indexes of names; s.mu
+// is held.
+func (s *session) lend(names []string) ([]int, error) {
+	if err := s.checkOpen(); err != nil {
+		return nil, err
+	}
+	if s.host == nil {
+		return nil, exec.ErrNotLent
+	}
+	return s.learnIndexes(names)
+}
+
 // clearAccums makes clean accumulators (read as zeros, not cleared since
 // Step) hold zeros, for a caller that reads or writes them in place.
 func (s *session) clearAccums() error {
@@ -827,13 +840,7 @@ func (s *session) clearAccums() error {
 func (s *session) AccessGrads(ctx context.Context, names []string, f func([]*tensor.Dense) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.checkOpen(); err != nil {
-		return err
-	}
-	if s.host == nil {
-		return exec.ErrNotLent
-	}
-	idx, err := s.learnIndexes(names)
+	idx, err := s.lend(names)
 	if err != nil {
 		return err
 	}
@@ -935,13 +942,7 @@ func (s *session) StepSharded(ctx context.Context, names []string, f func(grads,
 func (s *session) AccessState(ctx context.Context, names []string, f func([][]*tensor.Dense) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.checkOpen(); err != nil {
-		return err
-	}
-	if s.host == nil {
-		return exec.ErrNotLent
-	}
-	idx, err := s.learnIndexes(names)
+	idx, err := s.lend(names)
 	if err != nil {
 		return err
 	}
