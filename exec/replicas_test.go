@@ -57,45 +57,10 @@ func openReplicas(t testing.TB, m model, r, k, micro int, weights []float64, cfg
 	return &replicaRun{m: m, rs: rs}
 }
 
-// train takes steps on the batch of seed, checks after every step that
-// the replicas' parameters are the same to the bit, and returns the
-// losses and replica 0's final parameters in m.Learn order.
+// train is exectest.TrainReplicas on the run's model.
 func (rr *replicaRun) train(t testing.TB, steps int, seed int64) ([]float64, []*tensor.Dense) {
 	t.Helper()
-	ctx := context.Background()
-	feeds := make(map[int64]*tensor.Dense)
-	for n, v := range rr.m.Batch(rand.New(rand.NewSource(seed))) {
-		feeds[int64(n.ID())] = v
-	}
-	var losses []float64
-	var params map[int64]*tensor.Dense
-	for s := 0; s < steps; s++ {
-		l, err := rr.rs.Step(ctx, feeds)
-		if err != nil {
-			t.Fatalf("step %d: %v", s, err)
-		}
-		losses = append(losses, l)
-		for i, p := range rr.rs.Pipelines() {
-			got, err := p.Params(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if i == 0 {
-				params = got
-				continue
-			}
-			for id, v := range got {
-				if !exectest.SameBits(v, params[id]) {
-					t.Fatalf("step %d: replica %d's parameter %d differs from replica 0's", s, i, id)
-				}
-			}
-		}
-	}
-	out := make([]*tensor.Dense, len(rr.m.Learn))
-	for i, n := range rr.m.Learn {
-		out[i] = params[int64(n.ID())]
-	}
-	return losses, out
+	return exectest.TrainReplicas(t, rr.m, rr.rs, steps, seed)
 }
 
 func requireClose(t *testing.T, tol float64, gotLoss, wantLoss []float64, gotParams, wantParams []*tensor.Dense) {

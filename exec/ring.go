@@ -62,7 +62,8 @@ const (
 // parameter k from its accumulated gradient (see Solver.UpdateRange); f
 // must fill every element of the parameters that it does not update (from
 // the replicas that did). The solver state of elements f does not update
-// is left as it was. The CPU session is one.
+// is left as it was. The CPU session and exec/plan's sessions on the host
+// (the native executor's) are.
 type ShardStepper interface {
 	// Shardable says whether this session can shard its update: its
 	// solver does not clip by norm, and its tensors are where f can
@@ -80,7 +81,8 @@ type ShardStepper interface {
 // ring): AccessGrads calls f with the accumulators of names (GradName),
 // the deferred work of the step done, in names' order; f may read and
 // change them and must not keep them after it returns. The session's
-// other calls wait meanwhile. The in-process CPU session is one.
+// other calls wait meanwhile. The CPU session and exec/plan's sessions
+// are (the latter on the host only: elsewhere they return ErrNotLent).
 type GradAccessor interface {
 	AccessGrads(ctx context.Context, names []string, f func(grads []*tensor.Dense) error) error
 }

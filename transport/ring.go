@@ -62,43 +62,58 @@ const RingKeyHeader = "rookery-ring-key"
 // ringSegment is the most elements one segment carries: 1 MiB of float32.
 const ringSegment = 1 << 18
 
+// maxSegmentBytes is the largest segment RingPass accepts: ringSegment
+// float64s.
+const maxSegmentBytes = ringSegment * 8
+
 // segmentBuffers are a ring member's free segment buffers: RingPass
 // receives every segment into one, and the round hands it back once it
 // has taken the segment in. A round holds at most the inbox's segments
 // and the one being read at a time, so a few buffers go round.
 type segmentBuffers struct {
-	f32 chan []float32
-	f64 chan []float64
+	f32 freeList[float32]
+	f64 freeList[float64]
 }
 
 func newSegmentBuffers() *segmentBuffers {
-	return &segmentBuffers{f32: make(chan []float32, 8), f64: make(chan []float64, 8)}
+	return &segmentBuffers{f32: make(freeList[float32], 8), f64: make(freeList[float64], 8)}
 }
 
-// get returns a tensor of a free buffer (or a new one) for a received
-// segment, or nil for anything but a float vector of at most ringSegment
-// elements.
+// freeList holds free buffers of ringSegment elements.
+type freeList[T float32 | float64] chan []T
+
+// get returns a free buffer, or a new one, cut to n elements.
+func (l freeList[T]) get(n int) []T {
+	select {
+	case buf := <-l:
+		return buf[:n]
+	default:
+		return make([]T, ringSegment)[:n]
+	}
+}
+
+// put keeps buf, one of get's, unless enough are kept.
+func (l freeList[T]) put(buf []T) {
+	if cap(buf) != ringSegment {
+		return
+	}
+	select {
+	case l <- buf[:ringSegment]:
+	default:
+	}
+}
+
+// get returns a tensor of a free buffer for a received segment, or nil
+// for anything but a float vector of at most ringSegment elements.
 func (b *segmentBuffers) get(dt tensor.Dtype, shape []int) *tensor.Dense {
 	if len(shape) != 1 || shape[0] > ringSegment || shape[0] <= 0 {
 		return nil
 	}
 	switch dt {
 	case tensor.Float32:
-		var buf []float32
-		select {
-		case buf = <-b.f32:
-		default:
-			buf = make([]float32, ringSegment)
-		}
-		return tensor.New(tensor.WithShape(shape[0]), tensor.WithBacking(buf[:shape[0]]))
+		return tensor.New(tensor.WithShape(shape[0]), tensor.WithBacking(b.f32.get(shape[0])))
 	case tensor.Float64:
-		var buf []float64
-		select {
-		case buf = <-b.f64:
-		default:
-			buf = make([]float64, ringSegment)
-		}
-		return tensor.New(tensor.WithShape(shape[0]), tensor.WithBacking(buf[:shape[0]]))
+		return tensor.New(tensor.WithShape(shape[0]), tensor.WithBacking(b.f64.get(shape[0])))
 	}
 	return nil
 }
@@ -107,19 +122,9 @@ func (b *segmentBuffers) get(dt tensor.Dtype, shape []int) *tensor.Dense {
 func (b *segmentBuffers) put(t *tensor.Dense) {
 	switch d := t.Data().(type) {
 	case []float32:
-		if cap(d) == ringSegment {
-			select {
-			case b.f32 <- d[:ringSegment]:
-			default:
-			}
-		}
+		b.f32.put(d)
 	case []float64:
-		if cap(d) == ringSegment {
-			select {
-			case b.f64 <- d[:ringSegment]:
-			default:
-			}
-		}
+		b.f64.put(d)
 	}
 }
 
@@ -368,10 +373,9 @@ func (s *Server) RingPass(stream rookeryv1.Provider_RingPassServer) (err error) 
 		return toStatus(err)
 	}
 	r.alloc = m.bufs.get
-	elem := int64(8)
 	r.reserve = func(n int64) error {
-		if n > ringSegment*elem {
-			return &LimitError{What: "ring segment bytes", Limit: ringSegment * elem, Got: n}
+		if n > maxSegmentBytes {
+			return &LimitError{What: "ring segment bytes", Limit: maxSegmentBytes, Got: n}
 		}
 		return nil
 	}

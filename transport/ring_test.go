@@ -55,48 +55,6 @@ func ringReplicas(t *testing.T, m exectest.Model, r, k, micro int, weights []flo
 	return rs
 }
 
-// trainRing takes steps on the batch of seed, checks that the replicas'
-// parameters agree to the bit after every step, and returns the losses
-// and the final parameters in m.Learn order.
-func trainRing(t *testing.T, m exectest.Model, rs *exec.Replicas, steps int, seed int64) ([]float64, []*tensor.Dense) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	feeds := make(map[int64]*tensor.Dense)
-	for n, v := range m.Batch(rand.New(rand.NewSource(seed))) {
-		feeds[int64(n.ID())] = v
-	}
-	var losses []float64
-	var params map[int64]*tensor.Dense
-	for s := range steps {
-		l, err := rs.Step(ctx, feeds)
-		if err != nil {
-			t.Fatalf("step %d: %v", s, err)
-		}
-		losses = append(losses, l)
-		for i, p := range rs.Pipelines() {
-			got, err := p.Params(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if i == 0 {
-				params = got
-				continue
-			}
-			for id, v := range got {
-				if !exectest.SameBits(v, params[id]) {
-					t.Fatalf("step %d: replica %d's parameter %d differs from replica 0's", s, i, id)
-				}
-			}
-		}
-	}
-	out := make([]*tensor.Dense, len(m.Learn))
-	for i, n := range m.Learn {
-		out[i] = params[int64(n.ID())]
-	}
-	return losses, out
-}
-
 // requireTrained fails unless the losses and parameters are within tol
 // (relative) of the wanted ones.
 func requireTrained(t *testing.T, tol float64, gotLoss, wantLoss []float64, gotP, wantP []*tensor.Dense) {
@@ -150,7 +108,7 @@ func TestRingReplicasEqualOneProcess(t *testing.T) {
 							t.Run(fmt.Sprintf("%s/%v/r=%d/k=%d/M=%d/weighted=%v", b.name, dt, r, k, micro, w != nil), func(t *testing.T) {
 								m := b.build(dt)
 								rs := ringReplicas(t, m, r, k, micro, w, b.cfg, exec.ReduceRing)
-								gotLoss, gotParams := trainRing(t, m, rs, steps, 7)
+								gotLoss, gotParams := exectest.TrainReplicas(t, m, rs, steps, 7)
 								requireTrained(t, tol, gotLoss, wantLoss, gotParams, wantParams)
 								st := rs.Stats()
 								if st.RingParts == 0 || st.ShardedParts != st.RingParts || st.RingBytes <= 0 || st.Reduce <= 0 {
@@ -177,9 +135,9 @@ func TestRingMatchesRequesterReduction(t *testing.T) {
 	for _, r := range []int{2, 3} {
 		t.Run(fmt.Sprintf("r=%d", r), func(t *testing.T) {
 			ring := ringReplicas(t, m, r, 1, 1, nil, cfg, exec.ReduceRing)
-			ringLoss, ringParams := trainRing(t, m, ring, steps, 3)
+			ringLoss, ringParams := exectest.TrainReplicas(t, m, ring, steps, 3)
 			req := ringReplicas(t, m, r, 1, 1, nil, cfg, exec.ReduceRequester)
-			reqLoss, reqParams := trainRing(t, m, req, steps, 3)
+			reqLoss, reqParams := exectest.TrainReplicas(t, m, req, steps, 3)
 			requireTrained(t, 1e-5, ringLoss, reqLoss, ringParams, reqParams)
 			if st := req.Stats(); st.RingParts != 0 || st.RingBytes != 0 {
 				t.Errorf("requester reduction: stats %+v, want no ring", st)
@@ -268,7 +226,7 @@ func TestRingPassRefusesStrangers(t *testing.T) {
 			t.Errorf("%s: got %v, want a refusal", tc.name, err)
 		}
 	}
-	trainRing(t, m, rs, 2, 1)
+	exectest.TrainReplicas(t, m, rs, 2, 1)
 }
 
 // BenchmarkRingReduce measures the reduction of the 784-1024-1024-10
@@ -380,8 +338,8 @@ func TestRingOverTLS(t *testing.T) {
 	if clear.RingError() == nil || clear.Stats().RingParts != 0 {
 		t.Fatalf("without peer credentials: ring error %v, %d ring parts; want an error and none", clear.RingError(), clear.Stats().RingParts)
 	}
-	ringLoss, ringP := trainRing(t, m, ring, 3, 5)
-	clearLoss, clearP := trainRing(t, m, clear, 3, 5)
+	ringLoss, ringP := exectest.TrainReplicas(t, m, ring, 3, 5)
+	clearLoss, clearP := exectest.TrainReplicas(t, m, clear, 3, 5)
 	requireTrained(t, 1e-12, ringLoss, clearLoss, ringP, clearP)
 }
 
@@ -419,8 +377,8 @@ func TestRingOnCopies(t *testing.T) {
 		t.Cleanup(func() { rs.Close() })
 		return rs
 	}
-	_, inPlace := trainRing(t, m, open(func(e exec.Executor) exec.Executor { return e }), 3, 2)
-	_, copies := trainRing(t, m, open(func(e exec.Executor) exec.Executor { return plainExecutor{e} }), 3, 2)
+	_, inPlace := exectest.TrainReplicas(t, m, open(func(e exec.Executor) exec.Executor { return e }), 3, 2)
+	_, copies := exectest.TrainReplicas(t, m, open(func(e exec.Executor) exec.Executor { return plainExecutor{e} }), 3, 2)
 	for i := range inPlace {
 		if !exectest.SameBits(inPlace[i], copies[i]) {
 			t.Errorf("parameter %d: summing copies differs from summing in place", i)
@@ -443,8 +401,8 @@ func TestShardedUpdateState(t *testing.T) {
 			m := exectest.MLP(tensor.Float64, 12, 20, 16, 10)
 			sharded := ringReplicas(t, m, 3, 2, 2, []float64{1, 2, 1}, cfg, exec.ReduceRing)
 			plain := ringReplicas(t, m, 3, 2, 2, []float64{1, 2, 1}, cfg, exec.ReduceRequester)
-			gotLoss, gotP := trainRing(t, m, sharded, 4, 9)
-			wantLoss, wantP := trainRing(t, m, plain, 4, 9)
+			gotLoss, gotP := exectest.TrainReplicas(t, m, sharded, 4, 9)
+			wantLoss, wantP := exectest.TrainReplicas(t, m, plain, 4, 9)
 			requireTrained(t, 1e-12, gotLoss, wantLoss, gotP, wantP)
 			st := sharded.Stats()
 			if wantShard := cfg.ClipNorm == 0; (st.ShardedParts > 0) != wantShard || st.RingParts == 0 {
@@ -522,7 +480,7 @@ func TestRingNative(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer rs.Close()
-				gotLoss, gotP := trainRing(t, m, rs, steps, 7)
+				gotLoss, gotP := exectest.TrainReplicas(t, m, rs, steps, 7)
 				requireTrained(t, tol, gotLoss, wantLoss, gotP, wantP)
 				if st := rs.Stats(); st.ShardedParts == 0 || st.ShardedParts != st.RingParts {
 					t.Errorf("stats %+v: want every ring to shard the update", st)
@@ -556,7 +514,7 @@ func TestShardedRebalance(t *testing.T) {
 		return time.Unix(0, 0).Add(ticks[i])
 	}
 	rs := ringReplicas(t, m, 3, 1, 1, nil, cfg, exec.ReduceRing, exec.WithRebalance(1, 0.1), exec.WithClock(clock))
-	gotLoss, gotP := trainRing(t, m, rs, steps, 7)
+	gotLoss, gotP := exectest.TrainReplicas(t, m, rs, steps, 7)
 	st := rs.Stats()
 	if st.Rebalances == 0 || st.ShardedParts != 1 {
 		t.Fatalf("stats %+v: want rebalanced rows and a sharded ring", st)

@@ -1,6 +1,7 @@
 package exectest
 
 import (
+	"context"
 	"math"
 	"math/rand"
 	"slices"
@@ -350,4 +351,45 @@ func floats(t *tensor.Dense) []float64 {
 		return []float64{float64(d)}
 	}
 	panic("exectest: not a float tensor")
+}
+
+// TrainReplicas takes steps of rs on m's mini-batch of seed, checks after
+// every step that the replicas' parameters agree to the bit, and returns
+// the losses and replica 0's final parameters in m.Learn order.
+func TrainReplicas(t testing.TB, m Model, rs *exec.Replicas, steps int, seed int64) ([]float64, []*tensor.Dense) {
+	t.Helper()
+	ctx := context.Background()
+	feeds := make(map[int64]*tensor.Dense)
+	for n, v := range m.Batch(rand.New(rand.NewSource(seed))) {
+		feeds[int64(n.ID())] = v
+	}
+	var losses []float64
+	var params map[int64]*tensor.Dense
+	for s := range steps {
+		l, err := rs.Step(ctx, feeds)
+		if err != nil {
+			t.Fatalf("step %d: %v", s, err)
+		}
+		losses = append(losses, l)
+		for i, p := range rs.Pipelines() {
+			got, err := p.Params(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				params = got
+				continue
+			}
+			for id, v := range got {
+				if !SameBits(v, params[id]) {
+					t.Fatalf("step %d: replica %d's parameter %d differs from replica 0's", s, i, id)
+				}
+			}
+		}
+	}
+	out := make([]*tensor.Dense, len(m.Learn))
+	for i, n := range m.Learn {
+		out[i] = params[int64(n.ID())]
+	}
+	return losses, out
 }
