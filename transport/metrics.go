@@ -3,6 +3,7 @@ package transport
 import (
 	"io"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,9 @@ type metrics struct {
 	gflops   prometheus.Gauge
 	calls    *prometheus.CounterVec
 	lat      *prometheus.HistogramVec
+	rings    *prometheus.CounterVec // ring rounds sent, by path
+	// the same counts, for RingRounds
+	wireRounds, streamRounds atomic.Int64
 }
 
 // latencyBuckets are the upper bounds, in seconds, of the call latency
@@ -50,8 +54,10 @@ func newMetrics() *metrics {
 			Name: "rookery_provider_calls_total", Help: "Calls by method and gRPC status code."}, []string{"method", "code"}),
 		lat: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "rookery_provider_call_seconds", Help: "Call latency by method.", Buckets: latencyBuckets}, []string{"method"}),
+		rings: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rookery_provider_ring_rounds_total", Help: "Ring rounds whose segments this provider sent to the next member, by path: wire (the ring wire) or stream (RingPass)."}, []string{"path"}),
 	}
-	m.reg.MustRegister(m.sessions, m.opened, m.resident, m.bytesIn, m.bytesOut, m.gflops, m.calls, m.lat,
+	m.reg.MustRegister(m.sessions, m.opened, m.resident, m.bytesIn, m.bytesOut, m.gflops, m.calls, m.lat, m.rings,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -92,4 +98,21 @@ func (s *Server) WriteMetrics(w io.Writer) error {
 // scraper.
 func (s *Server) MetricsHandler() http.Handler {
 	return promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{})
+}
+
+// ringRound counts a ring round sent on the ring wire or a stream.
+func (m *metrics) ringRound(wire bool) {
+	if wire {
+		m.wireRounds.Add(1)
+		m.rings.WithLabelValues("wire").Inc()
+	} else {
+		m.streamRounds.Add(1)
+		m.rings.WithLabelValues("stream").Inc()
+	}
+}
+
+// RingRounds returns how many ring rounds this server has sent to the
+// next members of its rings on the ring wire and on RingPass streams.
+func (s *Server) RingRounds() (wire, streams int64) {
+	return s.metrics.wireRounds.Load(), s.metrics.streamRounds.Load()
 }

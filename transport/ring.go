@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -164,6 +165,8 @@ type ringMember struct {
 	shard       bool                     // the update is sharded (RING_MODE_STEP rounds)
 	cc          *grpc.ClientConn         // to the next member's provider, set
 	pc          rookeryv1.ProviderClient // once it answered (guarded by mu)
+	wire        *ringWire                // the ring wire to it, if any (guarded by mu)
+	inbound     []func()                 // end the ring wire connections from the previous member (guarded by mu)
 
 	mu      sync.Mutex
 	closed  bool               // the session closed or joined another ring
@@ -181,11 +184,45 @@ func (m *ringMember) close() {
 	}
 	m.mu.Lock()
 	m.closed = true
-	cc := m.cc
+	cc, wire, inbound := m.cc, m.wire, m.inbound
+	m.wire, m.inbound = nil, nil
 	m.mu.Unlock()
 	if cc != nil {
 		cc.Close()
 	}
+	if wire != nil {
+		wire.conn.Close()
+	}
+	for _, end := range inbound {
+		end()
+	}
+}
+
+// addInbound records a ring wire connection from the previous member, and
+// how to end it; it reports false, and records nothing, once m is closed.
+func (m *ringMember) addInbound(c net.Conn, cancel func()) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.inbound = append(m.inbound, func() {
+		cancel()
+		c.Close()
+	})
+	return true
+}
+
+// dropWire gives up w, m's ring wire: the rounds after go on RingPass
+// streams.
+func (s *Server) dropWire(m *ringMember, w *ringWire, why error) {
+	m.mu.Lock()
+	if m.wire == w {
+		m.wire = nil
+	}
+	m.mu.Unlock()
+	w.conn.Close()
+	s.log.Info("ring wire given up; the ring's segments go on RingPass streams", "next", m.nextAddr, "err", why)
 }
 
 // ringJoinedLocked wakes the ring probes waiting for a session to join
@@ -285,12 +322,21 @@ func (s *Server) JoinRing(ctx context.Context, req *rookeryv1.JoinRingRequest) (
 		s.mu.Unlock()
 		return nil, toStatus(&exec.SpecError{Part: ss.part, Node: -1, Reason: fmt.Sprintf("ring: next member at %.200s: %v", m.nextAddr, err)})
 	}
+	var wire *ringWire
+	if !s.cfg.noRingWire {
+		if wire, err = dialRingWire(ctx, cfg, m.nextAddr, m.nextSession, m.key); err != nil {
+			s.log.Info("no ring wire to the next member; its segments go on RingPass streams", "next", m.nextAddr, "err", err)
+		}
+	}
 	m.mu.Lock()
-	m.cc, m.pc = cc, rookeryv1.NewProviderClient(cc)
+	m.cc, m.pc, m.wire = cc, rookeryv1.NewProviderClient(cc), wire
 	closed := m.closed
 	m.mu.Unlock()
 	if closed {
 		cc.Close()
+		if wire != nil {
+			wire.conn.Close()
+		}
 		return nil, toStatus(fmt.Errorf("%w: session %s was closed during the call", exec.ErrClosed, ss.id))
 	}
 	return &rookeryv1.JoinRingResponse{}, nil
@@ -757,7 +803,7 @@ type ringJob struct {
 // tensor data sent and received.
 func (s *Server) ringRound(ctx context.Context, m *ringMember, round uint64, inbox <-chan *tensor.Dense, jobs ...ringJob) (sent, recvd int64, err error) {
 	m.mu.Lock()
-	pc := m.pc
+	pc, wire := m.pc, m.wire
 	m.mu.Unlock()
 	if pc == nil {
 		return 0, 0, &exec.SpecError{Part: -1, Node: -1, Reason: "ring: the session's ring is not connected"}
@@ -785,12 +831,18 @@ func (s *Server) ringRound(ctx context.Context, m *ringMember, round uint64, inb
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	stream, err := pc.RingPass(metadata.AppendToOutgoingContext(ctx, RingKeyHeader, base64.StdEncoding.EncodeToString(m.key)))
+	pass, err := s.openPass(ctx, m, pc, wire, round)
 	if err != nil {
 		return 0, 0, fromStatus(ctx, "ring pass to "+m.nextAddr, err)
 	}
-	if err := stream.Send(&rookeryv1.TensorFrame{Session: m.nextSession, Name: "ring", MicroBatch: int64(round)}); err != nil && !errors.Is(err, io.EOF) {
-		return 0, 0, fromStatus(ctx, "ring pass to "+m.nextAddr, err)
+	wp, onWire := pass.(*wirePass)
+	s.metrics.ringRound(onWire)
+	if onWire {
+		defer func() {
+			if err != nil {
+				s.dropWire(m, wp.w, err)
+			}
+		}()
 	}
 	// The sender sends what the loop below queues, in order; the queue
 	// holds every segment of the round, so the loop never waits on it.
@@ -804,7 +856,7 @@ func (s *Server) ringRound(ctx context.Context, m *ringMember, round uint64, inb
 			if sendErr != nil {
 				continue
 			}
-			k, err := sendTensor(stream.Send, &rookeryv1.TensorFrame{}, t, DefaultChunkBytes)
+			k, err := pass.send(t)
 			sent += k
 			if err != nil {
 				sendErr = err
@@ -816,14 +868,16 @@ func (s *Server) ringRound(ctx context.Context, m *ringMember, round uint64, inb
 		close(queue)
 		sendWG.Wait()
 		if sendErr != nil && !errors.Is(sendErr, io.EOF) {
+			pass.abort()
 			return fromStatus(ctx, "ring pass to "+m.nextAddr, sendErr)
 		}
-		_, err := stream.CloseAndRecv()
-		return fromStatus(ctx, "ring pass to "+m.nextAddr, err)
+		return fromStatus(ctx, "ring pass to "+m.nextAddr, pass.close())
 	}
 	fail := func(err error) (int64, int64, error) {
 		cancel(err)
-		finish()
+		close(queue)
+		sendWG.Wait()
+		pass.abort()
 		return sent, recvd, err
 	}
 	recv := func() (*tensor.Dense, error) {
@@ -891,6 +945,53 @@ func (s *Server) ringRound(ctx context.Context, m *ringMember, round uint64, inb
 	}
 	return sent, recvd, nil
 }
+
+// ringPass sends one round's segments to the next member.
+type ringPass interface {
+	send(t *tensor.Dense) (int64, error)
+	// close ends the round once every segment is sent; abort ends it
+	// after a failure.
+	close() error
+	abort()
+}
+
+// openPass opens round's pass to the next member: on the ring wire when
+// there is one, else (and when the wire fails to begin the round) on a
+// RingPass stream.
+func (s *Server) openPass(ctx context.Context, m *ringMember, pc rookeryv1.ProviderClient, wire *ringWire, round uint64) (ringPass, error) {
+	if wire != nil {
+		p, err := wire.open(ctx, round)
+		if err == nil {
+			return p, nil
+		}
+		s.dropWire(m, wire, err)
+	}
+	stream, err := pc.RingPass(metadata.AppendToOutgoingContext(ctx, RingKeyHeader, base64.StdEncoding.EncodeToString(m.key)))
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.Send(&rookeryv1.TensorFrame{Session: m.nextSession, Name: "ring", MicroBatch: int64(round)}); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	return streamPass{stream}, nil
+}
+
+// streamPass is a round's RingPass stream.
+type streamPass struct {
+	stream rookeryv1.Provider_RingPassClient
+}
+
+func (p streamPass) send(t *tensor.Dense) (int64, error) {
+	return sendTensor(p.stream.Send, &rookeryv1.TensorFrame{}, t, DefaultChunkBytes)
+}
+
+func (p streamPass) close() error {
+	_, err := p.stream.CloseAndRecv()
+	return err
+}
+
+// abort leaves the stream to the round's context, which is cancelled.
+func (p streamPass) abort() {}
 
 // RingEndpoint implements exec.RingSession: the session's id and its
 // provider's address, as "ID@ADDRESS".

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -32,20 +33,22 @@ import (
 type ServerOption func(*serverConfig)
 
 type serverConfig struct {
-	limits    Limits
-	logger    *slog.Logger
-	name      string
-	version   string
-	benchTime time.Duration
-	grpcOpts  []grpc.ServerOption
-	gpus      []*rookeryv1.GPU
-	tokens    *TokenSet
-	leaseKey  ed25519.PublicKey
-	addresses []string
-	callTime  time.Duration
-	clock     Clock
-	identity  ed25519.PrivateKey
-	peerDial  []DialOption // how rings dial other providers (ring.go)
+	limits     Limits
+	logger     *slog.Logger
+	name       string
+	version    string
+	benchTime  time.Duration
+	grpcOpts   []grpc.ServerOption
+	gpus       []*rookeryv1.GPU
+	tokens     *TokenSet
+	leaseKey   ed25519.PublicKey
+	addresses  []string
+	callTime   time.Duration
+	clock      Clock
+	identity   ed25519.PrivateKey
+	peerDial   []DialOption                     // how rings dial other providers (ring.go)
+	creds      credentials.TransportCredentials // WithCredentials (ringwire.go)
+	noRingWire bool
 
 	proofWindow time.Duration
 }
@@ -145,6 +148,11 @@ type Server struct {
 	ids      []string // provider ids the seed node gave this server, newest last
 	// ringJoined is closed (and replaced) when a session joins a ring
 	ringJoined chan struct{}
+	// the ring wire's connections (ringwire.go), ended by closeAll
+	wires       map[net.Conn]struct{}
+	wirePending chan struct{} // a slot for each connection not yet admitted
+	stopCtx     context.Context
+	stopCancel  context.CancelFunc
 
 	// tests' hooks: overclaim inflates the work a receipt claims,
 	// receiptHook runs before a receipt is signed
@@ -204,9 +212,12 @@ func NewServer(e exec.Executor, opts ...ServerOption) *Server {
 		sessions: make(map[string]*serverSession),
 		streams:  make(map[*watchedStream]struct{}),
 		stop:     make(chan struct{}),
+		wires:    make(map[net.Conn]struct{}),
 		auth:     authenticator{tokens: cfg.tokens},
 		identity: newIdentity(cfg.identity),
 	}
+	s.wirePending = make(chan struct{}, maxWirePending)
+	s.stopCtx, s.stopCancel = context.WithCancel(context.Background())
 	s.caps = describeMachine(cfg, s.lim)
 	s.caps.IdentityKey = s.IdentityKey()
 	s.metrics.gflops.Set(s.caps.Gflops)
@@ -222,6 +233,9 @@ func NewServer(e exec.Executor, opts ...ServerOption) *Server {
 		grpc.ChainUnaryInterceptor(s.unaryAuth),
 		grpc.ChainStreamInterceptor(s.streamAuth),
 	}, cfg.grpcOpts...)
+	if cfg.creds != nil {
+		gopts = append(gopts, grpc.Creds(cfg.creds))
+	}
 	s.grpc = grpc.NewServer(gopts...)
 	rookeryv1.RegisterProviderServer(s.grpc, s)
 	s.health = health.NewServer()
@@ -251,6 +265,9 @@ func (s *Server) Capabilities() *rookeryv1.Capabilities { return s.caps }
 func (s *Server) Serve(lis net.Listener) error {
 	s.log.Info("provider serving", "addr", lis.Addr().String(), "name", s.caps.Name,
 		"gflops", s.caps.Gflops, "max_sessions", s.lim.MaxSessions, "max_provider_bytes", s.lim.MaxProviderBytes)
+	if s.ringWireServed() {
+		lis = newWireMux(lis, s.serveRingWire)
+	}
 	err := s.grpc.Serve(lis)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
@@ -294,16 +311,38 @@ func (s *Server) Stop() {
 func (s *Server) closeAll() {
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.janitor.Wait()
+	s.stopCancel()
 	s.mu.Lock()
 	s.closed = true
 	list := make([]*serverSession, 0, len(s.sessions))
 	for _, ss := range s.sessions {
 		list = append(list, ss)
 	}
+	for c := range s.wires {
+		c.Close()
+	}
 	s.mu.Unlock()
 	for _, ss := range list {
 		s.closeSession(ss, "shutdown")
 	}
+}
+
+// trackWire records a ring wire connection, for closeAll to end; it
+// reports false once the server is closed.
+func (s *Server) trackWire(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wires[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrackWire(c net.Conn) {
+	s.mu.Lock()
+	delete(s.wires, c)
+	s.mu.Unlock()
 }
 
 // reapEvery is the janitor's period: a quarter of its shortest timeout,

@@ -362,6 +362,7 @@ type result struct {
 	RingBytesPerStepPerProvider float64  `json:"ring_bytes_per_step_per_provider"`
 	RequesterCPUMSPerStep       float64  `json:"requester_cpu_ms_per_step"`
 	ThrottledMSPerStep          float64  `json:"provider_throttled_ms_per_step"`
+	ProviderCPUMSPerStep        float64  `json:"provider_cpu_ms_per_step"`
 	SecondsToTarget             *float64 `json:"seconds_to_target,omitempty"`
 	BaselineSecondsToTarget     *float64 `json:"baseline_seconds_to_target,omitempty"`
 	TestAccuracy                *float64 `json:"test_accuracy,omitempty"`
@@ -478,7 +479,7 @@ func run(ctx context.Context, o options) (err error) {
 		res.LayoutChoice = "auto"
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "run\tproviders\tlayout\tlink\tsamples/s\tms/step\tcompute ms\treduce ms\tupdate ms\tbytes/step/provider\trequester cpu ms\tthrottled ms\ts to target\ttest acc\t")
+	fmt.Fprintln(tw, "run\tproviders\tlayout\tlink\tsamples/s\tms/step\tcompute ms\treduce ms\tupdate ms\tbytes/step/provider\trequester cpu ms\tprovider cpu ms\tthrottled ms\ts to target\ttest acc\t")
 	row := func(name string, n int, layout, link string, m *measure) {
 		tt, acc := "-", "-"
 		if m.toTarget != nil {
@@ -487,8 +488,8 @@ func run(ctx context.Context, o options) (err error) {
 		if m.acc != nil {
 			acc = fmt.Sprintf("%.4f", *m.acc)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%.1f\t%s\t%s\t\n", name, n, layout, link,
-			m.samplesPerS, m.stepMS, m.computeMS, m.reduceMS, m.updateMS, m.bytesPerStep, m.cpuMS, m.throttledMS, tt, acc)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%.1f\t%.1f\t%s\t%s\t\n", name, n, layout, link,
+			m.samplesPerS, m.stepMS, m.computeMS, m.reduceMS, m.updateMS, m.bytesPerStep, m.cpuMS, m.providerCPUMS, m.throttledMS, tt, acc)
 	}
 
 	row("baseline", 1, "1x1", "-", base)
@@ -533,6 +534,7 @@ func run(ctx context.Context, o options) (err error) {
 	res.RingParts, res.RingBytesPerStepPerProvider = main.ringParts, main.ringBytesPerStep
 	res.RequesterCPUMSPerStep = main.cpuMS
 	res.ThrottledMSPerStep = main.throttledMS
+	res.ProviderCPUMSPerStep = main.providerCPUMS
 	res.SecondsToTarget, res.BaselineSecondsToTarget = main.toTarget, base.toTarget
 	res.TestAccuracy, res.BaselineTestAccuracy = main.acc, base.acc
 	res.Reached, res.BaselineReached = main.reached(o), base.reached(o)
@@ -671,6 +673,7 @@ type measure struct {
 	bytesPerStep                  float64
 	cpuMS                         float64 // CPU time of this process (the requester)
 	throttledMS                   float64 // time a provider was held back by its quota, mean over providers
+	providerCPUMS                 float64 // a provider's CPU time, mean over providers
 	toTarget, acc                 *float64
 	seconds                       float64 // on the training clock
 	bytesPerSample                float64 // per provider, over its share of the samples
@@ -802,7 +805,13 @@ func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k,
 		}
 		return t
 	}
-	st0, b0, c0, th0 := rs.Stats(), total(), cpuTime(), throttled()
+	provCPU := func() (t time.Duration) {
+		for _, p := range ps {
+			t += p.cpu()
+		}
+		return t
+	}
+	st0, b0, c0, th0, pc0 := rs.Stats(), total(), cpuTime(), throttled(), provCPU()
 	stop, err := startProfile(profile)
 	if err != nil {
 		return nil, err
@@ -839,7 +848,7 @@ func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k,
 			break
 		}
 	}
-	st1, b1, c1, th1 := rs.Stats(), total(), cpuTime(), throttled()
+	st1, b1, c1, th1, pc1 := rs.Stats(), total(), cpuTime(), throttled(), provCPU()
 	n := float64(res.steps)
 	res.seconds = elapsed.Seconds()
 	res.samplesPerS = n * float64(o.batch) / elapsed.Seconds()
@@ -854,6 +863,7 @@ func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k,
 	res.bytesPerSample = (float64(b1-b0-evalBytes) + ring) / (n * float64(o.batch))
 	res.cpuMS = ms(c1 - c0) // includes evaluations with -target-acc
 	res.throttledMS = ms(th1-th0) / float64(len(ps))
+	res.providerCPUMS = ms(pc1-pc0) / float64(len(ps))
 	return res, nil
 }
 

@@ -197,6 +197,35 @@ func (p *provider) stop() error {
 	return fmt.Errorf("removing cgroup %s: %w", p.cgroup, err)
 }
 
+// cpu returns the CPU time the provider process has used, user and
+// system, from /proc (clock ticks; 0 where it cannot be read).
+func (p *provider) cpu() time.Duration {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, field 2, is in parentheses and may hold spaces:
+	// fields 14 and 15 (utime, stime) count from after its ")".
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * time.Second / clockTicks
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc's CPU times: 100
+// on every Linux architecture Go supports.
+const clockTicks = 100
+
 // throttled returns how long the kernel has held the provider back for
 // having used its quota (cgroups only; 0 otherwise).
 func (p *provider) throttled() time.Duration {
