@@ -242,7 +242,7 @@ const ringWait = 5 * time.Second
 // probe (wait) for an open session that has not joined that ring yet
 // waits for it, at most ringWait.
 func (s *Server) memberFor(ctx context.Context, id string, key []byte, wait bool) (*serverSession, *ringMember) {
-	deadline := time.NewTimer(ringWait)
+	deadline := time.NewTimer(s.ringWait)
 	defer deadline.Stop()
 	for {
 		s.mu.Lock()

@@ -315,7 +315,7 @@ func (s *Server) serveRingWire(raw net.Conn) {
 			<-s.wirePending
 		}
 	}()
-	raw.SetDeadline(time.Now().Add(2 * ringWait))
+	raw.SetDeadline(time.Now().Add(2 * s.ringWait))
 	var magic [len(ringWireMagic)]byte
 	if _, err := io.ReadFull(raw, magic[:]); err != nil || string(magic[:]) != ringWireMagic {
 		return

@@ -153,6 +153,7 @@ type Server struct {
 	wirePending chan struct{} // a slot for each connection not yet admitted
 	stopCtx     context.Context
 	stopCancel  context.CancelFunc
+	ringWait    time.Duration // how long a ring's probe or hello waits for its member (ringWait; shorter in tests)
 
 	// tests' hooks: overclaim inflates the work a receipt claims,
 	// receiptHook runs before a receipt is signed
@@ -217,6 +218,7 @@ func NewServer(e exec.Executor, opts ...ServerOption) *Server {
 		identity: newIdentity(cfg.identity),
 	}
 	s.wirePending = make(chan struct{}, maxWirePending)
+	s.ringWait = ringWait
 	s.stopCtx, s.stopCancel = context.WithCancel(context.Background())
 	s.caps = describeMachine(cfg, s.lim)
 	s.caps.IdentityKey = s.IdentityKey()
