@@ -37,10 +37,11 @@ import (
 // next member:
 //
 //   - reduce-scatter, steps s = 0 … r−2: member i sends chunk (i−s) mod r,
-//     its own weighted gradient at s = 0 and afterwards the partial sum it
-//     has just formed; it receives chunk (i−s−1) mod r and adds its own
-//     weighted gradient to it. After step r−2 it holds the whole sum of
-//     chunk (i+1) mod r.
+//     its own gradient, unweighted, at s = 0 and afterwards the partial
+//     sum it has just formed; it receives chunk (i−s−1) mod r and adds its
+//     own weighted gradient to it (at s = 0 weighting what it receives, the
+//     previous member's gradient, too). After step r−2 it holds the whole
+//     sum of chunk (i+1) mod r.
 //   - all-gather, steps s = 0 … r−2: member i sends chunk (i+1−s) mod r,
 //     complete, and receives chunk (i−s) mod r, complete.
 //
@@ -72,34 +73,58 @@ const maxSegmentBytes = ringSegment * 8
 // has taken the segment in. A round holds at most the inbox's segments
 // and the one being read at a time, so a few buffers go round.
 type segmentBuffers struct {
-	f32 freeList[float32]
-	f64 freeList[float64]
+	f32 *freeList[float32]
+	f64 *freeList[float64]
 }
 
 func newSegmentBuffers() *segmentBuffers {
-	return &segmentBuffers{f32: make(freeList[float32], 8), f64: make(freeList[float64], 8)}
+	return &segmentBuffers{f32: newFreeList[float32](), f64: newFreeList[float64]()}
 }
 
-// freeList holds free buffers of ringSegment elements.
-type freeList[T float32 | float64] chan []T
+// freeList holds free buffers of ringSegment elements, and knows the
+// buffers it has lent by their first element: a tensor's Data keeps its
+// length, not its buffer's capacity, so a short segment's buffer is found
+// again that way.
+type freeList[T float32 | float64] struct {
+	free chan []T
+	mu   sync.Mutex
+	lent map[*T][]T
+}
 
-// get returns a free buffer, or a new one, cut to n elements.
-func (l freeList[T]) get(n int) []T {
+func newFreeList[T float32 | float64]() *freeList[T] {
+	return &freeList[T]{free: make(chan []T, 8), lent: make(map[*T][]T)}
+}
+
+// get returns a free buffer, or a new one, cut to n (1 ≤ n ≤
+// ringSegment) elements.
+func (l *freeList[T]) get(n int) []T {
+	var buf []T
 	select {
-	case buf := <-l:
-		return buf[:n]
+	case buf = <-l.free:
 	default:
-		return make([]T, ringSegment)[:n]
+		buf = make([]T, ringSegment)
 	}
+	l.mu.Lock()
+	l.lent[&buf[0]] = buf
+	l.mu.Unlock()
+	return buf[:n]
 }
 
-// put keeps buf, one of get's, unless enough are kept.
-func (l freeList[T]) put(buf []T) {
-	if cap(buf) != ringSegment {
+// put takes back a buffer that get lent (any other is left alone), and
+// keeps it unless enough are kept.
+func (l *freeList[T]) put(d []T) {
+	if len(d) == 0 {
+		return
+	}
+	l.mu.Lock()
+	buf, ok := l.lent[&d[0]]
+	delete(l.lent, &d[0])
+	l.mu.Unlock()
+	if !ok {
 		return
 	}
 	select {
-	case l <- buf[:ringSegment]:
+	case l.free <- buf:
 	default:
 	}
 }
@@ -648,24 +673,10 @@ func (v *ringVec) tensor(s ringSeg) *tensor.Dense {
 	return tensor.New(tensor.WithShape(s.len()), tensor.WithBacking(v.f64[s.k][s.lo:s.hi]))
 }
 
-// scale multiplies segment s by w in place.
-func (v *ringVec) scale(s ringSeg, w float64) {
-	if v.f32 != nil {
-		d := v.f32[s.k][s.lo:s.hi]
-		for j, x := range d {
-			d[j] = float32(w * float64(x))
-		}
-		return
-	}
-	d := v.f64[s.k][s.lo:s.hi]
-	for j, x := range d {
-		d[j] = w * x
-	}
-}
 
-// take stores received segment t at s: with add, v = t + w·v (in the
+// take stores received segment t at s: with add, v = a·t + w·v (in the
 // gradients' dtype), else v = t.
-func (v *ringVec) take(t *tensor.Dense, s ringSeg, add bool, w float64) error {
+func (v *ringVec) take(t *tensor.Dense, s ringSeg, add bool, a, w float64) error {
 	if t.Shape().TotalSize() != s.len() || len(t.Shape()) != 1 {
 		return protocolError("ring segment of shape %v where %d elements were due", t.Shape(), s.len())
 	}
@@ -679,7 +690,7 @@ func (v *ringVec) take(t *tensor.Dense, s ringSeg, add bool, w float64) error {
 			copy(dst, d)
 			return nil
 		}
-		addScaled(dst, d, float32(w))
+		addScaled(dst, d, float32(a), float32(w))
 	case []float64:
 		if v.f64 == nil {
 			return protocolError("float64 ring segment for float32 gradients")
@@ -689,27 +700,41 @@ func (v *ringVec) take(t *tensor.Dense, s ringSeg, add bool, w float64) error {
 			copy(dst, d)
 			return nil
 		}
-		addScaled(dst, d, w)
+		addScaled(dst, d, a, w)
 	default:
 		return protocolError("ring segment of dtype %v", t.Dtype())
 	}
 	return nil
 }
 
-// addScaled sets dst[j] = in[j] + w·dst[j] for every j, in the
+// addScaled sets dst[j] = a·in[j] + w·dst[j] for every j, in the
 // elements' dtype; len(in) == len(dst).
-func addScaled[T float32 | float64](dst, in []T, w T) {
+func addScaled[T float32 | float64](dst, in []T, a, w T) {
 	in = in[:len(dst)]
+	if a == 1 {
+		j := 0
+		for ; j+4 <= len(dst); j += 4 {
+			d, x := dst[j:j+4:j+4], in[j:j+4:j+4]
+			d[0] = x[0] + w*d[0]
+			d[1] = x[1] + w*d[1]
+			d[2] = x[2] + w*d[2]
+			d[3] = x[3] + w*d[3]
+		}
+		for ; j < len(dst); j++ {
+			dst[j] = in[j] + w*dst[j]
+		}
+		return
+	}
 	j := 0
 	for ; j+4 <= len(dst); j += 4 {
 		d, x := dst[j:j+4:j+4], in[j:j+4:j+4]
-		d[0] = x[0] + w*d[0]
-		d[1] = x[1] + w*d[1]
-		d[2] = x[2] + w*d[2]
-		d[3] = x[3] + w*d[3]
+		d[0] = a*x[0] + w*d[0]
+		d[1] = a*x[1] + w*d[1]
+		d[2] = a*x[2] + w*d[2]
+		d[3] = a*x[3] + w*d[3]
 	}
 	for ; j < len(dst); j++ {
-		dst[j] = in[j] + w*dst[j]
+		dst[j] = a*in[j] + w*dst[j]
 	}
 }
 
@@ -889,13 +914,12 @@ func (s *Server) ringRound(ctx context.Context, m *ringMember, round uint64, inb
 		}
 	}
 	for j, job := range jobs {
-		// The first segments sent: with a sum, this member's own weighted
-		// chunk, scaled in place (no later step of the round reads or
-		// overwrites it); without, the chunk it holds complete.
+		// The first segments sent: with a sum, this member's own chunk,
+		// unweighted (the next member weights it as it adds); without,
+		// the chunk it holds complete.
 		first := 0
 		if job.sum != nil {
 			for _, seg := range segs[j][i] {
-				job.sum.scale(seg, w)
 				queue <- job.sum.tensor(seg)
 			}
 		} else {
@@ -917,9 +941,16 @@ func (s *Server) ringRound(ctx context.Context, m *ringMember, round uint64, inb
 			for _, seg := range segs[j][c] {
 				t, err := recv()
 				if err == nil && add {
-					err = job.sum.take(t, seg, true, w)
+					// The first segments of a chunk come unweighted from
+					// the member that starts it, the previous one: this
+					// member weights them as it adds its own.
+					a := 1.0
+					if step == 0 {
+						a = m.weights[mod(i-1)]
+					}
+					err = job.sum.take(t, seg, true, a, w)
 				} else if err == nil {
-					err = job.gather.take(t, seg, false, 0)
+					err = job.gather.take(t, seg, false, 0, 0)
 				}
 				if err != nil {
 					return fail(err)

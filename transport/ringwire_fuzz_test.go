@@ -119,3 +119,24 @@ func FuzzRingWire(f *testing.F) {
 		}
 	})
 }
+
+// TestSegmentBuffersReuse: a segment's buffer comes back to the free list
+// whatever the segment's length, and a buffer the list did not lend is
+// left alone.
+func TestSegmentBuffersReuse(t *testing.T) {
+	b := newSegmentBuffers()
+	for _, n := range []int{ringSegment, 1000, 1} {
+		seg := b.get(tensor.Float32, []int{n})
+		first := &seg.Data().([]float32)[0]
+		b.put(seg)
+		again := b.get(tensor.Float32, []int{7})
+		if &again.Data().([]float32)[0] != first {
+			t.Errorf("a segment of %d elements: its buffer was not used again", n)
+		}
+		b.put(again)
+	}
+	b.put(tensor.New(tensor.WithShape(3), tensor.WithBacking([]float32{1, 2, 3})))
+	if got := len(b.f32.free); got != 1 {
+		t.Errorf("%d free buffers after a foreign tensor was put, want 1", got)
+	}
+}

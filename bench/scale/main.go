@@ -102,6 +102,7 @@ type options struct {
 	rookery   string
 	json      bool
 	profile   string
+	provProf  string // -provider-cpuprofile
 	reduction exec.Reduction
 
 	maxSeconds float64 // bound on each run's training clock; 0: none
@@ -139,6 +140,7 @@ func main() {
 	flag.StringVar(&o.weights, "weights", "measured", "replicas' row weights: measured (the providers' start-up benchmark), cpu (the -cpu shares) or equal")
 	flag.StringVar(&o.speeds, "speeds", "trained", "providers' speeds for -layout auto and the predictions: trained (the start-up benchmark scaled by the baseline's observed compute) or benchmark")
 	flag.StringVar(&o.rookery, "rookery", "", "the rookery binary to start (default: build ./cmd/rookery of this module)")
+	flag.StringVar(&o.provProf, "provider-cpuprofile", "", "write a CPU profile of each provider process, from its start to its exit, to `PREFIX`.N (N: the provider's index)")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of this process (the requester) during the timed steps of the scaled run to `FILE`")
 	flag.BoolVar(&o.json, "json", false, "print the figures as one JSON object on the last line")
 	flag.Float64Var(&o.maxSeconds, "max-seconds", 0, "stop each run's training clock after this many `seconds` and report how far it got (0: no bound)")
@@ -405,7 +407,11 @@ func run(ctx context.Context, o options) (err error) {
 	fmt.Printf("cpu limit: %s\n", limiter.describe())
 	load := load1()
 	for i, share := range o.cpu {
-		p, err := startProvider(ctx, bin, tmp, i, share, limiter)
+		var extra []string
+		if o.provProf != "" {
+			extra = []string{"--cpuprofile", fmt.Sprintf("%s.%d", o.provProf, i)}
+		}
+		p, err := startProvider(ctx, bin, tmp, i, share, limiter, extra...)
 		if p != nil {
 			ps = append(ps, p)
 		}

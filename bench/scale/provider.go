@@ -77,10 +77,11 @@ type provider struct {
 // startProvider starts provider i held to share of a core and waits
 // until it listens. A provider returned with an error must still be
 // stopped.
-func startProvider(ctx context.Context, bin, dir string, i int, share float64, l *limiter) (*provider, error) {
+func startProvider(ctx context.Context, bin, dir string, i int, share float64, l *limiter, extra ...string) (*provider, error) {
 	p := &provider{share: share, procs: max(1, int(math.Ceil(share))), done: make(chan struct{})}
 	args := []string{"provider", "--listen", "127.0.0.1:0", "--name", fmt.Sprintf("scale-%d", i),
 		"--max-memory", "4GiB", "--bench", "1s", "--gpu", "off", "--key", filepath.Join(dir, fmt.Sprintf("provider-%d.key", i))}
+	args = append(args, extra...)
 	var argv []string
 	switch l.kind {
 	case "cgroup v1", "cgroup v2":

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -132,9 +133,21 @@ func providerMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		logFormat  = fs.String("log-format", "text", "log format: text or json")
 		logLevel   = fs.String("log-level", "info", "log level: debug, info, warn or error")
 		version    = fs.Bool("version", false, "print the version and exit")
+		cpuProfile = fs.String("cpuprofile", "", "write a CPU profile of the provider, from start to exit, to this file (go tool pprof reads it)")
 	)
 	if done, err := parseDaemonFlags(fs, args, version, stdout); done || err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("provider: --cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("provider: --cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	log, err := newLogger(stderr, *logFormat, *logLevel)
 	if err != nil {
