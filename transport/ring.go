@@ -673,7 +673,6 @@ func (v *ringVec) tensor(s ringSeg) *tensor.Dense {
 	return tensor.New(tensor.WithShape(s.len()), tensor.WithBacking(v.f64[s.k][s.lo:s.hi]))
 }
 
-
 // take stores received segment t at s: with add, v = a·t + w·v (in the
 // gradients' dtype), else v = t.
 func (v *ringVec) take(t *tensor.Dense, s ringSeg, add bool, a, w float64) error {
