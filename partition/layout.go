@@ -36,12 +36,14 @@ const (
 	// of its speed as its start-up benchmark gives it: sending, receiving
 	// and adding segments is work on the member's own CPU, so a member of
 	// half the speed moves half the bytes. Calibrated with bench/scale on
-	// loopback on a 2-core machine (the 784-1024-1024-10 MLP, rings of 2,
-	// 4 and 8 providers at 0.8, 0.4 and 0.2 core, summing in place, the
-	// update's share taken out: about 370, 220 and 65–95 MB/s for
-	// start-up benchmarks of 93–96, 39–45 and 18–22 GFLOPS, the slowest
-	// member setting the pace); see bench/scale/RESULTS.md, 2026-12-06.
-	DefaultRingBytesPerFLOP = 4.5e-3
+	// loopback on a 2-core machine, with rings on the ring wire (the
+	// 784-1024-1024-10 MLP, rings of 2, 4 and 8 providers at 0.8, 0.4 and
+	// 0.2 core, summing and updating in place, the sharded update's share
+	// taken out; two runs each): 1.3–1.6 GB/s, 500–530 MB/s and 230–245
+	// MB/s for start-up benchmarks of 105, 51 and 22–23 GFLOPS, the
+	// slowest member setting the pace; see bench/scale/RESULTS.md,
+	// 2026-12-07.
+	DefaultRingBytesPerFLOP = 1.1e-2
 	// DefaultUpdateFLOPsPerByte is the work of applying the update (SGD
 	// with momentum, Adam: a few passes over each parameter and its
 	// state) per byte of parameters, in FLOPs at the speed an executor's

@@ -8,7 +8,7 @@ import (
 )
 
 func TestPlanLayout(t *testing.T) {
-	code, out, errOut := runArgs("plan", "--synthetic", "classifier", "--batch", "256", "--executors", "8", "--micro", "4", "--link", "1gbit:1ms")
+	code, out, errOut := runArgs("plan", "--synthetic", "classifier", "--batch", "256", "--executors", "8", "--micro", "4", "--link", "1gbit:1ms", "--reduce", "requester")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
