@@ -28,6 +28,11 @@ type History struct {
 	// LocalSteps is h of LocalSteps (0 without it); then StepLoss and
 	// Epoch.Steps count rounds.
 	LocalSteps int
+	// RingParts is, with replicas, the number of parts whose replicas sum
+	// their gradients in a ring between their providers; the others sum
+	// them through this process, and RingError says why.
+	RingParts int
+	RingError error
 }
 
 // Epoch is the record of one epoch.
@@ -161,6 +166,17 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 	}
 	rng := rand.New(rand.NewSource(cfg.seed))
 	pr := newProgress(cfg)
+	if hist.Replicas > 1 {
+		hist.RingParts, hist.RingError = tr.Replicas().Stats().RingParts, tr.Replicas().RingError()
+		switch {
+		case hist.RingParts == hist.Parts:
+			pr.note("%d replicas: gradients summed in rings between the providers", hist.Replicas)
+		case hist.RingError != nil:
+			pr.note("%d replicas: gradients of %d of %d parts summed through this process: %v", hist.Replicas, hist.Parts-hist.RingParts, hist.Parts, hist.RingError)
+		default:
+			pr.note("%d replicas: gradients of %d of %d parts summed through this process", hist.Replicas, hist.Parts-hist.RingParts, hist.Parts)
+		}
+	}
 	defer func() {
 		if cfg.plot != "" && len(hist.Epochs) > 0 {
 			if perr := hist.SavePlot(cfg.plot); perr != nil && err == nil {

@@ -8,6 +8,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -201,12 +202,18 @@ func TestFitReplicasEqualOne(t *testing.T) {
 	}
 	for _, r := range []int{2, 3} {
 		many := Sequential(layers()...)
-		hr, err := many.Fit(ctx, x, y, append(opts, Replicas(r), MicroBatches(2))...)
+		var out bytes.Buffer
+		hr, err := many.Fit(ctx, x, y, append(opts, Replicas(r), MicroBatches(2), Progress(&out))...)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if h1.Replicas != 1 || hr.Replicas != r {
 			t.Fatalf("trained with %d and %d replicas, want 1 and %d", h1.Replicas, hr.Replicas, r)
+		}
+		// In-process executors cannot join a ring: the history and the
+		// progress say so, and why.
+		if hr.RingParts != 0 || hr.RingError == nil || !strings.Contains(out.String(), "gradients of 2 of 2 parts summed through this process: ") {
+			t.Errorf("ring parts %d, ring error %v, progress %q; want none, a reason, and a note", hr.RingParts, hr.RingError, out.String())
 		}
 		if name, d := maxDiff(one.Params(), many.Params()); d > 1e-9 {
 			t.Fatalf("parameter %s differs by %.3g between 1 and %d replicas", name, d, r)

@@ -86,6 +86,14 @@ func (p *progress) clear() {
 	}
 }
 
+// note prints a line before the epochs' bars.
+func (p *progress) note(format string, a ...any) {
+	if p.w != nil {
+		p.clear()
+		fmt.Fprintf(p.w, format+"\n", a...)
+	}
+}
+
 func (p *progress) abort() {
 	if p.w != nil {
 		p.clear()
