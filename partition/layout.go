@@ -41,8 +41,8 @@ const (
 	// 0.2 core, summing and updating in place, the sharded update's share
 	// taken out; two runs each): 1.3–1.6 GB/s, 500–530 MB/s and 230–245
 	// MB/s for start-up benchmarks of 105, 51 and 22–23 GFLOPS, the
-	// slowest member setting the pace; see bench/scale/RESULTS.md,
-	// 2026-12-07.
+	// slowest member setting the pace; see bench/scale/RESULTS.md, "the
+	// ring wire".
 	DefaultRingBytesPerFLOP = 1.1e-2
 	// DefaultUpdateFLOPsPerByte is the work of applying the update (SGD
 	// with momentum, Adam: a few passes over each parameter and its
