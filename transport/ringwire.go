@@ -24,9 +24,9 @@ import (
 // Where both providers allow it, a ring member sends its rounds' segments
 // on one long-lived connection to the next member's provider rather than
 // on a RingPass stream per round. The connection comes to the provider's
-// own listening address and is told apart from gRPC by its first eight
-// bytes (ringWireMagic: 'R' begins neither HTTP/2's preface nor a TLS
-// record). It is then secured with the provider's credentials
+// own listening address and is told apart from gRPC by its first byte
+// (the 'R' of the eight-byte ringWireMagic begins neither HTTP/2's
+// preface nor a TLS record). It is then secured with the provider's credentials
 // (WithCredentials; clear text without them, as the gRPC service is) and
 // admitted by a hello that names the session and carries the ring key,
 // checked like RingPass's header. After the hello every segment is a
@@ -197,89 +197,64 @@ func (m *wireMux) Accept() (net.Conn, error) {
 	}
 }
 
-// sniffRingWire tells whether c begins with ringWireMagic. A TCP
+// sniffRingWire tells whether c may be a ring wire connection: whether
+// its first byte is the magic's ('R', which begins neither HTTP/2's
+// preface nor a TLS record; serveRingWire checks the rest). A TCP
 // connection is peeked at, so that gRPC gets it untouched; any other
-// connection comes back wrapped so that the bytes read are read again.
-// A connection that sends nothing within sniffWait goes to gRPC, which
-// applies its own handshake timeout.
+// comes back wrapped so that the byte read is read again. A connection
+// that sends nothing within sniffWait goes to gRPC, which applies its
+// own handshake timeout.
 func sniffRingWire(c net.Conn) (bool, net.Conn, error) {
-	deadline := time.Now().Add(sniffWait)
-	c.SetReadDeadline(deadline)
+	c.SetReadDeadline(time.Now().Add(sniffWait))
 	defer c.SetReadDeadline(time.Time{})
-	head, err := peekHead(c, deadline)
+	first, err := peekFirst(c)
 	if errors.Is(err, errPeekUnsupported) {
-		head, err = readHead(c)
-		c = &prefixConn{Conn: c, prefix: head}
+		var b [1]byte
+		if _, err = io.ReadFull(c, b[:]); err == nil {
+			first, c = b[0], &prefixConn{Conn: c, prefix: b[:]}
+		}
 	}
 	switch {
-	case len(head) > 0:
-		return string(head) == ringWireMagic, c, nil
+	case err == nil:
+		return first == ringWireMagic[0], c, nil
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return false, c, nil
-	case err == nil:
-		err = io.EOF
 	}
 	return false, c, err
-}
-
-// readHead reads a connection's first byte and, when it is the magic's,
-// up to all of the magic's.
-func readHead(c net.Conn) ([]byte, error) {
-	head := make([]byte, 0, len(ringWireMagic))
-	var one [1]byte
-	for len(head) < len(ringWireMagic) && (len(head) == 0 || head[0] == ringWireMagic[0]) {
-		if _, err := io.ReadFull(c, one[:]); err != nil {
-			return head, err
-		}
-		head = append(head, one[0])
-	}
-	return head, nil
 }
 
 // errPeekUnsupported: the connection is not a socket that can be peeked at.
 var errPeekUnsupported = errors.New("peek unsupported")
 
-// peekHead is readHead for a TCP connection, without taking the bytes
-// from it.
-func peekHead(c net.Conn, deadline time.Time) ([]byte, error) {
+// peekFirst returns the first byte of a TCP connection without taking it
+// from the connection, waiting for it until the read deadline.
+func peekFirst(c net.Conn) (byte, error) {
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
-		return nil, errPeekUnsupported
+		return 0, errPeekUnsupported
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {
-		return nil, errPeekUnsupported
+		return 0, errPeekUnsupported
 	}
-	buf := make([]byte, len(ringWireMagic))
-	for {
-		var n int
-		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
-			k, _, e := syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK)
-			switch {
-			case e == syscall.EAGAIN:
-				return false
-			case e != nil:
-				rerr = e
-			case k == 0:
-				rerr = io.EOF
-			}
-			n = max(k, 0)
-			return true
-		})
-		if err == nil {
-			err = rerr
+	var b [1]byte
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		k, _, e := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK)
+		switch {
+		case e == syscall.EAGAIN:
+			return false
+		case e != nil:
+			rerr = e
+		case k == 0:
+			rerr = io.EOF
 		}
-		if err != nil {
-			return nil, err
-		}
-		if buf[0] != ringWireMagic[0] || n == len(buf) || time.Now().After(deadline) {
-			return buf[:n], nil
-		}
-		// Part of what may be the magic: the rest follows at once from
-		// a ring member, which writes it whole.
-		time.Sleep(time.Millisecond)
+		return true
+	})
+	if err == nil {
+		err = rerr
 	}
+	return b[0], err
 }
 
 // prefixConn is a connection whose first bytes were read already.

@@ -3,8 +3,10 @@ package transport_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,6 +181,17 @@ func TestRingWireRefusesStrangers(t *testing.T) {
 	c.Close()
 	if len(reply) < 3 || reply[0] != 1 {
 		t.Fatalf("a short key got %q, want a refusal", reply)
+	}
+	// A connection that begins as the magic does and then differs is
+	// closed without a word (reset, as what it sent is left unread).
+	c = dial()
+	if _, err := c.Write([]byte("RKRWIRE9 and more")); err != nil {
+		t.Fatal(err)
+	}
+	reply, err = io.ReadAll(c)
+	c.Close()
+	if (err != nil && !errors.Is(err, syscall.ECONNRESET)) || len(reply) != 0 {
+		t.Fatalf("a wrong magic got %q (%v), want the connection closed", reply, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
