@@ -190,19 +190,23 @@ func TestLeaseBoundToPeer(t *testing.T) {
 
 // TestRingOverP2P: replicas on providers reached over libp2p sum their
 // gradients in a ring between the providers, each dialling the next
-// through its own host (transport.WithPeerDialOptions), and train as
-// replicas that sum through the requester do.
+// through its own host (transport.WithPeerDialOptions) and sending its
+// segments on the ring wire over a libp2p stream, and train as replicas
+// that sum through the requester do.
 func TestRingOverP2P(t *testing.T) {
 	seed := start(t, p2p.Config{Seed: true})
 	req := start(t, p2p.Config{Seeds: seed.Addrs(), DirectWait: -1})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var execs [][]exec.Executor
+	var srvs []*transport.Server
 	for range 3 {
 		key := newKey(t)
 		h := start(t, p2p.Config{Key: key, Seeds: seed.Addrs(), DirectWait: -1})
-		serve(t, h, transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0), transport.WithIdentity(key),
-			transport.WithPeerDialOptions(h.DialOptions()...)))
+		srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0), transport.WithIdentity(key),
+			transport.WithPeerDialOptions(h.DialOptions()...))
+		serve(t, h, srv)
+		srvs = append(srvs, srv)
 		// At its own address: the hosts reach each other on loopback.
 		c, err := transport.Connect(ctx, h.Addrs()[0], req.DialOptions()...)
 		if err != nil {
@@ -241,6 +245,11 @@ func TestRingOverP2P(t *testing.T) {
 	ring, st := train(exec.ReduceRing)
 	if st.RingParts != 1 || st.RingBytes <= 0 {
 		t.Errorf("ring stats %+v: want one part summed in a ring", st)
+	}
+	for i, srv := range srvs {
+		if wire, streams := srv.RingRounds(); wire == 0 || streams != 0 {
+			t.Errorf("provider %d sent %d rounds on the ring wire and %d on streams; want all on the wire", i, wire, streams)
+		}
 	}
 	want, _ := train(exec.ReduceRequester)
 	for id, w := range want {
