@@ -59,6 +59,15 @@
 // the caller's authenticated key on such a connection and refuses a
 // key-bound lease presented from another peer.
 //
+// Rings. Replicas' sessions on providers sum their gradients among
+// themselves (ring.go: JoinRing, AllReduce). A member sends its segments
+// to the next member on the ring wire (ringwire.go): one connection to
+// the next provider's own port, told apart from gRPC by its first byte,
+// secured with the server's credentials (WithCredentials), admitted by
+// the ring's key, carrying raw tensor bytes; a provider that does not
+// offer it (WithoutRingWire, or credentials given only through
+// WithServerOptions) gets them on RingPass streams.
+//
 // Error policy: errors become gRPC status codes only inside this package,
 // and come back out as the same typed errors a local executor returns
 // (*exec.SpecError, *exec.FeedError, *exec.NameError, *exec.OrderError,
