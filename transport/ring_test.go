@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -299,29 +298,8 @@ func TestRingOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	open := func(peer ...transport.DialOption) *exec.Replicas {
-		var execs [][]exec.Executor
-		for range 2 {
-			lis, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0), transport.WithServerOptions(grpc.Creds(srvCreds)),
-				transport.WithPeerDialOptions(append([]transport.DialOption{transport.WithDialTimeout(2 * time.Second)}, peer...)...))
-			done := make(chan error, 1)
-			go func() { done <- srv.Serve(lis) }()
-			t.Cleanup(func() {
-				srv.Stop()
-				<-done
-			})
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			c, err := transport.Connect(ctx, lis.Addr().String(), transport.WithTransportCredentials(cliCreds))
-			cancel()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			execs = append(execs, []exec.Executor{c})
-		}
+		execs, _ := tlsProviders(t, 2, cliCreds, transport.WithServerOptions(grpc.Creds(srvCreds)),
+			transport.WithPeerDialOptions(append([]transport.DialOption{transport.WithDialTimeout(2 * time.Second)}, peer...)...))
 		rs, err := exec.NewReplicas(context.Background(), ir, int64(m.Loss.ID()), exec.NodeIDs(m.Data), exectest.Chunks(ir, 1), execs,
 			exec.WithSolver(exec.SGD(0.1, 0.9)))
 		if err != nil {

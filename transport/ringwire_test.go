@@ -98,31 +98,8 @@ func TestRingWireTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var execs [][]exec.Executor
-	var srvs []*transport.Server
-	for range 2 {
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := transport.NewServer(exec.NewCPU(), transport.WithBenchmark(0), transport.WithCredentials(srvCreds),
-			transport.WithPeerDialOptions(transport.WithDialTimeout(2*time.Second), transport.WithTransportCredentials(cliCreds)))
-		done := make(chan error, 1)
-		go func() { done <- srv.Serve(lis) }()
-		t.Cleanup(func() {
-			srv.Stop()
-			<-done
-		})
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		c, err := transport.Connect(ctx, lis.Addr().String(), transport.WithTransportCredentials(cliCreds))
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		execs = append(execs, []exec.Executor{c})
-		srvs = append(srvs, srv)
-	}
+	execs, srvs := tlsProviders(t, 2, cliCreds, transport.WithCredentials(srvCreds),
+		transport.WithPeerDialOptions(transport.WithDialTimeout(2*time.Second), transport.WithTransportCredentials(cliCreds)))
 	rs, err := exec.NewReplicas(context.Background(), ir, int64(m.Loss.ID()), exec.NodeIDs(m.Data), exectest.Chunks(ir, 1), execs,
 		exec.WithSolver(exec.SGD(0.1, 0.9)), exec.WithReduction(exec.ReduceRing))
 	if err != nil {
@@ -200,4 +177,35 @@ func TestRingWireRefusesStrangers(t *testing.T) {
 		t.Fatalf("gRPC beside the ring wire: %v", err)
 	}
 	cl.Close()
+}
+
+// tlsProviders starts n providers on loopback TCP with opts (their TLS
+// among them) and connects to each over TLS with cliCreds.
+func tlsProviders(t *testing.T, n int, cliCreds credentials.TransportCredentials, opts ...transport.ServerOption) ([][]exec.Executor, []*transport.Server) {
+	t.Helper()
+	var execs [][]exec.Executor
+	var srvs []*transport.Server
+	for range n {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := transport.NewServer(exec.NewCPU(), append([]transport.ServerOption{transport.WithBenchmark(0)}, opts...)...)
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(lis) }()
+		t.Cleanup(func() {
+			srv.Stop()
+			<-done
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := transport.Connect(ctx, lis.Addr().String(), transport.WithTransportCredentials(cliCreds))
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		execs = append(execs, []exec.Executor{c})
+		srvs = append(srvs, srv)
+	}
+	return execs, srvs
 }
