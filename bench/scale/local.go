@@ -146,7 +146,7 @@ func runLocal(ctx context.Context, o options, e *env) error {
 		Layout: fmt.Sprintf("1x%d", len(ps)), LayoutChoice: "hand", SpeedScale: 1, Batch: o.batch, Load1: e.load,
 		Steps: loc.steps, SamplesPerS: loc.samplesPerS, BaselineSamplesPerS: base.samplesPerS,
 		StepMS: loc.stepMS, BytesPerStepPerProvider: loc.bytesPerStep, RequesterCPUMSPerStep: loc.cpuMS,
-		ThrottledMSPerStep: loc.throttledMS, SecondsToTarget: loc.toTarget, BaselineSecondsToTarget: base.toTarget,
+		ThrottledMSPerStep: loc.throttledMS, ProviderCPUMSPerStep: loc.providerCPUMS, SecondsToTarget: loc.toTarget, BaselineSecondsToTarget: base.toTarget,
 		TestAccuracy: loc.acc, BaselineTestAccuracy: base.acc, Reached: loc.reached(o), BaselineReached: base.reached(o),
 		MaxSeconds: o.maxSeconds, BytesPerSamplePerProvider: loc.bytesPerSample, Link: map[bool]string{true: linkName}[o.link != nil]}
 	for range ps {
@@ -373,6 +373,12 @@ func trainLocal(ctx context.Context, o options, ps []*provider, l *shaper.Link, 
 	}
 	defer stop()
 	b1, c0, th0 := total(), cpuTime(), throttled()
+	// Each provider's CPU at the start, for the mean over the providers
+	// at the end (a replacement started during the run counts from 0).
+	pc0 := make(map[*provider]time.Duration, len(ps))
+	for _, p := range ps {
+		pc0[p] = p.cpu()
+	}
 	bound := time.Duration(o.maxSeconds * float64(time.Second))
 	var elapsed time.Duration
 	var exchange int64
@@ -448,6 +454,13 @@ func trainLocal(ctx context.Context, o options, ps []*provider, l *shaper.Link, 
 	res.exchangePerRound = float64(exchange) / float64(max(1, ran))
 	res.cpuMS = float64((c1 - c0).Microseconds()) / 1e3 / float64(max(1, res.steps)) // includes the evaluations
 	res.throttledMS = float64((th1 - th0).Microseconds()) / 1e3 / float64(max(1, res.steps)) / float64(len(ps))
+	var pcpu time.Duration
+	for _, p := range ps {
+		if d := p.cpu() - pc0[p]; d > 0 { // a provider killed during the run reads 0
+			pcpu += d
+		}
+	}
+	res.providerCPUMS = float64(pcpu.Microseconds()) / 1e3 / float64(max(1, res.steps)) / float64(len(ps))
 	res.rows = []int{o.batch}
 	return res, nil
 }
