@@ -168,13 +168,17 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 	pr := newProgress(cfg)
 	if hist.Replicas > 1 {
 		hist.RingParts, hist.RingError = tr.Replicas().Stats().RingParts, tr.Replicas().RingError()
+		which := "gradients"
+		if hist.RingParts > 0 {
+			which = fmt.Sprintf("gradients of %d of %d parts", hist.Parts-hist.RingParts, hist.Parts)
+		}
 		switch {
 		case hist.RingParts == hist.Parts:
 			pr.note("%d replicas: gradients summed in rings between the providers", hist.Replicas)
 		case hist.RingError != nil:
-			pr.note("%d replicas: gradients of %d of %d parts summed through this process: %v", hist.Replicas, hist.Parts-hist.RingParts, hist.Parts, hist.RingError)
+			pr.note("%d replicas: %s summed through this process, not in rings: %v", hist.Replicas, which, hist.RingError)
 		default:
-			pr.note("%d replicas: gradients of %d of %d parts summed through this process", hist.Replicas, hist.Parts-hist.RingParts, hist.Parts)
+			pr.note("%d replicas: %s summed through this process", hist.Replicas, which)
 		}
 	}
 	defer func() {

@@ -212,7 +212,7 @@ func TestFitReplicasEqualOne(t *testing.T) {
 		}
 		// In-process executors cannot join a ring: the history and the
 		// progress say so, and why.
-		if hr.RingParts != 0 || hr.RingError == nil || !strings.Contains(out.String(), "gradients of 2 of 2 parts summed through this process: ") {
+		if hr.RingParts != 0 || hr.RingError == nil || !strings.Contains(out.String(), "replicas: gradients summed through this process, not in rings: ") {
 			t.Errorf("ring parts %d, ring error %v, progress %q; want none, a reason, and a note", hr.RingParts, hr.RingError, out.String())
 		}
 		if name, d := maxDiff(one.Params(), many.Params()); d > 1e-9 {
