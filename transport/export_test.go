@@ -43,3 +43,23 @@ func HangReceipts(s *Server) {
 
 // ProviderClient returns c's gRPC client, for tests that make raw calls.
 func ProviderClient(c *Client) rookeryv1.ProviderClient { return c.pc }
+
+// BreakRingWires closes the ring wire connections that the ring members
+// on s send on, as a network that drops them would, and reports how many
+// it closed; the members find out at their next round.
+func BreakRingWires(s *Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, ss := range s.sessions {
+		if m := ss.ring; m != nil {
+			m.mu.Lock()
+			if m.wire != nil {
+				m.wire.conn.Close()
+				n++
+			}
+			m.mu.Unlock()
+		}
+	}
+	return n
+}

@@ -209,3 +209,32 @@ func tlsProviders(t *testing.T, n int, cliCreds credentials.TransportCredentials
 	}
 	return execs, srvs
 }
+
+// TestRingWireBroken: members whose ring wire connections break between
+// rounds send the next rounds on RingPass streams, and the replicas train
+// the bits that replicas without the wire do.
+func TestRingWireBroken(t *testing.T) {
+	m := exectest.MLP(tensor.Float32, 16, 30, 20, 10)
+	broken, srvs := wireReplicas(t, m, 3)
+	plain, _ := wireReplicas(t, m, 3, transport.WithoutRingWire())
+	exectest.TrainReplicas(t, m, broken, 2, 6)
+	closed := 0
+	for _, s := range srvs {
+		closed += transport.BreakRingWires(s)
+	}
+	if closed != 3 {
+		t.Fatalf("closed %d ring wires, want 3", closed)
+	}
+	wire, _ := ringRounds(srvs)
+	_, got := exectest.TrainReplicas(t, m, broken, 2, 7)
+	exectest.TrainReplicas(t, m, plain, 2, 6)
+	_, want := exectest.TrainReplicas(t, m, plain, 2, 7)
+	for i := range want {
+		if !exectest.SameBits(got[i], want[i]) {
+			t.Errorf("parameter %d: after the wires broke, the replicas trained other bits", i)
+		}
+	}
+	if w, s := ringRounds(srvs); w != wire || s == 0 {
+		t.Errorf("after the wires broke: %d more rounds on the wire, %d on streams; want none and some", w-wire, s)
+	}
+}
