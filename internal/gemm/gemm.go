@@ -75,7 +75,6 @@ func KernelName() string { return kern32.name }
 // workspace holds one goroutine's packing buffers.
 type workspace[T float] struct {
 	a, b, tile []T
-	t          []T // the transposed product of gemmT
 }
 
 // pools keeps workspaces and split products for reuse, so that a product
@@ -138,10 +137,6 @@ func gemm[T float](kn *kernel[T], pl *pools[T], p *args[T]) {
 		scale(p.beta, p.m, p.n, p.c, p.ldc)
 		return
 	}
-	if swapped(kn, p) {
-		gemmT(kn, pl, p)
-		return
-	}
 	parts := 1
 	if p.m*p.n*p.k >= parallelMin {
 		parts = runtime.GOMAXPROCS(0)
@@ -176,46 +171,6 @@ func gemm[T float](kn *kernel[T], pl *pools[T], p *args[T]) {
 	c.p = args[T]{}
 	c.kn, c.pools = nil, nil
 	pl.calls.Put(c)
-}
-
-// swapped says whether the product p runs faster as its transpose,
-// Cᵀ = op(B)ᵀ·op(A)ᵀ (gemmT): A·Bᵀ with a few rows of A and many of B
-// packs all of B, transposed, for a product of those few rows, where the
-// transpose reads B in place (a few panels of Cᵀ: see direct) and packs
-// only A. These are the backward products of dense layers on a replica's
-// share of a mini-batch, dY·Wᵀ: on one core of the development machine
-// (AVX-512, float32, 1024×1024 W), 50 → 97 GFLOPS at 32 rows, 62–73 →
-// 102–104 at 64, 95 → 103 at 128.
-func swapped[T float](kn *kernel[T], p *args[T]) bool {
-	return !p.aTrans && p.bTrans && kn.fnRows != nil && p.m <= directAPanels*kn.nr && p.n >= 4*p.m
-}
-
-// gemmT computes the product p as T = alpha·B·Aᵀ (n×m, in a workspace)
-// and then C = Tᵀ + beta·C.
-func gemmT[T float](kn *kernel[T], pl *pools[T], p *args[T]) {
-	w := pl.ws.Get().(*workspace[T])
-	w.t = grow(w.t, p.n*p.m)
-	q := args[T]{bTrans: true, m: p.n, n: p.m, k: p.k, alpha: p.alpha, a: p.b, lda: p.ldb, b: p.a, ldb: p.lda, c: w.t, ldc: p.m}
-	gemm(kn, pl, &q)
-	t, m := w.t, p.m
-	for i := 0; i < m; i++ {
-		row := p.c[i*p.ldc : i*p.ldc+p.n]
-		switch p.beta {
-		case 0:
-			for j := range row {
-				row[j] = t[j*m+i]
-			}
-		case 1:
-			for j := range row {
-				row[j] += t[j*m+i]
-			}
-		default:
-			for j := range row {
-				row[j] = p.beta*row[j] + t[j*m+i]
-			}
-		}
-	}
-	pl.ws.Put(w)
 }
 
 // scale sets C = beta·C, or C = 0 when beta is 0.

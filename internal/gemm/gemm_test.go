@@ -24,38 +24,7 @@ var shapes = []shape{
 	{4, 4, 4}, {6, 16, 5}, {6, 8, 9}, {12, 32, 3}, {12, 16, 17},
 	{7, 17, 13}, {13, 33, 31}, {25, 49, 11}, {64, 10, 256}, {10, 64, 33},
 	{31, 70, 129}, {64, 256, 100}, {100, 37, 300}, {130, 131, 67},
-	{97, 401, 263}, {400, 21, 260}, {3, 200, 40},
-}
-
-// TestShapesReachTransposedProducts: the shapes above include NT products
-// that gemm computes as their transpose (swapped) with every vector
-// kernel, so the comparisons with gonum cover gemmT.
-func TestShapesReachTransposedProducts(t *testing.T) {
-	check := func(name string, swap func(s shape) bool) {
-		n := 0
-		for _, s := range shapes {
-			if swap(s) {
-				n++
-			}
-		}
-		if n < 2 {
-			t.Errorf("%s: %d of the test shapes are computed as their transpose, want at least 2", name, n)
-		}
-	}
-	for _, kn := range kernelsUnder(kernels32, 4) {
-		if kn.fnRows != nil {
-			check(kn.name+" float32", func(s shape) bool {
-				return swapped(&kn, &args[float32]{bTrans: true, m: s.m, n: s.n, k: s.k})
-			})
-		}
-	}
-	for _, kn := range kernelsUnder(kernels64, 8) {
-		if kn.fnRows != nil {
-			check(kn.name+" float64", func(s shape) bool {
-				return swapped(&kn, &args[float64]{bTrans: true, m: s.m, n: s.n, k: s.k})
-			})
-		}
-	}
+	{97, 401, 263}, {400, 21, 260},
 }
 
 // kernelsUnder returns the kernels this CPU runs, each with its own cache
