@@ -32,8 +32,8 @@ import (
 // checked like RingPass's header. After the hello every segment is a
 // six-byte header and the tensor's own bytes, written from the gradients'
 // memory and read straight into a segment buffer: no HTTP/2 frames, no
-// protobuf, no flow-control window, which costs a provider about half the
-// CPU per byte of a RingPass stream.
+// protobuf, no flow-control window, and less of the provider's CPU per
+// byte than a RingPass stream (bench/scale/RESULTS.md, "the ring wire").
 //
 // After the magic and the credentials' handshake, client to server:
 //
@@ -284,12 +284,8 @@ func (s *Server) serveRingWire(raw net.Conn) {
 	default:
 		return
 	}
-	pending := true
-	defer func() {
-		if pending {
-			<-s.wirePending
-		}
-	}()
+	admitted := sync.OnceFunc(func() { <-s.wirePending }) // frees the slot, once
+	defer admitted()
 	raw.SetDeadline(time.Now().Add(2 * s.ringWait))
 	var magic [len(ringWireMagic)]byte
 	if _, err := io.ReadFull(raw, magic[:]); err != nil || string(magic[:]) != ringWireMagic {
@@ -302,12 +298,9 @@ func (s *Server) serveRingWire(raw net.Conn) {
 			s.log.Debug("ring wire handshake", "remote", raw.RemoteAddr().String(), "err", err)
 			return
 		}
+		// Closing raw (closeAll does) ends conn too.
 		conn = c
 		defer conn.Close()
-		if !s.trackWire(conn) {
-			return
-		}
-		defer s.untrackWire(conn)
 	}
 	br := bufio.NewReaderSize(conn, 64<<10)
 	session, key, err := readWireHello(br)
@@ -326,8 +319,7 @@ func (s *Server) serveRingWire(raw net.Conn) {
 		writeWireRefusal(conn, "the session left its ring")
 		return
 	}
-	<-s.wirePending
-	pending = false
+	admitted()
 	conn.SetDeadline(time.Time{})
 	if _, err := conn.Write([]byte{0}); err != nil {
 		return
