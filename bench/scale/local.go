@@ -261,10 +261,7 @@ func roundsData(o options, m *mlp, data *dataset, providers int) map[int64]*tens
 // data shards, then runs rounds until the target accuracy, -rounds or
 // -max-seconds; with ch, it kills and starts providers on the way.
 func trainLocal(ctx context.Context, o options, ps []*provider, l *shaper.Link, data *dataset, ch *churn, profile string) (*localMeasure, error) {
-	hidden := []int{1024, 1024}
-	if o.model != "mlp1024" {
-		hidden = []int{256}
-	}
+	hidden := o.hidden()
 	m := newMLP(o.batch, hidden)
 	ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...), graph.WithValues())
 	if err != nil {

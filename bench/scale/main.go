@@ -246,6 +246,14 @@ func (o *options) check() error {
 
 // layoutFor returns the parts k and replicas r of spec ("kxr"), or 0, 0
 // for auto.
+// hidden is the model's hidden layer widths.
+func (o options) hidden() []int {
+	if o.model == "mlp1024" {
+		return []int{1024, 1024}
+	}
+	return []int{256}
+}
+
 func layoutFor(spec string, n int) (k, r int, err error) {
 	if spec == "auto" {
 		return 0, 0, nil
@@ -263,10 +271,7 @@ func layoutFor(spec string, n int) (k, r int, err error) {
 // (their start-up benchmark as speeds, the link when given): over every
 // layout when k is 0, else over k×r alone.
 func predict(o options, ps []*provider, scale float64, k, r int) (*partition.Layout, error) {
-	hidden := []int{1024, 1024}
-	if o.model != "mlp1024" {
-		hidden = []int{256}
-	}
+	hidden := o.hidden()
 	m := newMLP(o.batch, hidden)
 	ir, err := graph.FromGorgonia(m.g, graph.Learnables(m.learn...))
 	if err != nil {
@@ -378,6 +383,9 @@ type result struct {
 	// processed: each provider's bytes over its share of the samples.
 	BytesPerSamplePerProvider float64 `json:"bytes_per_sample_per_provider"`
 	Load1                     float64 `json:"load1_at_start"`
+	// Bound is the exchange bound (bound.go), for sync runs of one part
+	// on two or more replicas.
+	*boundResult
 	*localResult
 }
 
@@ -555,6 +563,19 @@ func run(ctx context.Context, o options) (err error) {
 		fmt.Printf("behind %s: %.0f%% of the unshaped samples per second\n", linkName, 100*res.LinkRatio)
 	}
 	fmt.Printf("%.0f bytes per training sample per provider\n", res.BytesPerSamplePerProvider)
+	if k == 1 && r >= 2 && base.providerCPUMS > 0 {
+		b, err := newBound(o, base.providerCPUMS, used)
+		if err != nil {
+			return err
+		}
+		res.boundResult = b
+		fmt.Printf("bound: exact replicas reach at most %.2f× here: each moves at least %.1f MB of gradients each way a step, %.1f ms of CPU at %.3f ms/MB (loopback TCP, measured), against the baseline provider's %.1f ms a step",
+			b.Speedup, b.GradientMB, b.ExchangeFloorMS, b.LoopbackCPUMSPerMB, b.BaselineCPUMS)
+		if b.ReduceShare > 0 {
+			fmt.Printf("; the exchange takes at least %.0f%% of a step", 100*b.ReduceShare)
+		}
+		fmt.Println()
+	}
 	if main.toTarget == nil && o.targetAcc > 0 {
 		fmt.Printf("the scaled run did not reach %.4f: %.4f after %d steps, %.1f s of training\n", o.targetAcc, deref(main.acc), main.steps, main.seconds)
 	}
@@ -754,10 +775,7 @@ func train(ctx context.Context, o options, ps []*provider, link *shaper.Link, k,
 		defer c.close()
 		execs[i], counts[i] = c.ex, c.bytes
 	}
-	hidden := []int{1024, 1024}
-	if o.model != "mlp1024" {
-		hidden = []int{256}
-	}
+	hidden := o.hidden()
 	m := newMLP(o.batch, hidden)
 	opts := []rookery.Option{rookery.WithExecutors(execs...), rookery.WithParts(k), rookery.WithReplicas(r, weights...),
 		rookery.WithMicroBatches(o.micro), rookery.WithSolver(exec.SGD(o.lr, 0.9)), rookery.WithReduction(o.reduction)}
