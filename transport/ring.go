@@ -18,6 +18,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery/exec"
+	"github.com/rookery-ml/rookery/internal/gemm"
 	rookeryv1 "github.com/rookery-ml/rookery/proto/rookery/v1"
 )
 
@@ -689,7 +690,7 @@ func (v *ringVec) take(t *tensor.Dense, s ringSeg, add bool, a, w float64) error
 			copy(dst, d)
 			return nil
 		}
-		addScaled(dst, d, float32(a), float32(w))
+		gemm.AddScaled(dst, d, float32(a), float32(w))
 	case []float64:
 		if v.f64 == nil {
 			return protocolError("float64 ring segment for float32 gradients")
@@ -699,42 +700,11 @@ func (v *ringVec) take(t *tensor.Dense, s ringSeg, add bool, a, w float64) error
 			copy(dst, d)
 			return nil
 		}
-		addScaled(dst, d, a, w)
+		gemm.AddScaled(dst, d, a, w)
 	default:
 		return protocolError("ring segment of dtype %v", t.Dtype())
 	}
 	return nil
-}
-
-// addScaled sets dst[j] = a·in[j] + w·dst[j] for every j, in the
-// elements' dtype; len(in) == len(dst).
-func addScaled[T float32 | float64](dst, in []T, a, w T) {
-	in = in[:len(dst)]
-	if a == 1 {
-		j := 0
-		for ; j+4 <= len(dst); j += 4 {
-			d, x := dst[j:j+4:j+4], in[j:j+4:j+4]
-			d[0] = x[0] + w*d[0]
-			d[1] = x[1] + w*d[1]
-			d[2] = x[2] + w*d[2]
-			d[3] = x[3] + w*d[3]
-		}
-		for ; j < len(dst); j++ {
-			dst[j] = in[j] + w*dst[j]
-		}
-		return
-	}
-	j := 0
-	for ; j+4 <= len(dst); j += 4 {
-		d, x := dst[j:j+4:j+4], in[j:j+4:j+4]
-		d[0] = a*x[0] + w*d[0]
-		d[1] = a*x[1] + w*d[1]
-		d[2] = a*x[2] + w*d[2]
-		d[3] = a*x[3] + w*d[3]
-	}
-	for ; j < len(dst); j++ {
-		dst[j] = a*in[j] + w*dst[j]
-	}
 }
 
 // ringVector sees tensors (gradients, parameters, solver state) as one

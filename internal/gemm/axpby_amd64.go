@@ -1,0 +1,17 @@
+//go:build !purego
+
+package gemm
+
+// axpbyS sets dst[j] = a·in[j] + w·dst[j] for j < n (axpby_amd64.s);
+// n is a positive multiple of 32.
+//
+//go:noescape
+func axpbyS(n int, dst, in *float32, a, w float32)
+
+// axpbyD is axpbyS for float64; n is a positive multiple of 16.
+//
+//go:noescape
+func axpbyD(n int, dst, in *float64, a, w float64)
+
+// axpbyOK reports whether this CPU runs axpbyS and axpbyD.
+var axpbyOK = avx2

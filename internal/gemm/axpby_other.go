@@ -1,0 +1,14 @@
+//go:build !amd64 || purego
+
+package gemm
+
+// axpbyOK reports whether axpbyS and axpbyD run: never here.
+var axpbyOK = false
+
+func axpbyS(n int, dst, in *float32, a, w float32) {
+	panic("gemm: no vector axpby on this architecture")
+}
+
+func axpbyD(n int, dst, in *float64, a, w float64) {
+	panic("gemm: no vector axpby on this architecture")
+}
