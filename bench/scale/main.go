@@ -383,9 +383,9 @@ type result struct {
 	// processed: each provider's bytes over its share of the samples.
 	BytesPerSamplePerProvider float64 `json:"bytes_per_sample_per_provider"`
 	Load1                     float64 `json:"load1_at_start"`
-	// Bound is the exchange bound (bound.go), for sync runs of one part
+	// ceilingResult is the exchange ceiling (ceiling.go), for sync runs of one part
 	// on two or more replicas.
-	*boundResult
+	*ceilingResult
 	*localResult
 }
 
@@ -564,12 +564,12 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	fmt.Printf("%.0f bytes per training sample per provider\n", res.BytesPerSamplePerProvider)
 	if k == 1 && r >= 2 && base.providerCPUMS > 0 {
-		b, err := newBound(o, base.providerCPUMS, used)
+		b, err := newCeiling(o, base.providerCPUMS, used)
 		if err != nil {
 			return err
 		}
-		res.boundResult = b
-		fmt.Printf("bound: exact replicas reach at most %.2f× here: each moves at least %.1f MB of gradients each way a step, %.1f ms of CPU at %.3f ms/MB (loopback TCP, measured), against the baseline provider's %.1f ms a step",
+		res.ceilingResult = b
+		fmt.Printf("ceiling: with their compute split at no loss, exact replicas reach at most %.2f× here: each moves at least %.1f MB of gradients each way a step, %.1f ms of CPU at %.3f ms/MB (loopback TCP, measured), against the baseline provider's %.1f ms a step",
 			b.Speedup, b.GradientMB, b.ExchangeFloorMS, b.LoopbackCPUMSPerMB, b.BaselineCPUMS)
 		if b.ReduceShare > 0 {
 			fmt.Printf("; the exchange takes at least %.0f%% of a step", 100*b.ReduceShare)

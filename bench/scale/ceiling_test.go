@@ -5,13 +5,13 @@ import (
 	"testing"
 )
 
-func TestExchangeBound(t *testing.T) {
+func TestExchangeCeiling(t *testing.T) {
 	// No exchange: the ideal speedup, the cores over the baseline's.
-	if s, share := exchangeBound(40, 0, 0.4, []float64{0.4, 0.4, 0.4, 0.4}); s != 4 || share != 0 {
+	if s, share := exchangeCeiling(40, 0, 0.4, []float64{0.4, 0.4, 0.4, 0.4}); s != 4 || share != 0 {
 		t.Errorf("no exchange: speedup %v, share %v; want 4, 0", s, share)
 	}
 	// Equal shares: C/(C/r + F).
-	s, share := exchangeBound(40, 5, 0.4, []float64{0.4, 0.4, 0.4, 0.4})
+	s, share := exchangeCeiling(40, 5, 0.4, []float64{0.4, 0.4, 0.4, 0.4})
 	if want := 40 / (10.0 + 5); math.Abs(s-want) > 1e-12 {
 		t.Errorf("speedup %v, want %v", s, want)
 	}
@@ -21,7 +21,7 @@ func TestExchangeBound(t *testing.T) {
 	// Unequal shares: every replica's step is (C + r·F)/Σs, so the rows
 	// x_i = (T·s_i − F)/C add up to 1.
 	c, f, shares := 30.0, 3.0, []float64{0.8, 0.4}
-	s, share = exchangeBound(c, f, 0.8, shares)
+	s, share = exchangeCeiling(c, f, 0.8, shares)
 	if share != 0 {
 		t.Errorf("unequal shares: share %v, want 0", share)
 	}
@@ -31,7 +31,7 @@ func TestExchangeBound(t *testing.T) {
 		rows += (step*sh - f) / c
 	}
 	if math.Abs(rows-1) > 1e-12 {
-		t.Errorf("rows at the bound's step add up to %v, want 1", rows)
+		t.Errorf("rows at the ceiling's step add up to %v, want 1", rows)
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// The exchange bound: the most samples per second that exact replicas
+// The exchange ceiling: the most samples per second that exact replicas
 // of one part (layout 1xr) can reach on these providers, from three
 // measured figures and no model of Rookery's own costs:
 //
@@ -23,8 +23,9 @@ import (
 // itself or, for the elements it sums, as their sum, and every element of
 // the sum reaches it, or the contributions to the elements it sums do.
 // (A ring moves 2(r−1)/r·n each way, n at r = 2; a sum through the
-// requester n each way.) Lossless compression of float32 gradients costs
-// more CPU per byte than it saves here. So each replica spends at least
+// requester n each way.) The bytes are counted as float32, as they are
+// summed: a lossless codec pays off only where it costs less CPU than the
+// bytes it saves. So each replica spends at least
 // F = c·n of CPU a step on the exchange. If the compute split perfectly
 // (replica i's rows x_i cost C·x_i, Σx_i = 1), replica i's step holds
 // C·x_i + F of CPU at its share s_i of a core; the best split gives every
@@ -33,13 +34,18 @@ import (
 // shares the exchange takes at least F/(C/r + F) of a step that is
 // bound by the CPU.
 //
-// It is generous to the replicas: their compute is taken to split with
-// no loss (smaller products run slower per row), c is the cheapest of
-// three trials at a whole core's speed, and the requester's own CPU, the
-// update and every other cost of a step are left out.
+// It assumes that a replica's rows cost no less CPU per row than the
+// baseline's. Products of fewer rows run no faster per row, and slower
+// below about 64 (internal/gemm's BenchmarkRowsPerReplica), so it holds
+// at batch 256; but not always for large batches, where the baseline's
+// activations outgrow the caches and a replica's fewer rows run faster
+// per row. Otherwise it is generous to
+// the replicas: c is the cheapest of three trials at a whole core's
+// speed, and the requester's own CPU, the update and every other cost of
+// a step are left out.
 
-// boundResult is the bound with its inputs, in the JSON object.
-type boundResult struct {
+// ceilingResult is the ceiling with its inputs, in the JSON object.
+type ceilingResult struct {
 	// LoopbackCPUMSPerMB is c: CPU ms to move 1e6 bytes over loopback
 	// TCP, sender and receiver in this process.
 	LoopbackCPUMSPerMB float64 `json:"loopback_cpu_ms_per_mb"`
@@ -50,17 +56,18 @@ type boundResult struct {
 	ExchangeFloorMS float64 `json:"exchange_floor_ms_per_step"`
 	// BaselineCPUMS is C: the baseline provider's CPU per step.
 	BaselineCPUMS float64 `json:"baseline_provider_cpu_ms_per_step"`
-	// Speedup is the most any exact reduction can give.
-	Speedup float64 `json:"speedup_bound"`
+	// Speedup is the most any exact reduction can give, at no loss in
+	// the compute's split.
+	Speedup float64 `json:"speedup_ceiling"`
 	// ReduceShare is the least share of a step the exchange takes, with
 	// equal shares (0 with unequal ones).
-	ReduceShare float64 `json:"reduce_share_bound,omitempty"`
+	ReduceShare float64 `json:"reduce_share_floor,omitempty"`
 }
 
-// exchangeBound is the bound for replicas on providers of the given
+// exchangeCeiling is the ceiling for replicas on providers of the given
 // shares against a baseline of share s0 that spent c0 ms of CPU a step,
 // with an exchange floor of f ms a step.
-func exchangeBound(c0, f, s0 float64, shares []float64) (speedup, share float64) {
+func exchangeCeiling(c0, f, s0 float64, shares []float64) (speedup, share float64) {
 	var total float64
 	equal := true
 	for _, s := range shares {
@@ -150,20 +157,20 @@ func loopbackOnce(total, chunk int) (float64, error) {
 	return float64((cpuTime() - c0).Microseconds()) / 1e3 / (float64(n*chunk) / 1e6), nil
 }
 
-// newBound measures c and works out the bound for replicas on the
+// newCeiling measures c and works out the ceiling for replicas on the
 // providers used, against the baseline's CPU c0 ms a step.
-func newBound(o options, c0 float64, used []*provider) (*boundResult, error) {
+func newCeiling(o options, c0 float64, used []*provider) (*ceilingResult, error) {
 	c, err := loopbackCost(3, 64<<20)
 	if err != nil {
 		return nil, err
 	}
 	hidden := o.hidden()
-	b := &boundResult{LoopbackCPUMSPerMB: c, GradientMB: float64(gradientBytes(hidden)) / 1e6, BaselineCPUMS: c0}
+	b := &ceilingResult{LoopbackCPUMSPerMB: c, GradientMB: float64(gradientBytes(hidden)) / 1e6, BaselineCPUMS: c0}
 	b.ExchangeFloorMS = c * b.GradientMB
 	shares := make([]float64, len(used))
 	for i, p := range used {
 		shares[i] = p.share
 	}
-	b.Speedup, b.ReduceShare = exchangeBound(c0, b.ExchangeFloorMS, o.cpu[0], shares)
+	b.Speedup, b.ReduceShare = exchangeCeiling(c0, b.ExchangeFloorMS, o.cpu[0], shares)
 	return b, nil
 }
