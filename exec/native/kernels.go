@@ -1023,16 +1023,7 @@ func maxPoolGrad2[T float](in, g, out []T, oh, ow int, acc bool, low T) {
 // momentum32 is the momentum update for float32, its velocity set to 0
 // under tinyVelocity by masking its bits (see kUpdate).
 func momentum32(p, g, s0 []float32, lr, mu, scale float32) {
-	tiny := math.Float32bits(tinyVelocity)
-	g, s0 = g[:len(p)], s0[:len(p)]
-	for i := range p {
-		v := mu*s0[i] + g[i]*scale
-		u := math.Float32bits(v)
-		keep := -uint32(bit32(u&0x7fffffff > tiny))
-		v = math.Float32frombits(u & keep)
-		s0[i] = v
-		p[i] -= lr * v
-	}
+	gemm.Momentum32(p, g, s0, lr, mu, scale, tinyVelocity)
 }
 
 // tinyVelocity is the size under which a momentum update sets the

@@ -12,3 +12,7 @@ func axpbyS(n int, dst, in *float32, a, w float32) {
 func axpbyD(n int, dst, in *float64, a, w float64) {
 	panic("gemm: no vector axpby on this architecture")
 }
+
+func momentumS(n int, p, grad, vel *float32, lr, mu, scale float32, tiny uint32) {
+	panic("gemm: no vector momentum on this architecture")
+}

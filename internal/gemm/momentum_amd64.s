@@ -1,0 +1,52 @@
+//go:build !purego
+
+#include "textflag.h"
+
+// func momentumS(n int, p, grad, vel *float32, lr, mu, scale float32, tiny uint32)
+// For i < n (a positive multiple of 16): v = mu·s[i] + scale·g[i], 0
+// where its magnitude's bits are at most tiny's; s[i] = v; p[i] -= lr·v.
+// Products and sums rounded apart (no FMA), as Go rounds them.
+TEXT ·momentumS(SB), NOSPLIT, $0-48
+	MOVQ n+0(FP), CX
+	MOVQ p+8(FP), DI
+	MOVQ grad+16(FP), SI
+	MOVQ vel+24(FP), DX
+	VBROADCASTSS lr+32(FP), Y0
+	VBROADCASTSS mu+36(FP), Y1
+	VBROADCASTSS scale+40(FP), Y2
+	MOVL tiny+44(FP), AX
+	VMOVD AX, X3
+	VPBROADCASTD X3, Y3
+	MOVL $0x7fffffff, AX
+	VMOVD AX, X4
+	VPBROADCASTD X4, Y4
+loop:
+	VMULPS (DX), Y1, Y5
+	VMULPS 32(DX), Y1, Y6
+	VMULPS (SI), Y2, Y7
+	VMULPS 32(SI), Y2, Y8
+	VADDPS Y7, Y5, Y5
+	VADDPS Y8, Y6, Y6
+	VPAND Y4, Y5, Y7
+	VPAND Y4, Y6, Y8
+	VPCMPGTD Y3, Y7, Y7
+	VPCMPGTD Y3, Y8, Y8
+	VPAND Y7, Y5, Y5
+	VPAND Y8, Y6, Y6
+	VMOVUPS Y5, (DX)
+	VMOVUPS Y6, 32(DX)
+	VMULPS Y5, Y0, Y5
+	VMULPS Y6, Y0, Y6
+	VMOVUPS (DI), Y7
+	VMOVUPS 32(DI), Y8
+	VSUBPS Y5, Y7, Y7
+	VSUBPS Y6, Y8, Y8
+	VMOVUPS Y7, (DI)
+	VMOVUPS Y8, 32(DI)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	ADDQ $64, DX
+	SUBQ $16, CX
+	JNZ loop
+	VZEROUPPER
+	RET

@@ -1,0 +1,89 @@
+package gemm
+
+import (
+	"math"
+	"math/rand"
+	"testing"
+)
+
+// momentumRef is Momentum32's definition, one element at a time.
+func momentumRef(p, g, s []float32, lr, mu, scale, tiny float32) {
+	for i := range p {
+		v := mu*s[i] + g[i]*scale
+		if math.Abs(float64(v)) <= float64(tiny) {
+			v = 0
+		}
+		s[i] = v
+		p[i] -= lr * v
+	}
+}
+
+func TestMomentum32(t *testing.T) {
+	rng := rand.New(rand.NewSource(3))
+	special := []float32{0, float32(math.Copysign(0, -1)), 1, -1, float32(math.Inf(1)), float32(math.Inf(-1)),
+		1e-31, -1e-31, 1e-30, -1e-30, 2e-30, 1e-40, 3e38}
+	draw := func() float32 {
+		if rng.Intn(8) == 0 {
+			return special[rng.Intn(len(special))]
+		}
+		return float32(rng.NormFloat64() * math.Pow(10, float64(rng.Intn(9)-4)))
+	}
+	type cfg struct{ lr, mu, scale, tiny float32 }
+	cfgs := []cfg{{0.05, 0.9, 1, 1e-30}, {0.1, 0.99, 0.25, 1e-30}, {1e-3, 0.5, 1.0 / 3, 0}, {0.05, 0.9, 1, 1e-3}}
+	for _, n := range []int{0, 1, 15, 16, 17, 31, 32, 33, 100, 4099} {
+		for _, c := range cfgs {
+			p, g, s := make([]float32, n), make([]float32, n+2), make([]float32, n+1)
+			for i := range p {
+				p[i], s[i] = draw(), draw()
+			}
+			for i := range g {
+				g[i] = draw()
+			}
+			wp, ws := append([]float32(nil), p...), append([]float32(nil), s...)
+			momentumRef(wp, g, ws, c.lr, c.mu, c.scale, c.tiny)
+			for _, vec := range []bool{true, false} {
+				if vec && !axpbyOK {
+					continue
+				}
+				saved := axpbyOK
+				axpbyOK = vec
+				gp, gs := append([]float32(nil), p...), append([]float32(nil), s...)
+				Momentum32(gp, g, gs, c.lr, c.mu, c.scale, c.tiny)
+				axpbyOK = saved
+				for i := range gp {
+					if !sameBits(gp[i], wp[i]) || !sameBits(gs[i], ws[i]) {
+						t.Fatalf("n=%d %+v vector=%v: element %d: p %v, s %v; want %v, %v (g %v, s0 %v, p0 %v)",
+							n, c, vec, i, gp[i], gs[i], wp[i], ws[i], g[i], s[i], p[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkMomentum32 is one update of the 784-1024-1024-10 MLP.
+func BenchmarkMomentum32(b *testing.B) {
+	const n = 1863690
+	p, g, s := make([]float32, n), make([]float32, n), make([]float32, n)
+	for i := range p {
+		p[i], g[i], s[i] = float32(i%7)*0.1, float32(i%5)*0.01, float32(i%3)*0.001
+	}
+	for _, vec := range []bool{true, false} {
+		if vec && !axpbyOK {
+			continue
+		}
+		name := "go"
+		if vec {
+			name = "vector"
+		}
+		b.Run(name, func(b *testing.B) {
+			saved := axpbyOK
+			axpbyOK = vec
+			defer func() { axpbyOK = saved }()
+			b.SetBytes(20 * n)
+			for b.Loop() {
+				Momentum32(p, g, s, 0.05, 0.9, 1, 1e-30)
+			}
+		})
+	}
+}
