@@ -79,6 +79,17 @@ func BenchmarkAddScaled(b *testing.B) {
 	for i := range in {
 		in[i], dst[i] = float32(i%13)*0.1, float32(i%7)*0.2
 	}
+	vectorAndGo(b, func(b *testing.B) {
+		b.SetBytes(12 * n)
+		for b.Loop() {
+			AddScaled(dst, in, 1, 0.5)
+		}
+	})
+}
+
+// vectorAndGo runs bench with the vector kernels (where this CPU has
+// them) and with the Go loops.
+func vectorAndGo(b *testing.B, bench func(*testing.B)) {
 	for _, vec := range []bool{true, false} {
 		if vec && !axpbyOK {
 			continue
@@ -91,10 +102,7 @@ func BenchmarkAddScaled(b *testing.B) {
 			saved := axpbyOK
 			axpbyOK = vec
 			defer func() { axpbyOK = saved }()
-			b.SetBytes(12 * n)
-			for b.Loop() {
-				AddScaled(dst, in, 1, 0.5)
-			}
+			bench(b)
 		})
 	}
 }

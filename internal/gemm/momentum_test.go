@@ -68,22 +68,10 @@ func BenchmarkMomentum32(b *testing.B) {
 	for i := range p {
 		p[i], g[i], s[i] = float32(i%7)*0.1, float32(i%5)*0.01, float32(i%3)*0.001
 	}
-	for _, vec := range []bool{true, false} {
-		if vec && !axpbyOK {
-			continue
+	vectorAndGo(b, func(b *testing.B) {
+		b.SetBytes(20 * n)
+		for b.Loop() {
+			Momentum32(p, g, s, 0.05, 0.9, 1, 1e-30)
 		}
-		name := "go"
-		if vec {
-			name = "vector"
-		}
-		b.Run(name, func(b *testing.B) {
-			saved := axpbyOK
-			axpbyOK = vec
-			defer func() { axpbyOK = saved }()
-			b.SetBytes(20 * n)
-			for b.Loop() {
-				Momentum32(p, g, s, 0.05, 0.9, 1, 1e-30)
-			}
-		})
-	}
+	})
 }
