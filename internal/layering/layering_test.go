@@ -43,7 +43,8 @@ var allowed = map[string][]string{
 	"exec/guard/...":     {"exec", "exec/guard"},
 	"checkpoint":         {"exec", "graph", "proto/rookery/v1"},
 	"ledger":             {"proto/rookery/v1"},
-	"transport":          {"exec", "exec/compress", "graph", "ledger", "proto/rookery/v1"},
+	// transport sums ring segments with internal/gemm's vector kernels.
+	"transport":          {"exec", "exec/compress", "graph", "internal/gemm", "ledger", "proto/rookery/v1"},
 	"transport/p2p":      {"transport"},
 	"transport/seednode": {"exec", "graph", "ledger", "proto/rookery/v1", "transport"},
 	"internal/providers": {"exec", "transport", "transport/seednode"},
