@@ -563,7 +563,13 @@ func run(ctx context.Context, o options) (err error) {
 		fmt.Printf("behind %s: %.0f%% of the unshaped samples per second\n", linkName, 100*res.LinkRatio)
 	}
 	fmt.Printf("%.0f bytes per training sample per provider\n", res.BytesPerSamplePerProvider)
-	if k == 1 && r >= 2 && base.providerCPUMS > 0 {
+	// A provider's CPU is read in 10 ms ticks: the ceiling needs enough
+	// of them in the baseline to be worth printing.
+	const minCeilingCPUMS = 300
+	if k == 1 && r >= 2 && base.providerCPUMS*float64(base.steps) < minCeilingCPUMS {
+		fmt.Printf("ceiling: not worked out: the baseline provider used %.0f ms of CPU, counted in 10 ms ticks; it needs %d ms (more -steps)\n",
+			base.providerCPUMS*float64(base.steps), minCeilingCPUMS)
+	} else if k == 1 && r >= 2 {
 		b, err := newCeiling(o, base.providerCPUMS, used)
 		if err != nil {
 			return err
