@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/rookery-ml/rookery/internal/gemm"
 	"gorgonia.org/tensor"
 )
 
@@ -483,6 +484,11 @@ func update[T float32 | float64](c SolverConfig, t int, p, g []T, st [][]T, scal
 				v[i] = mu*v[i] + gi
 				p[i] -= lr * (gi + mu*v[i])
 			}
+			return
+		}
+		if p32, ok := any(p).([]float32); ok && wd == 0 {
+			// The same expression, rounded alike, on vector kernels.
+			gemm.Momentum32(p32, any(g).([]float32), any(v).([]float32), float32(lr), float32(mu), float32(sc), -1)
 			return
 		}
 		for i := range p {

@@ -17,7 +17,8 @@ func axpbyD(n int, dst, in *float64, a, w float64)
 var axpbyOK = avx2
 
 // momentumS is Momentum32's loop over n elements (momentum_amd64.s), n a
-// positive multiple of 16; tiny is the bits of a float32 >= 0.
+// positive multiple of 16; tiny is the bits of a float32 >= 0, or
+// 0xffffffff to keep every velocity.
 //
 //go:noescape
 func momentumS(n int, p, grad, vel *float32, lr, mu, scale float32, tiny uint32)

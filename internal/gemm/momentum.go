@@ -3,23 +3,29 @@ package gemm
 import "math"
 
 // Momentum32 applies one step of SGD with momentum to p: for every i,
-// v = mu·s[i] + scale·g[i], set to 0 where |v| <= tiny, then s[i] = v and
-// p[i] -= lr·v. len(g) and len(s) are at least len(p). Each product and
-// sum is rounded in float32 as Go rounds the expression (no fused
-// multiply-add), so every machine gets the same bits, with or without
-// the vector kernel.
+// v = mu·s[i] + scale·g[i], set to 0 where |v| <= tiny (never when tiny
+// is negative), then s[i] = v and p[i] -= lr·v. len(g) and len(s) are at
+// least len(p). Each product and sum is rounded in float32 as Go rounds
+// the expression (no fused multiply-add), so every machine gets the same
+// bits, with or without the vector kernel.
 func Momentum32(p, g, s []float32, lr, mu, scale, tiny float32) {
 	g, s = g[:len(p)], s[:len(p)]
+	flush := tiny >= 0
+	t := math.Float32bits(tiny)
 	i := 0
-	if axpbyOK && tiny >= 0 {
+	if axpbyOK {
 		if i = len(p) &^ 15; i > 0 {
-			momentumS(i, &p[0], &g[0], &s[0], lr, mu, scale, math.Float32bits(tiny))
+			tb := t
+			if !flush {
+				// As an int32, -1: every magnitude's bits are above it.
+				tb = math.MaxUint32
+			}
+			momentumS(i, &p[0], &g[0], &s[0], lr, mu, scale, tb)
 		}
 	}
-	t := math.Float32bits(tiny)
 	for ; i < len(p); i++ {
 		v := mu*s[i] + g[i]*scale
-		if math.Float32bits(v)&0x7fffffff <= t {
+		if flush && math.Float32bits(v)&0x7fffffff <= t {
 			v = 0
 		}
 		s[i] = v

@@ -4,7 +4,8 @@
 
 // func momentumS(n int, p, grad, vel *float32, lr, mu, scale float32, tiny uint32)
 // For i < n (a positive multiple of 16): v = mu·s[i] + scale·g[i], 0
-// where its magnitude's bits are at most tiny's; s[i] = v; p[i] -= lr·v.
+// where its magnitude's bits are at most tiny as an int32 (never for
+// tiny = 0xffffffff); s[i] = v; p[i] -= lr·v.
 // Products and sums rounded apart (no FMA), as Go rounds them.
 TEXT ·momentumS(SB), NOSPLIT, $0-48
 	MOVQ n+0(FP), CX

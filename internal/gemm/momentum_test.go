@@ -10,7 +10,7 @@ import (
 func momentumRef(p, g, s []float32, lr, mu, scale, tiny float32) {
 	for i := range p {
 		v := mu*s[i] + g[i]*scale
-		if math.Abs(float64(v)) <= float64(tiny) {
+		if tiny >= 0 && math.Abs(float64(v)) <= float64(tiny) {
 			v = 0
 		}
 		s[i] = v
@@ -29,7 +29,7 @@ func TestMomentum32(t *testing.T) {
 		return float32(rng.NormFloat64() * math.Pow(10, float64(rng.Intn(9)-4)))
 	}
 	type cfg struct{ lr, mu, scale, tiny float32 }
-	cfgs := []cfg{{0.05, 0.9, 1, 1e-30}, {0.1, 0.99, 0.25, 1e-30}, {1e-3, 0.5, 1.0 / 3, 0}, {0.05, 0.9, 1, 1e-3}}
+	cfgs := []cfg{{0.05, 0.9, 1, 1e-30}, {0.1, 0.99, 0.25, 1e-30}, {1e-3, 0.5, 1.0 / 3, 0}, {0.05, 0.9, 1, 1e-3}, {0.05, 0.9, 1, -1}, {0.1, 0.5, 0.125, -1}}
 	for _, n := range []int{0, 1, 15, 16, 17, 31, 32, 33, 100, 4099} {
 		for _, c := range cfgs {
 			p, g, s := make([]float32, n), make([]float32, n+2), make([]float32, n+1)
