@@ -244,8 +244,6 @@ func (o *options) check() error {
 	return err
 }
 
-// layoutFor returns the parts k and replicas r of spec ("kxr"), or 0, 0
-// for auto.
 // hidden is the model's hidden layer widths.
 func (o options) hidden() []int {
 	if o.model == "mlp1024" {
@@ -254,6 +252,8 @@ func (o options) hidden() []int {
 	return []int{256}
 }
 
+// layoutFor returns the parts k and replicas r of spec ("kxr"), or 0, 0
+// for auto.
 func layoutFor(spec string, n int) (k, r int, err error) {
 	if spec == "auto" {
 		return 0, 0, nil
@@ -383,8 +383,8 @@ type result struct {
 	// processed: each provider's bytes over its share of the samples.
 	BytesPerSamplePerProvider float64 `json:"bytes_per_sample_per_provider"`
 	Load1                     float64 `json:"load1_at_start"`
-	// ceilingResult is the exchange ceiling (ceiling.go), for sync runs of one part
-	// on two or more replicas.
+	// ceilingResult is the exchange ceiling (ceiling.go), for sync runs
+	// of one part on two or more replicas.
 	*ceilingResult
 	*localResult
 }

@@ -1021,7 +1021,7 @@ func maxPoolGrad2[T float](in, g, out []T, oh, ow int, acc bool, low T) {
 // kUpdate: update(op, n, lr, scale, wd, decay, mu, b1, b2, c1, c2, eps,
 // clip, p, g, s0, s1): one solver step on n elements.
 // momentum32 is the momentum update for float32, its velocity set to 0
-// under tinyVelocity by masking its bits (see kUpdate).
+// under tinyVelocity (see kUpdate), on gemm's vector kernel.
 func momentum32(p, g, s0 []float32, lr, mu, scale float32) {
 	gemm.Momentum32(p, g, s0, lr, mu, scale, tinyVelocity)
 }
