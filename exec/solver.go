@@ -506,6 +506,14 @@ func update[T float32 | float64](c SolverConfig, t int, p, g []T, st [][]T, scal
 				p[i] *= decay
 			}
 		}
+		if p32, ok := any(p).([]float32); ok && wd == 0 {
+			// The same expressions, rounded alike, on vector kernels
+			// (AdamW's decay is applied above).
+			gemm.Adam32(p32, any(g).([]float32), any(m).([]float32), any(v).([]float32), gemm.AdamConsts{
+				Scale: float32(sc), Decay: 1, B1: float32(b1), B2: float32(b2),
+				C1: float32(c1), C2: float32(c2), LR: float32(lr), Eps: float32(eps)})
+			return
+		}
 		for i := range p {
 			gi := grad(i)
 			m[i] = b1*m[i] + (1-b1)*gi

@@ -1063,6 +1063,13 @@ func kUpdate[T float](x *launch[T], part, parts int) {
 				p[i] -= lr * v
 			}
 			return
+		case plan.SAdam:
+			if p32, ok := any(p).([]float32); ok {
+				gemm.Adam32(p32, any(g).([]float32), any(s0).([]float32), any(s1).([]float32), gemm.AdamConsts{
+					Scale: float32(scale), Decay: float32(decay), B1: float32(b1), B2: float32(b2),
+					C1: float32(c1), C2: float32(c2), LR: float32(lr), Eps: float32(eps)})
+				return
+			}
 		}
 	}
 	for i := range p {

@@ -21,12 +21,13 @@ func AddScaled[T float](dst, in []T, a, w T) {
 	}
 	for ; j+4 <= len(dst); j += 4 {
 		d, x := dst[j:j+4:j+4], in[j:j+4:j+4]
-		d[0] = a*x[0] + w*d[0]
-		d[1] = a*x[1] + w*d[1]
-		d[2] = a*x[2] + w*d[2]
-		d[3] = a*x[3] + w*d[3]
+		// The conversions round each product (no fused multiply-add).
+		d[0] = T(a*x[0]) + T(w*d[0])
+		d[1] = T(a*x[1]) + T(w*d[1])
+		d[2] = T(a*x[2]) + T(w*d[2])
+		d[3] = T(a*x[3]) + T(w*d[3])
 	}
 	for ; j < len(dst); j++ {
-		dst[j] = a*in[j] + w*dst[j]
+		dst[j] = T(a*in[j]) + T(w*dst[j])
 	}
 }

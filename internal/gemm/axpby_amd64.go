@@ -22,3 +22,9 @@ var axpbyOK = avx2
 //
 //go:noescape
 func momentumS(n int, p, grad, vel *float32, lr, mu, scale float32, tiny uint32)
+
+// adamS is Adam32's loop over n elements (adam_amd64.s), n a positive
+// multiple of 8.
+//
+//go:noescape
+func adamS(n int, p, grad, m, v *float32, k *adamK)

@@ -16,3 +16,7 @@ func axpbyD(n int, dst, in *float64, a, w float64) {
 func momentumS(n int, p, grad, vel *float32, lr, mu, scale float32, tiny uint32) {
 	panic("gemm: no vector momentum on this architecture")
 }
+
+func adamS(n int, p, grad, m, v *float32, k *adamK) {
+	panic("gemm: no vector Adam on this architecture")
+}

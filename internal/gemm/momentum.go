@@ -24,11 +24,12 @@ func Momentum32(p, g, s []float32, lr, mu, scale, tiny float32) {
 		}
 	}
 	for ; i < len(p); i++ {
-		v := mu*s[i] + g[i]*scale
+		// The conversions round each product (no fused multiply-add).
+		v := float32(mu*s[i]) + float32(g[i]*scale)
 		if flush && math.Float32bits(v)&0x7fffffff <= t {
 			v = 0
 		}
 		s[i] = v
-		p[i] -= lr * v
+		p[i] -= float32(lr * v)
 	}
 }
