@@ -43,6 +43,8 @@ func TestAdam32(t *testing.T) {
 		{Scale: 1, Decay: 1, B1: 0.9, B2: 0.999, C1: 0.1, C2: 0.001, LR: 1e-3, Eps: 1e-8},
 		{Scale: 0.25, Decay: 0.9999, B1: 0.9, B2: 0.999, C1: 0.6513216, C2: 0.009955, LR: 3e-4, Eps: 1e-7},
 		{Scale: 1.0 / 3, Decay: 1, B1: 0.5, B2: 0.75, C1: 1, C2: 1, LR: 0.1, Eps: 0},
+		{Scale: float32(math.Inf(1)), Decay: 1, B1: 0.9, B2: 0.999, C1: 0.1, C2: 0.001, LR: 1e-3, Eps: 1e-8},
+		{Scale: 1, Decay: float32(math.NaN()), B1: 0.9, B2: 0.999, C1: 0.1, C2: 0.001, LR: 1e-3, Eps: 1e-8},
 	}
 	for _, n := range []int{0, 1, 7, 8, 9, 15, 16, 17, 100, 4099} {
 		for _, c := range consts {

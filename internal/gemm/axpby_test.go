@@ -9,7 +9,7 @@ import (
 // addScaledRef is AddScaled's definition, one element at a time.
 func addScaledRef[T float](dst, in []T, a, w T) {
 	for j := range dst {
-		dst[j] = a*in[j] + w*dst[j]
+		dst[j] = T(a*in[j]) + T(w*dst[j]) // each product rounded: no fused multiply-add
 	}
 }
 
@@ -34,7 +34,8 @@ func testAddScaled[T float](t *testing.T, name string) {
 		}
 		return T(rng.NormFloat64() * math.Pow(10, float64(rng.Intn(9)-4)))
 	}
-	coefs := [][2]T{{1, 1}, {1, 0.25}, {0.5, 1}, {0.3333333, 0.6666667}, {-2, 1e-3}, {1, 0}, {0, 1}}
+	coefs := [][2]T{{1, 1}, {1, 0.25}, {0.5, 1}, {0.3333333, 0.6666667}, {-2, 1e-3}, {1, 0}, {0, 1},
+		{T(math.Inf(1)), 1}, {1, T(math.NaN())}, {1e-40, -1}}
 	for _, n := range []int{0, 1, 3, 4, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1000, 4099} {
 		for _, c := range coefs {
 			in, dst := make([]T, n+3), make([]T, n)

@@ -11,7 +11,7 @@ import "math"
 func Momentum32(p, g, s []float32, lr, mu, scale, tiny float32) {
 	g, s = g[:len(p)], s[:len(p)]
 	flush := tiny >= 0
-	t := math.Float32bits(tiny)
+	t := math.Float32bits(tiny) &^ (1 << 31) // −0 as +0
 	i := 0
 	if axpbyOK {
 		if i = len(p) &^ 15; i > 0 {

@@ -9,19 +9,20 @@ import (
 // momentumRef is Momentum32's definition, one element at a time.
 func momentumRef(p, g, s []float32, lr, mu, scale, tiny float32) {
 	for i := range p {
-		v := mu*s[i] + g[i]*scale
+		// Each product rounded: no fused multiply-add.
+		v := float32(mu*s[i]) + float32(g[i]*scale)
 		if tiny >= 0 && math.Abs(float64(v)) <= float64(tiny) {
 			v = 0
 		}
 		s[i] = v
-		p[i] -= lr * v
+		p[i] -= float32(lr * v)
 	}
 }
 
 func TestMomentum32(t *testing.T) {
 	rng := rand.New(rand.NewSource(3))
 	special := []float32{0, float32(math.Copysign(0, -1)), 1, -1, float32(math.Inf(1)), float32(math.Inf(-1)),
-		1e-31, -1e-31, 1e-30, -1e-30, 2e-30, 1e-40, 3e38}
+		float32(math.NaN()), 1e-31, -1e-31, 1e-30, -1e-30, 2e-30, 1e-40, 3e38}
 	draw := func() float32 {
 		if rng.Intn(8) == 0 {
 			return special[rng.Intn(len(special))]
@@ -29,7 +30,9 @@ func TestMomentum32(t *testing.T) {
 		return float32(rng.NormFloat64() * math.Pow(10, float64(rng.Intn(9)-4)))
 	}
 	type cfg struct{ lr, mu, scale, tiny float32 }
-	cfgs := []cfg{{0.05, 0.9, 1, 1e-30}, {0.1, 0.99, 0.25, 1e-30}, {1e-3, 0.5, 1.0 / 3, 0}, {0.05, 0.9, 1, 1e-3}, {0.05, 0.9, 1, -1}, {0.1, 0.5, 0.125, -1}}
+	cfgs := []cfg{{0.05, 0.9, 1, 1e-30}, {0.1, 0.99, 0.25, 1e-30}, {1e-3, 0.5, 1.0 / 3, 0}, {0.05, 0.9, 1, 1e-3}, {0.05, 0.9, 1, -1}, {0.1, 0.5, 0.125, -1},
+		{0.05, 0.9, 1, float32(math.Copysign(0, -1))}, {0.05, 0.9, 1, 0}, {0.05, 0.9, float32(math.Inf(1)), 1e-30},
+		{float32(math.NaN()), 0.9, 1, 1e-30}}
 	for _, n := range []int{0, 1, 15, 16, 17, 31, 32, 33, 100, 4099} {
 		for _, c := range cfgs {
 			p, g, s := make([]float32, n), make([]float32, n+2), make([]float32, n+1)
