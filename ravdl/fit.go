@@ -13,6 +13,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/rookery-ml/rookery"
+	"github.com/rookery-ml/rookery/exec"
 	"github.com/rookery-ml/rookery/graph"
 	"github.com/rookery-ml/rookery/partition"
 )
@@ -33,6 +34,11 @@ type History struct {
 	// them through this process, and RingError says why.
 	RingParts int
 	RingError error
+	// ReduceShare is, with replicas, the share of a step's time spent
+	// summing the replicas' gradients (exec.ReplicaStats: Reduce over
+	// Compute + Reduce + Update), over the epochs trained; 0 without
+	// replicas.
+	ReduceShare float64
 }
 
 // Epoch is the record of one epoch.
@@ -241,6 +247,15 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 			return hist, err
 		}
 		hist.Epochs = append(hist.Epochs, ep)
+		if hist.Replicas > 1 {
+			st := tr.Replicas().Stats()
+			hist.ReduceShare = reduceShare(st)
+			if len(hist.Epochs) == 1 {
+				if a := replicaAdvice(hist.ReduceShare, hist.Replicas, batch); a != "" {
+					pr.note("%s", a)
+				}
+			}
+		}
 		if cfg.ckpt != "" {
 			if err := writeCheckpoint(ctx, tr, cfg.ckpt); err != nil {
 				return hist, err
@@ -573,4 +588,27 @@ func writeCheckpoint(ctx context.Context, tr *rookery.Trainer, path string) erro
 type batchSet struct {
 	xb, yb *tensor.Dense
 	feeds  map[*gorgonia.Node]*tensor.Dense
+}
+
+// reduceShare is the share of the replicas' step time spent summing their
+// gradients.
+func reduceShare(st exec.ReplicaStats) float64 {
+	total := st.Compute + st.Reduce + st.Update
+	if total <= 0 {
+		return 0
+	}
+	return float64(st.Reduce) / float64(total)
+}
+
+// replicaAdvice says, when summing the gradients takes more than half of
+// a step, why and what scales better; "" otherwise. Every replica sums
+// its whole gradients each step, however few rows it has, so the share
+// falls as the rows per replica grow.
+func replicaAdvice(share float64, replicas, batch int) string {
+	if share <= 0.5 {
+		return ""
+	}
+	return fmt.Sprintf("%d replicas: summing their gradients took %.0f%% of each step; each replica has about %d rows of a batch of %d: "+
+		"a larger batch gives each replica more work per byte of gradient, and local rounds (LocalSteps) exchange far less",
+		replicas, 100*share, (batch+replicas-1)/replicas, batch)
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gorgonia.org/tensor"
 
@@ -214,6 +215,12 @@ func TestFitReplicasEqualOne(t *testing.T) {
 		// progress say so, and why.
 		if hr.RingParts != 0 || hr.RingError == nil || !strings.Contains(out.String(), "replicas: gradients summed through this process, not in rings: ") {
 			t.Errorf("ring parts %d, ring error %v, progress %q; want none, a reason, and a note", hr.RingParts, hr.RingError, out.String())
+		}
+		if !(hr.ReduceShare > 0 && hr.ReduceShare < 1) || h1.ReduceShare != 0 {
+			t.Errorf("reduce share %v with %d replicas and %v with one; want in (0, 1) and 0", hr.ReduceShare, r, h1.ReduceShare)
+		}
+		if advised := strings.Contains(out.String(), "replicas: summing their gradients took"); advised != (hr.ReduceShare > 0.5) {
+			t.Errorf("reduce share %v, advice printed %v; want it printed just when the share is over a half", hr.ReduceShare, advised)
 		}
 		if name, d := maxDiff(one.Params(), many.Params()); d > 1e-9 {
 			t.Fatalf("parameter %s differs by %.3g between 1 and %d replicas", name, d, r)
@@ -430,5 +437,23 @@ func TestFitLocalSteps(t *testing.T) {
 		if _, err := Sequential(Dense(2)).Fit(context.Background(), x, y, Replicas(2), LocalSteps(4), bad, Quiet()); !errors.Is(err, ErrConfig) {
 			t.Errorf("got %v, want ErrConfig", err)
 		}
+	}
+}
+
+func TestReplicaAdvice(t *testing.T) {
+	if a := replicaAdvice(0.5, 4, 256); a != "" {
+		t.Errorf("share 0.5: %q, want no advice", a)
+	}
+	a := replicaAdvice(0.62, 4, 254)
+	for _, want := range []string{"4 replicas", "62%", "about 64 rows of a batch of 254", "LocalSteps"} {
+		if !strings.Contains(a, want) {
+			t.Errorf("advice %q lacks %q", a, want)
+		}
+	}
+	if s := reduceShare(exec.ReplicaStats{Compute: 3 * time.Second, Reduce: 6 * time.Second, Update: time.Second}); s != 0.6 {
+		t.Errorf("reduce share %v, want 0.6", s)
+	}
+	if s := reduceShare(exec.ReplicaStats{}); s != 0 {
+		t.Errorf("reduce share of no steps %v, want 0", s)
 	}
 }
