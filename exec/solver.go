@@ -471,6 +471,12 @@ func update[T float32 | float64](c SolverConfig, t int, p, g []T, st [][]T, scal
 	switch c.Kind {
 	case SolverSGD, SolverNesterov:
 		if c.Momentum == 0 {
+			if wd == 0 && sc == 1 {
+				// p − lr·g, as (−lr)·g + 1·p rounds it: the same bits, on
+				// vector kernels.
+				gemm.AddScaled(p, g, -lr, 1)
+				return
+			}
 			for i := range p {
 				p[i] -= lr * grad(i)
 			}

@@ -1041,6 +1041,12 @@ func kUpdate[T float](x *launch[T], part, parts int) {
 		// The common cases, one tight loop each.
 		switch op {
 		case plan.SSGD:
+			if scale == 1 {
+				// p − lr·g, as (−lr)·g + 1·p rounds it: the same bits, on
+				// vector kernels.
+				gemm.AddScaled(p, g, -lr, 1)
+				return
+			}
 			for i := range p {
 				p[i] -= lr * (g[i] * scale)
 			}

@@ -107,3 +107,34 @@ func vectorAndGo(b *testing.B, bench func(*testing.B)) {
 		})
 	}
 }
+
+// TestAddScaledIsSGD checks the identity the SGD updates rely on:
+// AddScaled(p, g, −lr, 1) gives p − lr·g to the bit.
+func TestAddScaledIsSGD(t *testing.T) {
+	rng := rand.New(rand.NewSource(11))
+	special := []float32{0, float32(math.Copysign(0, -1)), 1, -1, float32(math.Inf(1)), float32(math.Inf(-1)),
+		float32(math.NaN()), 1e-40, -3e-39, 3e38}
+	draw := func() float32 {
+		if rng.Intn(6) == 0 {
+			return special[rng.Intn(len(special))]
+		}
+		return float32(rng.NormFloat64() * math.Pow(10, float64(rng.Intn(9)-4)))
+	}
+	for _, lr := range []float32{0.1, 1e-3, 0.0123, 0, 1e-40} {
+		const n = 4099
+		p, g := make([]float32, n), make([]float32, n)
+		for i := range p {
+			p[i], g[i] = draw(), draw()
+		}
+		want := make([]float32, n)
+		for i := range p {
+			want[i] = p[i] - float32(lr*g[i])
+		}
+		AddScaled(p, g, -lr, 1)
+		for i := range p {
+			if !sameBits(p[i], want[i]) {
+				t.Fatalf("lr %v: element %d is %v, want %v (g %v)", lr, i, p[i], want[i], g[i])
+			}
+		}
+	}
+}
