@@ -492,9 +492,13 @@ func update[T float32 | float64](c SolverConfig, t int, p, g []T, st [][]T, scal
 			}
 			return
 		}
-		if p32, ok := any(p).([]float32); ok && wd == 0 {
+		if p32, ok := any(p).([]float32); ok {
 			// The same expression, rounded alike, on vector kernels.
-			gemm.Momentum32(p32, any(g).([]float32), any(v).([]float32), float32(lr), float32(mu), float32(sc), -1)
+			if wd == 0 {
+				gemm.Momentum32(p32, any(g).([]float32), any(v).([]float32), float32(lr), float32(mu), float32(sc), -1)
+			} else {
+				gemm.MomentumWD32(p32, any(g).([]float32), any(v).([]float32), float32(lr), float32(mu), float32(sc), float32(wd))
+			}
 			return
 		}
 		for i := range p {

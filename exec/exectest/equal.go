@@ -44,7 +44,7 @@ type equalModel struct {
 
 // equalModels gives each model its solvers: every kind (SGD with
 // momentum, plain SGD on a step schedule, Nesterov, Adam, AdamW,
-// RMSProp), at learning rates at which the loss falls but does not
+// RMSProp; for the MLP also SGD with momentum and weight decay), at learning rates at which the loss falls but does not
 // collapse towards 0 within the steps trained, where float32 cancellation
 // alone would exceed a relative 1e-4.
 func equalModels() map[string]equalModel {
@@ -56,12 +56,18 @@ func equalModels() map[string]equalModel {
 		c.Schedule, c.StepEvery, c.StepGamma = exec.ScheduleStep, 7, 0.5
 		return c
 	}
+	// SGD with momentum and L2 weight decay folded into the gradient.
+	decayed := func(lr, mu, wd float64) exec.SolverConfig {
+		c := exec.SGD(lr, mu)
+		c.WeightDecay = wd
+		return c
+	}
 	small := []exec.SolverConfig{exec.SGD(0.02, 0.9), plain(0.05), exec.Nesterov(0.02, 0.9),
 		exec.Adam(0.005), exec.AdamW(0.005, 0.01), exec.RMSProp(0.002)}
 	return map[string]equalModel{
 		ModelMLP: {func(dt tensor.Dtype) Model { return MLP(dt, 8, 784, 256, 10) },
 			[]exec.SolverConfig{exec.SGD(0.02, 0.5), plain(0.05), exec.Nesterov(0.02, 0.5),
-				exec.Adam(1e-5), exec.AdamW(1e-5, 0.01), exec.RMSProp(1e-5)}},
+				exec.Adam(1e-5), exec.AdamW(1e-5, 0.01), exec.RMSProp(1e-5), decayed(0.02, 0.5, 1e-3)}},
 		// The CNN's loss sums over the classes: its gradients are larger.
 		ModelCNN: {func(dt tensor.Dtype) Model { return CNN(dt, 8) },
 			[]exec.SolverConfig{exec.SGD(0.005, 0.9), plain(0.02), exec.Nesterov(0.005, 0.9),
@@ -133,6 +139,8 @@ func solverName(c exec.SolverConfig) string {
 	switch {
 	case c.Schedule == exec.ScheduleStep:
 		return fmt.Sprintf("%v-step", c.Kind)
+	case c.Kind == exec.SolverSGD && c.Momentum != 0 && c.WeightDecay != 0:
+		return "momentum-decay"
 	case c.Kind == exec.SolverSGD && c.Momentum != 0:
 		return "momentum"
 	}

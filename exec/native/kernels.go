@@ -1078,6 +1078,13 @@ func kUpdate[T float](x *launch[T], part, parts int) {
 			}
 		}
 	}
+	if op == plan.SMomentum && clip <= 0 && wd != 0 {
+		// Weight decay, no clipping: the loop below, on a vector kernel.
+		if p32, ok := any(p).([]float32); ok {
+			gemm.MomentumWD32(p32, any(g).([]float32), any(s0).([]float32), float32(lr), float32(mu), float32(scale), float32(wd))
+			return
+		}
+	}
 	for i := range p {
 		gi := g[i] * scale
 		if clip > 0 {

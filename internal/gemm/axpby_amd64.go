@@ -28,3 +28,9 @@ func momentumS(n int, p, grad, vel *float32, lr, mu, scale float32, tiny uint32)
 //
 //go:noescape
 func adamS(n int, p, grad, m, v *float32, k *adamK)
+
+// momentumWDS is MomentumWD32's loop over n elements (momentum_amd64.s),
+// n a positive multiple of 16.
+//
+//go:noescape
+func momentumWDS(n int, p, grad, vel *float32, lr, mu, scale, wd float32)

@@ -20,3 +20,7 @@ func momentumS(n int, p, grad, vel *float32, lr, mu, scale float32, tiny uint32)
 func adamS(n int, p, grad, m, v *float32, k *adamK) {
 	panic("gemm: no vector Adam on this architecture")
 }
+
+func momentumWDS(n int, p, grad, vel *float32, lr, mu, scale, wd float32) {
+	panic("gemm: no vector momentum on this architecture")
+}

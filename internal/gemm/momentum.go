@@ -33,3 +33,25 @@ func Momentum32(p, g, s []float32, lr, mu, scale, tiny float32) {
 		p[i] -= float32(lr * v)
 	}
 }
+
+// MomentumWD32 is one step of SGD with momentum and weight decay wd on
+// float32: for every i, v = mu·s[i] + (scale·g[i] + wd·p[i]), s[i] = v,
+// p[i] -= lr·v (no velocity is flushed). len(g) and len(s) are at least
+// len(p). Rounded as Go rounds the expression, with or without the
+// vector kernel.
+func MomentumWD32(p, g, s []float32, lr, mu, scale, wd float32) {
+	g, s = g[:len(p)], s[:len(p)]
+	i := 0
+	if axpbyOK {
+		if i = len(p) &^ 15; i > 0 {
+			momentumWDS(i, &p[0], &g[0], &s[0], lr, mu, scale, wd)
+		}
+	}
+	for ; i < len(p); i++ {
+		// The conversions round each product (no fused multiply-add).
+		gi := float32(g[i]*scale) + float32(wd*p[i])
+		v := float32(mu*s[i]) + gi
+		s[i] = v
+		p[i] -= float32(lr * v)
+	}
+}

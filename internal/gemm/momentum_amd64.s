@@ -51,3 +51,45 @@ loop:
 	JNZ loop
 	VZEROUPPER
 	RET
+
+// func momentumWDS(n int, p, grad, vel *float32, lr, mu, scale, wd float32)
+// For i < n (a positive multiple of 16): v = mu·s[i] + (scale·g[i] +
+// wd·p[i]); s[i] = v; p[i] -= lr·v. Products and sums rounded apart (no
+// FMA), as Go rounds them.
+TEXT ·momentumWDS(SB), NOSPLIT, $0-48
+	MOVQ n+0(FP), CX
+	MOVQ p+8(FP), DI
+	MOVQ grad+16(FP), SI
+	MOVQ vel+24(FP), DX
+	VBROADCASTSS lr+32(FP), Y0
+	VBROADCASTSS mu+36(FP), Y1
+	VBROADCASTSS scale+40(FP), Y2
+	VBROADCASTSS wd+44(FP), Y3
+loopWD:
+	VMOVUPS (DI), Y4        // p
+	VMOVUPS 32(DI), Y5
+	VMULPS (SI), Y2, Y6     // g·scale
+	VMULPS 32(SI), Y2, Y7
+	VMULPS Y4, Y3, Y8       // wd·p
+	VMULPS Y5, Y3, Y9
+	VADDPS Y8, Y6, Y6       // gi
+	VADDPS Y9, Y7, Y7
+	VMULPS (DX), Y1, Y8     // mu·s
+	VMULPS 32(DX), Y1, Y9
+	VADDPS Y6, Y8, Y8       // v = mu·s + gi
+	VADDPS Y7, Y9, Y9
+	VMOVUPS Y8, (DX)
+	VMOVUPS Y9, 32(DX)
+	VMULPS Y8, Y0, Y8       // lr·v
+	VMULPS Y9, Y0, Y9
+	VSUBPS Y8, Y4, Y4       // p − lr·v
+	VSUBPS Y9, Y5, Y5
+	VMOVUPS Y4, (DI)
+	VMOVUPS Y5, 32(DI)
+	ADDQ $64, DI
+	ADDQ $64, SI
+	ADDQ $64, DX
+	SUBQ $16, CX
+	JNZ loopWD
+	VZEROUPPER
+	RET

@@ -78,3 +78,72 @@ func BenchmarkMomentum32(b *testing.B) {
 		}
 	})
 }
+
+func TestMomentumWD32(t *testing.T) {
+	rng := rand.New(rand.NewSource(9))
+	special := []float32{0, float32(math.Copysign(0, -1)), 1, -1, float32(math.Inf(1)), float32(math.Inf(-1)),
+		float32(math.NaN()), 1e-40, -3e-39, 3e38}
+	draw := func() float32 {
+		if rng.Intn(8) == 0 {
+			return special[rng.Intn(len(special))]
+		}
+		return float32(rng.NormFloat64() * math.Pow(10, float64(rng.Intn(9)-4)))
+	}
+	// Every operation in float64, rounded at once (r32, adam_test.go):
+	// the float32 operation's own result, from code Momentum32 does not share.
+	ref := func(p, g, s []float32, lr, mu, scale, wd float32) {
+		f := func(x float32) float64 { return float64(x) }
+		for i := range p {
+			gi := r32(r32(f(g[i])*f(scale)) + r32(f(wd)*f(p[i])))
+			v := r32(r32(f(mu)*f(s[i])) + gi)
+			s[i] = float32(v)
+			p[i] = float32(f(p[i]) - r32(f(lr)*v))
+		}
+	}
+	type cfg struct{ lr, mu, scale, wd float32 }
+	for _, n := range []int{0, 1, 15, 16, 17, 33, 100, 4099} {
+		for _, c := range []cfg{{0.05, 0.9, 1, 5e-4}, {0.1, 0.99, 0.25, 1e-2}, {1e-3, 0.5, 1.0 / 3, 1e-4}, {0.05, 0.9, 1, float32(math.Inf(1))}} {
+			p, g, s := make([]float32, n), make([]float32, n+1), make([]float32, n+2)
+			for i := range p {
+				p[i], s[i] = draw(), draw()
+			}
+			for i := range g {
+				g[i] = draw()
+			}
+			wp, ws := append([]float32(nil), p...), append([]float32(nil), s...)
+			ref(wp, g, ws, c.lr, c.mu, c.scale, c.wd)
+			for _, vec := range []bool{true, false} {
+				if vec && !axpbyOK {
+					continue
+				}
+				saved := axpbyOK
+				axpbyOK = vec
+				gp, gs := append([]float32(nil), p...), append([]float32(nil), s...)
+				MomentumWD32(gp, g, gs, c.lr, c.mu, c.scale, c.wd)
+				axpbyOK = saved
+				for i := range gp {
+					if !sameBits(gp[i], wp[i]) || !sameBits(gs[i], ws[i]) {
+						t.Fatalf("n=%d %+v vector=%v: element %d: p %v, s %v; want %v, %v (g %v, s0 %v, p0 %v)",
+							n, c, vec, i, gp[i], gs[i], wp[i], ws[i], g[i], s[i], p[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkMomentumWD32 is one update with weight decay of the
+// 784-1024-1024-10 MLP.
+func BenchmarkMomentumWD32(b *testing.B) {
+	const n = 1863690
+	p, g, s := make([]float32, n), make([]float32, n), make([]float32, n)
+	for i := range p {
+		p[i], g[i], s[i] = float32(i%7)*0.1, float32(i%5)*0.01, float32(i%3)*0.001
+	}
+	vectorAndGo(b, func(b *testing.B) {
+		b.SetBytes(20 * n)
+		for b.Loop() {
+			MomentumWD32(p, g, s, 0.05, 0.9, 1, 5e-4)
+		}
+	})
+}
