@@ -51,6 +51,9 @@ type Epoch struct {
 	// training's own work, unlike Seconds on a busy machine.
 	CPUSeconds float64
 	Loss       float64 // mean training loss over the epoch's steps
+	// ReduceShare is, with replicas, the share of the epoch's step time
+	// spent summing the replicas' gradients (see History.ReduceShare).
+	ReduceShare float64
 	// Validation loss and accuracy (accuracy is NaN for MSE); HasVal is
 	// false without Validation.
 	HasVal      bool
@@ -218,6 +221,7 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 		}
 		pr.startEpoch(e, cfg.epochs, steps)
 		start, cpu0 := time.Now(), cpuSeconds()
+		st0 := tr.Replicas().Stats()
 		var sum float64
 		gather(0)
 		for s := 0; s < steps; s++ {
@@ -243,17 +247,19 @@ func (m *Model) Fit(ctx context.Context, x, y *tensor.Dense, opts ...Option) (*H
 			pr.step(s+1, sum/float64(s+1))
 		}
 		ep := Epoch{Epoch: e, Steps: steps, Seconds: time.Since(start).Seconds(), CPUSeconds: cpuSeconds() - cpu0, Loss: sum / float64(steps)}
+		if hist.Replicas > 1 {
+			st := tr.Replicas().Stats()
+			hist.ReduceShare = reduceShare(st)
+			st.Compute, st.Reduce, st.Update = st.Compute-st0.Compute, st.Reduce-st0.Reduce, st.Update-st0.Update
+			ep.ReduceShare = reduceShare(st)
+		}
 		if err := m.endEpoch(ctx, tr, ng, &ep, x, wx, perm, xv, vt, cfg, pr); err != nil {
 			return hist, err
 		}
 		hist.Epochs = append(hist.Epochs, ep)
-		if hist.Replicas > 1 {
-			st := tr.Replicas().Stats()
-			hist.ReduceShare = reduceShare(st)
-			if len(hist.Epochs) == 1 {
-				if a := replicaAdvice(hist.ReduceShare, hist.Replicas, batch); a != "" {
-					pr.note("%s", a)
-				}
+		if len(hist.Epochs) == 1 {
+			if a := replicaAdvice(ep.ReduceShare, hist.Replicas, batch); a != "" {
+				pr.note("%s", a)
 			}
 		}
 		if cfg.ckpt != "" {

@@ -219,8 +219,13 @@ func TestFitReplicasEqualOne(t *testing.T) {
 		if !(hr.ReduceShare > 0 && hr.ReduceShare < 1) || h1.ReduceShare != 0 {
 			t.Errorf("reduce share %v with %d replicas and %v with one; want in (0, 1) and 0", hr.ReduceShare, r, h1.ReduceShare)
 		}
-		if advised := strings.Contains(out.String(), "replicas: summing their gradients took"); advised != (hr.ReduceShare > 0.5) {
-			t.Errorf("reduce share %v, advice printed %v; want it printed just when the share is over a half", hr.ReduceShare, advised)
+		if advised := strings.Contains(out.String(), "replicas: summing their gradients took"); advised != (hr.Epochs[0].ReduceShare > 0.5) {
+			t.Errorf("first epoch's reduce share %v, advice printed %v; want it printed just when the share is over a half", hr.Epochs[0].ReduceShare, advised)
+		}
+		for _, e := range hr.Epochs {
+			if !(e.ReduceShare > 0 && e.ReduceShare < 1) {
+				t.Errorf("epoch %d: reduce share %v, want in (0, 1)", e.Epoch, e.ReduceShare)
+			}
 		}
 		if name, d := maxDiff(one.Params(), many.Params()); d > 1e-9 {
 			t.Fatalf("parameter %s differs by %.3g between 1 and %d replicas", name, d, r)
