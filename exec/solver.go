@@ -485,6 +485,11 @@ func update[T float32 | float64](c SolverConfig, t int, p, g []T, st [][]T, scal
 		mu := T(c.Momentum)
 		v := st[0][:len(p)]
 		if c.Kind == SolverNesterov {
+			if p32, ok := any(p).([]float32); ok && wd == 0 {
+				// The same expression, rounded alike, on vector kernels.
+				gemm.Nesterov32(p32, any(g).([]float32), any(v).([]float32), float32(lr), float32(mu), float32(sc))
+				return
+			}
 			for i := range p {
 				gi := grad(i)
 				v[i] = mu*v[i] + gi

@@ -1078,10 +1078,14 @@ func kUpdate[T float](x *launch[T], part, parts int) {
 			}
 		}
 	}
-	if op == plan.SMomentum && clip <= 0 && wd != 0 {
-		// Weight decay, no clipping: the loop below, on a vector kernel.
-		if p32, ok := any(p).([]float32); ok {
+	if p32, ok := any(p).([]float32); ok && clip <= 0 {
+		// The loop below, on vector kernels.
+		switch {
+		case op == plan.SMomentum && wd != 0:
 			gemm.MomentumWD32(p32, any(g).([]float32), any(s0).([]float32), float32(lr), float32(mu), float32(scale), float32(wd))
+			return
+		case op == plan.SNesterov && wd == 0:
+			gemm.Nesterov32(p32, any(g).([]float32), any(s0).([]float32), float32(lr), float32(mu), float32(scale))
 			return
 		}
 	}

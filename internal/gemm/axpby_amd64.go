@@ -34,3 +34,9 @@ func adamS(n int, p, grad, m, v *float32, k *adamK)
 //
 //go:noescape
 func momentumWDS(n int, p, grad, vel *float32, lr, mu, scale, wd float32)
+
+// nesterovS is Nesterov32's loop over n elements (momentum_amd64.s), n a
+// positive multiple of 8.
+//
+//go:noescape
+func nesterovS(n int, p, grad, vel *float32, lr, mu, scale float32)

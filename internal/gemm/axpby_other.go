@@ -24,3 +24,7 @@ func adamS(n int, p, grad, m, v *float32, k *adamK) {
 func momentumWDS(n int, p, grad, vel *float32, lr, mu, scale, wd float32) {
 	panic("gemm: no vector momentum on this architecture")
 }
+
+func nesterovS(n int, p, grad, vel *float32, lr, mu, scale float32) {
+	panic("gemm: no vector Nesterov on this architecture")
+}

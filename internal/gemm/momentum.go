@@ -55,3 +55,24 @@ func MomentumWD32(p, g, s []float32, lr, mu, scale, wd float32) {
 		p[i] -= float32(lr * v)
 	}
 }
+
+// Nesterov32 is one step of SGD with Nesterov momentum on float32: for
+// every i, gi = scale·g[i], v = mu·s[i] + gi, s[i] = v, p[i] -=
+// lr·(gi + mu·v). len(g) and len(s) are at least len(p). Rounded as Go
+// rounds the expression, with or without the vector kernel.
+func Nesterov32(p, g, s []float32, lr, mu, scale float32) {
+	g, s = g[:len(p)], s[:len(p)]
+	i := 0
+	if axpbyOK {
+		if i = len(p) &^ 7; i > 0 {
+			nesterovS(i, &p[0], &g[0], &s[0], lr, mu, scale)
+		}
+	}
+	for ; i < len(p); i++ {
+		// The conversions round each product (no fused multiply-add).
+		gi := float32(g[i] * scale)
+		v := float32(mu*s[i]) + gi
+		s[i] = v
+		p[i] -= float32(lr * (gi + float32(mu*v)))
+	}
+}

@@ -93,3 +93,34 @@ loopWD:
 	JNZ loopWD
 	VZEROUPPER
 	RET
+
+// func nesterovS(n int, p, grad, vel *float32, lr, mu, scale float32)
+// For i < n (a positive multiple of 8): gi = scale·g[i]; v = mu·s[i] +
+// gi; s[i] = v; p[i] -= lr·(gi + mu·v). Products and sums rounded apart
+// (no FMA), as Go rounds them.
+TEXT ·nesterovS(SB), NOSPLIT, $0-44
+	MOVQ n+0(FP), CX
+	MOVQ p+8(FP), DI
+	MOVQ grad+16(FP), SI
+	MOVQ vel+24(FP), DX
+	VBROADCASTSS lr+32(FP), Y0
+	VBROADCASTSS mu+36(FP), Y1
+	VBROADCASTSS scale+40(FP), Y2
+loopN:
+	VMULPS (SI), Y2, Y4     // gi = g·scale
+	VMULPS (DX), Y1, Y5     // mu·s
+	VADDPS Y4, Y5, Y5       // v = mu·s + gi
+	VMOVUPS Y5, (DX)
+	VMULPS Y5, Y1, Y6       // mu·v
+	VADDPS Y6, Y4, Y6       // gi + mu·v
+	VMULPS Y6, Y0, Y6       // lr·(gi + mu·v)
+	VMOVUPS (DI), Y7
+	VSUBPS Y6, Y7, Y7       // p − …
+	VMOVUPS Y7, (DI)
+	ADDQ $32, DI
+	ADDQ $32, SI
+	ADDQ $32, DX
+	SUBQ $8, CX
+	JNZ loopN
+	VZEROUPPER
+	RET

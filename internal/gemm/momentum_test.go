@@ -147,3 +147,71 @@ func BenchmarkMomentumWD32(b *testing.B) {
 		}
 	})
 }
+
+func TestNesterov32(t *testing.T) {
+	rng := rand.New(rand.NewSource(13))
+	special := []float32{0, float32(math.Copysign(0, -1)), 1, -1, float32(math.Inf(1)), float32(math.Inf(-1)),
+		float32(math.NaN()), 1e-40, -3e-39, 3e38}
+	draw := func() float32 {
+		if rng.Intn(8) == 0 {
+			return special[rng.Intn(len(special))]
+		}
+		return float32(rng.NormFloat64() * math.Pow(10, float64(rng.Intn(9)-4)))
+	}
+	// Every operation in float64, rounded at once (r32, adam_test.go).
+	ref := func(p, g, s []float32, lr, mu, scale float32) {
+		f := func(x float32) float64 { return float64(x) }
+		for i := range p {
+			gi := r32(f(g[i]) * f(scale))
+			v := r32(r32(f(mu)*f(s[i])) + gi)
+			s[i] = float32(v)
+			p[i] = float32(f(p[i]) - r32(f(lr)*r32(gi+r32(f(mu)*v))))
+		}
+	}
+	type cfg struct{ lr, mu, scale float32 }
+	for _, n := range []int{0, 1, 7, 8, 9, 17, 100, 4099} {
+		for _, c := range []cfg{{0.05, 0.9, 1}, {0.1, 0.99, 0.25}, {1e-3, 0.5, 1.0 / 3}, {0.05, float32(math.Inf(1)), 1}} {
+			p, g, s := make([]float32, n), make([]float32, n+1), make([]float32, n+2)
+			for i := range p {
+				p[i], s[i] = draw(), draw()
+			}
+			for i := range g {
+				g[i] = draw()
+			}
+			wp, ws := append([]float32(nil), p...), append([]float32(nil), s...)
+			ref(wp, g, ws, c.lr, c.mu, c.scale)
+			for _, vec := range []bool{true, false} {
+				if vec && !axpbyOK {
+					continue
+				}
+				saved := axpbyOK
+				axpbyOK = vec
+				gp, gs := append([]float32(nil), p...), append([]float32(nil), s...)
+				Nesterov32(gp, g, gs, c.lr, c.mu, c.scale)
+				axpbyOK = saved
+				for i := range gp {
+					if !sameBits(gp[i], wp[i]) || !sameBits(gs[i], ws[i]) {
+						t.Fatalf("n=%d %+v vector=%v: element %d: p %v, s %v; want %v, %v (g %v, s0 %v, p0 %v)",
+							n, c, vec, i, gp[i], gs[i], wp[i], ws[i], g[i], s[i], p[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkNesterov32 is one Nesterov update of the 784-1024-1024-10 MLP.
+func BenchmarkNesterov32(b *testing.B) {
+	const n = 1863690
+	p, g, s := make([]float32, n), make([]float32, n), make([]float32, n)
+	for i := range p {
+		// No zero gradient: its velocity would decay into subnormals.
+		p[i], g[i], s[i] = float32(i%7)*0.1, float32(i%5+1)*0.01, float32(i%3)*0.001
+	}
+	vectorAndGo(b, func(b *testing.B) {
+		b.SetBytes(20 * n)
+		for b.Loop() {
+			Nesterov32(p, g, s, 0.05, 0.9, 1)
+		}
+	})
+}
