@@ -36,8 +36,10 @@ func Adam32(p, g, m, v []float32, c AdamConsts) {
 		}
 	}
 	for ; i < len(p); i++ {
-		gi := g[i] * k.scale
-		p[i] *= k.decay
+		// The conversions round each product (no fused multiply-add,
+		// which Go may form across statements).
+		gi := float32(g[i] * k.scale)
+		p[i] = float32(p[i] * k.decay)
 		m[i] = float32(k.b1*m[i]) + float32(k.om1*gi)
 		v[i] = float32(k.b2*v[i]) + float32(float32(k.om2*gi)*gi)
 		mh := m[i] / k.c1
