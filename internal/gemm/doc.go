@@ -22,12 +22,12 @@
 // without packing (dot_amd64.s), where the blocked product would pad its
 // tiles and pack both operands for little work.
 //
-// AddScaled (a·x + w·y), Momentum32 and Adam32 are the passes a training
-// step makes over every parameter besides the products: a ring's sums
-// and the solvers' updates. They run on AVX2 where the CPU has it and in
-// Go otherwise, and round every operation as the Go expression does,
-// with no fused multiply-add, so both give the same bits and replicas
-// on different machines stay identical.
+// AddScaled (a·x + w·y), Momentum32, MomentumWD32, Nesterov32 and Adam32
+// are the passes a training step makes over every parameter besides the
+// products: a ring's sums and the solvers' updates. They run on AVX2
+// where the CPU has it and in Go otherwise, and round every operation as
+// the Go expression does, with no fused multiply-add, so both give the
+// same bits and replicas on different machines stay identical.
 //
 // The kernels of the blocked product are generated: go generate
 // ./internal/gemm rewrites kernels_amd64.s from gen_kernels.go.
