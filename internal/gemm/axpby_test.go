@@ -2,7 +2,6 @@ package gemm
 
 import (
 	"math"
-	"math/rand"
 	"testing"
 )
 
@@ -13,56 +12,17 @@ func addScaledRef[T float](dst, in []T, a, w T) {
 	}
 }
 
-func sameBits[T float](x, y T) bool {
-	if x != x && y != y {
-		return true // NaNs: the payload is not specified
-	}
-	switch v := any(x).(type) {
-	case float32:
-		return math.Float32bits(v) == math.Float32bits(any(y).(float32))
-	default:
-		return math.Float64bits(any(x).(float64)) == math.Float64bits(any(y).(float64))
-	}
-}
-
 func testAddScaled[T float](t *testing.T, name string) {
-	rng := rand.New(rand.NewSource(7))
-	special := []T{0, T(math.Copysign(0, -1)), 1, -1, T(math.Inf(1)), T(math.Inf(-1)), T(math.NaN()), 1e-40, -3e-39, 1e30}
-	draw := func() T {
-		if rng.Intn(10) == 0 {
-			return special[rng.Intn(len(special))]
-		}
-		return T(rng.NormFloat64() * math.Pow(10, float64(rng.Intn(9)-4)))
-	}
+	draw := drawer(7, 10, 0, T(math.Copysign(0, -1)), 1, -1, T(math.Inf(1)), T(math.Inf(-1)), T(math.NaN()), 1e-40, -3e-39, 1e30)
 	coefs := [][2]T{{1, 1}, {1, 0.25}, {0.5, 1}, {0.3333333, 0.6666667}, {-2, 1e-3}, {1, 0}, {0, 1},
 		{T(math.Inf(1)), 1}, {1, T(math.NaN())}, {1e-40, -1}}
 	for _, n := range []int{0, 1, 3, 4, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1000, 4099} {
 		for _, c := range coefs {
-			in, dst := make([]T, n+3), make([]T, n)
-			for i := range in {
-				in[i] = draw()
-			}
-			for i := range dst {
-				dst[i] = draw()
-			}
-			want := append([]T(nil), dst...)
-			addScaledRef(want, in, c[0], c[1])
-			for _, vec := range []bool{true, false} {
-				if vec && !axpbyOK {
-					continue
-				}
-				saved := axpbyOK
-				axpbyOK = vec
-				got := append([]T(nil), dst...)
-				AddScaled(got, in, c[0], c[1])
-				axpbyOK = saved
-				for j := range got {
-					if !sameBits(got[j], want[j]) {
-						t.Fatalf("%s n=%d a=%v w=%v vector=%v: element %d is %v, want %v (in %v, dst %v)",
-							name, n, c[0], c[1], vec, j, got[j], want[j], in[j], dst[j])
-					}
-				}
-			}
+			op := filled(draw, n, n+3)
+			dst, in := op[0], op[1]
+			want := copies(dst)
+			addScaledRef(want[0], in, c[0], c[1])
+			bothPaths(t, name+" "+describe(n, c), [][]T{dst}, want, func(s [][]T) { AddScaled(s[0], in, c[0], c[1]) })
 		}
 	}
 }
@@ -70,6 +30,21 @@ func testAddScaled[T float](t *testing.T, name string) {
 func TestAddScaled(t *testing.T) {
 	testAddScaled[float32](t, "float32")
 	testAddScaled[float64](t, "float64")
+}
+
+// TestAddScaledIsSGD checks the identity the SGD updates rely on:
+// AddScaled(p, g, −lr, 1) gives p − lr·g to the bit.
+func TestAddScaledIsSGD(t *testing.T) {
+	draw := drawer(11, 6, 0, negZero, 1, -1, inf, -inf, nan, 1e-40, -3e-39, 3e38)
+	for _, lr := range []float32{0.1, 1e-3, 0.0123, 0, 1e-40} {
+		op := filled(draw, 4099, 4099)
+		p, g := op[0], op[1]
+		want := copies(p)
+		for i := range p {
+			want[0][i] = p[i] - float32(lr*g[i])
+		}
+		bothPaths(t, describe(len(p), lr), [][]float32{p}, want, func(s [][]float32) { AddScaled(s[0], g, -lr, 1) })
+	}
 }
 
 // BenchmarkAddScaled sums a ring segment of the 784-1024-1024-10 MLP's
@@ -86,55 +61,4 @@ func BenchmarkAddScaled(b *testing.B) {
 			AddScaled(dst, in, 1, 0.5)
 		}
 	})
-}
-
-// vectorAndGo runs bench with the vector kernels (where this CPU has
-// them) and with the Go loops.
-func vectorAndGo(b *testing.B, bench func(*testing.B)) {
-	for _, vec := range []bool{true, false} {
-		if vec && !axpbyOK {
-			continue
-		}
-		name := "go"
-		if vec {
-			name = "vector"
-		}
-		b.Run(name, func(b *testing.B) {
-			saved := axpbyOK
-			axpbyOK = vec
-			defer func() { axpbyOK = saved }()
-			bench(b)
-		})
-	}
-}
-
-// TestAddScaledIsSGD checks the identity the SGD updates rely on:
-// AddScaled(p, g, −lr, 1) gives p − lr·g to the bit.
-func TestAddScaledIsSGD(t *testing.T) {
-	rng := rand.New(rand.NewSource(11))
-	special := []float32{0, float32(math.Copysign(0, -1)), 1, -1, float32(math.Inf(1)), float32(math.Inf(-1)),
-		float32(math.NaN()), 1e-40, -3e-39, 3e38}
-	draw := func() float32 {
-		if rng.Intn(6) == 0 {
-			return special[rng.Intn(len(special))]
-		}
-		return float32(rng.NormFloat64() * math.Pow(10, float64(rng.Intn(9)-4)))
-	}
-	for _, lr := range []float32{0.1, 1e-3, 0.0123, 0, 1e-40} {
-		const n = 4099
-		p, g := make([]float32, n), make([]float32, n)
-		for i := range p {
-			p[i], g[i] = draw(), draw()
-		}
-		want := make([]float32, n)
-		for i := range p {
-			want[i] = p[i] - float32(lr*g[i])
-		}
-		AddScaled(p, g, -lr, 1)
-		for i := range p {
-			if !sameBits(p[i], want[i]) {
-				t.Fatalf("lr %v: element %d is %v, want %v (g %v)", lr, i, p[i], want[i], g[i])
-			}
-		}
-	}
 }
