@@ -1037,25 +1037,28 @@ func kUpdate[T float](x *launch[T], part, parts int) {
 	b1, b2, c1, c2, eps, clip := x.scalar(7), x.scalar(8), x.scalar(9), x.scalar(10), x.scalar(11), x.scalar(12)
 	lo, hi := span(x.int(1), part, parts)
 	p, g, s0, s1 := x.ptrs[0][lo:hi], x.ptrs[1][lo:hi], x.ptrs[2][lo:hi], x.ptrs[3][lo:hi]
-	if clip <= 0 && wd == 0 {
-		// The common cases, one tight loop each.
-		switch op {
-		case plan.SSGD:
-			if scale == 1 {
-				// p − lr·g, as (−lr)·g + 1·p rounds it: the same bits, on
-				// vector kernels.
-				gemm.AddScaled(p, g, -lr, 1)
-				return
-			}
+	if clip <= 0 {
+		// The common cases: a tight loop each, float32 on gemm's vector
+		// kernels (the same bits as the general loop below).
+		p32, is32 := any(p).([]float32)
+		var g32, a32, b32 []float32
+		if is32 {
+			g32, a32, b32 = any(g).([]float32), any(s0).([]float32), any(s1).([]float32)
+		}
+		switch {
+		case op == plan.SSGD && wd == 0 && scale == 1:
+			// p − lr·g, as (−lr)·g + 1·p rounds it.
+			gemm.AddScaled(p, g, -lr, 1)
+			return
+		case op == plan.SSGD && wd == 0:
 			for i := range p {
 				p[i] -= lr * (g[i] * scale)
 			}
 			return
-		case plan.SMomentum:
-			if p32, ok := any(p).([]float32); ok {
-				momentum32(p32, any(g).([]float32), any(s0).([]float32), float32(lr), float32(mu), float32(scale))
-				return
-			}
+		case op == plan.SMomentum && wd == 0 && is32:
+			momentum32(p32, g32, a32, float32(lr), float32(mu), float32(scale))
+			return
+		case op == plan.SMomentum && wd == 0:
 			for i := range p {
 				v := mu*s0[i] + g[i]*scale
 				// A weight whose gradient stays 0 (an input that is
@@ -1069,23 +1072,16 @@ func kUpdate[T float](x *launch[T], part, parts int) {
 				p[i] -= lr * v
 			}
 			return
-		case plan.SAdam:
-			if p32, ok := any(p).([]float32); ok {
-				gemm.Adam32(p32, any(g).([]float32), any(s0).([]float32), any(s1).([]float32), gemm.AdamConsts{
-					Scale: float32(scale), Decay: float32(decay), B1: float32(b1), B2: float32(b2),
-					C1: float32(c1), C2: float32(c2), LR: float32(lr), Eps: float32(eps)})
-				return
-			}
-		}
-	}
-	if p32, ok := any(p).([]float32); ok && clip <= 0 {
-		// The loop below, on vector kernels.
-		switch {
-		case op == plan.SMomentum && wd != 0:
-			gemm.MomentumWD32(p32, any(g).([]float32), any(s0).([]float32), float32(lr), float32(mu), float32(scale), float32(wd))
+		case op == plan.SMomentum && is32:
+			gemm.MomentumWD32(p32, g32, a32, float32(lr), float32(mu), float32(scale), float32(wd))
 			return
-		case op == plan.SNesterov && wd == 0:
-			gemm.Nesterov32(p32, any(g).([]float32), any(s0).([]float32), float32(lr), float32(mu), float32(scale))
+		case op == plan.SNesterov && wd == 0 && is32:
+			gemm.Nesterov32(p32, g32, a32, float32(lr), float32(mu), float32(scale))
+			return
+		case op == plan.SAdam && wd == 0 && is32:
+			gemm.Adam32(p32, g32, a32, b32, gemm.AdamConsts{
+				Scale: float32(scale), Decay: float32(decay), B1: float32(b1), B2: float32(b2),
+				C1: float32(c1), C2: float32(c2), LR: float32(lr), Eps: float32(eps)})
 			return
 		}
 	}
