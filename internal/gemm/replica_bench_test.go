@@ -48,3 +48,49 @@ func BenchmarkRowsPerReplica(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRowsPerReplicaCold runs the same five products as a replica's
+// step does: each on its own operands (the two weight matrices, their
+// gradients and a replica's activations, as in the native executor), and,
+// with the timer stopped, streams a ring member's exchange through memory
+// between steps (exchange=11MB: what a member of a 4-replica ring sends
+// and receives of the MLP's 7.5 MB of gradients). So the weights come
+// from memory rather than from the caches of a repeated product, as they
+// do in training. It reports the products' GFLOPS and their time per row
+// of the replica's share. Run it with GOMAXPROCS=1.
+func BenchmarkRowsPerReplicaCold(b *testing.B) {
+	fill := func(n int) []float32 {
+		s := make([]float32, n)
+		for i := range s {
+			s[i] = float32(i%7) - 3
+		}
+		return s
+	}
+	w1, w2, g1, g2 := fill(784*1024), fill(1024*1024), fill(784*1024), fill(1024*1024)
+	for _, mb := range []int{0, 11} {
+		src, dst := make([]byte, mb<<20), make([]byte, mb<<20)
+		for _, rows := range []int{32, 64, 128, 256} {
+			x, h1, h2, dh2, dh1 := fill(rows*784), fill(rows*1024), fill(rows*1024), fill(rows*1024), fill(rows*1024)
+			b.Run(fmt.Sprintf("exchange=%dMB/rows=%d", mb, rows), func(b *testing.B) {
+				im := Implementation{}
+				for b.Loop() {
+					im.Sgemm(blas.NoTrans, blas.NoTrans, rows, 1024, 784, 1, x, 784, w1, 1024, 0, h1, 1024)
+					im.Sgemm(blas.NoTrans, blas.NoTrans, rows, 1024, 1024, 1, h1, 1024, w2, 1024, 0, h2, 1024)
+					im.Sgemm(blas.NoTrans, blas.Trans, rows, 1024, 1024, 1, dh2, 1024, w2, 1024, 0, dh1, 1024)
+					im.Sgemm(blas.Trans, blas.NoTrans, 1024, 1024, rows, 1, h1, 1024, dh2, 1024, 0, g2, 1024)
+					im.Sgemm(blas.Trans, blas.NoTrans, 784, 1024, rows, 1, x, 784, dh1, 1024, 0, g1, 1024)
+					if mb > 0 {
+						b.StopTimer()
+						copy(dst, src)
+						copy(src, dst)
+						b.StartTimer()
+					}
+				}
+				flops := 2 * float64(rows) * (2*784*1024 + 3*1024*1024)
+				s := b.Elapsed().Seconds() / float64(b.N)
+				b.ReportMetric(flops/s/1e9, "GFLOPS")
+				b.ReportMetric(s*1e9/float64(rows), "ns/row")
+			})
+		}
+	}
+}
