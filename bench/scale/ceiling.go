@@ -34,10 +34,16 @@ import (
 // shares the exchange takes at least F/(C/r + F) of a step that is
 // bound by the CPU.
 //
+// It bounds reductions that move gradients, their sums or updated
+// weights, as Rookery's do; schemes that move activations instead
+// (tensor-parallel parts, or replicas that send each layer's inputs and
+// output gradients so that a shard's owner forms its weight gradient)
+// are outside it.
+//
 // It assumes that a replica's rows cost no less CPU per row than the
 // baseline's. Products of fewer rows run no faster per row, and slower
-// below about 64 (internal/gemm's BenchmarkRowsPerReplica), so it holds
-// at batch 256; but not always for large batches, where the baseline's
+// below about 128 (internal/gemm's BenchmarkRowsPerReplicaCold), so it
+// holds at batch 256; but not always for large batches, where the baseline's
 // activations outgrow the caches and a replica's fewer rows run faster
 // per row. Otherwise it is generous to
 // the replicas: c is the cheapest of three trials at a whole core's
